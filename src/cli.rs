@@ -1,0 +1,375 @@
+//! The command line: flags, subcommands, and the one place errors are printed.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::{self, Code};
+use crate::node::{ConnectionArgs, NodeReport};
+use crate::root::Root;
+
+/// Restore etcd on a kubeadm control-plane node from a snapshot, step by step,
+/// journaled and reversible.
+#[derive(Debug, Parser)]
+#[command(name = "etcd-rescue", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The directory that stands for the node's `/`: every path the tool
+    /// discovers (manifests, pki, data dirs, kubelet config, CRI socket, state
+    /// dir) is resolved under it. Paths typed on the command line are used as given.
+    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// etcd connection, as etcdctl takes it.
+    #[command(flatten)]
+    pub conn: ConnFlags,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// etcd connection flags, also read from etcdctl's environment variables.
+#[derive(Debug, Args)]
+pub struct ConnFlags {
+    /// Client URLs (comma separated); default: this node's loopback client URL from etcd.yaml.
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_ENDPOINTS",
+        value_delimiter = ',',
+        value_name = "URLS"
+    )]
+    pub endpoints: Vec<String>,
+    /// CA bundle; default: etcd's --trusted-ca-file from etcd.yaml.
+    #[arg(long, global = true, env = "ETCDCTL_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate; default: pki/etcd/healthcheck-client.crt, else pki/apiserver-etcd-client.crt.
+    #[arg(long, global = true, env = "ETCDCTL_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client key matching --cert.
+    #[arg(long, global = true, env = "ETCDCTL_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// How long to wait for a connection (Go duration: 2s, 500ms, 1m).
+    #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub dial_timeout: Duration,
+}
+
+impl ConnFlags {
+    fn args(&self) -> ConnectionArgs {
+        ConnectionArgs {
+            endpoints: self.endpoints.clone(),
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            dial_timeout: self.dial_timeout,
+        }
+    }
+}
+
+/// Output format of commands that print data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned text for people.
+    Table,
+    /// One JSON document (camelCase keys) for scripts.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what the tool discovers about this control-plane node (read-only).
+    Node {
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+        /// The CRI socket to use instead of kubelet's (used as given, not under --root).
+        #[arg(long, value_name = "SOCKET")]
+        cri_endpoint: Option<PathBuf>,
+    },
+}
+
+/// Parses a Go-style duration such as `2s`, `500ms`, `1m30s`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        bail!("empty duration");
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(n);
+        let u = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(u);
+        let v: f64 = num.parse().map_err(|_| anyhow::anyhow!("bad duration {s:?}"))?;
+        let secs = match unit {
+            "ms" => v / 1000.0,
+            "s" | "" => v,
+            "m" => v * 60.0,
+            "h" => v * 3600.0,
+            _ => bail!("bad duration unit {unit:?} in {s:?} (use ms, s, m or h)"),
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = tail;
+    }
+    Ok(total)
+}
+
+/// Parses the arguments, runs the command, prints any error, and exits with the contract's code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            let (code, line, next) = exit::report(&err);
+            let mut e = std::io::stderr().lock();
+            let _ = writeln!(e, "{line}");
+            let _ = writeln!(e, "next: {next}");
+            code.into()
+        }
+    }
+}
+
+/// Runs one command.
+pub fn run(cli: &Cli) -> Result<Code> {
+    let root = Root::new(&cli.root);
+    match &cli.command {
+        Command::Node {
+            write_out,
+            cri_endpoint,
+        } => {
+            let report = NodeReport::discover(&root, cri_endpoint.as_deref(), &cli.conn.args())?;
+            print(*write_out, &report, node_table)?;
+            Ok(Code::Done)
+        }
+    }
+}
+
+/// Prints `value` as JSON or through its table renderer.
+pub fn print<T: serde::Serialize>(fmt: Format, value: &T, table: fn(&T) -> String) -> Result<()> {
+    let text = match fmt {
+        Format::Json => serde_json::to_string_pretty(value)? + "\n",
+        Format::Table => table(value),
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: Option<&T>) -> String {
+    v.map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+/// Bytes as people read them: `512 B`, `1.5 KiB`, `74.2 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n;
+    let mut unit = 0;
+    while v >= 1024 * 10 && unit < UNITS.len() - 1 {
+        v /= 1024;
+        unit += 1;
+    }
+    if unit == 0 && n >= 1024 {
+        return format!(
+            "{:.1} KiB",
+            f64::from(u32::try_from(n).unwrap_or(u32::MAX)) / 1024.0
+        );
+    }
+    if unit == 0 {
+        return format!("{n} B");
+    }
+    let exact = n >> (10 * unit);
+    let frac = (n >> (10 * (unit - 1))) & 1023;
+    format!("{exact}.{} {}", frac * 10 / 1024, UNITS[unit])
+}
+
+fn path(v: Option<&PathBuf>) -> String {
+    v.map_or_else(|| "-".to_string(), |p| p.display().to_string())
+}
+
+fn node_table(report: &NodeReport) -> String {
+    let node = &report.node;
+    let e = &node.etcd;
+    let mut s = String::new();
+    let mut kv = |k: &str, v: String| {
+        let _ = writeln!(s, "  {k:<22}{v}");
+    };
+    kv("root", report.root.display().to_string());
+    kv("kubelet config", path(node.kubelet.config.as_ref()));
+    kv(
+        "static pod path",
+        node.kubelet.static_pod_path.display().to_string(),
+    );
+    kv("kubelet healthz", node.kubelet.healthz.clone());
+    kv(
+        "CRI endpoint",
+        node.kubelet.cri.as_ref().map_or_else(
+            || "none found".to_string(),
+            |c| {
+                format!(
+                    "{} ({}, {})",
+                    c.socket.display(),
+                    serde_json::to_value(c.source)
+                        .map(|v| v.as_str().unwrap_or("").to_string())
+                        .unwrap_or_default(),
+                    if c.exists { "present" } else { "missing" }
+                )
+            },
+        ),
+    );
+    let mut out = format!(
+        "Node\n{s}\nManifests ({})\n",
+        node.kubelet.static_pod_path.display()
+    );
+    for m in &node.manifests {
+        let what = if m.loaded_by_kubelet {
+            opt(m.component.as_ref())
+        } else {
+            "ignored by kubelet".into()
+        };
+        let _ = writeln!(out, "  {:<30} {what}", m.file);
+        if let Some(d) = &m.danger {
+            let _ = writeln!(out, "  {:<30} DANGER: {d}", "");
+        }
+    }
+    let mut s = String::new();
+    let mut kv = |k: &str, v: String| {
+        let _ = writeln!(s, "  {k:<22}{v}");
+    };
+    let mapped = |m: &crate::node::manifest::MappedPath| {
+        if m.container == m.host {
+            format!("{} (volume {})", m.host.display(), m.volume)
+        } else {
+            format!(
+                "{} -> host {} (volume {})",
+                m.container.display(),
+                m.host.display(),
+                m.volume
+            )
+        }
+    };
+    kv(
+        "image",
+        format!("{} (etcd {})", e.image, opt(e.etcd_version.as_ref())),
+    );
+    kv("data dir", mapped(&e.data_dir));
+    kv("wal dir", e.wal_dir.as_ref().map_or("-".into(), mapped));
+    for (k, v) in [
+        ("cert file", &e.cert_file),
+        ("key file", &e.key_file),
+        ("trusted CA", &e.trusted_ca_file),
+        ("peer cert file", &e.peer_cert_file),
+        ("peer key file", &e.peer_key_file),
+        ("peer trusted CA", &e.peer_trusted_ca_file),
+    ] {
+        kv(k, v.as_ref().map_or("-".into(), mapped));
+    }
+    kv("client cert auth", e.client_cert_auth.to_string());
+    kv(
+        "initial cluster",
+        e.initial_cluster
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.peer_url))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    kv("cluster state", e.initial_cluster_state.clone());
+    kv("peer URLs", e.initial_advertise_peer_urls.join(","));
+    kv("listen client URLs", e.listen_client_urls.join(","));
+    kv("advertise client", e.advertise_client_urls.join(","));
+    kv("quota backend bytes", opt(e.quota_backend_bytes.as_ref()));
+    kv(
+        "run as",
+        format!("{}:{}", opt(e.run_as_user.as_ref()), opt(e.run_as_group.as_ref())),
+    );
+    let _ = write!(out, "\netcd member {}\n{s}", e.name);
+    for (title, d) in [
+        ("Data dir", Some(&report.data_dir)),
+        ("WAL dir", report.wal_dir.as_ref()),
+    ] {
+        let Some(d) = d else { continue };
+        let _ = writeln!(out, "\n{title} on the host");
+        let _ = writeln!(out, "  {:<22}{}", "real path", d.real_path.display());
+        if !d.exists {
+            let _ = writeln!(out, "  {:<22}missing", "exists");
+            continue;
+        }
+        let _ = writeln!(out, "  {:<22}{}", "mount point", d.mount_point);
+        let _ = writeln!(
+            out,
+            "  {:<22}{}:{} {}",
+            "owner, mode",
+            opt(d.uid.as_ref()),
+            opt(d.gid.as_ref()),
+            opt(d.mode.as_ref())
+        );
+        let _ = writeln!(out, "  {:<22}{}", "size", human_bytes(d.size_bytes));
+        let _ = writeln!(
+            out,
+            "  {:<22}{}, {} inodes",
+            "free on filesystem",
+            human_bytes(d.fs_free_bytes),
+            d.fs_free_inodes
+        );
+    }
+    let c = &node.connection;
+    let _ = writeln!(out, "\nClient connection");
+    let _ = writeln!(out, "  {:<22}{}", "endpoints", c.endpoints.join(","));
+    for (k, v) in [("CA", &c.cacert), ("cert", &c.cert), ("key", &c.key)] {
+        let _ = writeln!(out, "  {k:<22}{}", path(v.as_ref()));
+    }
+    let _ = writeln!(out, "\nTools on PATH");
+    if report.tools.is_empty() {
+        let _ = writeln!(out, "  none (etcdutl or etcdctl is needed to restore)");
+    }
+    for t in &report.tools {
+        let _ = writeln!(
+            out,
+            "  {:<22}{} ({})",
+            t.name,
+            t.path.display(),
+            opt(t.version.as_ref())
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Go durations parse in every unit the flags accept, and junk is refused.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    /// Sizes print in the largest unit that keeps at least one digit before the point.
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(20 * 1024 * 1024), "20.0 MiB");
+        assert_eq!(human_bytes(79_963_996_160), "74.4 GiB");
+    }
+
+    /// The clap definition is consistent (no clashing flags or names).
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

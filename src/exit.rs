@@ -1,0 +1,133 @@
+//! The exit-code contract and the way errors reach the operator.
+//!
+//! Scripts and monitoring rely on the exit code, so it is part of the CLI:
+//! 0 done, 1 a check found a problem, 2 error before anything was changed,
+//! 3 stopped after the node was changed (the journal holds the way back),
+//! 130 cancelled by the operator. An error prints once, on one line, as the
+//! whole cause chain, then one line that says what to do next.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// What an exit code tells a script about the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The command did what was asked.
+    Done,
+    /// A check ran and found a problem (corrupt snapshot, failed verification, expiring cert).
+    Problem,
+    /// An error stopped the command before it changed anything.
+    Error,
+    /// The command stopped after the node was changed; the journal holds the way back.
+    Changed,
+    /// The operator cancelled.
+    Cancelled,
+}
+
+impl Code {
+    /// The numeric process exit status.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Code::Done => 0,
+            Code::Problem => 1,
+            Code::Error => 2,
+            Code::Changed => 3,
+            Code::Cancelled => 130,
+        }
+    }
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> Self {
+        ExitCode::from(code.as_u8())
+    }
+}
+
+/// An error that knows its exit code and what the operator should do next.
+///
+/// Raise it where the problem is understood; callers may wrap it in more
+/// context and [`report`] still finds it in the chain.
+#[derive(Debug)]
+pub struct Fail {
+    /// The exit code the command ends with.
+    pub code: Code,
+    /// One sentence naming the problem.
+    pub message: String,
+    /// What the operator should do next.
+    pub next: String,
+}
+
+impl Fail {
+    /// An error before any change (exit 2) with its way forward.
+    pub fn before_change(message: impl Into<String>, next: impl Into<String>) -> Self {
+        Fail {
+            code: Code::Error,
+            message: message.into(),
+            next: next.into(),
+        }
+    }
+
+    /// A check that found a problem (exit 1) with its way forward.
+    pub fn problem(message: impl Into<String>, next: impl Into<String>) -> Self {
+        Fail {
+            code: Code::Problem,
+            message: message.into(),
+            next: next.into(),
+        }
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// The exit code and the two lines an error prints: the cause chain and the next step.
+pub fn report(err: &anyhow::Error) -> (Code, String, String) {
+    let fail = err.chain().find_map(|e| e.downcast_ref::<Fail>());
+    let code = fail.map_or(Code::Error, |f| f.code);
+    let next = fail.map_or_else(|| default_next(code).to_string(), |f| f.next.clone());
+    let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+    (code, format!("etcd-rescue: {}", chain.join(": ")), next)
+}
+
+fn default_next(code: Code) -> &'static str {
+    match code {
+        Code::Changed => {
+            "the node was changed: run `etcd-rescue resume` to finish or `etcd-rescue rollback` to undo"
+        }
+        Code::Cancelled => "nothing more was done",
+        _ => "nothing was changed; fix the cause above and run the command again",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    /// A `Fail` wrapped in outer context still decides the exit code and the hint.
+    #[test]
+    fn fail_is_found_under_context() {
+        let err = Err::<(), _>(Fail::problem("hash mismatch", "take another snapshot"))
+            .context("checking /b/snap.db")
+            .unwrap_err();
+        let (code, line, next) = report(&err);
+        assert_eq!(code, Code::Problem);
+        assert_eq!(line, "etcd-rescue: checking /b/snap.db: hash mismatch");
+        assert_eq!(next, "take another snapshot");
+    }
+
+    /// A plain error is an error before any change, with a generic next step.
+    #[test]
+    fn plain_error_is_exit_2() {
+        let err = anyhow::anyhow!("boom").context("outer");
+        let (code, line, next) = report(&err);
+        assert_eq!(code.as_u8(), 2);
+        assert_eq!(line, "etcd-rescue: outer: boom");
+        assert!(next.contains("nothing was changed"), "{next}");
+    }
+}

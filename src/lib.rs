@@ -1,0 +1,11 @@
+//! etcd-rescue: restore etcd on a kubeadm control-plane node from a snapshot.
+//!
+//! The layers, from the outside in: [`cli`] parses and prints; [`node`]
+//! discovers the node under `--root`; [`host`] holds the narrow interfaces to
+//! files and programs. See `docs/architecture.md`.
+
+pub mod cli;
+pub mod exit;
+pub mod host;
+pub mod node;
+pub mod root;

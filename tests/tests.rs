@@ -1,0 +1,10 @@
+//! The one integration-test binary: real etcd, real files under temp roots.
+
+#![allow(clippy::unwrap_used)] // the whole crate is test code
+
+mod support;
+
+// `etcd-rescue node` on every fixture node, good and broken.
+mod node;
+// The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.
+mod testbed;

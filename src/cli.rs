@@ -81,6 +81,32 @@ pub enum Format {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Bring up a sandbox kubeadm control-plane node (real etcd, TLS, a CRI runtime),
+    /// seed it, snapshot it, and keep it running until Ctrl-C, to rehearse a restore.
+    #[command(args_conflicts_with_subcommands = true)]
+    Drill {
+        /// `down`: clean up a drill left behind.
+        #[command(subcommand)]
+        action: Option<DrillAction>,
+        /// Where to build the sandbox (default: a new temp dir). Kept after Ctrl-C.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The etcd release to run.
+        #[arg(long = "etcd", value_enum, default_value = "3.5")]
+        release: crate::drill::up::Release,
+        /// etcd members, one sandbox node each (1, or 3 for an HA cluster).
+        #[arg(long, default_value_t = 1)]
+        members: usize,
+        /// Kubernetes objects to seed.
+        #[arg(long, default_value_t = 3000)]
+        keys: usize,
+        /// Scale every seeded value's size by this factor.
+        #[arg(long, default_value_t = 1.0)]
+        value_scale: f64,
+        /// A directory with the etcd binaries to run (etcd, etcdctl, etcdutl).
+        #[arg(long, value_name = "DIR")]
+        etcd_bin: Option<PathBuf>,
+    },
     /// Show what the tool discovers about this control-plane node (read-only).
     Node {
         /// Output format.
@@ -89,6 +115,17 @@ pub enum Command {
         /// The CRI socket to use instead of kubelet's (used as given, not under --root).
         #[arg(long, value_name = "SOCKET")]
         cri_endpoint: Option<PathBuf>,
+    },
+}
+
+/// What `drill` can do besides bringing a sandbox up.
+#[derive(Debug, Subcommand)]
+pub enum DrillAction {
+    /// Stop what a killed drill left running in DIR (processes by their recorded PIDs).
+    Down {
+        /// The drill directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -122,6 +159,13 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// Parses the arguments, runs the command, prints any error, and exits with the contract's code.
 pub fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let called = std::path::Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    if let Some(name) = called.filter(|n| crate::drill::stand_in::NAMES.contains(&n.as_str())) {
+        return crate::drill::stand_in::run(&name);
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => code.into(),
@@ -147,7 +191,68 @@ pub fn run(cli: &Cli) -> Result<Code> {
             print(*write_out, &report, node_table)?;
             Ok(Code::Done)
         }
+        Command::Drill {
+            action: Some(DrillAction::Down { dir }),
+            ..
+        } => {
+            let r = crate::drill::up::down_dir(dir, Duration::from_secs(90))?;
+            if let Some(p) = r.drill_pid {
+                println!("asked the drill (pid {p}) to stop");
+            }
+            println!(
+                "killed {} leftover container process group(s); {} stale pid file(s) removed",
+                r.killed.len(),
+                r.stale.len()
+            );
+            println!("files kept in {}", dir.display());
+            Ok(Code::Done)
+        }
+        Command::Drill {
+            action: None,
+            dir,
+            release,
+            members,
+            keys,
+            value_scale,
+            etcd_bin,
+        } => {
+            let opts = crate::drill::up::Options {
+                dir: dir.clone(),
+                release: *release,
+                members: *members,
+                seed: crate::drill::seed::SeedSpec {
+                    keys: *keys,
+                    value_scale: *value_scale,
+                },
+                etcd_bin: etcd_bin.clone(),
+                ready_timeout: Duration::from_secs(60),
+            };
+            tokio::runtime::Runtime::new()?.block_on(run_drill(opts))
+        }
     }
+}
+
+async fn run_drill(opts: crate::drill::up::Options) -> Result<Code> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut say = |m: &str| println!("drill: {m}");
+    let drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say)).await?;
+    println!("\n{}", crate::drill::up::practice_text(&drill.dir, &drill.state));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    println!("\ndrill: stopping the pods (each with its grace period), kubelet and runtime...");
+    let dir = drill.dir.clone();
+    drill.down().await?;
+    println!(
+        "drill: stopped; files kept in {} (remove with `rm -rf {}`)",
+        dir.display(),
+        dir.display()
+    );
+    Ok(Code::Done)
 }
 
 /// Prints `value` as JSON or through its table renderer.

@@ -5,7 +5,9 @@
 //! files and programs. See `docs/architecture.md`.
 
 pub mod cli;
+pub mod drill;
 pub mod exit;
 pub mod host;
 pub mod node;
 pub mod root;
+pub mod utc;

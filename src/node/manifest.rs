@@ -40,6 +40,8 @@ pub struct Metadata {
     pub namespace: String,
     /// Labels such as `component: etcd`.
     pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Pod spec.
@@ -54,6 +56,8 @@ pub struct PodSpec {
     pub security_context: Option<SecurityContext>,
     /// Whether the pod uses the host network (all control-plane pods do).
     pub host_network: bool,
+    /// How long kubelet waits after SIGTERM before SIGKILL (30 s when unset).
+    pub termination_grace_period_seconds: Option<u64>,
 }
 
 /// One container.

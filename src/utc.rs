@@ -16,6 +16,21 @@ pub fn stamp(t: SystemTime) -> String {
     )
 }
 
+/// RFC 3339 with milliseconds (`2026-11-25T09:30:00.123Z`), for logs and journals.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 /// `YYYYMMDDTHHMMSSZ` now.
 pub fn now() -> String {
     stamp(SystemTime::now())
@@ -51,6 +66,10 @@ mod tests {
         assert_eq!(
             stamp(UNIX_EPOCH + Duration::from_secs(1_795_598_130)),
             "20261125T091530Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_598_130_042)),
+            "2026-11-25T09:15:30.042Z"
         );
     }
 }

@@ -4,6 +4,9 @@
 
 mod support;
 
+// The sandbox node on the process runtime: manifests in and out, restarts, teardown.
+mod drill;
+
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.

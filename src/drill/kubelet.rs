@@ -82,11 +82,9 @@ impl Log {
     /// Writes one timestamped line.
     pub fn line(&self, msg: &str) {
         use std::io::Write;
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let t = crate::utc::rfc3339(std::time::SystemTime::now());
         if let Ok(mut f) = self.0.lock() {
-            let _ = writeln!(f, "{}.{:03} {msg}", t.as_secs(), t.subsec_millis());
+            let _ = writeln!(f, "{t} {msg}");
         }
     }
 }

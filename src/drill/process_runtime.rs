@@ -140,11 +140,13 @@ impl ProcessRuntime {
         let listener = tokio::net::UnixListener::bind(socket)
             .map_err(|e| anyhow::anyhow!("binding the CRI socket {}: {e}", socket.display()))?;
         let svc = pb::runtime_service_server::RuntimeServiceServer::new(self);
+        let socket = socket.to_path_buf();
         Ok(tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
                 .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
                 .await;
+            let _ = std::fs::remove_file(&socket);
         }))
     }
 
@@ -483,15 +485,19 @@ impl RuntimeService for ProcessRuntime {
         &self,
         req: Request<pb::ContainerStatusRequest>,
     ) -> Result<Response<pb::ContainerStatusResponse>, Status> {
-        let id = req.into_inner().container_id;
+        let req = req.into_inner();
+        let id = req.container_id;
         let st = self.lock();
         let c = st
             .containers
             .get(&id)
             .ok_or_else(|| Status::not_found(format!("container {id}")))?;
         let mut info = HashMap::new();
-        if let Some(pid) = c.pid {
-            info.insert("pid".to_string(), pid.to_string());
+        if req.verbose {
+            info.insert(
+                "info".to_string(),
+                serde_json::json!({ "pid": c.pid.unwrap_or(0) }).to_string(),
+            );
         }
         Ok(Response::new(pb::ContainerStatusResponse {
             status: Some(pb::ContainerStatus {

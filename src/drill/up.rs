@@ -240,8 +240,29 @@ impl Drill {
             stop_servers,
         };
         drill.save()?;
+        match Box::pin(drill.start(opts, &nodes, &stop_rx, started, say)).await {
+            Ok(()) => Ok(drill),
+            Err(e) => {
+                say("start-up failed: stopping what was started");
+                let _ = drill.down().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        &mut self,
+        opts: &Options,
+        nodes: &[DrillNode],
+        stop_rx: &watch::Receiver<bool>,
+        started: Instant,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        let drill = self;
+        let dir = drill.dir.clone();
+        let etcd_bin = drill.state.etcd_bin.clone();
         let exe = std::env::current_exe().context("finding the etcd-rescue binary for the stand-ins")?;
-        for n in &nodes {
+        for n in nodes {
             let root = Root::new(&n.root);
             let programs = Programs {
                 by_command: [("etcd".to_string(), etcd_bin.join("etcd"))]
@@ -275,11 +296,11 @@ impl Drill {
             started.elapsed()
         ));
         let mut client = None;
-        for n in &nodes {
+        for n in nodes {
             let c = wait_etcd_healthy(n, opts.ready_timeout).await?;
             client.get_or_insert(c);
         }
-        for n in &nodes {
+        for n in nodes {
             wait_control_plane(n, Duration::from_secs(30)).await?;
         }
         say(&format!(
@@ -308,8 +329,7 @@ impl Drill {
         ));
         drill.state.snapshot = Some(snap);
         drill.state.seed = Some(report);
-        drill.save()?;
-        Ok(drill)
+        drill.save()
     }
 
     fn save(&self) -> Result<()> {

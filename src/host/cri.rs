@@ -130,6 +130,28 @@ impl Cri {
             .with_context(|| format!("{ctx}: no status in the answer"))
     }
 
+    /// The host PID of a running container's main process, from the verbose
+    /// status (`info["info"]` is JSON with `pid`, as containerd and crictl show it).
+    pub async fn container_pid(&mut self, id: &str) -> Result<Option<i32>> {
+        let ctx = self.ctx(&format!("ContainerStatus {id} (verbose)"));
+        let info = self
+            .client
+            .container_status(pb::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await
+            .context(ctx)?
+            .into_inner()
+            .info;
+        Ok(info
+            .get("info")
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .and_then(|v| v.get("pid").and_then(serde_json::Value::as_i64))
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0))
+    }
+
     /// Stops a container: SIGTERM, then SIGKILL after `grace`.
     pub async fn stop_container(&mut self, id: &str, grace: Duration) -> Result<()> {
         let ctx = self.ctx(&format!("StopContainer {id}"));

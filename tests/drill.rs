@@ -1,0 +1,328 @@
+//! The sandbox node on the process runtime, driven through the real binary
+//! and observed the way an operator would: through the CRI socket named in the
+//! kubelet config and with etcdctl and the sandbox's client certificate.
+
+use std::time::Duration;
+
+use crate::support::drill::{Drill, RUNNING, alive};
+use crate::support::{bin, text};
+
+const CONTROL_PLANE: [&str; 4] = [
+    "etcd-cp1",
+    "kube-apiserver-cp1",
+    "kube-controller-manager-cp1",
+    "kube-scheduler-cp1",
+];
+
+fn running_etcd(d: &Drill) -> Option<crate::support::drill::Seen> {
+    d.containers(0)
+        .into_iter()
+        .find(|c| c.name == "etcd" && c.state == RUNNING)
+}
+
+fn healthy(d: &Drill, i: usize) -> bool {
+    d.etcdctl(i, &["endpoint", "health"]).status.success()
+}
+
+/// A stand-in pod that shuts down as told.
+fn stand_in_manifest(name: &str, grace: u32, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\n  annotations:\n{annotations}\nspec:\n  terminationGracePeriodSeconds: {grace}\n  hostNetwork: true\n  containers:\n  - name: {name}\n    image: registry.k8s.io/kube-scheduler:v1.31.2\n    command: [kube-scheduler, --drill-test]\n"
+    )
+}
+
+/// etcd answers over TLS only with the sandbox's client certificate, and the
+/// CRI socket from the kubelet config lists the four control-plane containers,
+/// in kubelet-labelled static pods.
+#[test]
+fn node_comes_up_with_tls_etcd_and_four_containers() {
+    let d = Drill::start(&["--keys", "300"]);
+    let out = d.etcdctl(0, &["endpoint", "health"]);
+    assert!(out.status.success(), "endpoint health: {:?}", text(&out));
+    assert_eq!(d.running(0), CONTROL_PLANE, "{}", d.kubelet_log(0));
+    for (pod, state, source) in d.pods(0) {
+        assert_eq!(state, 0, "pod {pod} is ready");
+        assert_eq!(source.as_deref(), Some("file"), "pod {pod} is a static pod");
+    }
+    // Client-cert auth is on: the CA alone is not enough.
+    let n = &d.state.nodes[0];
+    let no_cert = std::process::Command::new(d.state.etcd_bin.join("etcdctl"))
+        .arg(format!(
+            "--endpoints=https://{}:{}",
+            n.spec.ip, n.spec.client_port
+        ))
+        .arg(format!(
+            "--cacert={}",
+            n.root.join("etc/kubernetes/pki/etcd/ca.crt").display()
+        ))
+        .args([
+            "--dial-timeout=2s",
+            "--command-timeout=3s",
+            "get",
+            "/registry/namespaces/default",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !no_cert.status.success(),
+        "etcd served a client without a certificate"
+    );
+    // The seeded data is there, and the snapshot was taken.
+    let count = d.etcdctl(0, &["get", "/registry/", "--prefix", "--keys-only", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&count.stdout).unwrap();
+    assert!(v["count"].as_i64().unwrap() >= 300, "{v}");
+    let snap = d.state.snapshot.clone().unwrap();
+    assert!(snap.starts_with(d.dir.join("backup")) && snap.metadata().unwrap().len() > 100_000);
+    // The printed practice command names that snapshot and root.
+    assert!(d.output().contains(&format!(
+        "etcd-rescue restore --root {} --snapshot {}",
+        d.dir.display(),
+        snap.display()
+    )));
+}
+
+/// Moving etcd.yaml out stops its container and removes its sandbox within
+/// seconds; moving it back starts it again; a `.bak` copy starts a second pod
+/// and a dot-file does not.
+#[test]
+fn manifests_in_and_out_behave_like_kubelet() {
+    let d = Drill::start(&["--keys", "50"]);
+    let manifests = d.manifests(0);
+    let stash = d.dir.join("stash");
+    std::fs::create_dir_all(&stash).unwrap();
+    std::fs::rename(manifests.join("etcd.yaml"), stash.join("etcd.yaml")).unwrap();
+    let took = d.wait_until(
+        Duration::from_secs(5),
+        "etcd gone after moving its manifest out",
+        || !d.containers(0).iter().any(|c| c.name == "etcd") && !d.pods(0).iter().any(|p| p.0 == "etcd-cp1"),
+    );
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(!healthy(&d, 0), "etcd still answers with its manifest gone");
+    assert_eq!(d.running(0), CONTROL_PLANE[1..], "the rest keeps running");
+
+    std::fs::rename(stash.join("etcd.yaml"), manifests.join("etcd.yaml")).unwrap();
+    d.wait_until(
+        Duration::from_secs(5),
+        "etcd back after moving its manifest in",
+        || running_etcd(&d).is_some(),
+    );
+    d.wait_until(Duration::from_secs(30), "etcd healthy again", || healthy(&d, 0));
+
+    std::fs::copy(
+        manifests.join("kube-scheduler.yaml"),
+        manifests.join("kube-scheduler.yaml.bak"),
+    )
+    .unwrap();
+    std::fs::copy(
+        manifests.join("kube-scheduler.yaml"),
+        manifests.join(".kube-scheduler.yaml.swp"),
+    )
+    .unwrap();
+    d.wait_until(
+        Duration::from_secs(5),
+        "a .bak manifest starts a second pod",
+        || {
+            d.containers(0)
+                .iter()
+                .filter(|c| c.name == "kube-scheduler" && c.state == RUNNING)
+                .count()
+                == 2
+        },
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        d.containers(0)
+            .iter()
+            .filter(|c| c.name == "kube-scheduler")
+            .count(),
+        2,
+        "a dot-file is not a pod"
+    );
+    std::fs::remove_file(manifests.join("kube-scheduler.yaml.bak")).unwrap();
+    d.wait_until(Duration::from_secs(5), "removing the .bak stops its pod", || {
+        d.containers(0)
+            .iter()
+            .filter(|c| c.name == "kube-scheduler")
+            .count()
+            == 1
+    });
+}
+
+/// A killed etcd is restarted by the runner, as kubelet restarts a dead container.
+#[test]
+fn killed_etcd_is_restarted() {
+    let d = Drill::start(&["--keys", "50"]);
+    let before = running_etcd(&d).expect("etcd runs");
+    let pid = d
+        .container_pid(0, &before.id)
+        .expect("the runtime reports etcd's pid");
+    assert!(alive(pid));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    d.wait_until(Duration::from_secs(10), "etcd restarted after SIGKILL", || {
+        running_etcd(&d).is_some_and(|c| c.id != before.id && c.attempt > before.attempt)
+    });
+    d.wait_until(Duration::from_secs(30), "restarted etcd healthy", || {
+        healthy(&d, 0)
+    });
+    let after = running_etcd(&d).unwrap();
+    assert_ne!(d.container_pid(0, &after.id), Some(pid));
+}
+
+/// A container that ignores SIGTERM is killed once its grace period is over;
+/// one that takes a second to stop is waited for.
+#[test]
+fn stuck_and_slow_containers_stop_after_their_grace_period() {
+    let d = Drill::start(&["--keys", "10"]);
+    let m = d.manifests(0);
+    std::fs::write(
+        m.join("stuck.yaml"),
+        stand_in_manifest("stuck", 2, "    drill.etcd-rescue/ignore-sigterm: \"true\""),
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("slow.yaml"),
+        stand_in_manifest("slow", 10, "    drill.etcd-rescue/stop-delay-seconds: \"1\""),
+    )
+    .unwrap();
+    let mut pids = std::collections::BTreeMap::new();
+    d.wait_until(Duration::from_secs(10), "stuck and slow pods running", || {
+        for c in d.containers(0) {
+            if c.state == RUNNING && (c.name == "stuck" || c.name == "slow") {
+                pids.insert(c.name.clone(), d.container_pid(0, &c.id).unwrap());
+            }
+        }
+        pids.len() == 2
+    });
+    // Give the stand-ins time to install their signal handlers.
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, min, max) in [("stuck", 1.8, 5.0), ("slow", 0.8, 4.0)] {
+        let pid = pids[name];
+        std::fs::remove_file(m.join(format!("{name}.yaml"))).unwrap();
+        let took = d.wait_until(Duration::from_secs(15), &format!("{name} stopped"), || {
+            !alive(pid)
+        });
+        let s = took.as_secs_f64();
+        assert!(
+            s >= min && s < max,
+            "{name} stopped after {s:.2}s, expected {min}..{max}"
+        );
+    }
+}
+
+/// Three members on 127.0.0.11-13 form one healthy cluster.
+#[test]
+fn three_members_form_one_cluster() {
+    let d = Drill::start(&["--members", "3", "--keys", "100"]);
+    assert_eq!(d.state.nodes.len(), 3);
+    for i in 0..3 {
+        assert_eq!(d.running(i).len(), 4, "node {i}: {:?}", d.running(i));
+    }
+    let out = d.etcdctl(0, &["member", "list", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["cp1", "cp2", "cp3"]);
+    let out = d.etcdctl(0, &["endpoint", "health", "--cluster"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("is healthy").count(),
+        3
+    );
+    // One cluster CA signs every member's server certificate.
+    let ca = |i: usize| std::fs::read(d.root(i).join("etc/kubernetes/pki/etcd/ca.crt")).unwrap();
+    assert_eq!(ca(0), ca(1));
+    assert_eq!(ca(0), ca(2));
+}
+
+/// Debian's etcd 3.4 runs the same node.
+#[test]
+fn etcd34_node() {
+    let d = Drill::start(&["--etcd", "3.4", "--keys", "100"]);
+    assert!(
+        d.state.etcd_version.starts_with("3.4."),
+        "{}",
+        d.state.etcd_version
+    );
+    assert!(healthy(&d, 0));
+    assert_eq!(d.running(0), CONTROL_PLANE);
+    let image = std::fs::read_to_string(d.manifests(0).join("etcd.yaml")).unwrap();
+    assert!(image.contains(&format!("registry.k8s.io/etcd:{}-0", d.state.etcd_version)));
+}
+
+/// Ctrl-C (SIGTERM) stops every container process and removes the state file.
+#[test]
+fn teardown_leaves_no_process() {
+    let mut d = Drill::start(&["--keys", "10"]);
+    let pids: Vec<i32> = d
+        .containers(0)
+        .iter()
+        .filter_map(|c| d.container_pid(0, &c.id))
+        .collect();
+    assert_eq!(pids.len(), 4);
+    assert!(pids.iter().all(|p| alive(*p)));
+    let st = d.stop();
+    assert!(st.success(), "{st}\n{}", d.output());
+    for p in &pids {
+        assert!(!alive(*p), "process {p} survived the teardown");
+    }
+    assert!(d.pid_files(0).is_empty());
+    assert!(!d.dir.join("drill.json").exists());
+    assert!(!d.root(0).join("run/drill/cri.sock").exists());
+}
+
+/// A drill killed with SIGKILL leaves etcd running; `drill down` stops it by
+/// its recorded PID, and the stand-ins notice their runtime is gone.
+#[test]
+fn drill_down_cleans_up_after_a_killed_drill() {
+    let mut d = Drill::start(&["--keys", "10"]);
+    let pids: Vec<i32> = d
+        .containers(0)
+        .iter()
+        .filter_map(|c| d.container_pid(0, &c.id))
+        .collect();
+    let etcd = d.container_pid(0, &running_etcd(&d).unwrap().id).unwrap();
+    d.kill_drill();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        alive(etcd),
+        "etcd runs on after its runner was killed, as a container would"
+    );
+    let out = bin()
+        .args(["drill", "down", "--dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("leftover container process group"),
+        "{:?}",
+        text(&out)
+    );
+    d.wait_until(Duration::from_secs(5), "every container process gone", || {
+        pids.iter().all(|p| !alive(*p))
+    });
+    // Nothing is left to stop, and a second `down` says so.
+    let again = bin()
+        .args(["drill", "down", "--dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{:?}", text(&again));
+}
+
+/// A second drill in the same directory is refused before anything starts.
+#[test]
+fn second_drill_in_the_same_dir_is_refused() {
+    let d = Drill::start(&["--keys", "10"]);
+    let out = bin().args(["drill", "--dir"]).arg(&d.dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let (_, err) = text(&out);
+    assert!(err.contains("a drill already lives in"), "{err}");
+    assert!(err.contains("drill down --dir"), "{err}");
+    assert!(healthy(&d, 0), "the running drill was not disturbed");
+}

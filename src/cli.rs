@@ -107,6 +107,44 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         etcd_bin: Option<PathBuf>,
     },
+    /// Restore etcd on this node from a snapshot, stage by stage, journaled and reversible.
+    Restore(Box<RestoreArgs>),
+    /// Continue this node's unfinished run from its journal.
+    Resume {
+        /// The run (default: the unfinished one).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// The state dir (default /var/lib/etcd-rescue under --root).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Answer yes to every stage (headless).
+        #[arg(long)]
+        yes: bool,
+        /// Use the line prompt.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Return the node to its state before a run (the unfinished one, else the last).
+    Rollback {
+        /// The run (default: the unfinished one, else the last).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// The state dir (default /var/lib/etcd-rescue under --root).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Answer yes (headless).
+        #[arg(long)]
+        yes: bool,
+        /// Use the line prompt.
+        #[arg(long)]
+        plain: bool,
+        /// Roll back even though the restored cluster took writes since it was verified.
+        #[arg(long)]
+        discard_writes: bool,
+        /// Roll back one member of an HA cluster.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show what the tool discovers about this control-plane node (read-only).
     Node {
         /// Output format.
@@ -116,6 +154,63 @@ pub enum Command {
         #[arg(long, value_name = "SOCKET")]
         cri_endpoint: Option<PathBuf>,
     },
+}
+
+/// `etcd-rescue restore` flags.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot file (used as given).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: PathBuf,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer yes to every stage (headless, for automation).
+    #[arg(long)]
+    pub yes: bool,
+    /// Use the line prompt instead of the terminal wizard.
+    #[arg(long)]
+    pub plain: bool,
+    /// Accept a snapshot without a sha256 trailer (never one whose trailer mismatches).
+    #[arg(long)]
+    pub skip_hash_check: bool,
+    /// `name=peerURL,...` for the restored cluster (default: the snapshot's members).
+    #[arg(long, value_name = "LIST")]
+    pub initial_cluster: Option<String>,
+    /// The restored cluster's token (default: derived from the snapshot's sha256).
+    #[arg(long, value_name = "TOKEN")]
+    pub initial_cluster_token: Option<String>,
+    /// The etcdutl binary to use (default: PATH, the node, the etcd image).
+    #[arg(long, value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+    /// The CRI socket (default: kubelet's).
+    #[arg(long, value_name = "SOCKET")]
+    pub cri_endpoint: Option<PathBuf>,
+    /// Where runs are journaled (default /var/lib/etcd-rescue under --root).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How long to wait for pods to stop and etcd to come up.
+    #[arg(long, value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
+    pub wait_timeout: Duration,
+    /// Stop pods through CRI when they outlive --wait-timeout.
+    #[arg(long)]
+    pub force_stop: bool,
+    /// Override a refusal that says --force is possible.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The face the operator asked for: headless, line prompt (also when stdin is
+/// not a terminal or TERM=dumb).
+fn face(yes: bool, _plain: bool, force_stop: bool) -> Box<dyn crate::restore::face::Face> {
+    if yes {
+        Box::new(crate::restore::face::Headless { force_stop })
+    } else {
+        Box::new(crate::restore::face::Plain {
+            input: std::io::BufReader::new(std::io::stdin()),
+            out: std::io::stdout(),
+        })
+    }
 }
 
 /// What `drill` can do besides bringing a sandbox up.
@@ -190,6 +285,51 @@ pub fn run(cli: &Cli) -> Result<Code> {
             let report = NodeReport::discover(&root, cri_endpoint.as_deref(), &cli.conn.args())?;
             print(*write_out, &report, node_table)?;
             Ok(Code::Done)
+        }
+        Command::Restore(a) => {
+            let opts = crate::restore::plan::Options {
+                root: cli.root.clone(),
+                snapshot: a.snapshot.clone(),
+                skip_hash_check: a.skip_hash_check,
+                initial_cluster: a.initial_cluster.clone(),
+                initial_cluster_token: a.initial_cluster_token.clone(),
+                etcdutl: a.etcdutl.clone(),
+                cri_endpoint: a.cri_endpoint.clone(),
+                state_dir: a.state_dir.clone(),
+                wait_timeout: a.wait_timeout,
+                force_stop: a.force_stop,
+                force: a.force,
+                conn: cli.conn.args(),
+            };
+            let mut f = face(a.yes, a.plain, a.force_stop);
+            crate::restore::restore(&opts, a.dry_run, f.as_mut())
+        }
+        Command::Resume {
+            run,
+            state_dir,
+            yes,
+            plain,
+        } => {
+            let mut f = face(*yes, *plain, false);
+            crate::restore::resume(&cli.root, state_dir.as_deref(), run.as_deref(), f.as_mut())
+        }
+        Command::Rollback {
+            run,
+            state_dir,
+            yes,
+            plain,
+            discard_writes,
+            force,
+        } => {
+            let mut f = face(*yes, *plain, false);
+            crate::restore::rollback(
+                &cli.root,
+                state_dir.as_deref(),
+                run.as_deref(),
+                *discard_writes,
+                *force,
+                f.as_mut(),
+            )
         }
         Command::Drill {
             action: Some(DrillAction::Down { dir }),

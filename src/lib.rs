@@ -9,5 +9,7 @@ pub mod drill;
 pub mod exit;
 pub mod host;
 pub mod node;
+pub mod restore;
 pub mod root;
+pub mod snapshot;
 pub mod utc;

@@ -1,0 +1,270 @@
+//! The restore engine: the runbook as a journaled state machine.
+//!
+//! [`plan`] computes every input and makes every refusal before any change;
+//! [`journal`] records each change before and after it is made; [`runner`]
+//! carries out the stages of [`steps`] and undoes them; [`face`] is what the
+//! operator sees (headless, line prompt; the wizard is a third face).
+
+pub mod face;
+pub mod journal;
+pub mod plan;
+pub mod runner;
+pub mod steps;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::exit::{Code, Fail};
+use crate::root::Root;
+use face::{Answer, Face};
+use journal::Journal;
+use plan::{Options, Plan};
+use runner::{Outcome, Runner};
+
+/// The exclusive lock on a state dir, held for the whole run (`flock`, so a
+/// SIGKILL never leaves a stale lock).
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+
+/// Takes the state dir's lock or refuses: another run is in progress.
+pub fn lock(state_dir: &Path) -> Result<Lock> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Fail::before_change(
+            format!("cannot create the state dir {}: {e}", state_dir.display()),
+            "run as root, or pass --state-dir on a writable persistent filesystem",
+        )
+    })?;
+    let path = state_dir.join("lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map(Lock)
+        .map_err(|_| {
+            Fail::before_change(
+                format!("another etcd-rescue run holds {}", path.display()),
+                "wait for it to finish (see `ps`), then run again",
+            )
+            .into()
+        })
+}
+
+/// Runs recorded in a state dir, oldest first: (id, run dir).
+pub fn runs(state_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(state_dir.join("runs"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join("journal.jsonl").is_file())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The unfinished run, if any (a journal without an `end` record).
+pub fn unfinished(state_dir: &Path) -> Option<(String, PathBuf)> {
+    runs(state_dir).into_iter().rev().find(|(_, dir)| {
+        journal::read(&dir.join("journal.jsonl")).is_ok_and(|(_, recs)| journal::outcome(&recs).is_none())
+    })
+}
+
+fn exit_for(outcome: Outcome) -> Code {
+    match outcome {
+        Outcome::Done | Outcome::WaitingForPeers | Outcome::RolledBack => Code::Done,
+    }
+}
+
+/// `etcd-rescue restore`.
+pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Code> {
+    let root = Root::new(&opts.root);
+    let state_dir = plan::state_dir(&root, opts.state_dir.as_deref());
+    let _lock = if dry_run { None } else { Some(lock(&state_dir)?) };
+    if let Some((id, _)) = unfinished(&state_dir) {
+        return Err(Fail::before_change(
+            format!("run {id} on this node is unfinished"),
+            format!(
+                "finish it with `etcd-rescue resume --root {r}` or undo it with `etcd-rescue rollback --root {r}`",
+                r = opts.root.display()
+            ),
+        )
+        .into());
+    }
+    let plan = Plan::compute(opts, &mut |p| live_cluster_checks(p, opts.force))?;
+    let lines = plan::render(&plan);
+    if dry_run {
+        for l in &lines {
+            println!("{l}");
+        }
+        println!("\n--dry-run: nothing was changed.");
+        return Ok(Code::Done);
+    }
+    if face.plan(&lines) != Answer::Yes {
+        return Ok(Code::Cancelled);
+    }
+    let journal = Journal::create(&plan.run_dir, &plan)?;
+    let mut runner = Runner::new(plan, journal, face)?;
+    Ok(exit_for(runner.run()?))
+}
+
+/// Refuses a restore of one member while another member of a working cluster
+/// answers (restoring one member of a live cluster splits it); returns the
+/// live revision when this member answers, for "revisions discarded".
+fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
+    let conn = crate::node::Connection {
+        endpoints: plan.endpoints.clone(),
+        cacert: plan.cacert.clone(),
+        cert: plan.cert.clone(),
+        key: plan.key.clone(),
+        dial_timeout_ms: 1500,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let Ok(Ok(mut c)) =
+            tokio::time::timeout(std::time::Duration::from_secs(3), crate::host::etcd::connect(&conn)).await
+        else {
+            return Ok(None);
+        };
+        let Ok(Ok(st)) = tokio::time::timeout(std::time::Duration::from_secs(3), c.status()).await else {
+            return Ok(None);
+        };
+        let rev = st.header().map(etcd_client::ResponseHeader::revision);
+        if plan.ha()
+            && st.leader() != 0
+            && !force
+            && let Ok(Ok(ml)) = tokio::time::timeout(std::time::Duration::from_secs(3), c.member_list()).await
+        {
+            let others: Vec<String> = ml
+                .members()
+                .iter()
+                .filter(|m| m.name() != plan.name)
+                .flat_map(|m| m.client_urls().to_vec())
+                .collect();
+            if !others.is_empty() {
+                return Err(Fail::before_change(
+                    format!(
+                        "the cluster still works (a leader, other members answering at {}): restoring one member of a live cluster splits it",
+                        others.join(", ")
+                    ),
+                    "stop etcd on every member first (move etcd.yaml out of each manifests dir), then restore each from the same snapshot",
+                )
+                .into());
+            }
+        }
+        Ok(rev)
+    })
+}
+
+/// Which run `resume` / `rollback` act on.
+fn pick_run(state_dir: &Path, run: Option<&str>, need_unfinished: bool) -> Result<PathBuf> {
+    if let Some(id) = run {
+        let dir = state_dir.join("runs").join(id);
+        if !dir.join("journal.jsonl").is_file() {
+            return Err(Fail::before_change(
+                format!("no run {id} in {}", state_dir.join("runs").display()),
+                "list the runs with `ls` there and pass one with --run",
+            )
+            .into());
+        }
+        return Ok(dir);
+    }
+    let found = if need_unfinished {
+        unfinished(state_dir)
+    } else {
+        unfinished(state_dir).or_else(|| runs(state_dir).pop())
+    };
+    found.map(|(_, d)| d).ok_or_else(|| {
+        Fail::before_change(
+            format!(
+                "no {}run recorded in {}",
+                if need_unfinished { "unfinished " } else { "" },
+                state_dir.display()
+            ),
+            "nothing to do",
+        )
+        .into()
+    })
+}
+
+/// `etcd-rescue resume`.
+pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>, face: &mut dyn Face) -> Result<Code> {
+    let state_dir = plan::state_dir(&Root::new(root), state_dir);
+    let _lock = lock(&state_dir)?;
+    let dir = pick_run(&state_dir, run, true)?;
+    let (plan, journal) = Journal::open(&dir)?;
+    if let Some(o) = journal.outcome() {
+        return Err(
+            Fail::before_change(format!("run {} already ended: {o}", plan.id), "nothing to resume").into(),
+        );
+    }
+    if journal
+        .records
+        .iter()
+        .any(|r| r.kind == journal::Kind::RollbackBegin)
+    {
+        let mut runner = Runner::new(plan, journal, face)?;
+        return Ok(exit_for(runner.rollback(false, true)?));
+    }
+    recheck_snapshot(&plan)?;
+    let mut runner = Runner::new(plan, journal, face)?;
+    Ok(exit_for(runner.run()?))
+}
+
+/// Backup rotation may have replaced the file: its sha256 must still be the plan's.
+fn recheck_snapshot(plan: &Plan) -> Result<()> {
+    let now = if plan.skip_hash_check {
+        let b = std::fs::read(&plan.snapshot).map_err(|e| {
+            Fail::before_change(
+                format!("cannot read the snapshot {}: {e}", plan.snapshot.display()),
+                "put the same snapshot back at that path (the journal has its sha256), or roll back",
+            )
+        })?;
+        plan::hex(&<sha2::Sha256 as sha2::Digest>::digest(&b))
+    } else {
+        crate::snapshot::verify(&plan.snapshot)
+            .map(|r| r.sha256)
+            .unwrap_or_default()
+    };
+    if now != plan.snapshot_sha256 {
+        return Err(Fail::before_change(
+            format!(
+                "the snapshot {} is not the one this run started with (sha256 {} now, {} then)",
+                plan.snapshot.display(),
+                &now.get(..16).unwrap_or("unreadable"),
+                &plan.snapshot_sha256[..16]
+            ),
+            "put the original snapshot back at that path, or roll back with `etcd-rescue rollback`",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `etcd-rescue rollback`.
+pub fn rollback(
+    root: &Path,
+    state_dir: Option<&Path>,
+    run: Option<&str>,
+    discard_writes: bool,
+    force: bool,
+    face: &mut dyn Face,
+) -> Result<Code> {
+    let state_dir = plan::state_dir(&Root::new(root), state_dir);
+    let _lock = lock(&state_dir)?;
+    let dir = pick_run(&state_dir, run, false)?;
+    let (plan, journal) = Journal::open(&dir)?;
+    if journal.outcome().as_deref() == Some("rolled-back") {
+        return Err(
+            Fail::before_change(format!("run {} is already rolled back", plan.id), "nothing to do").into(),
+        );
+    }
+    let mut runner = Runner::new(plan, journal, face)?;
+    Ok(exit_for(runner.rollback(discard_writes, force)?))
+}

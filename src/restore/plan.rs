@@ -1,0 +1,936 @@
+//! The plan: every input of a restore, computed before any change.
+//!
+//! `Plan::compute` discovers the node, checks the snapshot natively, finds the
+//! restore tool and makes every refusal of the pre-flight stage (exit 2,
+//! nothing changed). The plan is the journal's first record; `resume` and
+//! `rollback` load it from there and never recompute it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::exit::Fail;
+use crate::host::{etcdutl, fsinfo};
+use crate::node::{ConnectionArgs, Node};
+use crate::root::Root;
+use crate::snapshot::{self, Integrity};
+
+/// What the operator asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--root`.
+    pub root: PathBuf,
+    /// `--snapshot`, as typed.
+    pub snapshot: PathBuf,
+    /// `--skip-hash-check`: accept a snapshot without a sha256 trailer.
+    pub skip_hash_check: bool,
+    /// `--initial-cluster`.
+    pub initial_cluster: Option<String>,
+    /// `--initial-cluster-token`.
+    pub initial_cluster_token: Option<String>,
+    /// `--etcdutl`.
+    pub etcdutl: Option<PathBuf>,
+    /// `--cri-endpoint`.
+    pub cri_endpoint: Option<PathBuf>,
+    /// `--state-dir`, as typed (default `/var/lib/etcd-rescue` under the root).
+    pub state_dir: Option<PathBuf>,
+    /// `--wait-timeout`.
+    pub wait_timeout: Duration,
+    /// `--force-stop`: stop pods through CRI when they outlive the wait.
+    pub force_stop: bool,
+    /// `--force`: override the refusals that say so.
+    pub force: bool,
+    /// The etcd client flags.
+    pub conn: ConnectionArgs,
+}
+
+/// One of the directory pairs the swap exchanges (data dir, WAL dir).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Swap {
+    /// `data` or `wal`.
+    pub what: String,
+    /// The path etcd uses (the data dir, or its `member/` when the data dir is a mount point).
+    pub live: PathBuf,
+    /// Where the restore command writes (does not exist before).
+    pub partial: PathBuf,
+    /// `partial` renamed once the command succeeded.
+    pub restored: PathBuf,
+    /// What is moved into `live` (`restored`, or `restored/member`).
+    pub incoming: PathBuf,
+    /// Where `live` is kept.
+    pub old: PathBuf,
+    /// Whether the data dir is its own mount point (the swap happens inside it).
+    pub inside_mount: bool,
+}
+
+/// The restore tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreTool {
+    /// `etcdutl` or `etcdctl`.
+    pub name: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its version.
+    pub version: String,
+    /// How it was found (`--etcdutl`, `PATH`, `node`, `image store`).
+    pub found: String,
+    /// Whether it has `--bump-revision` and `--mark-compacted`.
+    pub bump_revision: bool,
+}
+
+/// Everything a run needs, fixed before the first change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The run id (`20261125T093000Z-1a2b`).
+    pub id: String,
+    /// When planned.
+    pub created: String,
+    /// `--root`.
+    pub root: PathBuf,
+    /// The state dir on this machine.
+    pub state_dir: PathBuf,
+    /// `<state-dir>/runs/<id>`.
+    pub run_dir: PathBuf,
+    /// The snapshot, absolute.
+    pub snapshot: PathBuf,
+    /// Its sha256 (of the database bytes, or of the whole file without a trailer).
+    pub snapshot_sha256: String,
+    /// `verified` or `absent`.
+    pub snapshot_integrity: String,
+    /// Its revision.
+    pub snapshot_revision: i64,
+    /// Live keys in it, counted natively.
+    pub snapshot_live_keys: u64,
+    /// Its size.
+    pub snapshot_size: u64,
+    /// `--skip-hash-check` passed to the restore command.
+    pub skip_hash_check: bool,
+    /// This member's `--name`.
+    pub name: String,
+    /// The static pod directory on this machine.
+    pub manifests_dir: PathBuf,
+    /// Where manifests are kept while the run needs them out.
+    pub stash_dir: PathBuf,
+    /// kube-apiserver, kube-controller-manager, kube-scheduler manifests present.
+    pub control_plane_manifests: Vec<String>,
+    /// `etcd.yaml`.
+    pub etcd_manifest: String,
+    /// The manifests dir listing before the run.
+    pub manifests_before: Vec<String>,
+    /// Other files kubelet loads from the manifests dir (reported).
+    pub stray_manifests: Vec<String>,
+    /// The CRI socket.
+    pub cri_socket: Option<PathBuf>,
+    /// kubelet's healthz address.
+    pub kubelet_healthz: String,
+    /// The data dir on this machine.
+    pub data_dir: PathBuf,
+    /// The WAL dir on this machine, when `--wal-dir` is set.
+    pub wal_dir: Option<PathBuf>,
+    /// The swaps, data first.
+    pub swaps: Vec<Swap>,
+    /// `--initial-cluster` for the restore.
+    pub initial_cluster: String,
+    /// `--initial-cluster-token`.
+    pub initial_cluster_token: String,
+    /// `--initial-advertise-peer-urls`.
+    pub peer_urls: Vec<String>,
+    /// Other members (name, peer URL) in an HA restore.
+    pub other_members: Vec<(String, String)>,
+    /// The restore tool.
+    pub tool: RestoreTool,
+    /// The restore command line.
+    pub restore_argv: Vec<String>,
+    /// Owner, group and mode for the restored tree.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Mode (0700).
+    pub mode: u32,
+    /// The current data dir's revision, when its db was readable.
+    pub current_revision: Option<i64>,
+    /// The etcd client connection for the checks.
+    pub endpoints: Vec<String>,
+    /// CA.
+    pub cacert: Option<PathBuf>,
+    /// Client cert.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// `--wait-timeout` in seconds.
+    pub wait_timeout_secs: u64,
+    /// `--force-stop`.
+    pub force_stop: bool,
+    /// Things the operator must know.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Whether more than one member is restored.
+    pub fn ha(&self) -> bool {
+        !self.other_members.is_empty()
+    }
+
+    /// Revisions the node loses (current minus snapshot), when known.
+    pub fn revisions_discarded(&self) -> Option<i64> {
+        self.current_revision.map(|c| (c - self.snapshot_revision).max(0))
+    }
+
+    /// The root as a [`Root`].
+    pub fn root(&self) -> Root {
+        Root::new(&self.root)
+    }
+
+    /// The command another member runs to restore from the same snapshot.
+    pub fn member_command(&self, name: &str) -> String {
+        format!(
+            "etcd-rescue restore --snapshot {} --initial-cluster {} --initial-cluster-token {}  # on {name}",
+            self.snapshot.display(),
+            self.initial_cluster,
+            self.initial_cluster_token
+        )
+    }
+}
+
+/// The default state dir under the root.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/etcd-rescue";
+
+/// The state dir on this machine.
+pub fn state_dir(root: &Root, typed: Option<&Path>) -> PathBuf {
+    typed.map_or_else(|| root.host(DEFAULT_STATE_DIR), Path::to_path_buf)
+}
+
+fn refuse(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
+    Fail::before_change(message, next).into()
+}
+
+fn minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.trim_start_matches('v').split('.');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The sha256 that identifies the snapshot: of the database bytes when a
+/// trailer vouches for them, else of the whole file.
+fn snapshot_digest(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// A run id: UTC stamp and 4 random hex digits.
+fn run_id() -> String {
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    format!("{}-{}", crate::utc::now(), hex(&r))
+}
+
+/// Finds the restore tool as an operator would: `--etcdutl`, PATH, the
+/// node's own `/usr/local/bin`, the node's etcd image unpacked by containerd,
+/// then etcdctl (3.4/3.5 can restore too).
+pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>) -> Result<RestoreTool> {
+    let mut candidates: Vec<(PathBuf, String)> = Vec::new();
+    if let Some(p) = typed {
+        if !p.is_file() {
+            return Err(refuse(
+                format!("--etcdutl {} does not exist", p.display()),
+                "give the path of an etcdutl binary, or leave --etcdutl out to search PATH and the node",
+            ));
+        }
+        candidates.push((p.to_path_buf(), "--etcdutl".into()));
+    } else {
+        if let Some(p) = etcdutl::which("etcdutl") {
+            candidates.push((p, "PATH".into()));
+        }
+        for d in ["/usr/local/bin", "/usr/bin"] {
+            let p = root.host(d).join("etcdutl");
+            if root.dir() != Path::new("/") && p.is_file() {
+                candidates.push((p, "the node's ".to_string() + d));
+            }
+        }
+        candidates.extend(
+            image_store_tools(root, "etcdutl")
+                .into_iter()
+                .map(|p| (p, "the etcd image in containerd's store".into())),
+        );
+        if let Some(p) = etcdutl::which("etcdctl") {
+            candidates.push((p, "PATH (etcdctl fallback)".into()));
+        }
+        if root.dir() != Path::new("/") {
+            let p = root.host("/usr/local/bin/etcdctl");
+            if p.is_file() {
+                candidates.push((p, "the node's /usr/local/bin (etcdctl fallback)".into()));
+            }
+        }
+    }
+    let Some((path, found)) = candidates.into_iter().next() else {
+        return Err(refuse(
+            "no etcdutl or etcdctl found (looked at PATH, the node's /usr/local/bin and the etcd image in containerd's store)",
+            format!(
+                "install etcdutl {} (from the etcd release tarball) and pass --etcdutl PATH",
+                image_version.unwrap_or("of the cluster's version")
+            ),
+        ));
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = if name.contains("etcdctl") {
+        "etcdctl"
+    } else {
+        "etcdutl"
+    }
+    .to_string();
+    let version = etcdutl::version_of(&path).ok_or_else(|| {
+        refuse(
+            format!("{} does not say its version", path.display()),
+            "check that it is an etcdutl or etcdctl binary that runs on this machine",
+        )
+    })?;
+    let help = std::process::Command::new(&path)
+        .args(["snapshot", "restore", "--help"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+        .unwrap_or_default();
+    Ok(RestoreTool {
+        name,
+        path,
+        version,
+        found,
+        bump_revision: help.contains("--bump-revision") && help.contains("--mark-compacted"),
+    })
+}
+
+/// `usr/local/bin/<tool>` inside etcd images containerd has unpacked (overlayfs snapshots).
+fn image_store_tools(root: &Root, tool: &str) -> Vec<PathBuf> {
+    let dir = root.host("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path().join("fs/usr/local/bin").join(tool))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+fn check_space(what: &str, dir: &Path, need_bytes: u64, need_inodes: u64) -> Result<()> {
+    let at = fsinfo::nearest_existing(dir);
+    let (free, inodes) =
+        fsinfo::fs_free(&at).with_context(|| format!("checking free space at {}", at.display()))?;
+    if free < need_bytes || inodes < need_inodes {
+        return Err(refuse(
+            format!(
+                "not enough room for the {what} at {}: {} and {inodes} inodes free, {} and {need_inodes} inodes needed",
+                at.display(),
+                crate::cli::human_bytes(free),
+                crate::cli::human_bytes(need_bytes)
+            ),
+            format!("free space on the filesystem of {} and run again", at.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether kubelet answers its healthz.
+fn kubelet_healthy(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(sa) = addr.parse::<std::net::SocketAddr>().or_else(|_| {
+        std::net::ToSocketAddrs::to_socket_addrs(addr)
+            .map_err(|_| ())
+            .and_then(|mut a| a.next().ok_or(()))
+    }) else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(s, "GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.") && out.contains(" 200 ")
+}
+
+impl Plan {
+    /// Discovers, checks and plans. Every refusal is an exit-2 error naming the way forward.
+    pub fn compute(
+        opts: &Options,
+        now_healthy: &mut dyn FnMut(&Plan) -> Result<Option<i64>>,
+    ) -> Result<Plan> {
+        let root = Root::new(&opts.root);
+        let node = Node::discover(&root, opts.cri_endpoint.as_deref(), &opts.conn)?;
+        let id = run_id();
+        let state_dir = state_dir(&root, opts.state_dir.as_deref());
+        let run_dir = state_dir.join("runs").join(&id);
+        let manifests_dir = node.manifests_dir();
+
+        // The snapshot.
+        let snapshot = std::fs::canonicalize(&opts.snapshot).map_err(|e| {
+            refuse(
+                format!("cannot open the snapshot {}: {e}", opts.snapshot.display()),
+                "check the path given to --snapshot",
+            )
+        })?;
+        let data_dir = root.host(&node.etcd.data_dir.host);
+        let wal_dir = node.etcd.wal_dir.as_ref().map(|w| root.host(&w.host));
+        for d in std::iter::once(&data_dir).chain(wal_dir.iter()) {
+            let real = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+            if snapshot.starts_with(&real) {
+                return Err(refuse(
+                    format!(
+                        "the snapshot {} is inside the data dir {}, which the restore swaps away",
+                        snapshot.display(),
+                        d.display()
+                    ),
+                    "copy the snapshot somewhere outside the data dir (e.g. /var/backups) and pass that path",
+                ));
+            }
+        }
+        let report = snapshot::verify(&snapshot).map_err(|e| {
+            refuse(
+                format!("cannot read the snapshot {}: {e:#}", snapshot.display()),
+                "check the file's permissions and that it is a snapshot",
+            )
+        })?;
+        match report.integrity {
+            Some(Integrity::Mismatch) => {
+                return Err(refuse(
+                    format!(
+                        "the snapshot {} is corrupt: its sha256 trailer does not match its content",
+                        snapshot.display()
+                    ),
+                    "restore from another snapshot; --skip-hash-check never accepts a mismatch",
+                ));
+            }
+            Some(Integrity::Absent) if !opts.skip_hash_check => {
+                return Err(refuse(
+                    format!(
+                        "the snapshot {} has no sha256 trailer (a db copied from a data dir?), so its integrity cannot be checked",
+                        snapshot.display()
+                    ),
+                    "if you trust this file, run again with --skip-hash-check",
+                ));
+            }
+            _ => {}
+        }
+        if !report.ok {
+            return Err(refuse(
+                format!(
+                    "the snapshot {} is damaged: {}",
+                    snapshot.display(),
+                    report.message
+                ),
+                format!(
+                    "restore from another snapshot; `etcd-rescue snapshot verify {}` lists every problem",
+                    snapshot.display()
+                ),
+            ));
+        }
+        let skip_hash_check = report.integrity == Some(Integrity::Absent);
+        let snapshot_sha256 = if skip_hash_check {
+            snapshot_digest(&snapshot)?
+        } else {
+            report.sha256.clone()
+        };
+        let live_keys = snapshot::live_keys(&snapshot)?.len() as u64;
+        let snap_members = snapshot::members(&snapshot).unwrap_or_default();
+        let cluster_version = snapshot::inspect(&snapshot)
+            .ok()
+            .and_then(|i| i.cluster_version)
+            .unwrap_or_default();
+
+        // The restore tool.
+        let tool = find_tool(&root, opts.etcdutl.as_deref(), node.etcd.etcd_version.as_deref())?;
+        let mut warnings = Vec::new();
+        if let (Some(have), Some(need)) = (minor(&tool.version), minor(&cluster_version)) {
+            if have < need {
+                return Err(refuse(
+                    format!(
+                        "{} {} is older than the snapshot's etcd {cluster_version}",
+                        tool.name, tool.version
+                    ),
+                    format!(
+                        "use an etcdutl {}.{} or newer (pass --etcdutl PATH)",
+                        need.0, need.1
+                    ),
+                ));
+            }
+            if tool.name == "etcdctl" && have != need {
+                return Err(refuse(
+                    format!(
+                        "only etcdctl {} was found, of another minor version than the snapshot's etcd {cluster_version}",
+                        tool.version
+                    ),
+                    format!("install etcdutl {}.{} and pass --etcdutl PATH", need.0, need.1),
+                ));
+            }
+        }
+        if !tool.bump_revision {
+            warnings.push(format!(
+                "{} {} has no --bump-revision/--mark-compacted: kube-apiserver's watch cache may serve data newer than the snapshot until it restarts; the control plane is restarted at the end of the run, restart any other apiserver (and the kubelets' watches) by hand",
+                tool.name, tool.version
+            ));
+        }
+
+        // kubelet must be there to stop and start the pods.
+        if !kubelet_healthy(&node.kubelet.healthz) {
+            return Err(refuse(
+                format!(
+                    "kubelet does not answer on http://{}/healthz, so moving manifests would stop nothing",
+                    node.kubelet.healthz
+                ),
+                "start kubelet (systemctl start kubelet) and run again",
+            ));
+        }
+
+        // The manifests.
+        let mut control_plane_manifests = Vec::new();
+        let mut stray = Vec::new();
+        let mut before = Vec::new();
+        for m in &node.manifests {
+            before.push(m.file.clone());
+            match m.component.as_deref() {
+                Some(c) if m.file == format!("{c}.yaml") && c != "etcd" => {
+                    control_plane_manifests.push(m.file.clone());
+                }
+                _ if m.file == "etcd.yaml" => {}
+                _ if m.loaded_by_kubelet => stray.push(m.file.clone()),
+                _ => {}
+            }
+        }
+        if !stray.is_empty() && !opts.force {
+            return Err(refuse(
+                format!(
+                    "kubelet also loads {} from {}: a stray copy (like etcd.yaml.bak) would start a second pod during the restore",
+                    stray.join(", "),
+                    manifests_dir.display()
+                ),
+                "move those files out of the manifests dir (or rename them to start with a dot), or pass --force to go on with them in place",
+            ));
+        }
+        if !stray.is_empty() {
+            warnings.push(format!(
+                "--force: kubelet still loads {} during the restore",
+                stray.join(", ")
+            ));
+        }
+
+        // Cluster membership.
+        let own_peer = node.etcd.initial_advertise_peer_urls.clone();
+        let from_snapshot: Vec<(String, String)> = snap_members
+            .iter()
+            .filter(|m| !m.name.is_empty())
+            .flat_map(|m| m.peer_urls.iter().map(move |u| (m.name.clone(), u.clone())))
+            .collect();
+        let manifest_cluster: Vec<(String, String)> = node
+            .etcd
+            .initial_cluster
+            .iter()
+            .map(|e| (e.name.clone(), e.peer_url.clone()))
+            .collect();
+        let initial_cluster = if let Some(ic) = &opts.initial_cluster {
+            ic.clone()
+        } else if !from_snapshot.is_empty() {
+            // The snapshot's members, with this node's own peer URLs from its manifest.
+            let mut pairs: Vec<(String, String)> = from_snapshot
+                .iter()
+                .filter(|(n, _)| *n != node.etcd.name)
+                .cloned()
+                .collect();
+            if from_snapshot.iter().any(|(n, _)| *n == node.etcd.name) {
+                pairs.extend(own_peer.iter().map(|u| (node.etcd.name.clone(), u.clone())));
+            }
+            pairs.sort();
+            join_cluster(&pairs)
+        } else {
+            join_cluster(&manifest_cluster)
+        };
+        let planned = crate::node::manifest::parse_initial_cluster(&initial_cluster).map_err(|e| {
+            refuse(
+                format!("--initial-cluster {initial_cluster:?} is not name=URL,...: {e:#}"),
+                "give it as name1=https://10.0.0.1:2380,name2=https://10.0.0.2:2380",
+            )
+        })?;
+        if !planned.iter().any(|e| e.name == node.etcd.name) {
+            return Err(refuse(
+                format!(
+                    "this node's etcd --name {} is not among the members of the planned --initial-cluster {initial_cluster}",
+                    node.etcd.name
+                ),
+                "pass --initial-cluster listing this member (its name and peer URL from etcd.yaml)",
+            ));
+        }
+        let mut sorted_manifest = manifest_cluster.clone();
+        sorted_manifest.sort();
+        let mut sorted_planned: Vec<(String, String)> = planned
+            .iter()
+            .map(|e| (e.name.clone(), e.peer_url.clone()))
+            .collect();
+        sorted_planned.sort();
+        if !from_snapshot.is_empty()
+            && !from_snapshot.iter().any(|(n, _)| *n == node.etcd.name)
+            && !opts.force
+        {
+            return Err(refuse(
+                format!(
+                    "the snapshot's members ({}) do not include this node's etcd {}: is it from another cluster?",
+                    from_snapshot
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    node.etcd.name
+                ),
+                "restore a snapshot of this cluster, or pass --force (with --initial-cluster) if you mean to",
+            ));
+        }
+        if let Some(m) = snap_members.iter().find(|m| m.name == node.etcd.name) {
+            let mut theirs = m.peer_urls.clone();
+            theirs.sort();
+            let mut ours = own_peer.clone();
+            ours.sort();
+            if theirs != ours && !opts.force {
+                return Err(refuse(
+                    format!(
+                        "the snapshot's member {} has peer URLs {} but this node's etcd.yaml says {}: is the snapshot from another cluster or node?",
+                        m.name,
+                        theirs.join(","),
+                        ours.join(",")
+                    ),
+                    "restore a snapshot of this cluster, or pass --force if the node's address changed on purpose",
+                ));
+            }
+        }
+        if sorted_manifest != sorted_planned {
+            warnings.push(format!(
+                "the planned --initial-cluster {initial_cluster} differs from etcd.yaml's {}",
+                join_cluster(&manifest_cluster)
+            ));
+        }
+        let other_members: Vec<(String, String)> = sorted_planned
+            .iter()
+            .filter(|(n, _)| *n != node.etcd.name)
+            .cloned()
+            .collect();
+        let token = opts
+            .initial_cluster_token
+            .clone()
+            .unwrap_or_else(|| format!("etcd-rescue-{}", &snapshot_sha256[..16]));
+
+        // The swaps.
+        let inside_mount = fsinfo::is_mount_point(&data_dir);
+        let mut swaps = vec![if inside_mount {
+            Swap {
+                what: "data".into(),
+                live: data_dir.join("member"),
+                partial: data_dir.join(format!("restore-{id}.partial")),
+                restored: data_dir.join(format!("restore-{id}")),
+                incoming: data_dir.join(format!("restore-{id}")).join("member"),
+                old: data_dir.join(format!("member-old-{id}")),
+                inside_mount: true,
+            }
+        } else {
+            let restored = suffixed(&data_dir, &format!(".restore-{id}"));
+            Swap {
+                what: "data".into(),
+                live: data_dir.clone(),
+                partial: suffixed(&data_dir, &format!(".restore-{id}.partial")),
+                incoming: restored.clone(),
+                restored,
+                old: suffixed(&data_dir, &format!("-old-{id}")),
+                inside_mount: false,
+            }
+        }];
+        if let Some(w) = &wal_dir {
+            if fsinfo::is_mount_point(w) {
+                return Err(refuse(
+                    format!(
+                        "the WAL dir {} is a mount point; swapping its contents is not supported",
+                        w.display()
+                    ),
+                    "restore by hand, or mount the WAL filesystem one level up",
+                ));
+            }
+            let restored = suffixed(w, &format!(".restore-{id}"));
+            swaps.push(Swap {
+                what: "wal".into(),
+                live: w.clone(),
+                partial: suffixed(w, &format!(".restore-{id}.partial")),
+                incoming: restored.clone(),
+                restored,
+                old: suffixed(w, &format!("-old-{id}")),
+                inside_mount: false,
+            });
+        }
+        for s in &swaps {
+            for p in [&s.partial, &s.restored, &s.old] {
+                if p.exists() {
+                    return Err(refuse(
+                        format!("{} already exists", p.display()),
+                        "move it away (it may be from an earlier run: see `etcd-rescue resume` / `rollback`)",
+                    ));
+                }
+            }
+        }
+
+        // Space: the restored db is about the snapshot's size, plus a 64 MiB WAL segment.
+        let size = std::fs::metadata(&snapshot)?.len();
+        let wal_need = 64 << 20;
+        let need = size + size / 10 + if wal_dir.is_some() { 0 } else { wal_need } + (16 << 20);
+        check_space(
+            "restored data dir",
+            swaps[0].partial.parent().unwrap_or(&data_dir),
+            need,
+            1000,
+        )?;
+        if let Some(s) = swaps.get(1) {
+            check_space(
+                "restored WAL dir",
+                s.partial.parent().unwrap_or(&s.live),
+                wal_need + (16 << 20),
+                100,
+            )?;
+        }
+        check_space("journal and stashed manifests", &state_dir, 4 << 20, 100)?;
+
+        // Ownership: the old data dir's, or the manifest's runAsUser/runAsGroup.
+        let info = fsinfo::dir_info(&root, &node.etcd.data_dir.host)?;
+        let uid = node.etcd.run_as_user.or(info.uid).unwrap_or(0);
+        let gid = node.etcd.run_as_group.or(info.gid).unwrap_or(0);
+        if let Some(m) = &info.mode
+            && u32::from_str_radix(m, 8).is_ok_and(|m| m & 0o077 != 0)
+        {
+            warnings.push(format!(
+                "the data dir {} had mode {m}; the restored one gets 0700",
+                data_dir.display()
+            ));
+        }
+
+        // The current revision, for "N revisions discarded".
+        let current_db = if inside_mount || data_dir.join("member/snap/db").exists() {
+            Some(data_dir.join("member/snap/db"))
+        } else {
+            None
+        };
+        let current_revision = current_db
+            .filter(|p| p.exists())
+            .and_then(|p| snapshot::status(&p).ok())
+            .map(|s| s.revision);
+
+        let restore_argv = restore_argv(
+            &tool,
+            &snapshot,
+            &node.etcd.name,
+            &initial_cluster,
+            &token,
+            &own_peer,
+            &swaps,
+            skip_hash_check,
+        );
+        let mut plan = Plan {
+            id,
+            created: crate::utc::rfc3339(std::time::SystemTime::now()),
+            root: opts.root.clone(),
+            stash_dir: run_dir.join("manifests"),
+            state_dir,
+            run_dir,
+            snapshot,
+            snapshot_sha256,
+            snapshot_integrity: if skip_hash_check { "absent" } else { "verified" }.into(),
+            snapshot_revision: report.revision,
+            snapshot_live_keys: live_keys,
+            snapshot_size: size,
+            skip_hash_check,
+            name: node.etcd.name.clone(),
+            manifests_dir,
+            control_plane_manifests,
+            etcd_manifest: "etcd.yaml".into(),
+            manifests_before: before,
+            stray_manifests: stray,
+            cri_socket: node.kubelet.cri_socket_on_host(&root),
+            kubelet_healthz: node.kubelet.healthz.clone(),
+            data_dir,
+            wal_dir,
+            swaps,
+            initial_cluster,
+            initial_cluster_token: token,
+            peer_urls: own_peer,
+            other_members,
+            tool,
+            restore_argv,
+            uid,
+            gid,
+            mode: 0o700,
+            current_revision,
+            endpoints: node.connection.endpoints.clone(),
+            cacert: node.connection.cacert.clone(),
+            cert: node.connection.cert.clone(),
+            key: node.connection.key.clone(),
+            wait_timeout_secs: opts.wait_timeout.as_secs(),
+            force_stop: opts.force_stop,
+            warnings,
+        };
+        if let Some(rev) = now_healthy(&plan)? {
+            plan.current_revision = Some(rev.max(plan.current_revision.unwrap_or(0)));
+        }
+        Ok(plan)
+    }
+}
+
+fn join_cluster(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(n, u)| format!("{n}={u}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `dir` with `suffix` appended to its last component.
+pub fn suffixed(dir: &Path, suffix: &str) -> PathBuf {
+    let mut s = dir.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_argv(
+    tool: &RestoreTool,
+    snapshot: &Path,
+    name: &str,
+    initial_cluster: &str,
+    token: &str,
+    peer_urls: &[String],
+    swaps: &[Swap],
+    skip_hash_check: bool,
+) -> Vec<String> {
+    let mut v = vec![
+        tool.path.display().to_string(),
+        "snapshot".into(),
+        "restore".into(),
+        snapshot.display().to_string(),
+        format!("--name={name}"),
+        format!("--initial-cluster={initial_cluster}"),
+        format!("--initial-cluster-token={token}"),
+        format!("--initial-advertise-peer-urls={}", peer_urls.join(",")),
+        format!("--data-dir={}", swaps[0].partial.display()),
+    ];
+    if let Some(w) = swaps.iter().find(|s| s.what == "wal") {
+        v.push(format!("--wal-dir={}", w.partial.display()));
+    }
+    if skip_hash_check {
+        v.push("--skip-hash-check=true".into());
+    }
+    if tool.bump_revision {
+        v.push("--bump-revision=1000000000".into());
+        v.push("--mark-compacted".into());
+    }
+    v
+}
+
+/// The plan as the operator reads it before the first change.
+pub fn render(plan: &Plan) -> Vec<String> {
+    let mut out = vec![
+        format!(
+            "Restore plan {} (journal {})",
+            plan.id,
+            plan.run_dir.join("journal.jsonl").display()
+        ),
+        String::new(),
+        format!("  snapshot      {}", plan.snapshot.display()),
+        format!(
+            "                revision {}, {} live keys, {}, sha256 {} ({})",
+            plan.snapshot_revision,
+            plan.snapshot_live_keys,
+            crate::cli::human_bytes(plan.snapshot_size),
+            &plan.snapshot_sha256[..16],
+            plan.snapshot_integrity
+        ),
+        format!(
+            "  member        {} (peer URLs {})",
+            plan.name,
+            plan.peer_urls.join(",")
+        ),
+        format!("  manifests     {}", plan.manifests_dir.display()),
+        format!("  stash         {}", plan.stash_dir.display()),
+        format!("  data dir      {}", plan.data_dir.display()),
+    ];
+    if let Some(w) = &plan.wal_dir {
+        out.push(format!("  WAL dir       {}", w.display()));
+    }
+    out.push(format!(
+        "  CRI socket    {}",
+        plan.cri_socket
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string())
+    ));
+    out.push(format!(
+        "  restore tool  {} {} ({}, found via {})",
+        plan.tool.name,
+        plan.tool.version,
+        plan.tool.path.display(),
+        plan.tool.found
+    ));
+    out.push(format!("  cluster       {}", plan.initial_cluster));
+    out.push(format!("  token         {}", plan.initial_cluster_token));
+    out.push(match plan.revisions_discarded() {
+        Some(n) => format!(
+            "  loses         {n} revisions discarded (data dir at revision {}, snapshot at {})",
+            plan.current_revision.unwrap_or(0),
+            plan.snapshot_revision
+        ),
+        None => "  loses         unknown (the current data dir's db is not readable)".into(),
+    });
+    for w in &plan.warnings {
+        out.push(format!("  warning       {w}"));
+    }
+    if !plan.stray_manifests.is_empty() {
+        out.push(format!("  stray         {}", plan.stray_manifests.join(", ")));
+    }
+    out.push(String::new());
+    out.push("Stages:".into());
+    for (i, s) in super::steps::STAGES.iter().enumerate() {
+        out.push(format!("  {:>2}. {:<20} {}", i + 1, s.id, s.title));
+        for p in (s.preview)(plan) {
+            out.push(format!("        {p}"));
+        }
+    }
+    out
+}
+
+/// Members and their peer URLs as a map (for comparisons in tests and verify).
+pub fn cluster_map(ic: &str) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in crate::node::manifest::parse_initial_cluster(ic).unwrap_or_default() {
+        m.entry(e.name).or_default().push(e.peer_url);
+    }
+    m
+}

@@ -1,0 +1,224 @@
+//! The runbook as data: the stages in order, each with its why and its exact
+//! preview. What each stage does lives in `runner.rs`; its journal key (`id`)
+//! is stable and never renamed.
+
+use std::fmt::Write as _;
+
+use super::plan::Plan;
+
+/// One stage of the runbook.
+pub struct Stage {
+    /// Stable journal key.
+    pub id: &'static str,
+    /// Title.
+    pub title: &'static str,
+    /// Why the stage exists, shown before confirming.
+    pub why: fn(&Plan) -> Vec<String>,
+    /// Exact paths and commands it will touch.
+    pub preview: fn(&Plan) -> Vec<String>,
+}
+
+fn mv(from: &std::path::Path, to: &std::path::Path) -> String {
+    format!("mv {} {}", from.display(), to.display())
+}
+
+/// The stages, in order.
+pub const STAGES: [Stage; 10] = [
+    Stage {
+        id: "preflight",
+        title: "check the node before changing anything",
+        why: |_| vec!["Refuses now, with nothing changed, what would lose data or fail half-way.".into()],
+        preview: |p| {
+            vec![
+                format!(
+                    "snapshot {} ({}), restore tool {} {}",
+                    p.snapshot.display(),
+                    p.snapshot_integrity,
+                    p.tool.name,
+                    p.tool.version
+                ),
+                format!(
+                    "kubelet healthz {}, lock {}",
+                    p.kubelet_healthz,
+                    p.state_dir.join("lock").display()
+                ),
+            ]
+        },
+    },
+    Stage {
+        id: "stop-control-plane",
+        title: "move kube-apiserver, controller-manager and scheduler manifests out",
+        why: |_| {
+            vec![
+                "Nothing may write to etcd while it is replaced: kubelet stops a static pod when its manifest leaves the manifests dir.".into(),
+                "The manifests go to the run's stash on persistent storage, never /tmp.".into(),
+            ]
+        },
+        preview: |p| {
+            p.control_plane_manifests
+                .iter()
+                .map(|m| mv(&p.manifests_dir.join(m), &p.stash_dir.join(m)))
+                .chain(
+                    p.stray_manifests
+                        .iter()
+                        .map(|s| format!("(kubelet also loads {s}; left in place)")),
+                )
+                .collect()
+        },
+    },
+    Stage {
+        id: "stop-etcd",
+        title: "move etcd's manifest out",
+        why: |_| vec!["kubelet stops etcd; its data dir can then be swapped safely.".into()],
+        preview: |p| {
+            vec![mv(
+                &p.manifests_dir.join(&p.etcd_manifest),
+                &p.stash_dir.join(&p.etcd_manifest),
+            )]
+        },
+    },
+    Stage {
+        id: "wait-stopped",
+        title: "wait until the control-plane pods are gone and no process holds etcd's files",
+        why: |_| {
+            vec![
+                "A crash-looping etcd has no running container between restarts: wait for the pod sandboxes themselves to go.".into(),
+                "Records a digest of the data and WAL dirs: the baseline rollback is measured against.".into(),
+            ]
+        },
+        preview: |p| {
+            vec![
+                format!(
+                    "CRI {}: no etcd/kube-apiserver/kube-controller-manager/kube-scheduler pod sandbox left",
+                    p.cri_socket
+                        .as_ref()
+                        .map_or("-".into(), |s| s.display().to_string())
+                ),
+                format!("/proc/*/fd: nothing open under {}", p.data_dir.display()),
+                format!(
+                    "at most {} s, then {}",
+                    p.wait_timeout_secs,
+                    if p.force_stop {
+                        "stop them through CRI (--force-stop)"
+                    } else {
+                        "ask (headless: stop, exit 3)"
+                    }
+                ),
+            ]
+        },
+    },
+    Stage {
+        id: "restore-snapshot",
+        title: "restore the snapshot into a new directory beside the data dir",
+        why: |_| {
+            vec![
+                "The restore writes to a new directory on the same filesystem; the live data dir is not touched.".into(),
+                "It is renamed from .partial only when the command succeeded.".into(),
+            ]
+        },
+        preview: |p| {
+            let mut v = vec![p.restore_argv.join(" ")];
+            for s in &p.swaps {
+                v.push(mv(&s.partial, &s.restored));
+            }
+            v
+        },
+    },
+    Stage {
+        id: "set-ownership",
+        title: "give the restored tree the old data dir's owner, group and mode 0700",
+        why: |_| vec!["etcd must be able to open its WAL and db as the user it runs as.".into()],
+        preview: |p| {
+            p.swaps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "chown -R {}:{} {}; chmod 0700 {}",
+                        p.uid,
+                        p.gid,
+                        s.restored.display(),
+                        s.incoming.display()
+                    )
+                })
+                .collect()
+        },
+    },
+    Stage {
+        id: "swap-data-dir",
+        title: "swap the data dirs: the old one is kept, never deleted",
+        why: |_| vec!["Two renames on one filesystem, each refusing to overwrite anything.".into()],
+        preview: |p| {
+            p.swaps
+                .iter()
+                .flat_map(|s| [mv(&s.live, &s.old), mv(&s.incoming, &s.live)])
+                .collect()
+        },
+    },
+    Stage {
+        id: "start-etcd",
+        title: "move etcd's manifest back and wait until it is healthy",
+        why: |p| {
+            if p.ha() {
+                vec!["In an HA restore this member cannot be healthy alone: wait for its process and peer listener.".into()]
+            } else {
+                vec!["kubelet starts etcd on the restored data.".into()]
+            }
+        },
+        preview: |p| {
+            vec![
+                mv(
+                    &p.stash_dir.join(&p.etcd_manifest),
+                    &p.manifests_dir.join(&p.etcd_manifest),
+                ),
+                format!(
+                    "etcd status on {} with {}",
+                    p.endpoints.join(","),
+                    p.cert.as_ref().map_or("-".into(), |c| c.display().to_string())
+                ),
+            ]
+        },
+    },
+    Stage {
+        id: "verify",
+        title: "check the restored etcd before the control plane writes to it",
+        why: |_| vec!["Members, live keys and revision must match the snapshot.".into()],
+        preview: |p| {
+            vec![
+                format!("members = {}", p.initial_cluster),
+                format!("live keys = {} (counted in the snapshot)", p.snapshot_live_keys),
+                format!("revision >= {}", p.snapshot_revision),
+            ]
+        },
+    },
+    Stage {
+        id: "start-control-plane",
+        title: "move the control-plane manifests back",
+        why: |_| {
+            vec![
+                "kubelet starts kube-apiserver, controller-manager and scheduler on the restored etcd."
+                    .into(),
+            ]
+        },
+        preview: |p| {
+            p.control_plane_manifests
+                .iter()
+                .map(|m| mv(&p.stash_dir.join(m), &p.manifests_dir.join(m)))
+                .collect()
+        },
+    },
+];
+
+/// The position of stage `id`.
+pub fn index(id: &str) -> Option<usize> {
+    STAGES.iter().position(|s| s.id == id)
+}
+
+/// The runbook as Markdown (`docs/runbook.md` is generated from it).
+pub fn markdown() -> String {
+    let mut s =
+        String::from("# The restore runbook\n\nGenerated from the stages in `src/restore/steps.rs`.\n\n");
+    for (i, st) in STAGES.iter().enumerate() {
+        let _ = writeln!(s, "{}. `{}`: {}", i + 1, st.id, st.title);
+    }
+    s
+}

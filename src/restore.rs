@@ -53,18 +53,25 @@ pub fn lock(state_dir: &Path) -> Result<Lock> {
         })
 }
 
-/// Runs recorded in a state dir, oldest first: (id, run dir).
+/// Runs recorded in a state dir, oldest first (by the time their plan was
+/// made): (id, run dir).
 pub fn runs(state_dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(state_dir.join("runs"))
+    let mut v: Vec<(String, String, PathBuf)> = std::fs::read_dir(state_dir.join("runs"))
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.path().join("journal.jsonl").is_file())
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .filter_map(|e| {
+                    let (plan, _) = journal::read(&e.path().join("journal.jsonl")).ok()?;
+                    Some((
+                        plan.created,
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.path(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
     v.sort();
-    v
+    v.into_iter().map(|(_, id, p)| (id, p)).collect()
 }
 
 /// The unfinished run, if any (a journal without an `end` record).
@@ -84,18 +91,24 @@ fn exit_for(outcome: Outcome) -> Code {
 pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Code> {
     let root = Root::new(&opts.root);
     let state_dir = plan::state_dir(&root, opts.state_dir.as_deref());
-    let _lock = if dry_run { None } else { Some(lock(&state_dir)?) };
-    if let Some((id, _)) = unfinished(&state_dir) {
-        return Err(Fail::before_change(
-            format!("run {id} on this node is unfinished"),
-            format!(
-                "finish it with `etcd-rescue resume --root {r}` or undo it with `etcd-rescue rollback --root {r}`",
-                r = opts.root.display()
-            ),
-        )
-        .into());
-    }
+    let refuse_unfinished = || -> Result<()> {
+        if let Some((id, _)) = unfinished(&state_dir) {
+            return Err(Fail::before_change(
+                format!("run {id} on this node is unfinished"),
+                format!(
+                    "finish it with `etcd-rescue resume --root {r}` or undo it with `etcd-rescue rollback --root {r}`",
+                    r = opts.root.display()
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    };
+    refuse_unfinished()?;
+    // Planning only reads; the lock (which creates the state dir) comes after it.
     let plan = Plan::compute(opts, &mut |p| live_cluster_checks(p, opts.force))?;
+    let _lock = if dry_run { None } else { Some(lock(&state_dir)?) };
+    refuse_unfinished()?;
     let lines = plan::render(&plan);
     if dry_run {
         for l in &lines {

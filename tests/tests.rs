@@ -9,5 +9,7 @@ mod drill;
 
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
+// Whole restores on the sandbox node: the drill's command, crashes, refusals.
+mod restore;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.
 mod testbed;

@@ -471,15 +471,21 @@ impl<'a> Runner<'a> {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
         };
+        // Done before (this step, this exact move): a later move may have re-used `from`.
+        let recorded = self
+            .journal
+            .records
+            .iter()
+            .rev()
+            .take_while(|r| r.kind != Kind::RollbackBegin || step == "rollback")
+            .find(|r| r.step == step && r.action.as_ref() == Some(&action))
+            .is_some_and(|r| r.kind == Kind::Done);
+        if recorded && exists(to) {
+            self.say(&format!("already moved: {} -> {}", from.display(), to.display()));
+            return Ok(());
+        }
         match (exists(from), exists(to)) {
             (false, true) => {
-                let recorded = self
-                    .journal
-                    .records
-                    .iter()
-                    .rev()
-                    .find(|r| r.action.as_ref() == Some(&action))
-                    .is_some_and(|r| r.kind == Kind::Done);
                 if !recorded {
                     self.journal.append(
                         step,

@@ -1,0 +1,644 @@
+//! Whole restores on the sandbox node, headless, through the real binary:
+//! the command the drill prints, crash at every journal record followed by
+//! `resume` and by `rollback`, and every pre-flight refusal leaving the node
+//! untouched.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use etcd_rescue::drill::up::node_connection;
+use etcd_rescue::restore::journal;
+
+use crate::support::drill::{Drill, block_on};
+use crate::support::{bin, text};
+
+/// The PATH the tool runs with: the system's, without the project's etcd tools,
+/// so it finds etcdutl on the node as an operator would.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A key written after the drill's snapshot: a restore drops it, a rollback brings it back.
+const LATE_KEY: &str = "/registry/configmaps/default/written-after-the-snapshot";
+
+fn tool(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = bin();
+    c.args(args).env("PATH", PATH).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("etcd-rescue runs")
+}
+
+/// The practise command exactly as the drill printed it, split into arguments.
+fn printed_command(d: &Drill) -> Vec<String> {
+    let out = d.output();
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("etcd-rescue restore "))
+        .expect("the drill prints the command to practise with");
+    line.split_whitespace().skip(1).map(String::from).collect()
+}
+
+/// Every key and value in etcd, read with the node's own client certificate.
+fn etcd_contents(d: &Drill) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let conn = node_connection(&d.state.nodes[0]).unwrap();
+    block_on(async move {
+        let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
+        let r = c
+            .get(vec![0u8], Some(etcd_client::GetOptions::new().with_from_key()))
+            .await
+            .unwrap();
+        r.kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .collect()
+    })
+}
+
+/// Every live key and value in the snapshot, read natively.
+fn snapshot_contents(snap: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    etcd_rescue::snapshot::live_keys(snap)
+        .unwrap()
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect()
+}
+
+fn put_late_key(d: &Drill) {
+    let out = d.etcdctl(0, &["put", LATE_KEY, "late"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
+fn has_late_key(d: &Drill) -> bool {
+    etcd_contents(d).contains_key(LATE_KEY.as_bytes())
+}
+
+fn wait_healthy(d: &Drill) {
+    d.wait_until(Duration::from_secs(30), "etcd healthy", || {
+        d.etcdctl(0, &["endpoint", "health"]).status.success()
+    });
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// What must not change when the tool refuses: the manifests, the entries
+/// beside the data dir, and the state dir's runs.
+fn untouched_state(d: &Drill) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let runs = d.root(0).join("var/lib/etcd-rescue/runs");
+    (
+        listing(&d.manifests(0)),
+        listing(&d.root(0).join("var/lib")),
+        if runs.exists() { listing(&runs) } else { Vec::new() },
+    )
+}
+
+fn assert_restored(d: &Drill, snap: &Path) {
+    wait_healthy(d);
+    assert_eq!(
+        etcd_contents(d),
+        snapshot_contents(snap),
+        "etcd holds exactly the snapshot's keys"
+    );
+    assert!(!has_late_key(d));
+    assert_eq!(
+        listing(&d.manifests(0)),
+        [
+            "etcd.yaml",
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml",
+            "kube-scheduler.yaml"
+        ]
+    );
+    d.wait_until(Duration::from_secs(10), "control plane running", || {
+        d.running(0).len() == 4
+    });
+    let data = d.root(0).join("var/lib/etcd");
+    let md = std::fs::metadata(&data).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o700, "the restored data dir is 0700");
+    let old: Vec<String> = listing(&d.root(0).join("var/lib"))
+        .into_iter()
+        .filter(|n| n.starts_with("etcd-old-"))
+        .collect();
+    assert!(!old.is_empty(), "the old data dir is kept");
+    for o in &old {
+        assert!(d.root(0).join("var/lib").join(o).join("member/snap/db").is_file());
+    }
+}
+
+fn state_dir_run(d: &Drill) -> PathBuf {
+    let runs = d.root(0).join("var/lib/etcd-rescue/runs");
+    runs.join(listing(&runs).pop().expect("a run was recorded"))
+}
+
+/// The exact command the drill prints, with `--yes`, restores its node:
+/// etcd holds exactly the snapshot's keys, the write made after the snapshot
+/// is gone, the old data dir is kept, manifests are back, mode is 0700.
+#[test]
+fn printed_command_restores_the_drill_headless() {
+    let d = Drill::start(&["--keys", "800"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let mut args = printed_command(&d);
+    args.push("--yes".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tool(&args, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("Run ") && stdout.contains(": done"), "{stdout}");
+    assert!(stdout.contains("1 revisions discarded"), "{stdout}");
+    assert_restored(&d, &snap);
+    // The journal starts with the plan and ends with the outcome.
+    let (plan, recs) = journal::read(&state_dir_run(&d).join("journal.jsonl")).unwrap();
+    assert_eq!(plan.snapshot, std::fs::canonicalize(&snap).unwrap());
+    assert_eq!(journal::outcome(&recs).as_deref(), Some("done"));
+    // A second restore is a new run; it is allowed once the first has ended.
+    let again = tool(&args, &[]);
+    assert!(again.status.success(), "{:?}", text(&again));
+}
+
+/// etcd 3.4: the restore uses Debian's etcdctl 3.4 (there is no etcdutl) and works the same.
+#[test]
+fn etcd34_node_restores_with_etcdctl() {
+    let d = Drill::start(&["--etcd", "3.4", "--keys", "300"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("restore tool  etcdctl 3.4."),
+        "{}",
+        text(&out).0
+    );
+    assert_restored(&d, &snap);
+}
+
+/// `--dry-run` prints every stage's commands and changes nothing.
+#[test]
+fn dry_run_changes_nothing() {
+    let d = Drill::start(&["--keys", "50"]);
+    let before = untouched_state(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    for stage in [
+        "preflight",
+        "stop-control-plane",
+        "wait-stopped",
+        "restore-snapshot",
+        "swap-data-dir",
+        "verify",
+    ] {
+        assert!(stdout.contains(stage), "{stage} missing from the plan:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("snapshot restore") && stdout.contains("--initial-cluster="),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing was changed"));
+    assert_eq!(untouched_state(&d), before);
+    assert!(d.etcdctl(0, &["endpoint", "health"]).status.success());
+}
+
+/// How many journal records a full run writes (from a clean run on the drill).
+fn records_of_a_full_run(d: &Drill, snap: &str, root: &str) -> usize {
+    let out = tool(&["restore", "--root", root, "--snapshot", snap, "--yes"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (_, recs) = journal::read(&state_dir_run(d).join("journal.jsonl")).unwrap();
+    let n = recs.len();
+    let back = tool(&["rollback", "--root", root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(d);
+    n
+}
+
+/// Kills a restore at `point`, then checks that `resume` completes it and,
+/// on a second kill at the same point, that `rollback` returns the node.
+fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
+    let root = d.dir.display().to_string();
+    let s = snap.to_str().unwrap();
+    let manifests_before = listing(&d.manifests(0));
+    for then in ["resume", "rollback"] {
+        wait_healthy(d);
+        assert!(has_late_key(d), "{point}: the late key is there before the run");
+        let out = tool(
+            &["restore", "--root", &root, "--snapshot", s, "--yes"],
+            &[("ETCD_RESCUE_CRASH_AT", point)],
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{point}: the run was not killed: {:?}",
+            text(&out)
+        );
+        // A new run is refused while this one is unfinished.
+        let refused = tool(&["restore", "--root", &root, "--snapshot", s, "--yes"], &[]);
+        assert_eq!(refused.status.code(), Some(2), "{point}: {:?}", text(&refused));
+        assert!(
+            text(&refused).1.contains("resume"),
+            "{point}: {:?}",
+            text(&refused)
+        );
+        let out = tool(&[then, "--root", &root, "--yes"], &[]);
+        assert!(out.status.success(), "{point}: {then} failed: {:?}", text(&out));
+        if then == "resume" {
+            assert_restored(d, snap);
+            let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+            assert!(
+                back.status.success(),
+                "{point}: rollback after resume: {:?}",
+                text(&back)
+            );
+        } else {
+            assert!(text(&out).0.contains("rolled-back"), "{point}: {:?}", text(&out));
+        }
+        // Back to the node before the run: the same manifests, the original data (late key included).
+        assert_eq!(listing(&d.manifests(0)), manifests_before, "{point}");
+        wait_healthy(d);
+        assert!(has_late_key(d), "{point}: the original data is back after {then}");
+        let (_, recs) = journal::read(&state_dir_run(d).join("journal.jsonl")).unwrap();
+        assert_eq!(journal::outcome(&recs).as_deref(), Some("rolled-back"), "{point}");
+    }
+}
+
+fn crash_matrix(range: std::ops::RangeInclusive<usize>, named: &[&str]) {
+    let d = Drill::start(&["--keys", "200"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let total = records_of_a_full_run(&d, snap.to_str().unwrap(), &root);
+    assert!(total > 20, "a full run writes {total} records");
+    // The last record is the run's end: there is nothing to resume after it.
+    for n in range.filter(|n| *n < total) {
+        crash_then_resume_and_rollback(&d, &snap, &format!("record:{n}"));
+    }
+    for p in named {
+        crash_then_resume_and_rollback(&d, &snap, p);
+    }
+}
+
+/// SIGKILL after journal records 1-9, then resume / rollback: nothing lost.
+#[test]
+fn crash_after_records_1_to_9() {
+    crash_matrix(1..=9, &["during-restore"]);
+}
+
+/// SIGKILL after journal records 10-18 and between the two renames of the swap.
+#[test]
+fn crash_after_records_10_to_18() {
+    crash_matrix(10..=18, &["swap-between-renames"]);
+}
+
+/// SIGKILL after journal records 19 to the last.
+#[test]
+fn crash_after_records_19_to_end() {
+    crash_matrix(19..=60, &[]);
+}
+
+/// One refusal: exit 2, the message, and nothing on the node changed.
+fn refuses(d: &Drill, args: &[&str], env: &[(&str, &str)], says: &str) {
+    let before = untouched_state(d);
+    let out = tool(args, env);
+    let (_, err) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?} must refuse: {:?}",
+        text(&out)
+    );
+    assert!(err.contains(says), "{args:?}: expected {says:?} in:\n{err}");
+    assert!(err.contains("\nnext: "), "{err}");
+    assert_eq!(untouched_state(d), before, "{args:?} changed the node");
+}
+
+/// Every pre-flight refusal that one node can show, each leaving it untouched.
+#[test]
+fn preflight_refusals_change_nothing() {
+    let d = Drill::start(&["--keys", "100"]);
+    let root = d.dir.display().to_string();
+    let snap = d.state.snapshot.clone().unwrap();
+    let s = snap.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    // A byte flipped inside the database: the trailer no longer matches.
+    let bad = work.path().join("flipped.db");
+    let mut b = std::fs::read(&snap).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x40;
+    std::fs::write(&bad, &b).unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            bad.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "corrupt",
+    );
+    // No trailer (a copied db) without --skip-hash-check.
+    let cut = work.path().join("no-trailer.db");
+    std::fs::write(&cut, &std::fs::read(&snap).unwrap()[..b.len() - 32]).unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            cut.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "--skip-hash-check",
+    );
+    // Not a snapshot at all.
+    let junk = work.path().join("junk.db");
+    std::fs::write(&junk, b"this is not a database").unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            junk.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "snapshot",
+    );
+    // The snapshot inside the data dir.
+    let inside = d.root(0).join("var/lib/etcd/copy.db");
+    std::fs::copy(&snap, &inside).unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            inside.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "inside the data dir",
+    );
+    std::fs::remove_file(&inside).unwrap();
+    // This node's name not in the planned cluster.
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--initial-cluster",
+            "other=https://127.0.0.99:2380",
+            "--yes",
+        ],
+        &[],
+        "is not among the members",
+    );
+    // An etcdutl that does not exist.
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--etcdutl",
+            "/nonexistent/etcdutl",
+            "--yes",
+        ],
+        &[],
+        "does not exist",
+    );
+    // Only an older etcdctl (Debian's 3.4) for a 3.5 snapshot.
+    let bin34 = work.path().join("bin34");
+    std::fs::create_dir_all(&bin34).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/etcdctl", bin34.join("etcdctl")).unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--etcdutl",
+            bin34.join("etcdctl").to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "older than the snapshot's etcd",
+    );
+    // A stray .bak manifest kubelet would start as a second pod.
+    let bak = d.manifests(0).join("etcd.yaml.bak");
+    std::fs::copy(d.manifests(0).join("etcd.yaml"), &bak).unwrap();
+    d.wait_until(Duration::from_secs(5), "the .bak pod runs", || {
+        d.containers(0).iter().filter(|c| c.name == "etcd").count() == 2
+    });
+    refuses(
+        &d,
+        &["restore", "--root", &root, "--snapshot", s, "--yes"],
+        &[],
+        "etcd.yaml.bak",
+    );
+    std::fs::remove_file(&bak).unwrap();
+    d.wait_until(Duration::from_secs(10), "the .bak pod gone", || {
+        d.containers(0).iter().filter(|c| c.name == "etcd").count() == 1
+    });
+    wait_healthy(&d);
+    // A snapshot of another cluster (another drill: same member name, other peer URL).
+    let other = Drill::start(&["--keys", "10"]);
+    let foreign = other.state.snapshot.clone().unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            foreign.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "another cluster",
+    );
+    drop(other);
+    // A second run while one holds the lock.
+    let state = d.root(0).join("var/lib/etcd-rescue");
+    std::fs::create_dir_all(&state).unwrap();
+    let f = std::fs::File::create(state.join("lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    refuses(
+        &d,
+        &["restore", "--root", &root, "--snapshot", s, "--yes"],
+        &[],
+        "another etcd-rescue run holds",
+    );
+    drop(held);
+    // kubelet not answering: its healthz port in the config points nowhere.
+    let cfg = d.root(0).join("var/lib/kubelet/config.yaml");
+    let orig = std::fs::read_to_string(&cfg).unwrap();
+    let port = crate::support::etcd::free_port();
+    let changed: String = orig
+        .lines()
+        .map(|l| {
+            if l.starts_with("healthzPort:") {
+                format!("healthzPort: {port}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, changed).unwrap();
+    refuses(
+        &d,
+        &["restore", "--root", &root, "--snapshot", s, "--yes"],
+        &[],
+        "kubelet does not answer",
+    );
+    std::fs::write(&cfg, orig).unwrap();
+    // External etcd: no etcd.yaml at all.
+    let stash = work.path().join("etcd.yaml");
+    std::fs::rename(d.manifests(0).join("etcd.yaml"), &stash).unwrap();
+    refuses(
+        &d,
+        &["restore", "--root", &root, "--snapshot", s, "--yes"],
+        &[],
+        "no etcd.yaml",
+    );
+    std::fs::rename(&stash, d.manifests(0).join("etcd.yaml")).unwrap();
+    wait_healthy(&d);
+    // And with all that put back, the same command goes through.
+    let ok = tool(&["restore", "--root", &root, "--snapshot", s, "--yes"], &[]);
+    assert!(ok.status.success(), "{:?}", text(&ok));
+}
+
+/// Restoring one member while the other members still form a working cluster is refused.
+#[test]
+fn live_ha_cluster_is_refused() {
+    let d = Drill::start(&["--members", "3", "--keys", "50"]);
+    let root = d.root(0).display().to_string();
+    let snap = d.state.snapshot.clone().unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+        "restoring one member of a live cluster splits it",
+    );
+}
+
+/// A stand-in that ignores SIGTERM outlives `--wait-timeout`: headless stops
+/// with exit 3 (resumable), `--force-stop` stops it through CRI and goes on.
+#[test]
+fn stuck_pod_times_out_then_force_stop_goes_on() {
+    let d = Drill::start(&["--keys", "50"]);
+    let m = d.manifests(0).join("kube-scheduler.yaml");
+    let text_m = std::fs::read_to_string(&m).unwrap();
+    let stuck = text_m.replacen(
+        "  namespace: kube-system\n",
+        "  namespace: kube-system\n  annotations:\n    drill.etcd-rescue/ignore-sigterm: \"true\"\n",
+        1,
+    );
+    let stuck = stuck.replacen("spec:\n", "spec:\n  terminationGracePeriodSeconds: 600\n", 1);
+    std::fs::write(&m, stuck).unwrap();
+    d.wait_until(Duration::from_secs(10), "the stuck scheduler runs", || {
+        d.running(0).len() == 4
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let root = d.dir.display().to_string();
+    let snap = d.state.snapshot.clone().unwrap();
+    let s = snap.to_str().unwrap();
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--yes",
+            "--wait-timeout",
+            "2s",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).1.contains("kube-scheduler"), "{:?}", text(&out));
+    assert!(text(&out).1.contains("resume"), "{:?}", text(&out));
+    // Rollback puts everything back (the scheduler never stopped).
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(&d);
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--yes",
+            "--wait-timeout",
+            "2s",
+            "--force-stop",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("stopping pod kube-scheduler"),
+        "{}",
+        text(&out).0
+    );
+    assert_restored(&d, &snap);
+}

@@ -145,6 +145,19 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Check the restored cluster against the last run; for an HA member
+    /// waiting for its peers, finish the run once a quorum answers.
+    Verify {
+        /// The run (default: the unfinished one, else the last).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// The state dir (default /var/lib/etcd-rescue under --root).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// How long to wait for a quorum.
+        #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+        wait_timeout: Duration,
+    },
     /// Show what the tool discovers about this control-plane node (read-only).
     Node {
         /// Output format.
@@ -328,6 +341,20 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 run.as_deref(),
                 *discard_writes,
                 *force,
+                f.as_mut(),
+            )
+        }
+        Command::Verify {
+            run,
+            state_dir,
+            wait_timeout,
+        } => {
+            let mut f = face(true, false, false);
+            crate::restore::verify(
+                &cli.root,
+                state_dir.as_deref(),
+                run.as_deref(),
+                *wait_timeout,
                 f.as_mut(),
             )
         }

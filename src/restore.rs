@@ -74,10 +74,16 @@ pub fn runs(state_dir: &Path) -> Vec<(String, PathBuf)> {
     v.into_iter().map(|(_, id, p)| (id, p)).collect()
 }
 
-/// The unfinished run, if any (a journal without an `end` record).
+/// The unfinished run, if any: a journal without an `end` record, or an HA
+/// member still `waiting-for-peers` (its control plane is still stashed).
 pub fn unfinished(state_dir: &Path) -> Option<(String, PathBuf)> {
     runs(state_dir).into_iter().rev().find(|(_, dir)| {
-        journal::read(&dir.join("journal.jsonl")).is_ok_and(|(_, recs)| journal::outcome(&recs).is_none())
+        journal::read(&dir.join("journal.jsonl")).is_ok_and(|(_, recs)| {
+            matches!(
+                journal::outcome(&recs).as_deref(),
+                None | Some("waiting-for-peers")
+            )
+        })
     })
 }
 
@@ -212,6 +218,11 @@ pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>, face: &m
     let _lock = lock(&state_dir)?;
     let dir = pick_run(&state_dir, run, true)?;
     let (plan, journal) = Journal::open(&dir)?;
+    if journal.outcome().as_deref() == Some("waiting-for-peers") {
+        let limit = std::time::Duration::from_secs(plan.wait_timeout_secs.max(1));
+        let mut runner = Runner::new(plan, journal, face)?;
+        return Ok(exit_for(runner.finish_waiting(limit)?));
+    }
     if let Some(o) = journal.outcome() {
         return Err(
             Fail::before_change(format!("run {} already ended: {o}", plan.id), "nothing to resume").into(),
@@ -280,4 +291,47 @@ pub fn rollback(
     }
     let mut runner = Runner::new(plan, journal, face)?;
     Ok(exit_for(runner.rollback(discard_writes, force)?))
+}
+
+/// `etcd-rescue verify`: for an HA member waiting for its peers, wait (up to
+/// `limit`) for a quorum, then verify and start the control plane; after a
+/// finished run, check the cluster against the run's plan, read-only.
+pub fn verify(
+    root: &Path,
+    state_dir: Option<&Path>,
+    run: Option<&str>,
+    limit: std::time::Duration,
+    face: &mut dyn Face,
+) -> Result<Code> {
+    let state_dir = plan::state_dir(&Root::new(root), state_dir);
+    let _lock = lock(&state_dir)?;
+    let dir = pick_run(&state_dir, run, false)?;
+    let (plan, journal) = Journal::open(&dir)?;
+    match journal.outcome().as_deref() {
+        Some("waiting-for-peers") => {
+            let mut runner = Runner::new(plan, journal, face)?;
+            Ok(exit_for(runner.finish_waiting(limit)?))
+        }
+        Some("done") => {
+            let id = plan.id.clone();
+            let mut runner = Runner::new(plan, journal, face)?;
+            runner.check().map_err(|e| {
+                e.context(Fail::problem(
+                    format!("the cluster does not match run {id}'s restore"),
+                    "look at etcd's log and `etcd-rescue status`",
+                ))
+            })?;
+            println!("run {id}: the cluster matches the restored snapshot");
+            Ok(Code::Done)
+        }
+        other => Err(Fail::before_change(
+            format!(
+                "run {} is {}",
+                plan.id,
+                other.map_or("unfinished".to_string(), |o| format!("ended: {o}"))
+            ),
+            "finish it with `etcd-rescue resume` first",
+        )
+        .into()),
+    }
 }

@@ -845,6 +845,12 @@ impl<'a> Runner<'a> {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+        self.wait_healthy(limit).map(|_| None)
+    }
+
+    /// Waits until this member answers with a leader (a quorum formed); returns the revision.
+    fn wait_healthy(&mut self, limit: Duration) -> Result<i64> {
+        let start = Instant::now();
         let conn = self.connection();
         loop {
             let r = self.rt.block_on(async {
@@ -856,7 +862,7 @@ impl<'a> Runner<'a> {
             match r {
                 Ok(rev) => {
                     self.say(&format!("etcd is healthy at revision {rev}"));
-                    return Ok(None);
+                    return Ok(rev);
                 }
                 Err(e) if start.elapsed() > limit => {
                     bail!("etcd did not become healthy within {limit:?}: {e:#}");
@@ -867,10 +873,42 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn verify(&mut self) -> Result<()> {
-        if self.plan.ha() {
-            return Ok(());
+    /// An HA member that ended `waiting-for-peers`: once a quorum answers,
+    /// record start-etcd as done and go on with verify and start-control-plane.
+    pub fn finish_waiting(&mut self, limit: Duration) -> Result<Outcome> {
+        match self.wait_healthy(limit) {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(e.context(Fail::problem(
+                    format!("member {} still waits for its peers", self.plan.name),
+                    format!(
+                        "restore every other member from the same snapshot ({}), then run `etcd-rescue verify --root {}` again",
+                        self.plan.snapshot.display(),
+                        self.plan.root.display()
+                    ),
+                )));
+            }
         }
+        self.journal.append(
+            "start-etcd",
+            Kind::StageDone,
+            None,
+            data([("quorum", json!(true))]),
+        )?;
+        self.run()
+    }
+
+    /// After a finished run: the same checks as the verify stage, read-only.
+    pub fn check(&mut self) -> Result<()> {
+        self.wait_healthy(Duration::from_secs(5))?;
+        self.verify_cluster(false)
+    }
+
+    fn verify(&mut self) -> Result<()> {
+        self.verify_cluster(true)
+    }
+
+    fn verify_cluster(&mut self, record: bool) -> Result<()> {
         let conn = self.connection();
         let want = plan::cluster_map(&self.plan.initial_cluster);
         let (members, count, rev) = self.rt.block_on(async {
@@ -911,12 +949,14 @@ impl<'a> Runner<'a> {
                 self.plan.snapshot_revision
             );
         }
-        self.journal.append(
-            "verify",
-            Kind::Note,
-            None,
-            data([("revision", json!(rev)), ("keys", json!(count))]),
-        )?;
+        if record {
+            self.journal.append(
+                "verify",
+                Kind::Note,
+                None,
+                data([("revision", json!(rev)), ("keys", json!(count))]),
+            )?;
+        }
         self.say(&format!(
             "members as planned, {count} keys as in the snapshot, revision {rev}"
         ));

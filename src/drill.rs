@@ -3,6 +3,7 @@
 
 pub mod kubelet;
 pub mod layout;
+pub mod oci;
 pub mod pki;
 pub mod process_runtime;
 pub mod seed;

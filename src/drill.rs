@@ -1,6 +1,7 @@
 //! The drill: a kubeadm control-plane node in a box, with a real etcd, real
 //! TLS and a real CRI runtime, to rehearse a restore without a cluster.
 
+pub mod containerd;
 pub mod kubelet;
 pub mod layout;
 pub mod oci;

@@ -210,12 +210,13 @@ pub fn run(cli: &Cli) -> Result<Code> {
             );
             for t in &r.containerd {
                 println!(
-                    "node {}: containerd {}; {} pod(s) removed, {} task(s) killed, {} container process(es) and {} shim(s) killed, {} mount(s) unmounted, {} cgroup(s) removed",
+                    "node {}: containerd {}; {} pod(s) removed, {} task(s) killed, {} stale task(s) removed, {} container process(es) and {} shim(s) killed, {} mount(s) unmounted, {} cgroup(s) removed",
                     t.root.display(),
                     t.containerd_pid
                         .map_or_else(|| "was not running".to_string(), |p| format!("(pid {p}) stopped")),
                     t.pods_removed,
                     t.tasks_killed,
+                    t.stale_tasks_removed,
                     t.processes_killed.len(),
                     t.shims_killed.len(),
                     t.unmounted.len(),

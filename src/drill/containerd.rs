@@ -525,6 +525,8 @@ pub struct Teardown {
     pub pods_removed: usize,
     /// Tasks killed and deleted through `ctr`.
     pub tasks_killed: usize,
+    /// Tasks of a dead containerd cleaned up: runc state deleted, bundle removed.
+    pub stale_tasks_removed: usize,
     /// Container processes killed through the node's cgroups.
     pub processes_killed: Vec<i32>,
     /// Shims killed by PID.
@@ -725,6 +727,31 @@ pub async fn teardown(paths: &Paths) -> Teardown {
         t.left_behind
             .push(format!("processes still alive after SIGKILL: {left:?}"));
     }
+    // Tasks of a containerd that died: runc's state (which also frees their cgroups).
+    let runc_root = paths.state.join("runc");
+    for (ns, id) in subdirs2(&runc_root) {
+        let ns_root = runc_root.join(&ns);
+        let deleted = match which("runc") {
+            Some(runc) => {
+                let mut cmd = tokio::process::Command::new(runc);
+                cmd.arg("--root")
+                    .arg(&ns_root)
+                    .args(["delete", "--force", &id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true);
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(20), cmd.status()).await,
+                    Ok(Ok(s)) if s.success()
+                )
+            }
+            None => false,
+        };
+        if !deleted && std::fs::remove_dir_all(ns_root.join(&id)).is_err() {
+            t.left_behind.push(format!("runc container {ns}/{id}"));
+        }
+    }
     // Mounts under the node root, deepest (latest) first.
     let prefix = paths.root.clone();
     let under: Vec<PathBuf> = fsinfo::mounts()
@@ -738,6 +765,21 @@ pub async fn teardown(paths: &Paths) -> Teardown {
         match done {
             Ok(()) => t.unmounted.push(point),
             Err(e) => t.left_behind.push(format!("mount {}: {e}", point.display())),
+        }
+    }
+    // The task bundles of a containerd that died, once nothing is mounted in them.
+    let bundles = paths.state.join("io.containerd.runtime.v2.task");
+    let mounted: Vec<PathBuf> = fsinfo::mounts().into_iter().map(|m| m.point).collect();
+    for (ns, id) in subdirs2(&bundles) {
+        let b = bundles.join(&ns).join(&id);
+        if mounted.iter().any(|m| m.starts_with(&b)) {
+            t.left_behind
+                .push(format!("task bundle {} (still mounted)", b.display()));
+            continue;
+        }
+        match std::fs::remove_dir_all(&b) {
+            Ok(()) => t.stale_tasks_removed += 1,
+            Err(e) => t.left_behind.push(format!("task bundle {}: {e}", b.display())),
         }
     }
     // The node's cgroups, once their processes are gone.
@@ -759,6 +801,24 @@ pub async fn teardown(paths: &Paths) -> Teardown {
         }
     }
     t
+}
+
+/// `(name, child)` for every directory two levels below `dir` (namespace, then ID).
+fn subdirs2(dir: &Path) -> Vec<(String, String)> {
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    names(dir)
+        .into_iter()
+        .flat_map(|ns| names(&dir.join(&ns)).into_iter().map(move |id| (ns.clone(), id)))
+        .collect()
 }
 
 async fn wait_gone(pids: &[i32], limit: Duration) -> bool {

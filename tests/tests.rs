@@ -4,6 +4,8 @@
 
 mod support;
 
+// `drill --runtime containerd`: a real containerd through CRI, and a clean teardown.
+mod containerd;
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.

@@ -113,6 +113,10 @@ fn containerd_drill_runs_the_control_plane_and_stops_clean() {
         "no /usr/local/bin/etcdutl in any snapshot under {}",
         paths.data.display()
     );
+    assert!(
+        !root.host("/usr/local/bin/etcdutl").exists(),
+        "etcdutl is in the image store only, as on a real node"
+    );
     let v = std::process::Command::new(&found[0])
         .arg("version")
         .output()
@@ -278,4 +282,30 @@ fn containerd_refuses_etcd_34() {
         "{err}"
     );
     assert!(!Path::new(&dir).exists(), "the drill dir was created");
+}
+
+/// Without containerd on PATH the drill refuses with exit 2 and says what to install.
+#[test]
+fn containerd_missing_says_what_to_install() {
+    require();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let o = crate::support::run(
+        &[
+            "drill",
+            "--runtime",
+            "containerd",
+            "--dir",
+            &dir.display().to_string(),
+        ],
+        tmp.path(),
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`containerd` is not on PATH"), "{err}");
+    assert!(
+        err.contains("apt-get install containerd runc busybox-static"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "the drill dir was created");
 }

@@ -248,7 +248,9 @@ impl Drill {
             };
             let r = Root::new(&root);
             layout::write_node(&r, s, &cluster, first_pki.as_deref())?;
-            link_etcd_tools(&r, &etcd_bin)?;
+            if opts.runtime == Runtime::Process {
+                link_etcd_tools(&r, &etcd_bin)?;
+            }
             first_pki.get_or_insert_with(|| r.host("/etc/kubernetes/pki"));
             nodes.push(DrillNode {
                 spec: s.clone(),
@@ -460,7 +462,9 @@ pub fn node_connection(n: &DrillNode) -> Result<crate::node::Connection> {
     Ok(Node::discover(&Root::new(&n.root), None, &args)?.connection)
 }
 
-/// Puts etcd, etcdctl and etcdutl where the etcd image has them (`/usr/local/bin`).
+/// Puts etcd, etcdctl and etcdutl where the etcd image has them (`/usr/local/bin`),
+/// for the process runtime, whose node root stands in for the image. On
+/// containerd they are only in the image store, as on a real node.
 fn link_etcd_tools(root: &Root, bin: &Path) -> Result<()> {
     let dir = root.host("/usr/local/bin");
     std::fs::create_dir_all(&dir)?;

@@ -935,7 +935,14 @@ mod tests {
         std::fs::write(&script, stand_in_script("kube-scheduler")).unwrap();
         let run = |ignore: bool| {
             use std::os::unix::process::CommandExt;
-            let mut c = std::process::Command::new("/bin/sh");
+            // busybox's sh, as in the image, when this machine has it.
+            let mut c = if is_static_elf(Path::new("/bin/busybox")) {
+                let mut c = std::process::Command::new("/bin/busybox");
+                c.arg("sh");
+                c
+            } else {
+                std::process::Command::new("/bin/sh")
+            };
             c.arg(&script).stdout(Stdio::null()).process_group(0);
             if ignore {
                 c.env("DRILL_IGNORE_SIGTERM", "1");

@@ -314,9 +314,8 @@ impl Drill {
             let plan = containerd::plan_images(&manifests)?;
             let names = containerd::build_images(&plan, &etcd_bin, &tools.busybox, &archive)?;
             say(&format!(
-                "built images {} into {} ({:.1?})",
+                "built images {} ({:.1?})",
                 names.join(", "),
-                archive.display(),
                 started.elapsed()
             ));
         }
@@ -372,6 +371,10 @@ impl Drill {
             })
             .await?;
             self.kubelets.push(kubelet);
+        }
+        if tools.is_some() {
+            // Every node's containerd has the images now; the archive would only take room.
+            let _ = std::fs::remove_dir_all(self.dir.join("images"));
         }
         say(&format!(
             "kubelet and CRI runtime started on every node ({:.1?})",

@@ -106,6 +106,10 @@ pub enum Command {
         /// A directory with the etcd binaries to run (etcd, etcdctl, etcdutl).
         #[arg(long, value_name = "DIR")]
         etcd_bin: Option<PathBuf>,
+        /// The CRI runtime: `process` (containers are processes, no root) or
+        /// `containerd` (a private real containerd per node; root, etcd 3.5).
+        #[arg(long, value_enum, default_value = "process")]
+        runtime: crate::drill::up::Runtime,
     },
     /// Restore etcd on this node from a snapshot, stage by stage, journaled and reversible.
     Restore(Box<RestoreArgs>),
@@ -371,6 +375,34 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 r.killed.len(),
                 r.stale.len()
             );
+            for t in &r.containerd {
+                println!(
+                    "node {}: containerd {}; {} pod(s) removed, {} task(s) killed, {} stale task(s) removed, {} container process(es) and {} shim(s) killed, {} mount(s) unmounted, {} cgroup(s) removed",
+                    t.root.display(),
+                    t.containerd_pid
+                        .map_or_else(|| "was not running".to_string(), |p| format!("(pid {p}) stopped")),
+                    t.pods_removed,
+                    t.tasks_killed,
+                    t.stale_tasks_removed,
+                    t.processes_killed.len(),
+                    t.shims_killed.len(),
+                    t.unmounted.len(),
+                    t.cgroups_removed
+                );
+            }
+            let left: Vec<&String> = r.containerd.iter().flat_map(|t| &t.left_behind).collect();
+            if !left.is_empty() {
+                bail!(exit::Fail::problem(
+                    format!(
+                        "left behind: {}",
+                        left.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+                    ),
+                    format!(
+                        "run `etcd-rescue drill down --dir {}` again, or remove them by hand",
+                        dir.display()
+                    )
+                ));
+            }
             println!("files kept in {}", dir.display());
             Ok(Code::Done)
         }
@@ -382,6 +414,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             keys,
             value_scale,
             etcd_bin,
+            runtime,
         } => {
             let opts = crate::drill::up::Options {
                 dir: dir.clone(),
@@ -393,6 +426,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 },
                 etcd_bin: etcd_bin.clone(),
                 ready_timeout: Duration::from_secs(60),
+                runtime: *runtime,
             };
             tokio::runtime::Runtime::new()?.block_on(run_drill(opts))
         }

@@ -1,8 +1,10 @@
 //! The drill: a kubeadm control-plane node in a box, with a real etcd, real
 //! TLS and a real CRI runtime, to rehearse a restore without a cluster.
 
+pub mod containerd;
 pub mod kubelet;
 pub mod layout;
+pub mod oci;
 pub mod pki;
 pub mod process_runtime;
 pub mod seed;

@@ -4,9 +4,10 @@
 
 mod support;
 
+// `drill --runtime containerd`: a real containerd through CRI, and a clean teardown.
+mod containerd;
 // The sandbox node on the process runtime: manifests in and out, restarts, teardown.
 mod drill;
-
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
 // Whole restores on the sandbox node: the drill's command, crashes, refusals.

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::containerd::{self, Containerd, Teardown};
 use super::kubelet::{self, Kubelet};
 use super::layout::{self, ClusterSpec, NodeSpec};
 use super::process_runtime::{ProcessRuntime, Programs};
@@ -40,6 +41,27 @@ impl Release {
     }
 }
 
+/// The CRI runtime a drill node runs its pods on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Containers are processes on this machine (no root needed).
+    #[default]
+    Process,
+    /// A private containerd per node, driven through CRI (needs root).
+    Containerd,
+}
+
+impl Runtime {
+    /// The node's CRI socket, as the node (and its kubelet config) names it.
+    pub fn socket(self) -> &'static str {
+        match self {
+            Runtime::Process => "/run/drill/cri.sock",
+            Runtime::Containerd => containerd::SOCKET,
+        }
+    }
+}
+
 /// What to bring up.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -55,6 +77,8 @@ pub struct Options {
     pub etcd_bin: Option<PathBuf>,
     /// Per-node limit for etcd to become healthy.
     pub ready_timeout: Duration,
+    /// The CRI runtime.
+    pub runtime: Runtime,
 }
 
 /// One sandbox node of a running drill.
@@ -76,6 +100,9 @@ pub struct DrillState {
     pub pid: u32,
     /// The etcd release.
     pub release: Release,
+    /// The CRI runtime the nodes run their pods on.
+    #[serde(default)]
+    pub runtime: Runtime,
     /// The etcd version the binaries report.
     pub etcd_version: String,
     /// Where etcd, etcdctl and etcdutl are.
@@ -96,6 +123,7 @@ pub struct Drill {
     pub state: DrillState,
     kubelets: Vec<Kubelet>,
     runtimes: Vec<ProcessRuntime>,
+    containerds: Vec<Containerd>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     stop_servers: watch::Sender<bool>,
 }
@@ -150,6 +178,7 @@ pub fn find_etcd(release: Release, hint: Option<&Path>) -> Result<(PathBuf, Stri
 impl Drill {
     /// Lays out the nodes, starts runtime and kubelet for each, waits until etcd
     /// answers over TLS and the control plane runs, seeds data and takes a snapshot.
+    /// When a step after the layout fails, what was started is stopped again.
     pub async fn up(opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Drill> {
         let started = Instant::now();
         if !(1..=7).contains(&opts.members) || opts.members.is_multiple_of(2) {
@@ -158,6 +187,18 @@ impl Drill {
                 "use 1 for a single control-plane node or 3 for an HA cluster"
             ));
         }
+        let tools = match opts.runtime {
+            Runtime::Process => None,
+            Runtime::Containerd => {
+                if opts.release != Release::V35 {
+                    bail!(Fail::before_change(
+                        "--runtime containerd runs etcd 3.5 only: Debian's etcd 3.4 binary is dynamically linked and would need its libraries inside the image",
+                        "use --etcd 3.5 with --runtime containerd, or --runtime process to drill etcd 3.4"
+                    ));
+                }
+                Some(containerd::find_tools()?)
+            }
+        };
         let (etcd_bin, etcd_version) = find_etcd(opts.release, opts.etcd_bin.as_deref())?;
         let dir = match &opts.dir {
             Some(d) => {
@@ -195,7 +236,7 @@ impl Drill {
         let cluster = ClusterSpec {
             members: &specs,
             etcd_image,
-            cri_endpoint: "unix:///run/drill/cri.sock".into(),
+            cri_endpoint: format!("unix://{}", opts.runtime.socket()),
         };
         let mut nodes = Vec::new();
         let mut first_pki: Option<PathBuf> = None;
@@ -207,7 +248,9 @@ impl Drill {
             };
             let r = Root::new(&root);
             layout::write_node(&r, s, &cluster, first_pki.as_deref())?;
-            link_etcd_tools(&r, &etcd_bin)?;
+            if opts.runtime == Runtime::Process {
+                link_etcd_tools(&r, &etcd_bin)?;
+            }
             first_pki.get_or_insert_with(|| r.host("/etc/kubernetes/pki"));
             nodes.push(DrillNode {
                 spec: s.clone(),
@@ -222,12 +265,13 @@ impl Drill {
             started.elapsed()
         ));
 
-        let (stop_servers, stop_rx) = watch::channel(false);
+        let (stop_servers, _) = watch::channel(false);
         let mut drill = Drill {
             dir: dir.clone(),
             state: DrillState {
                 pid: std::process::id(),
                 release: opts.release,
+                runtime: opts.runtime,
                 etcd_version,
                 etcd_bin: etcd_bin.clone(),
                 nodes: nodes.clone(),
@@ -236,48 +280,85 @@ impl Drill {
             },
             kubelets: Vec::new(),
             runtimes: Vec::new(),
+            containerds: Vec::new(),
             servers: Vec::new(),
             stop_servers,
         };
         drill.save()?;
-        match Box::pin(drill.start(opts, &nodes, &stop_rx, started, say)).await {
+        match Box::pin(drill.start(opts, tools.as_ref(), started, say)).await {
             Ok(()) => Ok(drill),
             Err(e) => {
                 say("start-up failed: stopping what was started");
-                let _ = drill.down().await;
+                if let Err(down) = drill.down().await {
+                    say(&format!("{down:#}"));
+                }
                 Err(e)
             }
         }
     }
 
+    /// Starts runtime and kubelet on every node, waits for etcd and the control
+    /// plane, seeds and snapshots.
     async fn start(
         &mut self,
         opts: &Options,
-        nodes: &[DrillNode],
-        stop_rx: &watch::Receiver<bool>,
+        tools: Option<&containerd::Tools>,
         started: Instant,
         say: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        let drill = self;
-        let dir = drill.dir.clone();
-        let etcd_bin = drill.state.etcd_bin.clone();
+        let nodes = self.state.nodes.clone();
+        let etcd_bin = self.state.etcd_bin.clone();
+        let archive = self.dir.join("images/drill-images.tar");
+        if let Some(tools) = tools {
+            let manifests = Root::new(&nodes[0].root).host("/etc/kubernetes/manifests");
+            let plan = containerd::plan_images(&manifests)?;
+            let names = containerd::build_images(&plan, &etcd_bin, &tools.busybox, &archive)?;
+            say(&format!(
+                "built images {} ({:.1?})",
+                names.join(", "),
+                started.elapsed()
+            ));
+        }
         let exe = std::env::current_exe().context("finding the etcd-rescue binary for the stand-ins")?;
-        for n in nodes {
+        for n in &nodes {
             let root = Root::new(&n.root);
-            let programs = Programs {
-                by_command: [("etcd".to_string(), etcd_bin.join("etcd"))]
-                    .into_iter()
-                    .collect(),
-                stand_in: exe.clone(),
+            let (socket, cgroup_parent) = if let Some(tools) = tools {
+                let c = Containerd::start(&root, tools, Duration::from_secs(30)).await?;
+                let socket = c.socket().to_path_buf();
+                let cgroup_parent = c.paths.cgroup_parent.clone();
+                say(&format!(
+                    "containerd (pid {}) answers CRI on {} ({:.1?})",
+                    c.pid(),
+                    socket.display(),
+                    started.elapsed()
+                ));
+                self.containerds.push(c);
+                if let Some(c) = self.containerds.last() {
+                    c.import(&archive).await?;
+                }
+                say(&format!(
+                    "images imported into containerd on {} ({:.1?})",
+                    n.spec.name,
+                    started.elapsed()
+                ));
+                (socket, cgroup_parent)
+            } else {
+                let programs = Programs {
+                    by_command: [("etcd".to_string(), etcd_bin.join("etcd"))]
+                        .into_iter()
+                        .collect(),
+                    stand_in: exe.clone(),
+                };
+                let rt = ProcessRuntime::new(programs, root.host("/var/lib/drill/pids"))?;
+                let socket = root.host(Runtime::Process.socket());
+                let mut rx = self.stop_servers.subscribe();
+                let server = rt.clone().serve(&socket, async move {
+                    let _ = rx.changed().await;
+                })?;
+                self.runtimes.push(rt);
+                self.servers.push(server);
+                (socket, String::new())
             };
-            let rt = ProcessRuntime::new(programs, root.host("/var/lib/drill/pids"))?;
-            let socket = root.host("/run/drill/cri.sock");
-            let mut rx = stop_rx.clone();
-            let server = rt.clone().serve(&socket, async move {
-                let _ = rx.changed().await;
-            })?;
-            drill.runtimes.push(rt);
-            drill.servers.push(server);
             let kubelet = Kubelet::start(kubelet::Config {
                 root: root.clone(),
                 node_name: n.spec.name.clone(),
@@ -286,22 +367,26 @@ impl Drill {
                 healthz: format!("127.0.0.1:{}", n.spec.healthz_port),
                 poll: Duration::from_millis(200),
                 log: root.host("/var/log/drill-kubelet.log"),
-                cgroup_parent: String::new(),
+                cgroup_parent,
             })
             .await?;
-            drill.kubelets.push(kubelet);
+            self.kubelets.push(kubelet);
+        }
+        if tools.is_some() {
+            // Every node's containerd has the images now; the archive would only take room.
+            let _ = std::fs::remove_dir_all(self.dir.join("images"));
         }
         say(&format!(
             "kubelet and CRI runtime started on every node ({:.1?})",
             started.elapsed()
         ));
         let mut client = None;
-        for n in nodes {
+        for n in &nodes {
             let c = wait_etcd_healthy(n, opts.ready_timeout).await?;
             client.get_or_insert(c);
         }
-        for n in nodes {
-            wait_control_plane(n, Duration::from_secs(30)).await?;
+        for n in &nodes {
+            wait_control_plane(n, self.state.runtime, Duration::from_secs(30)).await?;
         }
         say(&format!(
             "etcd answers over TLS and the control plane runs ({:.1?})",
@@ -316,7 +401,8 @@ impl Drill {
             report.compacted_at,
             started.elapsed()
         ));
-        let snap = dir
+        let snap = self
+            .dir
             .join("backup")
             .join(format!("etcd-snapshot-{}.db", crate::utc::now()));
         let mut one = etcd::connect(&node_connection(&nodes[0])?).await?;
@@ -327,9 +413,9 @@ impl Drill {
             crate::cli::human_bytes(size),
             started.elapsed()
         ));
-        drill.state.snapshot = Some(snap);
-        drill.state.seed = Some(report);
-        drill.save()
+        self.state.snapshot = Some(snap);
+        self.state.seed = Some(report);
+        self.save()
     }
 
     fn save(&self) -> Result<()> {
@@ -338,7 +424,9 @@ impl Drill {
             .with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Stops every pod (with its grace period), the kubelets and the runtimes.
+    /// Stops every pod (with its grace period), the kubelets and the runtimes;
+    /// a containerd is torn down completely ([`containerd::teardown`]). The
+    /// state file stays when something could not be cleaned up, for `drill down`.
     pub async fn down(self) -> Result<()> {
         for k in self.kubelets {
             k.shutdown().await;
@@ -349,6 +437,19 @@ impl Drill {
         let _ = self.stop_servers.send(true);
         for s in self.servers {
             let _ = s.await;
+        }
+        let mut left = Vec::new();
+        for c in self.containerds {
+            left.extend(c.stop().await.left_behind);
+        }
+        if !left.is_empty() {
+            bail!(Fail::problem(
+                format!("the drill left something behind: {}", left.join("; ")),
+                format!(
+                    "run `etcd-rescue drill down --dir {}` to try again",
+                    self.dir.display()
+                )
+            ));
         }
         let _ = std::fs::remove_file(state_file(&self.dir));
         Ok(())
@@ -364,7 +465,9 @@ pub fn node_connection(n: &DrillNode) -> Result<crate::node::Connection> {
     Ok(Node::discover(&Root::new(&n.root), None, &args)?.connection)
 }
 
-/// Puts etcd, etcdctl and etcdutl where the etcd image has them (`/usr/local/bin`).
+/// Puts etcd, etcdctl and etcdutl where the etcd image has them (`/usr/local/bin`),
+/// for the process runtime, whose node root stands in for the image. On
+/// containerd they are only in the image store, as on a real node.
 fn link_etcd_tools(root: &Root, bin: &Path) -> Result<()> {
     let dir = root.host("/usr/local/bin");
     std::fs::create_dir_all(&dir)?;
@@ -399,8 +502,8 @@ async fn wait_etcd_healthy(n: &DrillNode, limit: Duration) -> Result<etcd_client
     )
 }
 
-async fn wait_control_plane(n: &DrillNode, limit: Duration) -> Result<()> {
-    let socket = Root::new(&n.root).host("/run/drill/cri.sock");
+async fn wait_control_plane(n: &DrillNode, runtime: Runtime, limit: Duration) -> Result<()> {
+    let socket = Root::new(&n.root).host(runtime.socket());
     let mut cri = Cri::connect(&socket, Duration::from_secs(5)).await?;
     let start = Instant::now();
     loop {
@@ -434,6 +537,8 @@ pub struct DownReport {
     pub killed: Vec<i32>,
     /// Pid files skipped because their process was gone or not the drill's.
     pub stale: Vec<PathBuf>,
+    /// Each containerd node's teardown.
+    pub containerd: Vec<Teardown>,
 }
 
 fn alive(pid: i32) -> bool {
@@ -448,7 +553,9 @@ fn belongs_to(pid: i32, dir: &Path) -> bool {
 
 /// Stops what a drill in `dir` left running: asks the drill process to stop
 /// (SIGTERM, then waits up to `wait`), then kills any container process group
-/// still recorded in a pid file, after checking it really is the drill's.
+/// still recorded in a pid file, after checking it really is the drill's, and
+/// tears down each node's containerd ([`containerd::teardown`]). The state
+/// file is removed once nothing is left behind.
 pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
     let dir = std::fs::canonicalize(dir).with_context(|| format!("no drill directory {}", dir.display()))?;
     let state: DrillState = serde_json::from_slice(&std::fs::read(state_file(&dir)).map_err(|_| {
@@ -497,7 +604,19 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let _ = std::fs::remove_file(state_file(&dir));
+    if state.runtime == Runtime::Containerd {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for n in &state.nodes {
+            let paths = containerd::Paths::new(&Root::new(&n.root));
+            report.containerd.push(rt.block_on(containerd::teardown(&paths)));
+        }
+    }
+    let left: Vec<&String> = report.containerd.iter().flat_map(|t| &t.left_behind).collect();
+    if left.is_empty() {
+        let _ = std::fs::remove_file(state_file(&dir));
+    }
     Ok(report)
 }
 
@@ -522,9 +641,23 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
         let _ = writeln!(s, "    data dir    {}", root.host("/var/lib/etcd").display());
         let _ = writeln!(
             s,
-            "    CRI socket  {}",
-            root.host("/run/drill/cri.sock").display()
+            "    CRI socket  {} ({})",
+            root.host(state.runtime.socket()).display(),
+            match state.runtime {
+                Runtime::Process => "the drill's process runtime",
+                Runtime::Containerd => "containerd",
+            }
         );
+        if state.runtime == Runtime::Containerd {
+            let p = containerd::Paths::new(&root);
+            let _ = writeln!(
+                s,
+                "    containerd  root {}, log {}\n    crictl      crictl --runtime-endpoint unix://{} ps",
+                p.data.display(),
+                p.log.display(),
+                p.socket.display()
+            );
+        }
         let _ = writeln!(
             s,
             "    kubelet     {} (log {})",

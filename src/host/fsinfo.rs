@@ -94,6 +94,31 @@ pub fn is_mount_point(p: &Path) -> bool {
         .any(|m| Path::new(&unescape_mountinfo(m)) == canon)
 }
 
+/// One line of `/proc/self/mountinfo`: where a filesystem is mounted and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The mount point.
+    pub point: PathBuf,
+    /// The filesystem type (`overlay`, `tmpfs`, `cgroup`...).
+    pub fstype: String,
+}
+
+/// Every mount this process sees, in `/proc/self/mountinfo` order (parents before children).
+pub fn mounts() -> Vec<Mount> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| info.lines().filter_map(parse_mountinfo_line).collect())
+        .unwrap_or_default()
+}
+
+fn parse_mountinfo_line(line: &str) -> Option<Mount> {
+    let point = line.split(' ').nth(4)?;
+    let (_, after) = line.split_once(" - ")?;
+    Some(Mount {
+        point: PathBuf::from(unescape_mountinfo(point)),
+        fstype: after.split(' ').next()?.to_string(),
+    })
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
@@ -123,6 +148,20 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unescape_mountinfo("/x\\"), "/x\\");
+    }
+
+    /// A mountinfo line yields its unescaped mount point and filesystem type.
+    #[test]
+    fn mountinfo_lines() {
+        let l = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - overlay overlay rw,lowerdir=/x";
+        let m = parse_mountinfo_line(l).unwrap();
+        assert_eq!(m.point, PathBuf::from("/mnt/a b"));
+        assert_eq!(m.fstype, "overlay");
+        assert!(
+            mounts()
+                .iter()
+                .any(|m| m.point == Path::new("/proc") && m.fstype == "proc")
+        );
     }
 
     /// `/proc` is a mount point and a fresh temp subdirectory is not.

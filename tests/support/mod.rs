@@ -1,6 +1,7 @@
 //! The test bed shared by every integration test: real etcd servers, node
 //! trees under temp roots, and a way to run the real binary.
 
+pub mod containerd;
 pub mod drill;
 pub mod etcd;
 pub mod fixture;

@@ -172,7 +172,7 @@ fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
                         "the cluster still works (a leader, other members answering at {}): restoring one member of a live cluster splits it",
                         others.join(", ")
                     ),
-                    "stop etcd on every member first (move etcd.yaml out of each manifests dir), then restore each from the same snapshot",
+                    "when you are restoring every member from this same snapshot now, pass --force on each member (the command the first member prints); otherwise restore this member's data from a healthy member instead",
                 )
                 .into());
             }

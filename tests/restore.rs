@@ -642,3 +642,220 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
     );
     assert_restored(&d, &snap);
 }
+
+/// The command the containerd drill prints restores it too, with etcdutl
+/// found in the etcd image containerd unpacked; crashes mid-run resume and roll back.
+#[test]
+fn containerd_node_restores_and_survives_crashes() {
+    crate::support::containerd::require();
+    let d = Drill::start(&["--runtime", "containerd", "--keys", "200"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let s = snap.to_str().unwrap();
+    let plan = tool(&["restore", "--root", &root, "--snapshot", s, "--dry-run"], &[]);
+    assert!(
+        text(&plan)
+            .0
+            .contains("found via the etcd image in containerd's store"),
+        "{}",
+        text(&plan).0
+    );
+    for point in ["record:12", "during-restore", "swap-between-renames", "record:30"] {
+        crash_then_resume_and_rollback(&d, &snap, point);
+    }
+    let mut args = printed_command(&d);
+    args.push("--yes".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tool(&args, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_restored(&d, &snap);
+}
+
+/// A subset of the crash matrix on etcd 3.4 (etcdctl's restore).
+#[test]
+fn etcd34_crashes_resume_and_roll_back() {
+    let d = Drill::start(&["--etcd", "3.4", "--keys", "100"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    for point in ["record:9", "during-restore", "swap-between-renames", "record:28"] {
+        crash_then_resume_and_rollback(&d, &snap, point);
+    }
+}
+
+/// Three members restored from one snapshot: each run ends `waiting-for-peers`
+/// and prints the command for the others; `verify` on each finishes the run
+/// once a quorum answers: one healthy cluster holding every key.
+#[test]
+fn ha_restore_of_three_members() {
+    let d = Drill::start(&["--members", "3", "--keys", "300"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let s = snap.to_str().unwrap();
+    for i in 0..3 {
+        let root = d.root(i).display().to_string();
+        // The first two see the rest of the old cluster still working: --force, as the refusal says.
+        let out = tool(
+            &["restore", "--root", &root, "--snapshot", s, "--yes", "--force"],
+            &[],
+        );
+        assert!(out.status.success(), "member {i}: {:?}", text(&out));
+        let (stdout, _) = text(&out);
+        assert!(stdout.contains(": waiting-for-peers"), "member {i}: {stdout}");
+        assert!(stdout.contains("etcd-rescue verify --root"), "{stdout}");
+        for other in ["cp1", "cp2", "cp3"]
+            .iter()
+            .filter(|n| **n != format!("cp{}", i + 1))
+        {
+            assert!(
+                stdout.contains(&format!("# on {other}")),
+                "member {i} names {other}: {stdout}"
+            );
+        }
+    }
+    for i in 0..3 {
+        let root = d.root(i).display().to_string();
+        let out = tool(&["verify", "--root", &root, "--wait-timeout", "60s"], &[]);
+        assert!(out.status.success(), "verify on member {i}: {:?}", text(&out));
+        assert!(text(&out).0.contains(": done"), "{}", text(&out).0);
+    }
+    let out = d.etcdctl(0, &["endpoint", "health", "--cluster"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("is healthy").count(),
+        3,
+        "{:?}",
+        text(&out)
+    );
+    assert_eq!(etcd_contents(&d), snapshot_contents(&snap));
+    for i in 0..3 {
+        d.wait_until(Duration::from_secs(10), "control plane back", || {
+            d.running(i).len() == 4
+        });
+    }
+    // A finished run verifies read-only.
+    let again = tool(&["verify", "--root", &d.root(0).display().to_string()], &[]);
+    assert!(again.status.success(), "{:?}", text(&again));
+}
+
+/// `--bump-revision`: no etcd binary here has it, so a stand-in etcdutl that
+/// advertises the flags, records its arguments and runs the real etcdutl
+/// without them stands for one that does.
+#[test]
+fn bump_revision_is_used_when_the_tool_has_it() {
+    let d = Drill::start(&["--keys", "50"]);
+    let work = tempfile::tempdir().unwrap();
+    let real = d.state.etcd_bin.join("etcdutl");
+    let record = work.path().join("args");
+    let stand_in = work.path().join("etcdutl");
+    std::fs::write(
+        &stand_in,
+        format!(
+            r#"#!/bin/sh
+case "$*" in
+  *--help*) "{real}" "$@"; echo "      --bump-revision uint"; echo "      --mark-compacted"; exit 0 ;;
+  version*) exec "{real}" "$@" ;;
+esac
+echo "$@" >> "{record}"
+args=""
+for a in "$@"; do
+  case "$a" in --bump-revision=*|--mark-compacted) ;; *) args="$args $a" ;; esac
+done
+exec "{real}" $args
+"#,
+            real = real.display(),
+            record = record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--etcdutl",
+            stand_in.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        !text(&out).0.contains("has no --bump-revision"),
+        "{}",
+        text(&out).0
+    );
+    let args = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        args.contains("--bump-revision=1000000000") && args.contains("--mark-compacted"),
+        "{args}"
+    );
+    assert!(args.contains("snapshot restore"), "{args}");
+    assert_restored(&d, &snap);
+}
+
+/// `resume` re-checks the snapshot's sha256: a file replaced after the crash is refused.
+#[test]
+fn resume_refuses_a_replaced_snapshot() {
+    let d = Drill::start(&["--keys", "50"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let s = snap.to_str().unwrap();
+    let out = tool(
+        &["restore", "--root", &root, "--snapshot", s, "--yes"],
+        &[("ETCD_RESCUE_CRASH_AT", "record:4")],
+    );
+    assert_eq!(out.status.signal(), Some(9));
+    let original = std::fs::read(&snap).unwrap();
+    let mut other = original.clone();
+    let n = other.len();
+    other[n / 3] ^= 1;
+    std::fs::write(&snap, &other).unwrap();
+    let refused = tool(&["resume", "--root", &root, "--yes"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{:?}", text(&refused));
+    assert!(
+        text(&refused).1.contains("is not the one this run started with"),
+        "{:?}",
+        text(&refused)
+    );
+    std::fs::write(&snap, &original).unwrap();
+    let ok = tool(&["resume", "--root", &root, "--yes"], &[]);
+    assert!(ok.status.success(), "{:?}", text(&ok));
+    assert_restored(&d, &snap);
+}
+
+/// The old data dir's owner (2379:2379, etcd's usual uid) is carried to the restored tree.
+#[test]
+fn owner_of_the_old_data_dir_is_carried_over() {
+    crate::support::require_root("chown to another user");
+    let d = Drill::start(&["--keys", "50"]);
+    let data = d.root(0).join("var/lib/etcd");
+    for e in walkdir::WalkDir::new(&data) {
+        let e = e.unwrap();
+        std::os::unix::fs::lchown(e.path(), Some(2379), Some(2379)).unwrap();
+    }
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    // What the restore wrote (etcd, running as root here, adds files of its own once started).
+    for p in ["", "member", "member/snap", "member/snap/db", "member/wal"] {
+        let md = std::fs::metadata(data.join(p)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (2379, 2379), "{p}");
+    }
+    assert_restored(&d, &snap);
+}

@@ -87,7 +87,10 @@ impl std::error::Error for Fail {}
 
 /// The exit code and the two lines an error prints: the cause chain and the next step.
 pub fn report(err: &anyhow::Error) -> (Code, String, String) {
-    let fail = err.chain().find_map(|e| e.downcast_ref::<Fail>());
+    // `downcast_ref` on the error itself also sees a `Fail` given as `.context(..)`.
+    let fail = err
+        .downcast_ref::<Fail>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Fail>()));
     let code = fail.map_or(Code::Error, |f| f.code);
     let next = fail.map_or_else(|| default_next(code).to_string(), |f| f.next.clone());
     let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
@@ -119,6 +122,22 @@ mod tests {
         assert_eq!(code, Code::Problem);
         assert_eq!(line, "etcd-rescue: checking /b/snap.db: hash mismatch");
         assert_eq!(next, "take another snapshot");
+    }
+
+    /// A `Fail` given as context (the runner's "stopped after a change") decides over an inner error.
+    #[test]
+    fn fail_as_context_decides() {
+        let err = Err::<(), _>(anyhow::anyhow!("EXDEV"))
+            .context(Fail {
+                code: Code::Changed,
+                message: "stage x failed".into(),
+                next: "resume".into(),
+            })
+            .unwrap_err();
+        let (code, line, next) = report(&err);
+        assert_eq!(code, Code::Changed);
+        assert_eq!(line, "etcd-rescue: stage x failed: EXDEV");
+        assert_eq!(next, "resume");
     }
 
     /// A plain error is an error before any change, with a generic next step.

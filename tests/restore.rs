@@ -859,3 +859,307 @@ fn owner_of_the_old_data_dir_is_carried_over() {
     }
     assert_restored(&d, &snap);
 }
+
+/// Stops etcd as an operator would (its manifest out of the manifests dir,
+/// until CRI shows no etcd container), runs `f` on the manifest's text (to
+/// edit it), and starts etcd again with whatever `f` returned.
+fn with_etcd_stopped(d: &Drill, f: impl FnOnce(String) -> String) {
+    let m = d.manifests(0).join("etcd.yaml");
+    let aside = d.dir.join("etcd.yaml.aside");
+    std::fs::rename(&m, &aside).unwrap();
+    d.wait_until(Duration::from_secs(10), "etcd stopped", || {
+        !d.containers(0).iter().any(|c| c.name == "etcd")
+    });
+    let text_m = std::fs::read_to_string(&aside).unwrap();
+    let new = f(text_m);
+    std::fs::write(&aside, new).unwrap();
+    std::fs::rename(&aside, &m).unwrap();
+    wait_healthy(d);
+}
+
+/// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, size: &str) -> Mount {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount tmpfs: {:?}", text(&out));
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Fills the filesystem of `dir` until only about `leave` bytes are free.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let st = nix::sys::statvfs::statvfs(dir).unwrap();
+    let free = st.blocks_available() * st.fragment_size();
+    let path = dir.join("filler");
+    let f = std::fs::File::create(&path).unwrap();
+    let want = free.saturating_sub(leave);
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(f);
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut done = 0;
+    while done + (1 << 20) <= want {
+        if w.write_all(&chunk).is_err() {
+            break;
+        }
+        done += 1 << 20;
+    }
+    let _ = w.flush();
+    path
+}
+
+/// A node with `--wal-dir`: both the data and the WAL dir are swapped, each
+/// kept as `-old-<run>`, and rollback brings both back.
+#[test]
+fn wal_dir_node_swaps_both_dirs() {
+    let d = Drill::start(&["--keys", "100"]);
+    put_late_key(&d);
+    let lib = d.root(0).join("var/lib");
+    with_etcd_stopped(&d, |m| {
+        std::fs::create_dir_all(lib.join("etcd-wal")).unwrap();
+        for e in std::fs::read_dir(lib.join("etcd/member/wal")).unwrap() {
+            let e = e.unwrap();
+            std::fs::rename(e.path(), lib.join("etcd-wal").join(e.file_name())).unwrap();
+        }
+        std::fs::remove_dir(lib.join("etcd/member/wal")).unwrap();
+        m.replace("    - --data-dir=/var/lib/etcd\n", "    - --data-dir=/var/lib/etcd\n    - --wal-dir=/var/lib/etcd-wal\n")
+            .replace(
+                "    volumeMounts:\n",
+                "    volumeMounts:\n    - mountPath: /var/lib/etcd-wal\n      name: etcd-wal\n",
+            )
+            .replace(
+                "  volumes:\n",
+                "  volumes:\n  - hostPath:\n      path: /var/lib/etcd-wal\n      type: DirectoryOrCreate\n    name: etcd-wal\n",
+            )
+    });
+    assert!(has_late_key(&d));
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let s = snap.to_str().unwrap();
+    let plan = tool(&["restore", "--root", &root, "--snapshot", s, "--dry-run"], &[]);
+    assert!(text(&plan).0.contains("--wal-dir="), "{}", text(&plan).0);
+    let out = tool(&["restore", "--root", &root, "--snapshot", s, "--yes"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_restored(&d, &snap);
+    let names = listing(&lib);
+    assert!(names.iter().any(|n| n.starts_with("etcd-wal-old-")), "{names:?}");
+    assert!(!lib.join("etcd/member/wal").exists(), "the WAL went to --wal-dir");
+    assert!(std::fs::read_dir(lib.join("etcd-wal")).unwrap().count() > 0);
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(&d);
+    assert!(
+        has_late_key(&d),
+        "rollback brought the original data and WAL back"
+    );
+}
+
+/// A data dir that is its own tmpfs mount: the swap happens inside it
+/// (`member/` renamed), never across filesystems; too little room is refused
+/// at preflight; the journal can live on another filesystem (--state-dir).
+#[test]
+fn data_dir_on_its_own_mount_and_state_dir_elsewhere() {
+    crate::support::require_root("mounting tmpfs");
+    let d = Drill::start(&["--keys", "200"]);
+    put_late_key(&d);
+    let lib = d.root(0).join("var/lib");
+    let mut mount = None;
+    with_etcd_stopped(&d, |m| {
+        std::fs::rename(lib.join("etcd"), lib.join("etcd.before-tmpfs")).unwrap();
+        mount = Some(Mount::tmpfs(&lib.join("etcd"), "300m"));
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(lib.join("etcd.before-tmpfs/member"))
+            .arg(lib.join("etcd/member"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        m
+    });
+    let _mount = mount.unwrap();
+    let state_fs = tempfile::tempdir().unwrap();
+    let _state_mount = Mount::tmpfs(state_fs.path(), "16m");
+    let state = state_fs.path().join("state");
+    let st = state.to_str().unwrap();
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let s = snap.to_str().unwrap();
+
+    // Too little room on the data dir's filesystem: refused before any change.
+    let filler = fill(&lib.join("etcd"), 20 << 20);
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--state-dir",
+            st,
+            "--yes",
+        ],
+        &[],
+        "not enough room",
+    );
+    std::fs::remove_file(&filler).unwrap();
+
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--state-dir",
+            st,
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    wait_healthy(&d);
+    assert_eq!(etcd_contents(&d), snapshot_contents(&snap));
+    let inside = listing(&lib.join("etcd"));
+    assert!(inside.iter().any(|n| n.starts_with("member-old-")), "{inside:?}");
+    assert!(
+        std::fs::read_dir(state.join("runs")).unwrap().count() == 1,
+        "the journal is in --state-dir"
+    );
+    assert!(
+        !lib.join("etcd-rescue").exists(),
+        "nothing written to the default state dir"
+    );
+    let back = tool(&["rollback", "--root", &root, "--state-dir", st, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(&d);
+    assert!(has_late_key(&d));
+}
+
+/// The line prompt drives a run; the disk fills up after preflight so the
+/// restore fails with ENOSPC; the operator picks roll back; nothing is lost.
+#[test]
+fn enospc_during_restore_then_rollback_from_the_prompt() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    crate::support::require_root("mounting tmpfs");
+    let d = Drill::start(&["--keys", "300"]);
+    put_late_key(&d);
+    let lib = d.root(0).join("var/lib");
+    let mut mount = None;
+    with_etcd_stopped(&d, |m| {
+        std::fs::rename(lib.join("etcd"), lib.join("etcd.before-tmpfs")).unwrap();
+        mount = Some(Mount::tmpfs(&lib.join("etcd"), "300m"));
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(lib.join("etcd.before-tmpfs/member"))
+            .arg(lib.join("etcd/member"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        m
+    });
+    let _mount = mount.unwrap();
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let mut child = bin()
+        .args([
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--plain",
+        ])
+        .env("PATH", PATH)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    for mut pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+    ] {
+        let seen = seen.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let wait_for = |what: &str, count: usize| {
+        d.wait_until(
+            Duration::from_secs(60),
+            &format!("the prompt shows {what:?}"),
+            || seen.lock().unwrap().matches(what).count() >= count,
+        );
+    };
+    // A stray Enter is not a yes.
+    wait_for("Start the restore?", 1);
+    stdin.write_all(b"\n").unwrap();
+    wait_for("Start the restore?", 2);
+    stdin.write_all(b"y\n").unwrap();
+    for (n, stage) in ["preflight", "stop-control-plane", "stop-etcd", "wait-stopped"]
+        .iter()
+        .enumerate()
+    {
+        wait_for(&format!("] {stage}:"), 1);
+        wait_for("Apply?", n + 1);
+        stdin.write_all(b"y\n").unwrap();
+    }
+    wait_for("] restore-snapshot:", 1);
+    wait_for("Apply?", 5);
+    let filler = fill(&lib.join("etcd"), 256 << 10);
+    stdin.write_all(b"y\n").unwrap();
+    wait_for("FAILED: restore-snapshot", 1);
+    wait_for("roll back", 6);
+    stdin.write_all(b"r\n").unwrap();
+    let st = child.wait().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let all = seen.lock().unwrap().clone();
+    assert!(st.success(), "{st}\n{all}");
+    assert!(
+        all.contains("no space left on device") || all.contains("ENOSPC"),
+        "{all}"
+    );
+    assert!(all.contains("rolled-back"), "{all}");
+    std::fs::remove_file(&filler).unwrap();
+    wait_healthy(&d);
+    assert!(has_late_key(&d), "the original data is back");
+    assert_eq!(
+        listing(&d.manifests(0)),
+        [
+            "etcd.yaml",
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml",
+            "kube-scheduler.yaml"
+        ]
+    );
+    assert!(
+        !listing(&lib.join("etcd")).iter().any(|n| n.contains("restore-")),
+        "the partial restore was removed: {:?}",
+        listing(&lib.join("etcd"))
+    );
+}

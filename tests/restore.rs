@@ -38,9 +38,16 @@ fn printed_command(d: &Drill) -> Vec<String> {
     let line = out
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("etcd-rescue restore "))
+        .find(|l| l.contains(" restore --root "))
         .expect("the drill prints the command to practise with");
-    line.split_whitespace().skip(1).map(String::from).collect()
+    let mut words = line.split_whitespace();
+    let program = words.next().unwrap();
+    // Not on PATH in tests: the drill names the binary by its full path.
+    assert_eq!(
+        std::fs::canonicalize(program).unwrap(),
+        std::fs::canonicalize(env!("CARGO_BIN_EXE_etcd-rescue")).unwrap()
+    );
+    words.map(String::from).collect()
 }
 
 /// Every key and value in etcd, read with the node's own client certificate.
@@ -901,12 +908,12 @@ impl Drop for Mount {
 
 /// Fills the filesystem of `dir` until only about `leave` bytes are free.
 fn fill(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
     let st = nix::sys::statvfs::statvfs(dir).unwrap();
     let free = st.blocks_available() * st.fragment_size();
     let path = dir.join("filler");
     let f = std::fs::File::create(&path).unwrap();
     let want = free.saturating_sub(leave);
-    use std::io::Write;
     let mut w = std::io::BufWriter::new(f);
     let chunk = vec![0x5au8; 1 << 20];
     let mut done = 0;

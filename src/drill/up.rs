@@ -673,13 +673,22 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
             p = pki.display()
         );
     }
+    let me = self_command();
     if let Some(snap) = &state.snapshot {
         let _ = writeln!(s, "\nSnapshot taken after seeding: {}", snap.display());
-        let _ = writeln!(s, "\nPractise the restore (in another terminal):");
+        if state.nodes.len() == 1 {
+            let _ = writeln!(s, "\nPractise the restore (in another terminal):");
+        } else {
+            let _ = writeln!(
+                s,
+                "\nPractise the restore (in another terminal), every member from the same snapshot; the\nfirst members see the rest of the old cluster still working, hence --force:"
+            );
+        }
+        let force = if state.nodes.len() > 1 { " --force" } else { "" };
         for n in &state.nodes {
             let _ = writeln!(
                 s,
-                "  etcd-rescue restore --root {} --snapshot {}",
+                "  {me} restore --root {} --snapshot {}{force}",
                 n.root.display(),
                 snap.display()
             );
@@ -687,8 +696,22 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
     }
     let _ = writeln!(
         s,
-        "\nStop with Ctrl-C. If this process is killed, clean up with: etcd-rescue drill down --dir {}",
+        "\nStop with Ctrl-C. If this process is killed, clean up with: {me} drill down --dir {}",
         dir.display()
     );
     s
+}
+
+/// How to call this binary in printed commands: `etcd-rescue` when that is
+/// what PATH finds, else its full path (as after `make drill`).
+fn self_command() -> String {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    let on_path = crate::host::etcdutl::which("etcd-rescue").and_then(|p| std::fs::canonicalize(p).ok());
+    match (me, on_path) {
+        (Some(a), Some(b)) if a == b => "etcd-rescue".into(),
+        (Some(a), _) => a.display().to_string(),
+        _ => "etcd-rescue".into(),
+    }
 }

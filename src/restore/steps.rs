@@ -215,10 +215,53 @@ pub fn index(id: &str) -> Option<usize> {
 
 /// The runbook as Markdown (`docs/runbook.md` is generated from it).
 pub fn markdown() -> String {
-    let mut s =
-        String::from("# The restore runbook\n\nGenerated from the stages in `src/restore/steps.rs`.\n\n");
+    let mut s = String::from(
+        "# The restore runbook\n\nGenerated from the stages in `src/restore/steps.rs` (a test keeps it in step;\n`ETCD_RESCUE_UPDATE_DOCS=1 cargo test runbook_doc` rewrites it). Every stage shows its\npreview and asks before it runs; every change is journaled before and after it is made.\n\n",
+    );
+    let plan = example_plan();
     for (i, st) in STAGES.iter().enumerate() {
-        let _ = writeln!(s, "{}. `{}`: {}", i + 1, st.id, st.title);
+        let _ = writeln!(s, "## {}. `{}`: {}\n", i + 1, st.id, st.title);
+        for w in (st.why)(&plan) {
+            let _ = writeln!(s, "{w}");
+        }
+        s.push('\n');
     }
     s
+}
+
+/// A plan with placeholder paths, for the generated runbook.
+fn example_plan() -> Plan {
+    serde_json::from_value(serde_json::json!({
+        "id": "ID", "created": "", "root": "/", "stateDir": "/var/lib/etcd-rescue",
+        "runDir": "/var/lib/etcd-rescue/runs/ID", "snapshot": "/backup/snap.db", "snapshotSha256": "0".repeat(64),
+        "snapshotIntegrity": "verified", "snapshotRevision": 1, "snapshotLiveKeys": 1, "snapshotSize": 1,
+        "skipHashCheck": false, "name": "cp1", "manifestsDir": "/etc/kubernetes/manifests",
+        "stashDir": "/var/lib/etcd-rescue/runs/ID/manifests", "controlPlaneManifests": [],
+        "etcdManifest": "etcd.yaml", "manifestsBefore": [], "strayManifests": [], "criSocket": null,
+        "kubeletHealthz": "127.0.0.1:10248", "dataDir": "/var/lib/etcd", "walDir": null, "swaps": [],
+        "initialCluster": "cp1=https://10.0.0.1:2380", "initialClusterToken": "t", "peerUrls": [],
+        "otherMembers": [], "tool": {"name": "etcdutl", "path": "/usr/local/bin/etcdutl", "version": "3.5.15",
+        "found": "PATH", "bumpRevision": true}, "restoreArgv": [], "uid": 0, "gid": 0, "mode": 448,
+        "currentRevision": null, "endpoints": [], "cacert": null, "cert": null, "key": null,
+        "waitTimeoutSecs": 120, "forceStop": false, "warnings": []
+    }))
+    .unwrap_or_else(|e| panic!("the example plan no longer matches Plan: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/runbook.md` is the generated runbook, word for word.
+    #[test]
+    fn runbook_doc() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md");
+        let want = super::markdown();
+        if std::env::var_os("ETCD_RESCUE_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/runbook.md is stale: run ETCD_RESCUE_UPDATE_DOCS=1 cargo test runbook_doc"
+        );
+    }
 }

@@ -461,12 +461,16 @@ impl Plan {
         } else {
             report.sha256.clone()
         };
-        let live_keys = snapshot::live_keys(&snapshot)?.len() as u64;
-        let snap_members = snapshot::members(&snapshot).unwrap_or_default();
-        let cluster_version = snapshot::inspect(&snapshot)
-            .ok()
-            .and_then(|i| i.cluster_version)
-            .unwrap_or_default();
+        // One more pass over the file: members, cluster version and live keys.
+        let inspected = snapshot::inspect(&snapshot).map_err(|e| {
+            refuse(
+                format!("cannot read the snapshot {}: {e:#}", snapshot.display()),
+                "check the file's permissions and that it is a snapshot",
+            )
+        })?;
+        let live_keys = inspected.live_keys;
+        let snap_members = inspected.members.clone();
+        let cluster_version = inspected.cluster_version.clone().unwrap_or_default();
 
         // The restore tool.
         let tool = find_tool(&root, opts.etcdutl.as_deref(), node.etcd.etcd_version.as_deref())?;

@@ -1170,3 +1170,101 @@ fn enospc_during_restore_then_rollback_from_the_prompt() {
         listing(&lib.join("etcd"))
     );
 }
+
+/// SIGTERM while the run waits for a stuck pod: the runner finishes its
+/// record, stops with exit 3, and `resume --force-stop`-less resume goes on
+/// once the pod is gone.
+#[test]
+fn sigterm_stops_at_a_stage_boundary_and_resume_goes_on() {
+    let d = Drill::start(&["--keys", "50"]);
+    let m = d.manifests(0).join("kube-scheduler.yaml");
+    let stuck = std::fs::read_to_string(&m)
+        .unwrap()
+        .replacen(
+            "  namespace: kube-system\n",
+            "  namespace: kube-system\n  annotations:\n    drill.etcd-rescue/stop-delay-seconds: \"4\"\n",
+            1,
+        )
+        .replacen("spec:\n", "spec:\n  terminationGracePeriodSeconds: 60\n", 1);
+    std::fs::write(&m, stuck).unwrap();
+    d.wait_until(Duration::from_secs(10), "the slow scheduler runs", || {
+        d.running(0).len() == 4
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let child = bin()
+        .args([
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ])
+        .env("PATH", PATH)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let run_dir = d.root(0).join("var/lib/etcd-rescue/runs");
+    d.wait_until(Duration::from_secs(10), "the run waits for the pods", || {
+        run_dir.exists()
+            && std::fs::read_dir(&run_dir).unwrap().flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("run.log")).is_ok_and(|l| l.contains("still running"))
+            })
+    });
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).1.contains("resume"), "{:?}", text(&out));
+    let (_, recs) = journal::read(&state_dir_run(&d).join("journal.jsonl")).unwrap();
+    assert!(journal::outcome(&recs).is_none(), "the run is unfinished");
+    let ok = tool(&["resume", "--root", &root, "--yes"], &[]);
+    assert!(ok.status.success(), "{:?}", text(&ok));
+    assert_restored(&d, &snap);
+}
+
+/// A manifest that reappears in the manifests dir (configuration management
+/// putting it back) stops the run before the data dir is touched.
+#[test]
+fn reappearing_manifest_stops_the_run_before_the_swap() {
+    let d = Drill::start(&["--keys", "50"]);
+    put_late_key(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    // Killed right after stop-etcd's move is recorded done.
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ],
+        &[("ETCD_RESCUE_CRASH_AT", "record:13")],
+    );
+    assert_eq!(out.status.signal(), Some(9));
+    let stash = state_dir_run(&d).join("manifests");
+    assert!(stash.join("etcd.yaml").exists(), "{:?}", listing(&stash));
+    std::fs::copy(stash.join("etcd.yaml"), d.manifests(0).join("etcd.yaml")).unwrap();
+    let out = tool(&["resume", "--root", &root, "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).1.contains("reappeared"), "{:?}", text(&out));
+    assert!(
+        !d.root(0)
+            .join("var/lib")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("etcd-old-"))
+    );
+    // Remove the copy; the run can be rolled back (or resumed) cleanly.
+    std::fs::remove_file(d.manifests(0).join("etcd.yaml")).unwrap();
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(&d);
+    assert!(has_late_key(&d));
+}

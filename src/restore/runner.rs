@@ -42,6 +42,18 @@ impl Outcome {
     }
 }
 
+/// The operator asked to roll back from inside a stage (while waiting).
+#[derive(Debug)]
+struct RollbackRequested;
+
+impl std::fmt::Display for RollbackRequested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the operator chose to roll back")
+    }
+}
+
+impl std::error::Error for RollbackRequested {}
+
 /// Components whose pods must be gone before the swap.
 const COMPONENTS: [&str; 4] = [
     "etcd",
@@ -62,13 +74,16 @@ pub struct Runner<'a> {
     log: Option<std::fs::File>,
 }
 
-fn changed(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
+fn changed_err(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
+    changed(message, next).into()
+}
+
+fn changed(message: impl Into<String>, next: impl Into<String>) -> Fail {
     Fail {
         code: Code::Changed,
         message: message.into(),
         next: next.into(),
     }
-    .into()
 }
 
 fn exists(p: &Path) -> bool {
@@ -299,7 +314,7 @@ impl<'a> Runner<'a> {
                 continue;
             }
             if self.stop.load(Ordering::SeqCst) {
-                return Err(changed(
+                return Err(changed_err(
                     format!("stopped by a signal before stage {}", stage.id),
                     self.resume_hint(),
                 ));
@@ -316,7 +331,7 @@ impl<'a> Runner<'a> {
                 Answer::Yes => {}
                 Answer::Rollback => return self.rollback(false, false),
                 Answer::Quit => {
-                    return Err(changed(
+                    return Err(changed_err(
                         format!("stopped before stage {} at the operator's request", stage.id),
                         self.resume_hint(),
                     ));
@@ -337,6 +352,7 @@ impl<'a> Runner<'a> {
                         self.face.stage_done(stage.id, &summary);
                         break;
                     }
+                    Err(e) if e.is::<RollbackRequested>() => return self.rollback(false, false),
                     Err(e) => {
                         let msg = format!("{e:#}");
                         self.journal
@@ -687,9 +703,9 @@ impl<'a> Runner<'a> {
                         self.force_stop(step, &pods)?;
                         start = Instant::now();
                     }
-                    WaitChoice::Rollback => bail!("the operator chose to roll back while waiting"),
+                    WaitChoice::Rollback => return Err(RollbackRequested.into()),
                     WaitChoice::Quit => {
-                        return Err(changed(
+                        return Err(changed_err(
                             format!(
                                 "control-plane pods still running after {limit:?}: {}",
                                 still.join(", ")

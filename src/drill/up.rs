@@ -673,6 +673,10 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
             p = pki.display()
         );
     }
+    let _ = writeln!(
+        s,
+        "\n  kube-apiserver, kube-controller-manager and kube-scheduler are stand-ins: there is no\n  Kubernetes binary here, so they hold their place (and stop like the real ones) but serve nothing."
+    );
     let me = self_command();
     if let Some(snap) = &state.snapshot {
         let _ = writeln!(s, "\nSnapshot taken after seeding: {}", snap.display());

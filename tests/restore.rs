@@ -906,6 +906,25 @@ impl Drop for Mount {
     }
 }
 
+/// Moves the node's data dir onto its own 300 MiB tmpfs (etcd stopped meanwhile).
+fn data_dir_on_tmpfs(d: &Drill) -> Mount {
+    let lib = d.root(0).join("var/lib");
+    let mut mount = None;
+    with_etcd_stopped(d, |m| {
+        std::fs::rename(lib.join("etcd"), lib.join("etcd.before-tmpfs")).unwrap();
+        mount = Some(Mount::tmpfs(&lib.join("etcd"), "300m"));
+        let out = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(lib.join("etcd.before-tmpfs/member"))
+            .arg(lib.join("etcd/member"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        m
+    });
+    mount.unwrap()
+}
+
 /// Fills the filesystem of `dir` until only about `leave` bytes are free.
 fn fill(dir: &Path, leave: u64) -> PathBuf {
     use std::io::Write;
@@ -982,20 +1001,7 @@ fn data_dir_on_its_own_mount_and_state_dir_elsewhere() {
     let d = Drill::start(&["--keys", "200"]);
     put_late_key(&d);
     let lib = d.root(0).join("var/lib");
-    let mut mount = None;
-    with_etcd_stopped(&d, |m| {
-        std::fs::rename(lib.join("etcd"), lib.join("etcd.before-tmpfs")).unwrap();
-        mount = Some(Mount::tmpfs(&lib.join("etcd"), "300m"));
-        let out = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(lib.join("etcd.before-tmpfs/member"))
-            .arg(lib.join("etcd/member"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{:?}", text(&out));
-        m
-    });
-    let _mount = mount.unwrap();
+    let _mount = data_dir_on_tmpfs(&d);
     let state_fs = tempfile::tempdir().unwrap();
     let _state_mount = Mount::tmpfs(state_fs.path(), "16m");
     let state = state_fs.path().join("state");
@@ -1065,20 +1071,7 @@ fn enospc_during_restore_then_rollback_from_the_prompt() {
     let d = Drill::start(&["--keys", "300"]);
     put_late_key(&d);
     let lib = d.root(0).join("var/lib");
-    let mut mount = None;
-    with_etcd_stopped(&d, |m| {
-        std::fs::rename(lib.join("etcd"), lib.join("etcd.before-tmpfs")).unwrap();
-        mount = Some(Mount::tmpfs(&lib.join("etcd"), "300m"));
-        let out = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(lib.join("etcd.before-tmpfs/member"))
-            .arg(lib.join("etcd/member"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{:?}", text(&out));
-        m
-    });
-    let _mount = mount.unwrap();
+    let _mount = data_dir_on_tmpfs(&d);
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
     let mut child = bin()

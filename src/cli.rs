@@ -78,9 +78,68 @@ pub enum Format {
     Json,
 }
 
+/// `snapshot status` output: etcdutl's table and simple forms too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Aligned text for people.
+    Table,
+    /// One JSON document: etcdutl's `hash`, `revision`, `totalKey`, `totalSize`, plus `integrity` and `sha256`.
+    Json,
+    /// etcdutl's one line: `hash, revision, total keys, total size`.
+    Simple,
+}
+
+/// What `snapshot` does.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// hash, revision, total keys and size as etcdutl computes them, plus the sha256 integrity check (a mismatch exits 1).
+    Status {
+        /// The snapshot (or a data dir's member/snap/db).
+        file: PathBuf,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = StatusFormat::Table)]
+        write_out: StatusFormat,
+    },
+    /// Everything checkable without etcd: sha256 trailer, meta pages, the page tree, etcd's buckets and values (exit 1 if damaged).
+    Verify {
+        /// The snapshot.
+        file: PathBuf,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// What a Kubernetes operator wants to know before restoring: members, revisions, keys per resource and namespace, largest keys, reclaimable space.
+    Inspect {
+        /// The snapshot (or a data dir).
+        file: PathBuf,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// Keys only in A, only in B and changed, per resource type and namespace (A and B: snapshots or data dirs).
+    Diff {
+        /// The first snapshot or data dir.
+        a: PathBuf,
+        /// The second snapshot or data dir.
+        b: PathBuf,
+        /// List the keys too.
+        #[arg(long)]
+        keys: bool,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Read snapshot files natively (no etcd binary needed): status, verify, inspect, diff.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
     /// Bring up a sandbox kubeadm control-plane node (real etcd, TLS, a CRI runtime),
     /// seed it, snapshot it, and keep it running until Ctrl-C, to rehearse a restore.
     #[command(args_conflicts_with_subcommands = true)]
@@ -303,6 +362,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             print(*write_out, &report, node_table)?;
             Ok(Code::Done)
         }
+        Command::Snapshot { action } => run_snapshot(action),
         Command::Restore(a) => {
             let opts = crate::restore::plan::Options {
                 root: cli.root.clone(),
@@ -454,6 +514,79 @@ async fn run_drill(opts: crate::drill::up::Options) -> Result<Code> {
         dir.display()
     );
     Ok(Code::Done)
+}
+
+/// A snapshot that cannot be read at all is an error (exit 2); one that is damaged is a problem (exit 1).
+fn snapshot_error(file: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+    if crate::snapshot::is_corrupt(&e) {
+        let msg = format!("{}: {e:#}", file.display());
+        e.context(exit::Fail::problem(
+            msg,
+            format!(
+                "run `etcd-rescue snapshot verify {}` for every problem; restore from another snapshot",
+                file.display()
+            ),
+        ))
+    } else {
+        e
+    }
+}
+
+fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
+    use crate::snapshot;
+    match action {
+        SnapshotAction::Status { file, write_out } => {
+            let st = snapshot::status(file).map_err(|e| snapshot_error(file, e))?;
+            let text = match write_out {
+                StatusFormat::Json => serde_json::to_string_pretty(&st)? + "\n",
+                StatusFormat::Table => st.to_table(),
+                StatusFormat::Simple => st.to_simple() + "\n",
+            };
+            print_text(&text)?;
+            if st.integrity == snapshot::Integrity::Mismatch {
+                let mut e = std::io::stderr().lock();
+                let _ = writeln!(
+                    e,
+                    "etcd-rescue: {}: the sha256 trailer does not match the content: the snapshot is corrupt",
+                    file.display()
+                );
+                let _ = writeln!(
+                    e,
+                    "next: restore from another snapshot; `etcd-rescue snapshot verify` says where"
+                );
+                return Ok(Code::Problem);
+            }
+            Ok(Code::Done)
+        }
+        SnapshotAction::Verify { file, write_out } => {
+            let r = snapshot::verify(file)?;
+            print(*write_out, &r, snapshot::VerifyReport::to_table)?;
+            Ok(if r.ok { Code::Done } else { Code::Problem })
+        }
+        SnapshotAction::Inspect { file, write_out } => {
+            let r = snapshot::inspect(file).map_err(|e| snapshot_error(file, e))?;
+            print(*write_out, &r, snapshot::InspectReport::to_table)?;
+            Ok(Code::Done)
+        }
+        SnapshotAction::Diff {
+            a,
+            b,
+            keys,
+            write_out,
+        } => {
+            let r = snapshot::diff(a, b, *keys).map_err(|e| snapshot_error(a, e))?;
+            print(*write_out, &r, snapshot::DiffReport::to_table)?;
+            Ok(Code::Done)
+        }
+    }
+}
+
+fn print_text(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Prints `value` as JSON or through its table renderer.

@@ -12,5 +12,7 @@ mod drill;
 mod node;
 // Whole restores on the sandbox node: the drill's command, crashes, refusals.
 mod restore;
+// The native snapshot reader against real etcd 3.4 and 3.5 snapshots, damaged copies, fuzzing.
+mod snapshot;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.
 mod testbed;

@@ -28,6 +28,9 @@ const BUCKET_LEAF: u32 = 0x01;
 const NO_FREELIST: u64 = u64::MAX;
 /// The deepest a walk may go, counting nested buckets; real bbolt trees are a few levels deep.
 const MAX_DEPTH: usize = 64;
+/// The largest node (a page with its overflow pages) read into memory: far above what etcd
+/// writes (a leaf holds at most a few values of at most a few MB), far below what would hurt.
+const MAX_PAGE_BYTES: u64 = 128 << 20;
 /// Total bytes the page cache may hold (two generations of half this size each).
 const CACHE_BYTES: usize = 16 << 20;
 /// How many problems a check lists before it only counts them.
@@ -74,10 +77,10 @@ impl fmt::Display for BoltError {
 
 impl std::error::Error for BoltError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            BoltError::Io(e) => Some(e),
-            BoltError::Corrupt(_) => None,
-        }
+        // The I/O error is part of the message already; naming it again as the source would
+        // print it twice in an anyhow chain.
+        let _ = self;
+        None
     }
 }
 
@@ -382,8 +385,19 @@ impl Db {
             ));
         }
         if overflow > 0 {
-            // Bounded: (id + overflow) < pgid and pgid * page size <= file length.
-            let span = usize::try_from((overflow + 1) * ps)
+            // Bounded: (id + overflow) < pgid, pgid * page size <= file length, and the cap.
+            let span = (overflow + 1) * ps;
+            if span > MAX_PAGE_BYTES {
+                return Err(corrupt(
+                    Some(id),
+                    format!(
+                        "{overflow} overflow pages make a node of {span} bytes, more than the {} MiB \
+                         this reader accepts (etcd values are a few MB at most)",
+                        MAX_PAGE_BYTES >> 20
+                    ),
+                ));
+            }
+            let span = usize::try_from(span)
                 .map_err(|_| corrupt(Some(id), "the page is too large for this machine"))?;
             buf.resize(span, 0);
             let first = self.meta.page_size as usize;
@@ -402,6 +416,7 @@ impl Db {
         for name in path {
             let root = self.root_of(header.as_deref())?;
             let mut found = None;
+            walker.budget = Walker::budget(self);
             walker.walk(root, 0, &mut |k: &[u8], v: &[u8], bucket: bool| {
                 if k >= *name {
                     if k == *name && bucket {
@@ -414,6 +429,7 @@ impl Db {
             let Some(value) = found else { return Ok(false) };
             header = Some(value);
         }
+        walker.budget = Walker::budget(self);
         walker.walk(self.root_of(header.as_deref())?, 0, visit)?;
         Ok(true)
     }
@@ -568,6 +584,10 @@ struct Walker<'d> {
     more: usize,
     /// Whether nested buckets are walked too (for checking); the visitor never sees their entries.
     nested: bool,
+    /// Elements this walk may still visit. Each element of a sound file has its own 16 bytes in
+    /// the file, so more visits than the file has room for means elements overlap (values shared
+    /// between entries), which could otherwise make a walk take exponential time.
+    budget: u64,
 }
 
 impl<'d> Walker<'d> {
@@ -581,6 +601,7 @@ impl<'d> Walker<'d> {
             problems: collect.then(Vec::new),
             more: 0,
             nested: false,
+            budget: Walker::budget(db),
         };
         w.mark(0, 2);
         let fl = db.meta.freelist;
@@ -602,6 +623,11 @@ impl<'d> Walker<'d> {
             }
         }
         Ok(w)
+    }
+
+    /// What a sound file allows one walk to visit (see `budget`).
+    fn budget(db: &Db) -> u64 {
+        db.size().unwrap_or(u64::MAX) / ELEMENT as u64 + 64
     }
 
     /// Records the page ids a stored freelist page lists, reporting impossible or repeated ones.
@@ -757,6 +783,16 @@ impl<'d> Walker<'d> {
     ) -> Result<ControlFlow<()>> {
         let (flags, count) = (u16_at(page, 8), usize::from(u16_at(page, 10)));
         let (id, inline) = (Some(id), if inline { "inline bucket: " } else { "" });
+        if self.budget == 0 {
+            return Ok(ControlFlow::Continue(()));
+        }
+        if depth > MAX_DEPTH {
+            self.problem(
+                id,
+                format!("{inline}the tree is more than {MAX_DEPTH} levels deep"),
+            )?;
+            return Ok(ControlFlow::Continue(()));
+        }
         let branch = match flags {
             BRANCH if inline.is_empty() => true,
             LEAF => false,
@@ -775,6 +811,18 @@ impl<'d> Walker<'d> {
             )?;
             return Ok(ControlFlow::Continue(()));
         }
+        if self.budget <= count as u64 {
+            self.budget = 0;
+            self.problem(
+                id,
+                format!(
+                    "{inline}the walk met more elements than the file has room for: entries share \
+                     their bytes; stopped here"
+                ),
+            )?;
+            return Ok(ControlFlow::Continue(()));
+        }
+        self.budget -= count as u64;
         // Validate every element and the key order first, so children can be given key bounds.
         let mut prev: Option<&[u8]> = None;
         for i in 0..count {
@@ -1200,6 +1248,113 @@ mod tests {
                 3 + MAX_DEPTH as u64
             )]
         );
+    }
+
+    /// Sets both metas' freelist page (checksums kept valid) and appends `pages` after page 8.
+    fn with_freelist(ids: &[u64], extra_pages: u64) -> Vec<u8> {
+        let mut f = sample();
+        let mut fl = 9u64.to_le_bytes().to_vec();
+        fl.extend(FREELIST.to_le_bytes());
+        fl.extend(u16::try_from(ids.len()).unwrap().to_le_bytes());
+        fl.extend(0u32.to_le_bytes());
+        for id in ids {
+            fl.extend(id.to_le_bytes());
+        }
+        f.extend(page(fl));
+        f.resize(f.len() + usize::try_from(extra_pages).unwrap() * PS, 0);
+        let pgid = 10 + extra_pages;
+        for m in [0, PS] {
+            f[m + 48..m + 56].copy_from_slice(&9u64.to_le_bytes());
+            f[m + 56..m + 64].copy_from_slice(&pgid.to_le_bytes());
+            let sum = fnv1a64(&f[m + 16..m + 72]);
+            f[m + 72..m + 80].copy_from_slice(&sum.to_le_bytes());
+        }
+        f
+    }
+
+    /// With a stored freelist, every page must be reached or free, not both, and freed once.
+    #[test]
+    fn check_uses_a_stored_freelist() {
+        assert!(problems(&with_freelist(&[10], 1)).is_empty());
+        assert_eq!(problems(&with_freelist(&[], 1)), ["page 10: unreachable unfreed"]);
+        assert_eq!(problems(&with_freelist(&[4, 10], 1)), ["page 4: reachable freed"]);
+        assert_eq!(problems(&with_freelist(&[10, 10], 1)), ["page 10: already freed"]);
+        assert_eq!(
+            problems(&with_freelist(&[10, 77], 1)),
+            ["page 9: freelist entry 1 is page 77, outside the pages 2..11"]
+        );
+        let f = write(&with_freelist(&[10], 1));
+        let outcome = Db::open(f.path()).unwrap().scan(&mut |_| {}).unwrap();
+        assert_eq!((outcome.pages_in_use, outcome.free_pages), (10, 1));
+    }
+
+    /// A node claiming more overflow pages than any etcd value needs is refused before it is read.
+    #[test]
+    fn huge_nodes_are_refused_before_reading() {
+        let mut f = sample();
+        let pages = u32::try_from(MAX_PAGE_BYTES / PS as u64).unwrap();
+        f[8 * PS + 12..8 * PS + 16].copy_from_slice(&pages.to_le_bytes());
+        // Make the file long enough that the overflow pages lie below the high-water mark.
+        let pgid = 9 + u64::from(pages);
+        f.resize(usize::try_from(pgid).unwrap() * PS, 0);
+        for m in [0, PS] {
+            f[m + 56..m + 64].copy_from_slice(&pgid.to_le_bytes());
+            let sum = fnv1a64(&f[m + 16..m + 72]);
+            f[m + 72..m + 80].copy_from_slice(&sum.to_le_bytes());
+        }
+        let p = problems(&f);
+        assert!(
+            p[0].starts_with("page 8: 262144 overflow pages make a node of"),
+            "{p:?}"
+        );
+    }
+
+    /// An inline page whose `n` bucket entries all share one value, `inner`: keys are suffixes
+    /// of one byte string, each followed by the same bytes.
+    fn shared_value_node(n: u8, inner: &[u8]) -> Vec<u8> {
+        let n16 = usize::from(n);
+        let mut p = 0u64.to_le_bytes().to_vec();
+        p.extend(LEAF.to_le_bytes());
+        p.extend(u16::from(n).to_le_bytes());
+        p.extend(0u32.to_le_bytes());
+        let text = HEADER + n16 * ELEMENT;
+        for j in 0..n16 {
+            let at = HEADER + j * ELEMENT;
+            let start = text + (n16 - 1 - j);
+            p.extend(BUCKET_LEAF.to_le_bytes());
+            p.extend(u32::try_from(start - at).unwrap().to_le_bytes());
+            p.extend(u32::try_from(j + 1).unwrap().to_le_bytes());
+            p.extend(u32::try_from(inner.len()).unwrap().to_le_bytes());
+        }
+        p.extend((1..=n).rev());
+        p.extend(inner);
+        p
+    }
+
+    /// Entries sharing their value bytes, nested, cannot make a walk take exponential time, and
+    /// inline buckets nested past the depth limit stop with a problem instead of a stack overflow.
+    #[test]
+    fn overlapping_and_deep_inline_buckets_are_bounded() {
+        let mut value = inline(&[(b"k", b"v", false)]);
+        for _ in 0..12 {
+            value = [bucket(0), shared_value_node(20, &value)].concat();
+        }
+        let f = file(2, &[page(leaf(2, &[(b"a", &value, true)]))]);
+        let started = std::time::Instant::now();
+        let p = problems(&f);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(p.iter().any(|m| m.contains("entries share their bytes")), "{p:?}");
+
+        let mut value = inline(&[(b"k", b"v", false)]);
+        for _ in 0..MAX_DEPTH + 10 {
+            value = inline(&[(b"n", &value, true)]);
+        }
+        let f = file(2, &[page(leaf(2, &[(b"a", &value, true)]))]);
+        let p = problems(&f);
+        assert!(p.iter().any(|m| m.contains("more than 64 levels deep")), "{p:?}");
+        let t = write(&f);
+        let db = Db::open(t.path()).unwrap();
+        assert!(entries(&db, &[b"a"]).is_ok());
     }
 
     /// The page cache stays within its byte budget whatever is inserted.

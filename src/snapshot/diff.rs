@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 
 use super::table::{fields, grid};
-use super::{Live, LiveIndex, classify, damaged, open, show_key, tally};
+use super::{Live, LiveIndex, bad_data, classify, damaged, open, show_key, tally};
 
 /// One side of a diff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -83,6 +83,13 @@ fn side(path: &Path) -> anyhow::Result<(DiffSide, BTreeMap<Vec<u8>, Live>)> {
         .with_context(|| format!("cannot read snapshot {}", path.display()))?;
     if !outcome.problems.is_empty() {
         return Err(damaged(&path, &outcome.problems));
+    }
+    if let Some(p) = t.problems.first() {
+        return Err(bad_data(format!(
+            "{}: {} (live keys cannot be compared)",
+            p.location, p.what
+        ))
+        .context(format!("snapshot {}", path.display())));
     }
     let keys = t.live.map(|l| l.keys).unwrap_or_default();
     Ok((

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::table::{bytes, fields, grid};
-use super::{LiveIndex, Member, bad_data, classify, damaged, open, show_key, tally};
+use super::{LiveIndex, Member, Problem, bad_data, classify, damaged, open, show_key, tally};
 
 /// How many of the largest live values a report lists.
 const LARGEST: usize = 10;
@@ -119,6 +119,9 @@ pub struct InspectReport {
     pub namespaces: Vec<Count>,
     /// The largest live values, largest first.
     pub largest_keys: Vec<LargeKey>,
+    /// etcd-level problems met on the way (records that do not decode); their keys are not
+    /// counted above. Empty for a sound database.
+    pub problems: Vec<Problem>,
 }
 
 /// Adds one key to a count by name.
@@ -155,6 +158,13 @@ pub fn inspect(path: &Path) -> anyhow::Result<InspectReport> {
             "{} is a bbolt database but not etcd's: it has none of the buckets key, meta and members",
             path.display()
         )));
+    }
+    let mut problems = t.problems;
+    if t.more > 0 {
+        problems.push(Problem::new(
+            format!("and {} more etcd-level problems", t.more),
+            "file",
+        ));
     }
     let live = t.live.unwrap_or_default();
     let (mut resources, mut namespaces) = (BTreeMap::new(), BTreeMap::new());
@@ -210,6 +220,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<InspectReport> {
                 mod_revision,
             })
             .collect(),
+        problems,
     })
 }
 
@@ -250,7 +261,7 @@ impl InspectReport {
             (
                 "LIVE KEYS",
                 format!(
-                    "{} ({} bytes of keys and values)",
+                    "{} keys, {} of keys and values",
                     self.live_keys,
                     bytes(self.live_bytes)
                 ),
@@ -321,6 +332,15 @@ impl InspectReport {
                 &large,
                 &[false, true, true],
             ));
+        }
+        if !self.problems.is_empty() {
+            let list: Vec<Vec<String>> = self
+                .problems
+                .iter()
+                .map(|p| vec![p.location.clone(), p.what.clone()])
+                .collect();
+            let _ = write!(out, "\nPROBLEMS ({})\n", self.problems.len());
+            out.push_str(&grid(&["WHERE", "WHAT"], &list, &[]));
         }
         out
     }

@@ -94,7 +94,7 @@ mod tests {
     }
 
     fn ns(s: &str) -> Option<String> {
-        Some(s.to_string())
+        (!s.is_empty()).then(|| s.to_string())
     }
 
     /// Namespaced, cluster-scoped, grouped, service and foreign keys land where kubectl shows them.

@@ -1261,3 +1261,100 @@ fn reappearing_manifest_stops_the_run_before_the_swap() {
     wait_healthy(&d);
     assert!(has_late_key(&d));
 }
+
+/// Without etcdutl on PATH or in the node's /usr/local/bin, the restore finds
+/// it in CRI-O's image store (a fixture tree laid out like
+/// containers/storage's overlay layers; no CRI-O runs here).
+#[test]
+fn etcdutl_is_found_in_cri_o_storage() {
+    let d = Drill::start(&["--keys", "20"]);
+    let node_bin = d.root(0).join("usr/local/bin");
+    std::fs::remove_dir_all(&node_bin).unwrap();
+    let layer = d
+        .root(0)
+        .join("var/lib/containers/storage/overlay/3f1c0a9e/diff/usr/local/bin");
+    std::fs::create_dir_all(&layer).unwrap();
+    std::fs::copy(d.state.etcd_bin.join("etcdutl"), layer.join("etcdutl")).unwrap();
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let plan = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[("PATH", "/nonexistent")],
+    );
+    assert!(plan.status.success(), "{:?}", text(&plan));
+    assert!(
+        text(&plan)
+            .0
+            .contains("found via the etcd image in CRI-O's store"),
+        "{}",
+        text(&plan).0
+    );
+    assert!(
+        text(&plan)
+            .0
+            .contains(&layer.join("etcdutl").display().to_string())
+    );
+    // And with none anywhere, the refusal says what to install.
+    std::fs::remove_file(layer.join("etcdutl")).unwrap();
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ],
+        &[("PATH", "/nonexistent")],
+        "no etcdutl or etcdctl found",
+    );
+}
+
+/// After a finished restore, writes to the restored cluster make rollback
+/// refuse (they would be lost) until `--discard-writes`.
+#[test]
+fn rollback_after_new_writes_needs_discard_writes() {
+    let d = Drill::start(&["--keys", "20"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let out = tool(
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    wait_healthy(&d);
+    let put = d.etcdctl(0, &["put", "/registry/configmaps/default/new-after-restore", "x"]);
+    assert!(put.status.success());
+    let before = listing(&d.manifests(0));
+    let refused = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{:?}", text(&refused));
+    assert!(
+        text(&refused).1.contains("--discard-writes"),
+        "{:?}",
+        text(&refused)
+    );
+    assert_eq!(
+        listing(&d.manifests(0)),
+        before,
+        "a refused rollback changed nothing"
+    );
+    let ok = tool(&["rollback", "--root", &root, "--yes", "--discard-writes"], &[]);
+    assert!(ok.status.success(), "{:?}", text(&ok));
+    wait_healthy(&d);
+    assert!(!etcd_contents(&d).contains_key(b"/registry/configmaps/default/new-after-restore".as_slice()));
+}

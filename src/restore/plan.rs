@@ -272,11 +272,7 @@ pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>)
                 candidates.push((p, "the node's ".to_string() + d));
             }
         }
-        candidates.extend(
-            image_store_tools(root, "etcdutl")
-                .into_iter()
-                .map(|p| (p, "the etcd image in containerd's store".into())),
-        );
+        candidates.extend(image_store_tools(root, "etcdutl"));
         if let Some(p) = etcdutl::which("etcdctl") {
             candidates.push((p, "PATH (etcdctl fallback)".into()));
         }
@@ -327,19 +323,35 @@ pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>)
     })
 }
 
-/// `usr/local/bin/<tool>` inside etcd images containerd has unpacked (overlayfs snapshots).
-fn image_store_tools(root: &Root, tool: &str) -> Vec<PathBuf> {
-    let dir = root.host("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path().join("fs/usr/local/bin").join(tool))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    found
+/// `usr/local/bin/<tool>` inside etcd images the runtime has unpacked:
+/// containerd's overlayfs snapshots, then CRI-O's (containers/storage) overlay layers.
+fn image_store_tools(root: &Root, tool: &str) -> Vec<(PathBuf, String)> {
+    let stores = [
+        (
+            "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots",
+            "fs",
+            "the etcd image in containerd's store",
+        ),
+        (
+            "/var/lib/containers/storage/overlay",
+            "diff",
+            "the etcd image in CRI-O's store",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (dir, sub, what) in stores {
+        let Ok(rd) = std::fs::read_dir(root.host(dir)) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path().join(sub).join("usr/local/bin").join(tool))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        out.extend(found.into_iter().map(|p| (p, what.to_string())));
+    }
+    out
 }
 
 fn check_space(what: &str, dir: &Path, need_bytes: u64, need_inodes: u64) -> Result<()> {

@@ -235,9 +235,14 @@ pub enum Command {
 /// `etcd-rescue restore` flags.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The snapshot file (used as given).
+    /// The snapshot file (used as given). Without it, the wizard lists the
+    /// snapshots in the backup dirs to choose from.
     #[arg(long, value_name = "FILE")]
-    pub snapshot: PathBuf,
+    pub snapshot: Option<PathBuf>,
+    /// A directory the wizard looks in for snapshots (repeatable), before
+    /// `/backup` and `/var/backups/etcd` under --root.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Vec<PathBuf>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -276,9 +281,9 @@ pub struct RestoreArgs {
     pub force: bool,
 }
 
-/// The face the operator asked for: headless, line prompt (also when stdin is
-/// not a terminal or TERM=dumb).
-fn face(yes: bool, _plain: bool, force_stop: bool) -> Box<dyn crate::restore::face::Face> {
+/// The face the operator asked for when the wizard is not wanted (see
+/// [`crate::tui::wanted`]): headless with `--yes`, else the line prompt.
+fn face(yes: bool, force_stop: bool) -> Box<dyn crate::restore::face::Face> {
     if yes {
         Box::new(crate::restore::face::Headless { force_stop })
     } else {
@@ -330,6 +335,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// Parses the arguments, runs the command, prints any error, and exits with the contract's code.
 pub fn main() -> ExitCode {
+    crate::tui::mark_start();
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let called = std::path::Path::new(&argv0)
         .file_name()
@@ -364,9 +370,17 @@ pub fn run(cli: &Cli) -> Result<Code> {
         }
         Command::Snapshot { action } => run_snapshot(action),
         Command::Restore(a) => {
+            let wizard = !a.dry_run && crate::tui::wanted(a.yes, a.plain);
+            if a.snapshot.is_none() && !wizard {
+                return Err(crate::exit::Fail::before_change(
+                    "no snapshot given",
+                    "pass --snapshot FILE (with --yes, --plain, --dry-run or without a terminal the wizard cannot ask which one)",
+                )
+                .into());
+            }
             let opts = crate::restore::plan::Options {
                 root: cli.root.clone(),
-                snapshot: a.snapshot.clone(),
+                snapshot: a.snapshot.clone().unwrap_or_default(),
                 skip_hash_check: a.skip_hash_check,
                 initial_cluster: a.initial_cluster.clone(),
                 initial_cluster_token: a.initial_cluster_token.clone(),
@@ -378,7 +392,10 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 force: a.force,
                 conn: cli.conn.args(),
             };
-            let mut f = face(a.yes, a.plain, a.force_stop);
+            if wizard {
+                return crate::tui::restore(opts, a.snapshot.clone(), &a.backup_dir);
+            }
+            let mut f = face(a.yes, a.force_stop);
             crate::restore::restore(&opts, a.dry_run, f.as_mut())
         }
         Command::Resume {
@@ -387,7 +404,10 @@ pub fn run(cli: &Cli) -> Result<Code> {
             yes,
             plain,
         } => {
-            let mut f = face(*yes, *plain, false);
+            if crate::tui::wanted(*yes, *plain) {
+                return crate::tui::resume(&cli.root, state_dir.as_deref(), run.as_deref());
+            }
+            let mut f = face(*yes, false);
             crate::restore::resume(&cli.root, state_dir.as_deref(), run.as_deref(), f.as_mut())
         }
         Command::Rollback {
@@ -398,7 +418,16 @@ pub fn run(cli: &Cli) -> Result<Code> {
             discard_writes,
             force,
         } => {
-            let mut f = face(*yes, *plain, false);
+            if crate::tui::wanted(*yes, *plain) {
+                return crate::tui::rollback(
+                    &cli.root,
+                    state_dir.as_deref(),
+                    run.as_deref(),
+                    *discard_writes,
+                    *force,
+                );
+            }
+            let mut f = face(*yes, false);
             crate::restore::rollback(
                 &cli.root,
                 state_dir.as_deref(),

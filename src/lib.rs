@@ -12,4 +12,5 @@ pub mod node;
 pub mod restore;
 pub mod root;
 pub mod snapshot;
+pub mod tui;
 pub mod utc;

@@ -6,6 +6,7 @@
 //! only `y`, so a stray Enter never changes a node.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 /// The operator's answer at a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,10 @@ pub struct StageView {
 
 /// Everything the runner shows or asks.
 pub trait Face {
+    /// The run's directory (journal, stash, logs), once the run exists; the
+    /// wizard reads the finished stages from its journal and saves its
+    /// transcript there.
+    fn run_dir(&mut self, _dir: &Path) {}
     /// The plan, before anything changes; returns whether to go on.
     fn plan(&mut self, lines: &[String]) -> Answer;
     /// A stage is next: show it and ask.

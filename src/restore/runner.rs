@@ -239,6 +239,7 @@ pub fn holders(dirs: &[PathBuf]) -> Vec<(i32, String)> {
 impl<'a> Runner<'a> {
     /// A runner over an open journal.
     pub fn new(plan: Plan, journal: Journal, face: &'a mut dyn Face) -> Result<Runner<'a>> {
+        face.run_dir(&plan.run_dir);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -1,0 +1,477 @@
+//! The restore wizard: a terminal UI over the same engine and journal as
+//! `--plain` and `--yes` (issue 6). It holds no logic of its own.
+//!
+//! Three kinds of thread: the UI thread (this module's event loop) only
+//! draws and handles keys; the engine runs `restore`/`resume`/`rollback` on a
+//! worker thread with a [`face::ChannelFace`] that blocks on the operator's
+//! answers; the picker checks snapshots on threads of its own. Everything
+//! reaches the UI thread as an [`app::Action`] on one channel, is applied by
+//! [`app::update`], and the next frame is drawn from the state.
+//!
+//! The terminal is given back on every way out: normal return, an error, a
+//! panic on any thread (ratatui's hook), SIGTERM/SIGHUP/SIGINT (a flag the
+//! loop polls: the engine is told to stop at the next stage boundary, then
+//! the loop ends). `ETCD_RESCUE_TUI_TIMINGS=FILE` appends the first-frame
+//! time and every key's time-to-frame to FILE (see `tests/bench/tui-latency.sh`).
+
+pub mod app;
+pub mod face;
+pub mod keys;
+pub mod picker;
+#[cfg(test)]
+mod tests;
+pub mod view;
+
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Result, anyhow};
+use ratatui::crossterm::event as term;
+
+use crate::exit::Code;
+use crate::restore::face::Face;
+use crate::restore::journal;
+use crate::restore::plan::{self, Options};
+use crate::root::Root;
+use app::{Action, App, Cmd, Mode, Screen};
+use face::{ChannelFace, Reply};
+
+/// When the process started, for the first-frame time.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+/// Set by the panic hook: never draw again once the terminal was given back.
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Notes the process start (called first thing in `main`).
+pub fn mark_start() {
+    let _ = STARTED.set(Instant::now());
+}
+
+/// Whether the wizard should open: not `--yes`, not `--plain`, stdin and
+/// stdout are a terminal and `TERM` is set and not `dumb`.
+pub fn wanted(yes: bool, plain: bool) -> bool {
+    !yes && !plain
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
+}
+
+/// What the engine thread runs.
+enum Work {
+    Restore(Box<Options>),
+    Resume {
+        root: PathBuf,
+        state_dir: Option<PathBuf>,
+        run: Option<String>,
+    },
+    Rollback {
+        root: PathBuf,
+        state_dir: Option<PathBuf>,
+        run: Option<String>,
+        discard_writes: bool,
+        force: bool,
+    },
+}
+
+impl Work {
+    fn run(self, snapshot: Option<PathBuf>, face: &mut dyn Face) -> Result<Code> {
+        match self {
+            Work::Restore(mut opts) => {
+                if let Some(s) = snapshot {
+                    opts.snapshot = s;
+                }
+                crate::restore::restore(&opts, false, face)
+            }
+            Work::Resume { root, state_dir, run } => {
+                crate::restore::resume(&root, state_dir.as_deref(), run.as_deref(), face)
+            }
+            Work::Rollback {
+                root,
+                state_dir,
+                run,
+                discard_writes,
+                force,
+            } => crate::restore::rollback(
+                &root,
+                state_dir.as_deref(),
+                run.as_deref(),
+                discard_writes,
+                force,
+                face,
+            ),
+        }
+    }
+}
+
+fn new_app(mode: Mode, screen: Screen, root: &Path) -> App {
+    let mut app = App::new(mode, screen);
+    app.root = root.display().to_string();
+    app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    app.now = SystemTime::now();
+    app
+}
+
+/// `etcd-rescue restore` in the wizard; without a snapshot it opens the picker on `backup_dirs`.
+pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]) -> Result<Code> {
+    let root = opts.root.clone();
+    if let Some(s) = snapshot {
+        let mut opts = opts;
+        opts.snapshot = s;
+        let mut app = new_app(Mode::Restore, Screen::Planning, &root);
+        app.started = true;
+        return event_loop(app, Work::Restore(Box::new(opts)), None);
+    }
+    let dirs = picker::backup_dirs(&Root::new(&root), backup_dirs);
+    let app = new_app(Mode::Restore, Screen::Picker, &root);
+    event_loop(app, Work::Restore(Box::new(opts)), Some((Root::new(&root), dirs)))
+}
+
+/// `etcd-rescue resume` in the wizard.
+pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>) -> Result<Code> {
+    let mut app = new_app(Mode::Resume, Screen::Planning, root);
+    app.started = true;
+    let work = Work::Resume {
+        root: root.to_path_buf(),
+        state_dir: state_dir.map(Path::to_path_buf),
+        run: run.map(String::from),
+    };
+    event_loop(app, work, None)
+}
+
+/// `etcd-rescue rollback` in the wizard: shows the run it would undo and asks first.
+pub fn rollback(
+    root: &Path,
+    state_dir: Option<&Path>,
+    run: Option<&str>,
+    discard_writes: bool,
+    force: bool,
+) -> Result<Code> {
+    let sd = plan::state_dir(&Root::new(root), state_dir);
+    let target = match run {
+        Some(id) => Some(sd.join("runs").join(id)),
+        None => crate::restore::unfinished(&sd)
+            .or_else(|| crate::restore::runs(&sd).pop())
+            .map(|(_, d)| d),
+    };
+    let described = target.as_deref().and_then(describe_run);
+    let mut app = new_app(
+        Mode::Rollback,
+        if described.is_some() {
+            Screen::ConfirmRollback
+        } else {
+            Screen::RollingBack
+        },
+        root,
+    );
+    let run = match (&described, &target) {
+        (Some(_), Some(dir)) => dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        _ => run.map(String::from),
+    };
+    app.started = described.is_none();
+    app.rollback_run = described.unwrap_or_default();
+    let work = Work::Rollback {
+        root: root.to_path_buf(),
+        state_dir: state_dir.map(Path::to_path_buf),
+        run,
+        discard_writes,
+        force,
+    };
+    event_loop(app, work, None)
+}
+
+/// What the operator should know about a run before undoing it.
+fn describe_run(dir: &Path) -> Option<Vec<String>> {
+    let (plan, recs) = journal::read(&dir.join("journal.jsonl")).ok()?;
+    let done: Vec<String> = recs
+        .iter()
+        .filter(|r| r.kind == journal::Kind::StageDone)
+        .map(|r| r.step.clone())
+        .collect();
+    let mut v = vec![
+        format!("run       {}", plan.id),
+        format!("journal   {}", dir.join("journal.jsonl").display()),
+        format!("snapshot  {}", plan.snapshot.display()),
+        format!("member    {}", plan.name),
+        format!(
+            "state     {}",
+            journal::outcome(&recs).map_or_else(|| "unfinished".to_string(), |o| format!("ended: {o}"))
+        ),
+        format!(
+            "stages    {}",
+            if done.is_empty() {
+                "none done".to_string()
+            } else {
+                format!("done: {}", done.join(", "))
+            }
+        ),
+    ];
+    for s in &plan.swaps {
+        v.push(format!(
+            "{:<9} {} (original kept at {})",
+            s.what,
+            s.live.display(),
+            s.old.display()
+        ));
+    }
+    v.push(String::new());
+    v.push("A restored cluster that took writes since it was verified is refused unless --discard-writes was passed.".into());
+    Some(v)
+}
+
+/// Appends frame and key timings to `ETCD_RESCUE_TUI_TIMINGS`.
+struct Timings(Option<std::fs::File>);
+
+impl Timings {
+    fn from_env() -> Timings {
+        Timings(
+            std::env::var_os("ETCD_RESCUE_TUI_TIMINGS")
+                .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()),
+        )
+    }
+    fn note(&mut self, what: &str, d: Duration) {
+        if let Some(f) = self.0.as_mut() {
+            let _ = writeln!(f, "{what} {:.3}", d.as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+fn spawn_engine(
+    work: Work,
+    snapshot: Option<PathBuf>,
+    tx: &Sender<Action>,
+) -> (JoinHandle<Result<Code>>, Sender<Reply>) {
+    /// Tells the UI the engine returned, also when it panicked.
+    struct Finished(Sender<Action>);
+    impl Drop for Finished {
+        fn drop(&mut self) {
+            let _ = self.0.send(Action::Finished);
+        }
+    }
+    let (rtx, rrx) = mpsc::channel();
+    let (done, events) = (tx.clone(), tx.clone());
+    let handle = std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || {
+            let _finished = Finished(done);
+            let mut face = ChannelFace::new(move |e| events.send(Action::Engine(e)).is_ok(), rrx);
+            work.run(snapshot, &mut face)
+        })
+        .expect("spawning the engine thread");
+    (handle, rtx)
+}
+
+/// Reads keys and resizes on a thread of its own, stamping each with when it was read.
+fn spawn_input(tx: Sender<Action>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let ev = match term::poll(Duration::from_millis(50)) {
+                Ok(false) => continue,
+                Ok(true) => term::read(),
+                Err(e) => Err(e),
+            };
+            let action = match ev {
+                Ok(term::Event::Key(k)) => Action::Key(k, Instant::now()),
+                Ok(term::Event::Resize(w, h)) => Action::Resize(w, h),
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = tx.send(Action::Signal("the terminal went away".into()));
+                    return;
+                }
+            };
+            if tx.send(action).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// SIGTERM, SIGHUP and SIGINT as flags the loop polls.
+struct Signals(Vec<(signal_hook::SigId, &'static str, Arc<AtomicBool>)>);
+
+impl Signals {
+    fn register() -> Signals {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        Signals(
+            [(SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP"), (SIGINT, "SIGINT")]
+                .into_iter()
+                .filter_map(|(sig, name)| {
+                    let flag = Arc::new(AtomicBool::new(false));
+                    signal_hook::flag::register(sig, flag.clone())
+                        .ok()
+                        .map(|id| (id, name, flag))
+                })
+                .collect(),
+        )
+    }
+    fn take(&self) -> Option<&'static str> {
+        self.0
+            .iter()
+            .find(|(_, _, f)| f.swap(false, Ordering::SeqCst))
+            .map(|(_, n, _)| *n)
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for (id, _, _) in self.0.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+fn save_transcript(app: &App) {
+    if let Some(d) = &app.run_dir {
+        let mut text = String::from("etcd-rescue wizard transcript\n\n");
+        for l in &app.transcript {
+            text.push_str(l);
+            text.push('\n');
+        }
+        let _ = std::fs::write(d.join("transcript.txt"), text);
+    }
+}
+
+/// Runs the wizard until it is done; returns the engine's result.
+fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> Result<Code> {
+    let started = STARTED.get().copied().unwrap_or_else(Instant::now);
+    let mut timings = Timings::from_env();
+    let signals = Signals::register();
+    let mut terminal = ratatui::try_init()?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        hook(info);
+    }));
+    if let Ok(s) = terminal.size() {
+        app.size = (s.width, s.height);
+    }
+    let (tx, rx) = mpsc::channel::<Action>();
+    let input_stop = Arc::new(AtomicBool::new(false));
+    let input = spawn_input(tx.clone(), input_stop.clone());
+    if let Some((root, dirs)) = scan {
+        let t = tx.clone();
+        picker::spawn_scan(root, dirs, move |m| t.send(Action::Picker(m)).is_ok());
+    }
+    let mut work = Some(work);
+    let mut engine: Option<JoinHandle<Result<Code>>> = None;
+    let mut replies: Option<Sender<Reply>> = None;
+    if app.started
+        && let Some(w) = work.take()
+    {
+        let (h, r) = spawn_engine(w, None, &tx);
+        engine = Some(h);
+        replies = Some(r);
+    }
+    let mut first = true;
+    let mut dirty = true;
+    let mut keys_read: Vec<(Instant, &str)> = Vec::new();
+    let mut drawable = true;
+    let mut last_tick = Instant::now();
+    let tick = Duration::from_millis(100);
+    loop {
+        if dirty && drawable && !PANICKED.load(Ordering::SeqCst) {
+            drawable = terminal.draw(|f| f.render_widget(&app, f.area())).is_ok();
+            let now = Instant::now();
+            if first {
+                timings.note("first-frame", now - started);
+                first = false;
+            }
+            for (k, what) in keys_read.drain(..) {
+                timings.note(what, now - k);
+            }
+            app::update(&mut app, Action::Drawn(now));
+            dirty = false;
+        }
+        if app.exit || PANICKED.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut batch = Vec::new();
+        match rx.recv_timeout(tick.saturating_sub(last_tick.elapsed())) {
+            Ok(a) => batch.push(a),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(a) = rx.try_recv() {
+            batch.push(a);
+        }
+        if last_tick.elapsed() >= tick {
+            last_tick = Instant::now();
+            batch.push(Action::Tick(SystemTime::now()));
+            dirty |= app.animating();
+        }
+        if let Some(name) = signals.take() {
+            batch.push(Action::Signal(name.into()));
+        }
+        for action in batch {
+            match &action {
+                Action::Tick(_) => {}
+                Action::Key(_, at) => {
+                    let busy = matches!(
+                        app.screen,
+                        Screen::Applying | Screen::RollingBack | Screen::Planning
+                    );
+                    keys_read.push((*at, if busy { "key-while-applying" } else { "key" }));
+                    dirty = true;
+                }
+                _ => dirty = true,
+            }
+            for cmd in app::update(&mut app, action) {
+                match cmd {
+                    Cmd::Reply(r) => {
+                        if let Some(s) = &replies {
+                            let _ = s.send(r);
+                        }
+                    }
+                    Cmd::Start(snapshot) => {
+                        if let Some(w) = work.take() {
+                            let (h, r) = spawn_engine(w, snapshot, &tx);
+                            engine = Some(h);
+                            replies = Some(r);
+                        }
+                    }
+                    Cmd::Detail(path) => {
+                        let t = tx.clone();
+                        picker::spawn_detail(path, app.picker.data_dir.clone(), move |m| {
+                            t.send(Action::Picker(m)).is_ok()
+                        });
+                    }
+                    Cmd::Save => save_transcript(&app),
+                }
+            }
+        }
+    }
+    input_stop.store(true, Ordering::SeqCst);
+    ratatui::restore();
+    let _ = input.join();
+    // Unanswered questions now read "quit": the engine stops at its stage boundary.
+    drop(replies);
+    drop(rx);
+    let result = match engine {
+        None => Ok(Code::Cancelled),
+        Some(h) => h.join().unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            Err(anyhow!(
+                "the engine stopped unexpectedly ({what}); the journal holds every change: run `etcd-rescue resume --root {r}` or `etcd-rescue rollback --root {r}`",
+                r = app.root
+            ))
+        }),
+    };
+    drop(signals);
+    save_transcript(&app);
+    if !app.summary.is_empty() {
+        for l in &app.summary {
+            println!("{l}");
+        }
+        if let Some(d) = &app.run_dir {
+            println!("Transcript: {}", d.join("transcript.txt").display());
+        }
+    }
+    result
+}

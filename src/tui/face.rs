@@ -1,0 +1,196 @@
+//! The wizard's [`Face`]: the engine runs on a worker thread and calls this
+//! face synchronously; every call becomes an [`Event`] for the UI thread, and
+//! every question blocks on the reply channel until the operator answers. If
+//! the UI is gone, every question is answered "quit", which the engine turns
+//! into a journaled stop at the stage boundary.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+
+use crate::restore::face::{Answer, Face, StageView, WaitChoice};
+use crate::restore::journal::{self, Kind};
+
+/// What the engine shows or asks, as the UI thread receives it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The run exists: its dir, the stages its journal records done, and
+    /// whether a rollback was begun.
+    Begin {
+        /// `<state-dir>/runs/<id>`.
+        run_dir: PathBuf,
+        /// Stages finished before this session (resume).
+        done: Vec<String>,
+        /// A rollback was begun before this session.
+        rolling_back: bool,
+    },
+    /// The plan; a question (answered with [`Reply::Answer`]).
+    Plan(Vec<String>),
+    /// The next stage; a question.
+    Stage(StageView),
+    /// A line of progress or command output.
+    Line(String),
+    /// A stage finished and verified its effect.
+    StageDone {
+        /// The stage.
+        id: String,
+        /// How long it took.
+        summary: String,
+    },
+    /// A stage failed; a question (retry = yes).
+    Failed {
+        /// The stage.
+        id: String,
+        /// The error chain.
+        error: String,
+        /// Where the journal is and the exact resume and rollback commands.
+        resume: String,
+    },
+    /// Pods outlived `--wait-timeout`; a question (answered with [`Reply::Wait`]).
+    WaitTimeout(Vec<String>),
+    /// The final summary.
+    Summary(Vec<String>),
+}
+
+impl Event {
+    /// Whether the engine waits for a reply to this event.
+    pub fn is_question(&self) -> bool {
+        matches!(
+            self,
+            Event::Plan(_) | Event::Stage(_) | Event::Failed { .. } | Event::WaitTimeout(_)
+        )
+    }
+}
+
+/// The operator's reply to a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// To the plan, a stage or a failure.
+    Answer(Answer),
+    /// To pods outliving the wait.
+    Wait(WaitChoice),
+}
+
+/// A [`Face`] that forwards everything to the UI thread.
+pub struct ChannelFace {
+    sink: Box<dyn Fn(Event) -> bool + Send>,
+    replies: Receiver<Reply>,
+}
+
+impl ChannelFace {
+    /// A face that hands events to `sink` (false: the UI is gone) and reads answers from `replies`.
+    pub fn new(sink: impl Fn(Event) -> bool + Send + 'static, replies: Receiver<Reply>) -> ChannelFace {
+        ChannelFace {
+            sink: Box::new(sink),
+            replies,
+        }
+    }
+
+    fn ask(&mut self, event: Event) -> Reply {
+        if !(self.sink)(event) {
+            return Reply::Answer(Answer::Quit);
+        }
+        self.replies.recv().unwrap_or(Reply::Answer(Answer::Quit))
+    }
+
+    fn answer(&mut self, event: Event) -> Answer {
+        match self.ask(event) {
+            Reply::Answer(a) => a,
+            Reply::Wait(_) => Answer::Quit,
+        }
+    }
+}
+
+impl Face for ChannelFace {
+    fn run_dir(&mut self, dir: &Path) {
+        let recs = journal::read(&dir.join("journal.jsonl"))
+            .map(|(_, recs)| recs)
+            .unwrap_or_default();
+        let done = recs
+            .iter()
+            .filter(|r| r.kind == Kind::StageDone)
+            .map(|r| r.step.clone())
+            .collect();
+        let rolling_back = recs.iter().any(|r| r.kind == Kind::RollbackBegin);
+        (self.sink)(Event::Begin {
+            run_dir: dir.to_path_buf(),
+            done,
+            rolling_back,
+        });
+    }
+    fn plan(&mut self, lines: &[String]) -> Answer {
+        self.answer(Event::Plan(lines.to_vec()))
+    }
+    fn stage(&mut self, view: &StageView) -> Answer {
+        self.answer(Event::Stage(view.clone()))
+    }
+    fn line(&mut self, text: &str) {
+        (self.sink)(Event::Line(text.to_string()));
+    }
+    fn stage_done(&mut self, id: &str, summary: &str) {
+        (self.sink)(Event::StageDone {
+            id: id.to_string(),
+            summary: summary.to_string(),
+        });
+    }
+    fn failed(&mut self, id: &str, error: &str, resume: &str) -> Answer {
+        self.answer(Event::Failed {
+            id: id.to_string(),
+            error: error.to_string(),
+            resume: resume.to_string(),
+        })
+    }
+    fn wait_timeout(&mut self, still: &[String]) -> WaitChoice {
+        match self.ask(Event::WaitTimeout(still.to_vec())) {
+            Reply::Wait(w) => w,
+            Reply::Answer(_) => WaitChoice::Quit,
+        }
+    }
+    fn summary(&mut self, lines: &[String]) {
+        (self.sink)(Event::Summary(lines.to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Each question reaches the UI as an event and returns the UI's reply;
+    /// once the UI is gone every question is answered "quit".
+    #[test]
+    fn questions_block_on_replies_and_quit_without_a_ui() {
+        let (etx, erx) = mpsc::channel();
+        let (rtx, rrx) = mpsc::channel();
+        let mut face = ChannelFace::new(move |e| etx.send(e).is_ok(), rrx);
+        let ui = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for e in erx {
+                if e.is_question() {
+                    let _ = rtx.send(match e {
+                        Event::WaitTimeout(_) => Reply::Wait(WaitChoice::KeepWaiting),
+                        _ => Reply::Answer(Answer::Rollback),
+                    });
+                }
+                seen.push(
+                    format!("{e:?}")
+                        .split(['(', ' ', '{'])
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            seen
+        });
+        face.line("hello");
+        assert_eq!(face.plan(&["p".into()]), Answer::Rollback);
+        assert_eq!(face.wait_timeout(&["pod etcd".into()]), WaitChoice::KeepWaiting);
+        face.summary(&[]);
+        drop(face);
+        assert_eq!(ui.join().unwrap(), ["Line", "Plan", "WaitTimeout", "Summary"]);
+        let (rtx, rrx) = mpsc::channel::<Reply>();
+        drop(rtx);
+        let mut orphan = ChannelFace::new(|_| false, rrx);
+        assert_eq!(orphan.failed("verify", "boom", "resume"), Answer::Quit);
+        assert_eq!(orphan.wait_timeout(&[]), WaitChoice::Quit);
+    }
+}

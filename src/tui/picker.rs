@@ -1,0 +1,307 @@
+//! The snapshot picker's work, off the UI thread: finding snapshot files in
+//! the backup directories, checking each natively (integrity, revision,
+//! keys), and for the highlighted one what it holds and how it differs from
+//! the node's current data. The only module of the wizard that calls
+//! [`crate::snapshot`]; it turns the reader's reports into the plain facts the
+//! screens show.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::root::Root;
+use crate::snapshot;
+
+/// Where snapshots are looked for under the root, after `--backup-dir`.
+pub const COMMON_DIRS: [&str; 2] = ["/backup", "/var/backups/etcd"];
+
+/// How deep the walk goes below each backup dir.
+const DEPTH: usize = 3;
+
+/// File name endings taken as snapshots even when the file does not start like a bbolt database.
+const ENDINGS: [&str; 3] = [".db", ".snap", ".snapshot"];
+
+/// One file that looks like a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// The native status of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Nothing wrong found.
+    pub ok: bool,
+    /// `verified`, `absent` (no sha256 trailer) or `MISMATCH`.
+    pub integrity: String,
+    /// The revision.
+    pub revision: i64,
+    /// Entries in all buckets (etcdutl's TOTAL KEYS).
+    pub keys: i64,
+    /// One sentence: what is wrong, or that it is sound.
+    pub message: String,
+}
+
+/// What a snapshot holds and what restoring it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail {
+    /// `name peer-URLs` per member.
+    pub members: Vec<String>,
+    /// Live keys.
+    pub live_keys: u64,
+    /// Compacted up to.
+    pub compact_revision: i64,
+    /// Live keys per Kubernetes resource, most first: (resource, keys).
+    pub resources: Vec<(String, u64)>,
+    /// The comparison with the node's current data, or why there is none.
+    pub diff: Result<Changes, String>,
+}
+
+/// The difference between the current data dir and a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The current db read.
+    pub current: String,
+    /// Its revision.
+    pub current_revision: i64,
+    /// Keys only in the snapshot: the restore brings them back.
+    pub brought_back: u64,
+    /// Keys only in the current data: the restore loses them.
+    pub lost: u64,
+    /// Keys in both with different values: the restore rolls them back.
+    pub changed: u64,
+    /// Keys the same in both.
+    pub unchanged: u64,
+    /// Per resource: (resource, namespace, brought back, lost, changed), most first.
+    pub groups: Vec<(String, Option<String>, u64, u64, u64)>,
+}
+
+/// What the background jobs report.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// The walk finished: the snapshots newest first, and the node's current data dir.
+    Found {
+        /// Newest first.
+        files: Vec<Found>,
+        /// The directories walked.
+        dirs: Vec<PathBuf>,
+        /// The data dir from etcd.yaml, when the node could be discovered.
+        data_dir: Option<PathBuf>,
+    },
+    /// The status of `files[i]`.
+    Checked(usize, Result<Checked, String>),
+    /// Every file is checked.
+    AllChecked,
+    /// What a file holds.
+    Detail(PathBuf, Box<Result<Detail, String>>),
+}
+
+/// The backup directories to walk, without duplicates: `--backup-dir` as
+/// given, then the common ones under the root (`<root>/backup` is where the
+/// drill keeps its snapshot).
+pub fn backup_dirs(root: &Root, typed: &[PathBuf]) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = Vec::new();
+    for d in typed
+        .iter()
+        .cloned()
+        .chain(COMMON_DIRS.iter().map(|d| root.host(d)))
+    {
+        let key = std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone());
+        if !v
+            .iter()
+            .any(|x| std::fs::canonicalize(x).unwrap_or_else(|_| x.clone()) == key)
+        {
+            v.push(d);
+        }
+    }
+    v
+}
+
+/// Whether the file starts like a bbolt database (the meta page's magic).
+fn bbolt_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && u32::from_le_bytes([b[16], b[17], b[18], b[19]]) == 0xED0C_DAED
+}
+
+/// Snapshot files under `dirs`, newest first. A directory that is missing is skipped.
+pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
+    let mut out: Vec<Found> = Vec::new();
+    for d in dirs {
+        for e in walkdir::WalkDir::new(d).max_depth(DEPTH).into_iter().flatten() {
+            if !e.file_type().is_file() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy();
+            if !(ENDINGS.iter().any(|x| name.ends_with(x)) || bbolt_magic(e.path())) {
+                continue;
+            }
+            let Ok(md) = e.metadata() else { continue };
+            if out.iter().any(|f| f.path == e.path()) {
+                continue;
+            }
+            out.push(Found {
+                path: e.path().to_path_buf(),
+                size: md.len(),
+                modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+    }
+    out.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.path.cmp(&b.path)));
+    out
+}
+
+/// The node's current data dir, when etcd.yaml can be read.
+fn current_data_dir(root: &Root) -> Option<PathBuf> {
+    let node = crate::node::Node::discover(root, None, &crate::node::ConnectionArgs::default()).ok()?;
+    Some(root.host(&node.etcd.data_dir.host))
+}
+
+/// Checks one snapshot natively.
+pub fn check(path: &Path) -> Result<Checked, String> {
+    let r = snapshot::verify(path).map_err(|e| format!("{e:#}"))?;
+    Ok(Checked {
+        ok: r.ok,
+        integrity: match r.integrity {
+            Some(snapshot::Integrity::Verified) => "verified",
+            Some(snapshot::Integrity::Absent) => "absent",
+            Some(snapshot::Integrity::Mismatch) => "MISMATCH",
+            None => "unknown",
+        }
+        .into(),
+        revision: r.revision,
+        keys: r.total_key,
+        message: r.message,
+    })
+}
+
+/// What a snapshot holds and, when `current` is a readable data dir, what restoring it changes.
+pub fn detail(path: &Path, current: Option<&Path>) -> Result<Detail, String> {
+    let r = snapshot::inspect(path).map_err(|e| format!("{e:#}"))?;
+    let diff = match current {
+        None => Err("the node's etcd.yaml could not be read".to_string()),
+        Some(c) => snapshot::diff(c, path, false)
+            .map(|d| {
+                let mut groups: Vec<_> = d
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        (
+                            g.resource.clone(),
+                            g.namespace.clone(),
+                            g.only_in_b,
+                            g.only_in_a,
+                            g.changed,
+                        )
+                    })
+                    .collect();
+                groups.sort_by(|a, b| {
+                    (b.2 + b.3 + b.4)
+                        .cmp(&(a.2 + a.3 + a.4))
+                        .then_with(|| a.0.cmp(&b.0))
+                });
+                Changes {
+                    current: d.a.path.clone(),
+                    current_revision: d.a.revision,
+                    brought_back: d.only_in_b,
+                    lost: d.only_in_a,
+                    changed: d.changed,
+                    unchanged: d.unchanged,
+                    groups,
+                }
+            })
+            .map_err(|e| format!("the current data is not readable: {e:#}")),
+    };
+    let mut resources: Vec<(String, u64)> = r.resources.iter().map(|c| (c.name.clone(), c.keys)).collect();
+    resources.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(Detail {
+        members: r
+            .members
+            .iter()
+            .map(|m| format!("{} {}", m.name, m.peer_urls.join(",")))
+            .collect(),
+        live_keys: r.live_keys,
+        compact_revision: r.compact_revision,
+        resources,
+        diff,
+    })
+}
+
+/// Walks the backup dirs, then checks every file found, one after the other, on a thread of its own.
+pub fn spawn_scan(root: Root, dirs: Vec<PathBuf>, send: impl Fn(Msg) -> bool + Send + 'static) {
+    std::thread::spawn(move || {
+        let files = scan(&dirs);
+        let data_dir = current_data_dir(&root);
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        if !send(Msg::Found {
+            files,
+            dirs,
+            data_dir,
+        }) {
+            return;
+        }
+        for (i, p) in paths.iter().enumerate() {
+            if !send(Msg::Checked(i, check(p))) {
+                return;
+            }
+        }
+        send(Msg::AllChecked);
+    });
+}
+
+/// Reads what `path` holds (and its difference with `current`) on a thread of its own.
+pub fn spawn_detail(path: PathBuf, current: Option<PathBuf>, send: impl Fn(Msg) -> bool + Send + 'static) {
+    std::thread::spawn(move || {
+        let d = detail(&path, current.as_deref());
+        send(Msg::Detail(path, Box::new(d)));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk finds snapshots by name or by their bbolt magic, newest first, and skips the rest.
+    #[test]
+    fn scan_finds_snapshots_newest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("backup");
+        std::fs::create_dir_all(d.join("daily")).unwrap();
+        std::fs::write(d.join("old.db"), b"x").unwrap();
+        let mut magic = vec![0u8; 64];
+        magic[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+        std::fs::write(d.join("daily/etcd-2026"), &magic).unwrap();
+        std::fs::write(d.join("notes.txt"), b"not a snapshot").unwrap();
+        let old = std::fs::File::options()
+            .write(true)
+            .open(d.join("old.db"))
+            .unwrap();
+        old.set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000))
+            .unwrap();
+        let found = scan(&[d.clone(), t.path().join("missing")]);
+        let names: Vec<String> = found
+            .iter()
+            .map(|f| f.path.strip_prefix(&d).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["daily/etcd-2026", "old.db"]);
+    }
+
+    /// `<root>/backup` and the other common dirs follow `--backup-dir`, each once.
+    #[test]
+    fn backup_dirs_typed_first_without_duplicates() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        std::fs::create_dir_all(t.path().join("backup")).unwrap();
+        let dirs = backup_dirs(&root, &[t.path().join("backup"), PathBuf::from("/srv/etcd")]);
+        assert_eq!(dirs[0], t.path().join("backup"));
+        assert_eq!(dirs[1], PathBuf::from("/srv/etcd"));
+        assert_eq!(dirs.len(), 1 + COMMON_DIRS.len());
+    }
+}

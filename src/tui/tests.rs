@@ -1,0 +1,697 @@
+//! Screen tests, gitu style: a scenario is a string of keys, a scripted
+//! engine answers like the real runner, and the 80x24 screen is an insta
+//! snapshot. Every path, id and time comes from the fixed plan below, so
+//! nothing volatile reaches a snapshot.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::app::{self, Action, App, Asked, Cmd, Mark, Mode, Popup, Screen};
+use super::face::{Event, Reply};
+use super::keys;
+use super::picker::{Changes, Checked, Detail, Found, Msg};
+use crate::restore::face::{Answer, StageView, WaitChoice};
+use crate::restore::plan::{self, Plan, RestoreTool, Swap};
+use crate::restore::steps::STAGES;
+
+const RUN: &str = "20260101T000000Z-abcd";
+
+/// A plan for a node under `/node`, as `Plan::compute` would make it.
+fn sample_plan() -> Plan {
+    let run_dir = PathBuf::from(format!("/node/var/lib/etcd-rescue/runs/{RUN}"));
+    let swaps = vec![Swap {
+        what: "data".into(),
+        live: "/node/var/lib/etcd".into(),
+        partial: format!("/node/var/lib/etcd.restore-{RUN}.partial").into(),
+        restored: format!("/node/var/lib/etcd.restore-{RUN}").into(),
+        incoming: format!("/node/var/lib/etcd.restore-{RUN}").into(),
+        old: format!("/node/var/lib/etcd-old-{RUN}").into(),
+        inside_mount: false,
+    }];
+    let tool = RestoreTool {
+        name: "etcdutl".into(),
+        path: "/usr/local/bin/etcdutl".into(),
+        version: "3.5.21".into(),
+        found: "PATH".into(),
+        bump_revision: true,
+    };
+    Plan {
+        id: RUN.into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        root: "/node".into(),
+        state_dir: "/node/var/lib/etcd-rescue".into(),
+        stash_dir: run_dir.join("manifests"),
+        run_dir,
+        snapshot: "/node/backup/etcd-20251231.db".into(),
+        snapshot_sha256: "625f2f3a0f6569ae625f2f3a0f6569ae".into(),
+        snapshot_integrity: "verified".into(),
+        snapshot_revision: 1200,
+        snapshot_live_keys: 805,
+        snapshot_size: 3 << 20,
+        skip_hash_check: false,
+        name: "cp1".into(),
+        manifests_dir: "/node/etc/kubernetes/manifests".into(),
+        control_plane_manifests: vec![
+            "kube-apiserver.yaml".into(),
+            "kube-controller-manager.yaml".into(),
+            "kube-scheduler.yaml".into(),
+        ],
+        etcd_manifest: "etcd.yaml".into(),
+        manifests_before: Vec::new(),
+        stray_manifests: Vec::new(),
+        cri_socket: Some("/node/run/containerd/containerd.sock".into()),
+        kubelet_healthz: "127.0.0.1:10248".into(),
+        data_dir: "/node/var/lib/etcd".into(),
+        wal_dir: None,
+        restore_argv: vec![
+            "/usr/local/bin/etcdutl".into(),
+            "snapshot".into(),
+            "restore".into(),
+            "/node/backup/etcd-20251231.db".into(),
+            "--name=cp1".into(),
+            "--initial-cluster=cp1=https://10.0.0.11:2380".into(),
+            "--initial-cluster-token=etcd-rescue-625f2f3a0f6569ae".into(),
+            "--initial-advertise-peer-urls=https://10.0.0.11:2380".into(),
+            format!("--data-dir=/node/var/lib/etcd.restore-{RUN}.partial"),
+            "--bump-revision=1000000000".into(),
+            "--mark-compacted".into(),
+        ],
+        swaps,
+        initial_cluster: "cp1=https://10.0.0.11:2380".into(),
+        initial_cluster_token: "etcd-rescue-625f2f3a0f6569ae".into(),
+        peer_urls: vec!["https://10.0.0.11:2380".into()],
+        other_members: Vec::new(),
+        tool,
+        uid: 0,
+        gid: 0,
+        mode: 0o700,
+        current_revision: Some(1342),
+        endpoints: vec!["https://127.0.0.1:2379".into()],
+        cacert: Some("/node/etc/kubernetes/pki/etcd/ca.crt".into()),
+        cert: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.crt".into()),
+        key: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.key".into()),
+        wait_timeout_secs: 120,
+        force_stop: false,
+        warnings: vec!["the node runs 2 control-plane replicas of kube-apiserver (HA notes)".into()],
+    }
+}
+
+fn view(plan: &Plan, i: usize) -> StageView {
+    let s = &STAGES[i];
+    StageView {
+        number: i + 1,
+        of: STAGES.len(),
+        id: s.id,
+        title: s.title,
+        why: (s.why)(plan),
+        preview: (s.preview)(plan),
+    }
+}
+
+/// Answers like the runner: the next stage after a yes, a rollback after `r`,
+/// nothing after a quit; `fail_at` makes that stage fail once.
+struct Engine {
+    plan: Plan,
+    next: usize,
+    fail_at: Option<usize>,
+    ended: bool,
+}
+
+impl Engine {
+    fn new() -> Engine {
+        Engine {
+            plan: sample_plan(),
+            next: 0,
+            fail_at: None,
+            ended: false,
+        }
+    }
+
+    fn stage(&self) -> Event {
+        Event::Stage(view(&self.plan, self.next))
+    }
+
+    fn summary(&mut self, outcome: &str) -> Event {
+        self.ended = true;
+        let mut v = vec![format!("Run {RUN}: {outcome}")];
+        if outcome == "done" {
+            v.push(
+                "Restored /node/backup/etcd-20251231.db (revision 1200, 805 live keys) on member cp1.".into(),
+            );
+            v.push("142 revisions discarded.".into());
+            v.push(format!("Old data dir kept at /node/var/lib/etcd-old-{RUN}"));
+            v.push(format!("To undo: etcd-rescue rollback --root /node --run {RUN}"));
+        } else {
+            v.push("The node is back as it was before the run; the restored data is set aside:".into());
+        }
+        for s in STAGES.iter().take(self.next) {
+            v.push(format!("  {:<20} 0.25 s", s.id));
+        }
+        Event::Summary(v)
+    }
+
+    fn on(&mut self, r: Reply) -> Vec<Event> {
+        match r {
+            Reply::Answer(Answer::Yes) if self.next == 0 && !self.ended => {
+                let mut v = vec![Event::Begin {
+                    run_dir: self.plan.run_dir.clone(),
+                    done: Vec::new(),
+                    rolling_back: false,
+                }];
+                v.push(self.stage());
+                self.next = usize::MAX;
+                v
+            }
+            Reply::Answer(Answer::Yes) => {
+                if self.next == usize::MAX {
+                    self.next = 0;
+                }
+                let id = STAGES[self.next].id.to_string();
+                let mut v = vec![Event::Line(format!("applying {id}"))];
+                if self.fail_at == Some(self.next) {
+                    self.fail_at = None;
+                    v.push(Event::Failed {
+                        id,
+                        error: "etcdutl exited with exit status: 1; its output is above".into(),
+                        resume: format!(
+                            "the journal is /node/var/lib/etcd-rescue/runs/{RUN}/journal.jsonl; run `etcd-rescue resume --root /node` to go on or `etcd-rescue rollback --root /node` to undo"
+                        ),
+                    });
+                    return v;
+                }
+                v.push(Event::StageDone {
+                    id,
+                    summary: "250.0ms".into(),
+                });
+                self.next += 1;
+                v.push(if self.next == STAGES.len() {
+                    self.summary("done")
+                } else {
+                    self.stage()
+                });
+                v
+            }
+            Reply::Answer(Answer::Rollback) | Reply::Wait(WaitChoice::Rollback) => {
+                vec![
+                    Event::Line("rolling back".into()),
+                    Event::Line("moved /node/etc/kubernetes/manifests/etcd.yaml back".into()),
+                    self.summary("rolled-back"),
+                ]
+            }
+            Reply::Answer(Answer::Quit) | Reply::Wait(_) => {
+                self.ended = true;
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The wizard on a 80x24 test terminal, with the scripted engine behind it.
+struct Ui {
+    app: App,
+    term: Terminal<TestBackend>,
+    engine: Engine,
+    replies: Vec<Reply>,
+    cmds: Vec<Cmd>,
+}
+
+impl Ui {
+    fn new(app: App) -> Ui {
+        Ui::sized(app, 80, 24)
+    }
+
+    fn sized(mut app: App, w: u16, h: u16) -> Ui {
+        app.size = (w, h);
+        app.root = "/node".into();
+        app.now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let mut ui = Ui {
+            app,
+            term: Terminal::new(TestBackend::new(w, h)).unwrap(),
+            engine: Engine::new(),
+            replies: Vec::new(),
+            cmds: Vec::new(),
+        };
+        ui.draw();
+        ui
+    }
+
+    /// A restore run by the scripted engine, at its plan.
+    fn restore() -> Ui {
+        let mut ui = Ui::new(App::new(Mode::Restore, Screen::Planning));
+        ui.app.started = true;
+        let lines = plan::render(&ui.engine.plan);
+        ui.event(Event::Plan(lines));
+        ui
+    }
+
+    fn draw(&mut self) {
+        let app = &self.app;
+        self.term.draw(|f| f.render_widget(app, f.area())).unwrap();
+        app::update(&mut self.app, Action::Drawn(Instant::now()));
+    }
+
+    fn act(&mut self, a: Action) {
+        let cmds = app::update(&mut self.app, a);
+        self.draw();
+        for c in cmds {
+            if let Cmd::Reply(r) = c {
+                self.replies.push(r);
+                for e in self.engine.on(r) {
+                    self.event(e);
+                }
+            } else {
+                self.cmds.push(c);
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.act(Action::Engine(e));
+    }
+
+    fn keys(&mut self, keys: &str) -> &mut Ui {
+        for k in keys::parse(keys) {
+            self.act(Action::Key(k, Instant::now()));
+        }
+        self
+    }
+
+    fn screen(&self) -> String {
+        let buf = self.term.backend().buffer();
+        let mut out = String::new();
+        for y in 0..buf.area.height {
+            let mut line = String::new();
+            for x in 0..buf.area.width {
+                line.push_str(buf[(x, y)].symbol());
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Runs `keys` on a restore from its plan and returns the screen.
+fn scenario(keys: &str) -> Ui {
+    let mut ui = Ui::restore();
+    ui.keys(keys);
+    ui
+}
+
+/// The plan review: node, warnings, revisions discarded, every stage's commands, `y` to start.
+#[test]
+fn plan_review() {
+    let ui = Ui::restore();
+    assert_eq!(ui.app.screen, Screen::Plan);
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// Scrolling the plan shows the stages' exact commands further down.
+#[test]
+fn plan_review_scrolled() {
+    let ui = scenario("<pgdn><pgdn>");
+    assert!(ui.replies.is_empty());
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// `q` on the plan cancels before any change.
+#[test]
+fn plan_quit_cancels() {
+    let ui = scenario("q");
+    assert_eq!(ui.replies, [Reply::Answer(Answer::Quit)]);
+}
+
+/// `y` on the plan starts the run: the first stage asks, with the runbook down the side.
+#[test]
+fn first_stage() {
+    let ui = scenario("y");
+    assert_eq!(ui.app.screen, Screen::Stage);
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// Enter (and any other key) never applies a stage.
+#[test]
+fn enter_does_not_apply() {
+    let ui = scenario("y<enter><enter>xY ");
+    assert_eq!(ui.replies, [Reply::Answer(Answer::Yes)]);
+    assert_eq!(ui.app.screen, Screen::Stage);
+}
+
+/// A key read before the question was on screen is discarded; the same key afterwards counts.
+#[test]
+fn keys_before_the_question_are_discarded() {
+    let mut ui = scenario("y");
+    let early = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+    let y = keys::parse("y")[0];
+    ui.act(Action::Key(y, early));
+    assert_eq!(ui.replies.len(), 1, "the early y was discarded");
+    let mut fresh = App::new(Mode::Restore, Screen::Planning);
+    app::update(&mut fresh, Action::Engine(Event::Stage(view(&sample_plan(), 0))));
+    assert!(
+        app::update(&mut fresh, Action::Key(y, Instant::now())).is_empty(),
+        "not drawn yet"
+    );
+    ui.keys("y");
+    assert_eq!(ui.replies.len(), 2);
+}
+
+/// While a stage runs its output streams in, the stage marked running.
+#[test]
+fn applying_shows_live_output() {
+    let mut ui = scenario("yyyyy");
+    ui.app.output.clear();
+    ui.app.screen = Screen::Applying;
+    ui.app.follow = true;
+    ui.app.rows[4].mark = Mark::Running;
+    for l in [
+        "still running: pod etcd-cp1, pod kube-apiserver-cp1",
+        "$ /usr/local/bin/etcdutl snapshot restore /node/backup/etcd-20251231.db --name=cp1",
+        "2026-01-01T00:00:01Z info snapshot/v3_snapshot.go:248 restoring snapshot",
+        "2026-01-01T00:00:02Z info membership/cluster.go:421 added member",
+        "2026-01-01T00:00:02Z info snapshot/v3_snapshot.go:269 restored snapshot",
+    ] {
+        ui.event(Event::Line(l.into()));
+    }
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// After a stage, the next one asks and says how the previous one ended.
+#[test]
+fn next_stage_shows_previous_result() {
+    let ui = scenario("yyy");
+    assert_eq!(ui.app.stage.as_ref().unwrap().id, "stop-etcd");
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// `r` asks before rolling back.
+#[test]
+fn rollback_asks_first() {
+    let ui = scenario("yyyr");
+    assert_eq!(ui.app.popup, Some(Popup::Rollback));
+    assert_eq!(ui.replies.len(), 3);
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// `r` then `n` goes back to the stage; `r` then `y` rolls back and ends on the summary.
+#[test]
+fn rollback_at_a_stage() {
+    let ui = scenario("yyyrn");
+    assert_eq!(ui.app.popup, None);
+    assert_eq!(ui.replies.len(), 3);
+    let ui = scenario("yyyry");
+    assert_eq!(ui.replies.last(), Some(&Reply::Answer(Answer::Rollback)));
+    assert_eq!(ui.app.screen, Screen::Summary);
+    assert!(ui.cmds.contains(&Cmd::Save));
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// A failed stage: what failed, the journal, the exact resume command, and the choices.
+#[test]
+fn failure_screen() {
+    let mut ui = Ui::restore();
+    ui.engine.fail_at = Some(4);
+    ui.keys("yyyyyy");
+    assert_eq!(ui.app.screen, Screen::Failed);
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// `y` on a failure retries the stage.
+#[test]
+fn failure_retry() {
+    let mut ui = Ui::restore();
+    ui.engine.fail_at = Some(4);
+    ui.keys("yyyyyyy");
+    assert_eq!(ui.app.screen, Screen::Stage);
+    assert_eq!(ui.app.stage.as_ref().unwrap().id, "set-ownership");
+    assert_eq!(ui.app.rows[4].mark, Mark::Done);
+}
+
+/// Pods outliving the wait: keep waiting, stop them, roll back or stop here.
+#[test]
+fn wait_timeout() {
+    let mut ui = scenario("yyyy");
+    ui.app.screen = Screen::Applying;
+    ui.app.asked = None;
+    ui.app.rows[3].mark = Mark::Running;
+    ui.event(Event::WaitTimeout(vec![
+        "pod etcd-cp1".into(),
+        "process 4242 (etcd) holds etcd's files".into(),
+    ]));
+    assert_eq!(ui.app.asked, Some(Asked::Wait));
+    insta::assert_snapshot!(ui.screen());
+    ui.keys("w");
+    assert_eq!(ui.replies.last(), Some(&Reply::Wait(WaitChoice::KeepWaiting)));
+    assert_eq!(ui.app.screen, Screen::Applying);
+}
+
+/// A whole run: `y` at the plan and at every stage ends on the summary with the timings.
+#[test]
+fn full_run_summary() {
+    let ui = scenario(&"y".repeat(STAGES.len() + 1));
+    assert_eq!(ui.app.screen, Screen::Summary);
+    assert!(ui.app.rows.iter().all(|r| r.mark == Mark::Done));
+    assert!(
+        ui.app
+            .transcript
+            .iter()
+            .any(|l| l.contains("answer: apply start-control-plane")),
+        "{:?}",
+        ui.app.transcript
+    );
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// Ctrl-C asks before abandoning.
+#[test]
+fn ctrl_c_asks() {
+    let ui = scenario("yy<c-c>");
+    assert_eq!(ui.app.popup, Some(Popup::Stop));
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// Ctrl-C then `n` goes on; then `y` stops at the boundary: the question is answered "quit".
+#[test]
+fn ctrl_c_then_stop() {
+    let ui = scenario("yy<c-c>n");
+    assert_eq!(ui.app.popup, None);
+    assert!(ui.app.stopping.is_none());
+    let ui = scenario("yy<c-c>y");
+    assert_eq!(ui.replies.last(), Some(&Reply::Answer(Answer::Quit)));
+    assert!(ui.app.stopping.is_some());
+}
+
+/// Ctrl-C confirmed while a stage runs: nothing is interrupted, the next question is answered "quit".
+#[test]
+fn ctrl_c_while_applying_stops_at_the_boundary() {
+    let mut ui = scenario("yy");
+    let n = ui.engine.next;
+    ui.app.screen = Screen::Applying;
+    ui.app.asked = None;
+    ui.keys("<c-c>y");
+    assert!(ui.app.stopping.is_some());
+    assert_eq!(ui.replies.len(), 2, "nothing answered while the stage runs");
+    ui.engine.next = n + 1;
+    let next = ui.engine.stage();
+    ui.event(next);
+    assert_eq!(ui.replies.last(), Some(&Reply::Answer(Answer::Quit)));
+    ui.act(Action::Finished);
+    assert!(ui.app.exit);
+}
+
+/// SIGTERM answers a pending question "quit" and ends the wizard once the engine returns.
+#[test]
+fn sigterm_stops_at_the_boundary() {
+    let mut ui = scenario("yy");
+    ui.act(Action::Signal("SIGTERM".into()));
+    assert_eq!(ui.replies.last(), Some(&Reply::Answer(Answer::Quit)));
+    assert!(!ui.app.exit);
+    ui.act(Action::Finished);
+    assert!(ui.app.exit);
+}
+
+/// `?` lists the keys of the screen below.
+#[test]
+fn help() {
+    let ui = scenario("y?");
+    assert_eq!(ui.app.popup, Some(Popup::Help));
+    insta::assert_snapshot!(ui.screen());
+    let mut ui = ui;
+    ui.keys("?");
+    assert_eq!(ui.app.popup, None);
+}
+
+/// `resume`: the stages the journal records done are marked, the next one asks.
+#[test]
+fn resume_marks_done_stages() {
+    let mut ui = Ui::new(App::new(Mode::Resume, Screen::Planning));
+    ui.app.started = true;
+    insta::assert_snapshot!("resume_opening", ui.screen());
+    ui.event(Event::Begin {
+        run_dir: sample_plan().run_dir,
+        done: STAGES[..4].iter().map(|s| s.id.to_string()).collect(),
+        rolling_back: false,
+    });
+    ui.event(Event::Stage(view(&sample_plan(), 4)));
+    insta::assert_snapshot!(ui.screen());
+}
+
+/// `etcd-rescue rollback` shows the run and asks before starting.
+#[test]
+fn rollback_command_confirms() {
+    let mut app = App::new(Mode::Rollback, Screen::ConfirmRollback);
+    app.rollback_run = vec![
+        format!("run       {RUN}"),
+        format!("journal   /node/var/lib/etcd-rescue/runs/{RUN}/journal.jsonl"),
+        "snapshot  /node/backup/etcd-20251231.db".into(),
+        "state     ended: done".into(),
+    ];
+    let mut ui = Ui::new(app);
+    insta::assert_snapshot!(ui.screen());
+    ui.keys("y");
+    assert_eq!(ui.cmds, [Cmd::Start(None)]);
+    assert_eq!(ui.app.screen, Screen::RollingBack);
+}
+
+fn picker_ui() -> Ui {
+    let mut ui = Ui::new(App::new(Mode::Restore, Screen::Picker));
+    insta::assert_snapshot!("picker_looking", ui.screen());
+    let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600 - s);
+    let found = |p: &str, size: u64, age: u64| Found {
+        path: PathBuf::from(p),
+        size,
+        modified: t(age),
+    };
+    ui.act(Action::Picker(Msg::Found {
+        files: vec![
+            found("/node/backup/etcd-20251231.db", 3 << 20, 3600),
+            found("/node/backup/daily/etcd-20251230.db", 3 << 20, 90_000),
+            found("/node/backup/etcd-copied-member-db", 2 << 20, 200_000),
+        ],
+        dirs: vec!["/node/backup".into(), "/node/var/backups/etcd".into()],
+        data_dir: Some("/node/var/lib/etcd".into()),
+    }));
+    ui
+}
+
+/// The picker: snapshots newest first with size, age and the native status as it comes in.
+#[test]
+fn picker() {
+    let mut ui = picker_ui();
+    assert_eq!(ui.cmds, [Cmd::Detail("/node/backup/etcd-20251231.db".into())]);
+    let ok = |rev, keys| Checked {
+        ok: true,
+        integrity: "verified".into(),
+        revision: rev,
+        keys,
+        message: "the database is sound (sha256 verified)".into(),
+    };
+    ui.act(Action::Picker(Msg::Checked(0, Ok(ok(1200, 1024)))));
+    ui.act(Action::Picker(Msg::Checked(
+        1,
+        Ok(Checked {
+            ok: false,
+            integrity: "MISMATCH".into(),
+            message: "the sha256 trailer does not match".into(),
+            ..ok(1100, 990)
+        }),
+    )));
+    ui.act(Action::Picker(Msg::Detail(
+        "/node/backup/etcd-20251231.db".into(),
+        Box::new(Ok(Detail {
+            members: vec!["cp1 https://10.0.0.11:2380".into()],
+            live_keys: 805,
+            compact_revision: 1100,
+            resources: vec![
+                ("pods".into(), 300),
+                ("configmaps".into(), 120),
+                ("secrets".into(), 80),
+            ],
+            diff: Ok(Changes {
+                current: "/node/var/lib/etcd/member/snap/db".into(),
+                current_revision: 1342,
+                brought_back: 2,
+                lost: 14,
+                changed: 30,
+                unchanged: 761,
+                groups: vec![
+                    ("pods".into(), Some("default".into()), 0, 10, 20),
+                    ("configmaps".into(), Some("kube-system".into()), 2, 4, 10),
+                ],
+            }),
+        })),
+    )));
+    insta::assert_snapshot!(ui.screen());
+    ui.keys("j<enter>");
+    assert!(ui.app.notice.is_some(), "a damaged snapshot is not taken");
+    assert_eq!(ui.app.screen, Screen::Picker);
+    ui.keys("k<enter>");
+    assert_eq!(ui.app.screen, Screen::Planning);
+    assert_eq!(
+        ui.cmds.last(),
+        Some(&Cmd::Start(Some("/node/backup/etcd-20251231.db".into())))
+    );
+}
+
+/// No snapshot anywhere: the picker says where it looked and what to pass.
+#[test]
+fn picker_nothing_found() {
+    let mut ui = Ui::new(App::new(Mode::Restore, Screen::Picker));
+    ui.act(Action::Picker(Msg::Found {
+        files: Vec::new(),
+        dirs: vec!["/node/backup".into(), "/node/var/backups/etcd".into()],
+        data_dir: None,
+    }));
+    insta::assert_snapshot!(ui.screen());
+    ui.keys("q");
+    assert!(ui.app.exit);
+}
+
+/// Wider and narrower terminals: the panes follow; below 64 columns the runbook gives way.
+#[test]
+fn resize() {
+    let mut ui = scenario("yyy");
+    let app = ui.app.clone();
+    let mut wide = Ui::sized(app.clone(), 100, 30);
+    wide.draw();
+    insta::assert_snapshot!("resize_100x30", wide.screen());
+    let mut narrow = Ui::sized(app, 60, 20);
+    narrow.draw();
+    insta::assert_snapshot!("resize_60x20", narrow.screen());
+    ui.act(Action::Resize(60, 20));
+    assert_eq!(ui.app.size, (60, 20));
+}
+
+/// Without colour every state still reads from text: no cell has a colour.
+#[test]
+fn no_color() {
+    let mut ui = scenario("yyy");
+    ui.app.color = false;
+    ui.draw();
+    let buf = ui.term.backend().buffer();
+    for c in &buf.content {
+        assert_eq!(c.fg, ratatui::style::Color::Reset);
+        assert_eq!(c.bg, ratatui::style::Color::Reset);
+    }
+    assert!(ui.screen().contains("[x] stop-control-plane"));
+    assert!(ui.screen().contains("[>] stop-etcd"));
+}
+
+/// The transcript records the plan, every stage with its answer and output, and the summary.
+#[test]
+fn transcript() {
+    let ui = scenario(&"y".repeat(STAGES.len() + 1));
+    let t = ui.app.transcript.join("\n");
+    for want in [
+        "Restore plan",
+        "[5/10] restore-snapshot",
+        "answer: apply verify",
+        "applying verify",
+        "done: verify",
+        "Run ",
+    ] {
+        assert!(t.contains(want), "{want} missing from:\n{t}");
+    }
+}

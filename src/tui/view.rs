@@ -1,0 +1,845 @@
+//! Drawing: `impl Widget for &App`, a pure function of the state. Every
+//! screen is a top line, the runbook down the side (once a run exists), a
+//! fixed header, a scrollable body and the key bar. Long commands and paths
+//! wrap at spaces (hard-wrapped only when one word is wider than the pane),
+//! so nothing the operator must read is cut off at 80 columns. Without
+//! colour (`NO_COLOR`) every state still reads from its text and marks.
+
+use std::fmt::Write as _;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
+
+use super::app::{App, Mark, Mode, Popup, Screen};
+use super::keys::{self, Ctx};
+use crate::restore::steps::STAGES;
+
+/// Columns of the runbook down the side (`[x] start-control-plane` and a margin).
+const SIDE: u16 = 23;
+/// Narrower than this, the runbook is left out.
+const SIDE_MIN_WIDTH: u16 = 64;
+/// Rows of the picker's list at most.
+const LIST_ROWS: usize = 7;
+
+#[derive(Clone, Copy)]
+enum Tone {
+    Plain,
+    Bold,
+    Dim,
+    Good,
+    Bad,
+    Warn,
+    Undone,
+    Bar,
+    Heading,
+}
+
+fn style(app: &App, tone: Tone) -> Style {
+    let s = Style::default();
+    let c = |color: Color, m: Modifier| {
+        if app.color {
+            s.fg(color).add_modifier(m)
+        } else {
+            s.add_modifier(m)
+        }
+    };
+    match tone {
+        Tone::Plain => s,
+        Tone::Bold => s.add_modifier(Modifier::BOLD),
+        Tone::Dim => {
+            if app.color {
+                s.add_modifier(Modifier::DIM)
+            } else {
+                s
+            }
+        }
+        Tone::Good => c(Color::Green, Modifier::empty()),
+        Tone::Bad => c(Color::Red, Modifier::BOLD),
+        Tone::Warn => c(Color::Yellow, Modifier::BOLD),
+        Tone::Undone => c(Color::Magenta, Modifier::empty()),
+        Tone::Bar => s.add_modifier(Modifier::REVERSED),
+        Tone::Heading => c(Color::Cyan, Modifier::BOLD),
+    }
+}
+
+/// Where continuation lines of `text` start: under the value of an aligned
+/// `label    value` line, else two deeper than the line's own indent.
+fn continuation(text: &str, width: usize) -> usize {
+    let indent = text.len() - text.trim_start_matches(' ').len();
+    let rest = &text[indent..];
+    let value = rest
+        .find("  ")
+        .and_then(|gap| {
+            let after = &rest[gap..];
+            let col = indent + gap + (after.len() - after.trim_start_matches(' ').len());
+            (col < text.len()).then_some(col)
+        })
+        .filter(|c| *c <= width / 2);
+    value.unwrap_or(indent + 2).min(width / 2)
+}
+
+/// Wraps `text` to `width` columns: at spaces where possible, a word wider
+/// than a line after a `/` (paths) where possible; continuation lines start
+/// at [`continuation`].
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    wrap_at(text, width, continuation(text, width))
+}
+
+/// Wraps prose: continuation lines keep the first line's indent.
+pub fn wrap_prose(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(8);
+    let indent = (text.len() - text.trim_start_matches(' ').len()).min(width / 2);
+    wrap_at(text, width, indent)
+}
+
+fn wrap_at(text: &str, width: usize, cont: usize) -> Vec<String> {
+    let indent = (text.len() - text.trim_start_matches(' ').len()).min(width / 2);
+    let mut out: Vec<String> = Vec::new();
+    let mut cur: Vec<char> = vec![' '; indent];
+    let mut start = indent;
+    for word in text.trim_start_matches(' ').split(' ') {
+        let mut w: Vec<char> = word.chars().collect();
+        let empty = cur.len() == start;
+        let sep = usize::from(!empty);
+        if cur.len() + sep + w.len() <= width {
+            if !empty {
+                cur.push(' ');
+            }
+            cur.extend(w);
+            continue;
+        }
+        if cont + w.len() <= width && !empty {
+            out.push(cur.iter().collect());
+            cur = vec![' '; cont];
+            start = cont;
+            cur.extend(w);
+            continue;
+        }
+        // Wider than any line: fill this one, breaking after a '/' where one is near the end.
+        if !empty {
+            if cur.len() + 2 <= width {
+                cur.push(' ');
+            } else {
+                out.push(cur.iter().collect());
+                cur = vec![' '; cont];
+                start = cont;
+            }
+        }
+        while cur.len() + w.len() > width {
+            let room = width.saturating_sub(cur.len());
+            let cut = w[..room.min(w.len())]
+                .iter()
+                .rposition(|c| *c == '/')
+                .map(|i| i + 1)
+                .filter(|i| *i > room / 2)
+                .unwrap_or(room);
+            if cut == 0 {
+                out.push(cur.iter().collect::<String>().trim_end().to_string());
+                cur = vec![' '; cont];
+                start = cont;
+                continue;
+            }
+            cur.extend(w.drain(..cut));
+            out.push(cur.iter().collect());
+            cur = vec![' '; cont];
+            start = cont;
+        }
+        cur.extend(w);
+    }
+    out.push(cur.iter().collect());
+    out
+}
+
+/// Lines for a pane of fixed width.
+struct Text<'a> {
+    app: &'a App,
+    width: usize,
+    lines: Vec<Line<'static>>,
+}
+
+impl<'a> Text<'a> {
+    fn new(app: &'a App, width: u16) -> Self {
+        Text {
+            app,
+            width: usize::from(width),
+            lines: Vec::new(),
+        }
+    }
+    fn add(&mut self, text: &str, tone: Tone) {
+        let st = style(self.app, tone);
+        for l in wrap(text, self.width) {
+            self.lines.push(Line::styled(l, st));
+        }
+    }
+    fn plain(&mut self, text: &str) {
+        self.add(text, Tone::Plain);
+    }
+    fn prose(&mut self, text: &str, tone: Tone) {
+        let st = style(self.app, tone);
+        for l in wrap_prose(text, self.width) {
+            self.lines.push(Line::styled(l, st));
+        }
+    }
+    fn heading(&mut self, text: &str) {
+        self.add(text, Tone::Heading);
+    }
+    fn blank(&mut self) {
+        self.lines.push(Line::default());
+    }
+    fn spans(&mut self, spans: Vec<Span<'static>>) {
+        self.lines.push(Line::from(spans));
+    }
+}
+
+fn spinner(app: &App) -> &'static str {
+    ["-", "\\", "|", "/"][usize::try_from(app.ticks % 4).unwrap_or(0)]
+}
+
+fn has_side(app: &App) -> bool {
+    app.size.0 >= SIDE_MIN_WIDTH
+        && match app.screen {
+            Screen::Picker | Screen::Plan | Screen::ConfirmRollback => false,
+            Screen::Planning => app.mode != Mode::Restore,
+            _ => true,
+        }
+}
+
+/// The parts of the screen.
+struct Areas {
+    top: Rect,
+    side: Option<Rect>,
+    head: Rect,
+    body: Rect,
+    notice: Option<Rect>,
+    bar: Rect,
+}
+
+fn main_width(app: &App, area: Rect) -> u16 {
+    if has_side(app) {
+        area.width.saturating_sub(SIDE + 3)
+    } else {
+        area.width.saturating_sub(2)
+    }
+}
+
+fn areas(app: &App, area: Rect, head_rows: u16) -> Areas {
+    let top = Rect::new(area.x, area.y, area.width, 1.min(area.height));
+    let bar = Rect::new(
+        area.x,
+        area.bottom().saturating_sub(1),
+        area.width,
+        1.min(area.height),
+    );
+    let mid_h = area.height.saturating_sub(2);
+    let notice_rows = u16::from(app.notice.is_some() || (app.stopping.is_some() && !app.finished));
+    let (side, x) = if has_side(app) {
+        (
+            Some(Rect::new(area.x, area.y + 1, SIDE, mid_h)),
+            area.x + SIDE + 2,
+        )
+    } else {
+        (None, area.x + 1)
+    };
+    let w = main_width(app, area);
+    let head_rows = head_rows.min(mid_h);
+    let head = Rect::new(x, area.y + 1, w, head_rows);
+    let body_h = mid_h.saturating_sub(head_rows + notice_rows);
+    let body = Rect::new(x, head.bottom(), w, body_h);
+    let notice = (notice_rows > 0).then(|| Rect::new(x, body.bottom(), w, 1));
+    Areas {
+        top,
+        side,
+        head,
+        body,
+        notice,
+        bar,
+    }
+}
+
+fn full(app: &App) -> Rect {
+    Rect::new(0, 0, app.size.0, app.size.1)
+}
+
+/// How far the body can scroll on the current screen.
+pub fn scroll_limit(app: &App) -> usize {
+    let area = full(app);
+    let (head, body) = content(app, main_width(app, area));
+    let a = areas(app, area, u16::try_from(head.len()).unwrap_or(u16::MAX));
+    body.len().saturating_sub(usize::from(a.body.height))
+}
+
+/// Rows one page-up or page-down moves.
+pub fn page(app: &App) -> usize {
+    let area = full(app);
+    let (head, _) = content(app, main_width(app, area));
+    let a = areas(app, area, u16::try_from(head.len()).unwrap_or(u16::MAX));
+    usize::from(a.body.height).saturating_sub(1).max(1)
+}
+
+fn stage_head(app: &App, t: &mut Text, what: &str, busy: bool) {
+    if let Some(s) = &app.stage {
+        let mut spans = vec![Span::styled(
+            format!("Stage {} of {} · {}", s.number, s.of, s.id),
+            style(app, Tone::Bold),
+        )];
+        if busy {
+            spans.push(Span::raw(format!("  {} {what}", spinner(app))));
+        } else if !what.is_empty() {
+            spans.push(Span::styled(format!("  {what}"), style(app, Tone::Warn)));
+        }
+        t.spans(spans);
+        t.add(s.title, Tone::Plain);
+    }
+}
+
+/// The fixed header and the scrollable body of the current screen, at `width` columns.
+fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
+    let mut h = Text::new(app, width);
+    let mut b = Text::new(app, width);
+    match app.screen {
+        Screen::Picker => picker(app, &mut h, &mut b),
+        Screen::Planning => {
+            let what = match app.mode {
+                Mode::Restore if app.plan.is_empty() => "Planning",
+                Mode::Restore => "Starting the run",
+                Mode::Resume | Mode::Rollback => "Opening the journal",
+            };
+            h.spans(vec![
+                Span::styled(what.to_string(), style(app, Tone::Bold)),
+                Span::raw(format!("  {}", spinner(app))),
+            ]);
+            if app.mode == Mode::Restore && app.plan.is_empty() {
+                b.prose("Discovering the node, checking the snapshot natively (sha256 trailer, pages, revision, keys) and finding the restore tool.", Tone::Plain);
+                b.blank();
+                b.prose("Nothing changes before you confirm the plan.", Tone::Plain);
+            }
+        }
+        Screen::Plan => {
+            h.add("Review the plan: nothing has changed yet", Tone::Bold);
+            h.add(
+                "Each stage shows its exact commands again and asks before it runs.",
+                Tone::Dim,
+            );
+            for l in &app.plan {
+                let tone = if l.trim_start().starts_with("warning") {
+                    Tone::Warn
+                } else if l.starts_with("Stages:") || l.starts_with("Restore plan") {
+                    Tone::Heading
+                } else {
+                    Tone::Plain
+                };
+                b.add(l, tone);
+            }
+        }
+        Screen::Stage => {
+            stage_head(app, &mut h, "waiting for y", false);
+            h.blank();
+            if let Some(s) = &app.stage {
+                b.heading("Why");
+                for w in &s.why {
+                    b.prose(&format!("  {w}"), Tone::Plain);
+                }
+                b.heading("What it does, exactly");
+                for p in &s.preview {
+                    b.plain(&format!("  {p}"));
+                }
+            }
+            if let Some((id, took, last)) = &app.previous {
+                b.blank();
+                b.add(
+                    &format!("Previous stage {id}: done and verified in {took}"),
+                    Tone::Good,
+                );
+                if let Some(l) = last {
+                    b.add(&format!("  {l}"), Tone::Dim);
+                }
+            }
+        }
+        Screen::Applying => {
+            stage_head(app, &mut h, "applying", true);
+            h.blank();
+            b.heading("Output");
+            if app.output.is_empty() {
+                b.add("  (nothing yet)", Tone::Dim);
+            }
+            for l in &app.output {
+                b.plain(&format!("  {l}"));
+            }
+        }
+        Screen::Failed => {
+            if let Some((id, error, resume)) = &app.failure {
+                let n = STAGES.iter().position(|s| s.id == id).map_or(0, |i| i + 1);
+                h.spans(vec![Span::styled(
+                    format!("FAILED · stage {n} of {} · {id}", STAGES.len()),
+                    style(app, Tone::Bad),
+                )]);
+                h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
+                h.blank();
+                b.heading("What failed");
+                b.prose(&format!("  {error}"), Tone::Plain);
+                b.heading("Journal, and how to go on later");
+                b.prose(&format!("  {resume}"), Tone::Plain);
+                for cmd in resume.split('`').skip(1).step_by(2) {
+                    b.add(&format!("  $ {cmd}"), Tone::Bold);
+                }
+                b.heading("Output");
+                if app.output.is_empty() {
+                    b.add("  (none)", Tone::Dim);
+                }
+                for l in &app.output {
+                    b.plain(&format!("  {l}"));
+                }
+            }
+        }
+        Screen::Waiting => {
+            stage_head(app, &mut h, "pods still up", false);
+            h.blank();
+            b.heading("Still running");
+            for s in &app.still {
+                b.plain(&format!("  {s}"));
+            }
+            b.blank();
+            b.prose("w waits another --wait-timeout; s stops them through CRI (journaled); r rolls the run back; q stops here to resume later.", Tone::Plain);
+        }
+        Screen::ConfirmRollback => {
+            h.add("Roll back a run", Tone::Bold);
+            h.add(
+                "Every change it made is undone from its journal, newest first.",
+                Tone::Dim,
+            );
+            h.blank();
+            for l in &app.rollback_run {
+                b.plain(l);
+            }
+        }
+        Screen::RollingBack => {
+            h.spans(vec![
+                Span::styled("Rolling back".to_string(), style(app, Tone::Undone)),
+                Span::raw(format!("  {}", spinner(app))),
+            ]);
+            h.add(
+                "Manifests out, original dirs back, then every manifest back in.",
+                Tone::Plain,
+            );
+            h.blank();
+            b.heading("Output");
+            for l in &app.output {
+                b.plain(&format!("  {l}"));
+            }
+        }
+        Screen::Summary => {
+            let first = app.summary.first().cloned().unwrap_or_default();
+            let tone = if first.ends_with("rolled-back") {
+                Tone::Undone
+            } else {
+                Tone::Good
+            };
+            h.add(&first, tone);
+            h.blank();
+            let mut timings = false;
+            for l in app.summary.iter().skip(1) {
+                let timing = STAGES.iter().any(|s| {
+                    l.strip_prefix("  ")
+                        .is_some_and(|r| r.starts_with(&format!("{} ", s.id)))
+                });
+                if timing && !timings {
+                    b.heading("Time per stage");
+                }
+                timings = timing;
+                b.plain(l);
+            }
+            if let Some(d) = &app.run_dir {
+                b.blank();
+                b.add(
+                    &format!("Transcript: {}", d.join("transcript.txt").display()),
+                    Tone::Dim,
+                );
+            }
+        }
+    }
+    (h.lines, b.lines)
+}
+
+fn age(app: &App, t: std::time::SystemTime) -> String {
+    let s = app.now.duration_since(t).map_or(0, |d| d.as_secs());
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn picker(app: &App, head: &mut Text, body: &mut Text) {
+    let pick = &app.picker;
+    let done = pick.checks.iter().filter(|c| c.is_some()).count();
+    let mut spans = vec![Span::styled(
+        "Choose the snapshot to restore".to_string(),
+        style(app, Tone::Bold),
+    )];
+    if !pick.found {
+        spans.push(Span::raw(format!("  {} looking", spinner(app))));
+    } else if !pick.all_checked {
+        spans.push(Span::raw(format!(
+            "  {} checking {}/{}",
+            spinner(app),
+            done + 1,
+            pick.files.len()
+        )));
+    }
+    head.spans(spans);
+    if !pick.found {
+        return;
+    }
+    if pick.files.is_empty() {
+        head.blank();
+        head.add("No snapshot found in:", Tone::Warn);
+        for d in &pick.dirs {
+            head.plain(&format!("  {}", d.display()));
+        }
+        head.blank();
+        head.plain("Pass --snapshot FILE, or --backup-dir DIR to look elsewhere.");
+        return;
+    }
+    let width = head.width;
+    let file_w = width.saturating_sub(2 + 5 + 11 + 10 + 9 + 8);
+    head.spans(vec![Span::styled(
+        format!(
+            "  {:<5}{:>10} {:<10}{:>8} {:>7} {}",
+            "AGE", "SIZE", "CHECK", "REV", "KEYS", "FILE"
+        ),
+        style(app, Tone::Dim),
+    )]);
+    let first = pick.selected.saturating_sub(LIST_ROWS - 1);
+    for (i, f) in pick.files.iter().enumerate().skip(first).take(LIST_ROWS) {
+        let (check, rev, keys, tone) = match pick.checks.get(i).cloned().flatten() {
+            None => ("...".to_string(), String::new(), String::new(), Tone::Plain),
+            Some(Err(_)) => ("unreadable".into(), "-".into(), "-".into(), Tone::Bad),
+            Some(Ok(c)) => (
+                if c.ok {
+                    c.integrity.clone()
+                } else {
+                    "DAMAGED".into()
+                },
+                c.revision.to_string(),
+                c.keys.to_string(),
+                if c.ok { Tone::Plain } else { Tone::Bad },
+            ),
+        };
+        let name = pick
+            .dirs
+            .iter()
+            .find_map(|d| f.path.strip_prefix(d).ok())
+            .unwrap_or(&f.path)
+            .display()
+            .to_string();
+        let chars: Vec<char> = name.chars().collect();
+        let name: String = if chars.len() > file_w {
+            std::iter::once('~')
+                .chain(chars[chars.len() - file_w + 1..].iter().copied())
+                .collect()
+        } else {
+            name
+        };
+        let sel = i == pick.selected;
+        let mut st = style(app, tone);
+        if sel {
+            st = st.add_modifier(Modifier::REVERSED);
+        }
+        head.spans(vec![Span::styled(
+            format!(
+                "{}{:<5}{:>10} {:<10}{:>8} {:>7} {name}",
+                if sel { "> " } else { "  " },
+                age(app, f.modified),
+                crate::cli::human_bytes(f.size),
+                check,
+                rev,
+                keys
+            ),
+            st,
+        )]);
+    }
+    if pick.files.len() > LIST_ROWS {
+        head.add(
+            &format!("  ({} snapshots; ↑/↓ to move)", pick.files.len()),
+            Tone::Dim,
+        );
+    }
+    head.blank();
+    let Some(f) = pick.files.get(pick.selected) else {
+        return;
+    };
+    body.add(&f.path.display().to_string(), Tone::Bold);
+    match pick.checks.get(pick.selected).cloned().flatten() {
+        Some(Ok(c)) => body.add(
+            &format!("{}: {}", if c.ok { "sound" } else { "PROBLEM" }, c.message),
+            if c.ok { Tone::Good } else { Tone::Bad },
+        ),
+        Some(Err(e)) => body.add(&e, Tone::Bad),
+        None => {}
+    }
+    match pick.details.get(&f.path) {
+        None | Some(None) => body.add(&format!("{} reading what it holds", spinner(app)), Tone::Dim),
+        Some(Some(Err(e))) => body.add(e, Tone::Bad),
+        Some(Some(Ok(d))) => {
+            body.plain(&format!("members    {}", d.members.join("; ")));
+            body.plain(&format!(
+                "live keys  {} (compacted at {})",
+                d.live_keys, d.compact_revision
+            ));
+            let top: Vec<String> = d
+                .resources
+                .iter()
+                .take(8)
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            body.plain(&format!("resources  {}", top.join(" · ")));
+            match &d.diff {
+                Err(e) => body.add(&format!("vs now     no comparison: {e}"), Tone::Dim),
+                Ok(c) => {
+                    body.plain(&format!(
+                        "vs now     {} (revision {})",
+                        c.current, c.current_revision
+                    ));
+                    body.add(
+                        &format!(
+                            "           brings back {} · loses {} · rolls back {} · {} the same",
+                            c.brought_back, c.lost, c.changed, c.unchanged
+                        ),
+                        if c.lost > 0 || c.changed > 0 {
+                            Tone::Warn
+                        } else {
+                            Tone::Plain
+                        },
+                    );
+                    for (r, ns, back, lost, changed) in c.groups.iter().take(6) {
+                        let mut parts = Vec::new();
+                        if *back > 0 {
+                            parts.push(format!("+{back} back"));
+                        }
+                        if *lost > 0 {
+                            parts.push(format!("-{lost} lost"));
+                        }
+                        if *changed > 0 {
+                            parts.push(format!("~{changed} changed"));
+                        }
+                        body.plain(&format!(
+                            "           {r}{}: {}",
+                            ns.as_ref().map_or(String::new(), |n| format!(" in {n}")),
+                            parts.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn side(app: &App, area: Rect, buf: &mut Buffer) {
+    let mut lines = vec![Line::styled("Runbook", style(app, Tone::Heading))];
+    for r in &app.rows {
+        let (mark, tone) = match r.mark {
+            Mark::Pending => ("[ ]", Tone::Dim),
+            Mark::Current => ("[>]", Tone::Warn),
+            Mark::Running => ("[*]", Tone::Warn),
+            Mark::Done => ("[x]", Tone::Good),
+            Mark::Failed => ("[!]", Tone::Bad),
+            Mark::RolledBack => ("[<]", Tone::Undone),
+        };
+        let mut st = style(app, tone);
+        if matches!(r.mark, Mark::Current | Mark::Running | Mark::Failed) {
+            st = st.add_modifier(Modifier::BOLD);
+        }
+        lines.push(Line::styled(format!("{mark} {}", r.id), st));
+    }
+    lines.push(Line::default());
+    for l in ["x done    > next", "* running ! failed", "< rolled back"] {
+        lines.push(Line::styled(l, style(app, Tone::Dim)));
+    }
+    Paragraph::new(lines).render(area, buf);
+    let rule = Rect::new(area.right(), area.y, 1, area.height);
+    for y in rule.top()..rule.bottom() {
+        buf[(rule.x, y)].set_symbol("│");
+    }
+}
+
+fn top(app: &App, area: Rect, buf: &mut Buffer) {
+    let mode = match app.mode {
+        Mode::Restore => "restore",
+        Mode::Resume => "resume",
+        Mode::Rollback => "rollback",
+    };
+    let mut left = format!(" etcd-rescue {mode}");
+    if let Some(id) = app
+        .run_dir
+        .as_ref()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+    {
+        let _ = write!(left, " · run {id}");
+    }
+    let right = match (&app.stage, app.screen) {
+        (_, Screen::Summary) => "ended ".to_string(),
+        (Some(s), Screen::Stage | Screen::Applying | Screen::Failed | Screen::Waiting) => {
+            format!("stage {}/{} ", s.number, s.of)
+        }
+        _ => String::new(),
+    };
+    let w = usize::from(area.width);
+    let pad = w.saturating_sub(left.chars().count() + right.chars().count());
+    Paragraph::new(Line::styled(
+        format!("{left}{}{right}", " ".repeat(pad)),
+        style(app, Tone::Bar),
+    ))
+    .render(area, buf);
+}
+
+fn bar(app: &App, area: Rect, buf: &mut Buffer, scroll: Option<(usize, usize, usize)>) {
+    let ctx = app.ctx();
+    let prompt = match (ctx, app.asked_shown.is_some() || app.popup.is_some()) {
+        (Ctx::Plan, _) => "Start? ",
+        (Ctx::Stage, _) => "Apply? ",
+        (Ctx::Failed, _) => "Retry? ",
+        (Ctx::ConfirmRollback, _) => "Roll back? ",
+        (Ctx::Busy, _) if app.stopping.is_some() => "Stopping… ",
+        _ => "",
+    };
+    let keys: Vec<String> = keys::bar(ctx)
+        .into_iter()
+        .map(|(k, what)| format!("{k} {what}"))
+        .collect();
+    let left = format!(" {prompt}{}", keys.join(" · "));
+    let right = scroll.map_or(String::new(), |(from, to, of)| format!("{from}-{to}/{of} "));
+    let w = usize::from(area.width);
+    let pad = w.saturating_sub(left.chars().count() + right.chars().count());
+    Paragraph::new(Line::styled(
+        format!("{left}{}{right}", " ".repeat(pad)),
+        style(app, Tone::Bar),
+    ))
+    .render(area, buf);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn popup(app: &App, which: Popup, area: Rect, buf: &mut Buffer) {
+    let width = area.width.saturating_sub(8).min(64);
+    let inner = usize::from(width.saturating_sub(4));
+    let mut t = Text::new(app, u16::try_from(inner).unwrap_or(0));
+    let title = match which {
+        Popup::Help => {
+            let under = {
+                let mut a = app.clone();
+                a.popup = None;
+                a.ctx()
+            };
+            for b in keys::bindings(under) {
+                t.plain(&format!("{:<11}{}", b.label, b.help));
+            }
+            t.blank();
+            t.prose(
+                "Only y changes the node; Enter never does. Keys typed before a question appears are ignored.",
+                Tone::Dim,
+            );
+            " Keys "
+        }
+        Popup::Stop => {
+            t.prose("The engine stops at the next stage boundary (a running stage finishes first); every change so far is in the journal.", Tone::Plain);
+            t.blank();
+            t.plain("Go on later with:");
+            t.add(&format!("  etcd-rescue resume --root {}", app.root), Tone::Bold);
+            t.plain("or undo with:");
+            t.add(&format!("  etcd-rescue rollback --root {}", app.root), Tone::Bold);
+            t.blank();
+            t.add("y stop here · n keep going", Tone::Bold);
+            " Stop here? "
+        }
+        Popup::Rollback => {
+            t.prose("Every change this run made is undone from its journal, newest first: the original data dir and manifests go back and etcd restarts on them. The restored data is set aside, not deleted.", Tone::Plain);
+            t.blank();
+            t.add("y roll back · n keep going", Tone::Bold);
+            " Roll back the run? "
+        }
+    };
+    let h = u16::try_from(t.lines.len() + 2).unwrap_or(u16::MAX);
+    let r = centered(area, width, h);
+    Clear.render(r, buf);
+    Paragraph::new(t.lines)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .padding(Padding::horizontal(1))
+                .title(Span::styled(title, style(app, Tone::Bold))),
+        )
+        .render(r, buf);
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self;
+        let (head, body) = content(app, main_width(app, area));
+        let a = areas(app, area, u16::try_from(head.len()).unwrap_or(u16::MAX));
+        top(app, a.top, buf);
+        if let Some(s) = a.side {
+            side(app, s, buf);
+        }
+        Paragraph::new(head).render(a.head, buf);
+        let rows = usize::from(a.body.height);
+        let limit = body.len().saturating_sub(rows);
+        let offset = if app.follow { limit } else { app.scroll.min(limit) };
+        let shown = body.len().min(offset + rows);
+        let scroll = (body.len() > rows).then_some((offset + 1, shown, body.len()));
+        Paragraph::new(body.into_iter().skip(offset).take(rows).collect::<Vec<_>>()).render(a.body, buf);
+        if let Some(n) = a.notice {
+            let text = match (&app.notice, &app.stopping) {
+                (Some(t), _) => t.clone(),
+                (None, Some(why)) => format!("Stopping ({why}) at the next stage boundary"),
+                (None, None) => String::new(),
+            };
+            Paragraph::new(Line::styled(text, style(app, Tone::Warn))).render(n, buf);
+        }
+        bar(app, a.bar, buf, scroll);
+        if let Some(p) = app.popup {
+            popup(app, p, area, buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Long commands wrap at spaces with a deeper indent; a word wider than the pane is cut.
+    #[test]
+    fn wrapping() {
+        assert_eq!(wrap("  mv /a/b/c /d/e/f", 12), ["  mv /a/b/c", "    /d/e/f"]);
+        assert_eq!(wrap("abcdefghijkl", 8), ["abcdefgh", "  ijkl"]);
+        assert_eq!(
+            wrap("  stash   /var/lib/etcd-rescue/runs/x", 24),
+            [
+                "  stash   /var/lib/",
+                "          etcd-rescue/",
+                "          runs/x"
+            ]
+        );
+        assert_eq!(wrap("", 10), [""]);
+        for l in wrap(
+            "        /tmp/tuidrill/usr/local/bin/etcdutl snapshot restore /tmp/tuidrill/backup/etcd-snapshot-20261125T100102Z.db --name=cp1",
+            30,
+        ) {
+            assert!(l.chars().count() <= 30, "{l:?}");
+        }
+    }
+}

@@ -22,6 +22,7 @@ pub mod picker;
 mod tests;
 pub mod view;
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -323,14 +324,34 @@ impl Drop for Signals {
     }
 }
 
-fn save_transcript(app: &App) {
-    if let Some(d) = &app.run_dir {
-        let mut text = String::from("etcd-rescue wizard transcript\n\n");
-        for l in &app.transcript {
-            text.push_str(l);
-            text.push('\n');
-        }
-        let _ = std::fs::write(d.join("transcript.txt"), text);
+/// Appends what the session added to the transcript since the last save to
+/// `transcript.txt` in the run's dir (a resume or rollback session adds its own part).
+fn save_transcript(app: &App, saved: &mut Option<usize>) {
+    let Some(d) = &app.run_dir else { return };
+    let mut text = String::new();
+    if saved.is_none() {
+        let mode = match app.mode {
+            Mode::Restore => "restore",
+            Mode::Resume => "resume",
+            Mode::Rollback => "rollback",
+        };
+        let _ = writeln!(
+            text,
+            "=== etcd-rescue {mode} (wizard), {} ===",
+            crate::utc::rfc3339(SystemTime::now())
+        );
+    }
+    for l in app.transcript.iter().skip(saved.unwrap_or(0)) {
+        text.push_str(l);
+        text.push('\n');
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("transcript.txt"))
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if written.is_ok() {
+        *saved = Some(app.transcript.len());
     }
 }
 
@@ -365,6 +386,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
         engine = Some(h);
         replies = Some(r);
     }
+    let mut saved = None;
     let mut first = true;
     let mut dirty = true;
     let mut keys_read: Vec<(Instant, &str)> = Vec::new();
@@ -438,7 +460,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                             t.send(Action::Picker(m)).is_ok()
                         });
                     }
-                    Cmd::Save => save_transcript(&app),
+                    Cmd::Save => save_transcript(&app, &mut saved),
                 }
             }
         }
@@ -464,7 +486,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
         }),
     };
     drop(signals);
-    save_transcript(&app);
+    save_transcript(&app, &mut saved);
     if !app.summary.is_empty() {
         for l in &app.summary {
             println!("{l}");

@@ -16,3 +16,5 @@ mod restore;
 mod snapshot;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.
 mod testbed;
+// The wizard end to end in tmux on the sandbox node: full restore, rollback, resume after a kill.
+mod tui;

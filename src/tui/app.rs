@@ -313,6 +313,8 @@ impl App {
         self.rows.iter_mut().find(|r| r.id == id)
     }
 
+    /// A question from the engine; the transcript so far is saved first, so
+    /// a session killed while it waits keeps its record.
     fn ask(&mut self, asked: Asked, screen: Screen) -> Vec<Cmd> {
         self.screen = screen;
         self.asked = Some(asked);
@@ -321,9 +323,9 @@ impl App {
         self.follow = false;
         if let Some(why) = self.stopping.clone() {
             self.log(format!("  (stopping: {why}; answered quit)"));
-            return vec![self.reply_quit()];
+            return vec![Cmd::Save, self.reply_quit()];
         }
-        Vec::new()
+        vec![Cmd::Save]
     }
 
     fn reply_quit(&mut self) -> Cmd {
@@ -530,9 +532,10 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             if lines.first().is_some_and(|l| l.ends_with("rolled-back")) {
                 app.rolling_back = true;
                 for r in &mut app.rows {
-                    if r.mark != Mark::Pending {
-                        r.mark = Mark::RolledBack;
-                    }
+                    r.mark = match r.mark {
+                        Mark::Pending | Mark::Current => Mark::Pending,
+                        _ => Mark::RolledBack,
+                    };
                 }
             }
             app.summary = lines;

@@ -12,7 +12,9 @@
 //! panic on any thread (ratatui's hook), SIGTERM/SIGHUP/SIGINT (a flag the
 //! loop polls: the engine is told to stop at the next stage boundary, then
 //! the loop ends). `ETCD_RESCUE_TUI_TIMINGS=FILE` appends the first-frame
-//! time and every key's time-to-frame to FILE (see `tests/bench/tui-latency.sh`).
+//! time and every key's time-to-frame to FILE (see `tests/bench/tui-latency.sh`);
+//! `ETCD_RESCUE_TUI_PANIC` (a test hook, never set in normal use) panics after
+//! the first frame, to prove the terminal is given back.
 
 pub mod app;
 pub mod face;
@@ -400,6 +402,10 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
             if first {
                 timings.note("first-frame", now - started);
                 first = false;
+                assert!(
+                    std::env::var_os("ETCD_RESCUE_TUI_PANIC").is_none(),
+                    "ETCD_RESCUE_TUI_PANIC: panicking after the first frame (test hook)"
+                );
             }
             for (k, what) in keys_read.drain(..) {
                 timings.note(what, now - k);

@@ -29,6 +29,12 @@ impl Tmux {
     /// Runs `args` (the binary's arguments) in a new 80x24 session; the shell
     /// prints `[exit N]` when the binary ends and keeps the pane open.
     fn run(tag: &str, args: &[String]) -> Tmux {
+        Tmux::run_with(tag, &[], args)
+    }
+
+    /// [`Tmux::run`] with extra environment variables; after the binary the
+    /// shell also prints `[tty cooked]` or `[tty raw]` (the terminal's mode).
+    fn run_with(tag: &str, env: &[(&str, &str)], args: &[String]) -> Tmux {
         let v = Command::new("tmux").arg("-V").output();
         assert!(
             v.is_ok_and(|o| o.status.success()),
@@ -36,8 +42,11 @@ impl Tmux {
         );
         let socket = format!("etcd-rescue-test-{}-{tag}", std::process::id());
         let bin = env!("CARGO_BIN_EXE_etcd-rescue");
+        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let cmd = format!(
-            "env -u ETCDCTL_ENDPOINTS PATH={PATH} TERM=screen {bin} {}; echo \"[exit $?]\"; sleep 600",
+            "env -u ETCDCTL_ENDPOINTS -u RUST_BACKTRACE PATH={PATH} TERM=screen {} {bin} {}; echo \"[exit $?]\"; \
+             if stty -a | grep -q -- -icanon; then echo '[tty raw]'; else echo '[tty cooked]'; fi; sleep 600",
+            env.join(" "),
             args.join(" ")
         );
         let t = Tmux { socket };
@@ -342,4 +351,73 @@ fn wizard_resume_after_kill() {
             && transcript.contains("etcd-rescue resume (wizard)"),
         "both sessions are in the transcript:\n{transcript}"
     );
+}
+
+/// A panic in the wizard gives the terminal back: the shell after it reads
+/// lines again (cooked mode, main screen) and the panic is reported.
+#[test]
+fn wizard_panic_restores_the_terminal() {
+    let t = Tmux::run_with(
+        "panic",
+        &[("ETCD_RESCUE_TUI_PANIC", "1")],
+        &[
+            "restore".into(),
+            "--root".into(),
+            "/nonexistent".into(),
+            "--snapshot".into(),
+            "/nonexistent".into(),
+        ],
+    );
+    let s = t.wait_for(&["[exit 101]", "[tty "], Duration::from_secs(20));
+    assert!(s.contains("[tty cooked]"), "{s}");
+    assert!(s.contains("ETCD_RESCUE_TUI_PANIC"), "the panic is reported:\n{s}");
+}
+
+/// SIGTERM while a stage waits for its answer: the engine stops at that
+/// boundary (exit 3, journaled), the terminal is given back, and the run
+/// can be rolled back from its journal.
+#[test]
+fn wizard_sigterm_stops_at_the_boundary() {
+    crate::support::require_root("the drill runs a static-pod node");
+    let d = Drill::start(&["--keys", "200"]);
+    let before = manifests(&d);
+    let t = Tmux::run("sigterm", &printed_command(&d));
+    t.wait_for(&["Review the plan"], STAGE_LIMIT);
+    t.key("y");
+    t.confirm_stages(1, 1);
+    t.wait_for(
+        &["Stage 2 of 10 · stop-control-plane  waiting for y"],
+        STAGE_LIMIT,
+    );
+    let pid = t.tool_pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let s = t.wait_for(&["[exit 3]", "[tty "], Duration::from_secs(20));
+    assert!(s.contains("[tty cooked]"), "{s}");
+    assert!(s.contains("before stage stop-control-plane"), "{s}");
+    assert!(
+        s.contains("etcd-rescue resume --root"),
+        "the way on is printed:\n{s}"
+    );
+    let root = d.root(0).display().to_string();
+    let out = crate::support::bin()
+        .args(["rollback", "--root", &root, "--yes"])
+        .env("PATH", PATH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(manifests(&d), before);
+}
+
+/// Without a terminal (or with `--yes`, `--plain`, `--dry-run`) the wizard
+/// cannot ask which snapshot: a missing `--snapshot` is an error before any change.
+#[test]
+fn no_snapshot_without_the_wizard_is_exit_2() {
+    for extra in [&["--yes"][..], &["--plain"], &["--dry-run"], &[]] {
+        let mut args = vec!["restore", "--root", "/nonexistent"];
+        args.extend_from_slice(extra);
+        let out = crate::support::bin().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("pass --snapshot FILE"), "{args:?}: {err}");
+    }
 }

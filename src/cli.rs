@@ -442,7 +442,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             state_dir,
             wait_timeout,
         } => {
-            let mut f = face(true, false, false);
+            let mut f = face(true, false);
             crate::restore::verify(
                 &cli.root,
                 state_dir.as_deref(),

@@ -178,15 +178,21 @@ fn run_dir(d: &Drill) -> PathBuf {
     v.pop().expect("a run was recorded")
 }
 
-/// The restore command the drill printed, with the binary's arguments.
+/// The arguments of the restore command the drill printed (its program is this binary).
 fn printed_command(d: &Drill) -> Vec<String> {
     let out = d.output();
     let line = out
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("etcd-rescue restore "))
+        .find(|l| l.contains(" restore --root "))
         .expect("the drill prints the command to practise with");
-    line.split_whitespace().skip(1).map(String::from).collect()
+    let mut words = line.split_whitespace();
+    let program = words.next().unwrap();
+    assert_eq!(
+        std::fs::canonicalize(program).unwrap(),
+        std::fs::canonicalize(env!("CARGO_BIN_EXE_etcd-rescue")).unwrap()
+    );
+    words.map(String::from).collect()
 }
 
 /// The screen with what changes from run to run masked: the drill dir, run ids, timings.

@@ -381,6 +381,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     let mut work = Some(work);
     let mut engine: Option<JoinHandle<Result<Code>>> = None;
     let mut replies: Option<Sender<Reply>> = None;
+    let mut details: Option<Sender<PathBuf>> = None;
     if app.started
         && let Some(w) = work.take()
     {
@@ -461,10 +462,13 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                         }
                     }
                     Cmd::Detail(path) => {
-                        let t = tx.clone();
-                        picker::spawn_detail(path, app.picker.data_dir.clone(), move |m| {
-                            t.send(Action::Picker(m)).is_ok()
+                        let jobs = details.get_or_insert_with(|| {
+                            let t = tx.clone();
+                            picker::spawn_details(app.picker.data_dir.clone(), move |m| {
+                                t.send(Action::Picker(m)).is_ok()
+                            })
                         });
+                        let _ = jobs.send(path);
                     }
                     Cmd::Save => save_transcript(&app, &mut saved),
                 }

@@ -432,6 +432,10 @@ fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {
             p.details.insert(path, Some(*d));
             Vec::new()
         }
+        picker::Msg::Skipped(path) => {
+            p.details.remove(&path);
+            app.want_detail()
+        }
     }
 }
 

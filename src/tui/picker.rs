@@ -98,6 +98,8 @@ pub enum Msg {
     AllChecked,
     /// What a file holds.
     Detail(PathBuf, Box<Result<Detail, String>>),
+    /// A file's detail was not read (another was asked for since).
+    Skipped(PathBuf),
 }
 
 /// The backup directories to walk, without duplicates: `--backup-dir` as
@@ -256,12 +258,29 @@ pub fn spawn_scan(root: Root, dirs: Vec<PathBuf>, send: impl Fn(Msg) -> bool + S
     });
 }
 
-/// Reads what `path` holds (and its difference with `current`) on a thread of its own.
-pub fn spawn_detail(path: PathBuf, current: Option<PathBuf>, send: impl Fn(Msg) -> bool + Send + 'static) {
+/// Reads what snapshots hold (and their difference with `current`) on one
+/// thread, one at a time: of the requests waiting, only the newest is read
+/// (the operator moved on from the others, which are reported skipped).
+pub fn spawn_details(
+    current: Option<PathBuf>,
+    send: impl Fn(Msg) -> bool + Send + 'static,
+) -> std::sync::mpsc::Sender<PathBuf> {
+    let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
     std::thread::spawn(move || {
-        let d = detail(&path, current.as_deref());
-        send(Msg::Detail(path, Box::new(d)));
+        while let Ok(mut path) = rx.recv() {
+            while let Ok(newer) = rx.try_recv() {
+                if !send(Msg::Skipped(path)) {
+                    return;
+                }
+                path = newer;
+            }
+            let d = detail(&path, current.as_deref());
+            if !send(Msg::Detail(path, Box::new(d))) {
+                return;
+            }
+        }
     });
+    tx
 }
 
 #[cfg(test)]

@@ -695,3 +695,16 @@ fn transcript() {
         assert!(t.contains(want), "{want} missing from:\n{t}");
     }
 }
+
+/// A detail the reader skipped (the operator moved on) is asked for again when its snapshot is highlighted again.
+#[test]
+fn picker_skipped_detail_is_asked_again() {
+    let mut ui = picker_ui();
+    ui.keys("j");
+    ui.act(Action::Picker(Msg::Skipped(
+        "/node/backup/etcd-20251231.db".into(),
+    )));
+    ui.cmds.clear();
+    ui.keys("k");
+    assert_eq!(ui.cmds, [Cmd::Detail("/node/backup/etcd-20251231.db".into())]);
+}

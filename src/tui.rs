@@ -121,6 +121,7 @@ fn new_app(mode: Mode, screen: Screen, root: &Path) -> App {
 /// `etcd-rescue restore` in the wizard; without a snapshot it opens the picker on `backup_dirs`.
 pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]) -> Result<Code> {
     let root = opts.root.clone();
+    let skip_hash_check = opts.skip_hash_check;
     if let Some(s) = snapshot {
         let mut opts = opts;
         opts.snapshot = s;
@@ -129,7 +130,8 @@ pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]
         return event_loop(app, Work::Restore(Box::new(opts)), None);
     }
     let dirs = picker::backup_dirs(&Root::new(&root), backup_dirs);
-    let app = new_app(Mode::Restore, Screen::Picker, &root);
+    let mut app = new_app(Mode::Restore, Screen::Picker, &root);
+    app.skip_hash_check = skip_hash_check;
     event_loop(app, Work::Restore(Box::new(opts)), Some((Root::new(&root), dirs)))
 }
 

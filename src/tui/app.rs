@@ -139,6 +139,8 @@ pub struct App {
     pub size: (u16, u16),
     /// `--root` as typed, for the resume and rollback commands shown.
     pub root: String,
+    /// `--skip-hash-check` was passed (a snapshot without a sha256 trailer may be chosen).
+    pub skip_hash_check: bool,
     /// Colours allowed (`NO_COLOR` unset).
     pub color: bool,
     /// The picker.
@@ -237,6 +239,7 @@ impl App {
             screen,
             size: (80, 24),
             root: "/".into(),
+            skip_hash_check: false,
             color: true,
             picker: Picker::default(),
             plan: Vec::new(),
@@ -659,6 +662,13 @@ fn choose(app: &mut App) -> Vec<Cmd> {
         }
         Some(Ok(c)) if !c.ok => {
             app.notice = Some(format!("this snapshot has a problem: {}", c.message));
+            return Vec::new();
+        }
+        Some(Ok(c)) if c.integrity == "absent" && !app.skip_hash_check => {
+            app.notice = Some(
+                "no sha256 trailer (a copy of a data dir's db?): run again with --skip-hash-check to restore it"
+                    .into(),
+            );
             return Vec::new();
         }
         _ => {}

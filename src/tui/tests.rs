@@ -627,7 +627,22 @@ fn picker() {
     ui.keys("j<enter>");
     assert!(ui.app.notice.is_some(), "a damaged snapshot is not taken");
     assert_eq!(ui.app.screen, Screen::Picker);
-    ui.keys("k<enter>");
+    ui.act(Action::Picker(Msg::Checked(
+        2,
+        Ok(Checked {
+            integrity: "absent".into(),
+            ..ok(1000, 900)
+        }),
+    )));
+    ui.keys("j<enter>");
+    assert!(
+        ui.app
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.contains("--skip-hash-check")),
+        "a copy without a trailer needs --skip-hash-check"
+    );
+    ui.keys("kk<enter>");
     assert_eq!(ui.app.screen, Screen::Planning);
     assert_eq!(
         ui.cmds.last(),

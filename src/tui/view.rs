@@ -575,10 +575,18 @@ fn picker(app: &App, head: &mut Text, body: &mut Text) {
     };
     body.add(&f.path.display().to_string(), Tone::Bold);
     match pick.checks.get(pick.selected).cloned().flatten() {
-        Some(Ok(c)) => body.add(
-            &format!("{}: {}", if c.ok { "sound" } else { "PROBLEM" }, c.message),
-            if c.ok { Tone::Good } else { Tone::Bad },
-        ),
+        Some(Ok(c)) => {
+            body.add(
+                &format!("{}: {}", if c.ok { "sound" } else { "PROBLEM" }, c.message),
+                if c.ok { Tone::Good } else { Tone::Bad },
+            );
+            if c.ok && c.integrity == "absent" {
+                body.add(
+                    "no sha256 trailer: restoring it needs --skip-hash-check",
+                    Tone::Warn,
+                );
+            }
+        }
         Some(Err(e)) => body.add(&e, Tone::Bad),
         None => {}
     }

@@ -499,6 +499,9 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     };
     drop(signals);
     save_transcript(&app, &mut saved);
+    if matches!(result, Ok(Code::Cancelled)) {
+        println!("etcd-rescue: cancelled; nothing was changed");
+    }
     if !app.summary.is_empty() {
         for l in &app.summary {
             println!("{l}");

@@ -355,6 +355,39 @@ impl App {
     }
 }
 
+/// Text from commands made safe to draw: tabs expanded to 8-column stops,
+/// ANSI escape sequences and other control characters dropped.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut col = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\t' => {
+                let n = 8 - col % 8;
+                out.extend(std::iter::repeat_n(' ', n));
+                col += n;
+            }
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for e in chars.by_ref() {
+                        if ('@'..='~').contains(&e) {
+                            break;
+                        }
+                    }
+                }
+            }
+            c if c.is_control() => {}
+            c => {
+                out.push(c);
+                col += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Changes the state for one action; returns what the event loop must do.
 pub fn update(app: &mut App, action: Action) -> Vec<Cmd> {
     match action {
@@ -474,7 +507,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
         Event::Plan(lines) => {
             app.log(format!("{} plan:", app.stamp()));
             app.transcript.extend(lines.iter().cloned());
-            app.plan = lines;
+            app.plan = lines.iter().map(|l| clean(l)).collect();
             app.ask(Asked::Plan, Screen::Plan)
         }
         Event::Stage(view) => {
@@ -505,7 +538,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
         }
         Event::Line(text) => {
             app.log(format!("    {text}"));
-            app.output.push(text);
+            app.output.push(clean(&text));
             Vec::new()
         }
         Event::StageDone { id, summary } => {
@@ -522,7 +555,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             if let Some(r) = app.row(&id) {
                 r.mark = Mark::Failed;
             }
-            app.failure = Some((id, error, resume));
+            app.failure = Some((id, clean(&error), clean(&resume)));
             app.ask(Asked::Failed, Screen::Failed)
         }
         Event::WaitTimeout(still) => {
@@ -530,7 +563,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                 "  still running after --wait-timeout: {}",
                 still.join(", ")
             ));
-            app.still = still;
+            app.still = still.iter().map(|l| clean(l)).collect();
             app.ask(Asked::Wait, Screen::Waiting)
         }
         Event::Summary(lines) => {
@@ -545,7 +578,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                     };
                 }
             }
-            app.summary = lines;
+            app.summary = lines.iter().map(|l| clean(l)).collect();
             app.screen = Screen::Summary;
             app.asked = None;
             app.scroll = 0;

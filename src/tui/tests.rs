@@ -723,3 +723,10 @@ fn picker_skipped_detail_is_asked_again() {
     ui.keys("k");
     assert_eq!(ui.cmds, [Cmd::Detail("/node/backup/etcd-20251231.db".into())]);
 }
+
+/// Command output is drawn safely: tabs expand, escape sequences and control characters go.
+#[test]
+fn output_is_cleaned() {
+    assert_eq!(app::clean("2026Z\tinfo\tmsg"), "2026Z   info    msg");
+    assert_eq!(app::clean("\u{1b}[31mred\u{1b}[0m\r\u{7}"), "red");
+}

@@ -131,12 +131,20 @@ fn wrap_at(text: &str, width: usize, cont: usize) -> Vec<String> {
         }
         while cur.len() + w.len() > width {
             let room = width.saturating_sub(cur.len());
-            let cut = w[..room.min(w.len())]
+            let fresh = cur.len() == start;
+            let slash = w[..room.min(w.len())]
                 .iter()
                 .rposition(|c| *c == '/')
                 .map(|i| i + 1)
-                .filter(|i| *i > room / 2)
-                .unwrap_or(room);
+                .filter(|i| fresh || *i >= (room / 2).min(12));
+            if slash.is_none() && !fresh {
+                // Rather than cut a path anywhere, start it on a line of its own.
+                out.push(cur.iter().collect::<String>().trim_end().to_string());
+                cur = vec![' '; cont];
+                start = cont;
+                continue;
+            }
+            let cut = slash.unwrap_or(room);
             if cut == 0 {
                 out.push(cur.iter().collect::<String>().trim_end().to_string());
                 cur = vec![' '; cont];

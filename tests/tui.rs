@@ -20,9 +20,9 @@ const LATE_KEY: &str = "/registry/configmaps/default/written-after-the-snapshot"
 /// Long enough for the slowest stage (pods stopping, etcd starting) on a loaded machine.
 const STAGE_LIMIT: Duration = Duration::from_secs(90);
 
-/// A tmux server of our own with one 80x24 session running a command.
+/// A tmux server of our own (its socket in a temp dir) with one 80x24 session running a command.
 struct Tmux {
-    socket: String,
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -40,7 +40,10 @@ impl Tmux {
             v.is_ok_and(|o| o.status.success()),
             "tmux is missing: these tests drive the wizard in tmux; install it (apt-get install tmux)"
         );
-        let socket = format!("etcd-rescue-test-{}-{tag}", std::process::id());
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("tmux-{tag}-"))
+            .tempdir()
+            .unwrap();
         let bin = env!("CARGO_BIN_EXE_etcd-rescue");
         let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let cmd = format!(
@@ -49,7 +52,7 @@ impl Tmux {
             env.join(" "),
             args.join(" ")
         );
-        let t = Tmux { socket };
+        let t = Tmux { dir };
         let out = t
             .tmux()
             .args(["new-session", "-d", "-s", "w", "-x", "80", "-y", "24", &cmd])
@@ -61,7 +64,7 @@ impl Tmux {
 
     fn tmux(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
+        c.arg("-S").arg(self.dir.path().join("socket"));
         c
     }
 

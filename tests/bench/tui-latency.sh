@@ -16,10 +16,10 @@ runs=${2:-10}
 cargo build --release --quiet
 bin=$PWD/target/release/etcd-rescue
 work=$(mktemp -d /tmp/tui-bench-XXXXXX)
-sock="tui-bench-$$-0"
+sock="$work/tmux-0.sock"
 drill_pid=""
 cleanup() {
-    tmux -L "$sock" kill-server 2>/dev/null || true
+    tmux -S "$sock" kill-server 2>/dev/null || true
     if [ -n "$drill_pid" ]; then kill -TERM "$drill_pid" 2>/dev/null || true; wait "$drill_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
@@ -36,7 +36,7 @@ done
 snap=$(sed -n 's/^Snapshot taken after seeding: //p' "$work/drill.out")
 [ -n "$snap" ] || { cat "$work/drill.out"; exit 1; }
 
-screen() { tmux -L "$sock" capture-pane -p -t w; }
+screen() { tmux -S "$sock" capture-pane -p -t w; }
 wait_for() { # text, seconds
     for _ in $(seq $(($2 * 20))); do screen | grep -qF -- "$1" && return 0; sleep 0.05; done
     echo "timed out waiting for: $1"; screen; exit 1
@@ -44,11 +44,11 @@ wait_for() { # text, seconds
 session=0
 start() { # timings file, args...: a new tmux server (a socket of its own) per session
     local t=$1; shift
-    tmux -L "$sock" kill-server 2>/dev/null || true
+    tmux -S "$sock" kill-server 2>/dev/null || true
     session=$((session + 1))
-    sock="tui-bench-$$-$session"
+    sock="$work/tmux-$session.sock"
     t0=$(date +%s%N)
-    tmux -L "$sock" new-session -d -s w -x 80 -y 24 \
+    tmux -S "$sock" new-session -d -s w -x 80 -y 24 \
         "env PATH=$path ETCD_RESCUE_TUI_TIMINGS=$t $bin $*; echo '[exit '\$?']'; sleep 600"
     # Outside view of the first frame: until tmux shows the wizard's top line
     # (an upper bound: includes exec, tmux and the polling itself).
@@ -59,30 +59,30 @@ start() { # timings file, args...: a new tmux server (a socket of its own) per s
 timings=$work/restore.timings
 start "$timings" restore --root "$work/drill" --snapshot "$snap"
 wait_for "Review the plan" 60
-tmux -L "$sock" send-keys -t w y
+tmux -S "$sock" send-keys -t w y
 for n in $(seq 1 10); do
     wait_for "Stage $n of 10 " 120
     wait_for "waiting for y" 120
-    tmux -L "$sock" send-keys -t w y
+    tmux -S "$sock" send-keys -t w y
     # While the stage runs (until the next question or the summary), keep typing.
     next="Stage $((n + 1)) of 10 "
     [ "$n" = 10 ] && next="Time per stage"
     while ! screen | grep -qF -- "$next"; do
-        tmux -L "$sock" send-keys -t w k
+        tmux -S "$sock" send-keys -t w k
         sleep 0.02
-        tmux -L "$sock" send-keys -t w j
+        tmux -S "$sock" send-keys -t w j
         sleep 0.02
     done
 done
 wait_for "Time per stage" 60
-tmux -L "$sock" send-keys -t w q
+tmux -S "$sock" send-keys -t w q
 wait_for "[exit 0]" 20
 
 picker=$work/picker.timings
 for _ in $(seq "$runs"); do
     start "$picker" restore --root "$work/drill"
     wait_for "Choose the snapshot" 20
-    tmux -L "$sock" send-keys -t w q
+    tmux -S "$sock" send-keys -t w q
     wait_for "[exit 130]" 20
 done
 

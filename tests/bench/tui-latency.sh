@@ -24,6 +24,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM HUP PIPE
 path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 "$bin" drill --dir "$work/drill" --keys "$keys" >"$work/drill.out" 2>&1 &

@@ -68,6 +68,9 @@ pub enum Action {
         gid: u32,
         /// Mode of the top directory.
         mode: u32,
+        /// Security xattrs copied from the old dir (`security.selinux`, POSIX ACLs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        xattrs: Vec<String>,
     },
     /// Removal of a directory the run itself created and abandoned (a partial restore).
     RemoveOwn {

@@ -54,6 +54,23 @@ impl std::fmt::Display for RollbackRequested {
 
 impl std::error::Error for RollbackRequested {}
 
+/// The SELinux label xattr.
+const SELINUX: &str = "security.selinux";
+
+/// The security xattrs of `dir` that the restored tree must carry: its SELinux
+/// label and POSIX ACLs, when the filesystem has them.
+pub fn security_xattrs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in [SELINUX, "system.posix_acl_access", "system.posix_acl_default"] {
+        let mut buf = vec![0u8; 4096];
+        if let Ok(n) = rustix::fs::lgetxattr(dir, name, &mut buf) {
+            buf.truncate(n);
+            out.push((name.to_string(), buf));
+        }
+    }
+    out
+}
+
 /// Components whose pods must be gone before the swap.
 const COMPONENTS: [&str; 4] = [
     "etcd",
@@ -854,11 +871,13 @@ impl<'a> Runner<'a> {
     fn set_ownership(&mut self, step: &str) -> Result<()> {
         let (uid, gid, mode) = (self.plan.uid, self.plan.gid, self.plan.mode);
         for s in self.plan.swaps.clone() {
+            let xattrs = security_xattrs(&s.live);
             let action = Action::Chown {
                 path: s.restored.clone(),
                 uid,
                 gid,
                 mode,
+                xattrs: xattrs.iter().map(|(n, _)| n.clone()).collect(),
             };
             self.journal
                 .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
@@ -875,6 +894,23 @@ impl<'a> Runner<'a> {
             for d in [&s.incoming, &s.restored] {
                 std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
                     .with_context(|| format!("chmod {mode:o} {}", d.display()))?;
+            }
+            for (name, value) in &xattrs {
+                // The SELinux label goes on the whole tree (as a relabel would); ACLs on the top dir.
+                let targets: Vec<PathBuf> = if name == SELINUX {
+                    walkdir::WalkDir::new(&s.restored)
+                        .into_iter()
+                        .flatten()
+                        .map(walkdir::DirEntry::into_path)
+                        .collect()
+                } else {
+                    vec![s.incoming.clone(), s.restored.clone()]
+                };
+                for t in targets {
+                    rustix::fs::lsetxattr(&t, name.as_str(), value, rustix::fs::XattrFlags::empty())
+                        .with_context(|| format!("setting {name} on {}", t.display()))?;
+                }
+                self.say(&format!("{name} of {} carried over", s.live.display()));
             }
             if let Some(p) = s.restored.parent() {
                 fsync_dir(p);

@@ -1034,12 +1034,11 @@ impl<'a> Runner<'a> {
         let (members, count, rev) = self.rt.block_on(async {
             let mut c = crate::host::etcd::connect(&conn).await?;
             let ml = c.member_list().await?;
-            let mut members: std::collections::BTreeMap<String, Vec<String>> =
-                std::collections::BTreeMap::new();
+            let mut members: Vec<(String, Vec<String>)> = Vec::new();
             for m in ml.members() {
                 let mut urls = m.peer_urls().to_vec();
                 urls.sort();
-                members.insert(m.name().to_string(), urls);
+                members.push((m.name().to_string(), urls));
             }
             let r = c
                 .get(
@@ -1054,7 +1053,23 @@ impl<'a> Runner<'a> {
         for v in want_sorted.values_mut() {
             v.sort();
         }
-        if members != want_sorted {
+        // A member that has not published its name yet (it just started) is
+        // listed with an empty name: it is matched by its peer URLs alone.
+        let matched: std::collections::BTreeMap<String, Vec<String>> = members
+            .iter()
+            .map(|(name, urls)| {
+                let name = if name.is_empty() {
+                    want_sorted
+                        .iter()
+                        .find(|(_, u)| *u == urls)
+                        .map_or_else(String::new, |(n, _)| n.clone())
+                } else {
+                    name.clone()
+                };
+                (name, urls.clone())
+            })
+            .collect();
+        if matched.len() != members.len() || matched != want_sorted {
             bail!("the restored cluster's members {members:?} differ from the plan's {want_sorted:?}");
         }
         if u64::try_from(count).unwrap_or(0) != self.plan.snapshot_live_keys {

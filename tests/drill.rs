@@ -326,3 +326,25 @@ fn second_drill_in_the_same_dir_is_refused() {
     assert!(err.contains("drill down --dir"), "{err}");
     assert!(healthy(&d, 0), "the running drill was not disturbed");
 }
+
+/// Three members on a real containerd each: one healthy cluster, the four
+/// control-plane containers running on every node's containerd socket.
+#[test]
+fn three_members_on_containerd() {
+    crate::support::containerd::require();
+    let d = Drill::start(&["--runtime", "containerd", "--members", "3", "--keys", "50"]);
+    for i in 0..3 {
+        assert!(
+            d.cri_socket(i).ends_with("containerd.sock"),
+            "{}",
+            d.cri_socket(i).display()
+        );
+        assert_eq!(d.running(i).len(), 4, "node {i}: {:?}", d.running(i));
+    }
+    let out = d.etcdctl(0, &["endpoint", "health", "--cluster"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches("is healthy").count(),
+        3
+    );
+}

@@ -388,12 +388,24 @@ fn kubernetes_objects(generation: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
 fn build(version: &'static str) -> Fixture {
     let tools = tools(version);
     // One directory per test process (tests run in parallel processes), kept
-    // for the life of the process so the fixtures can be shared by its tests.
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("etcd-{version}-fixtures-"))
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("create fixture dir")
-        .keep();
+    // for the life of the process so its tests share the fixtures; those of
+    // processes that have ended are removed here.
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let owner = name
+            .strip_prefix("etcd-3.")
+            .and_then(|r| r.split_once("-fixtures-pid"))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok());
+        let stale = name.contains("-fixtures")
+            && owner.is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if stale {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = base.join(format!("etcd-{version}-fixtures-pid{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create fixture dir");
     let server = Server::start(&tools, &dir);
     let members = server.call("/v3/cluster/member/list", &json!({}));
     let member = &members["members"][0];

@@ -546,14 +546,15 @@ async fn run_drill(opts: crate::drill::up::Options) -> Result<Code> {
 }
 
 /// A snapshot that cannot be read at all is an error (exit 2); one that is damaged is a problem (exit 1).
-fn snapshot_error(file: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+fn snapshot_error(files: &[&std::path::Path], e: anyhow::Error) -> anyhow::Error {
     if crate::snapshot::is_corrupt(&e) {
-        let msg = format!("{}: {e:#}", file.display());
+        // The inner error names the file and the page; this adds the exit code and the next step.
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         e.context(exit::Fail::problem(
-            msg,
+            "the snapshot is damaged",
             format!(
-                "run `etcd-rescue snapshot verify {}` for every problem; restore from another snapshot",
-                file.display()
+                "run `etcd-rescue snapshot verify` on {} for every problem; restore from another snapshot",
+                names.join(" and ")
             ),
         ))
     } else {
@@ -565,7 +566,7 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
     use crate::snapshot;
     match action {
         SnapshotAction::Status { file, write_out } => {
-            let st = snapshot::status(file).map_err(|e| snapshot_error(file, e))?;
+            let st = snapshot::status(file).map_err(|e| snapshot_error(&[file], e))?;
             let text = match write_out {
                 StatusFormat::Json => serde_json::to_string_pretty(&st)? + "\n",
                 StatusFormat::Table => st.to_table(),
@@ -573,27 +574,31 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
             };
             print_text(&text)?;
             if st.integrity == snapshot::Integrity::Mismatch {
-                let mut e = std::io::stderr().lock();
-                let _ = writeln!(
-                    e,
-                    "etcd-rescue: {}: the sha256 trailer does not match the content: the snapshot is corrupt",
-                    file.display()
-                );
-                let _ = writeln!(
-                    e,
-                    "next: restore from another snapshot; `etcd-rescue snapshot verify` says where"
-                );
-                return Ok(Code::Problem);
+                return Err(exit::Fail::problem(
+                    format!(
+                        "{}: the sha256 trailer does not match the content: the snapshot is corrupt",
+                        file.display()
+                    ),
+                    "restore from another snapshot; `etcd-rescue snapshot verify` says where",
+                )
+                .into());
             }
             Ok(Code::Done)
         }
         SnapshotAction::Verify { file, write_out } => {
             let r = snapshot::verify(file)?;
             print(*write_out, &r, snapshot::VerifyReport::to_table)?;
-            Ok(if r.ok { Code::Done } else { Code::Problem })
+            if !r.ok {
+                return Err(exit::Fail::problem(
+                    format!("{}: {}", file.display(), r.message),
+                    "restore from another snapshot; the report above lists every problem and where it is",
+                )
+                .into());
+            }
+            Ok(Code::Done)
         }
         SnapshotAction::Inspect { file, write_out } => {
-            let r = snapshot::inspect(file).map_err(|e| snapshot_error(file, e))?;
+            let r = snapshot::inspect(file).map_err(|e| snapshot_error(&[file], e))?;
             print(*write_out, &r, snapshot::InspectReport::to_table)?;
             Ok(Code::Done)
         }
@@ -603,7 +608,7 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
             keys,
             write_out,
         } => {
-            let r = snapshot::diff(a, b, *keys).map_err(|e| snapshot_error(a, e))?;
+            let r = snapshot::diff(a, b, *keys).map_err(|e| snapshot_error(&[a, b], e))?;
             print(*write_out, &r, snapshot::DiffReport::to_table)?;
             Ok(Code::Done)
         }
@@ -624,11 +629,7 @@ pub fn print<T: serde::Serialize>(fmt: Format, value: &T, table: fn(&T) -> Strin
         Format::Json => serde_json::to_string_pretty(value)? + "\n",
         Format::Table => table(value),
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
+    print_text(&text)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<&T>) -> String {

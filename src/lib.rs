@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod drill;
 pub mod exit;
+pub mod hex;
 pub mod host;
 pub mod node;
 pub mod restore;

@@ -21,7 +21,7 @@ use crate::root::Root;
 use face::{Answer, Face};
 use journal::Journal;
 use plan::{Options, Plan};
-use runner::{Outcome, Runner};
+use runner::Runner;
 
 /// The exclusive lock on a state dir, held for the whole run (`flock`, so a
 /// SIGKILL never leaves a stale lock).
@@ -87,12 +87,6 @@ pub fn unfinished(state_dir: &Path) -> Option<(String, PathBuf)> {
     })
 }
 
-fn exit_for(outcome: Outcome) -> Code {
-    match outcome {
-        Outcome::Done | Outcome::WaitingForPeers | Outcome::RolledBack => Code::Done,
-    }
-}
-
 /// `etcd-rescue restore`.
 pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Code> {
     let root = Root::new(&opts.root);
@@ -128,20 +122,14 @@ pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Cod
     }
     let journal = Journal::create(&plan.run_dir, &plan)?;
     let mut runner = Runner::new(plan, journal, face)?;
-    Ok(exit_for(runner.run()?))
+    runner.run().map(|_| Code::Done)
 }
 
 /// Refuses a restore of one member while another member of a working cluster
 /// answers (restoring one member of a live cluster splits it); returns the
 /// live revision when this member answers, for "revisions discarded".
 fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
-    let conn = crate::node::Connection {
-        endpoints: plan.endpoints.clone(),
-        cacert: plan.cacert.clone(),
-        cert: plan.cert.clone(),
-        key: plan.key.clone(),
-        dial_timeout_ms: 1500,
-    };
+    let conn = plan.connection(1500);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -182,7 +170,7 @@ fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
 }
 
 /// Which run `resume` / `rollback` act on.
-fn pick_run(state_dir: &Path, run: Option<&str>, need_unfinished: bool) -> Result<PathBuf> {
+pub fn pick_run(state_dir: &Path, run: Option<&str>, need_unfinished: bool) -> Result<PathBuf> {
     if let Some(id) = run {
         let dir = state_dir.join("runs").join(id);
         if !dir.join("journal.jsonl").is_file() {
@@ -212,16 +200,28 @@ fn pick_run(state_dir: &Path, run: Option<&str>, need_unfinished: bool) -> Resul
     })
 }
 
+/// Takes the state dir's lock and opens the run that `resume`, `rollback` or
+/// `verify` acts on (see [`pick_run`]).
+fn open_run(
+    root: &Path,
+    state_dir: Option<&Path>,
+    run: Option<&str>,
+    need_unfinished: bool,
+) -> Result<(Lock, Plan, Journal)> {
+    let state_dir = plan::state_dir(&Root::new(root), state_dir);
+    let lock = lock(&state_dir)?;
+    let dir = pick_run(&state_dir, run, need_unfinished)?;
+    let (plan, journal) = Journal::open(&dir)?;
+    Ok((lock, plan, journal))
+}
+
 /// `etcd-rescue resume`.
 pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>, face: &mut dyn Face) -> Result<Code> {
-    let state_dir = plan::state_dir(&Root::new(root), state_dir);
-    let _lock = lock(&state_dir)?;
-    let dir = pick_run(&state_dir, run, true)?;
-    let (plan, journal) = Journal::open(&dir)?;
+    let (_lock, plan, journal) = open_run(root, state_dir, run, true)?;
     if journal.outcome().as_deref() == Some("waiting-for-peers") {
         let limit = std::time::Duration::from_secs(plan.wait_timeout_secs.max(1));
         let mut runner = Runner::new(plan, journal, face)?;
-        return Ok(exit_for(runner.finish_waiting(limit)?));
+        return runner.finish_waiting(limit).map(|_| Code::Done);
     }
     if let Some(o) = journal.outcome() {
         return Err(
@@ -234,23 +234,22 @@ pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>, face: &m
         .any(|r| r.kind == journal::Kind::RollbackBegin)
     {
         let mut runner = Runner::new(plan, journal, face)?;
-        return Ok(exit_for(runner.rollback(false, true)?));
+        return runner.rollback(false, true).map(|_| Code::Done);
     }
     recheck_snapshot(&plan)?;
     let mut runner = Runner::new(plan, journal, face)?;
-    Ok(exit_for(runner.run()?))
+    runner.run().map(|_| Code::Done)
 }
 
 /// Backup rotation may have replaced the file: its sha256 must still be the plan's.
 fn recheck_snapshot(plan: &Plan) -> Result<()> {
     let now = if plan.skip_hash_check {
-        let b = std::fs::read(&plan.snapshot).map_err(|e| {
+        plan::snapshot_digest(&plan.snapshot).map_err(|e| {
             Fail::before_change(
-                format!("cannot read the snapshot {}: {e}", plan.snapshot.display()),
+                format!("cannot read the snapshot {}: {e:#}", plan.snapshot.display()),
                 "put the same snapshot back at that path (the journal has its sha256), or roll back",
             )
-        })?;
-        plan::hex(&<sha2::Sha256 as sha2::Digest>::digest(&b))
+        })?
     } else {
         crate::snapshot::verify(&plan.snapshot)
             .map(|r| r.sha256)
@@ -280,17 +279,14 @@ pub fn rollback(
     force: bool,
     face: &mut dyn Face,
 ) -> Result<Code> {
-    let state_dir = plan::state_dir(&Root::new(root), state_dir);
-    let _lock = lock(&state_dir)?;
-    let dir = pick_run(&state_dir, run, false)?;
-    let (plan, journal) = Journal::open(&dir)?;
+    let (_lock, plan, journal) = open_run(root, state_dir, run, false)?;
     if journal.outcome().as_deref() == Some("rolled-back") {
         return Err(
             Fail::before_change(format!("run {} is already rolled back", plan.id), "nothing to do").into(),
         );
     }
     let mut runner = Runner::new(plan, journal, face)?;
-    Ok(exit_for(runner.rollback(discard_writes, force)?))
+    runner.rollback(discard_writes, force).map(|_| Code::Done)
 }
 
 /// `etcd-rescue verify`: for an HA member waiting for its peers, wait (up to
@@ -303,14 +299,11 @@ pub fn verify(
     limit: std::time::Duration,
     face: &mut dyn Face,
 ) -> Result<Code> {
-    let state_dir = plan::state_dir(&Root::new(root), state_dir);
-    let _lock = lock(&state_dir)?;
-    let dir = pick_run(&state_dir, run, false)?;
-    let (plan, journal) = Journal::open(&dir)?;
+    let (_lock, plan, journal) = open_run(root, state_dir, run, false)?;
     match journal.outcome().as_deref() {
         Some("waiting-for-peers") => {
             let mut runner = Runner::new(plan, journal, face)?;
-            Ok(exit_for(runner.finish_waiting(limit)?))
+            runner.finish_waiting(limit).map(|_| Code::Done)
         }
         Some("done") => {
             let id = plan.id.clone();
@@ -318,7 +311,7 @@ pub fn verify(
             runner.check().map_err(|e| {
                 e.context(Fail::problem(
                     format!("the cluster does not match run {id}'s restore"),
-                    "look at etcd's log and `etcd-rescue status`",
+                    "look at etcd's container log (`crictl logs` on the etcd container) and run `etcd-rescue node` to see what the tool finds",
                 ))
             })?;
             println!("run {id}: the cluster matches the restored snapshot");

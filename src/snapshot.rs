@@ -677,10 +677,7 @@ fn sha_check(file: &File, file_len: u64, db_size: u64) -> std::io::Result<Sha> {
     } else {
         Integrity::Absent
     };
-    let hex = digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
+    let hex = crate::hex::hex(&digest);
     Ok(Sha {
         integrity,
         hex,

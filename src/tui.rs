@@ -156,12 +156,7 @@ pub fn rollback(
     force: bool,
 ) -> Result<Code> {
     let sd = plan::state_dir(&Root::new(root), state_dir);
-    let target = match run {
-        Some(id) => Some(sd.join("runs").join(id)),
-        None => crate::restore::unfinished(&sd)
-            .or_else(|| crate::restore::runs(&sd).pop())
-            .map(|(_, d)| d),
-    };
+    let target = crate::restore::pick_run(&sd, run, false).ok();
     let described = target.as_deref().and_then(describe_run);
     let mut app = new_app(
         Mode::Rollback,

@@ -32,22 +32,17 @@ fn tool(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("etcd-rescue runs")
 }
 
-/// The practise command exactly as the drill printed it, split into arguments.
-fn printed_command(d: &Drill) -> Vec<String> {
-    let out = d.output();
-    let line = out
-        .lines()
-        .map(str::trim)
-        .find(|l| l.contains(" restore --root "))
-        .expect("the drill prints the command to practise with");
-    let mut words = line.split_whitespace();
-    let program = words.next().unwrap();
-    // Not on PATH in tests: the drill names the binary by its full path.
-    assert_eq!(
-        std::fs::canonicalize(program).unwrap(),
-        std::fs::canonicalize(env!("CARGO_BIN_EXE_etcd-rescue")).unwrap()
-    );
-    words.map(String::from).collect()
+/// `etcd-rescue restore --root ROOT --snapshot SNAP EXTRA...`.
+fn restore(root: &Path, snap: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec![
+        "restore",
+        "--root",
+        root.to_str().unwrap(),
+        "--snapshot",
+        snap.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tool(&args, env)
 }
 
 /// Every key and value in etcd, read with the node's own client certificate.
@@ -157,7 +152,7 @@ fn printed_command_restores_the_drill_headless() {
     let d = Drill::start(&["--keys", "800"]);
     put_late_key(&d);
     let snap = d.state.snapshot.clone().unwrap();
-    let mut args = printed_command(&d);
+    let mut args = d.printed_command();
     args.push("--yes".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = tool(&args, &[]);
@@ -181,18 +176,7 @@ fn etcd34_node_restores_with_etcdctl() {
     let d = Drill::start(&["--etcd", "3.4", "--keys", "300"]);
     put_late_key(&d);
     let snap = d.state.snapshot.clone().unwrap();
-    let root = d.dir.display().to_string();
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(
         text(&out).0.contains("restore tool  etcdctl 3.4."),
@@ -208,18 +192,7 @@ fn dry_run_changes_nothing() {
     let d = Drill::start(&["--keys", "50"]);
     let before = untouched_state(&d);
     let snap = d.state.snapshot.clone().unwrap();
-    let root = d.dir.display().to_string();
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--dry-run",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--dry-run"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let (stdout, _) = text(&out);
     for stage in [
@@ -257,15 +230,11 @@ fn records_of_a_full_run(d: &Drill, snap: &str, root: &str) -> usize {
 /// on a second kill at the same point, that `rollback` returns the node.
 fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
     let root = d.dir.display().to_string();
-    let s = snap.to_str().unwrap();
     let manifests_before = listing(&d.manifests(0));
     for then in ["resume", "rollback"] {
         wait_healthy(d);
         assert!(has_late_key(d), "{point}: the late key is there before the run");
-        let out = tool(
-            &["restore", "--root", &root, "--snapshot", s, "--yes"],
-            &[("ETCD_RESCUE_CRASH_AT", point)],
-        );
+        let out = restore(d.root(0), snap, &["--yes"], &[("ETCD_RESCUE_CRASH_AT", point)]);
         assert_eq!(
             out.status.signal(),
             Some(9),
@@ -273,7 +242,7 @@ fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
             text(&out)
         );
         // A new run is refused while this one is unfinished.
-        let refused = tool(&["restore", "--root", &root, "--snapshot", s, "--yes"], &[]);
+        let refused = restore(d.root(0), snap, &["--yes"], &[]);
         assert_eq!(refused.status.code(), Some(2), "{point}: {:?}", text(&refused));
         assert!(
             text(&refused).1.contains("resume"),
@@ -561,7 +530,7 @@ fn preflight_refusals_change_nothing() {
     std::fs::rename(&stash, d.manifests(0).join("etcd.yaml")).unwrap();
     wait_healthy(&d);
     // And with all that put back, the same command goes through.
-    let ok = tool(&["restore", "--root", &root, "--snapshot", s, "--yes"], &[]);
+    let ok = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(ok.status.success(), "{:?}", text(&ok));
 }
 
@@ -606,20 +575,7 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
     std::thread::sleep(Duration::from_millis(1500));
     let root = d.dir.display().to_string();
     let snap = d.state.snapshot.clone().unwrap();
-    let s = snap.to_str().unwrap();
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            s,
-            "--yes",
-            "--wait-timeout",
-            "2s",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--yes", "--wait-timeout", "2s"], &[]);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     assert!(text(&out).1.contains("kube-scheduler"), "{:?}", text(&out));
     assert!(text(&out).1.contains("resume"), "{:?}", text(&out));
@@ -627,18 +583,10 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
     let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
     assert!(back.status.success(), "{:?}", text(&back));
     wait_healthy(&d);
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            s,
-            "--yes",
-            "--wait-timeout",
-            "2s",
-            "--force-stop",
-        ],
+    let out = restore(
+        d.root(0),
+        &snap,
+        &["--yes", "--wait-timeout", "2s", "--force-stop"],
         &[],
     );
     assert!(out.status.success(), "{:?}", text(&out));
@@ -658,9 +606,7 @@ fn containerd_node_restores_and_survives_crashes() {
     let d = Drill::start(&["--runtime", "containerd", "--keys", "200"]);
     put_late_key(&d);
     let snap = d.state.snapshot.clone().unwrap();
-    let root = d.dir.display().to_string();
-    let s = snap.to_str().unwrap();
-    let plan = tool(&["restore", "--root", &root, "--snapshot", s, "--dry-run"], &[]);
+    let plan = restore(d.root(0), &snap, &["--dry-run"], &[]);
     assert!(
         text(&plan)
             .0
@@ -671,7 +617,7 @@ fn containerd_node_restores_and_survives_crashes() {
     for point in ["record:12", "during-restore", "swap-between-renames", "record:30"] {
         crash_then_resume_and_rollback(&d, &snap, point);
     }
-    let mut args = printed_command(&d);
+    let mut args = d.printed_command();
     args.push("--yes".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = tool(&args, &[]);
@@ -698,14 +644,9 @@ fn ha_restore_of_three_members() {
     let d = Drill::start(&["--members", "3", "--keys", "300"]);
     put_late_key(&d);
     let snap = d.state.snapshot.clone().unwrap();
-    let s = snap.to_str().unwrap();
     for i in 0..3 {
-        let root = d.root(i).display().to_string();
         // The first two see the rest of the old cluster still working: --force, as the refusal says.
-        let out = tool(
-            &["restore", "--root", &root, "--snapshot", s, "--yes", "--force"],
-            &[],
-        );
+        let out = restore(d.root(i), &snap, &["--yes", "--force"], &[]);
         assert!(out.status.success(), "member {i}: {:?}", text(&out));
         let (stdout, _) = text(&out);
         assert!(stdout.contains(": waiting-for-peers"), "member {i}: {stdout}");
@@ -811,9 +752,10 @@ fn resume_refuses_a_replaced_snapshot() {
     let d = Drill::start(&["--keys", "50"]);
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    let s = snap.to_str().unwrap();
-    let out = tool(
-        &["restore", "--root", &root, "--snapshot", s, "--yes"],
+    let out = restore(
+        d.root(0),
+        &snap,
+        &["--yes"],
         &[("ETCD_RESCUE_CRASH_AT", "record:4")],
     );
     assert_eq!(out.status.signal(), Some(9));
@@ -846,18 +788,7 @@ fn owner_of_the_old_data_dir_is_carried_over() {
         std::os::unix::fs::lchown(e.path(), Some(2379), Some(2379)).unwrap();
     }
     let snap = d.state.snapshot.clone().unwrap();
-    let root = d.dir.display().to_string();
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     // What the restore wrote (etcd, running as root here, adds files of its own once started).
     for p in ["", "member", "member/snap", "member/snap/db", "member/wal"] {
@@ -973,10 +904,9 @@ fn wal_dir_node_swaps_both_dirs() {
     assert!(has_late_key(&d));
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    let s = snap.to_str().unwrap();
-    let plan = tool(&["restore", "--root", &root, "--snapshot", s, "--dry-run"], &[]);
+    let plan = restore(d.root(0), &snap, &["--dry-run"], &[]);
     assert!(text(&plan).0.contains("--wal-dir="), "{}", text(&plan).0);
-    let out = tool(&["restore", "--root", &root, "--snapshot", s, "--yes"], &[]);
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_restored(&d, &snap);
     let names = listing(&lib);
@@ -1029,19 +959,7 @@ fn data_dir_on_its_own_mount_and_state_dir_elsewhere() {
     );
     std::fs::remove_file(&filler).unwrap();
 
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            s,
-            "--state-dir",
-            st,
-            "--yes",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--state-dir", st, "--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     wait_healthy(&d);
     assert_eq!(etcd_contents(&d), snapshot_contents(&snap));
@@ -1228,15 +1146,10 @@ fn reappearing_manifest_stops_the_run_before_the_swap() {
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
     // Killed right after stop-etcd's move is recorded done.
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--yes",
-        ],
+    let out = restore(
+        d.root(0),
+        &snap,
+        &["--yes"],
         &[("ETCD_RESCUE_CRASH_AT", "record:13")],
     );
     assert_eq!(out.status.signal(), Some(9));
@@ -1277,17 +1190,7 @@ fn etcdutl_is_found_in_cri_o_storage() {
     std::fs::copy(d.state.etcd_bin.join("etcdutl"), layer.join("etcdutl")).unwrap();
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    let plan = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--dry-run",
-        ],
-        &[("PATH", "/nonexistent")],
-    );
+    let plan = restore(d.root(0), &snap, &["--dry-run"], &[("PATH", "/nonexistent")]);
     assert!(plan.status.success(), "{:?}", text(&plan));
     assert!(
         text(&plan)
@@ -1325,17 +1228,7 @@ fn rollback_after_new_writes_needs_discard_writes() {
     let d = Drill::start(&["--keys", "20"]);
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     wait_healthy(&d);
     let put = d.etcdctl(0, &["put", "/registry/configmaps/default/new-after-restore", "x"]);
@@ -1391,18 +1284,7 @@ fn security_xattrs_of_the_data_dir_are_carried_over() {
         rustix::fs::setxattr(&data, "security.selinux", label, rustix::fs::XattrFlags::empty()).is_ok();
     let before = etcd_rescue::restore::runner::security_xattrs(&data);
     let snap = d.state.snapshot.clone().unwrap();
-    let root = d.dir.display().to_string();
-    let out = tool(
-        &[
-            "restore",
-            "--root",
-            &root,
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--yes",
-        ],
-        &[],
-    );
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(
         text(&out).0.contains("system.posix_acl_access of"),

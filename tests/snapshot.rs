@@ -1203,6 +1203,20 @@ fn snapshot_commands_keep_the_exit_code_contract() {
         run(&["snapshot", "verify", cut.to_str().unwrap()]).status.code(),
         Some(1)
     );
+    // Damage reported once, naming the file, with the next step.
+    let st = run(&["snapshot", "status", cut.to_str().unwrap()]);
+    assert_eq!(st.status.code(), Some(1), "{:?}", text(&st));
+    let err = text(&st).1;
+    assert_eq!(err.matches("damaged").count(), 1, "{err}");
+    assert!(
+        err.contains(cut.to_str().unwrap()) && err.contains("\nnext: "),
+        "{err}"
+    );
+    let both = run(&["snapshot", "diff", s, cut.to_str().unwrap()]);
+    assert_eq!(both.status.code(), Some(1), "{:?}", text(&both));
+    assert!(text(&both).1.contains(cut.to_str().unwrap()), "{:?}", text(&both));
+    let verdict = run(&["snapshot", "verify", flipped_s]);
+    assert!(text(&verdict).1.contains("\nnext: "), "{:?}", text(&verdict));
     // Not there at all.
     let gone = run(&["snapshot", "status", dir.path().join("nope.db").to_str().unwrap()]);
     assert_eq!(gone.status.code(), Some(2), "{:?}", text(&gone));

@@ -181,23 +181,6 @@ fn run_dir(d: &Drill) -> PathBuf {
     v.pop().expect("a run was recorded")
 }
 
-/// The arguments of the restore command the drill printed (its program is this binary).
-fn printed_command(d: &Drill) -> Vec<String> {
-    let out = d.output();
-    let line = out
-        .lines()
-        .map(str::trim)
-        .find(|l| l.contains(" restore --root "))
-        .expect("the drill prints the command to practise with");
-    let mut words = line.split_whitespace();
-    let program = words.next().unwrap();
-    assert_eq!(
-        std::fs::canonicalize(program).unwrap(),
-        std::fs::canonicalize(env!("CARGO_BIN_EXE_etcd-rescue")).unwrap()
-    );
-    words.map(String::from).collect()
-}
-
 /// The screen with what changes from run to run masked: the drill dir, run ids, timings.
 fn mask(screen: &str, d: &Drill, run: &Path) -> String {
     let id = run.file_name().unwrap().to_string_lossy().into_owned();
@@ -237,7 +220,7 @@ fn wizard_full_restore_on_the_drill() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
     put_late_key(&d);
-    let t = Tmux::run("full", &printed_command(&d));
+    let t = Tmux::run("full", &d.printed_command());
     let plan = t.wait_for(
         &["Review the plan: nothing has changed yet", "Start? y start"],
         STAGE_LIMIT,
@@ -325,7 +308,7 @@ fn wizard_resume_after_kill() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
     put_late_key(&d);
-    let t = Tmux::run("killed", &printed_command(&d));
+    let t = Tmux::run("killed", &d.printed_command());
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
     t.confirm_stages(1, 5);
@@ -390,7 +373,7 @@ fn wizard_sigterm_stops_at_the_boundary() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
     let before = manifests(&d);
-    let t = Tmux::run("sigterm", &printed_command(&d));
+    let t = Tmux::run("sigterm", &d.printed_command());
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
     t.confirm_stages(1, 1);

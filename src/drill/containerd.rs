@@ -79,7 +79,7 @@ pub struct Paths {
 impl Paths {
     /// The paths of the node rooted at `root`.
     pub fn new(root: &Root) -> Paths {
-        let id = oci::hex(&Sha256::digest(root.dir().as_os_str().as_encoded_bytes())[..6]);
+        let id = crate::hex::hex(&Sha256::digest(root.dir().as_os_str().as_encoded_bytes())[..6]);
         Paths {
             root: root.dir().to_path_buf(),
             config: root.host("/etc/containerd/config.toml"),
@@ -609,7 +609,9 @@ pub fn shims(socket: &Path) -> Vec<(i32, String, String)> {
 /// (containerd's `shim.SocketAddress`).
 pub fn shim_socket(socket: &Path, namespace: &str, id: &str) -> PathBuf {
     let key = socket.join(namespace).join(id);
-    Path::new(SHIM_SOCKETS).join(oci::hex(&Sha256::digest(key.as_os_str().as_encoded_bytes())))
+    Path::new(SHIM_SOCKETS).join(crate::hex::hex(&Sha256::digest(
+        key.as_os_str().as_encoded_bytes(),
+    )))
 }
 
 /// The node's cgroup directories, in every mounted hierarchy, deepest first.
@@ -867,7 +869,7 @@ mod tests {
     #[test]
     fn shim_socket_address() {
         let s = shim_socket(Path::new("/a/containerd.sock"), "k8s.io", "abc");
-        let want = oci::hex(&Sha256::digest(b"/a/containerd.sock/k8s.io/abc"));
+        let want = crate::hex::hex(&Sha256::digest(b"/a/containerd.sock/k8s.io/abc"));
         assert_eq!(s, Path::new("/run/containerd/s").join(want));
     }
 

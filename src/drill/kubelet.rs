@@ -159,19 +159,11 @@ fn scan(dir: &Path) -> BTreeMap<String, Seen> {
         let Ok(text) = manifest::read_text(&path) else {
             continue;
         };
-        let hash = hex(&Sha256::digest(format!("{name}\n{text}").as_bytes()))[..32].to_string();
+        let hash = crate::hex::hex(&Sha256::digest(format!("{name}\n{text}").as_bytes()))[..32].to_string();
         let pod = manifest::parse_pod(&path, &text);
         out.insert(name, Seen { hash, pod });
     }
     out
-}
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 async fn sync_loop(cfg: Config, cri: Cri, log: Log, mut stop: watch::Receiver<bool>) {

@@ -7,6 +7,7 @@
 //! `ctr images import` reads. Every timestamp is zero, so the same inputs give
 //! the same digests and a second import stores nothing new.
 
+use crate::hex::hex;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
@@ -107,17 +108,6 @@ fn split_name(path: &str) -> Option<(&str, &str)> {
         .filter(|&i| i < body.len())
         .find(|&i| i <= 155 && path.len() - i - 1 <= 100)
         .map(|i| (&path[..i], &path[i + 1..]))
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// `sha256:<hex>` of `data`.

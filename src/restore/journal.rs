@@ -116,7 +116,8 @@ pub struct Journal {
     crash_after: Option<u64>,
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
+/// Fsyncs a directory, so a rename or a new file in it is on disk.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing directory {}", dir.display()))

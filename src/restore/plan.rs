@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::exit::Fail;
+use crate::hex::hex;
 use crate::host::{etcdutl, fsinfo};
 use crate::node::{ConnectionArgs, Node};
 use crate::root::Root;
@@ -183,6 +184,17 @@ impl Plan {
         self.current_revision.map(|c| (c - self.snapshot_revision).max(0))
     }
 
+    /// The etcd client connection for the checks, with the node's client certificate.
+    pub fn connection(&self, dial_timeout_ms: u64) -> crate::node::Connection {
+        crate::node::Connection {
+            endpoints: self.endpoints.clone(),
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            dial_timeout_ms,
+        }
+    }
+
     /// The root as a [`Root`].
     pub fn root(&self) -> Root {
         Root::new(&self.root)
@@ -218,7 +230,7 @@ fn minor(v: &str) -> Option<(u32, u32)> {
 
 /// The sha256 that identifies the snapshot: of the database bytes when a
 /// trailer vouches for them, else of the whole file.
-fn snapshot_digest(path: &Path) -> Result<String> {
+pub fn snapshot_digest(path: &Path) -> Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut h = sha2::Sha256::new();
@@ -231,15 +243,6 @@ fn snapshot_digest(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex(&h.finalize()))
-}
-
-/// Lowercase hex.
-pub fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 /// A run id: UTC stamp and 4 random hex digits.

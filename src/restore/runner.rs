@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use super::face::{Answer, Face, StageView, WaitChoice};
-use super::journal::{self, Action, Journal, Kind, data};
+use super::journal::{self, Action, Journal, Kind, data, fsync_dir};
 use super::plan::{self, Plan};
 use super::steps::STAGES;
 use crate::exit::{Code, Fail};
@@ -40,6 +40,13 @@ impl Outcome {
             Outcome::RolledBack => "rolled-back",
         }
     }
+}
+
+/// Which way [`Runner::move_manifests`] moves: out of the manifests dir into the stash, or back.
+#[derive(Clone, Copy)]
+enum Direction {
+    Out,
+    In,
 }
 
 /// The operator asked to roll back from inside a stage (while waiting).
@@ -107,12 +114,6 @@ fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
-fn fsync_dir(p: &Path) {
-    if let Ok(f) = std::fs::File::open(p) {
-        let _ = f.sync_all();
-    }
-}
-
 /// `rename(from, to)` that never overwrites (`RENAME_NOREPLACE`), then fsyncs
 /// both parents. A regular file (a manifest) going to another filesystem is
 /// copied to `to`, fsynced, and only then removed from `from`; directories
@@ -132,7 +133,7 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
         other => other.with_context(|| format!("renaming {} to {}", from.display(), to.display()))?,
     }
     for p in [from.parent(), to.parent()].into_iter().flatten() {
-        fsync_dir(p);
+        fsync_dir(p)?;
     }
     Ok(())
 }
@@ -155,7 +156,7 @@ fn copy_across(from: &Path, to: &Path) -> Result<()> {
     std::fs::hard_link(&tmp, to).with_context(|| format!("linking {} to {}", tmp.display(), to.display()))?;
     std::fs::remove_file(&tmp)?;
     if let Some(p) = to.parent() {
-        fsync_dir(p);
+        fsync_dir(p)?;
     }
     std::fs::remove_file(from).with_context(|| format!("removing {} after copying it", from.display()))?;
     Ok(())
@@ -208,7 +209,7 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
             h.update(std::fs::read_link(e.path())?.as_os_str().as_encoded_bytes());
         }
     }
-    Ok(plan::hex(&h.finalize()))
+    Ok(crate::hex::hex(&h.finalize()))
 }
 
 /// Processes holding files under `dirs` open (by device and inode, so paths
@@ -464,23 +465,12 @@ impl<'a> Runner<'a> {
         match id {
             "preflight" => self.preflight(),
             "stop-control-plane" => {
-                for m in self.plan.control_plane_manifests.clone() {
-                    self.move_file(
-                        id,
-                        &self.plan.manifests_dir.join(&m),
-                        &self.plan.stash_dir.join(&m),
-                    )?;
-                }
-                Ok(None)
+                let names = self.plan.control_plane_manifests.clone();
+                self.move_manifests(id, &names, Direction::Out).map(|()| None)
             }
             "stop-etcd" => {
-                let m = self.plan.etcd_manifest.clone();
-                self.move_file(
-                    id,
-                    &self.plan.manifests_dir.join(&m),
-                    &self.plan.stash_dir.join(&m),
-                )?;
-                Ok(None)
+                let names = [self.plan.etcd_manifest.clone()];
+                self.move_manifests(id, &names, Direction::Out).map(|()| None)
             }
             "wait-stopped" => {
                 self.wait_stopped(id)?;
@@ -504,23 +494,14 @@ impl<'a> Runner<'a> {
                 Ok(None)
             }
             "start-etcd" => {
-                let m = self.plan.etcd_manifest.clone();
-                self.move_file(
-                    id,
-                    &self.plan.stash_dir.join(&m),
-                    &self.plan.manifests_dir.join(&m),
-                )?;
+                let names = [self.plan.etcd_manifest.clone()];
+                self.move_manifests(id, &names, Direction::In)?;
                 self.wait_etcd()
             }
             "verify" => self.verify().map(|()| None),
             "start-control-plane" => {
-                for m in self.plan.control_plane_manifests.clone() {
-                    self.move_file(
-                        id,
-                        &self.plan.stash_dir.join(&m),
-                        &self.plan.manifests_dir.join(&m),
-                    )?;
-                }
+                let names = self.plan.control_plane_manifests.clone();
+                self.move_manifests(id, &names, Direction::In)?;
                 self.wait_control_plane()?;
                 Ok(None)
             }
@@ -539,6 +520,18 @@ impl<'a> Runner<'a> {
         }
         self.say("node checked: manifests, data dir, kubelet, snapshot and restore tool as planned");
         Ok(None)
+    }
+
+    /// Moves manifests between the manifests dir and the run's stash, each journaled.
+    fn move_manifests(&mut self, step: &str, names: &[String], way: Direction) -> Result<()> {
+        for m in names {
+            let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
+            match way {
+                Direction::Out => self.move_file(step, &live, &stash)?,
+                Direction::In => self.move_file(step, &stash, &live)?,
+            }
+        }
+        Ok(())
     }
 
     /// Moves a file or dir, journaled; already moved is done, anything else is a conflict.
@@ -576,7 +569,7 @@ impl<'a> Runner<'a> {
             (true, false) => {
                 if let Some(p) = to.parent() {
                     std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-                    fsync_dir(p);
+                    fsync_dir(p)?;
                 }
                 self.journal
                     .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
@@ -590,7 +583,7 @@ impl<'a> Runner<'a> {
                 // Killed between the copy across filesystems and the unlink of the source.
                 std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
                 if let Some(p) = from.parent() {
-                    fsync_dir(p);
+                    fsync_dir(p)?;
                 }
                 self.journal.append(
                     step,
@@ -913,7 +906,7 @@ impl<'a> Runner<'a> {
                 self.say(&format!("{name} of {} carried over", s.live.display()));
             }
             if let Some(p) = s.restored.parent() {
-                fsync_dir(p);
+                fsync_dir(p)?;
             }
             self.journal
                 .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
@@ -926,13 +919,7 @@ impl<'a> Runner<'a> {
     }
 
     fn connection(&self) -> Connection {
-        Connection {
-            endpoints: self.plan.endpoints.clone(),
-            cacert: self.plan.cacert.clone(),
-            cert: self.plan.cert.clone(),
-            key: self.plan.key.clone(),
-            dial_timeout_ms: 2000,
-        }
+        self.plan.connection(2000)
     }
 
     fn wait_etcd(&mut self) -> Result<Option<Outcome>> {

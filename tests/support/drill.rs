@@ -90,6 +90,25 @@ impl Drill {
         std::fs::read_to_string(self.tmp.path().join("drill.out")).unwrap_or_default()
     }
 
+    /// The practise command exactly as the drill printed it, split into
+    /// arguments after the program (which, not being on PATH in tests, the
+    /// drill names by its full path: checked here).
+    pub fn printed_command(&self) -> Vec<String> {
+        let out = self.output();
+        let line = out
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains(" restore --root "))
+            .expect("the drill prints the command to practise with");
+        let mut words = line.split_whitespace();
+        let program = words.next().unwrap();
+        assert_eq!(
+            std::fs::canonicalize(program).unwrap(),
+            std::fs::canonicalize(env!("CARGO_BIN_EXE_etcd-rescue")).unwrap()
+        );
+        words.map(String::from).collect()
+    }
+
     /// The root of node `i` (0-based).
     pub fn root(&self, i: usize) -> &Path {
         &self.state.nodes[i].root

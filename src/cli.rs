@@ -523,17 +523,12 @@ pub fn run(cli: &Cli) -> Result<Code> {
 }
 
 async fn run_drill(opts: crate::drill::up::Options) -> Result<Code> {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut say = |m: &str| println!("drill: {m}");
-    let drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say)).await?;
+    // One listener for the whole life of the drill, so no signal falls between two.
+    let mut stop = Box::pin(crate::drill::up::interrupted());
+    let drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say, stop.as_mut())).await?;
     println!("\n{}", crate::drill::up::practice_text(&drill.dir, &drill.state));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
-    }
+    stop.await;
     println!("\ndrill: stopping the pods (each with its grace period), kubelet and runtime...");
     let dir = drill.dir.clone();
     drill.down().await?;

@@ -287,7 +287,8 @@ fn containerd_refuses_etcd_34() {
 /// Without containerd on PATH the drill refuses with exit 2 and says what to install.
 #[test]
 fn containerd_missing_says_what_to_install() {
-    require();
+    // Only root: this test is about the machine *without* containerd on PATH.
+    crate::support::require_root("the containerd runtime needs root before it looks for containerd");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
     let o = crate::support::run(

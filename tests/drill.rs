@@ -40,7 +40,9 @@ fn node_comes_up_with_tls_etcd_and_four_containers() {
     let out = d.etcdctl(0, &["endpoint", "health"]);
     assert!(out.status.success(), "endpoint health: {:?}", text(&out));
     assert_eq!(d.running(0), CONTROL_PLANE, "{}", d.kubelet_log(0));
-    for (pod, state, source) in d.pods(0) {
+    let pods = d.pods(0);
+    assert_eq!(pods.len(), 4, "{pods:?}");
+    for (pod, state, source) in pods {
         assert_eq!(state, 0, "pod {pod} is ready");
         assert_eq!(source.as_deref(), Some("file"), "pod {pod} is a static pod");
     }
@@ -287,7 +289,11 @@ fn drill_down_cleans_up_after_a_killed_drill() {
         .collect();
     let etcd = d.container_pid(0, &running_etcd(&d).unwrap().id).unwrap();
     d.kill_drill();
-    std::thread::sleep(Duration::from_millis(300));
+    d.wait_until(
+        Duration::from_secs(5),
+        "the stand-ins exit once their runtime is gone",
+        || pids.iter().filter(|p| **p != etcd).all(|p| !alive(*p)),
+    );
     assert!(
         alive(etcd),
         "etcd runs on after its runner was killed, as a container would"

@@ -128,6 +128,19 @@ pub struct Drill {
     stop_servers: watch::Sender<bool>,
 }
 
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP (never, if the handlers cannot be installed).
+pub async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
 /// The state file of a drill directory.
 pub fn state_file(dir: &Path) -> PathBuf {
     dir.join("drill.json")
@@ -139,9 +152,11 @@ fn free_port() -> Result<u16> {
 
 /// The binary's version as its `--version` says (`etcd Version: 3.5.1`).
 fn etcd_version(bin: &Path) -> Option<String> {
-    let out = std::process::Command::new(bin).arg("--version").output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let out = etcdutl::run_bounded(
+        std::process::Command::new(bin).arg("--version"),
+        Duration::from_secs(10),
+    )?;
+    out.lines()
         .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_string()))
 }
 
@@ -179,7 +194,14 @@ impl Drill {
     /// Lays out the nodes, starts runtime and kubelet for each, waits until etcd
     /// answers over TLS and the control plane runs, seeds data and takes a snapshot.
     /// When a step after the layout fails, what was started is stopped again.
-    pub async fn up(opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Drill> {
+    ///
+    /// `stop` resolving (the caller's Ctrl-C/SIGTERM listener, see [`interrupted`])
+    /// during start-up stops what was started and returns a cancellation.
+    pub async fn up(
+        opts: &Options,
+        say: &mut dyn FnMut(&str),
+        mut stop: std::pin::Pin<&mut dyn std::future::Future<Output = ()>>,
+    ) -> Result<Drill> {
         let started = Instant::now();
         if !(1..=7).contains(&opts.members) || opts.members.is_multiple_of(2) {
             bail!(Fail::before_change(
@@ -285,10 +307,20 @@ impl Drill {
             stop_servers,
         };
         drill.save()?;
-        match Box::pin(drill.start(opts, tools.as_ref(), started, say)).await {
+        // Ctrl-C (or SIGTERM, SIGHUP) during start-up stops what was started, like a failure.
+        let result = tokio::select! {
+            r = Box::pin(drill.start(opts, tools.as_ref(), started, say)) => r,
+            () = stop.as_mut() => Err(Fail {
+                code: crate::exit::Code::Cancelled,
+                message: "interrupted during start-up".into(),
+                next: "nothing of the drill is left running; start it again when you want".into(),
+            }
+            .into()),
+        };
+        match result {
             Ok(()) => Ok(drill),
             Err(e) => {
-                say("start-up failed: stopping what was started");
+                say("start-up failed or interrupted: stopping what was started");
                 if let Err(down) = drill.down().await {
                     say(&format!("{down:#}"));
                 }
@@ -519,8 +551,9 @@ async fn wait_control_plane(n: &DrillNode, runtime: Runtime, limit: Duration) ->
         }
         if start.elapsed() > limit {
             bail!(
-                "control plane on {} not running within {limit:?}; running: {names:?}",
-                n.spec.name
+                "control plane on {} not running within {limit:?}; running: {names:?} (kubelet log: {})",
+                n.spec.name,
+                Root::new(&n.root).host("/var/log/drill-kubelet.log").display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

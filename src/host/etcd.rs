@@ -48,7 +48,12 @@ pub async fn save_snapshot(client: &mut Client, path: &Path) -> Result<u64> {
         .create_new(true)
         .mode(0o600)
         .open(&part)
-        .with_context(|| format!("creating {}", part.display()))?;
+        .with_context(|| {
+            format!(
+                "creating {} (if an earlier save was interrupted, remove that file and save again)",
+                part.display()
+            )
+        })?;
     let mut file = tokio::fs::File::from_std(file);
     let result = async {
         let mut stream = client.snapshot().await.context("starting the snapshot stream")?;

@@ -70,7 +70,7 @@ pub fn parse_version(text: &str) -> Option<String> {
 }
 
 /// Runs a command with stdout captured, killing it by PID after `limit`.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Option<String> {
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Option<String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

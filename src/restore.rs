@@ -53,6 +53,15 @@ pub fn lock(state_dir: &Path) -> Result<Lock> {
         })
 }
 
+/// `--root R`, plus `--state-dir S` when it is not the default under the root:
+/// what the commands the tool prints (resume, rollback, verify) need to find the run.
+pub fn node_args(root: &Path, state_dir: Option<&Path>) -> String {
+    match state_dir.filter(|sd| *sd != plan::state_dir(&Root::new(root), None)) {
+        Some(sd) => format!("--root {} --state-dir {}", root.display(), sd.display()),
+        None => format!("--root {}", root.display()),
+    }
+}
+
 /// Runs recorded in a state dir, oldest first (by the time their plan was
 /// made): (id, run dir).
 pub fn runs(state_dir: &Path) -> Vec<(String, PathBuf)> {
@@ -96,8 +105,8 @@ pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Cod
             return Err(Fail::before_change(
                 format!("run {id} on this node is unfinished"),
                 format!(
-                    "finish it with `etcd-rescue resume --root {r}` or undo it with `etcd-rescue rollback --root {r}`",
-                    r = opts.root.display()
+                    "finish it with `etcd-rescue resume {r}` or undo it with `etcd-rescue rollback {r}`",
+                    r = node_args(&opts.root, opts.state_dir.as_deref())
                 ),
             )
             .into());

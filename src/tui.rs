@@ -110,9 +110,9 @@ impl Work {
     }
 }
 
-fn new_app(mode: Mode, screen: Screen, root: &Path) -> App {
+fn new_app(mode: Mode, screen: Screen, root: &Path, state_dir: Option<&Path>) -> App {
     let mut app = App::new(mode, screen);
-    app.root = root.display().to_string();
+    app.node_args = crate::restore::node_args(root, state_dir);
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.now = SystemTime::now();
     app
@@ -125,19 +125,19 @@ pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]
     if let Some(s) = snapshot {
         let mut opts = opts;
         opts.snapshot = s;
-        let mut app = new_app(Mode::Restore, Screen::Planning, &root);
+        let mut app = new_app(Mode::Restore, Screen::Planning, &root, opts.state_dir.as_deref());
         app.started = true;
         return event_loop(app, Work::Restore(Box::new(opts)), None);
     }
     let dirs = picker::backup_dirs(&Root::new(&root), backup_dirs);
-    let mut app = new_app(Mode::Restore, Screen::Picker, &root);
+    let mut app = new_app(Mode::Restore, Screen::Picker, &root, opts.state_dir.as_deref());
     app.skip_hash_check = skip_hash_check;
     event_loop(app, Work::Restore(Box::new(opts)), Some((Root::new(&root), dirs)))
 }
 
 /// `etcd-rescue resume` in the wizard.
 pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>) -> Result<Code> {
-    let mut app = new_app(Mode::Resume, Screen::Planning, root);
+    let mut app = new_app(Mode::Resume, Screen::Planning, root, state_dir);
     app.started = true;
     let work = Work::Resume {
         root: root.to_path_buf(),
@@ -166,6 +166,7 @@ pub fn rollback(
             Screen::RollingBack
         },
         root,
+        state_dir,
     );
     let run = match (&described, &target) {
         (Some(_), Some(dir)) => dir.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -487,8 +488,8 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                 .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
                 .unwrap_or_default();
             Err(anyhow!(
-                "the engine stopped unexpectedly ({what}); the journal holds every change: run `etcd-rescue resume --root {r}` or `etcd-rescue rollback --root {r}`",
-                r = app.root
+                "the engine stopped unexpectedly ({what}); the journal holds every change: run `etcd-rescue resume {r}` or `etcd-rescue rollback {r}`",
+                r = app.node_args
             ))
         }),
     };

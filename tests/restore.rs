@@ -961,6 +961,15 @@ fn data_dir_on_its_own_mount_and_state_dir_elsewhere() {
 
     let out = restore(d.root(0), &snap, &["--state-dir", st, "--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
+    // The printed way back names the state dir, or it would not find the run.
+    assert!(
+        text(&out).0.contains(&format!(
+            "To undo: etcd-rescue rollback --root {} --state-dir {st} --run ",
+            d.dir.display()
+        )),
+        "{}",
+        text(&out).0
+    );
     wait_healthy(&d);
     assert_eq!(etcd_contents(&d), snapshot_contents(&snap));
     let inside = listing(&lib.join("etcd"));

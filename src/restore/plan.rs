@@ -195,6 +195,11 @@ impl Plan {
         }
     }
 
+    /// `--root R [--state-dir S]` for the commands the tool prints.
+    pub fn node_args(&self) -> String {
+        crate::restore::node_args(&self.root, Some(&self.state_dir))
+    }
+
     /// The root as a [`Root`].
     pub fn root(&self) -> Root {
         Root::new(&self.root)

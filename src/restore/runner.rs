@@ -307,10 +307,9 @@ impl<'a> Runner<'a> {
 
     fn resume_hint(&self) -> String {
         format!(
-            "the journal is {}; run `etcd-rescue resume --root {}` to go on or `etcd-rescue rollback --root {}` to undo",
+            "the journal is {}; run `etcd-rescue resume {a}` to go on or `etcd-rescue rollback {a}` to undo",
             self.journal.path().display(),
-            self.plan.root.display(),
-            self.plan.root.display()
+            a = self.plan.node_args()
         )
     }
 
@@ -431,8 +430,8 @@ impl<'a> Runner<'a> {
                 }
                 v.push(format!("Stash and journal: {}", p.run_dir.display()));
                 v.push(format!(
-                    "To undo: etcd-rescue rollback --root {} --run {}",
-                    p.root.display(),
+                    "To undo: etcd-rescue rollback {} --run {}",
+                    p.node_args(),
                     p.id
                 ));
             }
@@ -450,8 +449,8 @@ impl<'a> Runner<'a> {
                 v.push(format!("  {}", p.member_command(name)));
             }
             v.push(format!(
-                "then check the cluster with: etcd-rescue verify --root {}",
-                p.root.display()
+                "then check the cluster with: etcd-rescue verify {}",
+                p.node_args()
             ));
         }
         v
@@ -989,9 +988,9 @@ impl<'a> Runner<'a> {
                 return Err(e.context(Fail::problem(
                     format!("member {} still waits for its peers", self.plan.name),
                     format!(
-                        "restore every other member from the same snapshot ({}), then run `etcd-rescue verify --root {}` again",
+                        "restore every other member from the same snapshot ({}), then run `etcd-rescue verify {}` again",
                         self.plan.snapshot.display(),
-                        self.plan.root.display()
+                        self.plan.node_args()
                     ),
                 )));
             }

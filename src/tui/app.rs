@@ -137,8 +137,8 @@ pub struct App {
     pub screen: Screen,
     /// The terminal's size (columns, rows).
     pub size: (u16, u16),
-    /// `--root` as typed, for the resume and rollback commands shown.
-    pub root: String,
+    /// `--root R` (and `--state-dir S` when not the default), for the resume and rollback commands shown.
+    pub node_args: String,
     /// `--skip-hash-check` was passed (a snapshot without a sha256 trailer may be chosen).
     pub skip_hash_check: bool,
     /// Colours allowed (`NO_COLOR` unset).
@@ -238,7 +238,7 @@ impl App {
             mode,
             screen,
             size: (80, 24),
-            root: "/".into(),
+            node_args: "--root /".into(),
             skip_hash_check: false,
             color: true,
             picker: Picker::default(),
@@ -729,21 +729,23 @@ fn quit(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
             }
             Vec::new()
         }
-        Screen::Planning => {
+        // Only a restore still computing its plan has changed nothing; a resume, or a
+        // restore whose plan was accepted (its journal exists), stops at a stage boundary.
+        Screen::Planning if app.mode == Mode::Restore && app.plan.is_empty() => {
             app.stopping = Some("cancelled before any change".into());
             app.notice = Some("cancelling: nothing was changed".into());
+            Vec::new()
+        }
+        Screen::Planning | Screen::Stage | Screen::Applying | Screen::Failed | Screen::Waiting => {
+            if app.stopping.is_none() {
+                app.popup = Some(Popup::Stop);
+                app.popup_shown = None;
+            }
             Vec::new()
         }
         Screen::RollingBack => {
             app.notice =
                 Some("the rollback asks nothing and finishes by itself; wait for its summary".into());
-            Vec::new()
-        }
-        Screen::Stage | Screen::Applying | Screen::Failed | Screen::Waiting => {
-            if app.stopping.is_none() {
-                app.popup = Some(Popup::Stop);
-                app.popup_shown = None;
-            }
             Vec::new()
         }
     }

@@ -225,7 +225,7 @@ impl Ui {
 
     fn sized(mut app: App, w: u16, h: u16) -> Ui {
         app.size = (w, h);
-        app.root = "/node".into();
+        app.node_args = "--root /node".into();
         app.now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
         let mut ui = Ui {
             app,
@@ -729,4 +729,28 @@ fn picker_skipped_detail_is_asked_again() {
 fn output_is_cleaned() {
     assert_eq!(app::clean("2026Z\tinfo\tmsg"), "2026Z   info    msg");
     assert_eq!(app::clean("\u{1b}[31mred\u{1b}[0m\r\u{7}"), "red");
+}
+
+/// Quitting while a resume opens its journal never claims "nothing was changed":
+/// the node may be half restored, so it asks, as at a stage.
+#[test]
+fn quit_while_a_resume_opens_asks_instead_of_claiming_no_change() {
+    let q = keys::parse("q")[0];
+    let mut resume = App::new(Mode::Resume, Screen::Planning);
+    app::update(&mut resume, Action::Key(q, Instant::now()));
+    assert_eq!(resume.popup, Some(Popup::Stop));
+    assert!(
+        resume
+            .notice
+            .as_deref()
+            .is_none_or(|n| !n.contains("nothing was changed"))
+    );
+    // A restore still computing its plan has changed nothing and says so.
+    let mut planning = App::new(Mode::Restore, Screen::Planning);
+    app::update(&mut planning, Action::Key(q, Instant::now()));
+    assert_eq!(planning.popup, None);
+    assert_eq!(
+        planning.notice.as_deref(),
+        Some("cancelling: nothing was changed")
+    );
 }

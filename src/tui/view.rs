@@ -775,9 +775,9 @@ fn popup(app: &App, which: Popup, area: Rect, buf: &mut Buffer) {
             t.prose("The engine stops at the next stage boundary (a running stage finishes first); every change so far is in the journal.", Tone::Plain);
             t.blank();
             t.plain("Go on later with:");
-            t.add(&format!("  etcd-rescue resume --root {}", app.root), Tone::Bold);
+            t.add(&format!("  etcd-rescue resume {}", app.node_args), Tone::Bold);
             t.plain("or undo with:");
-            t.add(&format!("  etcd-rescue rollback --root {}", app.root), Tone::Bold);
+            t.add(&format!("  etcd-rescue rollback {}", app.node_args), Tone::Bold);
             t.blank();
             t.add("y stop here · n keep going", Tone::Bold);
             " Stop here? "

@@ -686,11 +686,13 @@ fn sha_check(file: &File, file_len: u64, db_size: u64) -> std::io::Result<Sha> {
 }
 
 /// Runs the sha256 pass on a second thread while this one walks and checks the trees.
+/// Both read through the database's own file handle: a snapshot replaced on
+/// disk meanwhile (backup rotation) cannot make the two passes see different files.
 fn hash_and_scan(path: &Path, db: &Db) -> anyhow::Result<(Sha, bbolt::Result<(Tally, ScanOutcome)>)> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = db.file();
     let (file_len, size) = (db.file_len(), db.size().unwrap_or_default());
     let (sha, scanned) = std::thread::scope(|s| {
-        let sha = s.spawn(|| sha_check(&file, file_len, size));
+        let sha = s.spawn(|| sha_check(file, file_len, size));
         let scanned = tally(db, None);
         (sha.join(), scanned)
     });
@@ -810,6 +812,7 @@ pub fn verify(path: &Path) -> anyhow::Result<VerifyReport> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let size = db.size().unwrap_or_default();
+    r.file_size = db.file_len();
     r.page_size = db.meta().page_size;
     r.total_size = i64::try_from(size).unwrap_or(i64::MAX);
     let (

@@ -345,7 +345,12 @@ impl Db {
         &self.meta_problems
     }
 
-    /// The file's length in bytes.
+    /// The open file, so a second pass (the sha256) reads the very same file as the walk.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The file's length when it was opened.
     pub fn file_len(&self) -> u64 {
         self.file_len
     }

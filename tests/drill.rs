@@ -354,3 +354,29 @@ fn three_members_on_containerd() {
         3
     );
 }
+
+/// `drill down` signals the drill's PID only when that process started when
+/// the drill did: a PID reused by another process is left alone.
+#[test]
+fn drill_down_leaves_a_reused_pid_alone() {
+    let d = Drill::start(&["--keys", "10"]);
+    let state_file = d.dir.join("drill.json");
+    let text_before = std::fs::read_to_string(&state_file).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text_before).unwrap();
+    assert!(v["pidStart"].as_u64().is_some(), "{v}");
+    v["pidStart"] = serde_json::json!(1);
+    std::fs::write(&state_file, v.to_string()).unwrap();
+    let pid = i32::try_from(d.state.pid).unwrap();
+    let out = bin()
+        .args(["drill", "down", "--dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert!(!text(&out).0.contains("asked the drill"), "{:?}", text(&out));
+    assert!(
+        alive(pid),
+        "the drill was signalled although its start time differs"
+    );
+    // Put the record back so the drill is stopped normally when `d` drops.
+    std::fs::write(&state_file, text_before).unwrap();
+}

@@ -98,6 +98,10 @@ pub struct DrillNode {
 pub struct DrillState {
     /// The drill's own process.
     pub pid: u32,
+    /// When that process started (clock ticks since boot, `/proc/<pid>/stat` field 22),
+    /// so `drill down` never signals a later process that reused the PID.
+    #[serde(default)]
+    pub pid_start: Option<u64>,
     /// The etcd release.
     pub release: Release,
     /// The CRI runtime the nodes run their pods on.
@@ -139,6 +143,13 @@ pub async fn interrupted() {
         _ = term.recv() => {}
         _ = hup.recv() => {}
     }
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat` field 22).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The state file of a drill directory.
@@ -292,6 +303,7 @@ impl Drill {
             dir: dir.clone(),
             state: DrillState {
                 pid: std::process::id(),
+                pid_start: process_start(std::process::id()),
                 release: opts.release,
                 runtime: opts.runtime,
                 etcd_version,
@@ -603,7 +615,8 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
     let exe_is_us = std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .zip(std::env::current_exe().ok())
-        .is_some_and(|(a, b)| a.file_name() == b.file_name());
+        .is_some_and(|(a, b)| a.file_name() == b.file_name())
+        && u32::try_from(pid).ok().and_then(process_start) == state.pid_start;
     if pid > 0 && pid != i32::try_from(std::process::id()).unwrap_or(0) && alive(pid) && exe_is_us {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         report.drill_pid = Some(state.pid);

@@ -372,9 +372,14 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     let (tx, rx) = mpsc::channel::<Action>();
     let input_stop = Arc::new(AtomicBool::new(false));
     let input = spawn_input(tx.clone(), input_stop.clone());
+    // Once a snapshot is chosen the scan's remaining checks (each a full read) stop.
+    let scan_stop = Arc::new(AtomicBool::new(false));
     if let Some((root, dirs)) = scan {
         let t = tx.clone();
-        picker::spawn_scan(root, dirs, move |m| t.send(Action::Picker(m)).is_ok());
+        let stop = scan_stop.clone();
+        picker::spawn_scan(root, dirs, move |m| {
+            !stop.load(Ordering::SeqCst) && t.send(Action::Picker(m)).is_ok()
+        });
     }
     let mut work = Some(work);
     let mut engine: Option<JoinHandle<Result<Code>>> = None;
@@ -453,6 +458,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                         }
                     }
                     Cmd::Start(snapshot) => {
+                        scan_stop.store(true, Ordering::SeqCst);
                         if let Some(w) = work.take() {
                             let (h, r) = spawn_engine(w, snapshot, &tx);
                             engine = Some(h);

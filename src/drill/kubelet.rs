@@ -347,7 +347,14 @@ fn container_config(
             value: d.clone(),
         });
     }
-    let sc = c.security_context.as_ref().or(pod.spec.security_context.as_ref());
+    // Field by field, container over pod, as kubelet merges them.
+    let (csc, psc) = (c.security_context.as_ref(), pod.spec.security_context.as_ref());
+    let run_as_user = csc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|s| s.run_as_user));
+    let run_as_group = csc
+        .and_then(|s| s.run_as_group)
+        .or(psc.and_then(|s| s.run_as_group));
     Ok(pb::ContainerConfig {
         metadata: Some(pb::ContainerMetadata {
             name: c.name.clone(),
@@ -374,12 +381,8 @@ fn container_config(
                     ipc: pb::NamespaceMode::Pod as i32,
                     target_id: String::new(),
                 }),
-                run_as_user: sc
-                    .and_then(|s| s.run_as_user)
-                    .map(|v| pb::Int64Value { value: i64::from(v) }),
-                run_as_group: sc
-                    .and_then(|s| s.run_as_group)
-                    .map(|v| pb::Int64Value { value: i64::from(v) }),
+                run_as_user: run_as_user.map(|v| pb::Int64Value { value: i64::from(v) }),
+                run_as_group: run_as_group.map(|v| pb::Int64Value { value: i64::from(v) }),
             }),
         }),
     })
@@ -478,4 +481,40 @@ async fn run_pod(
         let _ = cri.remove_pod(&sid).await;
     }
     log.line(&format!("pod {name}: stopped and removed"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// runAsUser and runAsGroup merge field by field, container over pod, as kubelet does.
+    #[test]
+    fn security_context_merges_field_by_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  securityContext:\n    runAsUser: 2379\n    runAsGroup: 2379\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command: [etcd]\n    securityContext:\n      runAsUser: 1000\n";
+        let pod = manifest::parse_pod(&tmp.path().join("etcd.yaml"), text).unwrap();
+        let cfg = Config {
+            root: Root::new(tmp.path()),
+            node_name: "cp1".into(),
+            static_pod_path: PathBuf::from("/etc/kubernetes/manifests"),
+            cri_socket: tmp.path().join("cri.sock"),
+            healthz: "127.0.0.1:0".into(),
+            poll: Duration::from_millis(200),
+            log: tmp.path().join("log"),
+            cgroup_parent: String::new(),
+        };
+        let sb = sandbox_config(&cfg, &pod, "uid");
+        let cc = container_config(&cfg, &pod, &pod.spec.containers[0], &sb, 0).unwrap();
+        let sc = cc.linux.unwrap().security_context.unwrap();
+        assert_eq!(
+            sc.run_as_user.map(|v| v.value),
+            Some(1000),
+            "the container's user wins"
+        );
+        assert_eq!(
+            sc.run_as_group.map(|v| v.value),
+            Some(2379),
+            "the pod's group is kept"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::{self, Code};
-use crate::node::{ConnectionArgs, NodeReport};
+use crate::node::{Connection, NodeReport};
 use crate::root::Root;
 
 /// Restore etcd on a kubeadm control-plane node from a snapshot, step by step,
@@ -33,6 +33,7 @@ pub struct Cli {
 
 /// etcd connection flags, also read from etcdctl's environment variables.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "etcd connection (as etcdctl; also ETCDCTL_* variables)")]
 pub struct ConnFlags {
     /// Client URLs (comma separated); default: this node's loopback client URL from etcd.yaml.
     #[arg(
@@ -58,13 +59,13 @@ pub struct ConnFlags {
 }
 
 impl ConnFlags {
-    fn args(&self) -> ConnectionArgs {
-        ConnectionArgs {
+    fn args(&self) -> Connection {
+        Connection {
             endpoints: self.endpoints.clone(),
             cacert: self.cacert.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
-            dial_timeout: self.dial_timeout,
+            dial_timeout_ms: u64::try_from(self.dial_timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -174,12 +175,9 @@ pub enum Command {
     Restore(Box<RestoreArgs>),
     /// Continue this node's unfinished run from its journal.
     Resume {
-        /// The run (default: the unfinished one).
-        #[arg(long, value_name = "ID")]
-        run: Option<String>,
-        /// The state dir (default /var/lib/etcd-rescue under --root).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        /// Which run.
+        #[command(flatten)]
+        select: RunSelectArgs,
         /// Answer yes to every stage (headless).
         #[arg(long)]
         yes: bool,
@@ -187,14 +185,11 @@ pub enum Command {
         #[arg(long)]
         plain: bool,
     },
-    /// Return the node to its state before a run (the unfinished one, else the last).
+    /// Return the node to its state before a run (the newest; an older one only with --run).
     Rollback {
-        /// The run (default: the unfinished one, else the last).
-        #[arg(long, value_name = "ID")]
-        run: Option<String>,
-        /// The state dir (default /var/lib/etcd-rescue under --root).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        /// Which run.
+        #[command(flatten)]
+        select: RunSelectArgs,
         /// Answer yes (headless).
         #[arg(long)]
         yes: bool,
@@ -211,12 +206,9 @@ pub enum Command {
     /// Check the restored cluster against the last run; for an HA member
     /// waiting for its peers, finish the run once a quorum answers.
     Verify {
-        /// The run (default: the unfinished one, else the last).
-        #[arg(long, value_name = "ID")]
-        run: Option<String>,
-        /// The state dir (default /var/lib/etcd-rescue under --root).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        /// Which run.
+        #[command(flatten)]
+        select: RunSelectArgs,
         /// How long to wait for a quorum.
         #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
         wait_timeout: Duration,
@@ -230,6 +222,27 @@ pub enum Command {
         #[arg(long, value_name = "SOCKET")]
         cri_endpoint: Option<PathBuf>,
     },
+}
+
+/// The run-selection flags of `resume`, `rollback` and `verify`.
+#[derive(Debug, Args)]
+pub struct RunSelectArgs {
+    /// The run (default: the newest; when an older run is unfinished, name the one you mean).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// The state dir (default /var/lib/etcd-rescue under --root).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl RunSelectArgs {
+    fn select(&self, root: &std::path::Path) -> crate::restore::RunSelect {
+        crate::restore::RunSelect {
+            root: root.to_path_buf(),
+            state_dir: self.state_dir.clone(),
+            run: self.run.clone(),
+        }
+    }
 }
 
 /// `etcd-rescue restore` flags.
@@ -276,6 +289,9 @@ pub struct RestoreArgs {
     /// Stop pods through CRI when they outlive --wait-timeout.
     #[arg(long)]
     pub force_stop: bool,
+    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved).
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub settle: Duration,
     /// Override a refusal that says --force is possible.
     #[arg(long)]
     pub force: bool,
@@ -284,13 +300,35 @@ pub struct RestoreArgs {
 /// The face the operator asked for when the wizard is not wanted (see
 /// [`crate::tui::wanted`]): headless with `--yes`, else the line prompt.
 fn face(yes: bool, force_stop: bool) -> Box<dyn crate::restore::face::Face> {
-    if yes {
-        Box::new(crate::restore::face::Headless { force_stop })
-    } else {
-        Box::new(crate::restore::face::Plain {
-            input: std::io::BufReader::new(std::io::stdin()),
-            out: std::io::stdout(),
-        })
+    Box::new(crate::restore::face::Text {
+        input: (!yes).then(|| std::io::BufReader::new(std::io::stdin())),
+        out: std::io::stdout(),
+        force_stop,
+    })
+}
+
+/// What a wizard session left to say, printed once the terminal is back.
+fn wizard_ended(ended: &crate::tui::Ended) -> Result<Code> {
+    let mut text = ended.said.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    print_text(&text)?;
+    Ok(ended.code)
+}
+
+/// What `restore` ended with, as an exit code (the dry-run's plan printed).
+fn restore_ended(ended: crate::restore::Ended) -> Result<Code> {
+    use crate::restore::{Ended, render};
+    match ended {
+        Ended::DryRun(plan) => {
+            let mut text = render::text(&render::plan(&plan)).join("\n");
+            text.push_str("\n\n--dry-run: nothing was changed.\n");
+            print_text(&text)?;
+            Ok(Code::Done)
+        }
+        Ended::Cancelled => Ok(Code::Cancelled),
+        Ended::Finished(_) => Ok(Code::Done),
     }
 }
 
@@ -331,6 +369,19 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         rest = tail;
     }
     Ok(total)
+}
+
+/// `println!` that ends the program quietly when stdout is closed (`| head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
 }
 
 /// Parses the arguments, runs the command, prints any error, and exits with the contract's code.
@@ -390,66 +441,46 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 wait_timeout: a.wait_timeout,
                 force_stop: a.force_stop,
                 force: a.force,
+                settle: a.settle,
                 conn: cli.conn.args(),
             };
             if wizard {
-                return crate::tui::restore(opts, a.snapshot.clone(), &a.backup_dir);
+                return wizard_ended(&crate::tui::restore(opts, a.snapshot.clone(), &a.backup_dir)?);
             }
             let mut f = face(a.yes, a.force_stop);
-            crate::restore::restore(&opts, a.dry_run, f.as_mut())
+            restore_ended(crate::restore::restore(&opts, a.dry_run, f.as_mut())?)
         }
-        Command::Resume {
-            run,
-            state_dir,
-            yes,
-            plain,
-        } => {
+        Command::Resume { select, yes, plain } => {
+            let sel = select.select(&cli.root);
             if crate::tui::wanted(*yes, *plain) {
-                return crate::tui::resume(&cli.root, state_dir.as_deref(), run.as_deref());
+                return wizard_ended(&crate::tui::resume(&sel)?);
             }
             let mut f = face(*yes, false);
-            crate::restore::resume(&cli.root, state_dir.as_deref(), run.as_deref(), f.as_mut())
+            crate::restore::resume(&sel, f.as_mut()).map(|_| Code::Done)
         }
         Command::Rollback {
-            run,
-            state_dir,
+            select,
             yes,
             plain,
             discard_writes,
             force,
         } => {
+            let sel = select.select(&cli.root);
             if crate::tui::wanted(*yes, *plain) {
-                return crate::tui::rollback(
-                    &cli.root,
-                    state_dir.as_deref(),
-                    run.as_deref(),
-                    *discard_writes,
-                    *force,
-                );
+                return wizard_ended(&crate::tui::rollback(&sel, *discard_writes, *force)?);
             }
             let mut f = face(*yes, false);
-            crate::restore::rollback(
-                &cli.root,
-                state_dir.as_deref(),
-                run.as_deref(),
-                *discard_writes,
-                *force,
-                f.as_mut(),
-            )
+            crate::restore::rollback(&sel, *discard_writes, *force, f.as_mut()).map(|_| Code::Done)
         }
-        Command::Verify {
-            run,
-            state_dir,
-            wait_timeout,
-        } => {
+        Command::Verify { select, wait_timeout } => {
             let mut f = face(true, false);
-            crate::restore::verify(
-                &cli.root,
-                state_dir.as_deref(),
-                run.as_deref(),
-                *wait_timeout,
-                f.as_mut(),
-            )
+            match crate::restore::verify(&select.select(&cli.root), *wait_timeout, f.as_mut())? {
+                crate::restore::Verified::Matches { run } => {
+                    print_text(&format!("run {run}: the cluster matches the restored snapshot\n"))?;
+                }
+                crate::restore::Verified::Finished(_) => {}
+            }
+            Ok(Code::Done)
         }
         Command::Drill {
             action: Some(DrillAction::Down { dir }),
@@ -457,15 +488,15 @@ pub fn run(cli: &Cli) -> Result<Code> {
         } => {
             let r = crate::drill::up::down_dir(dir, Duration::from_secs(90))?;
             if let Some(p) = r.drill_pid {
-                println!("asked the drill (pid {p}) to stop");
+                outln!("asked the drill (pid {p}) to stop");
             }
-            println!(
+            outln!(
                 "killed {} leftover container process group(s); {} stale pid file(s) removed",
                 r.killed.len(),
                 r.stale.len()
             );
             for t in &r.containerd {
-                println!(
+                outln!(
                     "node {}: containerd {}; {} pod(s) removed, {} task(s) killed, {} stale task(s) removed, {} container process(es) and {} shim(s) killed, {} mount(s) unmounted, {} cgroup(s) removed",
                     t.root.display(),
                     t.containerd_pid
@@ -492,7 +523,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                     )
                 ));
             }
-            println!("files kept in {}", dir.display());
+            outln!("files kept in {}", dir.display());
             Ok(Code::Done)
         }
         Command::Drill {
@@ -523,16 +554,16 @@ pub fn run(cli: &Cli) -> Result<Code> {
 }
 
 async fn run_drill(opts: crate::drill::up::Options) -> Result<Code> {
-    let mut say = |m: &str| println!("drill: {m}");
+    let mut say = |m: &str| outln!("drill: {m}");
     // One listener for the whole life of the drill, so no signal falls between two.
     let mut stop = Box::pin(crate::drill::up::interrupted());
     let drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say, stop.as_mut())).await?;
-    println!("\n{}", crate::drill::up::practice_text(&drill.dir, &drill.state));
+    outln!("\n{}", crate::drill::up::practice_text(&drill.dir, &drill.state));
     stop.await;
-    println!("\ndrill: stopping the pods (each with its grace period), kubelet and runtime...");
+    outln!("\ndrill: stopping the pods (each with its grace period), kubelet and runtime...");
     let dir = drill.dir.clone();
     drill.down().await?;
-    println!(
+    outln!(
         "drill: stopped; files kept in {} (remove with `rm -rf {}`)",
         dir.display(),
         dir.display()
@@ -612,7 +643,7 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
 
 fn print_text(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()) {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
@@ -631,28 +662,7 @@ fn opt<T: std::fmt::Display>(v: Option<&T>) -> String {
     v.map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
-/// Bytes as people read them: `512 B`, `1.5 KiB`, `74.2 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n;
-    let mut unit = 0;
-    while v >= 1024 * 10 && unit < UNITS.len() - 1 {
-        v /= 1024;
-        unit += 1;
-    }
-    if unit == 0 && n >= 1024 {
-        return format!(
-            "{:.1} KiB",
-            f64::from(u32::try_from(n).unwrap_or(u32::MAX)) / 1024.0
-        );
-    }
-    if unit == 0 {
-        return format!("{n} B");
-    }
-    let exact = n >> (10 * unit);
-    let frac = (n >> (10 * (unit - 1))) & 1023;
-    format!("{exact}.{} {}", frac * 10 / 1024, UNITS[unit])
-}
+pub use crate::units::human_bytes;
 
 fn path(v: Option<&PathBuf>) -> String {
     v.map_or_else(|| "-".to_string(), |p| p.display().to_string())

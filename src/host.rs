@@ -1,7 +1,10 @@
-//! Narrow interfaces to the outside world: filesystems and the etcd tools.
-//! Each is small enough to read in one sitting and is exercised for real in tests.
+//! Narrow interfaces to the outside world: files, processes, CRI and the etcd
+//! tools. Each is small enough to read in one sitting and is exercised for
+//! real in tests; every call that waits on something is bounded in time.
 
 pub mod cri;
 pub mod etcd;
 pub mod etcdutl;
+pub mod fs;
 pub mod fsinfo;
+pub mod proc;

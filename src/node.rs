@@ -9,7 +9,6 @@ pub mod kubelet;
 pub mod manifest;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -43,36 +42,7 @@ pub struct ManifestFile {
     pub danger: Option<String>,
 }
 
-/// How the tool reaches etcd: flags and `ETCDCTL_*` first, then discovery.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionArgs {
-    /// `--endpoints` / `ETCDCTL_ENDPOINTS`.
-    pub endpoints: Vec<String>,
-    /// `--cacert` / `ETCDCTL_CACERT`.
-    pub cacert: Option<PathBuf>,
-    /// `--cert` / `ETCDCTL_CERT`.
-    pub cert: Option<PathBuf>,
-    /// `--key` / `ETCDCTL_KEY`.
-    pub key: Option<PathBuf>,
-    /// `--dial-timeout`.
-    pub dial_timeout: Duration,
-}
-
-/// The etcd client connection the tool will use, with paths on this machine.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Connection {
-    /// Client URLs.
-    pub endpoints: Vec<String>,
-    /// CA bundle.
-    pub cacert: Option<PathBuf>,
-    /// Client certificate.
-    pub cert: Option<PathBuf>,
-    /// Client key.
-    pub key: Option<PathBuf>,
-    /// Dial timeout in milliseconds.
-    pub dial_timeout_ms: u64,
-}
+pub use crate::host::etcd::Connection;
 
 /// Everything discovered about the node.
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +80,7 @@ pub struct NodeReport {
 
 impl Node {
     /// Discovers the node under `root`. `cri` is `--cri-endpoint` when given.
-    pub fn discover(root: &Root, cri: Option<&Path>, conn: &ConnectionArgs) -> Result<Node> {
+    pub fn discover(root: &Root, cri: Option<&Path>, conn: &Connection) -> Result<Node> {
         let kubelet = Kubelet::discover(root, cri)?;
         let dir = root.host(&kubelet.static_pod_path);
         if !dir.is_dir() {
@@ -164,7 +134,7 @@ impl Node {
 
 impl NodeReport {
     /// Discovers the node and the state of its data dirs and tools.
-    pub fn discover(root: &Root, cri: Option<&Path>, conn: &ConnectionArgs) -> Result<NodeReport> {
+    pub fn discover(root: &Root, cri: Option<&Path>, conn: &Connection) -> Result<NodeReport> {
         let node = Node::discover(root, cri, conn)?;
         let data_dir = fsinfo::dir_info(root, &node.etcd.data_dir.host)?;
         let wal_dir = node
@@ -232,7 +202,7 @@ fn is_loopback_url(u: &str) -> bool {
 }
 
 /// The connection: typed values as given, discovered ones under the root.
-fn connection(root: &Root, etcd: &EtcdMember, args: &ConnectionArgs) -> Connection {
+fn connection(root: &Root, etcd: &EtcdMember, args: &Connection) -> Connection {
     let endpoints = if args.endpoints.is_empty() {
         let local = etcd.listen_client_urls.iter().find(|u| is_loopback_url(u));
         vec![
@@ -259,7 +229,7 @@ fn connection(root: &Root, etcd: &EtcdMember, args: &ConnectionArgs) -> Connecti
         cacert,
         cert,
         key,
-        dial_timeout_ms: u64::try_from(args.dial_timeout.as_millis()).unwrap_or(u64::MAX),
+        dial_timeout_ms: args.dial_timeout_ms,
     }
 }
 

@@ -3,110 +3,194 @@
 //! [`plan`] computes every input and makes every refusal before any change;
 //! [`journal`] records each change before and after it is made; [`runner`]
 //! carries out the stages of [`steps`] and undoes them; [`face`] is what the
-//! operator sees (headless, line prompt; the wizard is a third face).
+//! operator sees and [`render`] the one text renderer of what it is shown.
 
 pub mod face;
 pub mod journal;
 pub mod plan;
+pub mod render;
 pub mod runner;
 pub mod steps;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::exit::{Code, Fail};
+use crate::exit::Fail;
+use crate::host::etcd::Connection;
 use crate::root::Root;
 use face::{Answer, Face};
-use journal::Journal;
+use journal::{Journal, Outcome};
 use plan::{Options, Plan};
+use render::Command;
 use runner::Runner;
 
-/// The exclusive lock on a state dir, held for the whole run (`flock`, so a
-/// SIGKILL never leaves a stale lock).
+/// An exclusive lock (`flock`, so a SIGKILL never leaves a stale lock).
 pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
-/// Takes the state dir's lock or refuses: another run is in progress.
-pub fn lock(state_dir: &Path) -> Result<Lock> {
-    std::fs::create_dir_all(state_dir).map_err(|e| {
-        Fail::before_change(
-            format!("cannot create the state dir {}: {e}", state_dir.display()),
-            "run as root, or pass --state-dir on a writable persistent filesystem",
-        )
-    })?;
-    let path = state_dir.join("lock");
+fn take_lock(path: &Path, what: &str) -> Result<Lock> {
+    use std::os::unix::fs::OpenOptionsExt;
     let f = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .with_context(|| format!("opening the lock {}", path.display()))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map(Lock)
         .map_err(|_| {
             Fail::before_change(
-                format!("another etcd-rescue run holds {}", path.display()),
+                format!("another etcd-rescue run holds {} ({what})", path.display()),
                 "wait for it to finish (see `ps`), then run again",
             )
             .into()
         })
 }
 
+/// Takes the state dir's lock or refuses: another run is in progress. The
+/// state dir is created root-only (0700); one that others may write to is
+/// refused, since its journal decides what a rollback does.
+pub fn lock(state_dir: &Path) -> Result<Lock> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| {
+            Fail::before_change(
+                format!("cannot create the state dir {}: {e}", state_dir.display()),
+                "run as root, or pass --state-dir on a writable persistent filesystem",
+            )
+        })?;
+    let md = std::fs::symlink_metadata(state_dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !md.is_dir() || md.mode() & 0o022 != 0 || md.uid() != me {
+        return Err(Fail::before_change(
+            format!(
+                "the state dir {} is not a directory owned by uid {me} that only its owner may write (mode {:o}, owner {})",
+                state_dir.display(),
+                md.mode() & 0o7777,
+                md.uid()
+            ),
+            format!(
+                "fix it (`chown {me} DIR; chmod 0700 DIR`) or pass another --state-dir",
+            ),
+        )
+        .into());
+    }
+    take_lock(&state_dir.join("lock"), "this state dir")
+}
+
+/// The node's lock, whatever state dir a run uses: beside the manifests dir
+/// (never in it: kubelet would load it), so two runs with different
+/// `--state-dir`s cannot change one node at once.
+pub fn lock_node(manifests_dir: &Path) -> Result<Lock> {
+    let dir = manifests_dir.parent().unwrap_or(manifests_dir);
+    take_lock(&dir.join(".etcd-rescue.lock"), "this node")
+}
+
 /// `--root R`, plus `--state-dir S` when it is not the default under the root:
 /// what the commands the tool prints (resume, rollback, verify) need to find the run.
 pub fn node_args(root: &Path, state_dir: Option<&Path>) -> String {
-    match state_dir.filter(|sd| *sd != plan::state_dir(&Root::new(root), None)) {
-        Some(sd) => format!("--root {} --state-dir {}", root.display(), sd.display()),
-        None => format!("--root {}", root.display()),
+    let default = plan::state_dir(&Root::new(root), None);
+    let sd = state_dir.filter(|sd| *sd != default).map(Path::to_path_buf);
+    render::node_words(root, sd.as_ref())
+        .iter()
+        .map(|w| render::quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A run recorded in a state dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The run id.
+    pub id: String,
+    /// `<state-dir>/runs/<id>`.
+    pub dir: PathBuf,
+    /// When it was planned.
+    pub created: String,
+    /// How it ended; `None` while unfinished.
+    pub outcome: Option<Outcome>,
+}
+
+impl RunInfo {
+    /// Unfinished: no `end`, or an HA member still `waiting-for-peers` (its control plane is stashed).
+    pub fn unfinished(&self) -> bool {
+        matches!(self.outcome, None | Some(Outcome::WaitingForPeers))
     }
 }
 
 /// Runs recorded in a state dir, oldest first (by the time their plan was
-/// made): (id, run dir).
-pub fn runs(state_dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, String, PathBuf)> = std::fs::read_dir(state_dir.join("runs"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let (plan, _) = journal::read(&e.path().join("journal.jsonl")).ok()?;
-                    Some((
-                        plan.created,
-                        e.file_name().to_string_lossy().into_owned(),
-                        e.path(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|(_, id, p)| (id, p)).collect()
+/// made). A journal that cannot be read is an error naming it, never
+/// skipped: the run it hides may have changed the node. A directory whose
+/// journal never got its plan line on disk is not a run (nothing was changed
+/// before that line was fsynced).
+pub fn runs(state_dir: &Path) -> Result<Vec<RunInfo>> {
+    let dir = state_dir.join("runs");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing the runs in {}", dir.display())),
+    };
+    let mut v = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("listing the runs in {}", dir.display()))?;
+        let path = e.path().join("journal.jsonl");
+        if !journal::started(&path) {
+            continue;
+        }
+        let (plan, records) = journal::read(&path)?;
+        v.push(RunInfo {
+            id: e.file_name().to_string_lossy().into_owned(),
+            dir: e.path(),
+            created: plan.created,
+            outcome: journal::outcome(&records),
+        });
+    }
+    v.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    Ok(v)
 }
 
-/// The unfinished run, if any: a journal without an `end` record, or an HA
-/// member still `waiting-for-peers` (its control plane is still stashed).
-pub fn unfinished(state_dir: &Path) -> Option<(String, PathBuf)> {
-    runs(state_dir).into_iter().rev().find(|(_, dir)| {
-        journal::read(&dir.join("journal.jsonl")).is_ok_and(|(_, recs)| {
-            matches!(
-                journal::outcome(&recs).as_deref(),
-                None | Some("waiting-for-peers")
-            )
-        })
-    })
+/// The unfinished run, if any (the newest, when there are several).
+pub fn unfinished(state_dir: &Path) -> Result<Option<RunInfo>> {
+    Ok(runs(state_dir)?.into_iter().rev().find(RunInfo::unfinished))
+}
+
+/// What `restore` ended with, for the CLI to print.
+#[derive(Debug)]
+pub enum Ended {
+    /// `--dry-run`: the plan, nothing changed.
+    DryRun(Box<Plan>),
+    /// The operator said no to the plan.
+    Cancelled,
+    /// The run ended.
+    Finished(Outcome),
 }
 
 /// `etcd-rescue restore`.
-pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Code> {
+pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Ended> {
     let root = Root::new(&opts.root);
     let state_dir = plan::state_dir(&root, opts.state_dir.as_deref());
     let refuse_unfinished = || -> Result<()> {
-        if let Some((id, _)) = unfinished(&state_dir) {
+        if let Some(run) = unfinished(&state_dir)? {
+            let words = |verb: &str| {
+                Command::rescue(
+                    std::iter::once(verb.to_string())
+                        .chain(render::node_words(&opts.root, opts.state_dir.as_ref()))
+                        .chain(["--run".to_string(), run.id.clone()]),
+                )
+            };
             return Err(Fail::before_change(
-                format!("run {id} on this node is unfinished"),
+                format!("run {} on this node is unfinished", run.id),
                 format!(
-                    "finish it with `etcd-rescue resume {r}` or undo it with `etcd-rescue rollback {r}`",
-                    r = node_args(&opts.root, opts.state_dir.as_deref())
+                    "finish it with `{}` or undo it with `{}`",
+                    words("resume"),
+                    words("rollback")
                 ),
             )
             .into());
@@ -114,123 +198,258 @@ pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Cod
         Ok(())
     };
     refuse_unfinished()?;
-    // Planning only reads; the lock (which creates the state dir) comes after it.
+    // Planning only reads; the locks (which create the state dir) come after it.
     let plan = Plan::compute(opts, &mut |p| live_cluster_checks(p, opts.force))?;
-    let _lock = if dry_run { None } else { Some(lock(&state_dir)?) };
-    refuse_unfinished()?;
-    let lines = plan::render(&plan);
     if dry_run {
-        for l in &lines {
-            println!("{l}");
-        }
-        println!("\n--dry-run: nothing was changed.");
-        return Ok(Code::Done);
+        return Ok(Ended::DryRun(Box::new(plan)));
     }
-    if face.plan(&lines) != Answer::Yes {
-        return Ok(Code::Cancelled);
+    let _node = lock_node(&plan.manifests_dir)?;
+    let _lock = lock(&state_dir)?;
+    refuse_unfinished()?;
+    if face.plan(&plan) != Answer::Yes {
+        return Ok(Ended::Cancelled);
     }
     let journal = Journal::create(&plan.run_dir, &plan)?;
     let mut runner = Runner::new(plan, journal, face)?;
-    runner.run().map(|_| Code::Done)
+    runner.run().map(Ended::Finished)
 }
 
-/// Refuses a restore of one member while another member of a working cluster
-/// answers (restoring one member of a live cluster splits it); returns the
-/// live revision when this member answers, for "revisions discarded".
+/// Where the other members of this member's cluster answer clients: their
+/// client URLs where the snapshot or the data dir recorded them (etcd 3.4),
+/// else their peer URLs with kubeadm's client port (2380 -> 2379).
+fn peer_client_urls(plan: &Plan) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    let mut dbs = vec![plan.snapshot.clone()];
+    for s in &plan.swaps {
+        dbs.push(s.live.join("member/snap/db"));
+    }
+    for db in dbs {
+        if let Ok(r) = crate::snapshot::inspect(&db) {
+            for m in r.members.iter().filter(|m| m.name != plan.name) {
+                urls.extend(m.client_urls.iter().cloned());
+            }
+        }
+    }
+    for (_, peer) in &plan.other_members {
+        if let Some(base) = peer.strip_suffix(":2380") {
+            urls.push(format!("{base}:2379"));
+        }
+    }
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// A member that answered with a leader: the cluster it belongs to still works.
+struct Working {
+    endpoint: String,
+    members: Vec<(u64, String, Vec<String>)>,
+}
+
+/// Asks each endpoint (bounded) whether it serves a cluster with a leader.
+async fn working_member(conn: &Connection, endpoints: &[String]) -> Option<Working> {
+    for e in endpoints {
+        let one = Connection {
+            endpoints: vec![e.clone()],
+            ..conn.clone()
+        };
+        let r = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut c = crate::host::etcd::connect(&one).await?;
+            let st = c.status().await?;
+            anyhow::ensure!(st.leader() != 0, "no leader");
+            let ml = c.member_list().await?;
+            Ok::<_, anyhow::Error>(
+                ml.members()
+                    .iter()
+                    .map(|m| (m.id(), m.name().to_string(), m.peer_urls().to_vec()))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        if let Ok(Ok(members)) = r {
+            return Some(Working {
+                endpoint: e.clone(),
+                members,
+            });
+        }
+    }
+    None
+}
+
+/// Refuses a restore of one member while a working cluster (a leader) still
+/// answers, at this member or at any peer: restoring one member of a live
+/// cluster splits it and throws the quorum's writes away. Returns the live
+/// revision when this member answers, for "revisions discarded".
 fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
     let conn = plan.connection(1500);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let Ok(Ok(mut c)) =
-            tokio::time::timeout(std::time::Duration::from_secs(3), crate::host::etcd::connect(&conn)).await
-        else {
-            return Ok(None);
-        };
-        let Ok(Ok(st)) = tokio::time::timeout(std::time::Duration::from_secs(3), c.status()).await else {
-            return Ok(None);
-        };
-        let rev = st.header().map(etcd_client::ResponseHeader::revision);
-        if plan.ha()
-            && st.leader() != 0
-            && !force
-            && let Ok(Ok(ml)) = tokio::time::timeout(std::time::Duration::from_secs(3), c.member_list()).await
-        {
-            let others: Vec<String> = ml
-                .members()
-                .iter()
-                .filter(|m| m.name() != plan.name)
-                .flat_map(|m| m.client_urls().to_vec())
-                .collect();
-            if !others.is_empty() {
-                return Err(Fail::before_change(
-                    format!(
-                        "the cluster still works (a leader, other members answering at {}): restoring one member of a live cluster splits it",
-                        others.join(", ")
-                    ),
-                    "when you are restoring every member from this same snapshot now, pass --force on each member (the command the first member prints); otherwise restore this member's data from a healthy member instead",
-                )
-                .into());
-            }
+        let own = crate::host::etcd::status(&conn, Duration::from_secs(3)).await.ok();
+        if !plan.ha() || force {
+            return Ok(own.map(|s| s.revision));
         }
-        Ok(rev)
+        let mut endpoints = Vec::new();
+        if own.as_ref().is_some_and(|s| s.leader != 0) {
+            endpoints.extend(conn.endpoints.clone());
+        }
+        endpoints.extend(peer_client_urls(plan));
+        let Some(w) = working_member(&conn, &endpoints).await else {
+            return Ok(own.map(|s| s.revision));
+        };
+        let others: Vec<&(u64, String, Vec<String>)> =
+            w.members.iter().filter(|(_, n, _)| *n != plan.name).collect();
+        if others.is_empty() {
+            return Ok(own.map(|s| s.revision));
+        }
+        let me = w.members.iter().find(|(_, n, _)| *n == plan.name);
+        let peer = plan.peer_urls.join(",");
+        let mut steps = Vec::new();
+        if let Some((id, _, _)) = me {
+            steps.push(format!(
+                "etcdctl --endpoints {} member remove {id:x}",
+                render::quote(&w.endpoint)
+            ));
+        }
+        steps.push(format!(
+            "etcdctl --endpoints {} member add {} --peer-urls={}",
+            render::quote(&w.endpoint),
+            render::quote(&plan.name),
+            render::quote(&peer)
+        ));
+        steps.push(format!(
+            "then on this node: move etcd.yaml out of {}, move the data dir {} aside, set --initial-cluster-state=existing (and --initial-cluster as `member add` prints) in etcd.yaml, move it back",
+            plan.manifests_dir.display(),
+            plan.data_dir.display()
+        ));
+        Err(Fail::before_change(
+            format!(
+                "the cluster still works: {} answers with a leader ({} other members): restoring this member from a snapshot would split it and drop the quorum's newer writes",
+                w.endpoint,
+                others.len()
+            ),
+            format!(
+                "to replace only this member, re-add it with a fresh data dir: {}. When you are restoring every member from this same snapshot now, pass --force on each member",
+                steps.join("; ")
+            ),
+        )
+        .into())
     })
 }
 
-/// Which run `resume` / `rollback` act on.
-pub fn pick_run(state_dir: &Path, run: Option<&str>, need_unfinished: bool) -> Result<PathBuf> {
+/// What `resume`, `rollback` or `verify` is for, when no `--run` names the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The newest run, which must be unfinished.
+    Resume,
+    /// The newest run, which must not be rolled back already.
+    Rollback,
+    /// The newest run.
+    Verify,
+}
+
+/// Which run `resume` / `rollback` / `verify` act on: the one `--run`
+/// names, else the newest, and only when no older run is unfinished (then
+/// the operator must say which with `--run`).
+pub fn pick_run(state_dir: &Path, run: Option<&str>, purpose: Purpose) -> Result<PathBuf> {
+    let all = runs(state_dir)?;
     if let Some(id) = run {
         let dir = state_dir.join("runs").join(id);
-        if !dir.join("journal.jsonl").is_file() {
+        if id.contains('/') || id.starts_with('.') || !dir.join("journal.jsonl").is_file() {
             return Err(Fail::before_change(
                 format!("no run {id} in {}", state_dir.join("runs").display()),
-                "list the runs with `ls` there and pass one with --run",
+                format!(
+                    "the runs there: {}",
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+                    }
+                ),
             )
             .into());
         }
         return Ok(dir);
     }
-    let found = if need_unfinished {
-        unfinished(state_dir)
-    } else {
-        unfinished(state_dir).or_else(|| runs(state_dir).pop())
-    };
-    found.map(|(_, d)| d).ok_or_else(|| {
-        Fail::before_change(
-            format!(
-                "no {}run recorded in {}",
-                if need_unfinished { "unfinished " } else { "" },
-                state_dir.display()
-            ),
+    let Some(newest) = all.last() else {
+        return Err(Fail::before_change(
+            format!("no run recorded in {}", state_dir.display()),
             "nothing to do",
         )
-        .into()
-    })
+        .into());
+    };
+    let older_unfinished: Vec<&RunInfo> = all[..all.len() - 1].iter().filter(|r| r.unfinished()).collect();
+    if let Some(o) = older_unfinished.first() {
+        return Err(Fail::before_change(
+            format!(
+                "run {} is unfinished but is not the newest run ({} is)",
+                o.id, newest.id
+            ),
+            "say which run you mean with --run ID",
+        )
+        .into());
+    }
+    match purpose {
+        Purpose::Resume if !newest.unfinished() => Err(Fail::before_change(
+            format!(
+                "no unfinished run in {} (the newest, {}, ended: {})",
+                state_dir.display(),
+                newest.id,
+                newest.outcome.map_or("-", Outcome::as_str)
+            ),
+            "nothing to resume",
+        )
+        .into()),
+        Purpose::Rollback if newest.outcome == Some(Outcome::RolledBack) => Err(Fail::before_change(
+            format!("the newest run {} is already rolled back", newest.id),
+            "nothing to do; to undo an older run, name it with --run ID (only if you mean to lose what came after it)",
+        )
+        .into()),
+        _ => Ok(newest.dir.clone()),
+    }
 }
 
-/// Takes the state dir's lock and opens the run that `resume`, `rollback` or
-/// `verify` acts on (see [`pick_run`]).
+/// Takes the node's and the state dir's locks and opens the run that
+/// `resume`, `rollback` or `verify` acts on (see [`pick_run`]).
 fn open_run(
     root: &Path,
     state_dir: Option<&Path>,
     run: Option<&str>,
-    need_unfinished: bool,
-) -> Result<(Lock, Plan, Journal)> {
+    purpose: Purpose,
+) -> Result<(Vec<Lock>, Plan, Journal)> {
     let state_dir = plan::state_dir(&Root::new(root), state_dir);
-    let lock = lock(&state_dir)?;
-    let dir = pick_run(&state_dir, run, need_unfinished)?;
+    let dir = pick_run(&state_dir, run, purpose)?;
+    let (plan, _) = journal::read(&dir.join("journal.jsonl"))?;
+    let node = lock_node(&plan.manifests_dir)?;
+    let state = lock(&state_dir)?;
     let (plan, journal) = Journal::open(&dir)?;
-    Ok((lock, plan, journal))
+    Ok((vec![node, state], plan, journal))
+}
+
+/// The run-selection flags of `resume`, `rollback` and `verify`.
+#[derive(Debug, Clone, Default)]
+pub struct RunSelect {
+    /// `--root`.
+    pub root: PathBuf,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--run`.
+    pub run: Option<String>,
 }
 
 /// `etcd-rescue resume`.
-pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>, face: &mut dyn Face) -> Result<Code> {
-    let (_lock, plan, journal) = open_run(root, state_dir, run, true)?;
-    if journal.outcome().as_deref() == Some("waiting-for-peers") {
-        let limit = std::time::Duration::from_secs(plan.wait_timeout_secs.max(1));
+pub fn resume(sel: &RunSelect, face: &mut dyn Face) -> Result<Outcome> {
+    let (_locks, plan, journal) = open_run(
+        &sel.root,
+        sel.state_dir.as_deref(),
+        sel.run.as_deref(),
+        Purpose::Resume,
+    )?;
+    if journal.outcome() == Some(Outcome::WaitingForPeers) {
+        let limit = Duration::from_secs(plan.wait_timeout_secs.max(1));
         let mut runner = Runner::new(plan, journal, face)?;
-        return runner.finish_waiting(limit).map(|_| Code::Done);
+        return runner.finish_waiting(limit);
     }
     if let Some(o) = journal.outcome() {
         return Err(
@@ -243,34 +462,42 @@ pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>, face: &m
         .any(|r| r.kind == journal::Kind::RollbackBegin)
     {
         let mut runner = Runner::new(plan, journal, face)?;
-        return runner.rollback(false, true).map(|_| Code::Done);
+        return runner.rollback(false, true);
     }
-    recheck_snapshot(&plan)?;
+    if needs_snapshot(&journal) {
+        recheck_snapshot(&plan)?;
+    }
     let mut runner = Runner::new(plan, journal, face)?;
-    runner.run().map(|_| Code::Done)
+    runner.run()
+}
+
+/// Whether the run still has to read the snapshot: until the restore
+/// command finished (its `done` is journaled), and never after.
+fn needs_snapshot(journal: &Journal) -> bool {
+    !journal
+        .records
+        .iter()
+        .any(|r| r.kind == journal::Kind::Done && matches!(r.action, Some(journal::Action::Restore { .. })))
 }
 
 /// Backup rotation may have replaced the file: its sha256 must still be the plan's.
 fn recheck_snapshot(plan: &Plan) -> Result<()> {
-    let now = if plan.skip_hash_check {
-        plan::snapshot_digest(&plan.snapshot).map_err(|e| {
+    let now = File::open(&plan.snapshot)
+        .map_err(anyhow::Error::from)
+        .and_then(|f| plan::content_digest(&f, plan.skip_hash_check))
+        .map_err(|e| {
             Fail::before_change(
                 format!("cannot read the snapshot {}: {e:#}", plan.snapshot.display()),
                 "put the same snapshot back at that path (the journal has its sha256), or roll back",
             )
-        })?
-    } else {
-        crate::snapshot::verify(&plan.snapshot)
-            .map(|r| r.sha256)
-            .unwrap_or_default()
-    };
+        })?;
     if now != plan.snapshot_sha256 {
         return Err(Fail::before_change(
             format!(
                 "the snapshot {} is not the one this run started with (sha256 {} now, {} then)",
                 plan.snapshot.display(),
-                &now.get(..16).unwrap_or("unreadable"),
-                &plan.snapshot_sha256[..16]
+                now.get(..16).unwrap_or("unreadable"),
+                plan.snapshot_sha256.get(..16).unwrap_or("")
             ),
             "put the original snapshot back at that path, or roll back with `etcd-rescue rollback`",
         )
@@ -280,41 +507,50 @@ fn recheck_snapshot(plan: &Plan) -> Result<()> {
 }
 
 /// `etcd-rescue rollback`.
-pub fn rollback(
-    root: &Path,
-    state_dir: Option<&Path>,
-    run: Option<&str>,
-    discard_writes: bool,
-    force: bool,
-    face: &mut dyn Face,
-) -> Result<Code> {
-    let (_lock, plan, journal) = open_run(root, state_dir, run, false)?;
-    if journal.outcome().as_deref() == Some("rolled-back") {
+pub fn rollback(sel: &RunSelect, discard_writes: bool, force: bool, face: &mut dyn Face) -> Result<Outcome> {
+    let (_locks, plan, journal) = open_run(
+        &sel.root,
+        sel.state_dir.as_deref(),
+        sel.run.as_deref(),
+        Purpose::Rollback,
+    )?;
+    if journal.outcome() == Some(Outcome::RolledBack) {
         return Err(
             Fail::before_change(format!("run {} is already rolled back", plan.id), "nothing to do").into(),
         );
     }
     let mut runner = Runner::new(plan, journal, face)?;
-    runner.rollback(discard_writes, force).map(|_| Code::Done)
+    runner.rollback(discard_writes, force)
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// A waiting HA member's run was finished.
+    Finished(Outcome),
+    /// After a finished run: the cluster matches the restored snapshot.
+    Matches {
+        /// The run.
+        run: String,
+    },
 }
 
 /// `etcd-rescue verify`: for an HA member waiting for its peers, wait (up to
 /// `limit`) for a quorum, then verify and start the control plane; after a
 /// finished run, check the cluster against the run's plan, read-only.
-pub fn verify(
-    root: &Path,
-    state_dir: Option<&Path>,
-    run: Option<&str>,
-    limit: std::time::Duration,
-    face: &mut dyn Face,
-) -> Result<Code> {
-    let (_lock, plan, journal) = open_run(root, state_dir, run, false)?;
-    match journal.outcome().as_deref() {
-        Some("waiting-for-peers") => {
+pub fn verify(sel: &RunSelect, limit: Duration, face: &mut dyn Face) -> Result<Verified> {
+    let (_locks, plan, journal) = open_run(
+        &sel.root,
+        sel.state_dir.as_deref(),
+        sel.run.as_deref(),
+        Purpose::Verify,
+    )?;
+    match journal.outcome() {
+        Some(Outcome::WaitingForPeers) => {
             let mut runner = Runner::new(plan, journal, face)?;
-            runner.finish_waiting(limit).map(|_| Code::Done)
+            runner.finish_waiting(limit).map(Verified::Finished)
         }
-        Some("done") => {
+        Some(Outcome::Done) => {
             let id = plan.id.clone();
             let mut runner = Runner::new(plan, journal, face)?;
             runner.check().map_err(|e| {
@@ -323,8 +559,7 @@ pub fn verify(
                     "look at etcd's container log (`crictl logs` on the etcd container) and run `etcd-rescue node` to see what the tool finds",
                 ))
             })?;
-            println!("run {id}: the cluster matches the restored snapshot");
-            Ok(Code::Done)
+            Ok(Verified::Matches { run: id })
         }
         other => Err(Fail::before_change(
             format!(

@@ -26,7 +26,7 @@ pub use inspect::{Count, InspectReport, LargeKey, MemberInfo, inspect};
 pub use kube::{Placement, classify};
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
@@ -69,6 +69,23 @@ pub enum Integrity {
     Absent,
     /// A trailer is present and does not match.
     Mismatch,
+}
+
+impl Integrity {
+    /// The word tables and plans show (`verified`, `absent`, `mismatch`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Integrity::Verified => "verified",
+            Integrity::Absent => "absent",
+            Integrity::Mismatch => "mismatch",
+        }
+    }
+}
+
+impl fmt::Display for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// What `etcdutl snapshot status` reports, plus the trailer check.

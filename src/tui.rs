@@ -40,6 +40,7 @@ use crate::exit::Code;
 use crate::restore::face::Face;
 use crate::restore::journal;
 use crate::restore::plan::{self, Options};
+use crate::restore::{Purpose, RunSelect};
 use crate::root::Root;
 use app::{Action, App, Cmd, Mode, Screen};
 use face::{ChannelFace, Reply};
@@ -63,18 +64,12 @@ pub fn wanted(yes: bool, plain: bool) -> bool {
         && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
 }
 
-/// What the engine thread runs.
+/// What the engine thread runs: one invocation, as the CLI gives it.
 enum Work {
     Restore(Box<Options>),
-    Resume {
-        root: PathBuf,
-        state_dir: Option<PathBuf>,
-        run: Option<String>,
-    },
+    Resume(RunSelect),
     Rollback {
-        root: PathBuf,
-        state_dir: Option<PathBuf>,
-        run: Option<String>,
+        select: RunSelect,
         discard_writes: bool,
         force: bool,
     },
@@ -87,27 +82,29 @@ impl Work {
                 if let Some(s) = snapshot {
                     opts.snapshot = s;
                 }
-                crate::restore::restore(&opts, false, face)
+                crate::restore::restore(&opts, false, face).map(|e| match e {
+                    crate::restore::Ended::Cancelled => Code::Cancelled,
+                    _ => Code::Done,
+                })
             }
-            Work::Resume { root, state_dir, run } => {
-                crate::restore::resume(&root, state_dir.as_deref(), run.as_deref(), face)
-            }
+            Work::Resume(sel) => crate::restore::resume(&sel, face).map(|_| Code::Done),
             Work::Rollback {
-                root,
-                state_dir,
-                run,
+                select,
                 discard_writes,
                 force,
-            } => crate::restore::rollback(
-                &root,
-                state_dir.as_deref(),
-                run.as_deref(),
-                discard_writes,
-                force,
-                face,
-            ),
+            } => crate::restore::rollback(&select, discard_writes, force, face).map(|_| Code::Done),
         }
     }
+}
+
+/// How a wizard session ended: the exit code and what to print once the
+/// terminal is back (the CLI prints it).
+#[derive(Debug)]
+pub struct Ended {
+    /// The exit code.
+    pub code: Code,
+    /// Lines for the operator's scrollback.
+    pub said: Vec<String>,
 }
 
 fn new_app(mode: Mode, screen: Screen, root: &Path, state_dir: Option<&Path>) -> App {
@@ -119,7 +116,7 @@ fn new_app(mode: Mode, screen: Screen, root: &Path, state_dir: Option<&Path>) ->
 }
 
 /// `etcd-rescue restore` in the wizard; without a snapshot it opens the picker on `backup_dirs`.
-pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]) -> Result<Code> {
+pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]) -> Result<Ended> {
     let root = opts.root.clone();
     let skip_hash_check = opts.skip_hash_check;
     if let Some(s) = snapshot {
@@ -136,27 +133,22 @@ pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]
 }
 
 /// `etcd-rescue resume` in the wizard.
-pub fn resume(root: &Path, state_dir: Option<&Path>, run: Option<&str>) -> Result<Code> {
-    let mut app = new_app(Mode::Resume, Screen::Planning, root, state_dir);
+pub fn resume(sel: &RunSelect) -> Result<Ended> {
+    let mut app = new_app(
+        Mode::Resume,
+        Screen::Planning,
+        &sel.root,
+        sel.state_dir.as_deref(),
+    );
     app.started = true;
-    let work = Work::Resume {
-        root: root.to_path_buf(),
-        state_dir: state_dir.map(Path::to_path_buf),
-        run: run.map(String::from),
-    };
-    event_loop(app, work, None)
+    event_loop(app, Work::Resume(sel.clone()), None)
 }
 
 /// `etcd-rescue rollback` in the wizard: shows the run it would undo and asks first.
-pub fn rollback(
-    root: &Path,
-    state_dir: Option<&Path>,
-    run: Option<&str>,
-    discard_writes: bool,
-    force: bool,
-) -> Result<Code> {
+pub fn rollback(sel: &RunSelect, discard_writes: bool, force: bool) -> Result<Ended> {
+    let (root, state_dir) = (sel.root.as_path(), sel.state_dir.as_deref());
     let sd = plan::state_dir(&Root::new(root), state_dir);
-    let target = crate::restore::pick_run(&sd, run, false).ok();
+    let target = crate::restore::pick_run(&sd, sel.run.as_deref(), Purpose::Rollback).ok();
     let described = target.as_deref().and_then(describe_run);
     let mut app = new_app(
         Mode::Rollback,
@@ -170,14 +162,12 @@ pub fn rollback(
     );
     let run = match (&described, &target) {
         (Some(_), Some(dir)) => dir.file_name().map(|n| n.to_string_lossy().into_owned()),
-        _ => run.map(String::from),
+        _ => sel.run.clone(),
     };
     app.started = described.is_none();
     app.rollback_run = described.unwrap_or_default();
     let work = Work::Rollback {
-        root: root.to_path_buf(),
-        state_dir: state_dir.map(Path::to_path_buf),
-        run,
+        select: RunSelect { run, ..sel.clone() },
         discard_writes,
         force,
     };
@@ -187,10 +177,9 @@ pub fn rollback(
 /// What the operator should know about a run before undoing it.
 fn describe_run(dir: &Path) -> Option<Vec<String>> {
     let (plan, recs) = journal::read(&dir.join("journal.jsonl")).ok()?;
-    let done: Vec<String> = recs
-        .iter()
-        .filter(|r| r.kind == journal::Kind::StageDone)
-        .map(|r| r.step.clone())
+    let done: Vec<&str> = journal::done_stages(&recs)
+        .into_iter()
+        .map(crate::restore::steps::StageId::as_str)
         .collect();
     let mut v = vec![
         format!("run       {}", plan.id),
@@ -219,7 +208,7 @@ fn describe_run(dir: &Path) -> Option<Vec<String>> {
         ));
     }
     v.push(String::new());
-    v.push("A restored cluster that took writes since it was verified is refused unless --discard-writes was passed.".into());
+    v.push("A restored cluster that took writes since it was restored (or whose etcd cannot say) is refused unless --discard-writes was passed.".into());
     Some(v)
 }
 
@@ -356,7 +345,7 @@ fn save_transcript(app: &App, saved: &mut Option<usize>) {
 }
 
 /// Runs the wizard until it is done; returns the engine's result.
-fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> Result<Code> {
+fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> Result<Ended> {
     let started = STARTED.get().copied().unwrap_or_else(Instant::now);
     let mut timings = Timings::from_env();
     let signals = Signals::register();
@@ -501,16 +490,17 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     };
     drop(signals);
     save_transcript(&app, &mut saved);
+    let mut said = Vec::new();
     if matches!(result, Ok(Code::Cancelled)) {
-        println!("etcd-rescue: cancelled; nothing was changed");
+        said.push("etcd-rescue: cancelled; nothing was changed".to_string());
     }
-    if !app.summary.is_empty() {
-        for l in &app.summary {
-            println!("{l}");
-        }
+    if let Some(summary) = &app.summary {
+        said.extend(crate::restore::render::text(&crate::restore::render::summary(
+            summary,
+        )));
         if let Some(d) = &app.run_dir {
-            println!("Transcript: {}", d.join("transcript.txt").display());
+            said.push(format!("Transcript: {}", d.join("transcript.txt").display()));
         }
     }
-    result
+    result.map(|code| Ended { code, said })
 }

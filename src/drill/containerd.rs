@@ -544,24 +544,7 @@ pub struct Teardown {
     pub left_behind: Vec<String>,
 }
 
-/// Whether `pid` is a live process (a zombie is not).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
-}
-
-fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            c.split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::host::proc::{alive, cmdline};
 
 fn pids() -> Vec<i32> {
     std::fs::read_dir("/proc")

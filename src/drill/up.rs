@@ -16,7 +16,7 @@ use super::seed::{self, SeedReport, SeedSpec};
 use crate::exit::Fail;
 use crate::host::cri::{self, Cri, pb};
 use crate::host::{etcd, etcdutl};
-use crate::node::{ConnectionArgs, Node};
+use crate::node::{Connection, Node};
 use crate::root::Root;
 
 /// The etcd release a drill runs.
@@ -143,13 +143,6 @@ pub async fn interrupted() {
         _ = term.recv() => {}
         _ = hup.recv() => {}
     }
-}
-
-/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat` field 22).
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3.
-    stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The state file of a drill directory.
@@ -303,7 +296,7 @@ impl Drill {
             dir: dir.clone(),
             state: DrillState {
                 pid: std::process::id(),
-                pid_start: process_start(std::process::id()),
+                pid_start: crate::host::proc::start_time(std::process::id()),
                 release: opts.release,
                 runtime: opts.runtime,
                 etcd_version,
@@ -454,7 +447,7 @@ impl Drill {
         say(&format!(
             "snapshot saved: {} ({}) ({:.1?})",
             snap.display(),
-            crate::cli::human_bytes(size),
+            crate::units::human_bytes(size),
             started.elapsed()
         ));
         self.state.snapshot = Some(snap);
@@ -502,8 +495,8 @@ impl Drill {
 
 /// The node's etcd connection as the tool discovers it.
 pub fn node_connection(n: &DrillNode) -> Result<crate::node::Connection> {
-    let args = ConnectionArgs {
-        dial_timeout: Duration::from_secs(2),
+    let args = Connection {
+        dial_timeout_ms: 2000,
         ..Default::default()
     };
     Ok(Node::discover(&Root::new(&n.root), None, &args)?.connection)
@@ -586,14 +579,13 @@ pub struct DownReport {
     pub containerd: Vec<Teardown>,
 }
 
-fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-}
+use crate::host::proc::alive;
 
 /// Whether process `pid` belongs to the drill in `dir`: its command line names a path inside it.
 fn belongs_to(pid: i32, dir: &Path) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+    crate::host::proc::cmdline(pid)
+        .iter()
+        .any(|a| a.contains(&*dir.to_string_lossy()))
 }
 
 /// Stops what a drill in `dir` left running: asks the drill process to stop
@@ -616,7 +608,7 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
         .ok()
         .zip(std::env::current_exe().ok())
         .is_some_and(|(a, b)| a.file_name() == b.file_name())
-        && u32::try_from(pid).ok().and_then(process_start) == state.pid_start;
+        && u32::try_from(pid).ok().and_then(crate::host::proc::start_time) == state.pid_start;
     if pid > 0 && pid != i32::try_from(std::process::id()).unwrap_or(0) && alive(pid) && exe_is_us {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         report.drill_pid = Some(state.pid);

@@ -1,13 +1,70 @@
 //! etcd over its client API, with TLS from the node's certificates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::node::Connection;
+/// How the tool reaches etcd, with paths on this machine. The command line
+/// fills what was typed (flags and `ETCDCTL_*`), discovery completes the
+/// rest from the node, and a restore plan embeds the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// CA bundle.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// Dial timeout in milliseconds.
+    #[serde(default)]
+    pub dial_timeout_ms: u64,
+}
+
+impl Connection {
+    /// The same connection with another dial timeout.
+    #[must_use]
+    pub fn with_dial_timeout(&self, ms: u64) -> Connection {
+        Connection {
+            dial_timeout_ms: ms,
+            ..self.clone()
+        }
+    }
+}
+
+/// What one member says about itself and the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The store's revision.
+    pub revision: i64,
+    /// The leader's member id (0: no leader, no quorum).
+    pub leader: u64,
+}
+
+/// Connects and asks for the member's status, the whole exchange bounded by `limit`.
+pub async fn status(conn: &Connection, limit: Duration) -> Result<MemberStatus> {
+    tokio::time::timeout(limit, async {
+        let mut c = connect(conn).await?;
+        let st = c.status().await.context("asking etcd for its status")?;
+        Ok(MemberStatus {
+            revision: st.header().map_or(0, etcd_client::ResponseHeader::revision),
+            leader: st.leader(),
+        })
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "etcd at {} did not answer within {limit:?}",
+            conn.endpoints.join(",")
+        )
+    })?
+}
 
 /// Connects to the endpoints of `conn`, with TLS when the URLs are https.
 pub async fn connect(conn: &Connection) -> Result<Client> {

@@ -1,12 +1,20 @@
 //! The faces of the engine: what the operator sees and answers.
 //!
-//! The runner calls a [`Face`] for everything the operator must see or
-//! decide; it holds no logic of its own. Headless (`--yes`) answers yes to
-//! every stage; the line prompt (`--plain`) asks on the terminal and accepts
-//! only `y`, so a stray Enter never changes a node.
+//! The runner tells a [`Face`] what happens as values (the plan, a stage, a
+//! failure, the summary) and asks it for decisions; it holds no logic of its
+//! own. Only a renderer turns the values into words: [`super::render`] for
+//! text, `tui::view` for the wizard. [`Text`] is the headless face (`--yes`,
+//! answers yes to every stage) and the line prompt (`--plain`, accepts only
+//! the exact words, so a stray Enter or a typo never changes a node).
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::journal::Outcome;
+use super::plan::{Plan, SwapKind};
+use super::render::{self, Command};
+use super::steps::StageId;
 
 /// The operator's answer at a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +48,7 @@ pub struct StageView {
     /// Stages in all.
     pub of: usize,
     /// Stable id.
-    pub id: &'static str,
+    pub id: StageId,
     /// Title.
     pub title: &'static str,
     /// Why.
@@ -49,109 +57,164 @@ pub struct StageView {
     pub preview: Vec<String>,
 }
 
+/// The run a face is about to show: where it is and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStart {
+    /// `<state-dir>/runs/<id>` (journal, stash, logs, transcript).
+    pub run_dir: PathBuf,
+    /// Stages finished before this session (resume).
+    pub done: Vec<StageId>,
+    /// A rollback was begun before this session.
+    pub rolling_back: bool,
+}
+
+/// A stage that failed, and the ways on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The stage.
+    pub stage: StageId,
+    /// The error chain, outermost first.
+    pub error: String,
+    /// The journal.
+    pub journal: PathBuf,
+    /// The exact command that finishes the run.
+    pub resume: Command,
+    /// The exact command that undoes it.
+    pub rollback: Command,
+}
+
+/// How a run ended and what it left where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The run id.
+    pub run: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The snapshot restored.
+    pub snapshot: PathBuf,
+    /// Its revision.
+    pub revision: i64,
+    /// Its live keys.
+    pub live_keys: u64,
+    /// This member.
+    pub member: String,
+    /// Revisions the node lost, when known.
+    pub revisions_discarded: Option<i64>,
+    /// The old dirs kept (after a restore).
+    pub kept: Vec<(SwapKind, PathBuf)>,
+    /// The restored dirs set aside (after a rollback).
+    pub set_aside: Vec<PathBuf>,
+    /// Stash and journal.
+    pub run_dir: PathBuf,
+    /// The command that undoes the run (after a restore).
+    pub undo: Option<Command>,
+    /// Time taken by each stage finished.
+    pub timings: Vec<(StageId, Duration)>,
+    /// For an HA member waiting for its peers: each peer and its command.
+    pub peers: Vec<(String, Command)>,
+    /// For an HA member waiting for its peers: the command that finishes the run.
+    pub verify: Option<Command>,
+}
+
 /// Everything the runner shows or asks.
 pub trait Face {
-    /// The run's directory (journal, stash, logs), once the run exists; the
-    /// wizard reads the finished stages from its journal and saves its
-    /// transcript there.
-    fn run_dir(&mut self, _dir: &Path) {}
+    /// The run exists (its journal is open): where it is and how far it got.
+    fn begin(&mut self, _run: &RunStart) {}
     /// The plan, before anything changes; returns whether to go on.
-    fn plan(&mut self, lines: &[String]) -> Answer;
+    fn plan(&mut self, plan: &Plan) -> Answer;
     /// A stage is next: show it and ask.
     fn stage(&mut self, view: &StageView) -> Answer;
     /// A line of progress or command output.
     fn line(&mut self, text: &str);
     /// A stage finished and verified.
-    fn stage_done(&mut self, id: &str, summary: &str);
+    fn stage_done(&mut self, id: StageId, took: Duration);
+    /// A rollback starts (asked for, or resumed).
+    fn rolling_back(&mut self) {}
     /// A stage failed; returns the choice (retry = Yes).
-    fn failed(&mut self, id: &str, error: &str, resume: &str) -> Answer;
+    fn failed(&mut self, failure: &Failure) -> Answer;
     /// Pods outlived the wait.
     fn wait_timeout(&mut self, still: &[String]) -> WaitChoice;
     /// The final summary.
-    fn summary(&mut self, lines: &[String]);
+    fn summary(&mut self, summary: &Summary);
 }
 
-/// `--yes`: no questions.
-pub struct Headless {
-    /// `--force-stop`.
+/// The text faces: headless (`input` is `None`: every stage is a yes, a
+/// failure stops) or the line prompt.
+pub struct Text<R: BufRead, W: Write> {
+    /// Where answers come from; `None` runs headless.
+    pub input: Option<R>,
+    /// Where everything goes.
+    pub out: W,
+    /// `--force-stop` (headless: stop outliving pods through CRI).
     pub force_stop: bool,
 }
 
-impl Face for Headless {
-    fn plan(&mut self, lines: &[String]) -> Answer {
-        for l in lines {
-            println!("{l}");
-        }
-        Answer::Yes
-    }
-    fn stage(&mut self, view: &StageView) -> Answer {
-        println!("\n[{}/{}] {}: {}", view.number, view.of, view.id, view.title);
-        for p in &view.preview {
-            println!("    {p}");
-        }
-        Answer::Yes
-    }
-    fn line(&mut self, text: &str) {
-        println!("    {text}");
-    }
-    fn stage_done(&mut self, id: &str, summary: &str) {
-        println!("  done: {id}: {summary}");
-    }
-    fn failed(&mut self, id: &str, error: &str, resume: &str) -> Answer {
-        eprintln!("  FAILED: {id}: {error}\n  {resume}");
-        Answer::Quit
-    }
-    fn wait_timeout(&mut self, still: &[String]) -> WaitChoice {
-        eprintln!("  still running after --wait-timeout: {}", still.join(", "));
-        if self.force_stop {
-            WaitChoice::ForceStop
-        } else {
-            WaitChoice::Quit
-        }
-    }
-    fn summary(&mut self, lines: &[String]) {
-        println!();
-        for l in lines {
-            println!("{l}");
-        }
-    }
+/// The answers a prompt accepts: exact words (the first letter or the whole word).
+const WORDS: [(&str, &str); 6] = [
+    ("y", "yes"),
+    ("q", "quit"),
+    ("r", "rollback"),
+    ("w", "wait"),
+    ("s", "stop"),
+    ("n", "no"),
+];
+
+/// The key of an answer typed at a prompt: `y`/`yes`, `r`/`rollback`, … and
+/// nothing else (so `rm` or `yikes` is asked again, never taken for its first letter).
+pub fn parse_answer(typed: &str, keys: &[char]) -> Option<char> {
+    let t = typed.trim().to_lowercase();
+    WORDS
+        .iter()
+        .find(|(k, w)| t == *k || t == *w || (*w == "rollback" && t == "roll back"))
+        .and_then(|(k, _)| k.chars().next())
+        .filter(|c| keys.contains(c))
 }
 
-/// `--plain`: a line prompt on stdin/stdout.
-pub struct Plain<R: BufRead, W: Write> {
-    /// Where answers come from.
-    pub input: R,
-    /// Where everything goes.
-    pub out: W,
-}
+impl<R: BufRead, W: Write> Text<R, W> {
+    /// Writes lines; a closed output (a pipe read by `head`) is not an error here.
+    fn write(&mut self, lines: &[String]) {
+        for l in lines {
+            let _ = writeln!(self.out, "{l}");
+        }
+        let _ = self.out.flush();
+    }
 
-impl<R: BufRead, W: Write> Plain<R, W> {
-    /// Asks until the answer is one of `keys` (first letter); EOF means `q`.
+    /// Asks until the answer is one of `keys`; EOF (or headless) means `q`.
     fn ask(&mut self, question: &str, keys: &[char]) -> char {
         loop {
             let _ = write!(self.out, "{question} ");
             let _ = self.out.flush();
+            let Some(input) = self.input.as_mut() else {
+                return 'q';
+            };
             let mut s = String::new();
-            match self.input.read_line(&mut s) {
+            match input.read_line(&mut s) {
                 Ok(0) | Err(_) => return 'q',
                 Ok(_) => {}
             }
-            let s = s.trim().to_lowercase();
-            if let Some(c) = s.chars().next()
-                && s.len() <= 3
-                && keys.contains(&c)
-            {
+            if let Some(c) = parse_answer(&s, keys) {
                 return c;
             }
-            let _ = writeln!(self.out, "  (type one of {keys:?} and Enter)");
+            let words: Vec<&str> = WORDS
+                .iter()
+                .filter(|(k, _)| k.chars().next().is_some_and(|c| keys.contains(&c)))
+                .map(|(k, _)| *k)
+                .collect();
+            let _ = writeln!(self.out, "  (type one of {} and Enter)", words.join(", "));
         }
+    }
+
+    fn headless(&self) -> bool {
+        self.input.is_none()
     }
 }
 
-impl<R: BufRead, W: Write> Face for Plain<R, W> {
-    fn plan(&mut self, lines: &[String]) -> Answer {
-        for l in lines {
-            let _ = writeln!(self.out, "{l}");
+impl<R: BufRead, W: Write> Face for Text<R, W> {
+    fn plan(&mut self, plan: &Plan) -> Answer {
+        let lines = render::text(&render::plan(plan));
+        self.write(&lines);
+        if self.headless() {
+            return Answer::Yes;
         }
         match self.ask("\nStart the restore? [y = yes, q = quit]", &['y', 'q']) {
             'y' => Answer::Yes,
@@ -159,16 +222,17 @@ impl<R: BufRead, W: Write> Face for Plain<R, W> {
         }
     }
     fn stage(&mut self, view: &StageView) -> Answer {
-        let _ = writeln!(
-            self.out,
+        let mut lines = vec![format!(
             "\n[{}/{}] {}: {}",
             view.number, view.of, view.id, view.title
-        );
-        for w in &view.why {
-            let _ = writeln!(self.out, "  {w}");
+        )];
+        if !self.headless() {
+            lines.extend(view.why.iter().map(|w| format!("  {w}")));
         }
-        for p in &view.preview {
-            let _ = writeln!(self.out, "    {p}");
+        lines.extend(view.preview.iter().map(|p| format!("    {p}")));
+        self.write(&lines);
+        if self.headless() {
+            return Answer::Yes;
         }
         match self.ask(
             "Apply? [y = yes, r = roll back, q = quit and resume later]",
@@ -180,13 +244,19 @@ impl<R: BufRead, W: Write> Face for Plain<R, W> {
         }
     }
     fn line(&mut self, text: &str) {
-        let _ = writeln!(self.out, "    {text}");
+        self.write(&[format!("    {text}")]);
     }
-    fn stage_done(&mut self, id: &str, summary: &str) {
-        let _ = writeln!(self.out, "  done: {id}: {summary}");
+    fn stage_done(&mut self, id: StageId, took: Duration) {
+        self.write(&[format!("  done: {id}: {took:.1?}")]);
     }
-    fn failed(&mut self, id: &str, error: &str, resume: &str) -> Answer {
-        let _ = writeln!(self.out, "  FAILED: {id}: {error}\n  {resume}");
+    fn rolling_back(&mut self) {
+        self.write(&["  rolling back".to_string()]);
+    }
+    fn failed(&mut self, failure: &Failure) -> Answer {
+        self.write(&render::failure(failure));
+        if self.headless() {
+            return Answer::Quit;
+        }
         match self.ask(
             "[y = retry, r = roll back, q = quit and resume later]",
             &['y', 'r', 'q'],
@@ -197,7 +267,17 @@ impl<R: BufRead, W: Write> Face for Plain<R, W> {
         }
     }
     fn wait_timeout(&mut self, still: &[String]) -> WaitChoice {
-        let _ = writeln!(self.out, "  still running: {}", still.join(", "));
+        self.write(&[format!(
+            "  still running after --wait-timeout: {}",
+            still.join(", ")
+        )]);
+        if self.headless() {
+            return if self.force_stop {
+                WaitChoice::ForceStop
+            } else {
+                WaitChoice::Quit
+            };
+        }
         match self.ask(
             "[w = keep waiting, s = stop them through CRI, r = roll back, q = quit]",
             &['w', 's', 'r', 'q'],
@@ -208,10 +288,45 @@ impl<R: BufRead, W: Write> Face for Plain<R, W> {
             _ => WaitChoice::Quit,
         }
     }
-    fn summary(&mut self, lines: &[String]) {
-        let _ = writeln!(self.out);
-        for l in lines {
-            let _ = writeln!(self.out, "{l}");
+    fn summary(&mut self, summary: &Summary) {
+        let mut lines = vec![String::new()];
+        lines.extend(render::text(&render::summary(summary)));
+        self.write(&lines);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only exact words answer: a first letter inside another word never does.
+    #[test]
+    fn prompt_takes_exact_words() {
+        let keys = ['y', 'r', 'q'];
+        assert_eq!(parse_answer("y\n", &keys), Some('y'));
+        assert_eq!(parse_answer(" YES ", &keys), Some('y'));
+        assert_eq!(parse_answer("r", &keys), Some('r'));
+        assert_eq!(parse_answer("rollback", &keys), Some('r'));
+        assert_eq!(parse_answer("roll back", &keys), Some('r'));
+        assert_eq!(parse_answer("quit", &keys), Some('q'));
+        for bad in ["", "\n", "rm", "yy", "ye", "yikes", "qq", "w", "no"] {
+            assert_eq!(parse_answer(bad, &keys), None, "{bad:?}");
         }
+    }
+
+    /// The line prompt asks again after a stray Enter or a word it does not know; EOF quits.
+    #[test]
+    fn plain_prompt_asks_again() {
+        let mut out = Vec::new();
+        let mut face = Text {
+            input: Some(std::io::Cursor::new(b"\nrm\nr\n".to_vec())),
+            out: &mut out,
+            force_stop: false,
+        };
+        assert_eq!(face.ask("Apply?", &['y', 'r', 'q']), 'r');
+        assert_eq!(face.ask("Apply?", &['y', 'r', 'q']), 'q');
+        let said = String::from_utf8(out).unwrap();
+        assert_eq!(said.matches("Apply?").count(), 4, "{said}");
+        assert!(said.contains("(type one of y, q, r and Enter)"), "{said}");
     }
 }

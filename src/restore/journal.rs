@@ -7,13 +7,105 @@
 //! killed anywhere can be resumed or rolled back from this file alone.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Plan;
+use super::steps::StageId;
+use crate::exit::Fail;
+use crate::host::fs::fsync_dir;
+
+/// What a record belongs to: a stage, the rollback, the end of the run, or
+/// the journal itself (a torn tail removed). Written as the stage's kebab-case
+/// id, `rollback`, `end` or `journal`, as every release has written it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    /// One of the runbook's stages.
+    Stage(StageId),
+    /// The rollback.
+    Rollback,
+    /// The run's end.
+    End,
+    /// The journal's own upkeep.
+    Journal,
+}
+
+impl Step {
+    /// The journal key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Stage(s) => s.as_str(),
+            Step::Rollback => "rollback",
+            Step::End => "end",
+            Step::Journal => "journal",
+        }
+    }
+}
+
+impl From<StageId> for Step {
+    fn from(s: StageId) -> Step {
+        Step::Stage(s)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Step, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "rollback" => Step::Rollback,
+            "end" => Step::End,
+            "journal" => Step::Journal,
+            other => Step::Stage(
+                serde_json::from_value(serde_json::Value::String(other.to_string()))
+                    .map_err(|_| serde::de::Error::custom(format!("unknown step {other:?}")))?,
+            ),
+        })
+    }
+}
+
+/// How a run ended (the `end` record's `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Restored and verified.
+    Done,
+    /// An HA member restored; `etcd-rescue verify` finishes once a quorum runs.
+    WaitingForPeers,
+    /// Rolled back.
+    RolledBack,
+}
+
+impl Outcome {
+    /// The name written in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::WaitingForPeers => "waiting-for-peers",
+            Outcome::RolledBack => "rolled-back",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 /// The journal format this build writes and reads.
 pub const FORMAT: u32 = 1;
@@ -87,8 +179,8 @@ pub struct Record {
     pub seq: u64,
     /// UTC time written.
     pub at: String,
-    /// The stage (`stop-etcd`, …, or `rollback`).
-    pub step: String,
+    /// The stage (`stop-etcd`, …), `rollback`, `end` or `journal`.
+    pub step: Step,
     /// What the record says.
     pub kind: Kind,
     /// The change, for intent/done/failed/rolled-back.
@@ -113,14 +205,9 @@ pub struct Journal {
     file: File,
     /// Every record so far (after the plan).
     pub records: Vec<Record>,
+    /// Bytes on disk that are whole records.
+    len: u64,
     crash_after: Option<u64>,
-}
-
-/// Fsyncs a directory, so a rename or a new file in it is on disk.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
 impl Journal {
@@ -137,7 +224,8 @@ impl Journal {
             format: FORMAT,
             plan: plan.clone(),
         };
-        writeln!(file, "{}", serde_json::to_string(&head)?)
+        let line = serde_json::to_string(&head)? + "\n";
+        file.write_all(line.as_bytes())
             .and_then(|()| file.sync_all())
             .with_context(|| format!("writing the journal {}", path.display()))?;
         fsync_dir(run_dir)?;
@@ -148,27 +236,53 @@ impl Journal {
             path,
             file,
             records: Vec::new(),
+            len: line.len() as u64,
             crash_after: crash_after(),
         })
     }
 
-    /// Opens an existing journal for appending, returning its plan too.
+    /// Opens an existing journal for appending, returning its plan too. A
+    /// torn last record (a crash or a full disk while it was written) is cut
+    /// off first, so the next record starts on a line of its own, and the cut
+    /// is journaled with the bytes it removed.
     pub fn open(run_dir: &Path) -> Result<(Plan, Journal)> {
         let path = run_dir.join("journal.jsonl");
-        let (plan, records) = read(&path)?;
+        let read = read_all(&path)?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .with_context(|| format!("opening the journal {}", path.display()))?;
-        Ok((
-            plan,
-            Journal {
-                path,
-                file,
-                records,
-                crash_after: crash_after(),
-            },
-        ))
+        let len = read.torn.as_ref().map_or(read.len, |t| t.offset);
+        let mut journal = Journal {
+            path,
+            file,
+            records: read.records,
+            len,
+            crash_after: crash_after(),
+        };
+        if let Some(torn) = read.torn {
+            journal
+                .file
+                .sync_all()
+                .and_then(|()| journal.file.set_len(torn.offset))
+                .and_then(|()| journal.file.sync_all())
+                .with_context(|| {
+                    format!(
+                        "cutting the torn last record off the journal {}",
+                        journal.path.display()
+                    )
+                })?;
+            journal.append(
+                Step::Journal,
+                Kind::Note,
+                None,
+                data([
+                    ("tornTailRemoved", serde_json::json!(torn.bytes.len())),
+                    ("tornTailHex", serde_json::json!(crate::hex::hex(&torn.bytes))),
+                ]),
+            )?;
+        }
+        Ok((read.plan, journal))
     }
 
     /// Where the journal is.
@@ -179,7 +293,7 @@ impl Journal {
     /// Appends one record and fsyncs it before returning.
     pub fn append(
         &mut self,
-        step: &str,
+        step: impl Into<Step>,
         kind: Kind,
         action: Option<Action>,
         data: serde_json::Map<String, serde_json::Value>,
@@ -187,21 +301,27 @@ impl Journal {
         let rec = Record {
             seq: self.records.len() as u64 + 1,
             at: crate::utc::rfc3339(std::time::SystemTime::now()),
-            step: step.to_string(),
+            step: step.into(),
             kind,
             action,
             data,
         };
         let line = serde_json::to_string(&rec)? + "\n";
-        self.file
+        if let Err(e) = self
+            .file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_all())
-            .with_context(|| {
-                format!(
-                    "writing the journal {} (the change it announces was not made)",
-                    self.path.display()
-                )
-            })?;
+        {
+            // A part of the line may be on disk (a full disk): cut it off so the
+            // next record does not glue onto it. Should that fail too, the next
+            // open cuts it (a torn tail).
+            let _ = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+            return Err(anyhow::Error::new(e).context(format!(
+                "writing the journal {} (the change it announces was not made)",
+                self.path.display()
+            )));
+        }
+        self.len += line.len() as u64;
         let seq = rec.seq;
         self.records.push(rec);
         if self.crash_after == Some(seq) {
@@ -211,51 +331,164 @@ impl Journal {
     }
 
     /// The outcome recorded by an `end` record, if the run has ended.
-    pub fn outcome(&self) -> Option<String> {
+    pub fn outcome(&self) -> Option<Outcome> {
         outcome(&self.records)
     }
 }
 
-/// The outcome of an ended run (`done`, `waiting-for-peers`, `rolled-back`).
-pub fn outcome(records: &[Record]) -> Option<String> {
+/// The outcome of an ended run; `None` while it is unfinished (a rollback
+/// begun after an `end` makes it unfinished again).
+pub fn outcome(records: &[Record]) -> Option<Outcome> {
     records
         .iter()
         .rev()
         .find(|r| r.kind == Kind::End || r.kind == Kind::RollbackBegin)
         .filter(|r| r.kind == Kind::End)
         .and_then(|r| r.data.get("outcome"))
-        .and_then(|v| v.as_str())
-        .map(String::from)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-/// Reads a journal: its plan and records. A torn last line (a crash while
-/// writing it) is ignored: its change was never started.
-pub fn read(path: &Path) -> Result<(Plan, Vec<Record>)> {
-    let f = File::open(path).with_context(|| format!("opening the journal {}", path.display()))?;
-    let mut lines = BufReader::new(f).lines();
-    let first = lines
-        .next()
-        .transpose()?
-        .with_context(|| format!("the journal {} is empty", path.display()))?;
-    let head: Head =
-        serde_json::from_str(&first).with_context(|| format!("reading the plan in {}", path.display()))?;
-    if head.format != FORMAT {
-        bail!(
-            "the journal {} has format {}, this etcd-rescue reads format {FORMAT}",
-            path.display(),
-            head.format
-        );
+/// The stages finished (their `stage-done` record).
+pub fn done_stages(records: &[Record]) -> Vec<StageId> {
+    let mut v: Vec<StageId> = records
+        .iter()
+        .filter(|r| r.kind == Kind::StageDone)
+        .filter_map(|r| match r.step {
+            Step::Stage(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A last record cut short: where the intact journal ends and the bytes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Torn {
+    /// Length of the intact part.
+    pub offset: u64,
+    /// The fragment.
+    pub bytes: Vec<u8>,
+}
+
+/// A journal as read from disk.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// The plan (first line).
+    pub plan: Plan,
+    /// Every intact record.
+    pub records: Vec<Record>,
+    /// A torn last record, if the file ends in one.
+    pub torn: Option<Torn>,
+    /// The file's length.
+    pub len: u64,
+}
+
+/// Just the format of a journal's first line, read before the plan itself.
+#[derive(Deserialize)]
+struct Version {
+    format: u32,
+}
+
+/// Journals are small (a few hundred records); a larger file is not one of ours.
+const MAX_JOURNAL: u64 = 64 << 20;
+
+/// Reads a journal. Every record ends with a newline, written in one call and
+/// fsynced, so only the last one can be torn (no newline: a crash or a full
+/// disk while writing it); it is returned apart, since its change was never
+/// started. Anything else that does not read (a damaged line, a newer
+/// format) is an error naming the file: a run is never silently skipped.
+pub fn read_all(path: &Path) -> Result<Read> {
+    let bad = |what: String| -> anyhow::Error {
+        Fail::before_change(
+            what,
+            format!(
+                "nothing was changed; look at {} (every line is one JSON record): repair or move the run's directory aside only once you know what it did",
+                path.display()
+            ),
+        )
+        .into()
+    };
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("opening the journal {}", path.display()))?
+        .len();
+    if len > MAX_JOURNAL {
+        return Err(bad(format!(
+            "the journal {} is {len} bytes, larger than any run writes",
+            path.display()
+        )));
     }
-    let all: Vec<String> = lines.collect::<std::io::Result<_>>()?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading the journal {}", path.display()))?;
+    let (whole, tail) = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(i) => (&bytes[..=i], &bytes[i + 1..]),
+        None => (&bytes[..0], &bytes[..]),
+    };
+    let mut lines = whole.split(|b| *b == b'\n');
+    let first = lines.next().filter(|l| !l.is_empty()).ok_or_else(|| {
+        bad(format!(
+            "the journal {} has no complete first line (its plan)",
+            path.display()
+        ))
+    })?;
+    let version: Version = serde_json::from_slice(first).map_err(|e| {
+        bad(format!(
+            "the plan line of the journal {} is damaged: {e}",
+            path.display()
+        ))
+    })?;
+    if version.format != FORMAT {
+        return Err(Fail::before_change(
+            format!(
+                "the journal {} has format {}, this etcd-rescue reads format {FORMAT}",
+                path.display(),
+                version.format
+            ),
+            "use the etcd-rescue release that wrote this run (or a newer one) to resume or roll it back",
+        )
+        .into());
+    }
+    let head: Head = serde_json::from_slice(first).map_err(|e| {
+        bad(format!(
+            "the plan line of the journal {} is damaged: {e}",
+            path.display()
+        ))
+    })?;
     let mut records = Vec::new();
-    for (i, l) in all.iter().enumerate() {
-        match serde_json::from_str::<Record>(l) {
-            Ok(r) => records.push(r),
-            Err(_) if i + 1 == all.len() => break,
-            Err(e) => bail!("line {} of the journal {} is damaged: {e}", i + 2, path.display()),
+    for (i, l) in lines.enumerate() {
+        if l.is_empty() {
+            continue;
         }
+        let r: Record = serde_json::from_slice(l).map_err(|e| {
+            bad(format!(
+                "line {} of the journal {} is damaged: {e}",
+                i + 2,
+                path.display()
+            ))
+        })?;
+        records.push(r);
     }
-    Ok((head.plan, records))
+    let torn = (!tail.is_empty()).then(|| Torn {
+        offset: whole.len() as u64,
+        bytes: tail.to_vec(),
+    });
+    Ok(Read {
+        plan: head.plan,
+        records,
+        torn,
+        len: bytes.len() as u64,
+    })
+}
+
+/// Reads a journal's plan and intact records (see [`read_all`]).
+pub fn read(path: &Path) -> Result<(Plan, Vec<Record>)> {
+    read_all(path).map(|r| (r.plan, r.records))
+}
+
+/// Whether a run directory's journal was ever started: a journal whose plan
+/// line never reached the disk belongs to a run that changed nothing.
+pub fn started(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.contains(&b'\n'))
 }
 
 /// A data map from pairs, for records.
@@ -287,4 +520,210 @@ pub fn crash(at: &str) -> ! {
     eprintln!("etcd-rescue: ETCD_RESCUE_CRASH_AT: killing myself {at}");
     let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::steps::example_plan;
+
+    fn journal_with(lines: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        let mut j = Journal::create(&run, &example_plan()).unwrap();
+        for l in lines {
+            match *l {
+                "intent" => j
+                    .append(
+                        StageId::StopEtcd,
+                        Kind::Intent,
+                        Some(Action::Move {
+                            from: "/m/etcd.yaml".into(),
+                            to: "/s/etcd.yaml".into(),
+                        }),
+                        serde_json::Map::new(),
+                    )
+                    .unwrap(),
+                "stage-done" => j
+                    .append(StageId::Preflight, Kind::StageDone, None, serde_json::Map::new())
+                    .unwrap(),
+                "end-done" => j
+                    .append(
+                        Step::End,
+                        Kind::End,
+                        None,
+                        data([("outcome", serde_json::json!("done"))]),
+                    )
+                    .unwrap(),
+                "rollback" => j
+                    .append(Step::Rollback, Kind::RollbackBegin, None, serde_json::Map::new())
+                    .unwrap(),
+                other => panic!("{other}"),
+            }
+        }
+        (d, run)
+    }
+
+    fn append_raw(run: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(run.join("journal.jsonl"))
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    /// A record cut short is set apart as torn; the intact ones are all read.
+    #[test]
+    fn torn_tail_is_set_apart() {
+        let (_d, run) = journal_with(&["stage-done", "intent"]);
+        append_raw(&run, br#"{"seq":3,"at":"2026-"#);
+        let r = read_all(&run.join("journal.jsonl")).unwrap();
+        assert_eq!(r.records.len(), 2);
+        let torn = r.torn.unwrap();
+        assert_eq!(torn.bytes, br#"{"seq":3,"at":"2026-"#);
+        assert_eq!(torn.offset + torn.bytes.len() as u64, r.len);
+    }
+
+    /// A tear inside a multi-byte UTF-8 character is a torn tail like any other.
+    #[test]
+    fn tear_inside_utf8_is_a_torn_tail() {
+        let (_d, run) = journal_with(&["stage-done"]);
+        let euro = "€".as_bytes();
+        let mut frag = br#"{"seq":2,"data":{"error":""#.to_vec();
+        frag.extend_from_slice(&euro[..2]);
+        append_raw(&run, &frag);
+        let r = read_all(&run.join("journal.jsonl")).unwrap();
+        assert_eq!(r.records.len(), 1);
+        assert_eq!(r.torn.unwrap().bytes, frag);
+    }
+
+    /// Opening cuts the torn tail off and journals the cut with the bytes it
+    /// removed, so the next record is a line of its own and everything reads.
+    #[test]
+    fn open_cuts_the_torn_tail_and_says_so() {
+        let (_d, run) = journal_with(&["stage-done"]);
+        append_raw(&run, b"{\"seq\":2,\"at");
+        let (_, mut j) = Journal::open(&run).unwrap();
+        j.append(
+            StageId::StopControlPlane,
+            Kind::StageDone,
+            None,
+            serde_json::Map::new(),
+        )
+        .unwrap();
+        let r = read_all(&run.join("journal.jsonl")).unwrap();
+        assert!(r.torn.is_none());
+        let steps: Vec<Step> = r.records.iter().map(|r| r.step).collect();
+        assert_eq!(
+            steps,
+            [
+                Step::Stage(StageId::Preflight),
+                Step::Journal,
+                Step::Stage(StageId::StopControlPlane)
+            ]
+        );
+        assert_eq!(
+            r.records[1].data.get("tornTailHex").and_then(|v| v.as_str()),
+            Some(crate::hex::hex(b"{\"seq\":2,\"at").as_str())
+        );
+        assert_eq!(r.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    /// A damaged line that is not the last (an older release glued a record
+    /// onto a torn one) is an error naming the file and line, never skipped.
+    #[test]
+    fn damaged_middle_line_is_an_error() {
+        let (_d, run) = journal_with(&["stage-done"]);
+        append_raw(&run, b"{\"seq\":2,\"at{\"seq\":2}\n");
+        append_raw(
+            &run,
+            b"{\"seq\":3,\"at\":\"x\",\"step\":\"end\",\"kind\":\"end\"}\n",
+        );
+        let e = read_all(&run.join("journal.jsonl")).unwrap_err();
+        let (code, line, next) = crate::exit::report(&e);
+        assert_eq!(code, crate::exit::Code::Error);
+        assert!(
+            line.contains("line 3 of the journal") && line.contains("journal.jsonl"),
+            "{line}"
+        );
+        assert!(next.contains("journal.jsonl"), "{next}");
+    }
+
+    /// A journal of another format is refused by name, with what to use.
+    #[test]
+    fn newer_format_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal.jsonl");
+        std::fs::write(&p, "{\"format\":2,\"plan\":{}}\n").unwrap();
+        let e = read_all(&p).unwrap_err();
+        let (_, line, next) = crate::exit::report(&e);
+        assert!(line.contains("format 2"), "{line}");
+        assert!(next.contains("release"), "{next}");
+        // A plan line that never reached the disk whole: the run never started.
+        std::fs::write(&p, "{\"format\":1,\"pl").unwrap();
+        assert!(!started(&p));
+        assert!(read_all(&p).is_err());
+    }
+
+    /// The outcome: none while unfinished, the end's, and none again once a rollback begins.
+    #[test]
+    fn outcome_follows_the_records() {
+        let (_d, run) = journal_with(&["stage-done"]);
+        assert_eq!(outcome(&read(&run.join("journal.jsonl")).unwrap().1), None);
+        let (_d, run) = journal_with(&["stage-done", "end-done"]);
+        assert_eq!(
+            outcome(&read(&run.join("journal.jsonl")).unwrap().1),
+            Some(Outcome::Done)
+        );
+        let (_d, run) = journal_with(&["stage-done", "end-done", "rollback"]);
+        let recs = read(&run.join("journal.jsonl")).unwrap().1;
+        assert_eq!(outcome(&recs), None);
+        assert_eq!(done_stages(&recs), [StageId::Preflight]);
+    }
+
+    /// A failed write leaves no fragment: the next record still starts a line.
+    #[test]
+    fn failed_append_leaves_no_fragment() {
+        let (_d, run) = journal_with(&["stage-done"]);
+        let (_, mut j) = Journal::open(&run).unwrap();
+        let before = std::fs::metadata(j.path()).unwrap().len();
+        // The same cut an ENOSPC leaves: part of a line, then the error path.
+        j.file.write_all(b"{\"seq\":9").unwrap();
+        let _ = j.file.set_len(j.len);
+        assert_eq!(std::fs::metadata(j.path()).unwrap().len(), before);
+        j.append(StageId::StopEtcd, Kind::StageDone, None, serde_json::Map::new())
+            .unwrap();
+        assert!(read_all(j.path()).unwrap().torn.is_none());
+    }
+
+    /// Journals written by earlier releases name steps and outcomes as text; they read back typed.
+    #[test]
+    fn earlier_releases_journal_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal.jsonl");
+        std::fs::write(
+            &p,
+            include_str!("../../tests/fixtures/journals/v0.1-killed-after-swap.jsonl"),
+        )
+        .unwrap();
+        let r = read_all(&p).unwrap();
+        assert!(r.torn.is_none());
+        assert_eq!(r.plan.swaps[0].what, crate::restore::plan::SwapKind::Data);
+        assert_eq!(r.plan.tool.name, crate::restore::plan::ToolKind::Etcdutl);
+        assert_eq!(r.plan.connection.endpoints, ["https://127.0.0.1:46623"]);
+        assert_eq!(outcome(&r.records), None);
+        assert_eq!(
+            done_stages(&r.records),
+            [
+                StageId::Preflight,
+                StageId::StopControlPlane,
+                StageId::StopEtcd,
+                StageId::WaitStopped,
+                StageId::RestoreSnapshot,
+                StageId::SetOwnership,
+                StageId::SwapDataDir
+            ]
+        );
+        assert!(!r.records.iter().any(|x| x.step == Step::Rollback));
+    }
 }

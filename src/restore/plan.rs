@@ -15,8 +15,9 @@ use sha2::Digest;
 
 use crate::exit::Fail;
 use crate::hex::hex;
+use crate::host::etcd::Connection;
 use crate::host::{etcdutl, fsinfo};
-use crate::node::{ConnectionArgs, Node};
+use crate::node::Node;
 use crate::root::Root;
 use crate::snapshot::{self, Integrity};
 
@@ -45,16 +46,66 @@ pub struct Options {
     pub force_stop: bool,
     /// `--force`: override the refusals that say so.
     pub force: bool,
+    /// `--settle`: how long nothing may run on the data before it is touched.
+    pub settle: Duration,
     /// The etcd client flags.
-    pub conn: ConnectionArgs,
+    pub conn: Connection,
+}
+
+/// Which of etcd's dirs a swap exchanges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwapKind {
+    /// `--data-dir`.
+    Data,
+    /// `--wal-dir`.
+    Wal,
+}
+
+impl SwapKind {
+    /// The key of its baseline digest in the `wait-stopped` note.
+    pub fn digest_key(self) -> &'static str {
+        match self {
+            SwapKind::Data => "dataDigest",
+            SwapKind::Wal => "walDigest",
+        }
+    }
+}
+
+impl std::fmt::Display for SwapKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            SwapKind::Data => "data",
+            SwapKind::Wal => "WAL",
+        })
+    }
+}
+
+/// Which program restores the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolKind {
+    /// `etcdutl snapshot restore` (3.5 and later).
+    Etcdutl,
+    /// `etcdctl snapshot restore` (3.4, deprecated in 3.5).
+    Etcdctl,
+}
+
+impl std::fmt::Display for ToolKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ToolKind::Etcdutl => "etcdutl",
+            ToolKind::Etcdctl => "etcdctl",
+        })
+    }
 }
 
 /// One of the directory pairs the swap exchanges (data dir, WAL dir).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Swap {
-    /// `data` or `wal`.
-    pub what: String,
+    /// The data dir or the WAL dir.
+    pub what: SwapKind,
     /// The path etcd uses (the data dir, or its `member/` when the data dir is a mount point).
     pub live: PathBuf,
     /// Where the restore command writes (does not exist before).
@@ -73,8 +124,8 @@ pub struct Swap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreTool {
-    /// `etcdutl` or `etcdctl`.
-    pub name: String,
+    /// etcdutl or etcdctl.
+    pub name: ToolKind,
     /// Where it is.
     pub path: PathBuf,
     /// Its version.
@@ -103,8 +154,8 @@ pub struct Plan {
     pub snapshot: PathBuf,
     /// Its sha256 (of the database bytes, or of the whole file without a trailer).
     pub snapshot_sha256: String,
-    /// `verified` or `absent`.
-    pub snapshot_integrity: String,
+    /// `verified` or `absent` (`--skip-hash-check`).
+    pub snapshot_integrity: Integrity,
     /// Its revision.
     pub snapshot_revision: i64,
     /// Live keys in it, counted natively.
@@ -131,8 +182,14 @@ pub struct Plan {
     pub cri_socket: Option<PathBuf>,
     /// kubelet's healthz address.
     pub kubelet_healthz: String,
-    /// The data dir on this machine.
+    /// The data dir on this machine (a symlinked one resolved: where the data really is).
     pub data_dir: PathBuf,
+    /// The data dir as etcd.yaml names it, when that is a symlink to [`Plan::data_dir`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir_link: Option<PathBuf>,
+    /// How long nothing may run on the data before it is swapped (milliseconds).
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
     /// The WAL dir on this machine, when `--wal-dir` is set.
     pub wal_dir: Option<PathBuf>,
     /// The swaps, data first.
@@ -157,14 +214,9 @@ pub struct Plan {
     pub mode: u32,
     /// The current data dir's revision, when its db was readable.
     pub current_revision: Option<i64>,
-    /// The etcd client connection for the checks.
-    pub endpoints: Vec<String>,
-    /// CA.
-    pub cacert: Option<PathBuf>,
-    /// Client cert.
-    pub cert: Option<PathBuf>,
-    /// Client key.
-    pub key: Option<PathBuf>,
+    /// The etcd client connection for the checks (`endpoints`, `cacert`, `cert`, `key`).
+    #[serde(flatten)]
+    pub connection: Connection,
     /// `--wait-timeout` in seconds.
     pub wait_timeout_secs: u64,
     /// `--force-stop`.
@@ -185,19 +237,19 @@ impl Plan {
     }
 
     /// The etcd client connection for the checks, with the node's client certificate.
-    pub fn connection(&self, dial_timeout_ms: u64) -> crate::node::Connection {
-        crate::node::Connection {
-            endpoints: self.endpoints.clone(),
-            cacert: self.cacert.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            dial_timeout_ms,
-        }
+    pub fn connection(&self, dial_timeout_ms: u64) -> Connection {
+        self.connection.with_dial_timeout(dial_timeout_ms)
     }
 
     /// `--root R [--state-dir S]` for the commands the tool prints.
     pub fn node_args(&self) -> String {
         crate::restore::node_args(&self.root, Some(&self.state_dir))
+    }
+
+    /// `--root R [--state-dir S]` as words, for a [`super::render::Command`].
+    pub fn node_words(&self) -> Vec<String> {
+        let default = state_dir(&self.root(), None);
+        super::render::node_words(&self.root, Some(&self.state_dir).filter(|sd| **sd != default))
     }
 
     /// The root as a [`Root`].
@@ -206,14 +258,21 @@ impl Plan {
     }
 
     /// The command another member runs to restore from the same snapshot.
-    pub fn member_command(&self, name: &str) -> String {
-        format!(
-            "etcd-rescue restore --snapshot {} --initial-cluster {} --initial-cluster-token {}  # on {name}",
-            self.snapshot.display(),
-            self.initial_cluster,
-            self.initial_cluster_token
-        )
+    pub fn member_command(&self) -> super::render::Command {
+        super::render::Command::rescue([
+            "restore".to_string(),
+            "--snapshot".into(),
+            self.snapshot.display().to_string(),
+            "--initial-cluster".into(),
+            self.initial_cluster.clone(),
+            "--initial-cluster-token".into(),
+            self.initial_cluster_token.clone(),
+        ])
     }
+}
+
+fn default_settle_ms() -> u64 {
+    3000
 }
 
 /// The default state dir under the root.
@@ -233,19 +292,26 @@ fn minor(v: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// The sha256 that identifies the snapshot: of the database bytes when a
-/// trailer vouches for them, else of the whole file.
+/// The sha256 of a snapshot without a trailer: of the whole file.
 pub fn snapshot_digest(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    content_digest(&std::fs::File::open(path)?, true)
+}
+
+/// The sha256 that identifies an open snapshot as the plan records it: of
+/// the database bytes before the 32-byte trailer, or of the whole file when
+/// it has none (`whole`, `--skip-hash-check`).
+pub fn content_digest(f: &std::fs::File, whole: bool) -> Result<String> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    let covered = if whole { len } else { len.saturating_sub(32) };
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
+    let mut at = 0;
+    while at < covered {
+        let n = usize::try_from(covered - at).map_or(buf.len(), |left| left.min(buf.len()));
+        f.read_exact_at(&mut buf[..n], at)?;
         h.update(&buf[..n]);
+        at += n as u64;
     }
     Ok(hex(&h.finalize()))
 }
@@ -300,16 +366,14 @@ pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>)
             ),
         ));
     };
-    let name = path
+    let name = if path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = if name.contains("etcdctl") {
-        "etcdctl"
+        .is_some_and(|n| n.to_string_lossy().contains("etcdctl"))
+    {
+        ToolKind::Etcdctl
     } else {
-        "etcdutl"
-    }
-    .to_string();
+        ToolKind::Etcdutl
+    };
     let version = etcdutl::version_of(&path).ok_or_else(|| {
         refuse(
             format!("{} does not say its version", path.display()),
@@ -371,8 +435,8 @@ fn check_space(what: &str, dir: &Path, need_bytes: u64, need_inodes: u64) -> Res
             format!(
                 "not enough room for the {what} at {}: {} and {inodes} inodes free, {} and {need_inodes} inodes needed",
                 at.display(),
-                crate::cli::human_bytes(free),
-                crate::cli::human_bytes(need_bytes)
+                crate::units::human_bytes(free),
+                crate::units::human_bytes(need_bytes)
             ),
             format!("free space on the filesystem of {} and run again", at.display()),
         ));
@@ -420,8 +484,44 @@ impl Plan {
                 "check the path given to --snapshot",
             )
         })?;
-        let data_dir = root.host(&node.etcd.data_dir.host);
-        let wal_dir = node.etcd.wal_dir.as_ref().map(|w| root.host(&w.host));
+        // A symlinked data dir (`/var/lib/etcd -> /data/etcd` on its own disk)
+        // is swapped where the data really is, so it stays on its disk.
+        let named_data_dir = root.host(&node.etcd.data_dir.host);
+        let data_dir = root
+            .real_path(&node.etcd.data_dir.host)
+            .map_or_else(|_| named_data_dir.clone(), |r| root.host(r));
+        let data_dir_link = (data_dir != named_data_dir).then(|| named_data_dir.clone());
+        let wal_dir = node.etcd.wal_dir.as_ref().map(|w| {
+            root.real_path(&w.host)
+                .map_or_else(|_| root.host(&w.host), |r| root.host(r))
+        });
+        if let Some(w) = &wal_dir
+            && (crate::host::fs::is_within(w, &data_dir) || crate::host::fs::is_within(&data_dir, w))
+        {
+            return Err(refuse(
+                format!(
+                    "etcd's WAL dir {} is inside its data dir {} (or the other way round): the swap would move one under the other",
+                    w.display(),
+                    data_dir.display()
+                ),
+                "restore by hand, or give etcd a --wal-dir outside its --data-dir first",
+            ));
+        }
+        for (what, dir) in std::iter::once(("data dir", &data_dir))
+            .chain(wal_dir.iter().map(|w| ("WAL dir", w)))
+            .chain(std::iter::once(("manifests dir", &manifests_dir)))
+        {
+            if crate::host::fs::is_within(&state_dir, dir) {
+                return Err(refuse(
+                    format!(
+                        "the state dir {} is inside the {what} {}: the journal and the stashed manifests would be swapped away or loaded by kubelet",
+                        state_dir.display(),
+                        dir.display()
+                    ),
+                    "pass --state-dir on a persistent filesystem outside etcd's dirs and the manifests dir (the default is /var/lib/etcd-rescue)",
+                ));
+            }
+        }
         for d in std::iter::once(&data_dir).chain(wal_dir.iter()) {
             let real = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
             if snapshot.starts_with(&real) {
@@ -508,7 +608,7 @@ impl Plan {
                     ),
                 ));
             }
-            if tool.name == "etcdctl" && have != need {
+            if tool.name == ToolKind::Etcdctl && have != need {
                 return Err(refuse(
                     format!(
                         "only etcdctl {} was found, of another minor version than the snapshot's etcd {cluster_version}",
@@ -654,6 +754,12 @@ impl Plan {
                 ));
             }
         }
+        if !opts.conn.endpoints.is_empty() {
+            warnings.push(format!(
+                "the endpoints {} (--endpoints or ETCDCTL_ENDPOINTS) replace this member's own for the live checks and verify",
+                opts.conn.endpoints.join(",")
+            ));
+        }
         if sorted_manifest != sorted_planned {
             warnings.push(format!(
                 "the planned --initial-cluster {initial_cluster} differs from etcd.yaml's {}",
@@ -674,7 +780,7 @@ impl Plan {
         let inside_mount = fsinfo::is_mount_point(&data_dir);
         let mut swaps = vec![if inside_mount {
             Swap {
-                what: "data".into(),
+                what: SwapKind::Data,
                 live: data_dir.join("member"),
                 partial: data_dir.join(format!("restore-{id}.partial")),
                 restored: data_dir.join(format!("restore-{id}")),
@@ -685,7 +791,7 @@ impl Plan {
         } else {
             let restored = suffixed(&data_dir, &format!(".restore-{id}"));
             Swap {
-                what: "data".into(),
+                what: SwapKind::Data,
                 live: data_dir.clone(),
                 partial: suffixed(&data_dir, &format!(".restore-{id}.partial")),
                 incoming: restored.clone(),
@@ -706,7 +812,7 @@ impl Plan {
             }
             let restored = suffixed(w, &format!(".restore-{id}"));
             swaps.push(Swap {
-                what: "wal".into(),
+                what: SwapKind::Wal,
                 live: w.clone(),
                 partial: suffixed(w, &format!(".restore-{id}.partial")),
                 incoming: restored.clone(),
@@ -789,7 +895,11 @@ impl Plan {
             run_dir,
             snapshot,
             snapshot_sha256,
-            snapshot_integrity: if skip_hash_check { "absent" } else { "verified" }.into(),
+            snapshot_integrity: if skip_hash_check {
+                Integrity::Absent
+            } else {
+                Integrity::Verified
+            },
             snapshot_revision: report.revision,
             snapshot_live_keys: live_keys,
             snapshot_size: size,
@@ -803,6 +913,8 @@ impl Plan {
             cri_socket: node.kubelet.cri_socket_on_host(&root),
             kubelet_healthz: node.kubelet.healthz.clone(),
             data_dir,
+            data_dir_link,
+            settle_ms: u64::try_from(opts.settle.as_millis()).unwrap_or(u64::MAX),
             wal_dir,
             swaps,
             initial_cluster,
@@ -815,10 +927,7 @@ impl Plan {
             gid,
             mode: 0o700,
             current_revision,
-            endpoints: node.connection.endpoints.clone(),
-            cacert: node.connection.cacert.clone(),
-            cert: node.connection.cert.clone(),
-            key: node.connection.key.clone(),
+            connection: node.connection.clone(),
             wait_timeout_secs: opts.wait_timeout.as_secs(),
             force_stop: opts.force_stop,
             warnings,
@@ -867,7 +976,7 @@ fn restore_argv(
         format!("--initial-advertise-peer-urls={}", peer_urls.join(",")),
         format!("--data-dir={}", swaps[0].partial.display()),
     ];
-    if let Some(w) = swaps.iter().find(|s| s.what == "wal") {
+    if let Some(w) = swaps.iter().find(|s| s.what == SwapKind::Wal) {
         v.push(format!("--wal-dir={}", w.partial.display()));
     }
     if skip_hash_check {
@@ -878,76 +987,6 @@ fn restore_argv(
         v.push("--mark-compacted".into());
     }
     v
-}
-
-/// The plan as the operator reads it before the first change.
-pub fn render(plan: &Plan) -> Vec<String> {
-    let mut out = vec![
-        format!(
-            "Restore plan {} (journal {})",
-            plan.id,
-            plan.run_dir.join("journal.jsonl").display()
-        ),
-        String::new(),
-        format!("  snapshot      {}", plan.snapshot.display()),
-        format!(
-            "                revision {}, {} live keys, {}, sha256 {} ({})",
-            plan.snapshot_revision,
-            plan.snapshot_live_keys,
-            crate::cli::human_bytes(plan.snapshot_size),
-            &plan.snapshot_sha256[..16],
-            plan.snapshot_integrity
-        ),
-        format!(
-            "  member        {} (peer URLs {})",
-            plan.name,
-            plan.peer_urls.join(",")
-        ),
-        format!("  manifests     {}", plan.manifests_dir.display()),
-        format!("  stash         {}", plan.stash_dir.display()),
-        format!("  data dir      {}", plan.data_dir.display()),
-    ];
-    if let Some(w) = &plan.wal_dir {
-        out.push(format!("  WAL dir       {}", w.display()));
-    }
-    out.push(format!(
-        "  CRI socket    {}",
-        plan.cri_socket
-            .as_ref()
-            .map_or("-".into(), |p| p.display().to_string())
-    ));
-    out.push(format!(
-        "  restore tool  {} {} ({}, found via {})",
-        plan.tool.name,
-        plan.tool.version,
-        plan.tool.path.display(),
-        plan.tool.found
-    ));
-    out.push(format!("  cluster       {}", plan.initial_cluster));
-    out.push(format!("  token         {}", plan.initial_cluster_token));
-    out.push(match plan.revisions_discarded() {
-        Some(n) => format!(
-            "  loses         {n} revisions discarded (data dir at revision {}, snapshot at {})",
-            plan.current_revision.unwrap_or(0),
-            plan.snapshot_revision
-        ),
-        None => "  loses         unknown (the current data dir's db is not readable)".into(),
-    });
-    for w in &plan.warnings {
-        out.push(format!("  warning       {w}"));
-    }
-    if !plan.stray_manifests.is_empty() {
-        out.push(format!("  stray         {}", plan.stray_manifests.join(", ")));
-    }
-    out.push(String::new());
-    out.push("Stages:".into());
-    for (i, s) in super::steps::STAGES.iter().enumerate() {
-        out.push(format!("  {:>2}. {:<20} {}", i + 1, s.id, s.title));
-        for p in (s.preview)(plan) {
-            out.push(format!("        {p}"));
-        }
-    }
-    out
 }
 
 /// Members and their peer URLs as a map (for comparisons in tests and verify).

@@ -4,7 +4,7 @@
 //! and `rollback` undoes it from the journal alone.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,34 +13,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
-use super::face::{Answer, Face, StageView, WaitChoice};
-use super::journal::{self, Action, Journal, Kind, data, fsync_dir};
+use super::face::{Answer, Face, Failure, RunStart, StageView, Summary, WaitChoice};
+use super::journal::{self, Action, Journal, Kind, Outcome, Step, data};
 use super::plan::{self, Plan};
-use super::steps::STAGES;
+use super::render::Command;
+use super::steps::{STAGES, StageId};
 use crate::exit::{Code, Fail};
 use crate::host::cri::{self, Cri};
-use crate::node::Connection;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Restored and verified.
-    Done,
-    /// An HA member restored; `etcd-rescue verify` finishes once a quorum runs.
-    WaitingForPeers,
-    /// Rolled back.
-    RolledBack,
-}
-
-impl Outcome {
-    fn name(self) -> &'static str {
-        match self {
-            Outcome::Done => "done",
-            Outcome::WaitingForPeers => "waiting-for-peers",
-            Outcome::RolledBack => "rolled-back",
-        }
-    }
-}
+use crate::host::etcd::Connection;
+use crate::host::fs::{
+    SELINUX, exists, fsync_dir, rename_noreplace, same_file_content, security_xattrs, set_xattr, tree,
+    tree_digest,
+};
+use crate::host::proc::holders;
 
 /// Which way [`Runner::move_manifests`] moves: out of the manifests dir into the stash, or back.
 #[derive(Clone, Copy)]
@@ -61,22 +46,8 @@ impl std::fmt::Display for RollbackRequested {
 
 impl std::error::Error for RollbackRequested {}
 
-/// The SELinux label xattr.
-const SELINUX: &str = "security.selinux";
-
-/// The security xattrs of `dir` that the restored tree must carry: its SELinux
-/// label and POSIX ACLs, when the filesystem has them.
-pub fn security_xattrs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for name in [SELINUX, "system.posix_acl_access", "system.posix_acl_default"] {
-        let mut buf = vec![0u8; 4096];
-        if let Ok(n) = rustix::fs::lgetxattr(dir, name, &mut buf) {
-            buf.truncate(n);
-            out.push((name.to_string(), buf));
-        }
-    }
-    out
-}
+/// Control-plane pods left (sandbox id, name), and everything still running as the operator reads it.
+type Running = (Vec<(String, String)>, Vec<String>);
 
 /// Components whose pods must be gone before the swap.
 const COMPONENTS: [&str; 4] = [
@@ -96,6 +67,9 @@ pub struct Runner<'a> {
     rt: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
     log: Option<std::fs::File>,
+    /// Journal records when this session opened it: anything appended since
+    /// that is a change (or the intent of one) means an error exits 3.
+    opened_at: usize,
 }
 
 fn changed_err(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
@@ -110,154 +84,14 @@ fn changed(message: impl Into<String>, next: impl Into<String>) -> Fail {
     }
 }
 
-fn exists(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok()
-}
-
-/// `rename(from, to)` that never overwrites (`RENAME_NOREPLACE`), then fsyncs
-/// both parents. A regular file (a manifest) going to another filesystem is
-/// copied to `to`, fsynced, and only then removed from `from`; directories
-/// never cross filesystems (the plan keeps every swap on one).
-pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
-    let r = nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        from,
-        nix::fcntl::AT_FDCWD,
-        to,
-        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    );
-    match r {
-        Err(nix::errno::Errno::EXDEV) if std::fs::symlink_metadata(from).is_ok_and(|m| m.is_file()) => {
-            copy_across(from, to)?;
-        }
-        other => other.with_context(|| format!("renaming {} to {}", from.display(), to.display()))?,
-    }
-    for p in [from.parent(), to.parent()].into_iter().flatten() {
-        fsync_dir(p)?;
-    }
-    Ok(())
-}
-
-/// Copies a file to another filesystem without ever overwriting: into a
-/// dot-file beside `to` (kubelet ignores dot-files), fsync, link into place,
-/// then unlink the source.
-fn copy_across(from: &Path, to: &Path) -> Result<()> {
-    let tmp = to.with_file_name(format!(
-        ".{}.copying",
-        to.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    std::fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
-    let md = std::fs::metadata(from)?;
-    std::fs::set_permissions(&tmp, md.permissions())?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::hard_link(&tmp, to).with_context(|| format!("linking {} to {}", tmp.display(), to.display()))?;
-    std::fs::remove_file(&tmp)?;
-    if let Some(p) = to.parent() {
-        fsync_dir(p)?;
-    }
-    std::fs::remove_file(from).with_context(|| format!("removing {} after copying it", from.display()))?;
-    Ok(())
-}
-
-/// Whether two paths are regular files with the same bytes.
-fn same_file_content(a: &Path, b: &Path) -> bool {
-    match (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) {
-        (Ok(x), Ok(y)) if x.is_file() && y.is_file() && x.len() == y.len() => std::fs::read(a)
-            .ok()
-            .is_some_and(|ca| std::fs::read(b).ok().is_some_and(|cb| ca == cb)),
-        _ => false,
-    }
-}
-
-/// A digest of a directory tree: names, types, modes, owners, sizes and contents.
-pub fn tree_digest(dir: &Path) -> Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut h = sha2::Sha256::new();
-    if !exists(dir) {
-        return Ok("absent".into());
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let e = e.with_context(|| format!("reading {}", dir.display()))?;
-        let md = e.path().symlink_metadata()?;
-        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
-        h.update(
-            format!(
-                "{}\0{:o}\0{}:{}\0{}\0",
-                rel.display(),
-                md.mode(),
-                md.uid(),
-                md.gid(),
-                md.len()
-            )
-            .as_bytes(),
-        );
-        if md.is_file() {
-            let mut f = std::fs::File::open(e.path())?;
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-        } else if md.file_type().is_symlink() {
-            h.update(std::fs::read_link(e.path())?.as_os_str().as_encoded_bytes());
-        }
-    }
-    Ok(crate::hex::hex(&h.finalize()))
-}
-
-/// Processes holding files under `dirs` open (by device and inode, so paths
-/// inside containers match too): `(pid, command)`.
-pub fn holders(dirs: &[PathBuf]) -> Vec<(i32, String)> {
-    let mut inodes = BTreeSet::new();
-    for d in dirs {
-        for e in walkdir::WalkDir::new(d).into_iter().flatten() {
-            if let Ok(md) = e.path().symlink_metadata()
-                && md.is_file()
-            {
-                inodes.insert((md.dev(), md.ino()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if inodes.is_empty() {
-        return out;
-    }
-    let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if u32::try_from(pid).is_ok_and(|p| p == me) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds
-            .flatten()
-            .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| inodes.contains(&(m.dev(), m.ino()))));
-        if holds {
-            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            out.push((pid, comm.trim().to_string()));
-        }
-    }
-    out
-}
-
 impl<'a> Runner<'a> {
     /// A runner over an open journal.
     pub fn new(plan: Plan, journal: Journal, face: &'a mut dyn Face) -> Result<Runner<'a>> {
-        face.run_dir(&plan.run_dir);
+        face.begin(&RunStart {
+            run_dir: plan.run_dir.clone(),
+            done: journal::done_stages(&journal.records),
+            rolling_back: journal.records.iter().any(|r| r.kind == Kind::RollbackBegin),
+        });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -282,11 +116,17 @@ impl<'a> Runner<'a> {
                 stop.store(true, Ordering::SeqCst);
             });
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(plan.run_dir.join("run.log"))
-            .ok();
+        let log = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(plan.run_dir.join("run.log"))
+                .ok()
+        };
+        let opened_at = journal.records.len();
         Ok(Runner {
             plan,
             journal,
@@ -294,6 +134,7 @@ impl<'a> Runner<'a> {
             rt,
             stop,
             log,
+            opened_at,
         })
     }
 
@@ -305,30 +146,60 @@ impl<'a> Runner<'a> {
         self.face.line(text);
     }
 
-    fn resume_hint(&self) -> String {
-        format!(
-            "the journal is {}; run `etcd-rescue resume {a}` to go on or `etcd-rescue rollback {a}` to undo",
-            self.journal.path().display(),
-            a = self.plan.node_args()
+    /// `etcd-rescue resume …` for this run.
+    pub fn resume_command(&self) -> Command {
+        Command::rescue(std::iter::once("resume".to_string()).chain(self.plan.node_words()))
+    }
+
+    /// `etcd-rescue rollback … --run ID` for this run.
+    pub fn rollback_command(&self) -> Command {
+        Command::rescue(
+            std::iter::once("rollback".to_string())
+                .chain(self.plan.node_words())
+                .chain(["--run".to_string(), self.plan.id.clone()]),
         )
     }
 
-    /// Stages already finished (their `stage-done` record, since the last rollback).
-    fn done_stages(&self) -> BTreeSet<String> {
-        self.journal
-            .records
+    fn resume_hint(&self) -> String {
+        format!(
+            "the journal is {}; run `{}` to go on or `{}` to undo",
+            self.journal.path().display(),
+            self.resume_command(),
+            self.rollback_command()
+        )
+    }
+
+    /// Whether this session changed the node (or began to): then every error exits 3.
+    fn changed_here(&self) -> bool {
+        self.journal.records[self.opened_at.min(self.journal.records.len())..]
             .iter()
-            .filter(|r| r.kind == Kind::StageDone)
-            .map(|r| r.step.clone())
-            .collect()
+            .any(|r| matches!(r.kind, Kind::Intent | Kind::Done | Kind::RollbackBegin))
+    }
+
+    /// An error as the operator must get it: once this session changed
+    /// anything, exit 3 with both ways on, whatever the error was.
+    fn seal(&self, e: anyhow::Error) -> anyhow::Error {
+        let code = crate::exit::report(&e).0;
+        if self.changed_here() && code != Code::Changed {
+            e.context(changed(
+                format!("run {} stopped after changing the node", self.plan.id),
+                self.resume_hint(),
+            ))
+        } else {
+            e
+        }
     }
 
     /// Runs (or resumes) every stage not yet done.
     pub fn run(&mut self) -> Result<Outcome> {
-        let done = self.done_stages();
+        self.run_stages().map_err(|e| self.seal(e))
+    }
+
+    fn run_stages(&mut self) -> Result<Outcome> {
+        let done: BTreeSet<StageId> = journal::done_stages(&self.journal.records).into_iter().collect();
         self.check_done_moves()?;
         for (i, stage) in STAGES.iter().enumerate() {
-            if done.contains(stage.id) {
+            if done.contains(&stage.id) {
                 continue;
             }
             if self.stop.load(Ordering::SeqCst) {
@@ -347,7 +218,7 @@ impl<'a> Runner<'a> {
             };
             match self.face.stage(&view) {
                 Answer::Yes => {}
-                Answer::Rollback => return self.rollback(false, false),
+                Answer::Rollback => return self.rollback_inner(false, false),
                 Answer::Quit => {
                     return Err(changed_err(
                         format!("stopped before stage {} at the operator's request", stage.id),
@@ -360,24 +231,31 @@ impl<'a> Runner<'a> {
                 match self.apply(stage.id) {
                     Ok(Some(outcome)) => return self.end(outcome),
                     Ok(None) => {
-                        let summary = format!("{:.1?}", started.elapsed());
+                        let took = started.elapsed();
                         self.journal.append(
                             stage.id,
                             Kind::StageDone,
                             None,
-                            data([("seconds", json!(started.elapsed().as_secs_f64()))]),
+                            data([("seconds", json!(took.as_secs_f64()))]),
                         )?;
-                        self.face.stage_done(stage.id, &summary);
+                        self.face.stage_done(stage.id, took);
                         break;
                     }
-                    Err(e) if e.is::<RollbackRequested>() => return self.rollback(false, false),
+                    Err(e) if e.is::<RollbackRequested>() => return self.rollback_inner(false, false),
                     Err(e) => {
                         let msg = format!("{e:#}");
                         self.journal
                             .append(stage.id, Kind::Failed, None, data([("error", json!(msg))]))?;
-                        match self.face.failed(stage.id, &msg, &self.resume_hint()) {
+                        let failure = Failure {
+                            stage: stage.id,
+                            error: msg,
+                            journal: self.journal.path().to_path_buf(),
+                            resume: self.resume_command(),
+                            rollback: self.rollback_command(),
+                        };
+                        match self.face.failed(&failure) {
                             Answer::Yes => {}
-                            Answer::Rollback => return self.rollback(false, false),
+                            Answer::Rollback => return self.rollback_inner(false, false),
                             Answer::Quit => {
                                 return Err(e.context(changed(
                                     format!("stage {} failed", stage.id),
@@ -394,117 +272,122 @@ impl<'a> Runner<'a> {
 
     fn end(&mut self, outcome: Outcome) -> Result<Outcome> {
         self.journal
-            .append("end", Kind::End, None, data([("outcome", json!(outcome.name()))]))?;
-        let lines = self.summary(outcome);
-        let _ = std::fs::write(self.plan.run_dir.join("summary.txt"), lines.join("\n") + "\n");
-        self.face.summary(&lines);
+            .append(Step::End, Kind::End, None, data([("outcome", json!(outcome))]))?;
+        let summary = self.summary(outcome);
+        let text = super::render::text(&super::render::summary(&summary));
+        let _ = std::fs::write(self.plan.run_dir.join("summary.txt"), text.join("\n") + "\n");
+        self.face.summary(&summary);
         Ok(outcome)
     }
 
-    fn summary(&self, outcome: Outcome) -> Vec<String> {
+    fn summary(&self, outcome: Outcome) -> Summary {
         let p = &self.plan;
-        let mut v = vec![format!("Run {}: {}", p.id, outcome.name())];
-        if outcome == Outcome::RolledBack {
-            {
-                v.push("The node is back as it was before the run; the restored data is set aside:".into());
-                for s in &p.swaps {
-                    if exists(&s.restored) {
-                        v.push(format!("  {}", s.restored.display()));
-                    }
-                }
-            }
-        } else {
-            {
-                v.push(format!(
-                    "Restored {} (revision {}, {} live keys) on member {}.",
-                    p.snapshot.display(),
-                    p.snapshot_revision,
-                    p.snapshot_live_keys,
-                    p.name
-                ));
-                if let Some(n) = p.revisions_discarded() {
-                    v.push(format!("{n} revisions discarded."));
-                }
-                for s in &p.swaps {
-                    v.push(format!("Old {} dir kept at {}", s.what, s.old.display()));
-                }
-                v.push(format!("Stash and journal: {}", p.run_dir.display()));
-                v.push(format!(
-                    "To undo: etcd-rescue rollback {} --run {}",
-                    p.node_args(),
-                    p.id
-                ));
-            }
+        let done = outcome != Outcome::RolledBack;
+        Summary {
+            run: p.id.clone(),
+            outcome,
+            snapshot: p.snapshot.clone(),
+            revision: p.snapshot_revision,
+            live_keys: p.snapshot_live_keys,
+            member: p.name.clone(),
+            revisions_discarded: p.revisions_discarded(),
+            kept: if done {
+                p.swaps.iter().map(|s| (s.what, s.old.clone())).collect()
+            } else {
+                Vec::new()
+            },
+            set_aside: if done {
+                Vec::new()
+            } else {
+                p.swaps
+                    .iter()
+                    .filter(|s| exists(&s.restored))
+                    .map(|s| s.restored.clone())
+                    .collect()
+            },
+            run_dir: p.run_dir.clone(),
+            undo: done.then(|| self.rollback_command()),
+            timings: self
+                .journal
+                .records
+                .iter()
+                .filter(|r| r.kind == Kind::StageDone)
+                .filter_map(|r| match r.step {
+                    Step::Stage(id) => r
+                        .data
+                        .get("seconds")
+                        .and_then(serde_json::Value::as_f64)
+                        .map(|s| (id, Duration::from_secs_f64(s.max(0.0)))),
+                    _ => None,
+                })
+                .collect(),
+            peers: if outcome == Outcome::WaitingForPeers {
+                p.other_members
+                    .iter()
+                    .map(|(name, _)| (name.clone(), p.member_command()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            verify: (outcome == Outcome::WaitingForPeers)
+                .then(|| Command::rescue(std::iter::once("verify".to_string()).chain(p.node_words()))),
         }
-        for r in self.journal.records.iter().filter(|r| r.kind == Kind::StageDone) {
-            if let Some(s) = r.data.get("seconds").and_then(serde_json::Value::as_f64) {
-                v.push(format!("  {:<20} {s:.2} s", r.step));
-            }
-        }
-        if outcome == Outcome::WaitingForPeers {
-            v.push(
-                "This member waits for its peers. Restore every other member from the same snapshot:".into(),
-            );
-            for (name, _) in &p.other_members {
-                v.push(format!("  {}", p.member_command(name)));
-            }
-            v.push(format!(
-                "then check the cluster with: etcd-rescue verify {}",
-                p.node_args()
-            ));
-        }
-        v
     }
 
     /// Applies one stage; `Some(outcome)` ends the run early.
-    fn apply(&mut self, id: &str) -> Result<Option<Outcome>> {
-        if ["restore-snapshot", "set-ownership", "swap-data-dir"].contains(&id) {
-            self.check_manifests_still_out()?;
-        }
+    fn apply(&mut self, id: StageId) -> Result<Option<Outcome>> {
         match id {
-            "preflight" => self.preflight(),
-            "stop-control-plane" => {
+            StageId::Preflight => self.preflight(),
+            StageId::StopControlPlane => {
                 let names = self.plan.control_plane_manifests.clone();
                 self.move_manifests(id, &names, Direction::Out).map(|()| None)
             }
-            "stop-etcd" => {
+            StageId::StopEtcd => {
                 let names = [self.plan.etcd_manifest.clone()];
                 self.move_manifests(id, &names, Direction::Out).map(|()| None)
             }
-            "wait-stopped" => {
-                self.wait_stopped(id)?;
+            StageId::WaitStopped => {
+                self.wait_stopped(id.into())?;
                 let mut d = serde_json::Map::new();
                 for s in self.plan.swaps.clone() {
-                    d.insert(format!("{}Digest", s.what), json!(tree_digest(&s.live)?));
+                    d.insert(s.what.digest_key().into(), json!(tree_digest(&s.live)?));
                 }
                 self.journal.append(id, Kind::Note, None, d)?;
                 Ok(None)
             }
-            "restore-snapshot" => self.restore(id).map(|()| None),
-            "set-ownership" => self.set_ownership(id).map(|()| None),
-            "swap-data-dir" => {
+            StageId::RestoreSnapshot => {
+                self.check_manifests_still_out()?;
+                self.restore(id).map(|()| None)
+            }
+            StageId::SetOwnership => {
+                self.check_manifests_still_out()?;
+                self.set_ownership(id).map(|()| None)
+            }
+            StageId::SwapDataDir => {
+                self.check_manifests_still_out()?;
                 for s in self.plan.swaps.clone() {
+                    self.check_nothing_runs()?;
                     self.move_file(id, &s.live, &s.old)?;
                     if journal::crash_point("swap-between-renames") {
                         journal::crash("between the two renames of the swap");
                     }
                     self.move_file(id, &s.incoming, &s.live)?;
                 }
+                self.check_nothing_runs()?;
                 Ok(None)
             }
-            "start-etcd" => {
+            StageId::StartEtcd => {
                 let names = [self.plan.etcd_manifest.clone()];
                 self.move_manifests(id, &names, Direction::In)?;
                 self.wait_etcd()
             }
-            "verify" => self.verify().map(|()| None),
-            "start-control-plane" => {
+            StageId::Verify => self.verify().map(|()| None),
+            StageId::StartControlPlane => {
                 let names = self.plan.control_plane_manifests.clone();
                 self.move_manifests(id, &names, Direction::In)?;
                 self.wait_control_plane()?;
                 Ok(None)
             }
-            other => bail!("unknown stage {other} in the journal"),
         }
     }
 
@@ -522,7 +405,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Moves manifests between the manifests dir and the run's stash, each journaled.
-    fn move_manifests(&mut self, step: &str, names: &[String], way: Direction) -> Result<()> {
+    fn move_manifests(&mut self, step: StageId, names: &[String], way: Direction) -> Result<()> {
         for m in names {
             let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
             match way {
@@ -534,7 +417,8 @@ impl<'a> Runner<'a> {
     }
 
     /// Moves a file or dir, journaled; already moved is done, anything else is a conflict.
-    fn move_file(&mut self, step: &str, from: &Path, to: &Path) -> Result<()> {
+    fn move_file(&mut self, step: impl Into<Step>, from: &Path, to: &Path) -> Result<()> {
+        let step: Step = step.into();
         let action = Action::Move {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
@@ -545,7 +429,7 @@ impl<'a> Runner<'a> {
             .records
             .iter()
             .rev()
-            .take_while(|r| r.kind != Kind::RollbackBegin || step == "rollback")
+            .take_while(|r| r.kind != Kind::RollbackBegin || step == Step::Rollback)
             .find(|r| r.step == step && r.action.as_ref() == Some(&action))
             .is_some_and(|r| r.kind == Kind::Done);
         if recorded && exists(to) {
@@ -607,7 +491,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Whether the last record of `action` in `step` is its intent (the change may be half made).
-    fn last_is_intent(&self, step: &str, action: &Action) -> bool {
+    fn last_is_intent(&self, step: Step, action: &Action) -> bool {
         self.journal
             .records
             .iter()
@@ -678,25 +562,62 @@ impl<'a> Runner<'a> {
             .collect())
     }
 
-    fn wait_stopped(&mut self, step: &str) -> Result<()> {
-        let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
-        let mut start = Instant::now();
+    /// What still runs on etcd's data: control-plane pod sandboxes (CRI) and
+    /// processes holding files under the data and WAL dirs.
+    fn running(&mut self) -> Result<Running> {
+        let pods = match &self.plan.cri_socket {
+            Some(s) => self.rt.block_on(Self::remaining_pods(s))?,
+            None => Vec::new(),
+        };
         let dirs: Vec<PathBuf> = self.plan.swaps.iter().map(|s| s.live.clone()).collect();
+        let mut still: Vec<String> = pods.iter().map(|(_, n)| format!("pod {n}")).collect();
+        still.extend(
+            holders(&dirs)
+                .iter()
+                .map(|(pid, c)| format!("process {pid} ({c}) holds etcd's files")),
+        );
+        Ok((pods, still))
+    }
+
+    /// Right before and after a data-dir rename: nothing may run on the data.
+    /// A kubelet that saw a manifest a moment ago can still start its pod;
+    /// this is where the swap stops rather than swap under a running etcd.
+    fn check_nothing_runs(&mut self) -> Result<()> {
+        let (_, still) = self.running()?;
+        if !still.is_empty() {
+            bail!(
+                "{} appeared while the data dirs were being swapped (a kubelet acting on a manifest it saw earlier?); nothing was overwritten",
+                still.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until nothing runs on etcd's data, and stays so for the settle
+    /// period: a kubelet that saw a manifest just before it moved may still
+    /// start its pod for a while after.
+    fn wait_stopped(&mut self, step: Step) -> Result<()> {
+        let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
+        let settle = Duration::from_millis(self.plan.settle_ms);
+        let mut start = Instant::now();
+        let mut quiet_since: Option<Instant> = None;
         let mut last = String::new();
         loop {
-            let pods = match &self.plan.cri_socket {
-                Some(s) => self.rt.block_on(Self::remaining_pods(s))?,
-                None => Vec::new(),
-            };
-            let held = holders(&dirs);
-            let mut still: Vec<String> = pods.iter().map(|(_, n)| format!("pod {n}")).collect();
-            still.extend(
-                held.iter()
-                    .map(|(pid, c)| format!("process {pid} ({c}) holds etcd's files")),
-            );
+            let (pods, still) = self.running()?;
             if still.is_empty() {
-                self.say("no control-plane pod sandbox left, no process holds the data dir");
-                return Ok(());
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= settle {
+                    self.say(&format!(
+                        "no control-plane pod sandbox left, no process holds the data dir, for {settle:.1?}"
+                    ));
+                    return Ok(());
+                }
+                last.clear();
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            if quiet_since.take().is_some() {
+                self.say("something started again while settling; waiting again");
             }
             let now = still.join(", ");
             if now != last {
@@ -732,7 +653,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn force_stop(&mut self, step: &str, pods: &[(String, String)]) -> Result<()> {
+    fn force_stop(&mut self, step: Step, pods: &[(String, String)]) -> Result<()> {
         let Some(socket) = self.plan.cri_socket.clone() else {
             bail!("no CRI socket to stop pods through");
         };
@@ -752,10 +673,76 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn restore(&mut self, step: &str) -> Result<()> {
+    /// The restore command's journaled state: whether it finished (its
+    /// `done`), and the child recorded by a killed attempt.
+    fn restore_state(&self) -> (bool, Option<(i32, Option<u64>)>) {
+        let mut done = false;
+        let mut child = None;
+        for r in &self.journal.records {
+            if r.step != Step::Stage(StageId::RestoreSnapshot) {
+                continue;
+            }
+            match (&r.kind, &r.action) {
+                (Kind::Done, Some(Action::Restore { .. })) => done = true,
+                (Kind::Intent | Kind::Failed, Some(Action::Restore { .. })) => done = false,
+                (Kind::Note, None) => {
+                    if let Some(pid) = r.data.get("childPid").and_then(serde_json::Value::as_i64) {
+                        child = Some((
+                            i32::try_from(pid).unwrap_or(0),
+                            r.data.get("childStart").and_then(serde_json::Value::as_u64),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (done, child)
+    }
+
+    /// A restore command started by a killed attempt may still be writing
+    /// (it runs in its own process group): stop it before anything touches its dirs.
+    fn stop_orphan(&mut self, child: Option<(i32, Option<u64>)>) -> Result<()> {
+        let Some((pid, start)) = child else {
+            return Ok(());
+        };
+        let same = crate::host::proc::alive(pid)
+            && start.is_some()
+            && u32::try_from(pid).ok().and_then(crate::host::proc::start_time) == start;
+        if !same {
+            return Ok(());
+        }
+        self.say(&format!(
+            "the restore command of the killed attempt (pid {pid}) still runs: stopping it"
+        ));
+        let pg = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::host::proc::alive(pid) {
+            if Instant::now() > deadline {
+                bail!(
+                    "the restore command of the killed attempt (pid {pid}) does not stop; stop it, then resume"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, step: StageId) -> Result<()> {
         let swaps = self.plan.swaps.clone();
         if swaps.iter().all(|s| exists(&s.restored)) {
             self.say("the restored directories are already there");
+            return Ok(());
+        }
+        let (finished, child) = self.restore_state();
+        self.stop_orphan(child)?;
+        if finished {
+            // The command finished before the kill: only its renames are left.
+            for s in &swaps {
+                if !exists(&s.restored) {
+                    self.move_file(step, &s.partial, &s.restored)?;
+                }
+            }
             return Ok(());
         }
         // A partial restore from a killed attempt is this run's own: remove it and restore again.
@@ -776,15 +763,36 @@ impl<'a> Runner<'a> {
                 ));
             }
         }
-        let argv = self.plan.restore_argv.clone();
+        // Exactly the planned bytes: the file is opened once, its content
+        // checked against the plan's sha256 through that descriptor, and the
+        // restore command reads the same open file (`/dev/fd/N`), so a file
+        // renamed over the path meanwhile (backup rotation) is never restored.
+        let snap = self.open_planned_snapshot()?;
+        let fd_path = format!("/dev/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&snap));
+        let argv: Vec<String> = self
+            .plan
+            .restore_argv
+            .iter()
+            .map(|a| {
+                if *a == self.plan.snapshot.display().to_string() {
+                    fd_path.clone()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
         let action = Action::Restore {
-            argv: argv.clone(),
+            argv: self.plan.restore_argv.clone(),
             creates: swaps.iter().map(|s| s.partial.clone()).collect(),
         };
         self.journal
             .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-        self.say(&format!("$ {}", argv.join(" ")));
-        let status = self.run_child(&argv)?;
+        self.say(&format!(
+            "$ {} (the snapshot read from {fd_path}, the file whose sha256 was just checked)",
+            Command(self.plan.restore_argv.clone())
+        ));
+        let status = self.run_child(&argv, &snap)?;
+        drop(snap);
         if !status.success() {
             let _ = self.journal.append(
                 step,
@@ -803,27 +811,82 @@ impl<'a> Runner<'a> {
                 self.plan.run_dir.join("run.log").display()
             );
         }
-        self.journal
-            .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
+        // What was restored, read natively before etcd ever runs on it: the
+        // baseline for verify and for rollback's write guard.
+        let db = swaps[0].partial.join("member/snap/db");
+        let restored = crate::snapshot::status(&db)
+            .with_context(|| format!("reading the restored db {}", db.display()))?;
+        self.journal.append(
+            step,
+            Kind::Done,
+            Some(action),
+            data([
+                ("restoredRevision", json!(restored.revision)),
+                ("restoredKeys", json!(restored.total_key)),
+            ]),
+        )?;
         for s in &swaps {
             self.move_file(step, &s.partial, &s.restored)?;
         }
         Ok(())
     }
 
-    fn run_child(&mut self, argv: &[String]) -> Result<std::process::ExitStatus> {
+    /// Opens the snapshot and checks its content against the plan's sha256 through the open file.
+    fn open_planned_snapshot(&mut self) -> Result<std::fs::File> {
+        let path = &self.plan.snapshot;
+        let f = std::fs::File::open(path).map_err(|e| {
+            Fail::before_change(
+                format!("cannot open the snapshot {}: {e}", path.display()),
+                "put the same snapshot back at that path (the journal has its sha256), or roll back",
+            )
+        })?;
+        let now = plan::content_digest(&f, self.plan.skip_hash_check)
+            .with_context(|| format!("reading the snapshot {}", path.display()))?;
+        if now != self.plan.snapshot_sha256 {
+            bail!(
+                "the snapshot {} is not the one planned (sha256 {} now, {} planned): it was replaced or changed; nothing was restored",
+                path.display(),
+                now.get(..16).unwrap_or(""),
+                self.plan.snapshot_sha256.get(..16).unwrap_or("")
+            );
+        }
+        self.say(&format!(
+            "snapshot content checked: sha256 {} as planned",
+            now.get(..16).unwrap_or("")
+        ));
+        Ok(f)
+    }
+
+    /// Runs the restore command in its own process group with `keep` open
+    /// in it, its output to the face and the run log; its PID and start time
+    /// are journaled so that a resume after a kill stops it first.
+    fn run_child(&mut self, argv: &[String], keep: &std::fs::File) -> Result<std::process::ExitStatus> {
         use std::io::{BufRead, BufReader};
         use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
-        let mut child = Command::new(&argv[0])
+        let fd = std::os::fd::AsFd::as_fd(keep);
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+            .context("passing the snapshot to the restore command")?;
+        let spawned = Command::new(&argv[0])
             .args(&argv[1..])
             .env("ETCDCTL_API", "3")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", argv[0]))?;
+            .spawn();
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+        let mut child = spawned.with_context(|| format!("starting {}", argv[0]))?;
+        let pid = child.id();
+        self.journal.append(
+            StageId::RestoreSnapshot,
+            Kind::Note,
+            None,
+            data([
+                ("childPid", json!(pid)),
+                ("childStart", json!(crate::host::proc::start_time(pid))),
+            ]),
+        )?;
         if journal::crash_point("during-restore") {
             std::thread::sleep(Duration::from_millis(150));
             journal::crash("while the restore command runs");
@@ -860,7 +923,7 @@ impl<'a> Runner<'a> {
         Ok(child.wait()?)
     }
 
-    fn set_ownership(&mut self, step: &str) -> Result<()> {
+    fn set_ownership(&mut self, step: StageId) -> Result<()> {
         let (uid, gid, mode) = (self.plan.uid, self.plan.gid, self.plan.mode);
         for s in self.plan.swaps.clone() {
             let xattrs = security_xattrs(&s.live);
@@ -890,17 +953,12 @@ impl<'a> Runner<'a> {
             for (name, value) in &xattrs {
                 // The SELinux label goes on the whole tree (as a relabel would); ACLs on the top dir.
                 let targets: Vec<PathBuf> = if name == SELINUX {
-                    walkdir::WalkDir::new(&s.restored)
-                        .into_iter()
-                        .flatten()
-                        .map(walkdir::DirEntry::into_path)
-                        .collect()
+                    tree(&s.restored)
                 } else {
                     vec![s.incoming.clone(), s.restored.clone()]
                 };
                 for t in targets {
-                    rustix::fs::lsetxattr(&t, name.as_str(), value, rustix::fs::XattrFlags::empty())
-                        .with_context(|| format!("setting {name} on {}", t.display()))?;
+                    set_xattr(&t, name, value)?;
                 }
                 self.say(&format!("{name} of {} carried over", s.live.display()));
             }
@@ -959,12 +1017,13 @@ impl<'a> Runner<'a> {
         let start = Instant::now();
         let conn = self.connection();
         loop {
-            let r = self.rt.block_on(async {
-                let mut c = crate::host::etcd::connect(&conn).await?;
-                let st = tokio::time::timeout(Duration::from_secs(3), c.status()).await??;
-                anyhow::ensure!(st.leader() != 0, "no leader yet");
-                Ok::<_, anyhow::Error>(st.header().map_or(0, etcd_client::ResponseHeader::revision))
-            });
+            let r = self
+                .rt
+                .block_on(crate::host::etcd::status(&conn, Duration::from_secs(3)))
+                .and_then(|st| {
+                    anyhow::ensure!(st.leader != 0, "no leader yet");
+                    Ok(st.revision)
+                });
             match r {
                 Ok(rev) => {
                     self.say(&format!("etcd is healthy at revision {rev}"));
@@ -988,15 +1047,15 @@ impl<'a> Runner<'a> {
                 return Err(e.context(Fail::problem(
                     format!("member {} still waits for its peers", self.plan.name),
                     format!(
-                        "restore every other member from the same snapshot ({}), then run `etcd-rescue verify {}` again",
+                        "restore every other member from the same snapshot ({}), then run `{}` again",
                         self.plan.snapshot.display(),
-                        self.plan.node_args()
+                        Command::rescue(std::iter::once("verify".to_string()).chain(self.plan.node_words()))
                     ),
                 )));
             }
         }
         self.journal.append(
-            "start-etcd",
+            StageId::StartEtcd,
             Kind::StageDone,
             None,
             data([("quorum", json!(true))]),
@@ -1072,7 +1131,7 @@ impl<'a> Runner<'a> {
         }
         if record {
             self.journal.append(
-                "verify",
+                StageId::Verify,
                 Kind::Note,
                 None,
                 data([("revision", json!(rev)), ("keys", json!(count))]),
@@ -1119,17 +1178,114 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// The revision of the restored data before etcd ever ran on it (read
+    /// natively after the restore), else the one verify recorded, else the
+    /// snapshot's: whatever is above it was written since.
+    fn restored_baseline(&self) -> i64 {
+        let find = |step: StageId, key: &str| {
+            self.journal
+                .records
+                .iter()
+                .rev()
+                .filter(|r| r.step == Step::Stage(step))
+                .find_map(|r| r.data.get(key).and_then(serde_json::Value::as_i64))
+        };
+        find(StageId::RestoreSnapshot, "restoredRevision")
+            .or_else(|| find(StageId::Verify, "revision"))
+            .unwrap_or(self.plan.snapshot_revision)
+    }
+
+    /// Whether etcd may have run on the restored data: its manifest was moved
+    /// back in by `start-etcd` (intent or done) and no rollback began since.
+    fn etcd_ran_on_restored(&self) -> bool {
+        let back = Action::Move {
+            from: self.plan.stash_dir.join(&self.plan.etcd_manifest),
+            to: self.plan.manifests_dir.join(&self.plan.etcd_manifest),
+        };
+        let recorded = |kind: Kind| {
+            self.journal.records.iter().any(|r| {
+                r.step == Step::Stage(StageId::StartEtcd)
+                    && r.kind == kind
+                    && r.action.as_ref() == Some(&back)
+            })
+        };
+        // An intent without its done: the rename happened if the manifest is in place.
+        recorded(Kind::Done)
+            || (recorded(Kind::Intent) && exists(&self.plan.manifests_dir.join(&self.plan.etcd_manifest)))
+    }
+
+    /// Rollback's write guard: refuses unless it is proven that the restored
+    /// cluster took no writes since it was restored. etcd's own answer proves
+    /// it; when etcd does not answer, its db read natively can prove writes
+    /// but never their absence (writes may still be only in its WAL).
+    fn guard_writes(&mut self) -> Result<()> {
+        if !self.etcd_ran_on_restored() {
+            return Ok(());
+        }
+        let baseline = self.restored_baseline();
+        let conn = self.connection();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            match self
+                .rt
+                .block_on(crate::host::etcd::status(&conn, Duration::from_secs(3)))
+            {
+                Ok(st) => break Ok(st.revision),
+                Err(e) if Instant::now() > deadline => break Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(300)),
+            }
+        };
+        let writes = |now: i64| {
+            Fail::before_change(
+                format!(
+                    "the restored cluster has moved from revision {baseline} to {now} since it was restored: rolling back loses those writes"
+                ),
+                "pass --discard-writes to roll back anyway (the restored data is kept aside, nothing is deleted)",
+            )
+        };
+        match answer {
+            Ok(now) if now > baseline => Err(writes(now).into()),
+            Ok(now) => {
+                self.say(&format!(
+                    "etcd answers at revision {now}, the restored revision: no writes to lose"
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                let db = self.plan.swaps[0].live.join("member/snap/db");
+                let on_disk = crate::snapshot::status(&db).map(|s| s.revision);
+                if let Ok(now) = on_disk
+                    && now > baseline
+                {
+                    return Err(writes(now).into());
+                }
+                Err(Fail::before_change(
+                    format!(
+                        "etcd does not answer ({e:#}), so there is no proof that the restored cluster took no writes since revision {baseline}{}",
+                        match on_disk {
+                            Ok(now) => format!(
+                                " (its db on disk is at revision {now}; writes still only in its WAL are not counted)"
+                            ),
+                            Err(_) => String::new(),
+                        }
+                    ),
+                    "bring etcd up so it can answer and run rollback again, or pass --discard-writes if losing any writes since the restore is acceptable",
+                )
+                .into())
+            }
+        }
+    }
+
     /// Returns the node to its state before the run: stop what runs on the
     /// restored data, put the original dirs back, set aside what the run
     /// created, move every manifest back. Itself journaled and resumable.
     pub fn rollback(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
+        self.rollback_inner(discard_writes, force)
+            .map_err(|e| self.seal(e))
+    }
+
+    fn rollback_inner(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
         let recs = self.journal.records.clone();
-        let verified_rev = recs
-            .iter()
-            .rev()
-            .find(|r| r.step == "verify" && r.kind == Kind::Note)
-            .and_then(|r| r.data.get("revision"))
-            .and_then(serde_json::Value::as_i64);
         let already = recs.iter().any(|r| r.kind == Kind::RollbackBegin);
         if !already {
             if self.plan.ha() && !force {
@@ -1138,36 +1294,23 @@ impl<'a> Runner<'a> {
                         "{} is one member of an HA cluster: rolling back one member alone splits it",
                         self.plan.name
                     ),
-                    "roll back every member, each with `etcd-rescue rollback --force`"
+                    format!(
+                        "roll back every member, each with `{} --force`",
+                        self.rollback_command()
+                    )
                 ));
             }
-            if let Some(rev) = verified_rev
-                && !discard_writes
-            {
-                let conn = self.connection();
-                let now = self.rt.block_on(async {
-                    let mut c = crate::host::etcd::connect(&conn).await?;
-                    let st = tokio::time::timeout(Duration::from_secs(3), c.status()).await??;
-                    Ok::<_, anyhow::Error>(st.header().map_or(0, etcd_client::ResponseHeader::revision))
-                });
-                if let Ok(now) = now
-                    && now > rev
-                {
-                    bail!(Fail::before_change(
-                        format!(
-                            "the restored cluster has moved from revision {rev} to {now} since it was verified: rolling back loses those writes"
-                        ),
-                        "pass --discard-writes to roll back anyway"
-                    ));
-                }
+            if !discard_writes {
+                self.guard_writes()?;
             }
             self.journal
-                .append("rollback", Kind::RollbackBegin, None, serde_json::Map::new())?;
+                .append(Step::Rollback, Kind::RollbackBegin, None, serde_json::Map::new())?;
         }
+        self.face.rolling_back();
         self.say("rolling back");
         let data_moves: Vec<(PathBuf, PathBuf)> = recs
             .iter()
-            .filter(|r| r.step != "rollback")
+            .filter(|r| r.step != Step::Rollback)
             .filter_map(|r| match (&r.kind, &r.action) {
                 (Kind::Intent | Kind::Done, Some(Action::Move { from, to }))
                     if !from.starts_with(&self.plan.manifests_dir)
@@ -1198,45 +1341,48 @@ impl<'a> Runner<'a> {
             {
                 let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
                 if exists(&live) && !exists(&stash) {
-                    self.move_file("rollback", &live, &stash)?;
+                    self.move_file(Step::Rollback, &live, &stash)?;
                 }
             }
-            self.wait_stopped("rollback")?;
+            self.wait_stopped(Step::Rollback)?;
         }
-        // 2. Undo the data moves, newest first.
+        // 2. Undo the data moves, newest first, nothing running on the data before and after each.
         for (from, to) in data_moves.iter().rev() {
             if exists(to) && !exists(from) {
-                self.move_file("rollback", to, from)?;
+                self.check_nothing_runs()?;
+                self.move_file(Step::Rollback, to, from)?;
             }
         }
+        if data_changed {
+            self.check_nothing_runs()?;
+        }
         // 3. Partial restores are the run's own; the restored dirs stay set aside.
+        let (_, child) = self.restore_state();
+        self.stop_orphan(child)?;
         for s in self.plan.swaps.clone() {
             if exists(&s.partial) {
                 let action = Action::RemoveOwn {
                     path: s.partial.clone(),
                 };
                 self.journal.append(
-                    "rollback",
+                    Step::Rollback,
                     Kind::Intent,
                     Some(action.clone()),
                     serde_json::Map::new(),
                 )?;
                 std::fs::remove_dir_all(&s.partial)?;
                 self.journal
-                    .append("rollback", Kind::Done, Some(action), serde_json::Map::new())?;
+                    .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
             }
         }
         // 4. Check the data is as at the baseline.
         let baseline = recs
             .iter()
-            .find(|r| r.step == "wait-stopped" && r.kind == Kind::Note)
+            .find(|r| r.step == Step::Stage(StageId::WaitStopped) && r.kind == Kind::Note)
             .map(|r| r.data.clone());
         if let Some(b) = baseline {
             for s in self.plan.swaps.clone() {
-                let want = b
-                    .get(&format!("{}Digest", s.what))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("");
+                let want = b.get(s.what.digest_key()).and_then(|v| v.as_str()).unwrap_or("");
                 let have = tree_digest(&s.live)?;
                 if want != have {
                     bail!(changed(
@@ -1264,7 +1410,7 @@ impl<'a> Runner<'a> {
         {
             let (live, stash) = (self.plan.manifests_dir.join(&m), self.plan.stash_dir.join(&m));
             if exists(&stash) && !exists(&live) {
-                self.move_file("rollback", &stash, &live)?;
+                self.move_file(Step::Rollback, &stash, &live)?;
             }
         }
         self.end(Outcome::RolledBack)

@@ -4,12 +4,77 @@
 
 use std::fmt::Write as _;
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
 use super::plan::Plan;
+
+/// A stage's stable id. Its kebab-case name is the journal key (written by
+/// every release so far) and is never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageId {
+    /// Check the node before changing anything.
+    Preflight,
+    /// Control-plane manifests out.
+    StopControlPlane,
+    /// etcd's manifest out.
+    StopEtcd,
+    /// Wait until nothing runs on the data dir.
+    WaitStopped,
+    /// The restore command into a new dir.
+    RestoreSnapshot,
+    /// Owner, mode and labels of the restored tree.
+    SetOwnership,
+    /// The two renames.
+    SwapDataDir,
+    /// etcd's manifest back, wait until healthy.
+    StartEtcd,
+    /// Members, keys and revision as planned.
+    Verify,
+    /// Control-plane manifests back.
+    StartControlPlane,
+}
+
+impl StageId {
+    /// The journal key (`stop-etcd`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageId::Preflight => "preflight",
+            StageId::StopControlPlane => "stop-control-plane",
+            StageId::StopEtcd => "stop-etcd",
+            StageId::WaitStopped => "wait-stopped",
+            StageId::RestoreSnapshot => "restore-snapshot",
+            StageId::SetOwnership => "set-ownership",
+            StageId::SwapDataDir => "swap-data-dir",
+            StageId::StartEtcd => "start-etcd",
+            StageId::Verify => "verify",
+            StageId::StartControlPlane => "start-control-plane",
+        }
+    }
+
+    /// The stage's place in [`STAGES`].
+    pub fn index(self) -> usize {
+        STAGES.iter().position(|s| s.id == self).unwrap_or(0)
+    }
+
+    /// The stage's entry in [`STAGES`].
+    pub fn stage(self) -> &'static Stage {
+        &STAGES[self.index()]
+    }
+}
+
+impl std::fmt::Display for StageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 /// One stage of the runbook.
 pub struct Stage {
     /// Stable journal key.
-    pub id: &'static str,
+    pub id: StageId,
     /// Title.
     pub title: &'static str,
     /// Why the stage exists, shown before confirming.
@@ -18,14 +83,12 @@ pub struct Stage {
     pub preview: fn(&Plan) -> Vec<String>,
 }
 
-fn mv(from: &std::path::Path, to: &std::path::Path) -> String {
-    format!("mv {} {}", from.display(), to.display())
-}
+use super::render::{Command, mv, quote_path};
 
 /// The stages, in order.
 pub const STAGES: [Stage; 10] = [
     Stage {
-        id: "preflight",
+        id: StageId::Preflight,
         title: "check the node before changing anything",
         why: |_| vec!["Refuses now, with nothing changed, what would lose data or fail half-way.".into()],
         preview: |p| {
@@ -46,7 +109,7 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "stop-control-plane",
+        id: StageId::StopControlPlane,
         title: "move kube-apiserver, controller-manager and scheduler manifests out",
         why: |_| {
             vec![
@@ -67,7 +130,7 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "stop-etcd",
+        id: StageId::StopEtcd,
         title: "move etcd's manifest out",
         why: |_| vec!["kubelet stops etcd; its data dir can then be swapped safely.".into()],
         preview: |p| {
@@ -78,12 +141,13 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "wait-stopped",
+        id: StageId::WaitStopped,
         title: "wait until the control-plane pods are gone and no process holds etcd's files",
         why: |_| {
             vec![
                 "A crash-looping etcd has no running container between restarts: wait for the pod sandboxes themselves to go.".into(),
                 "Records a digest of the data and WAL dirs: the baseline rollback is measured against.".into(),
+                "Nothing may run on the data for the settle period: a kubelet that saw a manifest a moment ago can still start its pod.".into(),
             ]
         },
         preview: |p| {
@@ -95,6 +159,10 @@ pub const STAGES: [Stage; 10] = [
                         .map_or("-".into(), |s| s.display().to_string())
                 ),
                 format!("/proc/*/fd: nothing open under {}", p.data_dir.display()),
+                format!(
+                    "both stable for {:.1} s (--settle)",
+                    Duration::from_millis(p.settle_ms).as_secs_f64()
+                ),
                 format!(
                     "at most {} s, then {}",
                     p.wait_timeout_secs,
@@ -108,7 +176,7 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "restore-snapshot",
+        id: StageId::RestoreSnapshot,
         title: "restore the snapshot into a new directory beside the data dir",
         why: |_| {
             vec![
@@ -117,7 +185,7 @@ pub const STAGES: [Stage; 10] = [
             ]
         },
         preview: |p| {
-            let mut v = vec![p.restore_argv.join(" ")];
+            let mut v = vec![Command(p.restore_argv.clone()).to_string()];
             for s in &p.swaps {
                 v.push(mv(&s.partial, &s.restored));
             }
@@ -125,7 +193,7 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "set-ownership",
+        id: StageId::SetOwnership,
         title: "give the restored tree the old data dir's owner, group and mode 0700",
         why: |_| vec!["etcd must be able to open its WAL and db as the user it runs as.".into()],
         preview: |p| {
@@ -136,15 +204,15 @@ pub const STAGES: [Stage; 10] = [
                         "chown -R {}:{} {}; chmod 0700 {}",
                         p.uid,
                         p.gid,
-                        s.restored.display(),
-                        s.incoming.display()
+                        quote_path(&s.restored),
+                        quote_path(&s.incoming)
                     )
                 })
                 .collect()
         },
     },
     Stage {
-        id: "swap-data-dir",
+        id: StageId::SwapDataDir,
         title: "swap the data dirs: the old one is kept, never deleted",
         why: |_| vec!["Two renames on one filesystem, each refusing to overwrite anything.".into()],
         preview: |p| {
@@ -155,7 +223,7 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "start-etcd",
+        id: StageId::StartEtcd,
         title: "move etcd's manifest back and wait until it is healthy",
         why: |p| {
             if p.ha() {
@@ -172,14 +240,17 @@ pub const STAGES: [Stage; 10] = [
                 ),
                 format!(
                     "etcd status on {} with {}",
-                    p.endpoints.join(","),
-                    p.cert.as_ref().map_or("-".into(), |c| c.display().to_string())
+                    p.connection.endpoints.join(","),
+                    p.connection
+                        .cert
+                        .as_ref()
+                        .map_or("-".into(), |c| c.display().to_string())
                 ),
             ]
         },
     },
     Stage {
-        id: "verify",
+        id: StageId::Verify,
         title: "check the restored etcd before the control plane writes to it",
         why: |_| vec!["Members, live keys and revision must match the snapshot.".into()],
         preview: |p| {
@@ -191,7 +262,7 @@ pub const STAGES: [Stage; 10] = [
         },
     },
     Stage {
-        id: "start-control-plane",
+        id: StageId::StartControlPlane,
         title: "move the control-plane manifests back",
         why: |_| {
             vec![
@@ -207,11 +278,6 @@ pub const STAGES: [Stage; 10] = [
         },
     },
 ];
-
-/// The position of stage `id`.
-pub fn index(id: &str) -> Option<usize> {
-    STAGES.iter().position(|s| s.id == id)
-}
 
 /// The runbook as Markdown (`docs/runbook.md` is generated from it).
 pub fn markdown() -> String {
@@ -230,7 +296,7 @@ pub fn markdown() -> String {
 }
 
 /// A plan with placeholder paths, for the generated runbook.
-fn example_plan() -> Plan {
+pub(crate) fn example_plan() -> Plan {
     serde_json::from_value(serde_json::json!({
         "id": "ID", "created": "", "root": "/", "stateDir": "/var/lib/etcd-rescue",
         "runDir": "/var/lib/etcd-rescue/runs/ID", "snapshot": "/backup/snap.db", "snapshotSha256": "0".repeat(64),

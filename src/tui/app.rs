@@ -9,15 +9,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ratatui::crossterm::event::KeyEvent;
 
 use super::face::{Event, Reply};
 use super::keys::{self, Ctx, Do};
 use super::picker::{self, Checked, Detail, Found};
-use crate::restore::face::{Answer, StageView, WaitChoice};
-use crate::restore::steps::STAGES;
+use crate::restore::face::{Answer, Failure, StageView, Summary, WaitChoice};
+use crate::restore::journal::Outcome;
+use crate::restore::render::{self, Line};
+use crate::restore::steps::{STAGES, StageId};
 
 /// Which command the wizard serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +78,11 @@ pub enum Mark {
 #[derive(Debug, Clone)]
 pub struct Row {
     /// Journal key.
-    pub id: &'static str,
+    pub id: StageId,
     /// Where it is.
     pub mark: Mark,
     /// How long it took, once done in this session.
-    pub took: Option<String>,
+    pub took: Option<Duration>,
 }
 
 /// A popup over the screen.
@@ -145,8 +147,8 @@ pub struct App {
     pub color: bool,
     /// The picker.
     pub picker: Picker,
-    /// The plan as `plan::render` wrote it.
-    pub plan: Vec<String>,
+    /// The plan, rendered with its tones.
+    pub plan: Vec<Line>,
     /// The runbook.
     pub rows: Vec<Row>,
     /// The stage asked about or running.
@@ -154,13 +156,13 @@ pub struct App {
     /// Output of the stage (or the rollback) on show.
     pub output: Vec<String>,
     /// The stage finished last: id, time, its last line of output.
-    pub previous: Option<(String, String, Option<String>)>,
-    /// The failure on show: stage, error, where the journal is and how to resume.
-    pub failure: Option<(String, String, String)>,
+    pub previous: Option<(StageId, Duration, Option<String>)>,
+    /// The failure on show.
+    pub failure: Option<Failure>,
     /// What still runs after `--wait-timeout`.
     pub still: Vec<String>,
     /// The engine's summary.
-    pub summary: Vec<String>,
+    pub summary: Option<Summary>,
     /// `etcd-rescue rollback`: the run about to be undone, described.
     pub rollback_run: Vec<String>,
     /// The question the engine waits on.
@@ -256,7 +258,7 @@ impl App {
             previous: None,
             failure: None,
             still: Vec::new(),
-            summary: Vec::new(),
+            summary: None,
             rollback_run: Vec::new(),
             asked: None,
             asked_shown: None,
@@ -312,7 +314,7 @@ impl App {
         crate::utc::rfc3339(self.now)
     }
 
-    fn row(&mut self, id: &str) -> Option<&mut Row> {
+    fn row(&mut self, id: StageId) -> Option<&mut Row> {
         self.rows.iter_mut().find(|r| r.id == id)
     }
 
@@ -477,37 +479,34 @@ fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {
 
 fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
     match ev {
-        Event::Begin {
-            run_dir,
-            done,
-            rolling_back,
-        } => {
-            for id in &done {
-                if let Some(r) = app.row(id) {
+        Event::Begin(run) => {
+            for id in &run.done {
+                if let Some(r) = app.row(*id) {
                     r.mark = Mark::Done;
                 }
             }
             app.log(format!(
                 "{} run {} (journal {})",
                 app.stamp(),
-                run_dir.file_name().unwrap_or_default().to_string_lossy(),
-                run_dir.join("journal.jsonl").display()
+                run.run_dir.file_name().unwrap_or_default().to_string_lossy(),
+                run.run_dir.join("journal.jsonl").display()
             ));
-            if !done.is_empty() {
+            if !run.done.is_empty() {
+                let done: Vec<&str> = run.done.iter().map(|d| d.as_str()).collect();
                 app.log(format!("  done before this session: {}", done.join(", ")));
             }
-            app.rolling_back |= rolling_back;
+            app.rolling_back |= run.rolling_back;
             if app.rolling_back {
                 app.screen = Screen::RollingBack;
                 app.follow = true;
             }
-            app.run_dir = Some(run_dir);
+            app.run_dir = Some(run.run_dir);
             Vec::new()
         }
         Event::Plan(lines) => {
             app.log(format!("{} plan:", app.stamp()));
-            app.transcript.extend(lines.iter().cloned());
-            app.plan = lines.iter().map(|l| clean(l)).collect();
+            app.transcript.extend(render::text(&lines));
+            app.plan = lines.into_iter().map(|(t, l)| (t, clean(&l))).collect();
             app.ask(Asked::Plan, Screen::Plan)
         }
         Event::Stage(view) => {
@@ -541,21 +540,34 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             app.output.push(clean(&text));
             Vec::new()
         }
-        Event::StageDone { id, summary } => {
-            app.log(format!("  done: {id} ({summary})"));
-            if let Some(r) = app.row(&id) {
+        Event::StageDone { id, took } => {
+            app.log(format!("  done: {id} ({took:.1?})"));
+            if let Some(r) = app.row(id) {
                 r.mark = Mark::Done;
-                r.took = Some(summary.clone());
+                r.took = Some(took);
             }
-            app.previous = Some((id, summary, app.output.last().cloned()));
+            app.previous = Some((id, took, app.output.last().cloned()));
             Vec::new()
         }
-        Event::Failed { id, error, resume } => {
-            app.log(format!("  FAILED: {id}: {error}\n  {resume}"));
-            if let Some(r) = app.row(&id) {
+        Event::RollingBack => {
+            app.log(format!("{} rolling back", app.stamp()));
+            app.rolling_back = true;
+            app.screen = Screen::RollingBack;
+            app.asked = None;
+            app.follow = true;
+            Vec::new()
+        }
+        Event::Failed(f) => {
+            for l in render::failure(&f) {
+                app.log(l);
+            }
+            if let Some(r) = app.row(f.stage) {
                 r.mark = Mark::Failed;
             }
-            app.failure = Some((id, clean(&error), clean(&resume)));
+            app.failure = Some(Failure {
+                error: clean(&f.error),
+                ..f
+            });
             app.ask(Asked::Failed, Screen::Failed)
         }
         Event::WaitTimeout(still) => {
@@ -566,10 +578,10 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             app.still = still.iter().map(|l| clean(l)).collect();
             app.ask(Asked::Wait, Screen::Waiting)
         }
-        Event::Summary(lines) => {
+        Event::Summary(summary) => {
             app.log(String::new());
-            app.transcript.extend(lines.iter().cloned());
-            if lines.first().is_some_and(|l| l.ends_with("rolled-back")) {
+            app.transcript.extend(render::text(&render::summary(&summary)));
+            if summary.outcome == Outcome::RolledBack {
                 app.rolling_back = true;
                 for r in &mut app.rows {
                     r.mark = match r.mark {
@@ -578,7 +590,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                     };
                 }
             }
-            app.summary = lines.iter().map(|l| clean(l)).collect();
+            app.summary = Some(summary);
             app.screen = Screen::Summary;
             app.asked = None;
             app.scroll = 0;
@@ -772,13 +784,14 @@ fn yes(app: &mut App, at: Instant) -> Vec<Cmd> {
             app.screen = Screen::Planning;
         }
         Asked::Stage | Asked::Failed => {
-            let id = app.stage.as_ref().map_or("", |s| s.id);
+            let id = app.stage.as_ref().map(|s| s.id);
             app.log(format!(
-                "{} answer: {} {id}",
+                "{} answer: {} {}",
                 app.stamp(),
-                if asked == Asked::Stage { "apply" } else { "retry" }
+                if asked == Asked::Stage { "apply" } else { "retry" },
+                id.map_or("", StageId::as_str)
             ));
-            if let Some(r) = app.rows.iter_mut().find(|r| r.id == id) {
+            if let Some(r) = app.rows.iter_mut().find(|r| Some(r.id) == id) {
                 r.mark = Mark::Running;
             }
             app.output.clear();

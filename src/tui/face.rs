@@ -4,27 +4,22 @@
 //! the UI is gone, every question is answered "quit", which the engine turns
 //! into a journaled stop at the stage boundary.
 
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
-use crate::restore::face::{Answer, Face, StageView, WaitChoice};
-use crate::restore::journal::{self, Kind};
+use crate::restore::face::{Answer, Face, Failure, RunStart, StageView, Summary, WaitChoice};
+use crate::restore::plan::Plan;
+use crate::restore::render::{self, Line};
+use crate::restore::steps::StageId;
 
 /// What the engine shows or asks, as the UI thread receives it.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The run exists: its dir, the stages its journal records done, and
     /// whether a rollback was begun.
-    Begin {
-        /// `<state-dir>/runs/<id>`.
-        run_dir: PathBuf,
-        /// Stages finished before this session (resume).
-        done: Vec<String>,
-        /// A rollback was begun before this session.
-        rolling_back: bool,
-    },
-    /// The plan; a question (answered with [`Reply::Answer`]).
-    Plan(Vec<String>),
+    Begin(RunStart),
+    /// The plan, rendered with its tones; a question (answered with [`Reply::Answer`]).
+    Plan(Vec<Line>),
     /// The next stage; a question.
     Stage(StageView),
     /// A line of progress or command output.
@@ -32,23 +27,18 @@ pub enum Event {
     /// A stage finished and verified its effect.
     StageDone {
         /// The stage.
-        id: String,
+        id: StageId,
         /// How long it took.
-        summary: String,
+        took: Duration,
     },
+    /// A rollback starts.
+    RollingBack,
     /// A stage failed; a question (retry = yes).
-    Failed {
-        /// The stage.
-        id: String,
-        /// The error chain.
-        error: String,
-        /// Where the journal is and the exact resume and rollback commands.
-        resume: String,
-    },
+    Failed(Failure),
     /// Pods outlived `--wait-timeout`; a question (answered with [`Reply::Wait`]).
     WaitTimeout(Vec<String>),
     /// The final summary.
-    Summary(Vec<String>),
+    Summary(Summary),
 }
 
 impl Event {
@@ -56,7 +46,7 @@ impl Event {
     pub fn is_question(&self) -> bool {
         matches!(
             self,
-            Event::Plan(_) | Event::Stage(_) | Event::Failed { .. } | Event::WaitTimeout(_)
+            Event::Plan(_) | Event::Stage(_) | Event::Failed(_) | Event::WaitTimeout(_)
         )
     }
 }
@@ -101,24 +91,11 @@ impl ChannelFace {
 }
 
 impl Face for ChannelFace {
-    fn run_dir(&mut self, dir: &Path) {
-        let recs = journal::read(&dir.join("journal.jsonl"))
-            .map(|(_, recs)| recs)
-            .unwrap_or_default();
-        let done = recs
-            .iter()
-            .filter(|r| r.kind == Kind::StageDone)
-            .map(|r| r.step.clone())
-            .collect();
-        let rolling_back = recs.iter().any(|r| r.kind == Kind::RollbackBegin);
-        (self.sink)(Event::Begin {
-            run_dir: dir.to_path_buf(),
-            done,
-            rolling_back,
-        });
+    fn begin(&mut self, run: &RunStart) {
+        (self.sink)(Event::Begin(run.clone()));
     }
-    fn plan(&mut self, lines: &[String]) -> Answer {
-        self.answer(Event::Plan(lines.to_vec()))
+    fn plan(&mut self, plan: &Plan) -> Answer {
+        self.answer(Event::Plan(render::plan(plan)))
     }
     fn stage(&mut self, view: &StageView) -> Answer {
         self.answer(Event::Stage(view.clone()))
@@ -126,18 +103,14 @@ impl Face for ChannelFace {
     fn line(&mut self, text: &str) {
         (self.sink)(Event::Line(text.to_string()));
     }
-    fn stage_done(&mut self, id: &str, summary: &str) {
-        (self.sink)(Event::StageDone {
-            id: id.to_string(),
-            summary: summary.to_string(),
-        });
+    fn stage_done(&mut self, id: StageId, took: Duration) {
+        (self.sink)(Event::StageDone { id, took });
     }
-    fn failed(&mut self, id: &str, error: &str, resume: &str) -> Answer {
-        self.answer(Event::Failed {
-            id: id.to_string(),
-            error: error.to_string(),
-            resume: resume.to_string(),
-        })
+    fn rolling_back(&mut self) {
+        (self.sink)(Event::RollingBack);
+    }
+    fn failed(&mut self, failure: &Failure) -> Answer {
+        self.answer(Event::Failed(failure.clone()))
     }
     fn wait_timeout(&mut self, still: &[String]) -> WaitChoice {
         match self.ask(Event::WaitTimeout(still.to_vec())) {
@@ -145,8 +118,8 @@ impl Face for ChannelFace {
             Reply::Answer(_) => WaitChoice::Quit,
         }
     }
-    fn summary(&mut self, lines: &[String]) {
-        (self.sink)(Event::Summary(lines.to_vec()));
+    fn summary(&mut self, summary: &Summary) {
+        (self.sink)(Event::Summary(summary.clone()));
     }
 }
 
@@ -182,15 +155,25 @@ mod tests {
             seen
         });
         face.line("hello");
-        assert_eq!(face.plan(&["p".into()]), Answer::Rollback);
+        assert_eq!(
+            face.plan(&crate::restore::steps::example_plan()),
+            Answer::Rollback
+        );
         assert_eq!(face.wait_timeout(&["pod etcd".into()]), WaitChoice::KeepWaiting);
-        face.summary(&[]);
+        face.rolling_back();
         drop(face);
-        assert_eq!(ui.join().unwrap(), ["Line", "Plan", "WaitTimeout", "Summary"]);
+        assert_eq!(ui.join().unwrap(), ["Line", "Plan", "WaitTimeout", "RollingBack"]);
         let (rtx, rrx) = mpsc::channel::<Reply>();
         drop(rtx);
         let mut orphan = ChannelFace::new(|_| false, rrx);
-        assert_eq!(orphan.failed("verify", "boom", "resume"), Answer::Quit);
+        let failure = Failure {
+            stage: StageId::Verify,
+            error: "boom".into(),
+            journal: "/j".into(),
+            resume: render::Command::rescue(["resume"]),
+            rollback: render::Command::rescue(["rollback"]),
+        };
+        assert_eq!(orphan.failed(&failure), Answer::Quit);
         assert_eq!(orphan.wait_timeout(&[]), WaitChoice::Quit);
     }
 }

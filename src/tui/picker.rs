@@ -162,7 +162,7 @@ pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
 
 /// The node's current data dir, when etcd.yaml can be read.
 fn current_data_dir(root: &Root) -> Option<PathBuf> {
-    let node = crate::node::Node::discover(root, None, &crate::node::ConnectionArgs::default()).ok()?;
+    let node = crate::node::Node::discover(root, None, &crate::node::Connection::default()).ok()?;
     Some(root.host(&node.etcd.data_dir.host))
 }
 

@@ -13,9 +13,13 @@ use super::app::{self, Action, App, Asked, Cmd, Mark, Mode, Popup, Screen};
 use super::face::{Event, Reply};
 use super::keys;
 use super::picker::{Changes, Checked, Detail, Found, Msg};
-use crate::restore::face::{Answer, StageView, WaitChoice};
-use crate::restore::plan::{self, Plan, RestoreTool, Swap};
+use crate::host::etcd::Connection;
+use crate::restore::face::{Answer, Failure, RunStart, StageView, Summary, WaitChoice};
+use crate::restore::journal::Outcome;
+use crate::restore::plan::{Plan, RestoreTool, Swap, SwapKind, ToolKind};
+use crate::restore::render::{self, Command};
 use crate::restore::steps::STAGES;
+use crate::snapshot::Integrity;
 
 const RUN: &str = "20260101T000000Z-abcd";
 
@@ -23,7 +27,7 @@ const RUN: &str = "20260101T000000Z-abcd";
 fn sample_plan() -> Plan {
     let run_dir = PathBuf::from(format!("/node/var/lib/etcd-rescue/runs/{RUN}"));
     let swaps = vec![Swap {
-        what: "data".into(),
+        what: SwapKind::Data,
         live: "/node/var/lib/etcd".into(),
         partial: format!("/node/var/lib/etcd.restore-{RUN}.partial").into(),
         restored: format!("/node/var/lib/etcd.restore-{RUN}").into(),
@@ -32,7 +36,7 @@ fn sample_plan() -> Plan {
         inside_mount: false,
     }];
     let tool = RestoreTool {
-        name: "etcdutl".into(),
+        name: ToolKind::Etcdutl,
         path: "/usr/local/bin/etcdutl".into(),
         version: "3.5.21".into(),
         found: "PATH".into(),
@@ -47,7 +51,7 @@ fn sample_plan() -> Plan {
         run_dir,
         snapshot: "/node/backup/etcd-20251231.db".into(),
         snapshot_sha256: "625f2f3a0f6569ae625f2f3a0f6569ae".into(),
-        snapshot_integrity: "verified".into(),
+        snapshot_integrity: Integrity::Verified,
         snapshot_revision: 1200,
         snapshot_live_keys: 805,
         snapshot_size: 3 << 20,
@@ -65,6 +69,8 @@ fn sample_plan() -> Plan {
         cri_socket: Some("/node/run/containerd/containerd.sock".into()),
         kubelet_healthz: "127.0.0.1:10248".into(),
         data_dir: "/node/var/lib/etcd".into(),
+        data_dir_link: None,
+        settle_ms: 3000,
         wal_dir: None,
         restore_argv: vec![
             "/usr/local/bin/etcdutl".into(),
@@ -89,10 +95,13 @@ fn sample_plan() -> Plan {
         gid: 0,
         mode: 0o700,
         current_revision: Some(1342),
-        endpoints: vec!["https://127.0.0.1:2379".into()],
-        cacert: Some("/node/etc/kubernetes/pki/etcd/ca.crt".into()),
-        cert: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.crt".into()),
-        key: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.key".into()),
+        connection: Connection {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            cacert: Some("/node/etc/kubernetes/pki/etcd/ca.crt".into()),
+            cert: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.crt".into()),
+            key: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.key".into()),
+            dial_timeout_ms: 2000,
+        },
         wait_timeout_secs: 120,
         force_stop: false,
         warnings: vec!["the node runs 2 control-plane replicas of kube-apiserver (HA notes)".into()],
@@ -134,33 +143,43 @@ impl Engine {
         Event::Stage(view(&self.plan, self.next))
     }
 
-    fn summary(&mut self, outcome: &str) -> Event {
+    fn summary(&mut self, outcome: Outcome) -> Event {
         self.ended = true;
-        let mut v = vec![format!("Run {RUN}: {outcome}")];
-        if outcome == "done" {
-            v.push(
-                "Restored /node/backup/etcd-20251231.db (revision 1200, 805 live keys) on member cp1.".into(),
-            );
-            v.push("142 revisions discarded.".into());
-            v.push(format!("Old data dir kept at /node/var/lib/etcd-old-{RUN}"));
-            v.push(format!("To undo: etcd-rescue rollback --root /node --run {RUN}"));
-        } else {
-            v.push("The node is back as it was before the run; the restored data is set aside:".into());
-        }
-        for s in STAGES.iter().take(self.next) {
-            v.push(format!("  {:<20} 0.25 s", s.id));
-        }
-        Event::Summary(v)
+        let done = outcome == Outcome::Done;
+        Event::Summary(Summary {
+            run: RUN.into(),
+            outcome,
+            snapshot: self.plan.snapshot.clone(),
+            revision: self.plan.snapshot_revision,
+            live_keys: self.plan.snapshot_live_keys,
+            member: self.plan.name.clone(),
+            revisions_discarded: self.plan.revisions_discarded(),
+            kept: if done {
+                vec![(SwapKind::Data, format!("/node/var/lib/etcd-old-{RUN}").into())]
+            } else {
+                Vec::new()
+            },
+            set_aside: Vec::new(),
+            run_dir: self.plan.run_dir.clone(),
+            undo: done.then(|| Command::rescue(["rollback", "--root", "/node", "--run", RUN])),
+            timings: STAGES
+                .iter()
+                .take(self.next.min(STAGES.len()))
+                .map(|s| (s.id, Duration::from_millis(250)))
+                .collect(),
+            peers: Vec::new(),
+            verify: None,
+        })
     }
 
     fn on(&mut self, r: Reply) -> Vec<Event> {
         match r {
             Reply::Answer(Answer::Yes) if self.next == 0 && !self.ended => {
-                let mut v = vec![Event::Begin {
+                let mut v = vec![Event::Begin(RunStart {
                     run_dir: self.plan.run_dir.clone(),
                     done: Vec::new(),
                     rolling_back: false,
-                }];
+                })];
                 v.push(self.stage());
                 self.next = usize::MAX;
                 v
@@ -169,26 +188,26 @@ impl Engine {
                 if self.next == usize::MAX {
                     self.next = 0;
                 }
-                let id = STAGES[self.next].id.to_string();
+                let id = STAGES[self.next].id;
                 let mut v = vec![Event::Line(format!("applying {id}"))];
                 if self.fail_at == Some(self.next) {
                     self.fail_at = None;
-                    v.push(Event::Failed {
-                        id,
+                    v.push(Event::Failed(Failure {
+                        stage: id,
                         error: "etcdutl exited with exit status: 1; its output is above".into(),
-                        resume: format!(
-                            "the journal is /node/var/lib/etcd-rescue/runs/{RUN}/journal.jsonl; run `etcd-rescue resume --root /node` to go on or `etcd-rescue rollback --root /node` to undo"
-                        ),
-                    });
+                        journal: format!("/node/var/lib/etcd-rescue/runs/{RUN}/journal.jsonl").into(),
+                        resume: Command::rescue(["resume", "--root", "/node"]),
+                        rollback: Command::rescue(["rollback", "--root", "/node", "--run", RUN]),
+                    }));
                     return v;
                 }
                 v.push(Event::StageDone {
                     id,
-                    summary: "250.0ms".into(),
+                    took: Duration::from_millis(250),
                 });
                 self.next += 1;
                 v.push(if self.next == STAGES.len() {
-                    self.summary("done")
+                    self.summary(Outcome::Done)
                 } else {
                     self.stage()
                 });
@@ -196,9 +215,9 @@ impl Engine {
             }
             Reply::Answer(Answer::Rollback) | Reply::Wait(WaitChoice::Rollback) => {
                 vec![
-                    Event::Line("rolling back".into()),
+                    Event::RollingBack,
                     Event::Line("moved /node/etc/kubernetes/manifests/etcd.yaml back".into()),
-                    self.summary("rolled-back"),
+                    self.summary(Outcome::RolledBack),
                 ]
             }
             Reply::Answer(Answer::Quit) | Reply::Wait(_) => {
@@ -242,7 +261,7 @@ impl Ui {
     fn restore() -> Ui {
         let mut ui = Ui::new(App::new(Mode::Restore, Screen::Planning));
         ui.app.started = true;
-        let lines = plan::render(&ui.engine.plan);
+        let lines = render::plan(&ui.engine.plan);
         ui.event(Event::Plan(lines));
         ui
     }
@@ -382,7 +401,10 @@ fn applying_shows_live_output() {
 #[test]
 fn next_stage_shows_previous_result() {
     let ui = scenario("yyy");
-    assert_eq!(ui.app.stage.as_ref().unwrap().id, "stop-etcd");
+    assert_eq!(
+        ui.app.stage.as_ref().unwrap().id,
+        crate::restore::steps::StageId::StopEtcd
+    );
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -425,7 +447,10 @@ fn failure_retry() {
     ui.engine.fail_at = Some(4);
     ui.keys("yyyyyyy");
     assert_eq!(ui.app.screen, Screen::Stage);
-    assert_eq!(ui.app.stage.as_ref().unwrap().id, "set-ownership");
+    assert_eq!(
+        ui.app.stage.as_ref().unwrap().id,
+        crate::restore::steps::StageId::SetOwnership
+    );
     assert_eq!(ui.app.rows[4].mark, Mark::Done);
 }
 
@@ -529,11 +554,11 @@ fn resume_marks_done_stages() {
     let mut ui = Ui::new(App::new(Mode::Resume, Screen::Planning));
     ui.app.started = true;
     insta::assert_snapshot!("resume_opening", ui.screen());
-    ui.event(Event::Begin {
+    ui.event(Event::Begin(RunStart {
         run_dir: sample_plan().run_dir,
-        done: STAGES[..4].iter().map(|s| s.id.to_string()).collect(),
+        done: STAGES[..4].iter().map(|s| s.id).collect(),
         rolling_back: false,
-    });
+    }));
     ui.event(Event::Stage(view(&sample_plan(), 4)));
     insta::assert_snapshot!(ui.screen());
 }

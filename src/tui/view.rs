@@ -15,6 +15,8 @@ use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
 
 use super::app::{App, Mark, Mode, Popup, Screen};
 use super::keys::{self, Ctx};
+use crate::restore::journal::Outcome;
+use crate::restore::render;
 use crate::restore::steps::STAGES;
 
 /// Columns of the runbook down the side (`[x] start-control-plane` and a margin).
@@ -332,13 +334,11 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
                 "Each stage shows its exact commands again and asks before it runs.",
                 Tone::Dim,
             );
-            for l in &app.plan {
-                let tone = if l.trim_start().starts_with("warning") {
-                    Tone::Warn
-                } else if l.starts_with("Stages:") || l.starts_with("Restore plan") {
-                    Tone::Heading
-                } else {
-                    Tone::Plain
+            for (kind, l) in &app.plan {
+                let tone = match kind {
+                    render::Tone::Warning => Tone::Warn,
+                    render::Tone::Heading => Tone::Heading,
+                    _ => Tone::Plain,
                 };
                 b.add(l, tone);
             }
@@ -359,7 +359,7 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             if let Some((id, took, last)) = &app.previous {
                 b.blank();
                 b.add(
-                    &format!("Previous stage {id}: done and verified in {took}"),
+                    &format!("Previous stage {id}: done and verified in {took:.1?}"),
                     Tone::Good,
                 );
                 if let Some(l) = last {
@@ -379,19 +379,25 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             }
         }
         Screen::Failed => {
-            if let Some((id, error, resume)) = &app.failure {
-                let n = STAGES.iter().position(|s| s.id == id).map_or(0, |i| i + 1);
+            if let Some(f) = &app.failure {
+                let n = f.stage.index() + 1;
                 h.spans(vec![Span::styled(
-                    format!("FAILED · stage {n} of {} · {id}", STAGES.len()),
+                    format!("FAILED · stage {n} of {} · {}", STAGES.len(), f.stage),
                     style(app, Tone::Bad),
                 )]);
                 h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
                 h.blank();
                 b.heading("What failed");
-                b.prose(&format!("  {error}"), Tone::Plain);
+                b.prose(&format!("  {}", f.error), Tone::Plain);
                 b.heading("Journal, and how to go on later");
-                b.prose(&format!("  {resume}"), Tone::Plain);
-                for cmd in resume.split('`').skip(1).step_by(2) {
+                b.prose(
+                    &format!(
+                        "  the journal is {}; resume to go on, or roll back to undo:",
+                        f.journal.display()
+                    ),
+                    Tone::Plain,
+                );
+                for cmd in [&f.resume, &f.rollback] {
                     b.add(&format!("  $ {cmd}"), Tone::Bold);
                 }
                 b.heading("Output");
@@ -440,25 +446,27 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             }
         }
         Screen::Summary => {
-            let first = app.summary.first().cloned().unwrap_or_default();
-            let tone = if first.ends_with("rolled-back") {
-                Tone::Undone
-            } else {
-                Tone::Good
-            };
-            h.add(&first, tone);
-            h.blank();
-            let mut timings = false;
-            for l in app.summary.iter().skip(1) {
-                let timing = STAGES.iter().any(|s| {
-                    l.strip_prefix("  ")
-                        .is_some_and(|r| r.starts_with(&format!("{} ", s.id)))
-                });
-                if timing && !timings {
-                    b.heading("Time per stage");
+            if let Some(summary) = &app.summary {
+                let lines = render::summary(summary);
+                let tone = if summary.outcome == Outcome::RolledBack {
+                    Tone::Undone
+                } else {
+                    Tone::Good
+                };
+                let mut lines = lines.into_iter();
+                if let Some((_, first)) = lines.next() {
+                    h.add(&first, tone);
                 }
-                timings = timing;
-                b.plain(l);
+                h.blank();
+                let mut timings = false;
+                for (kind, l) in lines {
+                    let timing = kind == render::Tone::Timing;
+                    if timing && !timings {
+                        b.heading("Time per stage");
+                    }
+                    timings = timing;
+                    b.plain(&l);
+                }
             }
             if let Some(d) = &app.run_dir {
                 b.blank();
@@ -563,7 +571,7 @@ fn picker(app: &App, head: &mut Text, body: &mut Text) {
                 "{}{:<5}{:>10} {:<10}{:>8} {:>7} {name}",
                 if sel { "> " } else { "  " },
                 age(app, f.modified),
-                crate::cli::human_bytes(f.size),
+                crate::units::human_bytes(f.size),
                 check,
                 rev,
                 keys

@@ -1,0 +1,288 @@
+//! The one text renderer of the restore engine's values: the plan, a
+//! failure, the summary, and the commands the operator may paste. The text
+//! faces print its lines; the wizard styles them by their [`Tone`], never by
+//! their words.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::face::{Failure, Summary};
+use super::journal::Outcome;
+use super::plan::Plan;
+use super::steps::STAGES;
+use crate::units::human_bytes;
+
+/// A command line the operator can paste into a POSIX shell: each argument
+/// quoted when it needs it, so a path with a space or a `;` stays one word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command(pub Vec<String>);
+
+impl Command {
+    /// `etcd-rescue <words…>`.
+    pub fn rescue<I, S>(words: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command(
+            std::iter::once("etcd-rescue".to_string())
+                .chain(words.into_iter().map(Into::into))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<String> = self.0.iter().map(|w| quote(w)).collect();
+        f.write_str(&words.join(" "))
+    }
+}
+
+/// One word for a POSIX shell: as is when it is made only of safe characters,
+/// else in single quotes (a `'` inside becomes `'\''`).
+pub fn quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A path as one shell word.
+pub fn quote_path(p: &Path) -> String {
+    quote(&p.display().to_string())
+}
+
+/// `mv FROM TO`, quoted.
+pub fn mv(from: &Path, to: &Path) -> String {
+    format!("mv {} {}", quote_path(from), quote_path(to))
+}
+
+/// `--root R [--state-dir S]` as words (see [`super::node_args`]).
+pub fn node_words(root: &Path, state_dir: Option<&PathBuf>) -> Vec<String> {
+    let mut v = vec!["--root".to_string(), root.display().to_string()];
+    if let Some(sd) = state_dir {
+        v.push("--state-dir".into());
+        v.push(sd.display().to_string());
+    }
+    v
+}
+
+/// What a line is, for a face that styles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// A title.
+    Heading,
+    /// A fact.
+    Fact,
+    /// Something the operator must know.
+    Warning,
+    /// A stage's name in a list.
+    Stage,
+    /// A command or path under a stage.
+    Detail,
+    /// A stage's time.
+    Timing,
+    /// A command to run next.
+    Command,
+    /// An empty line.
+    Blank,
+}
+
+/// A line with its tone.
+pub type Line = (Tone, String);
+
+fn blank() -> Line {
+    (Tone::Blank, String::new())
+}
+
+/// The lines as plain text.
+pub fn text(lines: &[Line]) -> Vec<String> {
+    lines.iter().map(|(_, l)| l.clone()).collect()
+}
+
+/// The plan as the operator reads it before the first change.
+pub fn plan(plan: &Plan) -> Vec<Line> {
+    let fact = |s: String| (Tone::Fact, s);
+    let mut out = vec![
+        (
+            Tone::Heading,
+            format!(
+                "Restore plan {} (journal {})",
+                plan.id,
+                plan.run_dir.join("journal.jsonl").display()
+            ),
+        ),
+        blank(),
+        fact(format!("  snapshot      {}", plan.snapshot.display())),
+        fact(format!(
+            "                revision {}, {} live keys, {}, sha256 {} ({})",
+            plan.snapshot_revision,
+            plan.snapshot_live_keys,
+            human_bytes(plan.snapshot_size),
+            plan.snapshot_sha256.get(..16).unwrap_or(""),
+            plan.snapshot_integrity
+        )),
+        fact(format!(
+            "  member        {} (peer URLs {})",
+            plan.name,
+            plan.peer_urls.join(",")
+        )),
+        fact(format!("  manifests     {}", plan.manifests_dir.display())),
+        fact(format!("  stash         {}", plan.stash_dir.display())),
+    ];
+    match &plan.data_dir_link {
+        Some(link) => out.push(fact(format!(
+            "  data dir      {} -> {} (a symlink: the swap happens at its target, on its filesystem)",
+            link.display(),
+            plan.data_dir.display()
+        ))),
+        None => out.push(fact(format!("  data dir      {}", plan.data_dir.display()))),
+    }
+    if let Some(w) = &plan.wal_dir {
+        out.push(fact(format!("  WAL dir       {}", w.display())));
+    }
+    out.push(fact(format!(
+        "  CRI socket    {}",
+        plan.cri_socket
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string())
+    )));
+    out.push(fact(format!(
+        "  restore tool  {} {} ({}, found via {})",
+        plan.tool.name,
+        plan.tool.version,
+        plan.tool.path.display(),
+        plan.tool.found
+    )));
+    out.push(fact(format!("  cluster       {}", plan.initial_cluster)));
+    out.push(fact(format!("  token         {}", plan.initial_cluster_token)));
+    out.push(fact(match plan.revisions_discarded() {
+        Some(n) => format!(
+            "  loses         {n} revisions discarded (data dir at revision {}, snapshot at {})",
+            plan.current_revision.unwrap_or(0),
+            plan.snapshot_revision
+        ),
+        None => "  loses         unknown (the current data dir's db is not readable)".into(),
+    }));
+    for w in &plan.warnings {
+        out.push((Tone::Warning, format!("  warning       {w}")));
+    }
+    if !plan.stray_manifests.is_empty() {
+        out.push((
+            Tone::Warning,
+            format!("  stray         {}", plan.stray_manifests.join(", ")),
+        ));
+    }
+    out.push(blank());
+    out.push((Tone::Heading, "Stages:".into()));
+    for (i, s) in STAGES.iter().enumerate() {
+        out.push((Tone::Stage, format!("  {:>2}. {:<20} {}", i + 1, s.id, s.title)));
+        for p in (s.preview)(plan) {
+            out.push((Tone::Detail, format!("        {p}")));
+        }
+    }
+    out
+}
+
+/// A failed stage: the error, the journal and both ways on.
+pub fn failure(f: &Failure) -> Vec<String> {
+    vec![
+        format!("  FAILED: {}: {}", f.stage, f.error),
+        format!("  the journal is {}", f.journal.display()),
+        format!("  to go on:  {}", f.resume),
+        format!("  to undo:   {}", f.rollback),
+    ]
+}
+
+/// The summary of an ended run.
+pub fn summary(s: &Summary) -> Vec<Line> {
+    let fact = |t: String| (Tone::Fact, t);
+    let mut v = vec![(Tone::Heading, format!("Run {}: {}", s.run, s.outcome))];
+    if s.outcome == Outcome::RolledBack {
+        v.push(fact(
+            "The node is back as it was before the run; the restored data is set aside:".into(),
+        ));
+        for p in &s.set_aside {
+            v.push((Tone::Detail, format!("  {}", p.display())));
+        }
+    } else {
+        v.push(fact(format!(
+            "Restored {} (revision {}, {} live keys) on member {}.",
+            s.snapshot.display(),
+            s.revision,
+            s.live_keys,
+            s.member
+        )));
+        if let Some(n) = s.revisions_discarded {
+            v.push(fact(format!("{n} revisions discarded.")));
+        }
+        for (what, p) in &s.kept {
+            v.push(fact(format!("Old {what} dir kept at {}", p.display())));
+        }
+        v.push(fact(format!("Stash and journal: {}", s.run_dir.display())));
+        if let Some(undo) = &s.undo {
+            v.push((Tone::Command, format!("To undo: {undo}")));
+        }
+    }
+    for (id, took) in &s.timings {
+        v.push((Tone::Timing, format!("  {id:<20} {:.2} s", took.as_secs_f64())));
+    }
+    if s.outcome == Outcome::WaitingForPeers {
+        v.push(fact(
+            "This member waits for its peers. Restore every other member from the same snapshot:".into(),
+        ));
+        for (name, cmd) in &s.peers {
+            v.push((Tone::Command, format!("  {cmd}  # on {name}")));
+        }
+        if let Some(verify) = &s.verify {
+            v.push((Tone::Command, format!("then check the cluster with: {verify}")));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every printed command survives a POSIX shell word for word, whatever its paths hold.
+    #[test]
+    fn commands_are_quoted_for_a_shell() {
+        let hostile = [
+            "/tmp/a b/root",
+            "/x;rm -rf /",
+            "it's",
+            "$(reboot)",
+            "`id`",
+            "a\nb",
+            "",
+            "plain/path-1.db",
+        ];
+        let cmd = Command::rescue(hostile.iter().copied());
+        let script = format!("for w in {cmd}; do printf '%s\\0' \"$w\"; done");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let words: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let want: Vec<String> = std::iter::once("etcd-rescue")
+            .chain(hostile.iter().copied().filter(|w| !w.is_empty()))
+            .map(String::from)
+            .collect();
+        assert_eq!(words, want, "{cmd}");
+        assert_eq!(quote("plain/path-1.db"), "plain/path-1.db");
+        assert_eq!(quote(""), "''");
+    }
+}

@@ -14,4 +14,5 @@ pub mod restore;
 pub mod root;
 pub mod snapshot;
 pub mod tui;
+pub mod units;
 pub mod utc;

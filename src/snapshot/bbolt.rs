@@ -33,8 +33,51 @@ const MAX_DEPTH: usize = 64;
 const MAX_PAGE_BYTES: u64 = 128 << 20;
 /// Total bytes the page cache may hold (two generations of half this size each).
 const CACHE_BYTES: usize = 16 << 20;
-/// How many problems a check lists before it only counts them.
+/// How many problems a report lists before it only counts them (bbolt's and etcd's alike).
 const MAX_PROBLEMS: usize = 100;
+
+/// A list of problems that keeps the first [`MAX_PROBLEMS`] and only counts the rest, so that a
+/// badly damaged file gives a report of bounded size. Used for page-level problems here and for
+/// etcd-level ones in the reports.
+#[derive(Debug)]
+pub(crate) struct Capped<T> {
+    items: Vec<T>,
+    more: usize,
+}
+
+impl<T> Default for Capped<T> {
+    fn default() -> Capped<T> {
+        Capped {
+            items: Vec::new(),
+            more: 0,
+        }
+    }
+}
+
+impl<T> Capped<T> {
+    /// Keeps `item`, or counts it once the list is full.
+    pub(crate) fn push(&mut self, item: T) {
+        if self.items.len() < MAX_PROBLEMS {
+            self.items.push(item);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// The first problem kept.
+    pub(crate) fn first(&self) -> Option<&T> {
+        self.items.first()
+    }
+
+    /// The problems kept, then `summary(n)` when `n` more were only counted.
+    pub(crate) fn into_vec(self, summary: impl FnOnce(usize) -> T) -> Vec<T> {
+        let mut items = self.items;
+        if self.more > 0 {
+            items.push(summary(self.more));
+        }
+        items
+    }
+}
 const BAD_MAGIC: &str = "bad magic";
 const CUT_SHORT: &str = "is cut short";
 const BEYOND_END: &str = "lies beyond the end of the file";
@@ -485,13 +528,12 @@ impl Db {
         }
         w.check_freelist()?;
         let pages_in_use = w.seen.iter().map(|x| u64::from(x.count_ones())).sum();
-        let mut problems = w.problems.unwrap_or_default();
-        if w.more > 0 {
-            problems.push(Corruption {
+        let problems = w.problems.map_or_else(Vec::new, |p| {
+            p.into_vec(|n| Corruption {
                 page: None,
-                what: format!("and {} more problems", w.more),
-            });
-        }
+                what: format!("and {n} more problems"),
+            })
+        });
         Ok(ScanOutcome {
             problems,
             pages_in_use,
@@ -585,8 +627,7 @@ struct Walker<'d> {
     /// One bit per page: listed in the stored freelist (empty when there is none).
     freed: Vec<u64>,
     /// `Some` collects problems and skips bad subtrees; `None` fails on the first one.
-    problems: Option<Vec<Corruption>>,
-    more: usize,
+    problems: Option<Capped<Corruption>>,
     /// Whether nested buckets are walked too (for checking); the visitor never sees their entries.
     nested: bool,
     /// Elements this walk may still visit. Each element of a sound file has its own 16 bytes in
@@ -603,8 +644,7 @@ impl<'d> Walker<'d> {
             db,
             seen: vec![0; words],
             freed: Vec::new(),
-            problems: collect.then(Vec::new),
-            more: 0,
+            problems: collect.then(Capped::default),
             nested: false,
             budget: Walker::budget(db),
         };
@@ -705,15 +745,11 @@ impl<'d> Walker<'d> {
     fn problem(&mut self, page: Option<u64>, what: impl Into<String>) -> Result<()> {
         match &mut self.problems {
             None => Err(corrupt(page, what)),
-            Some(list) if list.len() < MAX_PROBLEMS => {
+            Some(list) => {
                 list.push(Corruption {
                     page,
                     what: what.into(),
                 });
-                Ok(())
-            }
-            Some(_) => {
-                self.more += 1;
                 Ok(())
             }
         }

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use serde::Serialize;
 
 use super::table::{fields, grid};
-use super::{Live, LiveIndex, bad_data, classify, damaged, open, show_key, tally};
+use super::{Buckets, Live, LiveIndex, bad_data, classify, read, show_key};
 
 /// One side of a diff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,15 +76,15 @@ pub struct DiffReport {
     pub groups: Vec<DiffGroup>,
 }
 
-/// Reads one database's live keys with value digests.
+/// Reads one database's live keys with value digests. Fails on any etcd-level problem (a
+/// missing etcd bucket included): such live keys cannot be compared.
 fn side(path: &Path) -> anyhow::Result<(DiffSide, BTreeMap<Vec<u8>, Live>)> {
-    let (path, db) = open(path)?;
-    let (t, outcome) = tally(&db, Some(LiveIndex::new(true)))
-        .with_context(|| format!("cannot read snapshot {}", path.display()))?;
-    if !outcome.problems.is_empty() {
-        return Err(damaged(&path, &outcome.problems));
-    }
-    if let Some(p) = t.problems.first() {
+    let (path, _, t, _) = read(path, Some(LiveIndex::new(true)))?;
+    let missing = match Buckets::of(&t.buckets) {
+        Buckets::Missing(p) => Some(p),
+        Buckets::Etcd | Buckets::Foreign(_) => None,
+    };
+    if let Some(p) = missing.as_ref().or(t.problems.first()) {
         return Err(bad_data(format!(
             "{}: {} (live keys cannot be compared)",
             p.location, p.what

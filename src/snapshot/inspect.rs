@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use super::table::{bytes, fields, grid};
-use super::{LiveIndex, Member, Problem, bad_data, classify, damaged, open, show_key, tally};
+use super::{Buckets, LiveIndex, Member, Problem, classify, problem_table, read, show_key};
 
 /// How many of the largest live values a report lists.
 const LARGEST: usize = 10;
@@ -119,8 +118,8 @@ pub struct InspectReport {
     pub namespaces: Vec<Count>,
     /// The largest live values, largest first.
     pub largest_keys: Vec<LargeKey>,
-    /// etcd-level problems met on the way (records that do not decode); their keys are not
-    /// counted above. Empty for a sound database.
+    /// etcd-level problems met on the way (missing etcd buckets, records that do not decode);
+    /// the keys of records that do not decode are not counted above. Empty for a sound database.
     pub problems: Vec<Problem>,
 }
 
@@ -142,30 +141,15 @@ fn ranked(map: BTreeMap<String, (u64, u64)>) -> Vec<Count> {
 }
 
 /// Reads the whole database once and reports what it holds. Fails when the file cannot be read,
-/// when its page trees are damaged, or when it is not an etcd database (see `is_corrupt`).
+/// when its page trees are damaged, or when it is not an etcd database (see `is_corrupt`); an
+/// etcd database that lost some of etcd's buckets is reported, with them among its problems.
 pub fn inspect(path: &Path) -> anyhow::Result<InspectReport> {
-    let (path, db) = open(path)?;
-    let (t, outcome) = tally(&db, Some(LiveIndex::new(false)))
-        .with_context(|| format!("cannot read snapshot {}", path.display()))?;
-    if !outcome.problems.is_empty() {
-        return Err(damaged(&path, &outcome.problems));
+    let (_, db, mut t, outcome) = read(path, Some(LiveIndex::new(false)))?;
+    let mut problems = Vec::new();
+    if let Buckets::Missing(p) = Buckets::of(&t.buckets) {
+        problems.push(p);
     }
-    if !["key", "meta", "members"]
-        .iter()
-        .any(|b| t.buckets.iter().any(|n| n == b))
-    {
-        return Err(bad_data(format!(
-            "{} is a bbolt database but not etcd's: it has none of the buckets key, meta and members",
-            path.display()
-        )));
-    }
-    let mut problems = t.problems;
-    if t.more > 0 {
-        problems.push(Problem::new(
-            format!("and {} more etcd-level problems", t.more),
-            "file",
-        ));
-    }
+    problems.extend(t.take_problems());
     let live = t.live.unwrap_or_default();
     let (mut resources, mut namespaces) = (BTreeMap::new(), BTreeMap::new());
     let mut live_bytes = 0;
@@ -333,15 +317,7 @@ impl InspectReport {
                 &[false, true, true],
             ));
         }
-        if !self.problems.is_empty() {
-            let list: Vec<Vec<String>> = self
-                .problems
-                .iter()
-                .map(|p| vec![p.location.clone(), p.what.clone()])
-                .collect();
-            let _ = write!(out, "\nPROBLEMS ({})\n", self.problems.len());
-            out.push_str(&grid(&["WHERE", "WHAT"], &list, &[]));
-        }
+        out.push_str(&problem_table(&self.problems));
         out
     }
 }

@@ -3,33 +3,12 @@
 
 use std::fmt::Write as _;
 
-/// Formats a size like go-humanize's `Bytes` (powers of 1000), as etcdutl's table shows it.
-#[allow(clippy::cast_precision_loss)]
-pub(crate) fn human_bytes(n: i64) -> String {
-    if n < 10 {
-        return format!("{n} B");
-    }
-    let sizes = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let f = n as f64;
-    let (mut e, mut m) = (0, n);
-    while m >= 1000 && e + 1 < sizes.len() {
-        (e, m) = (e + 1, m / 1000);
-    }
-    let val = (f / 1000f64.powi(i32::try_from(e).unwrap_or(0)) * 10.0 + 0.5).floor() / 10.0;
-    let suffix = sizes[e];
-    if val < 10.0 {
-        format!("{val:.1} {suffix}")
-    } else {
-        format!("{val:.0} {suffix}")
-    }
-}
-
-/// A byte count with its human form: `3751936 (3.8 MB)`.
+/// A byte count with its human form in IEC units (the tool's own output): `3751936 (3664.0 KiB)`.
 pub(crate) fn bytes(n: u64) -> String {
-    if n < 1000 {
+    if n < 1024 {
         return format!("{n} B");
     }
-    format!("{n} ({})", human_bytes(i64::try_from(n).unwrap_or(i64::MAX)))
+    format!("{n} ({})", crate::units::human_bytes(n))
 }
 
 /// Label/value lines with the labels padded to one width.
@@ -74,15 +53,12 @@ pub(crate) fn grid(head: &[&str], rows: &[Vec<String>], right: &[bool]) -> Strin
 mod tests {
     use super::*;
 
-    /// Sizes are printed like go-humanize does for etcdutl's table.
+    /// Byte counts carry their IEC form from 1 KiB on.
     #[test]
-    fn humanizes_sizes_like_go() {
-        assert_eq!(human_bytes(5), "5 B");
-        assert_eq!(human_bytes(20480), "20 kB");
-        assert_eq!(human_bytes(1_362_006_016), "1.4 GB");
-        assert_eq!(human_bytes(1_234_567), "1.2 MB");
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(bytes(3_751_936), "3751936 (3.8 MB)");
+    fn byte_counts_in_iec_units() {
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(3_751_936), "3751936 (3664.0 KiB)");
+        assert_eq!(bytes(1_362_006_016), "1362006016 (1298.9 MiB)");
     }
 
     /// Grids align columns, numbers to the right, with no trailing spaces.

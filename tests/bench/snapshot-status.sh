@@ -8,7 +8,9 @@
 #   tests/bench/snapshot-status.sh            # BENCH_DIR=/var/tmp/etcd-rescue-bench RUNS=5
 #   KEYS=20000 tests/bench/snapshot-status.sh # a smaller snapshot, for a quick try
 #
-# Exits 1 when ours is slower than etcdutl's median or its peak RSS is 64 MB or more.
+# Exits 1 when the two tools disagree on hash, revision, totalKey or totalSize (checked on every
+# run: timings of different answers mean nothing), when ours is slower than etcdutl's median, or
+# when its peak RSS is 64 MB or more.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -99,6 +101,23 @@ measure() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# Fails unless both JSON outputs ($1 etcdutl's, $2 ours) give the same hash, revision, totalKey
+# and totalSize, each present.
+same_numbers() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+try:
+    theirs, ours = (json.load(open(p)) for p in sys.argv[1:3])
+except ValueError as e:
+    sys.exit(f"FAIL: not JSON: {e}")
+bad = [k for k in ("hash", "revision", "totalKey", "totalSize")
+       if k not in theirs or k not in ours or theirs[k] != ours[k]]
+for k in bad:
+    print(f"FAIL: {k} differs: etcdutl {theirs.get(k)!r}, etcd-rescue {ours.get(k)!r}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 ETCDUTL=("$BIN/etcdutl" snapshot status -w json "$SNAP")
@@ -108,16 +127,18 @@ measure "$W/warm-etcdutl" "${ETCDUTL[@]}"
 measure "$W/warm-ours" "${OURS_CMD[@]}"
 echo "etcdutl: $(cat "$W/warm-etcdutl.stdout")"
 echo "ours:    $(cat "$W/warm-ours.stdout")"
+same_numbers "$W/warm-etcdutl.stdout" "$W/warm-ours.stdout" || exit 1
 for i in $(seq 1 "$RUNS"); do
     measure "$W/etcdutl" "${ETCDUTL[@]}"
     measure "$W/ours" "${OURS_CMD[@]}"
+    same_numbers "$W/etcdutl.stdout" "$W/ours.stdout" || exit 1
     echo "run $i: etcdutl $(tail -n 1 "$W/etcdutl" | cut -d' ' -f1) ms, ours $(tail -n 1 "$W/ours" | cut -d' ' -f1) ms"
 done
 E_MS=$(cut -d' ' -f1 "$W/etcdutl" | median)
 O_MS=$(cut -d' ' -f1 "$W/ours" | median)
 E_RSS=$(cut -d' ' -f2 "$W/etcdutl" | sort -n | tail -n 1)
 O_RSS=$(cut -d' ' -f2 "$W/ours" | sort -n | tail -n 1)
-echo "== results over $RUNS runs"
+echo "== results over $RUNS runs (both tools printed the same hash, revision, totalKey and totalSize)"
 printf 'etcdutl snapshot status: median %d ms, peak RSS %d MB\n' "$E_MS" "$((E_RSS / 1024))"
 printf 'etcd-rescue snapshot status (with sha256):  median %d ms, peak RSS %d MB\n' "$O_MS" "$((O_RSS / 1024))"
 awk -v o="$O_MS" -v e="$E_MS" 'BEGIN {printf "ratio ours/etcdutl: %.2f\n", o / e}'

@@ -18,10 +18,24 @@ bin=$PWD/target/release/etcd-rescue
 work=$(mktemp -d /tmp/tui-bench-XXXXXX)
 sock="$work/tmux-0.sock"
 drill_pid=""
+# Every wait below has a deadline; a bench that hangs measures nothing.
 cleanup() {
     tmux -S "$sock" kill-server 2>/dev/null || true
-    if [ -n "$drill_pid" ]; then kill -TERM "$drill_pid" 2>/dev/null || true; wait "$drill_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
+    if [ -n "$drill_pid" ]; then
+        kill -TERM "$drill_pid" 2>/dev/null || true
+        # The drill stops its pods (grace periods) first: 120 s, then SIGKILL and drill down.
+        for _ in $(seq 1200); do kill -0 "$drill_pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$drill_pid" 2>/dev/null; then
+            kill -KILL "$drill_pid" 2>/dev/null || true
+            "$bin" drill down --dir "$work/drill" >/dev/null 2>&1 || true
+        fi
+        wait "$drill_pid" 2>/dev/null || true
+    fi
+    if grep -qF " $work/" /proc/self/mountinfo; then
+        echo "mounts left under $work: the directory is kept" >&2
+    else
+        rm -rf "$work"
+    fi
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM HUP PIPE
@@ -52,8 +66,11 @@ start() { # timings file, args...: a new tmux server (a socket of its own) per s
     tmux -S "$sock" new-session -d -s w -x 80 -y 24 \
         "env PATH=$path ETCD_RESCUE_TUI_TIMINGS=$t $bin $*; echo '[exit '\$?']'; sleep 600"
     # Outside view of the first frame: until tmux shows the wizard's top line
-    # (an upper bound: includes exec, tmux and the polling itself).
-    until screen | grep -qF "etcd-rescue restore"; do :; done
+    # (an upper bound: includes exec, tmux and the polling itself). At most 20 s.
+    local deadline=$(( $(date +%s) + 20 ))
+    until screen | grep -qF "etcd-rescue restore"; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for the first frame"; screen; exit 1; }
+    done
     echo "seen $(( ($(date +%s%N) - t0) / 1000 ))" | awk '{ printf "seen %.3f\n", $2 / 1000 }' >>"$work/seen"
 }
 
@@ -65,10 +82,12 @@ for n in $(seq 1 10); do
     wait_for "Stage $n of 10 " 120
     wait_for "waiting for y" 120
     tmux -S "$sock" send-keys -t w y
-    # While the stage runs (until the next question or the summary), keep typing.
+    # While the stage runs (until the next question or the summary), keep typing; at most 120 s.
     next="Stage $((n + 1)) of 10 "
     [ "$n" = 10 ] && next="Time per stage"
+    deadline=$(( $(date +%s) + 120 ))
     while ! screen | grep -qF -- "$next"; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for: $next"; screen; exit 1; }
         tmux -S "$sock" send-keys -t w k
         sleep 0.02
         tmux -S "$sock" send-keys -t w j

@@ -1,18 +1,29 @@
-//! A drill run by the real binary (`etcd-rescue drill --dir D`), watched
-//! through its state file and the node's CRI socket. Dropping it stops the
-//! drill by its PID (SIGTERM, then `drill down`), so a failing test leaves
-//! nothing running.
+//! A drill run by the real binary (`etcd-rescue drill --dir D`), on either
+//! runtime, watched through its state file and the node's CRI socket.
+//! Dropping it stops the drill by its PID (SIGTERM, SIGKILL if it hangs, then
+//! `drill down`), so a failing test leaves nothing running; a dir with mounts
+//! still under it is kept rather than removed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_rescue::drill::up::DrillState;
 use etcd_rescue::host::cri::{self, Cri};
 use etcd_rescue::node::kubelet::Kubelet;
 use etcd_rescue::root::Root;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
-use super::bin;
+use super::{bin, listing};
+
+/// A key the tests write after the drill's snapshot: a restore drops it, a rollback keeps it.
+pub const LATE_KEY: &str = "/registry/configmaps/default/written-after-the-snapshot";
+
+/// How long a drill may take to come up (a containerd node imports its images first).
+const UP_LIMIT: Duration = Duration::from_secs(180);
+/// How long a drill may take to stop after SIGTERM (pods get their grace period).
+const STOP_LIMIT: Duration = Duration::from_secs(120);
 
 /// A running drill.
 pub struct Drill {
@@ -21,7 +32,7 @@ pub struct Drill {
     pub dir: PathBuf,
     /// What `drill.json` said once the node was up.
     pub state: DrillState,
-    tmp: tempfile::TempDir,
+    tmp: Option<tempfile::TempDir>,
 }
 
 /// One container as CRI lists it.
@@ -41,9 +52,13 @@ pub struct Seen {
 
 impl Drill {
     /// Starts `etcd-rescue drill --dir <tmp>/drill <args>` and waits (up to
-    /// 90 s) until it reports the node up and the snapshot taken.
+    /// 3 minutes) until it reports the node up and the snapshot taken.
     pub fn start(args: &[&str]) -> Drill {
-        let tmp = tempfile::Builder::new().prefix("drill-test-").tempdir().unwrap();
+        // A short path: unix socket paths under the node root must fit in 107 bytes.
+        let tmp = tempfile::Builder::new()
+            .prefix("drill-test-")
+            .tempdir_in("/tmp")
+            .unwrap();
         let dir = tmp.path().join("drill");
         let log = std::fs::File::create(tmp.path().join("drill.out")).unwrap();
         let child = bin()
@@ -62,7 +77,7 @@ impl Drill {
                 r#"{"pid":0,"release":"3.5","etcdVersion":"","etcdBin":"","nodes":[]}"#,
             )
             .unwrap(),
-            tmp,
+            tmp: Some(tmp),
         };
         let start = Instant::now();
         loop {
@@ -77,17 +92,18 @@ impl Drill {
                 panic!("the drill exited early ({st}):\n{}", d.output());
             }
             assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "the drill did not come up within 90 s:\n{}",
+                start.elapsed() < UP_LIMIT,
+                "the drill did not come up within {UP_LIMIT:?}:\n{}",
                 d.output()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// What the drill printed so far.
+    /// What the drill printed so far (stdout and stderr).
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.tmp.path().join("drill.out")).unwrap_or_default()
+        let out = self.dir.with_file_name("drill.out");
+        std::fs::read_to_string(out).unwrap_or_default()
     }
 
     /// The practise command exactly as the drill printed it, split into
@@ -112,6 +128,39 @@ impl Drill {
     /// The root of node `i` (0-based).
     pub fn root(&self, i: usize) -> &Path {
         &self.state.nodes[i].root
+    }
+
+    /// The names in node `i`'s manifests dir, sorted.
+    pub fn manifest_names(&self, i: usize) -> Vec<String> {
+        listing(&self.manifests(i))
+    }
+
+    /// The newest run recorded in node `i`'s state dir.
+    pub fn last_run(&self, i: usize) -> PathBuf {
+        let runs = self.root(i).join("var/lib/etcd-rescue/runs");
+        runs.join(listing(&runs).pop().expect("a run was recorded"))
+    }
+
+    /// Writes [`LATE_KEY`] to node 0's etcd.
+    pub fn put_late_key(&self) {
+        let out = self.etcdctl(0, &["put", LATE_KEY, "late"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// Whether node 0's etcd holds [`LATE_KEY`], waiting (at most 30 s) for etcd to answer.
+    pub fn has_late_key(&self) -> bool {
+        let start = Instant::now();
+        loop {
+            let out = self.etcdctl(0, &["get", LATE_KEY, "--print-value-only"]);
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).contains("late");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "etcd does not answer: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The manifests dir of node `i`.
@@ -242,43 +291,58 @@ impl Drill {
             .unwrap_or_default()
     }
 
-    /// Kills the drill process with SIGKILL (its containers stay behind).
-    pub fn kill_drill(&mut self) {
-        let mut child = self.child.take().expect("the drill is running");
-        child.kill().unwrap();
-        child.wait().unwrap();
+    /// Sends `sig` to the drill by PID and waits (at most `limit`) for it to exit; when it does
+    /// not, kills it with SIGKILL and returns `None`.
+    fn signal_and_wait(&mut self, sig: Signal, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), sig);
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
-    /// Stops the drill as Ctrl-C would (SIGTERM to its PID) and waits for it to exit.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("the drill is running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st;
-            }
-            if start.elapsed() > Duration::from_secs(90) {
-                let _ = child.kill();
-                let _ = child.wait();
+    /// Kills the drill process with SIGKILL (its containers, and containerd, stay behind).
+    pub fn kill_drill(&mut self) {
+        assert!(self.child.is_some(), "the drill is running");
+        self.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))
+            .expect("the drill dies of SIGKILL");
+    }
+
+    /// Stops the drill as Ctrl-C would (SIGTERM to its PID) and waits (at most 2 minutes) for
+    /// it to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        assert!(self.child.is_some(), "the drill is running");
+        self.signal_and_wait(Signal::SIGTERM, STOP_LIMIT)
+            .unwrap_or_else(|| {
                 panic!(
-                    "the drill did not stop within 90 s of SIGTERM:\n{}",
+                    "the drill did not stop within {STOP_LIMIT:?} of SIGTERM:\n{}",
                     self.output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                )
+            })
     }
 }
 
 impl Drop for Drill {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.stop();
-        }
+        self.signal_and_wait(Signal::SIGTERM, STOP_LIMIT);
         if self.dir.join("drill.json").exists() {
             let _ = bin().args(["drill", "down", "--dir"]).arg(&self.dir).output();
+        }
+        let mounted = etcd_rescue::host::fsinfo::mounts()
+            .iter()
+            .any(|m| m.point.starts_with(&self.dir));
+        if let Some(tmp) = self.tmp.take()
+            && mounted
+        {
+            eprintln!("mounts left under {}: the directory is kept", self.dir.display());
+            let _ = tmp.keep();
         }
     }
 }

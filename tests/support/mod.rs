@@ -5,9 +5,11 @@ pub mod containerd;
 pub mod drill;
 pub mod etcd;
 pub mod fixture;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The project directory.
 pub fn project_dir() -> PathBuf {
@@ -33,6 +35,51 @@ pub fn run(args: &[&str], path: &Path) -> Output {
         .output()
         .expect("the etcd-rescue binary runs")
 }
+
+/// Runs `cmd` to the end, killing it by its PID and failing the test when it takes longer than
+/// `limit`. Its output goes through files, so a chatty command cannot block on a full pipe.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(out).unwrap_or_default(),
+        stderr: std::fs::read(err).unwrap_or_default(),
+    }
+}
+
+/// The names in a directory, sorted.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The PATH the tool runs with in end-to-end tests: the system's, without the project's etcd
+/// tools, so it finds etcdutl on the node as an operator's shell would.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Fails the test, saying what to run, unless the tests run as root.
 pub fn require_root(why: &str) {

@@ -13,10 +13,12 @@ use crate::exit::{self, Code};
 use crate::node::{Connection, NodeReport};
 use crate::root::Root;
 
+mod dist;
+
 /// Restore etcd on a kubeadm control-plane node from a snapshot, step by step,
 /// journaled and reversible.
 #[derive(Debug, Parser)]
-#[command(name = "etcd-rescue", version, about, max_term_width = 100)]
+#[command(name = "etcd-rescue", version = dist::VERSION, about, max_term_width = 100)]
 pub struct Cli {
     /// The directory that stands for the node's `/`: every path the tool
     /// discovers (manifests, pki, data dirs, kubelet config, CRI socket, state
@@ -222,6 +224,19 @@ pub enum Command {
         #[arg(long, value_name = "SOCKET")]
         cri_endpoint: Option<PathBuf>,
     },
+    /// Print the shell completion script (bash: `etcd-rescue completions bash > /etc/bash_completion.d/etcd-rescue`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    #[command(hide = true)]
+    Man {
+        /// Write `etcd-rescue.1` and a page per subcommand into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The run-selection flags of `resume`, `rollback` and `verify`.
@@ -420,6 +435,20 @@ pub fn run(cli: &Cli) -> Result<Code> {
             Ok(Code::Done)
         }
         Command::Snapshot { action } => run_snapshot(action),
+        Command::Completions { shell } => {
+            print_text(&dist::completions(*shell))?;
+            Ok(Code::Done)
+        }
+        Command::Man { dir: None } => {
+            print_text(&dist::man_page()?)?;
+            Ok(Code::Done)
+        }
+        Command::Man { dir: Some(dir) } => {
+            for f in dist::man_pages(dir)? {
+                println!("{}", f.display());
+            }
+            Ok(Code::Done)
+        }
         Command::Restore(a) => {
             let wizard = !a.dry_run && crate::tui::wanted(a.yes, a.plain);
             if a.snapshot.is_none() && !wizard {

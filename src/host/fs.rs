@@ -25,16 +25,14 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// both parents. A regular file (a manifest) going to another filesystem is
 /// copied to `to`, fsynced, and only then removed from `from`; directories
 /// never cross filesystems (the plan keeps every swap on one).
+///
+/// Through rustix, which makes the `renameat2` system call itself: glibc only
+/// has a wrapper since 2.28, and the portable build links against 2.17.
 pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
-    let r = nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        from,
-        nix::fcntl::AT_FDCWD,
-        to,
-        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    );
+    let cwd = rustix::fs::CWD;
+    let r = rustix::fs::renameat_with(cwd, from, cwd, to, rustix::fs::RenameFlags::NOREPLACE);
     match r {
-        Err(nix::errno::Errno::EXDEV) if std::fs::symlink_metadata(from).is_ok_and(|m| m.is_file()) => {
+        Err(rustix::io::Errno::XDEV) if std::fs::symlink_metadata(from).is_ok_and(|m| m.is_file()) => {
             copy_across(from, to)?;
         }
         other => other.with_context(|| format!("renaming {} to {}", from.display(), to.display()))?,

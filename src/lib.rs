@@ -16,3 +16,52 @@ pub mod snapshot;
 pub mod tui;
 pub mod units;
 pub mod utc;
+
+#[cfg(test)]
+mod layering {
+    use std::path::Path;
+
+    /// The modules a layer may not use: imports point one way, `cli` → `tui`
+    /// → `restore` → `node`/`snapshot` → `host`/`root`/`exit`, with `drill`
+    /// beside `restore` (docs/architecture.md).
+    const FORBIDDEN: &[(&str, &[&str])] = &[
+        ("host", &["restore", "tui", "cli", "drill", "node"]),
+        ("node", &["restore", "tui", "cli", "drill"]),
+        ("snapshot", &["restore", "tui", "cli", "drill"]),
+        ("root", &["restore", "tui", "cli", "drill"]),
+        ("exit", &["restore", "tui", "cli", "drill"]),
+        ("units", &["restore", "tui", "cli", "drill"]),
+        ("restore", &["tui", "cli", "drill"]),
+        ("drill", &["tui", "cli", "restore"]),
+        ("tui", &["cli"]),
+    ];
+
+    fn sources(module: &str) -> Vec<std::path::PathBuf> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut v = vec![src.join(format!("{module}.rs"))];
+        if let Ok(rd) = walkdir::WalkDir::new(src.join(module))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+        {
+            v.extend(rd.into_iter().map(walkdir::DirEntry::into_path));
+        }
+        v.retain(|p| p.extension().is_some_and(|e| e == "rs") && p.is_file());
+        v
+    }
+
+    #[test]
+    fn imports_point_one_way() {
+        let mut wrong = Vec::new();
+        for (layer, banned) in FORBIDDEN {
+            for file in sources(layer) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for b in *banned {
+                    if text.contains(&format!("crate::{b}::")) || text.contains(&format!("crate::{b};")) {
+                        wrong.push(format!("{} uses {b}", file.display()));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "layering broken: {wrong:#?}");
+    }
+}

@@ -572,3 +572,92 @@ pub fn verify(sel: &RunSelect, limit: Duration, face: &mut dyn Face) -> Result<V
         .into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use journal::{Kind, Step};
+
+    /// A run `id` planned at `created`, ended with `outcome` (or unfinished).
+    fn run(state: &Path, id: &str, created: &str, outcome: Option<Outcome>) {
+        let mut plan = steps::example_plan();
+        plan.id = id.into();
+        plan.created = created.into();
+        let mut j = Journal::create(&state.join("runs").join(id), &plan).unwrap();
+        if let Some(o) = outcome {
+            j.append(
+                Step::End,
+                Kind::End,
+                None,
+                journal::data([("outcome", serde_json::json!(o))]),
+            )
+            .unwrap();
+        }
+    }
+
+    /// An unreadable journal stops the listing, naming the file; a run whose
+    /// plan line never reached the disk is not a run.
+    #[test]
+    fn runs_never_skip_an_unreadable_journal() {
+        let d = tempfile::tempdir().unwrap();
+        run(d.path(), "a", "2026-01-01T00:00:00Z", Some(Outcome::Done));
+        std::fs::create_dir_all(d.path().join("runs/never")).unwrap();
+        std::fs::write(d.path().join("runs/never/journal.jsonl"), "{\"format\":1").unwrap();
+        assert_eq!(runs(d.path()).unwrap().len(), 1);
+        std::fs::create_dir_all(d.path().join("runs/b")).unwrap();
+        std::fs::write(
+            d.path().join("runs/b/journal.jsonl"),
+            "{\"format\":7,\"plan\":{}}\n",
+        )
+        .unwrap();
+        let e = runs(d.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("runs/b/journal.jsonl"), "{e:#}");
+        assert!(unfinished(d.path()).is_err());
+    }
+
+    /// Without --run: the newest run only; an older unfinished one makes the
+    /// operator say which; a rolled-back newest run is never passed over.
+    #[test]
+    fn pick_run_takes_the_newest_or_asks() {
+        let d = tempfile::tempdir().unwrap();
+        run(d.path(), "old", "2026-01-01T00:00:00Z", Some(Outcome::Done));
+        run(d.path(), "new", "2026-01-02T00:00:00Z", Some(Outcome::RolledBack));
+        let e = pick_run(d.path(), None, Purpose::Rollback).unwrap_err();
+        assert!(format!("{e:#}").contains("already rolled back"), "{e:#}");
+        assert!(pick_run(d.path(), None, Purpose::Resume).is_err());
+        assert_eq!(
+            pick_run(d.path(), Some("old"), Purpose::Rollback).unwrap(),
+            d.path().join("runs/old")
+        );
+        assert!(pick_run(d.path(), Some("../old"), Purpose::Rollback).is_err());
+        run(d.path(), "mid", "2026-01-01T12:00:00Z", None);
+        let e = pick_run(d.path(), None, Purpose::Rollback).unwrap_err();
+        assert!(format!("{e:#}").contains("run mid is unfinished"), "{e:#}");
+        assert_eq!(
+            pick_run(d.path(), Some("mid"), Purpose::Resume).unwrap(),
+            d.path().join("runs/mid")
+        );
+    }
+
+    /// A node's lock is one, whatever the state dir; a state dir others may write to is refused.
+    #[test]
+    fn one_run_per_node_and_a_private_state_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let manifests = d.path().join("etc/kubernetes/manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let held = lock_node(&manifests).unwrap();
+        assert!(lock_node(&manifests).is_err());
+        drop(held);
+        assert!(lock_node(&manifests).is_ok());
+        let state = d.path().join("state");
+        drop(lock(&state).unwrap());
+        assert_eq!(
+            std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = lock(&state).err().unwrap();
+        assert!(format!("{e:#}").contains("only its owner may write"), "{e:#}");
+    }
+}

@@ -45,7 +45,7 @@ check: ## format check and lints
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-dist: setup-dist ## the portable tarball in dist/: stripped binary for glibc >= 2.17, LICENSE, README, man pages, completions, SHA256SUMS (ARCHS="x86_64 aarch64" adds arm64)
+dist: setup-dist ## the portable tarball in dist/: stripped binary for glibc >= 2.17, LICENSE, README, man pages, completions, SHA256SUMS; ARCHS="x86_64 aarch64" adds an arm64 tarball (rustup installs that target here; dist-check runs x86_64 only)
 	@set -euo pipefail; rm -rf dist; mkdir -p dist; \
 	for a in x86_64 $(filter-out x86_64,$(ARCHS)); do \
 	  t=$$a-unknown-linux-gnu; \
@@ -54,7 +54,7 @@ dist: setup-dist ## the portable tarball in dist/: stripped binary for glibc >= 
 	  d=dist/etcd-rescue-$(VERSION)-$$a-linux; bin=target/$$t/dist/etcd-rescue; \
 	  mkdir -p $$d/man/man1 $$d/completions; \
 	  install -m 755 $$bin $$d/etcd-rescue; install -m 644 LICENSE README.md $$d/; \
-	  x=dist/etcd-rescue-$(VERSION)-x86_64-linux/etcd-rescue; \
+	  x=target/x86_64-unknown-linux-gnu/dist/etcd-rescue; \
 	  $$x man --dir $$d/man/man1 >/dev/null; \
 	  $$x completions bash > $$d/completions/etcd-rescue.bash; \
 	  $$x completions zsh > $$d/completions/_etcd-rescue; \

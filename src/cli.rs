@@ -471,6 +471,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 force_stop: a.force_stop,
                 force: a.force,
                 settle: a.settle,
+                dry_run: a.dry_run,
                 conn: cli.conn.args(),
             };
             if wizard {

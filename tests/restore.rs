@@ -594,7 +594,7 @@ fn containerd_node_restores_and_survives_crashes() {
     assert!(
         text(&plan)
             .0
-            .contains("found via the etcd image in containerd's store"),
+            .contains("in containerd's store; not run by --dry-run"),
         "{}",
         text(&plan).0
     );
@@ -1173,14 +1173,48 @@ fn reappearing_manifest_stops_the_run_before_the_swap() {
 /// containers/storage's overlay layers; no CRI-O runs here).
 #[test]
 fn etcdutl_is_found_in_cri_o_storage() {
+    use std::os::unix::fs::PermissionsExt;
     let d = Drill::start(&["--keys", "20"]);
     let node_bin = d.root(0).join("usr/local/bin");
     std::fs::remove_dir_all(&node_bin).unwrap();
-    let layer = d
-        .root(0)
-        .join("var/lib/containers/storage/overlay/3f1c0a9e/diff/usr/local/bin");
+    let manifest = std::fs::read_to_string(d.root(0).join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
+    let image = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let storage = d.root(0).join("var/lib/containers/storage");
+    // The etcd image: two layers, etcdutl in the top one. Another image's layer
+    // (a workload's) also ships one, which must never be taken.
+    let layer = storage.join("overlay/3f1c0a9e/diff/usr/local/bin");
     std::fs::create_dir_all(&layer).unwrap();
+    std::fs::create_dir_all(storage.join("overlay/0base/diff")).unwrap();
     std::fs::copy(d.state.etcd_bin.join("etcdutl"), layer.join("etcdutl")).unwrap();
+    std::fs::set_permissions(layer.join("etcdutl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stray = storage.join("overlay/00stray/diff/usr/local/bin");
+    std::fs::create_dir_all(&stray).unwrap();
+    let marker = d.dir.join("stray-etcdutl-ran");
+    std::fs::write(
+        stray.join("etcdutl"),
+        format!("#!/bin/sh\ntouch {}\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(stray.join("etcdutl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(storage.join("overlay-images")).unwrap();
+    std::fs::create_dir_all(storage.join("overlay-layers")).unwrap();
+    std::fs::write(
+        storage.join("overlay-images/images.json"),
+        format!(
+            r#"[{{"id":"a1","names":["{image}"],"layer":"3f1c0a9e"}},{{"id":"b2","names":["docker.io/library/app:1"],"layer":"00stray"}}]"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        storage.join("overlay-layers/layers.json"),
+        r#"[{"id":"0base"},{"id":"3f1c0a9e","parent":"0base"},{"id":"00stray"}]"#,
+    )
+    .unwrap();
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
     let plan = restore(d.root(0), &snap, &["--dry-run"], &[("PATH", "/nonexistent")]);
@@ -1188,7 +1222,7 @@ fn etcdutl_is_found_in_cri_o_storage() {
     assert!(
         text(&plan)
             .0
-            .contains("found via the etcd image in CRI-O's store"),
+            .contains(&format!("found via the etcd image {image} in CRI-O's store")),
         "{}",
         text(&plan).0
     );
@@ -1197,6 +1231,18 @@ fn etcdutl_is_found_in_cri_o_storage() {
             .0
             .contains(&layer.join("etcdutl").display().to_string())
     );
+    assert!(!text(&plan).0.contains("00stray"), "{}", text(&plan).0);
+    // Only the etcd image counts: without its etcdutl, the workload's is not taken, and --dry-run runs nothing.
+    std::fs::rename(layer.join("etcdutl"), d.dir.join("etcdutl.aside")).unwrap();
+    let plan = restore(d.root(0), &snap, &["--dry-run"], &[("PATH", "/nonexistent")]);
+    assert!(!plan.status.success(), "{:?}", text(&plan));
+    assert!(
+        text(&plan).1.contains("has no usr/local/bin/etcdutl"),
+        "{:?}",
+        text(&plan)
+    );
+    assert!(!marker.exists(), "a workload image's etcdutl was run");
+    std::fs::rename(d.dir.join("etcdutl.aside"), layer.join("etcdutl")).unwrap();
     // And with none anywhere, the refusal says what to install.
     std::fs::remove_file(layer.join("etcdutl")).unwrap();
     refuses(

@@ -58,6 +58,16 @@ pub fn version_of(bin: &Path) -> Option<String> {
     parse_version(&out)
 }
 
+/// What `<bin> snapshot restore --help` prints (at most 10 s): which flags it has.
+pub fn restore_help(bin: &Path) -> Option<String> {
+    run_bounded(
+        Command::new(bin)
+            .args(["snapshot", "restore", "--help"])
+            .env("ETCDCTL_API", "3"),
+        Duration::from_secs(10),
+    )
+}
+
 /// The version in `etcdutl version: 3.5.1` / `etcdctl version: 3.4.23` output.
 pub fn parse_version(text: &str) -> Option<String> {
     text.lines()

@@ -48,6 +48,8 @@ pub struct Options {
     pub force: bool,
     /// `--settle`: how long nothing may run on the data before it is touched.
     pub settle: Duration,
+    /// `--dry-run`: plan only, and run nothing found outside PATH and `--etcdutl`.
+    pub dry_run: bool,
     /// The etcd client flags.
     pub conn: Connection,
 }
@@ -134,6 +136,13 @@ pub struct RestoreTool {
     pub found: String,
     /// Whether it has `--bump-revision` and `--mark-compacted`.
     pub bump_revision: bool,
+    /// Whether it was run to ask (false: `--dry-run` runs nothing from the node or an image).
+    #[serde(default = "probed_default")]
+    pub probed: bool,
+}
+
+fn probed_default() -> bool {
+    true
 }
 
 /// Everything a run needs, fixed before the first change.
@@ -324,10 +333,19 @@ fn run_id() -> String {
 }
 
 /// Finds the restore tool as an operator would: `--etcdutl`, PATH, the
-/// node's own `/usr/local/bin`, the node's etcd image unpacked by containerd,
-/// then etcdctl (3.4/3.5 can restore too).
-pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>) -> Result<RestoreTool> {
-    let mut candidates: Vec<(PathBuf, String)> = Vec::new();
+/// node's own `/usr/local/bin`, the etcd image named in `etcd.yaml` as the
+/// runtime unpacked it (found through the runtime's metadata), then etcdctl
+/// (3.4/3.5 can restore too). With `probe` false (`--dry-run`), nothing but
+/// `--etcdutl` and PATH is run: the version is then the image tag's.
+pub fn find_tool(
+    root: &Root,
+    typed: Option<&Path>,
+    image: &str,
+    image_version: Option<&str>,
+    probe: bool,
+) -> Result<RestoreTool> {
+    let mut candidates: Vec<(PathBuf, String, bool)> = Vec::new();
+    let mut not_found = Vec::new();
     if let Some(p) = typed {
         if !p.is_file() {
             return Err(refuse(
@@ -335,31 +353,48 @@ pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>)
                 "give the path of an etcdutl binary, or leave --etcdutl out to search PATH and the node",
             ));
         }
-        candidates.push((p.to_path_buf(), "--etcdutl".into()));
+        candidates.push((p.to_path_buf(), "--etcdutl".into(), true));
     } else {
         if let Some(p) = etcdutl::which("etcdutl") {
-            candidates.push((p, "PATH".into()));
+            candidates.push((p, "PATH".into(), true));
         }
         for d in ["/usr/local/bin", "/usr/bin"] {
             let p = root.host(d).join("etcdutl");
             if root.dir() != Path::new("/") && p.is_file() {
-                candidates.push((p, "the node's ".to_string() + d));
+                candidates.push((p, "the node's ".to_string() + d, false));
             }
         }
-        candidates.extend(image_store_tools(root, "etcdutl"));
+        match crate::node::image_store::find(root, image, "etcdutl") {
+            Ok(f) => candidates.push((f.path, f.found, false)),
+            Err(why) => not_found.extend(why.into_iter().filter_map(|m| match m {
+                crate::node::image_store::Missing::NoStore => None,
+                crate::node::image_store::Missing::NotInImage => {
+                    Some(format!("the image {image} has no usr/local/bin/etcdutl"))
+                }
+                crate::node::image_store::Missing::NoImage(w)
+                | crate::node::image_store::Missing::Unsafe(w) => Some(w),
+            })),
+        }
         if let Some(p) = etcdutl::which("etcdctl") {
-            candidates.push((p, "PATH (etcdctl fallback)".into()));
+            candidates.push((p, "PATH (etcdctl fallback)".into(), true));
         }
         if root.dir() != Path::new("/") {
             let p = root.host("/usr/local/bin/etcdctl");
             if p.is_file() {
-                candidates.push((p, "the node's /usr/local/bin (etcdctl fallback)".into()));
+                candidates.push((p, "the node's /usr/local/bin (etcdctl fallback)".into(), false));
             }
         }
     }
-    let Some((path, found)) = candidates.into_iter().next() else {
+    let Some((path, found, on_path)) = candidates.into_iter().next() else {
         return Err(refuse(
-            "no etcdutl or etcdctl found (looked at PATH, the node's /usr/local/bin and the etcd image in containerd's store)",
+            format!(
+                "no etcdutl or etcdctl found (looked at PATH, the node's /usr/local/bin and the etcd image {image} in the runtime's store{})",
+                if not_found.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", not_found.join("; "))
+                }
+            ),
             format!(
                 "install etcdutl {} (from the etcd release tarball) and pass --etcdutl PATH",
                 image_version.unwrap_or("of the cluster's version")
@@ -374,56 +409,31 @@ pub fn find_tool(root: &Root, typed: Option<&Path>, image_version: Option<&str>)
     } else {
         ToolKind::Etcdutl
     };
+    if !probe && !on_path {
+        return Ok(RestoreTool {
+            name,
+            path,
+            version: image_version.unwrap_or("unknown").to_string(),
+            found: format!("{found}; not run by --dry-run, version from the image tag"),
+            bump_revision: false,
+            probed: false,
+        });
+    }
     let version = etcdutl::version_of(&path).ok_or_else(|| {
         refuse(
             format!("{} does not say its version", path.display()),
             "check that it is an etcdutl or etcdctl binary that runs on this machine",
         )
     })?;
-    let help = std::process::Command::new(&path)
-        .args(["snapshot", "restore", "--help"])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
-        .unwrap_or_default();
+    let help = etcdutl::restore_help(&path).unwrap_or_default();
     Ok(RestoreTool {
         name,
         path,
         version,
         found,
         bump_revision: help.contains("--bump-revision") && help.contains("--mark-compacted"),
+        probed: true,
     })
-}
-
-/// `usr/local/bin/<tool>` inside etcd images the runtime has unpacked:
-/// containerd's overlayfs snapshots, then CRI-O's (containers/storage) overlay layers.
-fn image_store_tools(root: &Root, tool: &str) -> Vec<(PathBuf, String)> {
-    let stores = [
-        (
-            "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots",
-            "fs",
-            "the etcd image in containerd's store",
-        ),
-        (
-            "/var/lib/containers/storage/overlay",
-            "diff",
-            "the etcd image in CRI-O's store",
-        ),
-    ];
-    let mut out = Vec::new();
-    for (dir, sub, what) in stores {
-        let Ok(rd) = std::fs::read_dir(root.host(dir)) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path().join(sub).join("usr/local/bin").join(tool))
-            .filter(|p| p.is_file())
-            .collect();
-        found.sort();
-        out.extend(found.into_iter().map(|p| (p, what.to_string())));
-    }
-    out
 }
 
 fn check_space(what: &str, dir: &Path, need_bytes: u64, need_inodes: u64) -> Result<()> {
@@ -593,7 +603,13 @@ impl Plan {
         let cluster_version = inspected.cluster_version.clone().unwrap_or_default();
 
         // The restore tool.
-        let tool = find_tool(&root, opts.etcdutl.as_deref(), node.etcd.etcd_version.as_deref())?;
+        let tool = find_tool(
+            &root,
+            opts.etcdutl.as_deref(),
+            &node.etcd.image,
+            node.etcd.etcd_version.as_deref(),
+            !opts.dry_run,
+        )?;
         let mut warnings = Vec::new();
         if let (Some(have), Some(need)) = (minor(&tool.version), minor(&cluster_version)) {
             if have < need {
@@ -618,7 +634,12 @@ impl Plan {
                 ));
             }
         }
-        if !tool.bump_revision {
+        if !tool.probed {
+            warnings.push(format!(
+                "--dry-run did not run {} to see whether it has --bump-revision/--mark-compacted; the real run asks it",
+                tool.path.display()
+            ));
+        } else if !tool.bump_revision {
             warnings.push(format!(
                 "{} {} has no --bump-revision/--mark-compacted: kube-apiserver's watch cache may serve data newer than the snapshot until it restarts; the control plane is restarted at the end of the run, restart any other apiserver (and the kubelets' watches) by hand",
                 tool.name, tool.version

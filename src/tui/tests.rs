@@ -41,6 +41,7 @@ fn sample_plan() -> Plan {
         version: "3.5.21".into(),
         found: "PATH".into(),
         bump_revision: true,
+        probed: true,
     };
     Plan {
         id: RUN.into(),

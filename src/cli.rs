@@ -172,6 +172,10 @@ pub enum Command {
         /// `containerd` (a private real containerd per node; root, etcd 3.5).
         #[arg(long, value_enum, default_value = "process")]
         runtime: crate::drill::up::Runtime,
+        /// The kubelet's time from seeing a manifest to starting its pod (a
+        /// pod it decided on starts even if its manifest has left meanwhile).
+        #[arg(long, value_parser = parse_duration, default_value = "100ms", value_name = "DURATION")]
+        kubelet_start_delay: Duration,
     },
     /// Restore etcd on this node from a snapshot, stage by stage, journaled and reversible.
     Restore(Box<RestoreArgs>),
@@ -565,6 +569,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             value_scale,
             etcd_bin,
             runtime,
+            kubelet_start_delay,
         } => {
             let opts = crate::drill::up::Options {
                 dir: dir.clone(),
@@ -577,6 +582,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 etcd_bin: etcd_bin.clone(),
                 ready_timeout: Duration::from_secs(60),
                 runtime: *runtime,
+                kubelet_start_delay: *kubelet_start_delay,
             };
             tokio::runtime::Runtime::new()?.block_on(run_drill(opts))
         }

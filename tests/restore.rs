@@ -22,7 +22,7 @@ fn tool(args: &[&str], env: &[(&str, &str)]) -> Output {
     // The drill's kubelet acts on a manifest at once; a short settle period
     // keeps the suite fast (the settle wait itself has a test of its own).
     if args.first() == Some(&"restore") && !args.contains(&"--settle") {
-        c.args(["--settle", "300ms"]);
+        c.args(["--settle", "500ms"]);
     }
     for (k, v) in env {
         c.env(k, v);
@@ -1349,4 +1349,66 @@ fn security_xattrs_of_the_data_dir_are_carried_over() {
 fn assert_restored_keys(d: &Drill, snap: &Path) {
     wait_healthy(d);
     assert_eq!(etcd_contents(d), snapshot_contents(snap));
+}
+
+/// A kubelet that decided to start etcd a moment before its manifest left
+/// still starts it (the drill's kubelet takes 1.5 s from seeing a manifest to
+/// a running pod here). A run killed right after start-etcd moved etcd.yaml
+/// back, then rolled back at once: the pod appears while rollback settles,
+/// rollback waits it out instead of swapping the dirs under it, and the node
+/// comes back with its original data.
+#[test]
+fn rollback_waits_out_a_kubelet_acting_late() {
+    use etcd_rescue::restore::journal::{Kind, Step};
+    use etcd_rescue::restore::steps::StageId;
+    let d = Drill::start(&["--keys", "50", "--kubelet-start-delay", "1500ms"]);
+    d.put_late_key();
+    let snap = d.state.snapshot.clone().unwrap();
+    let log = d.root(0).join("var/log/drill-kubelet.log");
+    let decided = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("manifest etcd.yaml: starting pod")
+            .count()
+    };
+    // Find the record that moves etcd.yaml back (its `done`), then kill the run right after it.
+    let crashed = restore(
+        d.root(0),
+        &snap,
+        &["--yes", "--settle", "3s"],
+        &[("ETCD_RESCUE_CRASH_AT", "record:29")],
+    );
+    assert!(!crashed.status.success(), "{:?}", text(&crashed));
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    let last = recs.last().unwrap();
+    assert_eq!(
+        (last.step, last.kind),
+        (Step::Stage(StageId::StartEtcd), Kind::Done),
+        "record 29 is start-etcd moving etcd.yaml back: {last:?}"
+    );
+    let before = decided();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while decided() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kubelet never saw etcd.yaml come back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The kubelet has decided; its pod is not there yet. Roll back now.
+    let root = d.root(0).display().to_string();
+    let back = tool(&["rollback", "--root", &root, "--yes", "--discard-writes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    assert!(
+        text(&back).0.contains("still running: pod etcd"),
+        "the late pod was not seen while settling: {}",
+        text(&back).0
+    );
+    assert!(
+        text(&back).0.contains("matches its pre-run digest"),
+        "{}",
+        text(&back).0
+    );
+    wait_healthy(&d);
+    assert!(d.has_late_key(), "the original data is back");
 }

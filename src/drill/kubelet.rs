@@ -52,6 +52,10 @@ pub struct Config {
     pub log: PathBuf,
     /// A cgroup parent for sandboxes (containerd), empty for none.
     pub cgroup_parent: String,
+    /// Time from seeing a manifest to starting its pod (a real kubelet's
+    /// sandbox, mounts and image checks). A pod decided on starts even when
+    /// its manifest left meanwhile, and is stopped only after, as kubelet does.
+    pub start_delay: Duration,
 }
 
 /// A running kubelet; [`Kubelet::shutdown`] stops its pods and returns.
@@ -404,6 +408,8 @@ async fn run_pod(
     let mut attempt = 0u32;
     let mut sandbox: Option<String> = None;
     let mut running: Vec<String> = Vec::new();
+    // Not cut short by a stop: the decision to start was taken.
+    tokio::time::sleep(cfg.start_delay).await;
     loop {
         if sandbox.is_none() {
             match cri.run_pod(sb.clone()).await {
@@ -502,6 +508,7 @@ mod tests {
             poll: Duration::from_millis(200),
             log: tmp.path().join("log"),
             cgroup_parent: String::new(),
+            start_delay: Duration::ZERO,
         };
         let sb = sandbox_config(&cfg, &pod, "uid");
         let cc = container_config(&cfg, &pod, &pod.spec.containers[0], &sb, 0).unwrap();

@@ -79,6 +79,8 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// The CRI runtime.
     pub runtime: Runtime,
+    /// The kubelet's time from seeing a manifest to starting its pod.
+    pub kubelet_start_delay: Duration,
 }
 
 /// One sandbox node of a running drill.
@@ -405,6 +407,7 @@ impl Drill {
                 poll: Duration::from_millis(200),
                 log: root.host("/var/log/drill-kubelet.log"),
                 cgroup_parent,
+                start_delay: opts.kubelet_start_delay,
             })
             .await?;
             self.kubelets.push(kubelet);

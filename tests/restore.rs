@@ -1412,3 +1412,89 @@ fn rollback_waits_out_a_kubelet_acting_late() {
     wait_healthy(&d);
     assert!(d.has_late_key(), "the original data is back");
 }
+
+/// A state dir inside the data dir (swapped away with it) or a WAL dir
+/// inside the data dir (the swap would move one under the other) is refused
+/// before anything changes; a data dir that is a symlink to another disk is
+/// restored at its target, and the link stays a link.
+#[test]
+fn dirs_inside_each_other_are_refused_and_a_symlinked_data_dir_is_followed() {
+    let d = Drill::start(&["--keys", "50"]);
+    let root = d.root(0).display().to_string();
+    let snap = d.state.snapshot.clone().unwrap();
+    let s = snap.to_str().unwrap();
+    let inside = d.root(0).join("var/lib/etcd/rescue-state");
+    refuses(
+        &d,
+        &[
+            "restore",
+            "--root",
+            &root,
+            "--snapshot",
+            s,
+            "--yes",
+            "--state-dir",
+            inside.to_str().unwrap(),
+        ],
+        &[],
+        "is inside the data dir",
+    );
+    assert!(!inside.exists(), "the refused state dir was created");
+    let manifest = d.root(0).join("etc/kubernetes/manifests/etcd.yaml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    // Written aside first, then renamed in: kubelet never sees half a file.
+    let edited = d.root(0).join("etc/kubernetes/.etcd.yaml.edit");
+    std::fs::write(
+        &edited,
+        original.replace(
+            "    - --data-dir=/var/lib/etcd\n",
+            "    - --data-dir=/var/lib/etcd\n    - --wal-dir=/var/lib/etcd/wal-inside\n",
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&edited, &manifest).unwrap();
+    refuses(
+        &d,
+        &["restore", "--root", &root, "--snapshot", s, "--dry-run"],
+        &[],
+        "is inside its data dir",
+    );
+    std::fs::write(&edited, &original).unwrap();
+    std::fs::rename(&edited, &manifest).unwrap();
+    wait_healthy(&d);
+
+    // /var/lib/etcd -> /data/etcd, as on a node with a dedicated disk (a relative
+    // link, so that the drill's runtime, which runs etcd on this machine, follows it too).
+    d.put_late_key();
+    let lib = d.root(0).join("var/lib/etcd");
+    let real = d.root(0).join("data/etcd");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(&lib, &real).unwrap();
+    std::os::unix::fs::symlink("../../data/etcd", &lib).unwrap();
+    let plan = restore(d.root(0), &snap, &["--dry-run"], &[]);
+    assert!(plan.status.success(), "{:?}", text(&plan));
+    assert!(
+        text(&plan)
+            .0
+            .contains(&format!("{} -> {}", lib.display(), real.display())),
+        "{}",
+        text(&plan).0
+    );
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        std::fs::symlink_metadata(&lib).unwrap().file_type().is_symlink(),
+        "the data dir link is still a link"
+    );
+    assert!(real.join("member/snap/db").is_file());
+    let kept: Vec<String> = listing(real.parent().unwrap())
+        .into_iter()
+        .filter(|n| n.starts_with("etcd-old-"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the old data is kept beside its real dir: {kept:?}"
+    );
+    assert!(!d.has_late_key(), "the snapshot's data is live");
+}

@@ -1498,3 +1498,30 @@ fn dirs_inside_each_other_are_refused_and_a_symlinked_data_dir_is_followed() {
     );
     assert!(!d.has_late_key(), "the snapshot's data is live");
 }
+
+/// Once a command has changed anything, every error exits 3 with the way
+/// back: a rollback whose CRI socket is gone (it cannot tell whether etcd
+/// still runs) stops with 3, and succeeds once the socket is back.
+#[test]
+fn errors_after_a_change_exit_3() {
+    let d = Drill::start(&["--keys", "50"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let crashed = restore(
+        d.root(0),
+        &snap,
+        &["--yes"],
+        &[("ETCD_RESCUE_CRASH_AT", "record:27")],
+    );
+    assert!(!crashed.status.success(), "{:?}", text(&crashed));
+    let socket = d.cri_socket(0);
+    let aside = socket.with_extension("aside");
+    std::fs::rename(&socket, &aside).unwrap();
+    let root = d.root(0).display().to_string();
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    std::fs::rename(&aside, &socket).unwrap();
+    assert_eq!(back.status.code(), Some(3), "{:?}", text(&back));
+    assert!(text(&back).1.contains("next: ") && text(&back).1.contains("rollback"), "{:?}", text(&back));
+    let again = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(again.status.success(), "{:?}", text(&again));
+    wait_healthy(&d);
+}

@@ -1520,7 +1520,11 @@ fn errors_after_a_change_exit_3() {
     let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
     std::fs::rename(&aside, &socket).unwrap();
     assert_eq!(back.status.code(), Some(3), "{:?}", text(&back));
-    assert!(text(&back).1.contains("next: ") && text(&back).1.contains("rollback"), "{:?}", text(&back));
+    assert!(
+        text(&back).1.contains("next: ") && text(&back).1.contains("rollback"),
+        "{:?}",
+        text(&back)
+    );
     let again = tool(&["rollback", "--root", &root, "--yes"], &[]);
     assert!(again.status.success(), "{:?}", text(&again));
     wait_healthy(&d);

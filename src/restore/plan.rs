@@ -691,10 +691,9 @@ impl Plan {
 
         // Cluster membership.
         let own_peer = node.etcd.initial_advertise_peer_urls.clone();
-        let from_snapshot: Vec<(String, String)> = snap_members
+        let snap: Vec<(String, Vec<String>)> = snap_members
             .iter()
-            .filter(|m| !m.name.is_empty())
-            .flat_map(|m| m.peer_urls.iter().map(move |u| (m.name.clone(), u.clone())))
+            .map(|m| (m.name.clone(), m.peer_urls.clone()))
             .collect();
         let manifest_cluster: Vec<(String, String)> = node
             .etcd
@@ -702,96 +701,25 @@ impl Plan {
             .iter()
             .map(|e| (e.name.clone(), e.peer_url.clone()))
             .collect();
-        let initial_cluster = if let Some(ic) = &opts.initial_cluster {
-            ic.clone()
-        } else if !from_snapshot.is_empty() {
-            // The snapshot's members, with this node's own peer URLs from its manifest.
-            let mut pairs: Vec<(String, String)> = from_snapshot
-                .iter()
-                .filter(|(n, _)| *n != node.etcd.name)
-                .cloned()
-                .collect();
-            if from_snapshot.iter().any(|(n, _)| *n == node.etcd.name) {
-                pairs.extend(own_peer.iter().map(|u| (node.etcd.name.clone(), u.clone())));
-            }
-            pairs.sort();
-            join_cluster(&pairs)
-        } else {
-            join_cluster(&manifest_cluster)
-        };
-        let planned = crate::node::manifest::parse_initial_cluster(&initial_cluster).map_err(|e| {
-            refuse(
-                format!("--initial-cluster {initial_cluster:?} is not name=URL,...: {e:#}"),
-                "give it as name1=https://10.0.0.1:2380,name2=https://10.0.0.2:2380",
-            )
-        })?;
-        if !planned.iter().any(|e| e.name == node.etcd.name) {
-            return Err(refuse(
-                format!(
-                    "this node's etcd --name {} is not among the members of the planned --initial-cluster {initial_cluster}",
-                    node.etcd.name
-                ),
-                "pass --initial-cluster listing this member (its name and peer URL from etcd.yaml)",
-            ));
-        }
-        let mut sorted_manifest = manifest_cluster.clone();
-        sorted_manifest.sort();
-        let mut sorted_planned: Vec<(String, String)> = planned
-            .iter()
-            .map(|e| (e.name.clone(), e.peer_url.clone()))
-            .collect();
-        sorted_planned.sort();
-        if !from_snapshot.is_empty()
-            && !from_snapshot.iter().any(|(n, _)| *n == node.etcd.name)
-            && !opts.force
-        {
-            return Err(refuse(
-                format!(
-                    "the snapshot's members ({}) do not include this node's etcd {}: is it from another cluster?",
-                    from_snapshot
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    node.etcd.name
-                ),
-                "restore a snapshot of this cluster, or pass --force (with --initial-cluster) if you mean to",
-            ));
-        }
-        if let Some(m) = snap_members.iter().find(|m| m.name == node.etcd.name) {
-            let mut theirs = m.peer_urls.clone();
-            theirs.sort();
-            let mut ours = own_peer.clone();
-            ours.sort();
-            if theirs != ours && !opts.force {
-                return Err(refuse(
-                    format!(
-                        "the snapshot's member {} has peer URLs {} but this node's etcd.yaml says {}: is the snapshot from another cluster or node?",
-                        m.name,
-                        theirs.join(","),
-                        ours.join(",")
-                    ),
-                    "restore a snapshot of this cluster, or pass --force if the node's address changed on purpose",
-                ));
-            }
-        }
+        let Membership {
+            initial_cluster,
+            other_members,
+            warnings: member_warnings,
+        } = membership(
+            &node.etcd.name,
+            &own_peer,
+            &snap,
+            &manifest_cluster,
+            opts.initial_cluster.as_deref(),
+            opts.force,
+        )?;
+        warnings.extend(member_warnings);
         if !opts.conn.endpoints.is_empty() {
             warnings.push(format!(
                 "the endpoints {} (--endpoints or ETCDCTL_ENDPOINTS) replace this member's own for the live checks and verify",
                 opts.conn.endpoints.join(",")
             ));
         }
-        if sorted_manifest != sorted_planned {
-            warnings.push(format!(
-                "the planned --initial-cluster {initial_cluster} differs from etcd.yaml's {}",
-                join_cluster(&manifest_cluster)
-            ));
-        }
-        let other_members: Vec<(String, String)> = sorted_planned
-            .iter()
-            .filter(|(n, _)| *n != node.etcd.name)
-            .cloned()
-            .collect();
         let token = opts
             .initial_cluster_token
             .clone()
@@ -960,6 +888,123 @@ impl Plan {
     }
 }
 
+/// The cluster a restore brings up, decided from this member, the snapshot's
+/// members, etcd.yaml's `--initial-cluster` and what was typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// `--initial-cluster` for the restore.
+    pub initial_cluster: String,
+    /// The other members (name, peer URL).
+    pub other_members: Vec<(String, String)>,
+    /// What the operator must know.
+    pub warnings: Vec<String>,
+}
+
+/// Decides the restored cluster's membership, or refuses (exit 2): a
+/// snapshot from another cluster (this member absent, or at other peer URLs)
+/// needs `--force`; a planned cluster without this member is refused.
+/// Typed `--initial-cluster` wins; else the snapshot's members with this
+/// node's own peer URLs; else etcd.yaml's.
+pub fn membership(
+    name: &str,
+    own_peer: &[String],
+    snap_members: &[(String, Vec<String>)],
+    manifest_cluster: &[(String, String)],
+    typed: Option<&str>,
+    force: bool,
+) -> Result<Membership> {
+    let mut warnings = Vec::new();
+    let from_snapshot: Vec<(String, String)> = snap_members
+        .iter()
+        .filter(|(n, _)| !n.is_empty())
+        .flat_map(|(n, urls)| urls.iter().map(move |u| (n.clone(), u.clone())))
+        .collect();
+    let initial_cluster = if let Some(ic) = typed {
+        ic.to_string()
+    } else if !from_snapshot.is_empty() {
+        // The snapshot's members, with this node's own peer URLs from its manifest.
+        let mut pairs: Vec<(String, String)> =
+            from_snapshot.iter().filter(|(n, _)| n != name).cloned().collect();
+        if from_snapshot.iter().any(|(n, _)| n == name) {
+            pairs.extend(own_peer.iter().map(|u| (name.to_string(), u.clone())));
+        }
+        pairs.sort();
+        join_cluster(&pairs)
+    } else {
+        join_cluster(manifest_cluster)
+    };
+    let planned = crate::node::manifest::parse_initial_cluster(&initial_cluster).map_err(|e| {
+        refuse(
+            format!("--initial-cluster {initial_cluster:?} is not name=URL,...: {e:#}"),
+            "give it as name1=https://10.0.0.1:2380,name2=https://10.0.0.2:2380",
+        )
+    })?;
+    if !planned.iter().any(|e| e.name == name) {
+        return Err(refuse(
+            format!(
+                "this node's etcd --name {name} is not among the members of the planned --initial-cluster {initial_cluster}"
+            ),
+            "pass --initial-cluster listing this member (its name and peer URL from etcd.yaml)",
+        ));
+    }
+    if !from_snapshot.is_empty() && !from_snapshot.iter().any(|(n, _)| n == name) && !force {
+        return Err(refuse(
+            format!(
+                "the snapshot's members ({}) do not include this node's etcd {name}: is it from another cluster?",
+                from_snapshot
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "restore a snapshot of this cluster, or pass --force (with --initial-cluster) if you mean to",
+        ));
+    }
+    if let Some((n, urls)) = snap_members.iter().find(|(n, _)| n == name) {
+        let mut theirs = urls.clone();
+        theirs.sort();
+        let mut ours = own_peer.to_vec();
+        ours.sort();
+        if theirs != ours && !force {
+            return Err(refuse(
+                format!(
+                    "the snapshot's member {n} has peer URLs {} but this node's etcd.yaml says {}: is the snapshot from another cluster or node?",
+                    theirs.join(","),
+                    ours.join(",")
+                ),
+                "restore a snapshot of this cluster, or pass --force if the node's address changed on purpose",
+            ));
+        }
+    }
+    let mut sorted_manifest = manifest_cluster.to_vec();
+    sorted_manifest.sort();
+    let mut sorted_planned: Vec<(String, String)> = planned
+        .iter()
+        .map(|e| (e.name.clone(), e.peer_url.clone()))
+        .collect();
+    sorted_planned.sort();
+    if sorted_manifest != sorted_planned {
+        warnings.push(format!(
+            "the planned --initial-cluster {initial_cluster} differs from etcd.yaml's {}",
+            join_cluster(manifest_cluster)
+        ));
+    }
+    let other_members: Vec<(String, String)> =
+        sorted_planned.into_iter().filter(|(n, _)| n != name).collect();
+    if !other_members.is_empty() && typed.is_none() {
+        warnings.push(format!(
+            "{} other members are planned: this member waits for them (restore each from this snapshot). If they are gone for good, pass --initial-cluster {name}={} to start a one-member cluster and add members later",
+            other_members.len(),
+            own_peer.first().map_or("PEER_URL", String::as_str)
+        ));
+    }
+    Ok(Membership {
+        initial_cluster,
+        other_members,
+        warnings,
+    })
+}
+
 fn join_cluster(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
@@ -1017,4 +1062,103 @@ pub fn cluster_map(ic: &str) -> BTreeMap<String, Vec<String>> {
         m.entry(e.name).or_default().push(e.peer_url);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_string(), (*b).to_string()))
+            .collect()
+    }
+
+    const P1: &str = "https://10.0.0.1:2380";
+    const P2: &str = "https://10.0.0.2:2380";
+    const P3: &str = "https://10.0.0.3:2380";
+
+    fn snap3() -> Vec<(String, Vec<String>)> {
+        [("cp1", P1), ("cp2", P2), ("cp3", P3)]
+            .iter()
+            .map(|(n, u)| ((*n).to_string(), vec![(*u).to_string()]))
+            .collect()
+    }
+
+    /// The snapshot's members decide, with this node's own peer URL; the others are listed; the
+    /// plan says how to start alone when the peers are gone for good.
+    #[test]
+    fn snapshot_members_decide() {
+        let m = membership(
+            "cp1",
+            &[P1.into()],
+            &snap3(),
+            &pairs(&[("cp1", P1), ("cp2", P2), ("cp3", P3)]),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(m.initial_cluster, format!("cp1={P1},cp2={P2},cp3={P3}"));
+        assert_eq!(m.other_members, pairs(&[("cp2", P2), ("cp3", P3)]));
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.contains(&format!("--initial-cluster cp1={P1}"))),
+            "{:?}",
+            m.warnings
+        );
+    }
+
+    /// A snapshot of another cluster, or of this member at another address, needs --force.
+    #[test]
+    fn another_clusters_snapshot_is_refused() {
+        let other = vec![("x1".to_string(), vec![P2.to_string()])];
+        assert!(membership("cp1", &[P1.into()], &other, &pairs(&[("cp1", P1)]), None, false).is_err());
+        assert!(
+            membership(
+                "cp1",
+                &[P1.into()],
+                &other,
+                &pairs(&[("cp1", P1)]),
+                Some(&format!("cp1={P1}")),
+                true
+            )
+            .is_ok()
+        );
+        let moved = vec![("cp1".to_string(), vec![P3.to_string()])];
+        let e = membership("cp1", &[P1.into()], &moved, &pairs(&[("cp1", P1)]), None, false).unwrap_err();
+        assert!(format!("{e:#}").contains("has peer URLs"), "{e:#}");
+    }
+
+    /// A typed cluster without this member, or not name=URL, is refused; one that differs from
+    /// etcd.yaml's is a warning; with no snapshot members, etcd.yaml's cluster is used.
+    #[test]
+    fn typed_and_manifest_clusters() {
+        let manifest = pairs(&[("cp1", P1)]);
+        assert!(
+            membership(
+                "cp1",
+                &[P1.into()],
+                &[],
+                &manifest,
+                Some(&format!("cp2={P2}")),
+                false
+            )
+            .is_err()
+        );
+        assert!(membership("cp1", &[P1.into()], &[], &manifest, Some("nonsense"), false).is_err());
+        let m = membership(
+            "cp1",
+            &[P1.into()],
+            &[],
+            &manifest,
+            Some(&format!("cp1={P1},cp2={P2}")),
+            false,
+        )
+        .unwrap();
+        assert!(m.warnings.iter().any(|w| w.contains("differs from etcd.yaml's")));
+        let m = membership("cp1", &[P1.into()], &[], &manifest, None, false).unwrap();
+        assert_eq!(m.initial_cluster, format!("cp1={P1}"));
+        assert!(m.other_members.is_empty() && m.warnings.is_empty());
+    }
 }

@@ -1399,10 +1399,36 @@ fn rollback_waits_out_a_kubelet_acting_late() {
     let root = d.root(0).display().to_string();
     let back = tool(&["rollback", "--root", &root, "--yes", "--discard-writes"], &[]);
     assert!(back.status.success(), "{:?}", text(&back));
+    // The late pod ran (the kubelet's log, timestamped), and it ran before rollback
+    // touched the data dirs: rollback settled instead of swapping under it.
+    let kubelet_log = std::fs::read_to_string(&log).unwrap();
+    let late_start = kubelet_log
+        .lines()
+        .filter(|l| l.contains("manifest etcd.yaml: starting pod"))
+        .nth(before)
+        .and_then(|decision| {
+            kubelet_log
+                .lines()
+                .skip_while(|l| *l != decision)
+                .find(|l| l.contains("container etcd started"))
+        })
+        .and_then(|l| l.split(' ').next())
+        .expect("the late etcd pod started")
+        .to_string();
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    let manifests = d.root(0).join("etc/kubernetes/manifests");
+    let first_data_move = recs
+        .iter()
+        .find(|r| {
+            r.step == Step::Rollback
+                && matches!(&r.action, Some(journal::Action::Move { from, to })
+                    if !from.starts_with(&manifests) && !to.starts_with(&manifests))
+        })
+        .map(|r| r.at.clone())
+        .expect("rollback moved the data dirs back");
     assert!(
-        text(&back).0.contains("still running: pod etcd"),
-        "the late pod was not seen while settling: {}",
-        text(&back).0
+        late_start < first_data_move,
+        "the late pod started at {late_start}, after rollback began moving the data dirs at {first_data_move}"
     );
     assert!(
         text(&back).0.contains("matches its pre-run digest"),

@@ -1416,3 +1416,224 @@ impl<'a> Runner<'a> {
         self.end(Outcome::RolledBack)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::face::Text;
+    use std::os::unix::fs::MetadataExt;
+
+    struct Bed {
+        _dir: tempfile::TempDir,
+        plan: Plan,
+        base: PathBuf,
+    }
+
+    fn bed() -> Bed {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let mut plan = crate::restore::steps::example_plan();
+        plan.run_dir = base.join("state/runs/ID");
+        plan.state_dir = base.join("state");
+        plan.manifests_dir = base.join("manifests");
+        plan.stash_dir = plan.run_dir.join("manifests");
+        std::fs::create_dir_all(&plan.manifests_dir).unwrap();
+        Bed {
+            _dir: dir,
+            plan,
+            base,
+        }
+    }
+
+    fn with_runner<T>(b: &Bed, records: &[(Kind, Action)], f: impl FnOnce(&mut Runner<'_>) -> T) -> T {
+        let mut j = match Journal::open(&b.plan.run_dir) {
+            Ok((_, j)) => j,
+            Err(_) => Journal::create(&b.plan.run_dir, &b.plan).unwrap(),
+        };
+        for (k, a) in records {
+            j.append(StageId::StopEtcd, *k, Some(a.clone()), serde_json::Map::new())
+                .unwrap();
+        }
+        let mut face = Text::<std::io::Empty, Vec<u8>> {
+            input: None,
+            out: Vec::new(),
+            force_stop: false,
+        };
+        let mut r = Runner::new(b.plan.clone(), j, &mut face).unwrap();
+        f(&mut r)
+    }
+
+    fn mv(from: &Path, to: &Path) -> Action {
+        Action::Move {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+        }
+    }
+
+    fn kinds(r: &Runner<'_>) -> Vec<Kind> {
+        r.journal.records.iter().map(|r| r.kind).collect()
+    }
+
+    /// A plain move is journaled before and after.
+    #[test]
+    fn move_is_journaled_around_the_rename() {
+        let b = bed();
+        let (from, to) = (
+            b.plan.manifests_dir.join("etcd.yaml"),
+            b.plan.stash_dir.join("etcd.yaml"),
+        );
+        std::fs::write(&from, "pod").unwrap();
+        with_runner(&b, &[], |r| {
+            r.move_file(StageId::StopEtcd, &from, &to).unwrap();
+            assert_eq!(kinds(r), [Kind::Intent, Kind::Done]);
+        });
+        assert!(!from.exists() && to.is_file());
+    }
+
+    /// Killed between intent and rename: the move is made. Killed between rename and done: it is
+    /// found in place and recorded, not made twice.
+    #[test]
+    fn intent_without_done_is_finished_from_the_node() {
+        let b = bed();
+        let (from, to) = (
+            b.plan.manifests_dir.join("etcd.yaml"),
+            b.plan.stash_dir.join("etcd.yaml"),
+        );
+        std::fs::write(&from, "pod").unwrap();
+        with_runner(&b, &[(Kind::Intent, mv(&from, &to))], |r| {
+            r.move_file(StageId::StopEtcd, &from, &to).unwrap();
+        });
+        assert!(!from.exists() && to.is_file());
+        let b = bed();
+        let (from, to) = (
+            b.plan.manifests_dir.join("etcd.yaml"),
+            b.plan.stash_dir.join("etcd.yaml"),
+        );
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(&to, "pod").unwrap();
+        with_runner(&b, &[(Kind::Intent, mv(&from, &to))], |r| {
+            r.move_file(StageId::StopEtcd, &from, &to).unwrap();
+            let last = r.journal.records.last().unwrap();
+            assert_eq!(last.kind, Kind::Done);
+            assert_eq!(
+                last.data.get("found").and_then(|v| v.as_str()),
+                Some("already in place")
+            );
+        });
+    }
+
+    /// A move recorded done whose source path was used again later (a later
+    /// move put something there) is done: nothing is moved over it.
+    #[test]
+    fn done_move_with_its_source_reused_is_left_alone() {
+        let b = bed();
+        let (from, to) = (b.base.join("data"), b.base.join("data-old"));
+        std::fs::create_dir_all(&from).unwrap();
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::write(from.join("new"), "restored").unwrap();
+        with_runner(
+            &b,
+            &[(Kind::Intent, mv(&from, &to)), (Kind::Done, mv(&from, &to))],
+            |r| {
+                r.move_file(StageId::StopEtcd, &from, &to).unwrap();
+                assert_eq!(r.journal.records.len(), 2, "nothing more journaled");
+            },
+        );
+        assert!(from.join("new").is_file(), "the reused source is untouched");
+    }
+
+    /// Both ends present without a record that explains it: refused, nothing overwritten.
+    #[test]
+    fn both_ends_present_is_refused() {
+        let b = bed();
+        let (from, to) = (b.base.join("a"), b.base.join("b"));
+        std::fs::write(&from, "A").unwrap();
+        std::fs::write(&to, "B").unwrap();
+        with_runner(&b, &[], |r| {
+            let e = r.move_file(StageId::StopEtcd, &from, &to).unwrap_err();
+            assert!(format!("{e:#}").contains("refusing to overwrite"), "{e:#}");
+        });
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "B");
+        let b = bed();
+        with_runner(&b, &[], |r| {
+            assert!(
+                r.move_file(StageId::StopEtcd, &b.base.join("x"), &b.base.join("y"))
+                    .is_err()
+            );
+        });
+    }
+
+    /// Across filesystems (a state dir on another disk): copied, fsynced, linked, then the
+    /// source removed; killed between the copy and the unlink, resume removes the source.
+    #[test]
+    fn move_across_filesystems() {
+        let b = bed();
+        let other = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert_ne!(
+            std::fs::metadata(&b.base).unwrap().dev(),
+            std::fs::metadata(other.path()).unwrap().dev(),
+            "/dev/shm must be another filesystem for this test"
+        );
+        let from = b.plan.manifests_dir.join("etcd.yaml");
+        let to = other.path().join("etcd.yaml");
+        std::fs::write(&from, "pod").unwrap();
+        with_runner(&b, &[], |r| r.move_file(StageId::StopEtcd, &from, &to).unwrap());
+        assert!(!from.exists());
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "pod");
+        // Killed after the copy was linked into place, before the source was unlinked.
+        let b = bed();
+        let from = b.plan.manifests_dir.join("etcd.yaml");
+        std::fs::write(&from, "pod").unwrap();
+        with_runner(&b, &[(Kind::Intent, mv(&from, &to))], |r| {
+            r.move_file(StageId::StopEtcd, &from, &to).unwrap();
+            let last = r.journal.records.last().unwrap();
+            assert_eq!(
+                last.data.get("found").and_then(|v| v.as_str()),
+                Some("copied, source removed now")
+            );
+        });
+        assert!(!from.exists());
+    }
+
+    /// Resume's choice per stage: a restore whose command finished is not run again, a
+    /// killed one's child is remembered.
+    #[test]
+    fn restore_state_reads_the_journal() {
+        let b = bed();
+        let restore = Action::Restore {
+            argv: vec!["etcdutl".into()],
+            creates: vec![b.base.join("partial")],
+        };
+        let mut j = Journal::create(&b.plan.run_dir, &b.plan).unwrap();
+        j.append(
+            StageId::RestoreSnapshot,
+            Kind::Intent,
+            Some(restore.clone()),
+            serde_json::Map::new(),
+        )
+        .unwrap();
+        j.append(
+            StageId::RestoreSnapshot,
+            Kind::Note,
+            None,
+            data([("childPid", json!(4242)), ("childStart", json!(99))]),
+        )
+        .unwrap();
+        drop(j);
+        with_runner(&b, &[], |r| {
+            assert_eq!(r.restore_state(), (false, Some((4242, Some(99)))));
+            r.journal
+                .append(
+                    StageId::RestoreSnapshot,
+                    Kind::Done,
+                    Some(restore.clone()),
+                    serde_json::Map::new(),
+                )
+                .unwrap();
+            assert!(r.restore_state().0);
+            // A child whose PID now names another process (another start time) is not touched.
+            r.stop_orphan(Some((i32::try_from(std::process::id()).unwrap(), Some(1))))
+                .unwrap();
+        });
+    }
+}

@@ -104,6 +104,8 @@ pub struct Summary {
     pub kept: Vec<(SwapKind, PathBuf)>,
     /// The restored dirs set aside (after a rollback).
     pub set_aside: Vec<PathBuf>,
+    /// Copies earlier runs (and this one) keep beside etcd's dirs, with their sizes.
+    pub copies: Vec<(PathBuf, u64)>,
     /// Stash and journal.
     pub run_dir: PathBuf,
     /// The command that undoes the run (after a restore).

@@ -436,7 +436,48 @@ pub fn find_tool(
     })
 }
 
-fn check_space(what: &str, dir: &Path, need_bytes: u64, need_inodes: u64) -> Result<()> {
+/// Copies earlier runs left beside `live` (`<dir>.restore-<id>`, `<dir>-old-<id>`,
+/// and inside a mount point `restore-<id>`, `member-old-<id>`), with their sizes.
+pub fn leftovers(live: &Path) -> Vec<(PathBuf, u64)> {
+    let (Some(parent), Some(name)) = (
+        live.parent(),
+        live.file_name().map(|n| n.to_string_lossy().into_owned()),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, u64)> = rd
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&format!("{name}.restore-"))
+                || n.starts_with(&format!("{name}-old-"))
+                || (name == "member" && n.starts_with("restore-"))
+        })
+        .map(|e| {
+            let size = walkdir::WalkDir::new(e.path())
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum();
+            (e.path(), size)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn check_space(
+    what: &str,
+    dir: &Path,
+    need_bytes: u64,
+    need_inodes: u64,
+    held: &[(PathBuf, u64)],
+) -> Result<()> {
     let at = fsinfo::nearest_existing(dir);
     let (free, inodes) =
         fsinfo::fs_free(&at).with_context(|| format!("checking free space at {}", at.display()))?;
@@ -448,7 +489,19 @@ fn check_space(what: &str, dir: &Path, need_bytes: u64, need_inodes: u64) -> Res
                 crate::units::human_bytes(free),
                 crate::units::human_bytes(need_bytes)
             ),
-            format!("free space on the filesystem of {} and run again", at.display()),
+            if held.is_empty() {
+                format!("free space on the filesystem of {} and run again", at.display())
+            } else {
+                format!(
+                    "free space on the filesystem of {} and run again; earlier runs' copies hold {} there ({}): move away or delete the ones you no longer need",
+                    at.display(),
+                    crate::units::human_bytes(held.iter().map(|(_, n)| n).sum()),
+                    held.iter()
+                        .map(|(p, n)| format!("{} {}", p.display(), crate::units::human_bytes(*n)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
         ));
     }
     Ok(())
@@ -785,11 +838,13 @@ impl Plan {
         let size = std::fs::metadata(&snapshot)?.len();
         let wal_need = 64 << 20;
         let need = size + size / 10 + if wal_dir.is_some() { 0 } else { wal_need } + (16 << 20);
+        let held: Vec<(PathBuf, u64)> = swaps.iter().flat_map(|s| leftovers(&s.live)).collect();
         check_space(
             "restored data dir",
             swaps[0].partial.parent().unwrap_or(&data_dir),
             need,
             1000,
+            &held,
         )?;
         if let Some(s) = swaps.get(1) {
             check_space(
@@ -797,9 +852,20 @@ impl Plan {
                 s.partial.parent().unwrap_or(&s.live),
                 wal_need + (16 << 20),
                 100,
+                &held,
             )?;
         }
-        check_space("journal and stashed manifests", &state_dir, 4 << 20, 100)?;
+        check_space("journal and stashed manifests", &state_dir, 4 << 20, 100, &[])?;
+        if !held.is_empty() {
+            warnings.push(format!(
+                "earlier runs' copies beside the data dir hold {}: {} (kept on purpose; delete the ones you no longer need)",
+                crate::units::human_bytes(held.iter().map(|(_, n)| n).sum()),
+                held.iter()
+                    .map(|(p, n)| format!("{} {}", p.display(), crate::units::human_bytes(*n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
 
         // Ownership: the old data dir's, or the manifest's runAsUser/runAsGroup.
         let info = fsinfo::dir_info(&root, &node.etcd.data_dir.host)?;
@@ -1128,6 +1194,29 @@ mod tests {
         let moved = vec![("cp1".to_string(), vec![P3.to_string()])];
         let e = membership("cp1", &[P1.into()], &moved, &pairs(&[("cp1", P1)]), None, false).unwrap_err();
         assert!(format!("{e:#}").contains("has peer URLs"), "{e:#}");
+    }
+
+    /// Earlier runs' copies beside the data dir are found with their sizes; other dirs are not.
+    #[test]
+    fn leftovers_are_found_with_sizes() {
+        let d = tempfile::tempdir().unwrap();
+        let live = d.path().join("etcd");
+        for (dir, bytes) in [
+            ("etcd", 5),
+            ("etcd-old-A", 7),
+            ("etcd.restore-B", 11),
+            ("etcd-backup", 13),
+        ] {
+            std::fs::create_dir_all(d.path().join(dir).join("member/snap")).unwrap();
+            std::fs::write(d.path().join(dir).join("member/snap/db"), vec![0u8; bytes]).unwrap();
+        }
+        assert_eq!(
+            leftovers(&live),
+            vec![
+                (d.path().join("etcd-old-A"), 7),
+                (d.path().join("etcd.restore-B"), 11)
+            ]
+        );
     }
 
     /// A typed cluster without this member, or not name=URL, is refused; one that differs from

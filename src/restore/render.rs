@@ -230,6 +230,15 @@ pub fn summary(s: &Summary) -> Vec<Line> {
             v.push((Tone::Command, format!("To undo: {undo}")));
         }
     }
+    if !s.copies.is_empty() {
+        v.push(fact(format!(
+            "Copies kept beside etcd's dirs ({} in all; delete the ones you no longer need):",
+            human_bytes(s.copies.iter().map(|(_, n)| n).sum())
+        )));
+        for (p, n) in &s.copies {
+            v.push((Tone::Detail, format!("  {} {}", p.display(), human_bytes(*n))));
+        }
+    }
     for (id, took) in &s.timings {
         v.push((Tone::Timing, format!("  {id:<20} {:.2} s", took.as_secs_f64())));
     }

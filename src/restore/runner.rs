@@ -305,6 +305,7 @@ impl<'a> Runner<'a> {
                     .map(|s| s.restored.clone())
                     .collect()
             },
+            copies: p.swaps.iter().flat_map(|s| plan::leftovers(&s.live)).collect(),
             run_dir: p.run_dir.clone(),
             undo: done.then(|| self.rollback_command()),
             timings: self

@@ -590,7 +590,7 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                     };
                 }
             }
-            app.summary = Some(summary);
+            app.summary = Some(*summary);
             app.screen = Screen::Summary;
             app.asked = None;
             app.scroll = 0;

@@ -38,7 +38,7 @@ pub enum Event {
     /// Pods outlived `--wait-timeout`; a question (answered with [`Reply::Wait`]).
     WaitTimeout(Vec<String>),
     /// The final summary.
-    Summary(Summary),
+    Summary(Box<Summary>),
 }
 
 impl Event {
@@ -119,7 +119,7 @@ impl Face for ChannelFace {
         }
     }
     fn summary(&mut self, summary: &Summary) {
-        (self.sink)(Event::Summary(summary.clone()));
+        (self.sink)(Event::Summary(Box::new(summary.clone())));
     }
 }
 

@@ -147,7 +147,7 @@ impl Engine {
     fn summary(&mut self, outcome: Outcome) -> Event {
         self.ended = true;
         let done = outcome == Outcome::Done;
-        Event::Summary(Summary {
+        Event::Summary(Box::new(Summary {
             run: RUN.into(),
             outcome,
             snapshot: self.plan.snapshot.clone(),
@@ -161,6 +161,7 @@ impl Engine {
                 Vec::new()
             },
             set_aside: Vec::new(),
+            copies: Vec::new(),
             run_dir: self.plan.run_dir.clone(),
             undo: done.then(|| Command::rescue(["rollback", "--root", "/node", "--run", RUN])),
             timings: STAGES
@@ -170,7 +171,7 @@ impl Engine {
                 .collect(),
             peers: Vec::new(),
             verify: None,
-        })
+        }))
     }
 
     fn on(&mut self, r: Reply) -> Vec<Event> {

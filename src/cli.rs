@@ -362,33 +362,7 @@ pub enum DrillAction {
     },
 }
 
-/// Parses a Go-style duration such as `2s`, `500ms`, `1m30s`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        bail!("empty duration");
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(n);
-        let u = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(u);
-        let v: f64 = num.parse().map_err(|_| anyhow::anyhow!("bad duration {s:?}"))?;
-        let secs = match unit {
-            "ms" => v / 1000.0,
-            "s" | "" => v,
-            "m" => v * 60.0,
-            "h" => v * 3600.0,
-            _ => bail!("bad duration unit {unit:?} in {s:?} (use ms, s, m or h)"),
-        };
-        total += Duration::from_secs_f64(secs);
-        rest = tail;
-    }
-    Ok(total)
-}
+pub use crate::units::parse_duration;
 
 /// `println!` that ends the program quietly when stdout is closed (`| head`)
 /// instead of panicking.

@@ -51,6 +51,34 @@ pub fn si_bytes(n: u64) -> String {
     }
 }
 
+/// Parses a Go-style duration such as `2s`, `500ms`, `1m30s`.
+pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        anyhow::bail!("empty duration");
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(n);
+        let u = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(u);
+        let v: f64 = num.parse().map_err(|_| anyhow::anyhow!("bad duration {s:?}"))?;
+        let secs = match unit {
+            "ms" => v / 1000.0,
+            "s" | "" => v,
+            "m" => v * 60.0,
+            "h" => v * 3600.0,
+            _ => anyhow::bail!("bad duration unit {unit:?} in {s:?} (use ms, s, m or h)"),
+        };
+        total += std::time::Duration::from_secs_f64(secs);
+        rest = tail;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ struct Config {
     container_runtime_endpoint: Option<String>,
     healthz_bind_address: Option<String>,
     healthz_port: Option<u16>,
+    file_check_frequency: Option<String>,
 }
 
 /// Where a discovered value came from.
@@ -64,6 +65,10 @@ pub struct Kubelet {
     pub healthz: String,
     /// The CRI endpoint, when one could be found.
     pub cri: Option<CriEndpoint>,
+    /// `fileCheckFrequency` when the config sets it, in milliseconds: how
+    /// often kubelet re-reads the static pod path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_check_frequency_ms: Option<u64>,
 }
 
 fn socket_path(endpoint: &str) -> PathBuf {
@@ -148,11 +153,17 @@ impl Kubelet {
                     exists: true,
                 })
         };
+        let file_check_frequency_ms = cfg
+            .file_check_frequency
+            .as_deref()
+            .and_then(|f| crate::units::parse_duration(f).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Ok(Kubelet {
             config,
             static_pod_path,
             healthz,
             cri,
+            file_check_frequency_ms,
         })
     }
 

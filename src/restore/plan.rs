@@ -280,6 +280,23 @@ impl Plan {
     }
 }
 
+/// The settle period: `--settle`, lengthened (up to a minute) to kubelet's
+/// `fileCheckFrequency` when its config sets a longer one: a kubelet that
+/// re-reads its manifests that rarely can act on one that long after it moved.
+fn settle_ms(typed: Duration, file_check_ms: Option<u64>, warnings: &mut Vec<String>) -> u64 {
+    let typed = u64::try_from(typed.as_millis()).unwrap_or(u64::MAX);
+    match file_check_ms.map(|f| f.min(60_000)) {
+        Some(f) if f > typed => {
+            warnings.push(format!(
+                "the settle period is {:.1} s, kubelet's fileCheckFrequency, longer than --settle",
+                Duration::from_millis(f).as_secs_f64()
+            ));
+            f
+        }
+        _ => typed,
+    }
+}
+
 fn default_settle_ms() -> u64 {
     3000
 }
@@ -929,7 +946,7 @@ impl Plan {
             kubelet_healthz: node.kubelet.healthz.clone(),
             data_dir,
             data_dir_link,
-            settle_ms: u64::try_from(opts.settle.as_millis()).unwrap_or(u64::MAX),
+            settle_ms: settle_ms(opts.settle, node.kubelet.file_check_frequency_ms, &mut warnings),
             wal_dir,
             swaps,
             initial_cluster,
@@ -1217,6 +1234,19 @@ mod tests {
                 (d.path().join("etcd.restore-B"), 11)
             ]
         );
+    }
+
+    /// kubelet's fileCheckFrequency lengthens the settle period (to a minute at most), never shortens it.
+    #[test]
+    fn settle_follows_a_slow_kubelet() {
+        let mut w = Vec::new();
+        assert_eq!(settle_ms(Duration::from_secs(3), None, &mut w), 3000);
+        assert_eq!(settle_ms(Duration::from_secs(3), Some(0), &mut w), 3000);
+        assert_eq!(settle_ms(Duration::from_secs(3), Some(1000), &mut w), 3000);
+        assert!(w.is_empty());
+        assert_eq!(settle_ms(Duration::from_secs(3), Some(20_000), &mut w), 20_000);
+        assert_eq!(settle_ms(Duration::from_secs(3), Some(600_000), &mut w), 60_000);
+        assert_eq!(w.len(), 2);
     }
 
     /// A typed cluster without this member, or not name=URL, is refused; one that differs from

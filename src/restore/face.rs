@@ -104,7 +104,7 @@ pub struct Summary {
     pub kept: Vec<(SwapKind, PathBuf)>,
     /// The restored dirs set aside (after a rollback).
     pub set_aside: Vec<PathBuf>,
-    /// Copies earlier runs (and this one) keep beside etcd's dirs, with their sizes.
+    /// Copies earlier runs keep beside etcd's dirs, with their sizes.
     pub copies: Vec<(PathBuf, u64)>,
     /// Stash and journal.
     pub run_dir: PathBuf,

@@ -232,7 +232,7 @@ pub fn summary(s: &Summary) -> Vec<Line> {
     }
     if !s.copies.is_empty() {
         v.push(fact(format!(
-            "Copies kept beside etcd's dirs ({} in all; delete the ones you no longer need):",
+            "Earlier runs' copies beside etcd's dirs ({} in all; delete the ones you no longer need):",
             human_bytes(s.copies.iter().map(|(_, n)| n).sum())
         )));
         for (p, n) in &s.copies {

@@ -305,7 +305,13 @@ impl<'a> Runner<'a> {
                     .map(|s| s.restored.clone())
                     .collect()
             },
-            copies: p.swaps.iter().flat_map(|s| plan::leftovers(&s.live)).collect(),
+            // Earlier runs' copies: this run's own are named above (kept, or set aside).
+            copies: p
+                .swaps
+                .iter()
+                .flat_map(|s| plan::leftovers(&s.live))
+                .filter(|(d, _)| !p.swaps.iter().any(|s| *d == s.old || *d == s.restored))
+                .collect(),
             run_dir: p.run_dir.clone(),
             undo: done.then(|| self.rollback_command()),
             timings: self

@@ -1371,7 +1371,9 @@ fn rollback_waits_out_a_kubelet_acting_late() {
             .matches("manifest etcd.yaml: starting pod")
             .count()
     };
-    // Find the record that moves etcd.yaml back (its `done`), then kill the run right after it.
+    // Kill the run right after the record of start-etcd moving etcd.yaml back (its `done`).
+    // The kubelet's decisions to start etcd are counted first: the one after the crash is the late one.
+    let before = decided();
     let crashed = restore(
         d.root(0),
         &snap,
@@ -1386,7 +1388,6 @@ fn rollback_waits_out_a_kubelet_acting_late() {
         (Step::Stage(StageId::StartEtcd), Kind::Done),
         "record 29 is start-etcd moving etcd.yaml back: {last:?}"
     );
-    let before = decided();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while decided() == before {
         assert!(

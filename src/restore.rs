@@ -412,14 +412,9 @@ pub fn pick_run(state_dir: &Path, run: Option<&str>, purpose: Purpose) -> Result
 
 /// Takes the node's and the state dir's locks and opens the run that
 /// `resume`, `rollback` or `verify` acts on (see [`pick_run`]).
-fn open_run(
-    root: &Path,
-    state_dir: Option<&Path>,
-    run: Option<&str>,
-    purpose: Purpose,
-) -> Result<(Vec<Lock>, Plan, Journal)> {
-    let state_dir = plan::state_dir(&Root::new(root), state_dir);
-    let dir = pick_run(&state_dir, run, purpose)?;
+fn open_run(sel: &RunSelect, purpose: Purpose) -> Result<(Vec<Lock>, Plan, Journal)> {
+    let state_dir = plan::state_dir(&Root::new(&sel.root), sel.state_dir.as_deref());
+    let dir = pick_run(&state_dir, sel.run.as_deref(), purpose)?;
     let (plan, _) = journal::read(&dir.join("journal.jsonl"))?;
     let node = lock_node(&plan.manifests_dir)?;
     let state = lock(&state_dir)?;
@@ -440,12 +435,7 @@ pub struct RunSelect {
 
 /// `etcd-rescue resume`.
 pub fn resume(sel: &RunSelect, face: &mut dyn Face) -> Result<Outcome> {
-    let (_locks, plan, journal) = open_run(
-        &sel.root,
-        sel.state_dir.as_deref(),
-        sel.run.as_deref(),
-        Purpose::Resume,
-    )?;
+    let (_locks, plan, journal) = open_run(sel, Purpose::Resume)?;
     if journal.outcome() == Some(Outcome::WaitingForPeers) {
         let limit = Duration::from_secs(plan.wait_timeout_secs.max(1));
         let mut runner = Runner::new(plan, journal, face)?;
@@ -508,12 +498,7 @@ fn recheck_snapshot(plan: &Plan) -> Result<()> {
 
 /// `etcd-rescue rollback`.
 pub fn rollback(sel: &RunSelect, discard_writes: bool, force: bool, face: &mut dyn Face) -> Result<Outcome> {
-    let (_locks, plan, journal) = open_run(
-        &sel.root,
-        sel.state_dir.as_deref(),
-        sel.run.as_deref(),
-        Purpose::Rollback,
-    )?;
+    let (_locks, plan, journal) = open_run(sel, Purpose::Rollback)?;
     if journal.outcome() == Some(Outcome::RolledBack) {
         return Err(
             Fail::before_change(format!("run {} is already rolled back", plan.id), "nothing to do").into(),
@@ -539,12 +524,7 @@ pub enum Verified {
 /// `limit`) for a quorum, then verify and start the control plane; after a
 /// finished run, check the cluster against the run's plan, read-only.
 pub fn verify(sel: &RunSelect, limit: Duration, face: &mut dyn Face) -> Result<Verified> {
-    let (_locks, plan, journal) = open_run(
-        &sel.root,
-        sel.state_dir.as_deref(),
-        sel.run.as_deref(),
-        Purpose::Verify,
-    )?;
+    let (_locks, plan, journal) = open_run(sel, Purpose::Verify)?;
     match journal.outcome() {
         Some(Outcome::WaitingForPeers) => {
             let mut runner = Runner::new(plan, journal, face)?;

@@ -250,11 +250,6 @@ impl Plan {
         self.connection.with_dial_timeout(dial_timeout_ms)
     }
 
-    /// `--root R [--state-dir S]` for the commands the tool prints.
-    pub fn node_args(&self) -> String {
-        crate::restore::node_args(&self.root, Some(&self.state_dir))
-    }
-
     /// `--root R [--state-dir S]` as words, for a [`super::render::Command`].
     pub fn node_words(&self) -> Vec<String> {
         let default = state_dir(&self.root(), None);

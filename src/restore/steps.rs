@@ -58,11 +58,6 @@ impl StageId {
     pub fn index(self) -> usize {
         STAGES.iter().position(|s| s.id == self).unwrap_or(0)
     }
-
-    /// The stage's entry in [`STAGES`].
-    pub fn stage(self) -> &'static Stage {
-        &STAGES[self.index()]
-    }
 }
 
 impl std::fmt::Display for StageId {

@@ -64,4 +64,13 @@ mod layering {
         }
         assert!(wrong.is_empty(), "layering broken: {wrong:#?}");
     }
+
+    /// The wizard's state does not call its drawing: the view reports what it
+    /// drew (`Action::Drawn`), so the app/view loop stays one way.
+    #[test]
+    fn wizard_state_does_not_use_the_view() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui/app.rs");
+        let text = std::fs::read_to_string(src).unwrap();
+        assert!(!text.contains("view::"), "tui/app.rs calls into the view");
+    }
 }

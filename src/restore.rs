@@ -95,14 +95,10 @@ pub fn lock_node(manifests_dir: &Path) -> Result<Lock> {
 
 /// `--root R`, plus `--state-dir S` when it is not the default under the root:
 /// what the commands the tool prints (resume, rollback, verify) need to find the run.
-pub fn node_args(root: &Path, state_dir: Option<&Path>) -> String {
+pub fn node_words(root: &Path, state_dir: Option<&Path>) -> Vec<String> {
     let default = plan::state_dir(&Root::new(root), None);
     let sd = state_dir.filter(|sd| *sd != default).map(Path::to_path_buf);
     render::node_words(root, sd.as_ref())
-        .iter()
-        .map(|w| render::quote(w))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A run recorded in a state dir.

@@ -40,9 +40,10 @@ use crate::exit::Code;
 use crate::restore::face::Face;
 use crate::restore::journal;
 use crate::restore::plan::{self, Options};
+use crate::restore::render::Command;
 use crate::restore::{Purpose, RunSelect};
 use crate::root::Root;
-use app::{Action, App, Cmd, Mode, Screen};
+use app::{Action, App, Cmd, Later, Mode, Screen};
 use face::{ChannelFace, Reply};
 
 /// When the process started, for the first-frame time.
@@ -109,7 +110,13 @@ pub struct Ended {
 
 fn new_app(mode: Mode, screen: Screen, root: &Path, state_dir: Option<&Path>) -> App {
     let mut app = App::new(mode, screen);
-    app.node_args = crate::restore::node_args(root, state_dir);
+    let words = crate::restore::node_words(root, state_dir);
+    let command =
+        |verb: &str| Command::rescue(std::iter::once(verb.to_string()).chain(words.iter().cloned()));
+    app.later = Later {
+        resume: command("resume"),
+        rollback: command("rollback"),
+    };
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.now = SystemTime::now();
     app
@@ -122,8 +129,7 @@ pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]
     if let Some(s) = snapshot {
         let mut opts = opts;
         opts.snapshot = s;
-        let mut app = new_app(Mode::Restore, Screen::Planning, &root, opts.state_dir.as_deref());
-        app.started = true;
+        let app = new_app(Mode::Restore, Screen::Planning, &root, opts.state_dir.as_deref());
         return event_loop(app, Work::Restore(Box::new(opts)), None);
     }
     let dirs = picker::backup_dirs(&Root::new(&root), backup_dirs);
@@ -134,13 +140,12 @@ pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]
 
 /// `etcd-rescue resume` in the wizard.
 pub fn resume(sel: &RunSelect) -> Result<Ended> {
-    let mut app = new_app(
+    let app = new_app(
         Mode::Resume,
         Screen::Planning,
         &sel.root,
         sel.state_dir.as_deref(),
     );
-    app.started = true;
     event_loop(app, Work::Resume(sel.clone()), None)
 }
 
@@ -150,22 +155,19 @@ pub fn rollback(sel: &RunSelect, discard_writes: bool, force: bool) -> Result<En
     let sd = plan::state_dir(&Root::new(root), state_dir);
     let target = crate::restore::pick_run(&sd, sel.run.as_deref(), Purpose::Rollback).ok();
     let described = target.as_deref().and_then(describe_run);
-    let mut app = new_app(
-        Mode::Rollback,
-        if described.is_some() {
-            Screen::ConfirmRollback
-        } else {
-            Screen::RollingBack
-        },
-        root,
-        state_dir,
-    );
     let run = match (&described, &target) {
         (Some(_), Some(dir)) => dir.file_name().map(|n| n.to_string_lossy().into_owned()),
         _ => sel.run.clone(),
     };
-    app.started = described.is_none();
-    app.rollback_run = described.unwrap_or_default();
+    let app = new_app(
+        Mode::Rollback,
+        match described {
+            Some(d) => Screen::ConfirmRollback(d),
+            None => Screen::RollingBack { output: Vec::new() },
+        },
+        root,
+        state_dir,
+    );
     let work = Work::Rollback {
         select: RunSelect { run, ..sel.clone() },
         discard_writes,
@@ -374,7 +376,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     let mut engine: Option<JoinHandle<Result<Code>>> = None;
     let mut replies: Option<Sender<Reply>> = None;
     let mut details: Option<Sender<PathBuf>> = None;
-    if app.started
+    if app.engine == app::Engine::Running
         && let Some(w) = work.take()
     {
         let (h, r) = spawn_engine(w, None, &tx);
@@ -403,7 +405,8 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
             for (k, what) in keys_read.drain(..) {
                 timings.note(what, now - k);
             }
-            app::update(&mut app, Action::Drawn(now));
+            let viewport = view::measure(&app);
+            app::update(&mut app, Action::Drawn(now, viewport));
             dirty = false;
         }
         if app.exit || PANICKED.load(Ordering::SeqCst) {
@@ -430,10 +433,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
             match &action {
                 Action::Tick(_) => {}
                 Action::Key(_, at) => {
-                    let busy = matches!(
-                        app.screen,
-                        Screen::Applying | Screen::RollingBack | Screen::Planning
-                    );
+                    let busy = app.screen.busy();
                     keys_read.push((*at, if busy { "key-while-applying" } else { "key" }));
                     dirty = true;
                 }
@@ -483,8 +483,9 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                 .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
                 .unwrap_or_default();
             Err(anyhow!(
-                "the engine stopped unexpectedly ({what}); the journal holds every change: run `etcd-rescue resume {r}` or `etcd-rescue rollback {r}`",
-                r = app.node_args
+                "the engine stopped unexpectedly ({what}); the journal holds every change: run `{}` or `{}`",
+                app.later.resume,
+                app.later.rollback
             ))
         }),
     };
@@ -494,7 +495,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     if matches!(result, Ok(Code::Cancelled)) {
         said.push("etcd-rescue: cancelled; nothing was changed".to_string());
     }
-    if let Some(summary) = &app.summary {
+    if let Some(summary) = app.summary() {
         said.extend(crate::restore::render::text(&crate::restore::render::summary(
             summary,
         )));

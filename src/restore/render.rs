@@ -63,7 +63,7 @@ pub fn mv(from: &Path, to: &Path) -> String {
     format!("mv {} {}", quote_path(from), quote_path(to))
 }
 
-/// `--root R [--state-dir S]` as words (see [`super::node_args`]).
+/// `--root R [--state-dir S]` as words (see [`super::node_words`]).
 pub fn node_words(root: &Path, state_dir: Option<&PathBuf>) -> Vec<String> {
     let mut v = vec!["--root".to_string(), root.display().to_string()];
     if let Some(sd) = state_dir {

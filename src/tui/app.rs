@@ -1,13 +1,20 @@
 //! The wizard's state and the one function that changes it: [`update`] takes
 //! an [`Action`] (a key, an engine event, a picker result, a frame drawn) and
 //! returns the [`Cmd`]s the event loop carries out (reply to the engine,
-//! start it, read a snapshot). Drawing only reads the state (`view.rs`).
+//! start it, read a snapshot). Drawing only reads the state (`view.rs`), and
+//! tells it back what it drew ([`Viewport`]) with [`Action::Drawn`].
+//!
+//! Each [`Screen`] holds the data it shows (the plan, the stage asked about,
+//! the failure, the summary), so a screen cannot be on show without it. The
+//! engine says what it does (begin, rolling back, a stage done) and the
+//! wizard follows; it infers nothing from the engine's text.
 //!
 //! Confirmation is data, as in gitui: `r` and `q` open a popup holding the
 //! pending choice, and only a `y` read after the popup (or the question) was
 //! on screen sends it. Keys typed before a question appeared are discarded.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,8 +25,9 @@ use super::keys::{self, Ctx, Do};
 use super::picker::{self, Checked, Detail, Found};
 use crate::restore::face::{Answer, Failure, StageView, Summary, WaitChoice};
 use crate::restore::journal::Outcome;
-use crate::restore::render::{self, Line};
+use crate::restore::render::{self, Command, Line};
 use crate::restore::steps::{STAGES, StageId};
+use crate::snapshot::Integrity;
 
 /// Which command the wizard serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,29 +40,131 @@ pub enum Mode {
     Rollback,
 }
 
-/// The screen on show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the last stage ended, shown on the next stage's screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    /// The stage.
+    pub id: StageId,
+    /// How long it took.
+    pub took: Duration,
+    /// Its last line of output.
+    pub last: Option<String>,
+}
+
+/// The screen on show, with what it shows.
+#[derive(Debug, Clone)]
 pub enum Screen {
-    /// Choosing a snapshot.
+    /// Choosing a snapshot (the picker's state is [`App::picker`]).
     Picker,
-    /// The engine plans (or opens the journal).
+    /// The engine plans (restore) or opens the journal (resume, rollback).
     Planning,
-    /// The plan, before anything changes.
-    Plan,
+    /// The plan was accepted; the engine starts the run.
+    Starting,
+    /// The plan, before anything changes, rendered with its tones.
+    Plan(Vec<Line>),
     /// A stage waits for `y`.
-    Stage,
+    Stage {
+        /// The stage, its reasons and exact commands.
+        view: StageView,
+        /// How the stage before it ended, in this session.
+        previous: Option<Previous>,
+    },
     /// A stage runs.
-    Applying,
+    Applying {
+        /// The stage.
+        stage: StageId,
+        /// Its output so far.
+        output: Vec<String>,
+        /// Set once the engine says the stage is done (the next screen shows it).
+        done: Option<Previous>,
+    },
     /// A stage failed.
-    Failed,
+    Failed {
+        /// What failed and the commands to go on.
+        failure: Failure,
+        /// The stage's output.
+        output: Vec<String>,
+    },
     /// Pods outlived the wait.
-    Waiting,
-    /// `etcd-rescue rollback`: which run, before anything changes.
-    ConfirmRollback,
+    Waiting {
+        /// The stage that waits (none while a rollback waits).
+        stage: Option<StageId>,
+        /// What still runs.
+        still: Vec<String>,
+        /// The output so far.
+        output: Vec<String>,
+    },
+    /// `etcd-rescue rollback`: the run about to be undone, described, before anything changes.
+    ConfirmRollback(Vec<String>),
     /// The rollback runs.
-    RollingBack,
+    RollingBack {
+        /// Its output so far.
+        output: Vec<String>,
+    },
     /// The run ended.
-    Summary,
+    Summary(Box<Summary>),
+}
+
+impl Screen {
+    /// A stage screen's stage, for the top line.
+    pub fn stage(&self) -> Option<StageId> {
+        match self {
+            Screen::Stage { view, .. } => Some(view.id),
+            Screen::Applying { stage, .. } => Some(*stage),
+            Screen::Failed { failure, .. } => Some(failure.stage),
+            Screen::Waiting { stage, .. } => *stage,
+            _ => None,
+        }
+    }
+
+    /// The output pane of a screen that has one.
+    pub fn output(&self) -> Option<&[String]> {
+        match self {
+            Screen::Applying { output, .. }
+            | Screen::Failed { output, .. }
+            | Screen::Waiting { output, .. }
+            | Screen::RollingBack { output } => Some(output),
+            _ => None,
+        }
+    }
+
+    fn output_mut(&mut self) -> Option<&mut Vec<String>> {
+        match self {
+            Screen::Applying { output, .. }
+            | Screen::Failed { output, .. }
+            | Screen::Waiting { output, .. }
+            | Screen::RollingBack { output } => Some(output),
+            _ => None,
+        }
+    }
+
+    fn take_output(&mut self) -> Vec<String> {
+        self.output_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The question a screen asks the engine's way, if it asks one.
+    fn question(&self) -> Option<Asked> {
+        match self {
+            Screen::Plan(_) => Some(Asked::Plan),
+            Screen::Stage { .. } => Some(Asked::Stage),
+            Screen::Failed { .. } => Some(Asked::Failed),
+            Screen::Waiting { .. } => Some(Asked::Wait),
+            _ => None,
+        }
+    }
+
+    /// Whether the view keeps the end of the output in sight by default.
+    fn follows(&self) -> bool {
+        matches!(self, Screen::Applying { .. } | Screen::RollingBack { .. })
+    }
+
+    /// Whether the engine works and the operator waits.
+    pub fn busy(&self) -> bool {
+        matches!(
+            self,
+            Screen::Planning | Screen::Starting | Screen::Applying { .. } | Screen::RollingBack { .. }
+        )
+    }
 }
 
 /// A stage's place in the runbook.
@@ -96,7 +206,7 @@ pub enum Popup {
     Rollback,
 }
 
-/// What the engine asked and waits for.
+/// What the engine asked and waits for (which one follows from the screen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked {
     /// Start the run?
@@ -107,6 +217,78 @@ pub enum Asked {
     Failed,
     /// Pods outlived the wait.
     Wait,
+}
+
+/// Something waiting for a key, and when it was first on screen: a key read
+/// before then does not answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending<T> {
+    /// What waits.
+    pub what: T,
+    /// When a frame first showed it.
+    pub shown: Option<Instant>,
+}
+
+impl<T> Pending<T> {
+    fn new(what: T) -> Pending<T> {
+        Pending { what, shown: None }
+    }
+    /// Whether a key read at `at` may answer it.
+    fn seen_by(&self, at: Instant) -> bool {
+        self.shown.is_some_and(|s| at >= s)
+    }
+}
+
+/// Where the engine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Not started: a snapshot or the rollback is still to be chosen.
+    NotStarted,
+    /// Working or waiting on a question.
+    Running,
+    /// It returned.
+    Returned,
+}
+
+/// Why the run stops at its next stage boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// `q` on the plan, or while the plan is computed.
+    Cancelled,
+    /// Ctrl-C or `q`, confirmed.
+    Operator,
+    /// A signal, or the terminal went away.
+    Signal(String),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Cancelled => f.write_str("cancelled before any change"),
+            Stop::Operator => f.write_str("stopped by the operator"),
+            Stop::Signal(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What the last frame drew of the scrollable body: its rows on screen and its lines in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Viewport {
+    /// Rows of the body pane.
+    pub rows: usize,
+    /// Lines the body holds.
+    pub lines: usize,
+}
+
+impl Viewport {
+    /// How far the body can scroll.
+    pub fn limit(self) -> usize {
+        self.lines.saturating_sub(self.rows)
+    }
+    /// Rows one page-up or page-down moves.
+    pub fn page(self) -> usize {
+        self.rows.saturating_sub(1).max(1)
+    }
 }
 
 /// The picker's state.
@@ -130,63 +312,59 @@ pub struct Picker {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The commands that go on with, or undo, a run stopped on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Later {
+    /// `etcd-rescue resume …`.
+    pub resume: Command,
+    /// `etcd-rescue rollback …`.
+    pub rollback: Command,
+}
+
+impl Default for Later {
+    fn default() -> Later {
+        Later {
+            resume: Command::rescue(["resume", "--root", "/"]),
+            rollback: Command::rescue(["rollback", "--root", "/"]),
+        }
+    }
+}
+
 /// Everything the wizard knows.
 #[derive(Debug, Clone)]
 pub struct App {
     /// The command.
     pub mode: Mode,
-    /// The screen.
+    /// The screen, with its data.
     pub screen: Screen,
     /// The terminal's size (columns, rows).
     pub size: (u16, u16),
-    /// `--root R` (and `--state-dir S` when not the default), for the resume and rollback commands shown.
-    pub node_args: String,
+    /// What the last frame drew of the body.
+    pub viewport: Viewport,
+    /// The resume and rollback commands for this node.
+    pub later: Later,
     /// `--skip-hash-check` was passed (a snapshot without a sha256 trailer may be chosen).
     pub skip_hash_check: bool,
     /// Colours allowed (`NO_COLOR` unset).
     pub color: bool,
     /// The picker.
     pub picker: Picker,
-    /// The plan, rendered with its tones.
-    pub plan: Vec<Line>,
     /// The runbook.
     pub rows: Vec<Row>,
-    /// The stage asked about or running.
-    pub stage: Option<StageView>,
-    /// Output of the stage (or the rollback) on show.
-    pub output: Vec<String>,
-    /// The stage finished last: id, time, its last line of output.
-    pub previous: Option<(StageId, Duration, Option<String>)>,
-    /// The failure on show.
-    pub failure: Option<Failure>,
-    /// What still runs after `--wait-timeout`.
-    pub still: Vec<String>,
-    /// The engine's summary.
-    pub summary: Option<Summary>,
-    /// `etcd-rescue rollback`: the run about to be undone, described.
-    pub rollback_run: Vec<String>,
     /// The question the engine waits on.
-    pub asked: Option<Asked>,
-    /// When the question was first on screen.
-    pub asked_shown: Option<Instant>,
+    pub question: Option<Pending<Asked>>,
     /// The popup.
-    pub popup: Option<Popup>,
-    /// When the popup was first on screen.
-    pub popup_shown: Option<Instant>,
+    pub popup: Option<Pending<Popup>>,
     /// Scroll offset of the main pane, from the top.
     pub scroll: usize,
     /// Keep the end of the output in view.
     pub follow: bool,
-    /// Why the run is stopping (Ctrl-C confirmed, a signal): every further question is answered "quit".
-    pub stopping: Option<String>,
+    /// Why the run is stopping: every further question is answered "quit".
+    pub stopping: Option<Stop>,
     /// A one-line notice for the operator.
     pub notice: Option<String>,
-    /// A rollback runs or ran.
-    pub rolling_back: bool,
-    /// The engine was started.
-    pub started: bool,
-    /// The engine has returned.
-    pub finished: bool,
+    /// The engine's life.
+    pub engine: Engine,
     /// Leave the event loop.
     pub exit: bool,
     /// `<state-dir>/runs/<id>`, once known.
@@ -208,8 +386,8 @@ pub enum Action {
     Engine(Event),
     /// A picker job reports.
     Picker(picker::Msg),
-    /// A frame with the current state is on screen.
-    Drawn(Instant),
+    /// A frame with the current state is on screen: when, and what it drew.
+    Drawn(Instant, Viewport),
     /// Time passes (spinner, ages).
     Tick(SystemTime),
     /// The terminal was resized.
@@ -234,17 +412,24 @@ pub enum Cmd {
 }
 
 impl App {
-    /// A wizard for `mode`, starting on `screen`.
+    /// A wizard for `mode`, starting on `screen`; the engine counts as
+    /// started unless the screen still has a choice to make first.
     pub fn new(mode: Mode, screen: Screen) -> App {
+        let engine = if matches!(screen, Screen::Picker | Screen::ConfirmRollback(_)) {
+            Engine::NotStarted
+        } else {
+            Engine::Running
+        };
+        let follow = screen.follows();
         App {
             mode,
             screen,
             size: (80, 24),
-            node_args: "--root /".into(),
+            viewport: Viewport::default(),
+            later: Later::default(),
             skip_hash_check: false,
             color: true,
             picker: Picker::default(),
-            plan: Vec::new(),
             rows: STAGES
                 .iter()
                 .map(|s| Row {
@@ -253,24 +438,13 @@ impl App {
                     took: None,
                 })
                 .collect(),
-            stage: None,
-            output: Vec::new(),
-            previous: None,
-            failure: None,
-            still: Vec::new(),
-            summary: None,
-            rollback_run: Vec::new(),
-            asked: None,
-            asked_shown: None,
+            question: None,
             popup: None,
-            popup_shown: None,
             scroll: 0,
-            follow: false,
+            follow,
             stopping: None,
             notice: None,
-            rolling_back: mode == Mode::Rollback,
-            started: false,
-            finished: false,
+            engine,
             exit: false,
             run_dir: None,
             transcript: Vec::new(),
@@ -281,29 +455,40 @@ impl App {
 
     /// Where keys are, for the key table.
     pub fn ctx(&self) -> Ctx {
-        match self.popup {
-            Some(Popup::Help) => return Ctx::Help,
-            Some(_) => return Ctx::Popup,
-            None => {}
+        match self.popup.map(|p| p.what) {
+            Some(Popup::Help) => Ctx::Help,
+            Some(_) => Ctx::Popup,
+            None => self.screen_ctx(),
         }
+    }
+
+    /// Where keys are on the screen itself, under any popup.
+    pub fn screen_ctx(&self) -> Ctx {
         match self.screen {
             Screen::Picker => Ctx::Picker,
-            Screen::Planning | Screen::Applying | Screen::RollingBack => Ctx::Busy,
-            Screen::Plan => Ctx::Plan,
-            Screen::Stage => Ctx::Stage,
-            Screen::Failed => Ctx::Failed,
-            Screen::Waiting => Ctx::Waiting,
-            Screen::ConfirmRollback => Ctx::ConfirmRollback,
-            Screen::Summary => Ctx::Summary,
+            Screen::Planning | Screen::Starting | Screen::Applying { .. } | Screen::RollingBack { .. } => {
+                Ctx::Busy
+            }
+            Screen::Plan(_) => Ctx::Plan,
+            Screen::Stage { .. } => Ctx::Stage,
+            Screen::Failed { .. } => Ctx::Failed,
+            Screen::Waiting { .. } => Ctx::Waiting,
+            Screen::ConfirmRollback(_) => Ctx::ConfirmRollback,
+            Screen::Summary(_) => Ctx::Summary,
         }
     }
 
     /// Whether something on screen moves (a spinner, ages): the loop redraws on ticks.
     pub fn animating(&self) -> bool {
-        matches!(
-            self.screen,
-            Screen::Planning | Screen::Applying | Screen::RollingBack
-        ) || (self.screen == Screen::Picker && !self.picker.all_checked)
+        self.screen.busy() || (matches!(self.screen, Screen::Picker) && !self.picker.all_checked)
+    }
+
+    /// The engine's summary, once the run ended.
+    pub fn summary(&self) -> Option<&Summary> {
+        match &self.screen {
+            Screen::Summary(s) => Some(s),
+            _ => None,
+        }
     }
 
     fn log(&mut self, line: impl Into<String>) {
@@ -318,14 +503,18 @@ impl App {
         self.rows.iter_mut().find(|r| r.id == id)
     }
 
-    /// A question from the engine; the transcript so far is saved first, so
-    /// a session killed while it waits keeps its record.
-    fn ask(&mut self, asked: Asked, screen: Screen) -> Vec<Cmd> {
+    /// Puts `screen` on show, scrolled to its top (or following its output).
+    fn show(&mut self, screen: Screen) {
+        self.follow = screen.follows();
         self.screen = screen;
-        self.asked = Some(asked);
-        self.asked_shown = None;
         self.scroll = 0;
-        self.follow = false;
+    }
+
+    /// A screen that asks the engine's question; the transcript so far is
+    /// saved first, so a session killed while it waits keeps its record.
+    fn ask(&mut self, screen: Screen) -> Vec<Cmd> {
+        self.question = screen.question().map(Pending::new);
+        self.show(screen);
         if let Some(why) = self.stopping.clone() {
             self.log(format!("  (stopping: {why}; answered quit)"));
             return vec![Cmd::Save, self.reply_quit()];
@@ -334,13 +523,21 @@ impl App {
     }
 
     fn reply_quit(&mut self) -> Cmd {
-        let r = match self.asked.take() {
+        let r = match self.question.take().map(|q| q.what) {
             Some(Asked::Wait) => Reply::Wait(WaitChoice::Quit),
             _ => Reply::Answer(Answer::Quit),
         };
-        self.asked_shown = None;
         self.log(format!("{} answer: quit (resume later)", self.stamp()));
         Cmd::Reply(r)
+    }
+
+    fn open(&mut self, popup: Popup) {
+        self.popup = Some(Pending::new(popup));
+    }
+
+    /// Whether the engine's question was on screen before a key read at `at`.
+    fn question_seen(&self, at: Instant) -> bool {
+        self.question.is_some_and(|q| q.seen_by(at))
     }
 
     /// The selected snapshot's detail, asked for once.
@@ -396,12 +593,17 @@ pub fn update(app: &mut App, action: Action) -> Vec<Cmd> {
         Action::Key(ev, at) => key(app, &ev, at),
         Action::Engine(ev) => engine(app, ev),
         Action::Picker(msg) => picked(app, msg),
-        Action::Drawn(at) => {
-            if app.asked.is_some() && app.asked_shown.is_none() {
-                app.asked_shown = Some(at);
-            }
-            if app.popup.is_some() && app.popup_shown.is_none() {
-                app.popup_shown = Some(at);
+        Action::Drawn(at, viewport) => {
+            app.viewport = viewport;
+            app.scroll = app.scroll.min(viewport.limit());
+            for shown in [
+                app.question.as_mut().map(|q| &mut q.shown),
+                app.popup.as_mut().map(|p| &mut p.shown),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                shown.get_or_insert(at);
             }
             Vec::new()
         }
@@ -412,26 +614,25 @@ pub fn update(app: &mut App, action: Action) -> Vec<Cmd> {
         }
         Action::Resize(w, h) => {
             app.size = (w, h);
-            app.scroll = app.scroll.min(super::view::scroll_limit(app));
             Vec::new()
         }
         Action::Signal(why) => {
             app.notice = Some(format!("{why}: stopping at the next stage boundary"));
             app.log(format!("{} {why}", app.stamp()));
-            if !app.started || app.finished {
+            if app.engine != Engine::Running {
                 app.exit = true;
                 return Vec::new();
             }
-            app.stopping = Some(why);
+            app.stopping = Some(Stop::Signal(why));
             app.popup = None;
-            if app.asked.is_some() {
+            if app.question.is_some() {
                 return vec![app.reply_quit()];
             }
             Vec::new()
         }
         Action::Finished => {
-            app.finished = true;
-            if app.screen != Screen::Summary || app.stopping.is_some() {
+            app.engine = Engine::Returned;
+            if !matches!(app.screen, Screen::Summary(_)) || app.stopping.is_some() {
                 app.exit = true;
             }
             Vec::new()
@@ -495,10 +696,8 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                 let done: Vec<&str> = run.done.iter().map(|d| d.as_str()).collect();
                 app.log(format!("  done before this session: {}", done.join(", ")));
             }
-            app.rolling_back |= run.rolling_back;
-            if app.rolling_back {
-                app.screen = Screen::RollingBack;
-                app.follow = true;
+            if run.rolling_back && !matches!(app.screen, Screen::RollingBack { .. }) {
+                app.show(Screen::RollingBack { output: Vec::new() });
             }
             app.run_dir = Some(run.run_dir);
             Vec::new()
@@ -506,8 +705,8 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
         Event::Plan(lines) => {
             app.log(format!("{} plan:", app.stamp()));
             app.transcript.extend(render::text(&lines));
-            app.plan = lines.into_iter().map(|(t, l)| (t, clean(&l))).collect();
-            app.ask(Asked::Plan, Screen::Plan)
+            let lines = lines.into_iter().map(|(t, l)| (t, clean(&l))).collect();
+            app.ask(Screen::Plan(lines))
         }
         Event::Stage(view) => {
             for (i, r) in app.rows.iter_mut().enumerate() {
@@ -530,14 +729,17 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             let preview: Vec<String> = view.preview.iter().map(|p| format!("    {p}")).collect();
             app.transcript.extend(why);
             app.transcript.extend(preview);
-            app.output.clear();
-            app.failure = None;
-            app.stage = Some(view);
-            app.ask(Asked::Stage, Screen::Stage)
+            let previous = match &mut app.screen {
+                Screen::Applying { done, .. } => done.take(),
+                _ => None,
+            };
+            app.ask(Screen::Stage { view, previous })
         }
         Event::Line(text) => {
             app.log(format!("    {text}"));
-            app.output.push(clean(&text));
+            if let Some(out) = app.screen.output_mut() {
+                out.push(clean(&text));
+            }
             Vec::new()
         }
         Event::StageDone { id, took } => {
@@ -546,15 +748,21 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                 r.mark = Mark::Done;
                 r.took = Some(took);
             }
-            app.previous = Some((id, took, app.output.last().cloned()));
+            if let Screen::Applying { output, done, .. } = &mut app.screen {
+                *done = Some(Previous {
+                    id,
+                    took,
+                    last: output.last().cloned(),
+                });
+            }
             Vec::new()
         }
         Event::RollingBack => {
             app.log(format!("{} rolling back", app.stamp()));
-            app.rolling_back = true;
-            app.screen = Screen::RollingBack;
-            app.asked = None;
-            app.follow = true;
+            app.question = None;
+            if !matches!(app.screen, Screen::RollingBack { .. }) {
+                app.show(Screen::RollingBack { output: Vec::new() });
+            }
             Vec::new()
         }
         Event::Failed(f) => {
@@ -564,25 +772,30 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             if let Some(r) = app.row(f.stage) {
                 r.mark = Mark::Failed;
             }
-            app.failure = Some(Failure {
+            let output = app.screen.take_output();
+            let failure = Failure {
                 error: clean(&f.error),
                 ..f
-            });
-            app.ask(Asked::Failed, Screen::Failed)
+            };
+            app.ask(Screen::Failed { failure, output })
         }
         Event::WaitTimeout(still) => {
             app.log(format!(
                 "  still running after --wait-timeout: {}",
                 still.join(", ")
             ));
-            app.still = still.iter().map(|l| clean(l)).collect();
-            app.ask(Asked::Wait, Screen::Waiting)
+            let stage = match app.screen {
+                Screen::Applying { stage, .. } => Some(stage),
+                _ => None,
+            };
+            let output = app.screen.take_output();
+            let still = still.iter().map(|l| clean(l)).collect();
+            app.ask(Screen::Waiting { stage, still, output })
         }
         Event::Summary(summary) => {
             app.log(String::new());
             app.transcript.extend(render::text(&render::summary(&summary)));
             if summary.outcome == Outcome::RolledBack {
-                app.rolling_back = true;
                 for r in &mut app.rows {
                     r.mark = match r.mark {
                         Mark::Pending | Mark::Current => Mark::Pending,
@@ -590,19 +803,16 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                     };
                 }
             }
-            app.summary = Some(*summary);
-            app.screen = Screen::Summary;
-            app.asked = None;
-            app.scroll = 0;
-            app.follow = false;
+            app.question = None;
+            app.show(Screen::Summary(summary));
             vec![Cmd::Save]
         }
     }
 }
 
 fn scroll(app: &mut App, what: Do) {
-    let limit = super::view::scroll_limit(app);
-    let page = super::view::page(app);
+    let limit = app.viewport.limit();
+    let page = app.viewport.page();
     let from = if app.follow { limit } else { app.scroll.min(limit) };
     app.scroll = match what {
         Do::Up => from.saturating_sub(1),
@@ -612,7 +822,7 @@ fn scroll(app: &mut App, what: Do) {
         Do::Top => 0,
         _ => limit,
     };
-    app.follow = matches!(app.screen, Screen::Applying | Screen::RollingBack) && app.scroll == limit;
+    app.follow = app.screen.follows() && app.scroll == limit;
 }
 
 fn select(app: &mut App, what: Do) -> Vec<Cmd> {
@@ -633,11 +843,6 @@ fn select(app: &mut App, what: Do) -> Vec<Cmd> {
     app.want_detail()
 }
 
-/// Whether a key read at `at` may answer what is on screen (it was shown before the key came).
-fn seen(shown: Option<Instant>, at: Instant) -> bool {
-    shown.is_some_and(|s| at >= s)
-}
-
 fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
     let ctx = app.ctx();
     let Some(what) = keys::lookup(ctx, ev) else {
@@ -654,12 +859,11 @@ fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
     }
     match what {
         Do::Help => {
-            app.popup = Some(Popup::Help);
-            app.popup_shown = None;
+            app.open(Popup::Help);
             Vec::new()
         }
         Do::Up | Do::Down | Do::PageUp | Do::PageDown | Do::Top | Do::Bottom => {
-            if app.screen == Screen::Picker {
+            if matches!(app.screen, Screen::Picker) {
                 select(app, what)
             } else {
                 scroll(app, what);
@@ -670,25 +874,34 @@ fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
         Do::Interrupt | Do::Quit => quit(app, what, at),
         Do::Yes => yes(app, at),
         Do::Rollback => {
-            if seen(app.asked_shown, at) {
-                app.popup = Some(Popup::Rollback);
-                app.popup_shown = None;
+            if app.question_seen(at) {
+                app.open(Popup::Rollback);
             }
             Vec::new()
         }
         Do::KeepWaiting | Do::ForceStop => {
-            if !seen(app.asked_shown, at) || app.asked != Some(Asked::Wait) {
+            if !app.question_seen(at) {
                 return Vec::new();
             }
-            app.asked = None;
+            let Screen::Waiting { stage, output, .. } = &mut app.screen else {
+                return Vec::new();
+            };
+            let (stage, output) = (*stage, std::mem::take(output));
+            app.question = None;
             let (choice, said) = if what == Do::KeepWaiting {
                 (WaitChoice::KeepWaiting, "keep waiting")
             } else {
                 (WaitChoice::ForceStop, "stop the pods through CRI")
             };
             app.log(format!("{} answer: {said}", app.stamp()));
-            app.screen = Screen::Applying;
-            app.follow = true;
+            app.show(match stage {
+                Some(stage) => Screen::Applying {
+                    stage,
+                    output,
+                    done: None,
+                },
+                None => Screen::RollingBack { output },
+            });
             vec![Cmd::Reply(Reply::Wait(choice))]
         }
         Do::Cancel => Vec::new(),
@@ -709,7 +922,7 @@ fn choose(app: &mut App) -> Vec<Cmd> {
             app.notice = Some(format!("this snapshot has a problem: {}", c.message));
             return Vec::new();
         }
-        Some(Ok(c)) if c.integrity == "absent" && !app.skip_hash_check => {
+        Some(Ok(c)) if c.integrity == Some(Integrity::Absent) && !app.skip_hash_check => {
             app.notice = Some(
                 "no sha256 trailer (a copy of a data dir's db?): run again with --skip-hash-check to restore it"
                     .into(),
@@ -720,42 +933,46 @@ fn choose(app: &mut App) -> Vec<Cmd> {
     }
     let path = f.path.clone();
     app.log(format!("{} snapshot chosen: {}", app.stamp(), path.display()));
-    app.screen = Screen::Planning;
-    app.started = true;
+    app.show(Screen::Planning);
+    app.engine = Engine::Running;
     vec![Cmd::Start(Some(path))]
 }
 
 fn quit(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
     match app.screen {
-        Screen::Picker | Screen::ConfirmRollback | Screen::Summary => {
+        Screen::Picker | Screen::ConfirmRollback(_) | Screen::Summary(_) => {
             app.exit = true;
             Vec::new()
         }
-        Screen::Plan => {
-            if what == Do::Quit && !seen(app.asked_shown, at) {
+        Screen::Plan(_) => {
+            if what == Do::Quit && !app.question_seen(at) {
                 return Vec::new();
             }
-            app.stopping = Some("cancelled before any change".into());
-            if app.asked.is_some() {
+            app.stopping = Some(Stop::Cancelled);
+            if app.question.is_some() {
                 return vec![app.reply_quit()];
             }
             Vec::new()
         }
         // Only a restore still computing its plan has changed nothing; a resume, or a
         // restore whose plan was accepted (its journal exists), stops at a stage boundary.
-        Screen::Planning if app.mode == Mode::Restore && app.plan.is_empty() => {
-            app.stopping = Some("cancelled before any change".into());
+        Screen::Planning if app.mode == Mode::Restore => {
+            app.stopping = Some(Stop::Cancelled);
             app.notice = Some("cancelling: nothing was changed".into());
             Vec::new()
         }
-        Screen::Planning | Screen::Stage | Screen::Applying | Screen::Failed | Screen::Waiting => {
+        Screen::Planning
+        | Screen::Starting
+        | Screen::Stage { .. }
+        | Screen::Applying { .. }
+        | Screen::Failed { .. }
+        | Screen::Waiting { .. } => {
             if app.stopping.is_none() {
-                app.popup = Some(Popup::Stop);
-                app.popup_shown = None;
+                app.open(Popup::Stop);
             }
             Vec::new()
         }
-        Screen::RollingBack => {
+        Screen::RollingBack { .. } => {
             app.notice =
                 Some("the rollback asks nothing and finishes by itself; wait for its summary".into());
             Vec::new()
@@ -764,44 +981,42 @@ fn quit(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
 }
 
 fn yes(app: &mut App, at: Instant) -> Vec<Cmd> {
-    if app.screen == Screen::ConfirmRollback {
+    if matches!(app.screen, Screen::ConfirmRollback(_)) {
         app.log(format!("{} answer: roll back", app.stamp()));
-        app.screen = Screen::RollingBack;
-        app.started = true;
-        app.follow = true;
+        app.show(Screen::RollingBack { output: Vec::new() });
+        app.engine = Engine::Running;
         return vec![Cmd::Start(None)];
     }
-    if !seen(app.asked_shown, at) {
+    if !app.question_seen(at) {
         return Vec::new();
     }
-    let Some(asked) = app.asked.take() else {
-        return Vec::new();
+    let stage = match &app.screen {
+        Screen::Plan(_) => None,
+        Screen::Stage { view, .. } => Some(view.id),
+        Screen::Failed { failure, .. } => Some(failure.stage),
+        _ => return Vec::new(),
     };
-    app.asked_shown = None;
-    match asked {
-        Asked::Plan => {
+    app.question = None;
+    match stage {
+        None => {
             app.log(format!("{} answer: start", app.stamp()));
-            app.screen = Screen::Planning;
+            app.show(Screen::Starting);
         }
-        Asked::Stage | Asked::Failed => {
-            let id = app.stage.as_ref().map(|s| s.id);
+        Some(id) => {
+            let retry = matches!(app.screen, Screen::Failed { .. });
             app.log(format!(
-                "{} answer: {} {}",
+                "{} answer: {} {id}",
                 app.stamp(),
-                if asked == Asked::Stage { "apply" } else { "retry" },
-                id.map_or("", StageId::as_str)
+                if retry { "retry" } else { "apply" },
             ));
-            if let Some(r) = app.rows.iter_mut().find(|r| Some(r.id) == id) {
+            if let Some(r) = app.row(id) {
                 r.mark = Mark::Running;
             }
-            app.output.clear();
-            app.failure = None;
-            app.screen = Screen::Applying;
-            app.follow = true;
-        }
-        Asked::Wait => {
-            app.asked = Some(asked);
-            return Vec::new();
+            app.show(Screen::Applying {
+                stage: id,
+                output: Vec::new(),
+                done: None,
+            });
         }
     }
     vec![Cmd::Reply(Reply::Answer(Answer::Yes))]
@@ -812,37 +1027,33 @@ fn popup(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
         return Vec::new();
     };
     match what {
-        Do::Yes if seen(app.popup_shown, at) => {}
+        Do::Yes if p.seen_by(at) => {}
         Do::Cancel => {
             app.popup = None;
             return Vec::new();
         }
-        Do::Interrupt if p == Popup::Stop => {}
+        Do::Interrupt if p.what == Popup::Stop => {}
         _ => return Vec::new(),
     }
     app.popup = None;
-    match p {
+    match p.what {
         Popup::Help => Vec::new(),
         Popup::Stop => {
-            app.stopping = Some("stopped by the operator".into());
+            app.stopping = Some(Stop::Operator);
             app.notice = Some("stopping at the next stage boundary; the journal keeps the way back".into());
-            if app.asked.is_some() {
+            if app.question.is_some() {
                 vec![app.reply_quit()]
             } else {
                 Vec::new()
             }
         }
         Popup::Rollback => {
-            let Some(asked) = app.asked.take() else {
+            let Some(asked) = app.question.take() else {
                 return Vec::new();
             };
-            app.asked_shown = None;
             app.log(format!("{} answer: roll back", app.stamp()));
-            app.rolling_back = true;
-            app.screen = Screen::RollingBack;
-            app.output.clear();
-            app.follow = true;
-            vec![Cmd::Reply(match asked {
+            app.show(Screen::RollingBack { output: Vec::new() });
+            vec![Cmd::Reply(match asked.what {
                 Asked::Wait => Reply::Wait(WaitChoice::Rollback),
                 _ => Reply::Answer(Answer::Rollback),
             })]

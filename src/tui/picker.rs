@@ -36,8 +36,8 @@ pub struct Found {
 pub struct Checked {
     /// Nothing wrong found.
     pub ok: bool,
-    /// `verified`, `absent` (no sha256 trailer) or `MISMATCH`.
-    pub integrity: String,
+    /// The sha256 trailer's verdict (`None` when the file could not be read that far).
+    pub integrity: Option<snapshot::Integrity>,
     /// The revision.
     pub revision: i64,
     /// Entries in all buckets (etcdutl's TOTAL KEYS).
@@ -171,13 +171,7 @@ pub fn check(path: &Path) -> Result<Checked, String> {
     let r = snapshot::verify(path).map_err(|e| format!("{e:#}"))?;
     Ok(Checked {
         ok: r.ok,
-        integrity: match r.integrity {
-            Some(snapshot::Integrity::Verified) => "verified",
-            Some(snapshot::Integrity::Absent) => "absent",
-            Some(snapshot::Integrity::Mismatch) => "MISMATCH",
-            None => "unknown",
-        }
-        .into(),
+        integrity: r.integrity,
         revision: r.revision,
         keys: r.total_key,
         message: r.message,

@@ -9,16 +9,17 @@ use std::time::{Duration, Instant, SystemTime};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use super::app::{self, Action, App, Asked, Cmd, Mark, Mode, Popup, Screen};
+use super::app::{self, Action, App, Asked, Cmd, Later, Mark, Mode, Popup, Screen};
 use super::face::{Event, Reply};
 use super::keys;
 use super::picker::{Changes, Checked, Detail, Found, Msg};
+use super::view;
 use crate::host::etcd::Connection;
 use crate::restore::face::{Answer, Failure, RunStart, StageView, Summary, WaitChoice};
 use crate::restore::journal::Outcome;
 use crate::restore::plan::{Plan, RestoreTool, Swap, SwapKind, ToolKind};
 use crate::restore::render::{self, Command};
-use crate::restore::steps::STAGES;
+use crate::restore::steps::{STAGES, StageId};
 use crate::snapshot::Integrity;
 
 const RUN: &str = "20260101T000000Z-abcd";
@@ -122,11 +123,15 @@ fn view(plan: &Plan, i: usize) -> StageView {
 }
 
 /// Answers like the runner: the next stage after a yes, a rollback after `r`,
-/// nothing after a quit; `fail_at` makes that stage fail once.
+/// nothing after a quit; `fail_at` makes that stage fail once, `hold_at`
+/// leaves it running (the test sends its output), `wait_at` has its pods
+/// outlive the wait.
 struct Engine {
     plan: Plan,
     next: usize,
     fail_at: Option<usize>,
+    hold_at: Option<usize>,
+    wait_at: Option<usize>,
     ended: bool,
 }
 
@@ -136,6 +141,8 @@ impl Engine {
             plan: sample_plan(),
             next: 0,
             fail_at: None,
+            hold_at: None,
+            wait_at: None,
             ended: false,
         }
     }
@@ -191,6 +198,15 @@ impl Engine {
                     self.next = 0;
                 }
                 let id = STAGES[self.next].id;
+                if self.hold_at == Some(self.next) {
+                    return Vec::new();
+                }
+                if self.wait_at == Some(self.next) {
+                    return vec![Event::WaitTimeout(vec![
+                        "pod etcd-cp1".into(),
+                        "process 4242 (etcd) holds etcd's files".into(),
+                    ])];
+                }
                 let mut v = vec![Event::Line(format!("applying {id}"))];
                 if self.fail_at == Some(self.next) {
                     self.fail_at = None;
@@ -222,7 +238,8 @@ impl Engine {
                     self.summary(Outcome::RolledBack),
                 ]
             }
-            Reply::Answer(Answer::Quit) | Reply::Wait(_) => {
+            Reply::Wait(WaitChoice::KeepWaiting | WaitChoice::ForceStop) => Vec::new(),
+            Reply::Answer(Answer::Quit) | Reply::Wait(WaitChoice::Quit) => {
                 self.ended = true;
                 Vec::new()
             }
@@ -246,7 +263,10 @@ impl Ui {
 
     fn sized(mut app: App, w: u16, h: u16) -> Ui {
         app.size = (w, h);
-        app.node_args = "--root /node".into();
+        app.later = Later {
+            resume: Command::rescue(["resume", "--root", "/node"]),
+            rollback: Command::rescue(["rollback", "--root", "/node"]),
+        };
         app.now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
         let mut ui = Ui {
             app,
@@ -262,7 +282,6 @@ impl Ui {
     /// A restore run by the scripted engine, at its plan.
     fn restore() -> Ui {
         let mut ui = Ui::new(App::new(Mode::Restore, Screen::Planning));
-        ui.app.started = true;
         let lines = render::plan(&ui.engine.plan);
         ui.event(Event::Plan(lines));
         ui
@@ -271,7 +290,8 @@ impl Ui {
     fn draw(&mut self) {
         let app = &self.app;
         self.term.draw(|f| f.render_widget(app, f.area())).unwrap();
-        app::update(&mut self.app, Action::Drawn(Instant::now()));
+        let viewport = view::measure(&self.app);
+        app::update(&mut self.app, Action::Drawn(Instant::now(), viewport));
     }
 
     fn act(&mut self, a: Action) {
@@ -326,7 +346,7 @@ fn scenario(keys: &str) -> Ui {
 #[test]
 fn plan_review() {
     let ui = Ui::restore();
-    assert_eq!(ui.app.screen, Screen::Plan);
+    assert!(matches!(ui.app.screen, Screen::Plan(_)));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -349,7 +369,7 @@ fn plan_quit_cancels() {
 #[test]
 fn first_stage() {
     let ui = scenario("y");
-    assert_eq!(ui.app.screen, Screen::Stage);
+    assert!(matches!(ui.app.screen, Screen::Stage { .. }));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -358,7 +378,7 @@ fn first_stage() {
 fn enter_does_not_apply() {
     let ui = scenario("y<enter><enter>xY ");
     assert_eq!(ui.replies, [Reply::Answer(Answer::Yes)]);
-    assert_eq!(ui.app.screen, Screen::Stage);
+    assert!(matches!(ui.app.screen, Screen::Stage { .. }));
 }
 
 /// A key read before the question was on screen is discarded; the same key afterwards counts.
@@ -382,11 +402,17 @@ fn keys_before_the_question_are_discarded() {
 /// While a stage runs its output streams in, the stage marked running.
 #[test]
 fn applying_shows_live_output() {
-    let mut ui = scenario("yyyyy");
-    ui.app.output.clear();
-    ui.app.screen = Screen::Applying;
-    ui.app.follow = true;
-    ui.app.rows[4].mark = Mark::Running;
+    let mut ui = Ui::restore();
+    ui.engine.hold_at = Some(4);
+    ui.keys("yyyyyy");
+    assert!(matches!(
+        ui.app.screen,
+        Screen::Applying {
+            stage: StageId::RestoreSnapshot,
+            ..
+        }
+    ));
+    assert_eq!(ui.app.rows[4].mark, Mark::Running);
     for l in [
         "still running: pod etcd-cp1, pod kube-apiserver-cp1",
         "$ /usr/local/bin/etcdutl snapshot restore /node/backup/etcd-20251231.db --name=cp1",
@@ -403,10 +429,11 @@ fn applying_shows_live_output() {
 #[test]
 fn next_stage_shows_previous_result() {
     let ui = scenario("yyy");
-    assert_eq!(
-        ui.app.stage.as_ref().unwrap().id,
-        crate::restore::steps::StageId::StopEtcd
-    );
+    let Screen::Stage { view, previous } = &ui.app.screen else {
+        panic!("not on a stage: {:?}", ui.app.screen);
+    };
+    assert_eq!(view.id, StageId::StopEtcd);
+    assert_eq!(previous.as_ref().map(|p| p.id), Some(StageId::StopControlPlane));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -414,7 +441,7 @@ fn next_stage_shows_previous_result() {
 #[test]
 fn rollback_asks_first() {
     let ui = scenario("yyyr");
-    assert_eq!(ui.app.popup, Some(Popup::Rollback));
+    assert_eq!(ui.app.popup.map(|p| p.what), Some(Popup::Rollback));
     assert_eq!(ui.replies.len(), 3);
     insta::assert_snapshot!(ui.screen());
 }
@@ -427,7 +454,7 @@ fn rollback_at_a_stage() {
     assert_eq!(ui.replies.len(), 3);
     let ui = scenario("yyyry");
     assert_eq!(ui.replies.last(), Some(&Reply::Answer(Answer::Rollback)));
-    assert_eq!(ui.app.screen, Screen::Summary);
+    assert!(matches!(ui.app.screen, Screen::Summary(_)));
     assert!(ui.cmds.contains(&Cmd::Save));
     insta::assert_snapshot!(ui.screen());
 }
@@ -438,7 +465,7 @@ fn failure_screen() {
     let mut ui = Ui::restore();
     ui.engine.fail_at = Some(4);
     ui.keys("yyyyyy");
-    assert_eq!(ui.app.screen, Screen::Failed);
+    assert!(matches!(ui.app.screen, Screen::Failed { .. }));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -448,37 +475,38 @@ fn failure_retry() {
     let mut ui = Ui::restore();
     ui.engine.fail_at = Some(4);
     ui.keys("yyyyyyy");
-    assert_eq!(ui.app.screen, Screen::Stage);
-    assert_eq!(
-        ui.app.stage.as_ref().unwrap().id,
-        crate::restore::steps::StageId::SetOwnership
-    );
+    let Screen::Stage { view, .. } = &ui.app.screen else {
+        panic!("not on a stage: {:?}", ui.app.screen);
+    };
+    assert_eq!(view.id, StageId::SetOwnership);
     assert_eq!(ui.app.rows[4].mark, Mark::Done);
 }
 
 /// Pods outliving the wait: keep waiting, stop them, roll back or stop here.
 #[test]
 fn wait_timeout() {
-    let mut ui = scenario("yyyy");
-    ui.app.screen = Screen::Applying;
-    ui.app.asked = None;
-    ui.app.rows[3].mark = Mark::Running;
-    ui.event(Event::WaitTimeout(vec![
-        "pod etcd-cp1".into(),
-        "process 4242 (etcd) holds etcd's files".into(),
-    ]));
-    assert_eq!(ui.app.asked, Some(Asked::Wait));
+    let mut ui = Ui::restore();
+    ui.engine.wait_at = Some(3);
+    ui.keys("yyyyy");
+    assert_eq!(ui.app.question.map(|q| q.what), Some(Asked::Wait));
+    assert_eq!(ui.app.rows[3].mark, Mark::Running);
     insta::assert_snapshot!(ui.screen());
     ui.keys("w");
     assert_eq!(ui.replies.last(), Some(&Reply::Wait(WaitChoice::KeepWaiting)));
-    assert_eq!(ui.app.screen, Screen::Applying);
+    assert!(matches!(
+        ui.app.screen,
+        Screen::Applying {
+            stage: StageId::WaitStopped,
+            ..
+        }
+    ));
 }
 
 /// A whole run: `y` at the plan and at every stage ends on the summary with the timings.
 #[test]
 fn full_run_summary() {
     let ui = scenario(&"y".repeat(STAGES.len() + 1));
-    assert_eq!(ui.app.screen, Screen::Summary);
+    assert!(matches!(ui.app.screen, Screen::Summary(_)));
     assert!(ui.app.rows.iter().all(|r| r.mark == Mark::Done));
     assert!(
         ui.app
@@ -495,7 +523,7 @@ fn full_run_summary() {
 #[test]
 fn ctrl_c_asks() {
     let ui = scenario("yy<c-c>");
-    assert_eq!(ui.app.popup, Some(Popup::Stop));
+    assert_eq!(ui.app.popup.map(|p| p.what), Some(Popup::Stop));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -513,14 +541,18 @@ fn ctrl_c_then_stop() {
 /// Ctrl-C confirmed while a stage runs: nothing is interrupted, the next question is answered "quit".
 #[test]
 fn ctrl_c_while_applying_stops_at_the_boundary() {
-    let mut ui = scenario("yy");
-    let n = ui.engine.next;
-    ui.app.screen = Screen::Applying;
-    ui.app.asked = None;
+    let mut ui = Ui::restore();
+    ui.engine.hold_at = Some(1);
+    ui.keys("yyy");
+    assert!(matches!(ui.app.screen, Screen::Applying { .. }));
     ui.keys("<c-c>y");
     assert!(ui.app.stopping.is_some());
-    assert_eq!(ui.replies.len(), 2, "nothing answered while the stage runs");
-    ui.engine.next = n + 1;
+    assert_eq!(ui.replies.len(), 3, "nothing answered while the stage runs");
+    ui.event(Event::StageDone {
+        id: StageId::StopEtcd,
+        took: Duration::from_millis(250),
+    });
+    ui.engine.next = 2;
     let next = ui.engine.stage();
     ui.event(next);
     assert_eq!(ui.replies.last(), Some(&Reply::Answer(Answer::Quit)));
@@ -543,7 +575,7 @@ fn sigterm_stops_at_the_boundary() {
 #[test]
 fn help() {
     let ui = scenario("y?");
-    assert_eq!(ui.app.popup, Some(Popup::Help));
+    assert_eq!(ui.app.popup.map(|p| p.what), Some(Popup::Help));
     insta::assert_snapshot!(ui.screen());
     let mut ui = ui;
     ui.keys("?");
@@ -554,7 +586,6 @@ fn help() {
 #[test]
 fn resume_marks_done_stages() {
     let mut ui = Ui::new(App::new(Mode::Resume, Screen::Planning));
-    ui.app.started = true;
     insta::assert_snapshot!("resume_opening", ui.screen());
     ui.event(Event::Begin(RunStart {
         run_dir: sample_plan().run_dir,
@@ -568,18 +599,20 @@ fn resume_marks_done_stages() {
 /// `etcd-rescue rollback` shows the run and asks before starting.
 #[test]
 fn rollback_command_confirms() {
-    let mut app = App::new(Mode::Rollback, Screen::ConfirmRollback);
-    app.rollback_run = vec![
-        format!("run       {RUN}"),
-        format!("journal   /node/var/lib/etcd-rescue/runs/{RUN}/journal.jsonl"),
-        "snapshot  /node/backup/etcd-20251231.db".into(),
-        "state     ended: done".into(),
-    ];
+    let app = App::new(
+        Mode::Rollback,
+        Screen::ConfirmRollback(vec![
+            format!("run       {RUN}"),
+            format!("journal   /node/var/lib/etcd-rescue/runs/{RUN}/journal.jsonl"),
+            "snapshot  /node/backup/etcd-20251231.db".into(),
+            "state     ended: done".into(),
+        ]),
+    );
     let mut ui = Ui::new(app);
     insta::assert_snapshot!(ui.screen());
     ui.keys("y");
     assert_eq!(ui.cmds, [Cmd::Start(None)]);
-    assert_eq!(ui.app.screen, Screen::RollingBack);
+    assert!(matches!(ui.app.screen, Screen::RollingBack { .. }));
 }
 
 fn picker_ui() -> Ui {
@@ -610,7 +643,7 @@ fn picker() {
     assert_eq!(ui.cmds, [Cmd::Detail("/node/backup/etcd-20251231.db".into())]);
     let ok = |rev, keys| Checked {
         ok: true,
-        integrity: "verified".into(),
+        integrity: Some(Integrity::Verified),
         revision: rev,
         keys,
         message: "the database is sound (sha256 verified)".into(),
@@ -620,7 +653,7 @@ fn picker() {
         1,
         Ok(Checked {
             ok: false,
-            integrity: "MISMATCH".into(),
+            integrity: Some(Integrity::Mismatch),
             message: "the sha256 trailer does not match".into(),
             ..ok(1100, 990)
         }),
@@ -653,11 +686,11 @@ fn picker() {
     insta::assert_snapshot!(ui.screen());
     ui.keys("j<enter>");
     assert!(ui.app.notice.is_some(), "a damaged snapshot is not taken");
-    assert_eq!(ui.app.screen, Screen::Picker);
+    assert!(matches!(ui.app.screen, Screen::Picker));
     ui.act(Action::Picker(Msg::Checked(
         2,
         Ok(Checked {
-            integrity: "absent".into(),
+            integrity: Some(Integrity::Absent),
             ..ok(1000, 900)
         }),
     )));
@@ -670,7 +703,7 @@ fn picker() {
         "a copy without a trailer needs --skip-hash-check"
     );
     ui.keys("kk<enter>");
-    assert_eq!(ui.app.screen, Screen::Planning);
+    assert!(matches!(ui.app.screen, Screen::Planning));
     assert_eq!(
         ui.cmds.last(),
         Some(&Cmd::Start(Some("/node/backup/etcd-20251231.db".into())))
@@ -765,7 +798,7 @@ fn quit_while_a_resume_opens_asks_instead_of_claiming_no_change() {
     let q = keys::parse("q")[0];
     let mut resume = App::new(Mode::Resume, Screen::Planning);
     app::update(&mut resume, Action::Key(q, Instant::now()));
-    assert_eq!(resume.popup, Some(Popup::Stop));
+    assert_eq!(resume.popup.map(|p| p.what), Some(Popup::Stop));
     assert!(
         resume
             .notice

@@ -13,11 +13,12 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
 
-use super::app::{App, Mark, Mode, Popup, Screen};
+use super::app::{App, Engine, Mark, Mode, Popup, Screen, Viewport};
 use super::keys::{self, Ctx};
 use crate::restore::journal::Outcome;
 use crate::restore::render;
-use crate::restore::steps::STAGES;
+use crate::restore::steps::{STAGES, StageId};
+use crate::snapshot::Integrity;
 
 /// Columns of the runbook down the side (`[x] start-control-plane` and a margin).
 const SIDE: u16 = 23;
@@ -212,7 +213,7 @@ fn spinner(app: &App) -> &'static str {
 fn has_side(app: &App) -> bool {
     app.size.0 >= SIDE_MIN_WIDTH
         && match app.screen {
-            Screen::Picker | Screen::Plan | Screen::ConfirmRollback => false,
+            Screen::Picker | Screen::Plan(_) | Screen::ConfirmRollback(_) | Screen::Starting => false,
             Screen::Planning => app.mode != Mode::Restore,
             _ => true,
         }
@@ -245,7 +246,8 @@ fn areas(app: &App, area: Rect, head_rows: u16) -> Areas {
         1.min(area.height),
     );
     let mid_h = area.height.saturating_sub(2);
-    let notice_rows = u16::from(app.notice.is_some() || (app.stopping.is_some() && !app.finished));
+    let notice_rows =
+        u16::from(app.notice.is_some() || (app.stopping.is_some() && app.engine != Engine::Returned));
     let (side, x) = if has_side(app) {
         (
             Some(Rect::new(area.x, area.y + 1, SIDE, mid_h)),
@@ -274,35 +276,42 @@ fn full(app: &App) -> Rect {
     Rect::new(0, 0, app.size.0, app.size.1)
 }
 
-/// How far the body can scroll on the current screen.
-pub fn scroll_limit(app: &App) -> usize {
+/// What a frame of the current state draws of the body: the loop sends it
+/// back with [`super::app::Action::Drawn`], so scrolling knows its bounds.
+pub fn measure(app: &App) -> Viewport {
     let area = full(app);
     let (head, body) = content(app, main_width(app, area));
     let a = areas(app, area, u16::try_from(head.len()).unwrap_or(u16::MAX));
-    body.len().saturating_sub(usize::from(a.body.height))
+    Viewport {
+        rows: usize::from(a.body.height),
+        lines: body.len(),
+    }
 }
 
-/// Rows one page-up or page-down moves.
-pub fn page(app: &App) -> usize {
-    let area = full(app);
-    let (head, _) = content(app, main_width(app, area));
-    let a = areas(app, area, u16::try_from(head.len()).unwrap_or(u16::MAX));
-    usize::from(a.body.height).saturating_sub(1).max(1)
+fn stage_head(app: &App, t: &mut Text, stage: Option<StageId>, what: &str, busy: bool) {
+    let Some(id) = stage else {
+        return;
+    };
+    let mut spans = vec![Span::styled(
+        format!("Stage {} of {} · {id}", id.index() + 1, STAGES.len()),
+        style(app, Tone::Bold),
+    )];
+    if busy {
+        spans.push(Span::raw(format!("  {} {what}", spinner(app))));
+    } else if !what.is_empty() {
+        spans.push(Span::styled(format!("  {what}"), style(app, Tone::Warn)));
+    }
+    t.spans(spans);
+    t.add(STAGES[id.index()].title, Tone::Plain);
 }
 
-fn stage_head(app: &App, t: &mut Text, what: &str, busy: bool) {
-    if let Some(s) = &app.stage {
-        let mut spans = vec![Span::styled(
-            format!("Stage {} of {} · {}", s.number, s.of, s.id),
-            style(app, Tone::Bold),
-        )];
-        if busy {
-            spans.push(Span::raw(format!("  {} {what}", spinner(app))));
-        } else if !what.is_empty() {
-            spans.push(Span::styled(format!("  {what}"), style(app, Tone::Warn)));
-        }
-        t.spans(spans);
-        t.add(s.title, Tone::Plain);
+fn output(t: &mut Text, output: &[String], empty: &str) {
+    t.heading("Output");
+    if output.is_empty() && !empty.is_empty() {
+        t.add(&format!("  ({empty})"), Tone::Dim);
+    }
+    for l in output {
+        t.plain(&format!("  {l}"));
     }
 }
 
@@ -310,11 +319,12 @@ fn stage_head(app: &App, t: &mut Text, what: &str, busy: bool) {
 fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
     let mut h = Text::new(app, width);
     let mut b = Text::new(app, width);
-    match app.screen {
+    match &app.screen {
         Screen::Picker => picker(app, &mut h, &mut b),
-        Screen::Planning => {
+        Screen::Planning | Screen::Starting => {
+            let computing = app.mode == Mode::Restore && matches!(app.screen, Screen::Planning);
             let what = match app.mode {
-                Mode::Restore if app.plan.is_empty() => "Planning",
+                Mode::Restore if computing => "Planning",
                 Mode::Restore => "Starting the run",
                 Mode::Resume | Mode::Rollback => "Opening the journal",
             };
@@ -322,19 +332,19 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
                 Span::styled(what.to_string(), style(app, Tone::Bold)),
                 Span::raw(format!("  {}", spinner(app))),
             ]);
-            if app.mode == Mode::Restore && app.plan.is_empty() {
+            if computing {
                 b.prose("Discovering the node, checking the snapshot natively (sha256 trailer, pages, revision, keys) and finding the restore tool.", Tone::Plain);
                 b.blank();
                 b.prose("Nothing changes before you confirm the plan.", Tone::Plain);
             }
         }
-        Screen::Plan => {
+        Screen::Plan(plan) => {
             h.add("Review the plan: nothing has changed yet", Tone::Bold);
             h.add(
                 "Each stage shows its exact commands again and asks before it runs.",
                 Tone::Dim,
             );
-            for (kind, l) in &app.plan {
+            for (kind, l) in plan {
                 let tone = match kind {
                     render::Tone::Warning => Tone::Warn,
                     render::Tone::Heading => Tone::Heading,
@@ -343,94 +353,83 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
                 b.add(l, tone);
             }
         }
-        Screen::Stage => {
-            stage_head(app, &mut h, "waiting for y", false);
+        Screen::Stage { view, previous } => {
+            stage_head(app, &mut h, Some(view.id), "waiting for y", false);
             h.blank();
-            if let Some(s) = &app.stage {
-                b.heading("Why");
-                for w in &s.why {
-                    b.prose(&format!("  {w}"), Tone::Plain);
-                }
-                b.heading("What it does, exactly");
-                for p in &s.preview {
-                    b.plain(&format!("  {p}"));
-                }
+            b.heading("Why");
+            for w in &view.why {
+                b.prose(&format!("  {w}"), Tone::Plain);
             }
-            if let Some((id, took, last)) = &app.previous {
+            b.heading("What it does, exactly");
+            for p in &view.preview {
+                b.plain(&format!("  {p}"));
+            }
+            if let Some(p) = previous {
                 b.blank();
                 b.add(
-                    &format!("Previous stage {id}: done and verified in {took:.1?}"),
+                    &format!("Previous stage {}: done and verified in {:.1?}", p.id, p.took),
                     Tone::Good,
                 );
-                if let Some(l) = last {
+                if let Some(l) = &p.last {
                     b.add(&format!("  {l}"), Tone::Dim);
                 }
             }
         }
-        Screen::Applying => {
-            stage_head(app, &mut h, "applying", true);
+        Screen::Applying {
+            stage, output: out, ..
+        } => {
+            stage_head(app, &mut h, Some(*stage), "applying", true);
             h.blank();
-            b.heading("Output");
-            if app.output.is_empty() {
-                b.add("  (nothing yet)", Tone::Dim);
-            }
-            for l in &app.output {
-                b.plain(&format!("  {l}"));
-            }
+            output(&mut b, out, "nothing yet");
         }
-        Screen::Failed => {
-            if let Some(f) = &app.failure {
-                let n = f.stage.index() + 1;
-                h.spans(vec![Span::styled(
-                    format!("FAILED · stage {n} of {} · {}", STAGES.len(), f.stage),
-                    style(app, Tone::Bad),
-                )]);
-                h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
-                h.blank();
-                b.heading("What failed");
-                b.prose(&format!("  {}", f.error), Tone::Plain);
-                b.heading("Journal, and how to go on later");
-                b.prose(
-                    &format!(
-                        "  the journal is {}; resume to go on, or roll back to undo:",
-                        f.journal.display()
-                    ),
-                    Tone::Plain,
-                );
-                for cmd in [&f.resume, &f.rollback] {
-                    b.add(&format!("  $ {cmd}"), Tone::Bold);
-                }
-                b.heading("Output");
-                if app.output.is_empty() {
-                    b.add("  (none)", Tone::Dim);
-                }
-                for l in &app.output {
-                    b.plain(&format!("  {l}"));
-                }
+        Screen::Failed {
+            failure: f,
+            output: out,
+        } => {
+            let n = f.stage.index() + 1;
+            h.spans(vec![Span::styled(
+                format!("FAILED · stage {n} of {} · {}", STAGES.len(), f.stage),
+                style(app, Tone::Bad),
+            )]);
+            h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
+            h.blank();
+            b.heading("What failed");
+            b.prose(&format!("  {}", f.error), Tone::Plain);
+            b.heading("Journal, and how to go on later");
+            b.prose(
+                &format!(
+                    "  the journal is {}; resume to go on, or roll back to undo:",
+                    f.journal.display()
+                ),
+                Tone::Plain,
+            );
+            for cmd in [&f.resume, &f.rollback] {
+                b.add(&format!("  $ {cmd}"), Tone::Bold);
             }
+            output(&mut b, out, "none");
         }
-        Screen::Waiting => {
-            stage_head(app, &mut h, "pods still up", false);
+        Screen::Waiting { stage, still, .. } => {
+            stage_head(app, &mut h, *stage, "pods still up", false);
             h.blank();
             b.heading("Still running");
-            for s in &app.still {
+            for s in still {
                 b.plain(&format!("  {s}"));
             }
             b.blank();
             b.prose("w waits another --wait-timeout; s stops them through CRI (journaled); r rolls the run back; q stops here to resume later.", Tone::Plain);
         }
-        Screen::ConfirmRollback => {
+        Screen::ConfirmRollback(run) => {
             h.add("Roll back a run", Tone::Bold);
             h.add(
                 "Every change it made is undone from its journal, newest first.",
                 Tone::Dim,
             );
             h.blank();
-            for l in &app.rollback_run {
+            for l in run {
                 b.plain(l);
             }
         }
-        Screen::RollingBack => {
+        Screen::RollingBack { output: out } => {
             h.spans(vec![
                 Span::styled("Rolling back".to_string(), style(app, Tone::Undone)),
                 Span::raw(format!("  {}", spinner(app))),
@@ -440,33 +439,28 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
                 Tone::Plain,
             );
             h.blank();
-            b.heading("Output");
-            for l in &app.output {
-                b.plain(&format!("  {l}"));
-            }
+            output(&mut b, out, "");
         }
-        Screen::Summary => {
-            if let Some(summary) = &app.summary {
-                let lines = render::summary(summary);
-                let tone = if summary.outcome == Outcome::RolledBack {
-                    Tone::Undone
-                } else {
-                    Tone::Good
-                };
-                let mut lines = lines.into_iter();
-                if let Some((_, first)) = lines.next() {
-                    h.add(&first, tone);
+        Screen::Summary(summary) => {
+            let lines = render::summary(summary);
+            let tone = if summary.outcome == Outcome::RolledBack {
+                Tone::Undone
+            } else {
+                Tone::Good
+            };
+            let mut lines = lines.into_iter();
+            if let Some((_, first)) = lines.next() {
+                h.add(&first, tone);
+            }
+            h.blank();
+            let mut timings = false;
+            for (kind, l) in lines {
+                let timing = kind == render::Tone::Timing;
+                if timing && !timings {
+                    b.heading("Time per stage");
                 }
-                h.blank();
-                let mut timings = false;
-                for (kind, l) in lines {
-                    let timing = kind == render::Tone::Timing;
-                    if timing && !timings {
-                        b.heading("Time per stage");
-                    }
-                    timings = timing;
-                    b.plain(&l);
-                }
+                timings = timing;
+                b.plain(&l);
             }
             if let Some(d) = &app.run_dir {
                 b.blank();
@@ -537,7 +531,7 @@ fn picker(app: &App, head: &mut Text, body: &mut Text) {
             Some(Err(_)) => ("unreadable".into(), "-".into(), "-".into(), Tone::Bad),
             Some(Ok(c)) => (
                 if c.ok {
-                    c.integrity.clone()
+                    c.integrity.map_or("unknown", Integrity::as_str).to_string()
                 } else {
                     "DAMAGED".into()
                 },
@@ -596,7 +590,7 @@ fn picker(app: &App, head: &mut Text, body: &mut Text) {
                 &format!("{}: {}", if c.ok { "sound" } else { "PROBLEM" }, c.message),
                 if c.ok { Tone::Good } else { Tone::Bad },
             );
-            if c.ok && c.integrity == "absent" {
+            if c.ok && c.integrity == Some(Integrity::Absent) {
                 body.add(
                     "no sha256 trailer: restoring it needs --skip-hash-check",
                     Tone::Warn,
@@ -706,12 +700,10 @@ fn top(app: &App, area: Rect, buf: &mut Buffer) {
     {
         let _ = write!(left, " · run {id}");
     }
-    let right = match (&app.stage, app.screen) {
-        (_, Screen::Summary) => "ended ".to_string(),
-        (Some(s), Screen::Stage | Screen::Applying | Screen::Failed | Screen::Waiting) => {
-            format!("stage {}/{} ", s.number, s.of)
-        }
-        _ => String::new(),
+    let right = match (&app.screen, app.screen.stage()) {
+        (Screen::Summary(_), _) => "ended ".to_string(),
+        (_, Some(id)) => format!("stage {}/{} ", id.index() + 1, STAGES.len()),
+        (_, None) => String::new(),
     };
     let w = usize::from(area.width);
     let pad = w.saturating_sub(left.chars().count() + right.chars().count());
@@ -724,12 +716,12 @@ fn top(app: &App, area: Rect, buf: &mut Buffer) {
 
 fn bar(app: &App, area: Rect, buf: &mut Buffer, scroll: Option<(usize, usize, usize)>) {
     let ctx = app.ctx();
-    let prompt = match (ctx, app.asked_shown.is_some() || app.popup.is_some()) {
-        (Ctx::Plan, _) => "Start? ",
-        (Ctx::Stage, _) => "Apply? ",
-        (Ctx::Failed, _) => "Retry? ",
-        (Ctx::ConfirmRollback, _) => "Roll back? ",
-        (Ctx::Busy, _) if app.stopping.is_some() => "Stopping… ",
+    let prompt = match ctx {
+        Ctx::Plan => "Start? ",
+        Ctx::Stage => "Apply? ",
+        Ctx::Failed => "Retry? ",
+        Ctx::ConfirmRollback => "Roll back? ",
+        Ctx::Busy if app.stopping.is_some() => "Stopping… ",
         _ => "",
     };
     let keys: Vec<String> = keys::bar(ctx)
@@ -764,12 +756,7 @@ fn popup(app: &App, which: Popup, area: Rect, buf: &mut Buffer) {
     let mut t = Text::new(app, u16::try_from(inner).unwrap_or(0));
     let title = match which {
         Popup::Help => {
-            let under = {
-                let mut a = app.clone();
-                a.popup = None;
-                a.ctx()
-            };
-            for b in keys::bindings(under) {
+            for b in keys::bindings(app.screen_ctx()) {
                 t.plain(&format!("{:<11}{}", b.label, b.help));
             }
             t.blank();
@@ -783,9 +770,9 @@ fn popup(app: &App, which: Popup, area: Rect, buf: &mut Buffer) {
             t.prose("The engine stops at the next stage boundary (a running stage finishes first); every change so far is in the journal.", Tone::Plain);
             t.blank();
             t.plain("Go on later with:");
-            t.add(&format!("  etcd-rescue resume {}", app.node_args), Tone::Bold);
+            t.add(&format!("  {}", app.later.resume), Tone::Bold);
             t.plain("or undo with:");
-            t.add(&format!("  etcd-rescue rollback {}", app.node_args), Tone::Bold);
+            t.add(&format!("  {}", app.later.rollback), Tone::Bold);
             t.blank();
             t.add("y stop here · n keep going", Tone::Bold);
             " Stop here? "
@@ -836,7 +823,7 @@ impl Widget for &App {
         }
         bar(app, a.bar, buf, scroll);
         if let Some(p) = app.popup {
-            popup(app, p, area, buf);
+            popup(app, p.what, area, buf);
         }
     }
 }

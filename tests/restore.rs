@@ -1556,3 +1556,201 @@ fn errors_after_a_change_exit_3() {
     assert!(again.status.success(), "{:?}", text(&again));
     wait_healthy(&d);
 }
+
+/// The journal the previous release wrote (`tests/fixtures/journals/`), a run
+/// killed after `swap-data-dir`, carried onto this drill: its shape (keys,
+/// steps, record kinds, action forms, no field added since) exactly as
+/// written, its values (paths, ports, ids, digests, sha256) those of this
+/// node. `fresh` is this binary's journal of the same run killed at the same
+/// record; every value of the old journal must find its counterpart there.
+fn old_release_journal(fresh: &str) -> String {
+    use serde_json::Value;
+    fn merge(old: &Value, new: &Value) -> Value {
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), n.get(k).map_or_else(|| v.clone(), |nv| merge(v, nv))))
+                    .collect(),
+            ),
+            (Value::Array(o), Value::Array(n)) if o.len() == n.len() => {
+                Value::Array(o.iter().zip(n).map(|(a, b)| merge(a, b)).collect())
+            }
+            (_, n) => n.clone(),
+        }
+    }
+    let key = |v: &Value| {
+        (
+            v["step"].as_str().map(str::to_string),
+            v["kind"].as_str().map(str::to_string),
+            v["action"]["op"].as_str().map(str::to_string),
+            // A note is known by what it notes; other records may carry data added since.
+            (v["kind"] == "note").then(|| {
+                v["data"]
+                    .as_object()
+                    .map(|d| d.keys().cloned().collect::<Vec<_>>())
+            }),
+        )
+    };
+    let old: Vec<Value> = include_str!("fixtures/journals/v0.1-killed-after-swap.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let new: Vec<Value> = fresh.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut out = vec![merge(&old[0], &new[0])];
+    // Records this release adds (none may be needed to resume) are skipped; the
+    // old records are matched in order by step, kind, action and data keys.
+    let mut rest = new[1..].iter();
+    for (i, o) in old[1..].iter().enumerate() {
+        let n = rest.find(|n| key(n) == key(o)).unwrap_or_else(|| {
+            panic!(
+                "old record {} has no counterpart in this release's journal: {o}",
+                i + 1
+            )
+        });
+        let mut m = merge(o, n);
+        m["seq"] = Value::from(i + 1);
+        out.push(m);
+    }
+    let text: String = out.iter().map(|v| format!("{v}\n")).collect();
+    for leftover in ["/node/", "f5ab", "46623", "38ce85d2"] {
+        assert!(
+            !text.contains(leftover),
+            "{leftover} left from the fixture:\n{text}"
+        );
+    }
+    text
+}
+
+/// A run the previous release started and was killed in (after the swap),
+/// finished by this release: `resume` with the snapshot moved away (the
+/// restore is journaled done, so it is not needed again) brings the snapshot's
+/// data up and `rollback` undoes it; killed again at the same point, `rollback`
+/// alone returns the original data.
+#[test]
+fn previous_release_journal_resumes_and_rolls_back() {
+    let d = Drill::start(&["--keys", "200"]);
+    d.put_late_key();
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    // Where this release journals the end of swap-data-dir.
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    let at = recs
+        .iter()
+        .position(|r| {
+            r.step == journal::Step::Stage(etcd_rescue::restore::steps::StageId::SwapDataDir)
+                && r.kind == journal::Kind::StageDone
+        })
+        .expect("swap-data-dir is journaled done")
+        + 1;
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    for then in ["resume", "rollback"] {
+        wait_healthy(&d);
+        assert!(d.has_late_key());
+        let killed = restore(
+            d.root(0),
+            &snap,
+            &["--yes"],
+            &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
+        );
+        assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+        let path = d.last_run(0).join("journal.jsonl");
+        let old = old_release_journal(&std::fs::read_to_string(&path).unwrap());
+        std::fs::write(&path, old).unwrap();
+        if then == "resume" {
+            let away = snap.with_extension("rotated");
+            std::fs::rename(&snap, &away).unwrap();
+            let out = tool(&["resume", "--root", &root, "--yes"], &[]);
+            std::fs::rename(&away, &snap).unwrap();
+            assert!(
+                out.status.success(),
+                "resume of the old journal: {:?}",
+                text(&out)
+            );
+            assert_restored(&d, &snap);
+        }
+        let out = tool(&["rollback", "--root", &root, "--yes"], &[]);
+        assert!(
+            out.status.success(),
+            "{then}: rollback of the old journal: {:?}",
+            text(&out)
+        );
+        assert!(text(&out).0.contains("rolled-back"), "{:?}", text(&out));
+        wait_healthy(&d);
+        assert!(d.has_late_key(), "{then}: the original data is back");
+        assert_eq!(
+            d.manifest_names(0),
+            [
+                "etcd.yaml",
+                "kube-apiserver.yaml",
+                "kube-controller-manager.yaml",
+                "kube-scheduler.yaml"
+            ]
+        );
+    }
+}
+
+/// Two restores started at once on one node, each with its own state dir (so
+/// neither sees the other's journal): the node lock lets exactly one change
+/// the node; the other refuses (exit 2) naming the lock, and the node ends
+/// restored once, by the run that holds it.
+#[test]
+fn two_restores_at_once_on_one_node() {
+    let d = Drill::start(&["--keys", "200"]);
+    d.put_late_key();
+    let snap = d.state.snapshot.clone().unwrap();
+    let start = |state: &str| {
+        let sd = d.dir.join(state);
+        let mut c = bin();
+        c.env("PATH", PATH).env("NO_COLOR", "1").args([
+            "restore",
+            "--root",
+            d.root(0).to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--state-dir",
+            sd.to_str().unwrap(),
+            "--settle",
+            "500ms",
+            "--yes",
+        ]);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (start("state-a"), start("state-b"));
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    let won = codes.iter().position(|c| *c == Some(0));
+    let lost = codes.iter().position(|c| *c == Some(2));
+    let (Some(won), Some(lost)) = (won, lost) else {
+        panic!(
+            "exactly one run must go on and one refuse: {codes:?}\n{:?}\n{:?}",
+            text(&outs[0]),
+            text(&outs[1])
+        );
+    };
+    assert!(
+        text(&outs[lost]).1.contains("another etcd-rescue run holds"),
+        "{:?}",
+        text(&outs[lost])
+    );
+    assert_restored(&d, &snap);
+    let runs = |s: &str| {
+        let dir = d.dir.join(s).join("runs");
+        if dir.exists() { listing(&dir).len() } else { 0 }
+    };
+    let (winner, loser) = if won == 0 {
+        ("state-a", "state-b")
+    } else {
+        ("state-b", "state-a")
+    };
+    assert_eq!(runs(winner), 1);
+    assert_eq!(
+        runs(loser),
+        0,
+        "the refused run journaled nothing: it changed nothing"
+    );
+}

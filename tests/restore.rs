@@ -1611,7 +1611,7 @@ fn old_release_journal(fresh: &str) -> String {
         m["seq"] = Value::from(i + 1);
         out.push(m);
     }
-    let text: String = out.iter().map(|v| format!("{v}\n")).collect();
+    let text: String = out.iter().map(|v| v.to_string() + "\n").collect();
     for leftover in ["/node/", "f5ab", "46623", "38ce85d2"] {
         assert!(
             !text.contains(leftover),

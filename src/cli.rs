@@ -314,6 +314,9 @@ pub struct RestoreArgs {
     /// Override a refusal that says --force is possible.
     #[arg(long)]
     pub force: bool,
+    /// Restore the snapshot after the control plane stops (the order before 0.2) instead of before, while the cluster still serves.
+    #[arg(long)]
+    pub restore_in_outage: bool,
 }
 
 /// The face the operator asked for when the wizard is not wanted (see
@@ -450,6 +453,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 force: a.force,
                 settle: a.settle,
                 dry_run: a.dry_run,
+                restore_in_outage: a.restore_in_outage,
                 conn: cli.conn.args(),
             };
             if wizard {

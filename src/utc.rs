@@ -36,6 +36,48 @@ pub fn now() -> String {
     stamp(SystemTime::now())
 }
 
+/// Reads back what [`rfc3339`] wrote (`2026-11-25T09:30:00.123Z`; the
+/// fraction may be absent or of any length); `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u32>().ok();
+    let (year, month, day) = (i64::from(num(0..4)?), num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let rest = text.get(19..)?.strip_suffix('Z')?;
+    let nanos = match rest.strip_prefix('.') {
+        None if rest.is_empty() => 0,
+        Some(frac) if !frac.is_empty() && frac.len() <= 9 && frac.bytes().all(|c| c.is_ascii_digit()) => {
+            frac.parse::<u32>().ok()? * 10u32.pow(9 - u32::try_from(frac.len()).ok()?)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some(UNIX_EPOCH + std::time::Duration::new(u64::try_from(secs).ok()?, nanos))
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -71,5 +113,27 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_598_130_042)),
             "2026-11-25T09:15:30.042Z"
         );
+    }
+
+    /// What `rfc3339` writes reads back to the same instant; anything else is `None`.
+    #[test]
+    fn parses_what_it_writes() {
+        for ms in [0, 951_782_400_000, 1_795_598_130_042, 4_107_542_399_999] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t), "{ms}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-25T09:15:30Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_795_598_130))
+        );
+        for bad in [
+            "",
+            "2026-11-25 09:15:30Z",
+            "2026-13-25T09:15:30Z",
+            "2026-11-25T09:15:30.Z",
+            "2026-11-25T09:15:30+01:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

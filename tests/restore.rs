@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use etcd_rescue::drill::up::node_connection;
 use etcd_rescue::restore::journal;
+use etcd_rescue::restore::steps::StageId;
 
 use crate::support::drill::{Drill, block_on};
 use crate::support::{SYSTEM_PATH as PATH, bin, listing, text};
@@ -203,15 +204,38 @@ fn records_of_a_full_run(d: &Drill, snap: &str, root: &str) -> usize {
     n
 }
 
+/// The number of the record a full run (then rolled back) journals first for
+/// `step` and `kind`: a kill point that follows the stage order.
+fn record_of_a_full_run(d: &Drill, step: StageId, kind: journal::Kind) -> usize {
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(d);
+    recs.iter()
+        .position(|r| r.step == journal::Step::Stage(step) && r.kind == kind)
+        .expect("the record is journaled")
+        + 1
+}
+
 /// Kills a restore at `point`, then checks that `resume` completes it and,
 /// on a second kill at the same point, that `rollback` returns the node.
 fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
+    crash_then_resume_and_rollback_with(d, snap, point, &[]);
+}
+
+/// [`crash_then_resume_and_rollback`] with more restore flags (`--restore-in-outage`).
+fn crash_then_resume_and_rollback_with(d: &Drill, snap: &Path, point: &str, extra: &[&str]) {
     let root = d.dir.display().to_string();
     let manifests_before = d.manifest_names(0);
     for then in ["resume", "rollback"] {
         wait_healthy(d);
         assert!(d.has_late_key(), "{point}: the late key is there before the run");
-        let out = restore(d.root(0), snap, &["--yes"], &[("ETCD_RESCUE_CRASH_AT", point)]);
+        let args: Vec<&str> = ["--yes"].iter().chain(extra).copied().collect();
+        let out = restore(d.root(0), snap, &args, &[("ETCD_RESCUE_CRASH_AT", point)]);
         assert_eq!(
             out.status.signal(),
             Some(9),
@@ -287,6 +311,147 @@ fn crash_after_records_10_to_18() {
 #[test]
 fn crash_after_records_19_to_end() {
     crash_matrix(19..=60, &[]);
+}
+
+/// The order before the staged one (`--restore-in-outage`, the restore after
+/// the stop): SIGKILL inside its outage (the wait-stopped baseline, the
+/// restore, the swap), then resume / rollback.
+#[test]
+fn crash_in_the_restore_in_outage_order() {
+    let d = Drill::start(&["--keys", "200"]);
+    d.put_late_key();
+    let snap = d.state.snapshot.clone().unwrap();
+    let full = restore(d.root(0), &snap, &["--yes", "--restore-in-outage"], &[]);
+    assert!(full.status.success(), "{:?}", text(&full));
+    let (plan, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    assert_eq!(plan.order, etcd_rescue::restore::steps::Order::InOutage);
+    let at = |step: StageId, kind: journal::Kind| {
+        recs.iter()
+            .position(|r| r.step == journal::Step::Stage(step) && r.kind == kind)
+            .unwrap()
+            + 1
+    };
+    let points = [
+        at(StageId::WaitStopped, journal::Kind::Note),
+        at(StageId::RestoreSnapshot, journal::Kind::Done),
+        at(StageId::SwapDataDir, journal::Kind::StageDone),
+    ];
+    let back = tool(&["rollback", "--root", d.dir.to_str().unwrap(), "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    for n in points {
+        crash_then_resume_and_rollback_with(&d, &snap, &format!("record:{n}"), &["--restore-in-outage"]);
+    }
+}
+
+/// The running containers, by pod and id: the same list means nothing was stopped.
+fn running_containers(d: &Drill) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = d
+        .containers(0)
+        .into_iter()
+        .filter(|c| c.state == crate::support::drill::RUNNING)
+        .map(|c| (c.pod, c.id))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A staged run killed before its outage (the snapshot restored and owned,
+/// nothing stopped): `resume` asks before stopping anything and a quit leaves
+/// the cluster serving; `rollback` removes only the dir the run created and
+/// changes nothing else (the same containers run, the same data dir inode, no
+/// manifest moved).
+#[test]
+fn before_the_outage_resume_asks_and_rollback_only_removes_its_dir() {
+    let d = Drill::start(&["--keys", "200"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let full = restore(d.root(0), &snap, &["--yes"], &[]);
+    assert!(full.status.success(), "{:?}", text(&full));
+    let (plan, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    assert_eq!(plan.order, etcd_rescue::restore::steps::Order::Staged);
+    let at = recs
+        .iter()
+        .position(|r| {
+            r.step == journal::Step::Stage(StageId::SetOwnership) && r.kind == journal::Kind::StageDone
+        })
+        .unwrap()
+        + 1;
+    assert!(
+        recs[..at]
+            .iter()
+            .all(|r| r.step != journal::Step::Stage(StageId::StopControlPlane)),
+        "the staged order restores before stopping anything"
+    );
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    wait_healthy(&d);
+    d.wait_until(Duration::from_secs(10), "control plane running", || {
+        d.running(0).len() == 4
+    });
+    let before = (running_containers(&d), d.manifest_names(0));
+    let data = d.root(0).join("var/lib/etcd");
+    let inode = std::fs::metadata(&data).unwrap().ino();
+    let killed = restore(
+        d.root(0),
+        &snap,
+        &["--yes"],
+        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+    let run = d.last_run(0);
+    let (plan, _) = journal::read(&run.join("journal.jsonl")).unwrap();
+    let restored = plan.swaps[0].restored.clone();
+    assert!(
+        restored.join("member/snap/db").is_file(),
+        "the snapshot is restored beside the data dir"
+    );
+    // resume, on the line prompt: the first thing it asks is the stage that begins the outage; q.
+    let mut c = bin();
+    c.args(["resume", "--root", &root])
+        .env("PATH", PATH)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"q\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("stop-control-plane") && stdout.contains("THE OUTAGE BEGINS"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("[5/10]"), "nothing past the question: {stdout}");
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert_eq!(
+        (running_containers(&d), d.manifest_names(0)),
+        before,
+        "resume stopped nothing"
+    );
+    // rollback: the restored dir goes; nothing else moves.
+    let back = tool(&["rollback", "--root", &root, "--yes"], &[]);
+    assert!(back.status.success(), "{:?}", text(&back));
+    assert!(text(&back).0.contains("rolled-back"), "{:?}", text(&back));
+    assert!(!restored.exists(), "the dir the run created is removed");
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().ino(),
+        inode,
+        "the data dir never moved"
+    );
+    assert_eq!(
+        (running_containers(&d), d.manifest_names(0)),
+        before,
+        "rollback stopped nothing"
+    );
+    let (_, recs) = journal::read(&run.join("journal.jsonl")).unwrap();
+    assert!(
+        !recs.iter().any(|r| matches!(&r.action, Some(journal::Action::Move { from, .. }) if from.starts_with(d.manifests(0)))),
+        "no manifest ever moved"
+    );
+    assert!(!plan.swaps[0].old.exists() && !plan.swaps[0].partial.exists());
 }
 
 /// One refusal: exit 2, the message, and nothing on the node changed.
@@ -736,11 +901,12 @@ fn resume_refuses_a_replaced_snapshot() {
     let d = Drill::start(&["--keys", "50"]);
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
+    // Killed while the restore command runs: resume must restore again, from the same file.
     let out = restore(
         d.root(0),
         &snap,
         &["--yes"],
-        &[("ETCD_RESCUE_CRASH_AT", "record:4")],
+        &[("ETCD_RESCUE_CRASH_AT", "during-restore")],
     );
     assert_eq!(out.status.signal(), Some(9));
     let original = std::fs::read(&snap).unwrap();
@@ -1030,20 +1196,16 @@ fn enospc_during_restore_then_rollback_from_the_prompt() {
     stdin.write_all(b"\n").unwrap();
     wait_for("Start the restore?", 2);
     stdin.write_all(b"y\n").unwrap();
-    for (n, stage) in ["preflight", "stop-control-plane", "stop-etcd", "wait-stopped"]
-        .iter()
-        .enumerate()
-    {
-        wait_for(&format!("] {stage}:"), 1);
-        wait_for("Apply?", n + 1);
-        stdin.write_all(b"y\n").unwrap();
-    }
+    // The staged order: the restore comes right after preflight, before anything stops.
+    wait_for("] preflight:", 1);
+    wait_for("Apply?", 1);
+    stdin.write_all(b"y\n").unwrap();
     wait_for("] restore-snapshot:", 1);
-    wait_for("Apply?", 5);
+    wait_for("Apply?", 2);
     let filler = fill(&lib.join("etcd"), 256 << 10);
     stdin.write_all(b"y\n").unwrap();
     wait_for("FAILED: restore-snapshot", 1);
-    wait_for("roll back", 6);
+    wait_for("roll back", 3);
     stdin.write_all(b"r\n").unwrap();
     let st = child.wait().unwrap();
     for r in readers {
@@ -1138,12 +1300,13 @@ fn reappearing_manifest_stops_the_run_before_the_swap() {
     d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    // Killed right after stop-etcd's move is recorded done.
+    // Killed right after wait-stopped is recorded done, the next stage being the swap.
+    let at = record_of_a_full_run(&d, StageId::WaitStopped, journal::Kind::StageDone);
     let out = restore(
         d.root(0),
         &snap,
         &["--yes"],
-        &[("ETCD_RESCUE_CRASH_AT", "record:13")],
+        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
     );
     assert_eq!(out.status.signal(), Some(9));
     let stash = d.last_run(0).join("manifests");
@@ -1563,7 +1726,7 @@ fn errors_after_a_change_exit_3() {
 /// written, its values (paths, ports, ids, digests, sha256) those of this
 /// node. `fresh` is this binary's journal of the same run killed at the same
 /// record; every value of the old journal must find its counterpart there.
-fn old_release_journal(fresh: &str) -> String {
+fn old_release_journal(fresh: &str, data_digest: &str) -> String {
     use serde_json::Value;
     fn merge(old: &Value, new: &Value) -> Value {
         match (old, new) {
@@ -1583,12 +1746,8 @@ fn old_release_journal(fresh: &str) -> String {
             v["step"].as_str().map(str::to_string),
             v["kind"].as_str().map(str::to_string),
             v["action"]["op"].as_str().map(str::to_string),
-            // A note is known by what it notes; other records may carry data added since.
-            (v["kind"] == "note").then(|| {
-                v["data"]
-                    .as_object()
-                    .map(|d| d.keys().cloned().collect::<Vec<_>>())
-            }),
+            // The restore command's PID note came later; other records may carry data added since.
+            v["data"].get("childPid").is_some(),
         )
     };
     let old: Vec<Value> = include_str!("fixtures/journals/v0.1-killed-after-swap.jsonl")
@@ -1609,10 +1768,14 @@ fn old_release_journal(fresh: &str) -> String {
         });
         let mut m = merge(o, n);
         m["seq"] = Value::from(i + 1);
+        if m["step"] == "wait-stopped" && m["kind"] == "note" {
+            // The previous release's baseline: the data dir's content digest.
+            m["data"] = serde_json::json!({ "dataDigest": data_digest });
+        }
         out.push(m);
     }
     let text: String = out.iter().map(|v| v.to_string() + "\n").collect();
-    for leftover in ["/node/", "f5ab", "46623", "38ce85d2"] {
+    for leftover in ["/node/", "f5ab", "46623", "38ce85d2", "e504be17"] {
         assert!(
             !text.contains(leftover),
             "{leftover} left from the fixture:\n{text}"
@@ -1632,8 +1795,9 @@ fn previous_release_journal_resumes_and_rolls_back() {
     d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    // Where this release journals the end of swap-data-dir.
-    let out = restore(d.root(0), &snap, &["--yes"], &[]);
+    // Where this release journals the end of swap-data-dir, in the order the
+    // previous release ran (the restore after the stop).
+    let out = restore(d.root(0), &snap, &["--yes", "--restore-in-outage"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
     let at = recs
@@ -1652,12 +1816,16 @@ fn previous_release_journal_resumes_and_rolls_back() {
         let killed = restore(
             d.root(0),
             &snap,
-            &["--yes"],
+            &["--yes", "--restore-in-outage"],
             &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
         );
         assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
         let path = d.last_run(0).join("journal.jsonl");
-        let old = old_release_journal(&std::fs::read_to_string(&path).unwrap());
+        // The previous release hashed the data dir's content at wait-stopped;
+        // it is the set-aside dir now, unchanged since.
+        let (plan, _) = journal::read(&path).unwrap();
+        let digest = etcd_rescue::host::fs::tree_digest(&plan.swaps[0].old).unwrap();
+        let old = old_release_journal(&std::fs::read_to_string(&path).unwrap(), &digest);
         std::fs::write(&path, old).unwrap();
         if then == "resume" {
             let away = snap.with_extension("rotated");

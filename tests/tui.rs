@@ -115,15 +115,19 @@ fn wizard_picker_then_rollback_at_a_stage() {
     t.key("Enter");
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
-    t.confirm_stages(1, 4);
-    t.wait_for(&["Stage 5 of 10 · restore-snapshot  waiting for y"], STAGE_LIMIT);
+    t.confirm_stages(1, 5);
+    // Inside the outage: the clock runs.
+    let stage = t.wait_for(&["Stage 6 of 10 · wait-stopped  waiting for y"], STAGE_LIMIT);
+    assert!(stage.contains("OUTAGE "), "{stage}");
     t.key("r");
     let popup = t.wait_for(&["Roll back the run?", "y yes · n no"], Duration::from_secs(10));
-    assert!(popup.contains("[x] wait-stopped"), "{popup}");
+    assert!(popup.contains("[x] stop-etcd"), "{popup}");
     t.key("y");
     let summary = t.wait_for(&["rolled-back", "q quit"], STAGE_LIMIT);
     assert!(
-        summary.contains("[<] stop-etcd") && summary.contains("[ ] restore-snapshot"),
+        summary.contains("[<] stop-etcd")
+            && summary.contains("[<] restore-snapshot")
+            && summary.contains("[ ] wait-stopped"),
         "{summary}"
     );
     t.key("q");
@@ -142,25 +146,27 @@ fn wizard_resume_after_kill() {
     let t = Tmux::run("killed", &d.printed_command());
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
-    t.confirm_stages(1, 5);
-    t.wait_for(&["Stage 6 of 10 · set-ownership  waiting for y"], STAGE_LIMIT);
+    t.confirm_stages(1, 6);
+    t.wait_for(&["Stage 7 of 10 · swap-data-dir  waiting for y"], STAGE_LIMIT);
     let pid = t.tool_pid();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     t.wait_for(&["[exit 137]"], Duration::from_secs(10));
     drop(t);
     let root = d.root(0).display().to_string();
     let r = Tmux::run("resume", &["resume".into(), "--root".into(), root]);
-    let first = r.wait_for(&["Stage 6 of 10 · set-ownership  waiting for y"], STAGE_LIMIT);
+    let first = r.wait_for(&["Stage 7 of 10 · swap-data-dir  waiting for y"], STAGE_LIMIT);
     for done in [
         "[x] preflight",
-        "[x] wait-stopped",
         "[x] restore-snapshot",
-        "[>] set-ownership",
+        "[x] wait-stopped",
+        "[>] swap-data-dir",
+        // The outage began in the killed session: its clock goes on from the journal.
+        "OUTAGE ",
     ] {
         assert!(first.contains(done), "{done}:\n{first}");
     }
     assert!(first.contains("etcd-rescue resume · run "), "{first}");
-    r.confirm_stages(6, 10);
+    r.confirm_stages(7, 10);
     r.wait_for(&[": done", "q quit"], STAGE_LIMIT);
     r.key("q");
     r.wait_for(&["[exit 0]"], Duration::from_secs(10));
@@ -207,9 +213,9 @@ fn wizard_sigterm_stops_at_the_boundary() {
     let t = Tmux::run("sigterm", &d.printed_command());
     t.wait_for(&["Review the plan"], STAGE_LIMIT);
     t.key("y");
-    t.confirm_stages(1, 1);
+    t.confirm_stages(1, 3);
     t.wait_for(
-        &["Stage 2 of 10 · stop-control-plane  waiting for y"],
+        &["Stage 4 of 10 · stop-control-plane  waiting for y"],
         STAGE_LIMIT,
     );
     let pid = t.tool_pid();

@@ -117,6 +117,79 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
     Ok(crate::hex::hex(&h.finalize()))
 }
 
+/// A digest of a tree's shape without reading a file: every entry's
+/// relative name, type, mode, owner, size, inode and modification time (to
+/// the nanosecond), and symlink targets. Any write, create, delete or rename
+/// inside the tree changes it; renaming the tree itself does not (the top
+/// entry's inode and times are left out), so the digest taken where a dir
+/// lives still holds once it is set aside under another name. It costs one
+/// `lstat` per entry, so it fits inside an outage where a content hash
+/// (a second per GB) does not.
+pub fn tree_meta(dir: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    if !exists(dir) {
+        return Ok("absent".into());
+    }
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let md = e.path().symlink_metadata()?;
+        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+        let top = rel.as_os_str().is_empty();
+        h.update(
+            format!(
+                "{}\0{:o}\0{}:{}\0{}\0{}\0{}.{}\0",
+                rel.display(),
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                if md.is_dir() { 0 } else { md.len() },
+                if top { 0 } else { md.ino() },
+                if top || md.is_dir() { 0 } else { md.mtime() },
+                if top || md.is_dir() { 0 } else { md.mtime_nsec() },
+            )
+            .as_bytes(),
+        );
+        if md.file_type().is_symlink() {
+            h.update(std::fs::read_link(e.path())?.as_os_str().as_encoded_bytes());
+        }
+    }
+    Ok(crate::hex::hex(&h.finalize()))
+}
+
+/// Which file, and which version of it: device, inode, size, and the
+/// modification and change times to the nanosecond. Any write to the file, or
+/// a file put in its place, changes it (the change time cannot be set back
+/// without changing the system clock), so a file whose `FileId` is the same as
+/// when it was hashed still has that hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds.
+    pub mtime_ns: i128,
+    /// `st_ctime` in nanoseconds.
+    pub ctime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of the file `md` describes.
+    pub fn of(md: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.len(),
+            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+            ctime_ns: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
+        }
+    }
+}
+
 /// The SELinux label xattr.
 pub const SELINUX: &str = "security.selinux";
 
@@ -186,6 +259,70 @@ fn real(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shape digest holds when the tree is renamed (set aside) and moves
+    /// with any write, create, delete or rename inside it, without reading a file.
+    #[test]
+    fn tree_meta_sees_writes_not_the_set_aside_rename() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let live = d.path().join("etcd");
+        std::fs::create_dir_all(live.join("member/snap")).unwrap();
+        std::fs::create_dir_all(live.join("member/wal")).unwrap();
+        std::fs::write(live.join("member/snap/db"), vec![7u8; 4096]).unwrap();
+        std::fs::write(live.join("member/wal/0.wal"), b"wal").unwrap();
+        let base = tree_meta(&live).unwrap();
+        assert_eq!(tree_meta(&live).unwrap(), base, "stable");
+        let old = d.path().join("etcd-old-x");
+        std::fs::rename(&live, &old).unwrap();
+        assert_eq!(tree_meta(&old).unwrap(), base, "set aside under another name");
+        // Unreadable content does not matter: no file is opened.
+        std::fs::set_permissions(old.join("member/snap/db"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        let chmod = tree_meta(&old).unwrap();
+        assert_ne!(chmod, base, "a mode change shows");
+        std::fs::set_permissions(old.join("member/snap/db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(tree_meta(&old).unwrap(), base);
+        // A write of the same size still moves the modification time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(old.join("member/wal/0.wal"), b"WAL").unwrap();
+        assert_ne!(tree_meta(&old).unwrap(), base, "a same-size write shows");
+        let after_write = tree_meta(&old).unwrap();
+        std::fs::write(old.join("member/wal/1.wal"), b"").unwrap();
+        assert_ne!(tree_meta(&old).unwrap(), after_write, "a new file shows");
+        std::fs::remove_file(old.join("member/wal/1.wal")).unwrap();
+        assert_eq!(tree_meta(&old).unwrap(), after_write);
+        std::fs::rename(old.join("member/wal/0.wal"), old.join("member/wal/2.wal")).unwrap();
+        assert_ne!(tree_meta(&old).unwrap(), after_write, "a rename inside shows");
+        assert_eq!(tree_meta(&d.path().join("none")).unwrap(), "absent");
+    }
+
+    /// A file's identity holds while nothing touches it, and moves with a write
+    /// in place (even of the same bytes) or another file put at its path.
+    #[test]
+    fn file_id_sees_a_write_or_a_replacement() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("snap.db");
+        std::fs::write(&p, b"snapshot").unwrap();
+        let id = FileId::of(&std::fs::metadata(&p).unwrap());
+        let _ = std::fs::read(&p).unwrap();
+        assert_eq!(
+            FileId::of(&std::fs::metadata(&p).unwrap()),
+            id,
+            "reading changes nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, b"snapshot").unwrap();
+        let rewritten = FileId::of(&std::fs::metadata(&p).unwrap());
+        assert_ne!(rewritten, id, "the same bytes written again");
+        let other = d.path().join("other.db");
+        std::fs::write(&other, b"snapshot").unwrap();
+        std::fs::rename(&other, &p).unwrap();
+        assert_ne!(
+            FileId::of(&std::fs::metadata(&p).unwrap()),
+            rewritten,
+            "another file in its place"
+        );
+    }
 
     /// A rename never replaces what is at the destination.
     #[test]

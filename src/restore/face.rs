@@ -9,12 +9,12 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::journal::Outcome;
 use super::plan::{Plan, SwapKind};
 use super::render::{self, Command};
-use super::steps::StageId;
+use super::steps::{Order, StageId};
 
 /// The operator's answer at a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,71 @@ pub struct StageView {
     pub why: Vec<String>,
     /// Exact paths and commands.
     pub preview: Vec<String>,
+    /// Where it stands against the outage.
+    pub phase: Phase,
+}
+
+/// How far a long step is: bytes done of bytes expected, and the time so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// What is measured.
+    pub what: ProgressOf,
+    /// Bytes done.
+    pub done: u64,
+    /// Bytes expected in all.
+    pub total: u64,
+    /// Time since it began.
+    pub elapsed: Duration,
+}
+
+/// What a [`Progress`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressOf {
+    /// The restored db written by the restore command, against the snapshot's size.
+    Restore,
+}
+
+impl Progress {
+    /// The share done, from 0 to 1.
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            return 1.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let r = self.done as f64 / self.total as f64;
+        r.clamp(0.0, 1.0)
+    }
+
+    /// The time left at the rate so far, once there is a rate.
+    pub fn left(&self) -> Option<Duration> {
+        let r = self.ratio();
+        (r > 0.0 && r < 1.0).then(|| self.elapsed.mul_f64((1.0 - r) / r))
+    }
+}
+
+/// Where a stage stands against the outage (from the first manifest moved
+/// out until etcd is verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before it: the cluster still serves, nothing is stopped yet.
+    Serving,
+    /// Inside it: the API server is down.
+    Outage,
+    /// After it: etcd is verified, the control plane comes back.
+    After,
+}
+
+impl Phase {
+    /// Where `id` stands in `order`.
+    pub fn of(order: Order, id: StageId) -> Phase {
+        if order.in_outage(id) {
+            Phase::Outage
+        } else if order.position(id) < order.position(StageId::StopControlPlane) {
+            Phase::Serving
+        } else {
+            Phase::After
+        }
+    }
 }
 
 /// The run a face is about to show: where it is and how far it got.
@@ -66,6 +131,10 @@ pub struct RunStart {
     pub done: Vec<StageId>,
     /// A rollback was begun before this session.
     pub rolling_back: bool,
+    /// The order of the run's stages.
+    pub order: Order,
+    /// When the outage began, if it did before this session.
+    pub outage_began: Option<SystemTime>,
 }
 
 /// A stage that failed, and the ways on.
@@ -112,6 +181,10 @@ pub struct Summary {
     pub undo: Option<Command>,
     /// Time taken by each stage finished.
     pub timings: Vec<(StageId, Duration)>,
+    /// The outage, from the first manifest moved out until etcd was verified.
+    pub outage: Option<Duration>,
+    /// The stages that ran while the cluster still served.
+    pub before_outage: Vec<StageId>,
     /// For an HA member waiting for its peers: each peer and its command.
     pub peers: Vec<(String, Command)>,
     /// For an HA member waiting for its peers: the command that finishes the run.
@@ -128,6 +201,8 @@ pub trait Face {
     fn stage(&mut self, view: &StageView) -> Answer;
     /// A line of progress or command output.
     fn line(&mut self, text: &str);
+    /// How far a long step is (every second or so while it runs).
+    fn progress(&mut self, progress: &Progress);
     /// A stage finished and verified.
     fn stage_done(&mut self, id: StageId, took: Duration);
     /// A rollback starts (asked for, or resumed).
@@ -228,6 +303,18 @@ impl<R: BufRead, W: Write> Face for Text<R, W> {
             "\n[{}/{}] {}: {}",
             view.number, view.of, view.id, view.title
         )];
+        match view.phase {
+            Phase::Serving if view.id != StageId::Preflight => {
+                lines.push("  (the cluster still serves: nothing is stopped yet)".into());
+            }
+            Phase::Outage if view.id == StageId::StopControlPlane => {
+                lines.push(
+                    "  THE OUTAGE BEGINS: the API server is down from this stage until etcd is verified"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
         if !self.headless() {
             lines.extend(view.why.iter().map(|w| format!("  {w}")));
         }
@@ -247,6 +334,12 @@ impl<R: BufRead, W: Write> Face for Text<R, W> {
     }
     fn line(&mut self, text: &str) {
         self.write(&[format!("    {text}")]);
+    }
+    fn progress(&mut self, p: &Progress) {
+        // A line every few seconds is enough for a log; the wizard draws every report.
+        if p.elapsed.as_secs().is_multiple_of(3) {
+            self.write(&[format!("    {}", render::progress(p))]);
+        }
     }
     fn stage_done(&mut self, id: StageId, took: Duration) {
         self.write(&[format!("  done: {id}: {took:.1?}")]);

@@ -9,6 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -361,6 +362,22 @@ pub fn done_stages(records: &[Record]) -> Vec<StageId> {
     v.sort();
     v.dedup();
     v
+}
+
+/// The outage the journal records: when the first manifest went out
+/// (`stop-control-plane`'s first record) and, once it has, when etcd was
+/// verified (`verify` done). `None` before the outage began.
+pub fn outage(records: &[Record]) -> Option<(SystemTime, Option<SystemTime>)> {
+    let at = |r: &Record| crate::utc::parse_rfc3339(&r.at);
+    let began = records
+        .iter()
+        .find(|r| r.step == Step::Stage(StageId::StopControlPlane))
+        .and_then(at)?;
+    let ended = records
+        .iter()
+        .find(|r| r.step == Step::Stage(StageId::Verify) && r.kind == Kind::StageDone)
+        .and_then(at);
+    Some((began, ended))
 }
 
 /// A last record cut short: where the intact journal ends and the bytes after it.
@@ -725,5 +742,15 @@ mod tests {
             ]
         );
         assert!(!r.records.iter().any(|x| x.step == Step::Rollback));
+        // Written before the staged order: it resumes in the order it was run in.
+        assert_eq!(r.plan.order, crate::restore::steps::Order::InOutage);
+        // Its outage began with the first manifest out and has not ended.
+        assert_eq!(
+            outage(&r.records),
+            Some((
+                crate::utc::parse_rfc3339("2026-11-29T19:26:18.477Z").unwrap(),
+                None
+            ))
+        );
     }
 }

@@ -16,10 +16,13 @@ use sha2::Digest;
 use crate::exit::Fail;
 use crate::hex::hex;
 use crate::host::etcd::Connection;
+use crate::host::fs::FileId;
 use crate::host::{etcdutl, fsinfo};
 use crate::node::Node;
 use crate::root::Root;
 use crate::snapshot::{self, Integrity};
+
+use super::steps::Order;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +53,8 @@ pub struct Options {
     pub settle: Duration,
     /// `--dry-run`: plan only, and run nothing found outside PATH and `--etcdutl`.
     pub dry_run: bool,
+    /// `--restore-in-outage`: restore after the control plane stops, not before.
+    pub restore_in_outage: bool,
     /// The etcd client flags.
     pub conn: Connection,
 }
@@ -65,11 +70,21 @@ pub enum SwapKind {
 }
 
 impl SwapKind {
-    /// The key of its baseline digest in the `wait-stopped` note.
+    /// The key of its content digest: in the `swap-data-dir` note (hashed once
+    /// set aside), or in the `wait-stopped` note of a run journaled before the
+    /// staged order.
     pub fn digest_key(self) -> &'static str {
         match self {
             SwapKind::Data => "dataDigest",
             SwapKind::Wal => "walDigest",
+        }
+    }
+
+    /// The key of its shape digest ([`crate::host::fs::tree_meta`]) in the `wait-stopped` note.
+    pub fn meta_key(self) -> &'static str {
+        match self {
+            SwapKind::Data => "dataMeta",
+            SwapKind::Wal => "walMeta",
         }
     }
 }
@@ -163,6 +178,9 @@ pub struct Plan {
     pub snapshot: PathBuf,
     /// Its sha256 (of the database bytes, or of the whole file without a trailer).
     pub snapshot_sha256: String,
+    /// The snapshot file as it was when hashed (absent in journals before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_file: Option<FileId>,
     /// `verified` or `absent` (`--skip-hash-check`).
     pub snapshot_integrity: Integrity,
     /// Its revision.
@@ -199,6 +217,9 @@ pub struct Plan {
     /// How long nothing may run on the data before it is swapped (milliseconds).
     #[serde(default = "default_settle_ms")]
     pub settle_ms: u64,
+    /// The order of the stages (a journal written before the staged order has none: in-outage).
+    #[serde(default)]
+    pub order: Order,
     /// The WAL dir on this machine, when `--wal-dir` is set.
     pub wal_dir: Option<PathBuf>,
     /// The swaps, data first.
@@ -610,6 +631,8 @@ impl Plan {
                 ));
             }
         }
+        // Which file was hashed: a restore that finds the same one need not read it again.
+        let snapshot_file = std::fs::metadata(&snapshot).ok().map(|m| FileId::of(&m));
         let report = snapshot::verify(&snapshot).map_err(|e| {
             refuse(
                 format!("cannot read the snapshot {}: {e:#}", snapshot.display()),
@@ -922,6 +945,7 @@ impl Plan {
             run_dir,
             snapshot,
             snapshot_sha256,
+            snapshot_file,
             snapshot_integrity: if skip_hash_check {
                 Integrity::Absent
             } else {
@@ -942,6 +966,11 @@ impl Plan {
             data_dir,
             data_dir_link,
             settle_ms: settle_ms(opts.settle, node.kubelet.file_check_frequency_ms, &mut warnings),
+            order: if opts.restore_in_outage {
+                Order::InOutage
+            } else {
+                Order::Staged
+            },
             wal_dir,
             swaps,
             initial_cluster,

@@ -7,9 +7,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::face::{Failure, Summary};
+use super::face::{Phase, Progress, ProgressOf};
 use super::journal::Outcome;
 use super::plan::Plan;
-use super::steps::STAGES;
+use super::steps::StageId;
 use crate::units::human_bytes;
 
 /// A command line the operator can paste into a POSIX shell: each argument
@@ -181,13 +182,46 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
     }
     out.push(blank());
     out.push((Tone::Heading, "Stages:".into()));
-    for (i, s) in STAGES.iter().enumerate() {
+    for (i, id) in plan.order.stages().iter().enumerate() {
+        let s = id.stage();
+        match (i, Phase::of(plan.order, *id)) {
+            (1, Phase::Serving) => out.push((
+                Tone::Heading,
+                "  -- while the cluster still serves: nothing is stopped yet --".into(),
+            )),
+            (_, Phase::Outage) if *id == StageId::StopControlPlane => out.push((
+                Tone::Warning,
+                "  -- the outage begins: the API server is down from here until etcd is verified --".into(),
+            )),
+            (_, Phase::After) if *id == StageId::StartControlPlane => out.push((
+                Tone::Heading,
+                "  -- etcd is back and verified: the control plane comes back --".into(),
+            )),
+            _ => {}
+        }
         out.push((Tone::Stage, format!("  {:>2}. {:<20} {}", i + 1, s.id, s.title)));
         for p in (s.preview)(plan) {
             out.push((Tone::Detail, format!("        {p}")));
         }
     }
     out
+}
+
+/// `restoring: 612.0 MiB of 1.1 GiB written (54%), about 3 s left`.
+pub fn progress(p: &Progress) -> String {
+    let what = match p.what {
+        ProgressOf::Restore => "restoring",
+    };
+    format!(
+        "{what}: {} of {} written ({:.0}%){}",
+        human_bytes(p.done),
+        human_bytes(p.total),
+        p.ratio() * 100.0,
+        p.left().map_or(String::new(), |l| format!(
+            ", about {} s left",
+            l.as_secs().max(1)
+        ))
+    )
 }
 
 /// A failed stage: the error, the journal and both ways on.
@@ -205,9 +239,13 @@ pub fn summary(s: &Summary) -> Vec<Line> {
     let fact = |t: String| (Tone::Fact, t);
     let mut v = vec![(Tone::Heading, format!("Run {}: {}", s.run, s.outcome))];
     if s.outcome == Outcome::RolledBack {
-        v.push(fact(
-            "The node is back as it was before the run; the restored data is set aside:".into(),
-        ));
+        if s.set_aside.is_empty() {
+            v.push(fact("The node is back as it was before the run.".into()));
+        } else {
+            v.push(fact(
+                "The node is back as it was before the run; the restored data is set aside:".into(),
+            ));
+        }
         for p in &s.set_aside {
             v.push((Tone::Detail, format!("  {}", p.display())));
         }
@@ -221,6 +259,18 @@ pub fn summary(s: &Summary) -> Vec<Line> {
         )));
         if let Some(n) = s.revisions_discarded {
             v.push(fact(format!("{n} revisions discarded.")));
+        }
+        if let Some(o) = s.outage {
+            let before: Vec<&str> = s.before_outage.iter().map(|id| id.as_str()).collect();
+            v.push(fact(format!(
+                "Outage {:.2} s, from the first manifest moved out until etcd was verified{}.",
+                o.as_secs_f64(),
+                if before.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} ran before it, while the cluster served)", before.join(", "))
+                }
+            )));
         }
         for (what, p) in &s.kept {
             v.push(fact(format!("Old {what} dir kept at {}", p.display())));

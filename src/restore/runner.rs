@@ -13,17 +13,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
-use super::face::{Answer, Face, Failure, RunStart, StageView, Summary, WaitChoice};
+use super::face::{
+    Answer, Face, Failure, Phase, Progress, ProgressOf, RunStart, StageView, Summary, WaitChoice,
+};
 use super::journal::{self, Action, Journal, Kind, Outcome, Step, data};
+use super::plan::SwapKind;
 use super::plan::{self, Plan};
 use super::render::Command;
-use super::steps::{STAGES, StageId};
+use super::steps::StageId;
 use crate::exit::{Code, Fail};
 use crate::host::cri::{self, Cri};
 use crate::host::etcd::Connection;
 use crate::host::fs::{
     SELINUX, exists, fsync_dir, rename_noreplace, same_file_content, security_xattrs, set_xattr, tree,
-    tree_digest,
+    tree_digest, tree_meta,
 };
 use crate::host::proc::holders;
 
@@ -70,6 +73,15 @@ pub struct Runner<'a> {
     /// Journal records when this session opened it: anything appended since
     /// that is a change (or the intent of one) means an error exits 3.
     opened_at: usize,
+    /// The set-aside dirs' content, hashed on a thread of its own once the outage is over.
+    old_digests: Option<std::thread::JoinHandle<Result<Vec<OldDigest>>>>,
+}
+
+/// A set-aside dir's shape and content digests.
+struct OldDigest {
+    what: SwapKind,
+    meta: String,
+    content: String,
 }
 
 fn changed_err(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
@@ -91,6 +103,8 @@ impl<'a> Runner<'a> {
             run_dir: plan.run_dir.clone(),
             done: journal::done_stages(&journal.records),
             rolling_back: journal.records.iter().any(|r| r.kind == Kind::RollbackBegin),
+            order: plan.order,
+            outage_began: journal::outage(&journal.records).map(|(began, _)| began),
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -135,6 +149,7 @@ impl<'a> Runner<'a> {
             stop,
             log,
             opened_at,
+            old_digests: None,
         })
     }
 
@@ -198,8 +213,12 @@ impl<'a> Runner<'a> {
     fn run_stages(&mut self) -> Result<Outcome> {
         let done: BTreeSet<StageId> = journal::done_stages(&self.journal.records).into_iter().collect();
         self.check_done_moves()?;
-        for (i, stage) in STAGES.iter().enumerate() {
+        let order = self.plan.order.stages();
+        for (i, stage) in order.iter().map(|id| id.stage()).enumerate() {
             if done.contains(&stage.id) {
+                if stage.id == StageId::Verify {
+                    self.start_old_digests();
+                }
                 continue;
             }
             if self.stop.load(Ordering::SeqCst) {
@@ -210,11 +229,12 @@ impl<'a> Runner<'a> {
             }
             let view = StageView {
                 number: i + 1,
-                of: STAGES.len(),
+                of: order.len(),
                 id: stage.id,
                 title: stage.title,
                 why: (stage.why)(&self.plan),
                 preview: (stage.preview)(&self.plan),
+                phase: Phase::of(self.plan.order, stage.id),
             };
             match self.face.stage(&view) {
                 Answer::Yes => {}
@@ -239,6 +259,9 @@ impl<'a> Runner<'a> {
                             data([("seconds", json!(took.as_secs_f64()))]),
                         )?;
                         self.face.stage_done(stage.id, took);
+                        if stage.id == StageId::Verify {
+                            self.start_old_digests();
+                        }
                         break;
                     }
                     Err(e) if e.is::<RollbackRequested>() => return self.rollback_inner(false, false),
@@ -271,6 +294,10 @@ impl<'a> Runner<'a> {
     }
 
     fn end(&mut self, outcome: Outcome) -> Result<Outcome> {
+        if outcome != Outcome::RolledBack {
+            self.start_old_digests();
+            self.finish_old_digests()?;
+        }
         self.journal
             .append(Step::End, Kind::End, None, data([("outcome", json!(outcome))]))?;
         let summary = self.summary(outcome);
@@ -328,6 +355,15 @@ impl<'a> Runner<'a> {
                     _ => None,
                 })
                 .collect(),
+            outage: journal::outage(&self.journal.records)
+                .and_then(|(began, ended)| ended?.duration_since(began).ok()),
+            before_outage: p
+                .order
+                .stages()
+                .iter()
+                .copied()
+                .filter(|id| Phase::of(p.order, *id) == Phase::Serving && *id != StageId::Preflight)
+                .collect(),
             peers: if outcome == Outcome::WaitingForPeers {
                 p.other_members
                     .iter()
@@ -355,9 +391,11 @@ impl<'a> Runner<'a> {
             }
             StageId::WaitStopped => {
                 self.wait_stopped(id.into())?;
+                // The baseline rollback checks, without reading a file: the
+                // content is hashed once the dirs are set aside (start_old_digests).
                 let mut d = serde_json::Map::new();
                 for s in self.plan.swaps.clone() {
-                    d.insert(s.what.digest_key().into(), json!(tree_digest(&s.live)?));
+                    d.insert(s.what.meta_key().into(), json!(tree_meta(&s.live)?));
                 }
                 self.journal.append(id, Kind::Note, None, d)?;
                 Ok(None)
@@ -847,6 +885,14 @@ impl<'a> Runner<'a> {
                 "put the same snapshot back at that path (the journal has its sha256), or roll back",
             )
         })?;
+        let id = f.metadata().map(|m| crate::host::fs::FileId::of(&m)).ok();
+        if id.is_some() && id == self.plan.snapshot_file {
+            self.say(&format!(
+                "snapshot unchanged since it was hashed while planning (same inode, size, modification and change times): sha256 {} holds",
+                self.plan.snapshot_sha256.get(..16).unwrap_or("")
+            ));
+            return Ok(f);
+        }
         let now = plan::content_digest(&f, self.plan.skip_hash_check)
             .with_context(|| format!("reading the snapshot {}", path.display()))?;
         if now != self.plan.snapshot_sha256 {
@@ -921,8 +967,29 @@ impl<'a> Runner<'a> {
             }));
         }
         drop(tx);
-        for l in rx {
-            self.say(&l);
+        // The restored db grows towards the snapshot's size: reported every second.
+        let db = self.plan.swaps.first().map(|s| s.partial.join("member/snap/db"));
+        let (began, mut last) = (Instant::now(), Instant::now());
+        let every = Duration::from_secs(1);
+        loop {
+            match rx.recv_timeout(every.saturating_sub(last.elapsed())) {
+                Ok(l) => self.say(&l),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if last.elapsed() >= every {
+                last = Instant::now();
+                let done = db
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map_or(0, |m| m.len());
+                self.face.progress(&Progress {
+                    what: ProgressOf::Restore,
+                    done,
+                    total: self.plan.snapshot_size,
+                    elapsed: began.elapsed(),
+                });
+            }
         }
         for r in readers {
             let _ = r.join();
@@ -1286,6 +1353,143 @@ impl<'a> Runner<'a> {
     /// Returns the node to its state before the run: stop what runs on the
     /// restored data, put the original dirs back, set aside what the run
     /// created, move every manifest back. Itself journaled and resumable.
+    /// The `wait-stopped` note: the baseline of the dirs before anything touched them.
+    fn baseline(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.note(StageId::WaitStopped)
+    }
+
+    /// The first note a stage journaled.
+    fn note(&self, id: StageId) -> serde_json::Map<String, serde_json::Value> {
+        self.journal
+            .records
+            .iter()
+            .find(|r| r.step == Step::Stage(id) && r.kind == Kind::Note)
+            .map(|r| r.data.clone())
+            .unwrap_or_default()
+    }
+
+    /// Once the swap is done and the outage over, hashes the set-aside dirs'
+    /// content on a thread of its own: nothing can write to them any more,
+    /// and nothing in the outage waits for it. A run journaled before the
+    /// staged order hashed at `wait-stopped` and needs nothing here.
+    fn start_old_digests(&mut self) {
+        if self.old_digests.is_some()
+            || !self.note(StageId::SwapDataDir).is_empty()
+            || !journal::done_stages(&self.journal.records).contains(&StageId::SwapDataDir)
+        {
+            return;
+        }
+        let base = self.baseline();
+        let dirs: Vec<(SwapKind, PathBuf)> = self
+            .plan
+            .swaps
+            .iter()
+            .filter(|s| base.contains_key(s.what.meta_key()) && exists(&s.old))
+            .map(|s| (s.what, s.old.clone()))
+            .collect();
+        if dirs.is_empty() {
+            return;
+        }
+        self.say("hashing the set-aside dirs' content in the background: the baseline a rollback checks");
+        self.old_digests = Some(std::thread::spawn(move || {
+            dirs.into_iter()
+                .map(|(what, dir)| {
+                    Ok(OldDigest {
+                        what,
+                        meta: tree_meta(&dir)?,
+                        content: tree_digest(&dir)?,
+                    })
+                })
+                .collect()
+        }));
+    }
+
+    /// Waits for the set-aside dirs' hashes and journals them, each only if
+    /// the dir's shape still matches the `wait-stopped` baseline.
+    fn finish_old_digests(&mut self) -> Result<()> {
+        let Some(h) = self.old_digests.take() else {
+            return Ok(());
+        };
+        let got = match h.join() {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.say(&format!(
+                    "warning: hashing the set-aside dirs failed ({e:#}); a rollback checks their names, sizes and times only"
+                ));
+                return Ok(());
+            }
+            Err(_) => bail!("the thread hashing the set-aside dirs panicked"),
+        };
+        let base = self.baseline();
+        let mut d = serde_json::Map::new();
+        for o in got {
+            let s = self.plan.swaps.iter().find(|s| s.what == o.what).cloned();
+            let old = s.map(|s| s.old.display().to_string()).unwrap_or_default();
+            if base.get(o.what.meta_key()).and_then(serde_json::Value::as_str) == Some(o.meta.as_str()) {
+                self.say(&format!(
+                    "{} dir set aside as {old}: content sha256 {}",
+                    o.what,
+                    o.content.get(..16).unwrap_or("")
+                ));
+                d.insert(o.what.digest_key().into(), json!(o.content));
+            } else {
+                self.say(&format!(
+                    "warning: the set-aside {} dir {old} changed after etcd stopped (names, sizes or times differ from the wait-stopped record): a rollback will refuse to put it back",
+                    o.what
+                ));
+            }
+        }
+        if !d.is_empty() {
+            self.journal.append(StageId::SwapDataDir, Kind::Note, None, d)?;
+        }
+        Ok(())
+    }
+
+    /// Before a rollback moves anything: each set-aside dir is still what was
+    /// set aside (its shape against `wait-stopped`, its content against the
+    /// hash taken once set aside), read while the cluster still serves.
+    fn check_set_aside(&mut self) -> Result<()> {
+        let (base, content) = (self.baseline(), self.note(StageId::SwapDataDir));
+        for s in self.plan.swaps.clone() {
+            if !exists(&s.old) {
+                continue;
+            }
+            let Some(meta) = base.get(s.what.meta_key()).and_then(serde_json::Value::as_str) else {
+                continue;
+            };
+            let journal = self.journal.path().display().to_string();
+            let differs = |what: &str| {
+                changed_err(
+                    format!(
+                        "the set-aside {} dir {} differs from what was set aside ({what})",
+                        s.what,
+                        s.old.display()
+                    ),
+                    format!(
+                        "nothing was moved; find what wrote to it before putting it back by hand (journal {journal})"
+                    ),
+                )
+            };
+            if tree_meta(&s.old)? != meta {
+                return Err(differs("names, sizes or times"));
+            }
+            if let Some(want) = content
+                .get(s.what.digest_key())
+                .and_then(serde_json::Value::as_str)
+            {
+                self.say(&format!(
+                    "checking the content of {} against its hash",
+                    s.old.display()
+                ));
+                if tree_digest(&s.old)? != want {
+                    return Err(differs("content"));
+                }
+            }
+            self.say(&format!("{} is as it was set aside", s.old.display()));
+        }
+        Ok(())
+    }
+
     pub fn rollback(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
         self.rollback_inner(discard_writes, force)
             .map_err(|e| self.seal(e))
@@ -1310,6 +1514,7 @@ impl<'a> Runner<'a> {
             if !discard_writes {
                 self.guard_writes()?;
             }
+            self.check_set_aside()?;
             self.journal
                 .append(Step::Rollback, Kind::RollbackBegin, None, serde_json::Map::new())?;
         }
@@ -1363,7 +1568,7 @@ impl<'a> Runner<'a> {
         if data_changed {
             self.check_nothing_runs()?;
         }
-        // 3. Partial restores are the run's own; the restored dirs stay set aside.
+        // 3. Partial restores are the run's own; a restored dir etcd ran on stays set aside.
         let (_, child) = self.restore_state();
         self.stop_orphan(child)?;
         for s in self.plan.swaps.clone() {
@@ -1382,15 +1587,45 @@ impl<'a> Runner<'a> {
                     .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
             }
         }
-        // 4. Check the data is as at the baseline.
-        let baseline = recs
-            .iter()
-            .find(|r| r.step == Step::Stage(StageId::WaitStopped) && r.kind == Kind::Note)
-            .map(|r| r.data.clone());
-        if let Some(b) = baseline {
+        // A restored dir that never became the live one (the rollback came
+        // before the swap) held nothing but the snapshot's data: it goes too.
+        for s in self.plan.swaps.clone() {
+            let went_live = recs.iter().any(|r| {
+                r.step != Step::Rollback
+                    && matches!(&r.action, Some(Action::Move { to, .. }) if *to == s.live)
+            });
+            if !went_live && exists(&s.restored) {
+                let action = Action::RemoveOwn {
+                    path: s.restored.clone(),
+                };
+                self.journal.append(
+                    Step::Rollback,
+                    Kind::Intent,
+                    Some(action.clone()),
+                    serde_json::Map::new(),
+                )?;
+                std::fs::remove_dir_all(&s.restored)?;
+                self.journal
+                    .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
+                self.say(&format!(
+                    "removed {}: etcd never ran on it (the snapshot still holds its data)",
+                    s.restored.display()
+                ));
+            }
+        }
+        // 4. Check the data is as at the baseline: its shape (the content was
+        // checked before anything moved), or its content for a run journaled
+        // before the staged order.
+        let b = self.baseline();
+        if !b.is_empty() {
             for s in self.plan.swaps.clone() {
-                let want = b.get(s.what.digest_key()).and_then(|v| v.as_str()).unwrap_or("");
-                let have = tree_digest(&s.live)?;
+                let (want, have) = match b.get(s.what.meta_key()).and_then(|v| v.as_str()) {
+                    Some(meta) => (meta, tree_meta(&s.live)?),
+                    None => (
+                        b.get(s.what.digest_key()).and_then(|v| v.as_str()).unwrap_or(""),
+                        tree_digest(&s.live)?,
+                    ),
+                };
                 if want != have {
                     bail!(changed(
                         format!(

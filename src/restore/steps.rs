@@ -58,6 +58,81 @@ impl StageId {
     pub fn index(self) -> usize {
         STAGES.iter().position(|s| s.id == self).unwrap_or(0)
     }
+
+    /// The stage's title and texts.
+    pub fn stage(self) -> &'static Stage {
+        &STAGES[self.index()]
+    }
+}
+
+/// The order a run applies its stages in, fixed in its plan when it starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    /// The snapshot is restored while the cluster still serves: the outage
+    /// holds only the stop, the swap, the start and the check. The default.
+    Staged,
+    /// The snapshot is restored after the control plane stops
+    /// (`--restore-in-outage`), as every run journaled before the staged
+    /// order existed: a plan without an order reads as this one.
+    #[default]
+    InOutage,
+}
+
+impl Order {
+    /// The stages in the order the run applies them.
+    pub fn stages(self) -> &'static [StageId; 10] {
+        use StageId::{
+            Preflight, RestoreSnapshot, SetOwnership, StartControlPlane, StartEtcd, StopControlPlane,
+            StopEtcd, SwapDataDir, Verify, WaitStopped,
+        };
+        match self {
+            Order::Staged => &[
+                Preflight,
+                RestoreSnapshot,
+                SetOwnership,
+                StopControlPlane,
+                StopEtcd,
+                WaitStopped,
+                SwapDataDir,
+                StartEtcd,
+                Verify,
+                StartControlPlane,
+            ],
+            Order::InOutage => &[
+                Preflight,
+                StopControlPlane,
+                StopEtcd,
+                WaitStopped,
+                RestoreSnapshot,
+                SetOwnership,
+                SwapDataDir,
+                StartEtcd,
+                Verify,
+                StartControlPlane,
+            ],
+        }
+    }
+
+    /// The stage's place in this order, from 0.
+    pub fn position(self, id: StageId) -> usize {
+        self.stages().iter().position(|s| *s == id).unwrap_or(0)
+    }
+
+    /// Whether `id` runs inside the outage: from the first manifest moved
+    /// out (`stop-control-plane`) until etcd is verified (`verify`).
+    pub fn in_outage(self, id: StageId) -> bool {
+        let p = self.position(id);
+        p >= self.position(StageId::StopControlPlane) && p <= self.position(StageId::Verify)
+    }
+
+    /// `staged` or `in-outage`, as the journal writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Staged => "staged",
+            Order::InOutage => "in-outage",
+        }
+    }
 }
 
 impl std::fmt::Display for StageId {
@@ -80,7 +155,7 @@ pub struct Stage {
 
 use super::render::{Command, mv, quote_path};
 
-/// The stages, in order.
+/// The stages, in the default (staged) order: [`Order::stages`] gives a run's.
 pub const STAGES: [Stage; 10] = [
     Stage {
         id: StageId::Preflight,
@@ -101,6 +176,42 @@ pub const STAGES: [Stage; 10] = [
                     p.state_dir.join("lock").display()
                 ),
             ]
+        },
+    },
+    Stage {
+        id: StageId::RestoreSnapshot,
+        title: "restore the snapshot into a new directory beside the data dir",
+        why: |_| {
+            vec![
+                "The restore writes to a new directory on the same filesystem; the live data dir is not touched, so in the default order it runs while the cluster still serves (nothing is stopped yet).".into(),
+                "It is renamed from .partial only when the command succeeded.".into(),
+            ]
+        },
+        preview: |p| {
+            let mut v = vec![Command(p.restore_argv.clone()).to_string()];
+            for s in &p.swaps {
+                v.push(mv(&s.partial, &s.restored));
+            }
+            v
+        },
+    },
+    Stage {
+        id: StageId::SetOwnership,
+        title: "give the restored tree the old data dir's owner, group and mode 0700",
+        why: |_| vec!["etcd must be able to open its WAL and db as the user it runs as.".into()],
+        preview: |p| {
+            p.swaps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "chown -R {}:{} {}; chmod 0700 {}",
+                        p.uid,
+                        p.gid,
+                        quote_path(&s.restored),
+                        quote_path(&s.incoming)
+                    )
+                })
+                .collect()
         },
     },
     Stage {
@@ -141,7 +252,7 @@ pub const STAGES: [Stage; 10] = [
         why: |_| {
             vec![
                 "A crash-looping etcd has no running container between restarts: wait for the pod sandboxes themselves to go.".into(),
-                "Records a digest of the data and WAL dirs: the baseline rollback is measured against.".into(),
+                "Records the data and WAL dirs' names, sizes, inodes and times without reading a file: the baseline rollback checks. Their content is hashed once they are set aside and the outage is over.".into(),
                 "Nothing may run on the data for the settle period: a kubelet that saw a manifest a moment ago can still start its pod.".into(),
             ]
         },
@@ -168,42 +279,6 @@ pub const STAGES: [Stage; 10] = [
                     }
                 ),
             ]
-        },
-    },
-    Stage {
-        id: StageId::RestoreSnapshot,
-        title: "restore the snapshot into a new directory beside the data dir",
-        why: |_| {
-            vec![
-                "The restore writes to a new directory on the same filesystem; the live data dir is not touched.".into(),
-                "It is renamed from .partial only when the command succeeded.".into(),
-            ]
-        },
-        preview: |p| {
-            let mut v = vec![Command(p.restore_argv.clone()).to_string()];
-            for s in &p.swaps {
-                v.push(mv(&s.partial, &s.restored));
-            }
-            v
-        },
-    },
-    Stage {
-        id: StageId::SetOwnership,
-        title: "give the restored tree the old data dir's owner, group and mode 0700",
-        why: |_| vec!["etcd must be able to open its WAL and db as the user it runs as.".into()],
-        preview: |p| {
-            p.swaps
-                .iter()
-                .map(|s| {
-                    format!(
-                        "chown -R {}:{} {}; chmod 0700 {}",
-                        p.uid,
-                        p.gid,
-                        quote_path(&s.restored),
-                        quote_path(&s.incoming)
-                    )
-                })
-                .collect()
         },
     },
     Stage {
@@ -281,6 +356,9 @@ pub fn markdown() -> String {
     );
     let plan = example_plan();
     for (i, st) in STAGES.iter().enumerate() {
+        if st.id == StageId::StopControlPlane {
+            s.push_str("**The outage begins here.** The stages above run while the cluster still serves; from here until `verify` the API server is down. `--restore-in-outage` moves `restore-snapshot` and `set-ownership` after `wait-stopped` (the order before 0.2).\n\n");
+        }
         let _ = writeln!(s, "## {}. `{}`: {}\n", i + 1, st.id, st.title);
         for w in (st.why)(&plan) {
             let _ = writeln!(s, "{w}");
@@ -311,6 +389,35 @@ pub(crate) fn example_plan() -> Plan {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Both orders hold every stage once; the staged one restores before the
+    /// outage, the other inside it; the outage is stop-control-plane to verify.
+    #[test]
+    fn orders() {
+        for order in [Order::Staged, Order::InOutage] {
+            let mut ids: Vec<StageId> = order.stages().to_vec();
+            ids.sort();
+            let mut all: Vec<StageId> = STAGES.iter().map(|s| s.id).collect();
+            all.sort();
+            assert_eq!(ids, all, "{order:?}");
+            assert!(order.in_outage(StageId::StopControlPlane) && order.in_outage(StageId::Verify));
+            assert!(!order.in_outage(StageId::Preflight) && !order.in_outage(StageId::StartControlPlane));
+            assert!(order.position(StageId::WaitStopped) < order.position(StageId::SwapDataDir));
+            assert!(order.position(StageId::SetOwnership) < order.position(StageId::SwapDataDir));
+        }
+        assert!(!Order::Staged.in_outage(StageId::RestoreSnapshot));
+        assert!(Order::InOutage.in_outage(StageId::RestoreSnapshot));
+        let staged: Vec<StageId> = STAGES.iter().map(|s| s.id).collect();
+        assert_eq!(
+            staged,
+            Order::Staged.stages(),
+            "the table is in the default order"
+        );
+        // A plan journaled before the order existed reads as in-outage.
+        assert_eq!(example_plan().order, Order::InOutage);
+    }
+
     /// `docs/runbook.md` is the generated runbook, word for word.
     #[test]
     fn runbook_doc() {

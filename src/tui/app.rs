@@ -23,7 +23,7 @@ use ratatui::crossterm::event::KeyEvent;
 use super::face::{Event, Reply};
 use super::keys::{self, Ctx, Do};
 use super::picker::{self, Checked, Detail, Found};
-use crate::restore::face::{Answer, Failure, StageView, Summary, WaitChoice};
+use crate::restore::face::{Answer, Failure, Progress, StageView, Summary, WaitChoice};
 use crate::restore::journal::Outcome;
 use crate::restore::render::{self, Command, Line};
 use crate::restore::steps::{STAGES, StageId};
@@ -77,6 +77,8 @@ pub enum Screen {
         output: Vec<String>,
         /// Set once the engine says the stage is done (the next screen shows it).
         done: Option<Previous>,
+        /// How far it is, for a long stage that says.
+        progress: Option<Progress>,
     },
     /// A stage failed.
     Failed {
@@ -349,8 +351,10 @@ pub struct App {
     pub color: bool,
     /// The picker.
     pub picker: Picker,
-    /// The runbook.
+    /// The runbook, in the run's order.
     pub rows: Vec<Row>,
+    /// The outage: when the first manifest went out, and when etcd was verified.
+    pub outage: Option<(SystemTime, Option<SystemTime>)>,
     /// The question the engine waits on.
     pub question: Option<Pending<Asked>>,
     /// The popup.
@@ -438,6 +442,7 @@ impl App {
                     took: None,
                 })
                 .collect(),
+            outage: None,
             question: None,
             popup: None,
             scroll: 0,
@@ -480,7 +485,9 @@ impl App {
 
     /// Whether something on screen moves (a spinner, ages): the loop redraws on ticks.
     pub fn animating(&self) -> bool {
-        self.screen.busy() || (matches!(self.screen, Screen::Picker) && !self.picker.all_checked)
+        self.screen.busy()
+            || (matches!(self.screen, Screen::Picker) && !self.picker.all_checked)
+            || self.outage.is_some_and(|(_, ended)| ended.is_none())
     }
 
     /// The engine's summary, once the run ended.
@@ -501,6 +508,11 @@ impl App {
 
     fn row(&mut self, id: StageId) -> Option<&mut Row> {
         self.rows.iter_mut().find(|r| r.id == id)
+    }
+
+    /// A stage's number in the run's order, from 1.
+    pub fn number(&self, id: StageId) -> usize {
+        self.rows.iter().position(|r| r.id == id).map_or(0, |i| i + 1)
     }
 
     /// Puts `screen` on show, scrolled to its top (or following its output).
@@ -681,6 +693,22 @@ fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {
 fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
     match ev {
         Event::Begin(run) => {
+            let marks: BTreeMap<StageId, Row> = app.rows.drain(..).map(|r| (r.id, r)).collect();
+            app.rows = run
+                .order
+                .stages()
+                .iter()
+                .map(|id| {
+                    marks.get(id).cloned().unwrap_or(Row {
+                        id: *id,
+                        mark: Mark::Pending,
+                        took: None,
+                    })
+                })
+                .collect();
+            if let Some(began) = run.outage_began {
+                app.outage = Some((began, None));
+            }
             for id in &run.done {
                 if let Some(r) = app.row(*id) {
                     r.mark = Mark::Done;
@@ -742,11 +770,22 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             }
             Vec::new()
         }
+        Event::Progress(p) => {
+            if let Screen::Applying { progress, .. } = &mut app.screen {
+                *progress = Some(p);
+            }
+            Vec::new()
+        }
         Event::StageDone { id, took } => {
             app.log(format!("  done: {id} ({took:.1?})"));
             if let Some(r) = app.row(id) {
                 r.mark = Mark::Done;
                 r.took = Some(took);
+            }
+            if id == StageId::Verify
+                && let Some((_, ended)) = &mut app.outage
+            {
+                ended.get_or_insert(app.now);
             }
             if let Screen::Applying { output, done, .. } = &mut app.screen {
                 *done = Some(Previous {
@@ -899,6 +938,7 @@ fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
                     stage,
                     output,
                     done: None,
+                    progress: None,
                 },
                 None => Screen::RollingBack { output },
             });
@@ -1012,10 +1052,14 @@ fn yes(app: &mut App, at: Instant) -> Vec<Cmd> {
             if let Some(r) = app.row(id) {
                 r.mark = Mark::Running;
             }
+            if id == StageId::StopControlPlane && app.outage.is_none() {
+                app.outage = Some((app.now, None));
+            }
             app.show(Screen::Applying {
                 stage: id,
                 output: Vec::new(),
                 done: None,
+                progress: None,
             });
         }
     }

@@ -7,7 +7,7 @@
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use crate::restore::face::{Answer, Face, Failure, RunStart, StageView, Summary, WaitChoice};
+use crate::restore::face::{Answer, Face, Failure, Progress, RunStart, StageView, Summary, WaitChoice};
 use crate::restore::plan::Plan;
 use crate::restore::render::{self, Line};
 use crate::restore::steps::StageId;
@@ -24,6 +24,8 @@ pub enum Event {
     Stage(StageView),
     /// A line of progress or command output.
     Line(String),
+    /// How far a long step is.
+    Progress(Progress),
     /// A stage finished and verified its effect.
     StageDone {
         /// The stage.
@@ -102,6 +104,9 @@ impl Face for ChannelFace {
     }
     fn line(&mut self, text: &str) {
         (self.sink)(Event::Line(text.to_string()));
+    }
+    fn progress(&mut self, progress: &Progress) {
+        (self.sink)(Event::Progress(*progress));
     }
     fn stage_done(&mut self, id: StageId, took: Duration) {
         (self.sink)(Event::StageDone { id, took });

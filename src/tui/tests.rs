@@ -15,11 +15,13 @@ use super::keys;
 use super::picker::{Changes, Checked, Detail, Found, Msg};
 use super::view;
 use crate::host::etcd::Connection;
-use crate::restore::face::{Answer, Failure, RunStart, StageView, Summary, WaitChoice};
+use crate::restore::face::{
+    Answer, Failure, Phase, Progress, ProgressOf, RunStart, StageView, Summary, WaitChoice,
+};
 use crate::restore::journal::Outcome;
 use crate::restore::plan::{Plan, RestoreTool, Swap, SwapKind, ToolKind};
 use crate::restore::render::{self, Command};
-use crate::restore::steps::{STAGES, StageId};
+use crate::restore::steps::{Order, STAGES, StageId};
 use crate::snapshot::Integrity;
 
 const RUN: &str = "20260101T000000Z-abcd";
@@ -53,6 +55,7 @@ fn sample_plan() -> Plan {
         run_dir,
         snapshot: "/node/backup/etcd-20251231.db".into(),
         snapshot_sha256: "625f2f3a0f6569ae625f2f3a0f6569ae".into(),
+        snapshot_file: None,
         snapshot_integrity: Integrity::Verified,
         snapshot_revision: 1200,
         snapshot_live_keys: 805,
@@ -73,6 +76,7 @@ fn sample_plan() -> Plan {
         data_dir: "/node/var/lib/etcd".into(),
         data_dir_link: None,
         settle_ms: 3000,
+        order: Order::Staged,
         wal_dir: None,
         restore_argv: vec![
             "/usr/local/bin/etcdutl".into(),
@@ -119,6 +123,7 @@ fn view(plan: &Plan, i: usize) -> StageView {
         title: s.title,
         why: (s.why)(plan),
         preview: (s.preview)(plan),
+        phase: Phase::of(Order::Staged, s.id),
     }
 }
 
@@ -176,6 +181,8 @@ impl Engine {
                 .take(self.next.min(STAGES.len()))
                 .map(|s| (s.id, Duration::from_millis(250)))
                 .collect(),
+            outage: done.then(|| Duration::from_millis(1500)),
+            before_outage: vec![StageId::RestoreSnapshot, StageId::SetOwnership],
             peers: Vec::new(),
             verify: None,
         }))
@@ -188,6 +195,8 @@ impl Engine {
                     run_dir: self.plan.run_dir.clone(),
                     done: Vec::new(),
                     rolling_back: false,
+                    order: Order::Staged,
+                    outage_began: None,
                 })];
                 v.push(self.stage());
                 self.next = usize::MAX;
@@ -403,8 +412,8 @@ fn keys_before_the_question_are_discarded() {
 #[test]
 fn applying_shows_live_output() {
     let mut ui = Ui::restore();
-    ui.engine.hold_at = Some(4);
-    ui.keys("yyyyyy");
+    ui.engine.hold_at = Some(1);
+    ui.keys("yyy");
     assert!(matches!(
         ui.app.screen,
         Screen::Applying {
@@ -412,7 +421,7 @@ fn applying_shows_live_output() {
             ..
         }
     ));
-    assert_eq!(ui.app.rows[4].mark, Mark::Running);
+    assert_eq!(ui.app.rows[1].mark, Mark::Running);
     for l in [
         "still running: pod etcd-cp1, pod kube-apiserver-cp1",
         "$ /usr/local/bin/etcdutl snapshot restore /node/backup/etcd-20251231.db --name=cp1",
@@ -422,6 +431,12 @@ fn applying_shows_live_output() {
     ] {
         ui.event(Event::Line(l.into()));
     }
+    ui.event(Event::Progress(Progress {
+        what: ProgressOf::Restore,
+        done: 600 << 20,
+        total: 1200 << 20,
+        elapsed: Duration::from_secs(3),
+    }));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -432,8 +447,8 @@ fn next_stage_shows_previous_result() {
     let Screen::Stage { view, previous } = &ui.app.screen else {
         panic!("not on a stage: {:?}", ui.app.screen);
     };
-    assert_eq!(view.id, StageId::StopEtcd);
-    assert_eq!(previous.as_ref().map(|p| p.id), Some(StageId::StopControlPlane));
+    assert_eq!(view.id, StageId::SetOwnership);
+    assert_eq!(previous.as_ref().map(|p| p.id), Some(StageId::RestoreSnapshot));
     insta::assert_snapshot!(ui.screen());
 }
 
@@ -463,8 +478,8 @@ fn rollback_at_a_stage() {
 #[test]
 fn failure_screen() {
     let mut ui = Ui::restore();
-    ui.engine.fail_at = Some(4);
-    ui.keys("yyyyyy");
+    ui.engine.fail_at = Some(1);
+    ui.keys("yyy");
     assert!(matches!(ui.app.screen, Screen::Failed { .. }));
     insta::assert_snapshot!(ui.screen());
 }
@@ -473,23 +488,23 @@ fn failure_screen() {
 #[test]
 fn failure_retry() {
     let mut ui = Ui::restore();
-    ui.engine.fail_at = Some(4);
-    ui.keys("yyyyyyy");
+    ui.engine.fail_at = Some(1);
+    ui.keys("yyyy");
     let Screen::Stage { view, .. } = &ui.app.screen else {
         panic!("not on a stage: {:?}", ui.app.screen);
     };
     assert_eq!(view.id, StageId::SetOwnership);
-    assert_eq!(ui.app.rows[4].mark, Mark::Done);
+    assert_eq!(ui.app.rows[1].mark, Mark::Done);
 }
 
 /// Pods outliving the wait: keep waiting, stop them, roll back or stop here.
 #[test]
 fn wait_timeout() {
     let mut ui = Ui::restore();
-    ui.engine.wait_at = Some(3);
-    ui.keys("yyyyy");
+    ui.engine.wait_at = Some(5);
+    ui.keys("yyyyyyy");
     assert_eq!(ui.app.question.map(|q| q.what), Some(Asked::Wait));
-    assert_eq!(ui.app.rows[3].mark, Mark::Running);
+    assert_eq!(ui.app.rows[5].mark, Mark::Running);
     insta::assert_snapshot!(ui.screen());
     ui.keys("w");
     assert_eq!(ui.replies.last(), Some(&Reply::Wait(WaitChoice::KeepWaiting)));
@@ -549,7 +564,7 @@ fn ctrl_c_while_applying_stops_at_the_boundary() {
     assert!(ui.app.stopping.is_some());
     assert_eq!(ui.replies.len(), 3, "nothing answered while the stage runs");
     ui.event(Event::StageDone {
-        id: StageId::StopEtcd,
+        id: STAGES[1].id,
         took: Duration::from_millis(250),
     });
     ui.engine.next = 2;
@@ -591,6 +606,8 @@ fn resume_marks_done_stages() {
         run_dir: sample_plan().run_dir,
         done: STAGES[..4].iter().map(|s| s.id).collect(),
         rolling_back: false,
+        order: Order::Staged,
+        outage_began: None,
     }));
     ui.event(Event::Stage(view(&sample_plan(), 4)));
     insta::assert_snapshot!(ui.screen());
@@ -750,8 +767,8 @@ fn no_color() {
         assert_eq!(c.fg, ratatui::style::Color::Reset);
         assert_eq!(c.bg, ratatui::style::Color::Reset);
     }
-    assert!(ui.screen().contains("[x] stop-control-plane"));
-    assert!(ui.screen().contains("[>] stop-etcd"));
+    assert!(ui.screen().contains("[x] restore-snapshot"));
+    assert!(ui.screen().contains("[>] set-ownership"));
 }
 
 /// The transcript records the plan, every stage with its answer and output, and the summary.
@@ -761,7 +778,7 @@ fn transcript() {
     let t = ui.app.transcript.join("\n");
     for want in [
         "Restore plan",
-        "[5/10] restore-snapshot",
+        "[2/10] restore-snapshot",
         "answer: apply verify",
         "applying verify",
         "done: verify",
@@ -813,4 +830,32 @@ fn quit_while_a_resume_opens_asks_instead_of_claiming_no_change() {
         planning.notice.as_deref(),
         Some("cancelling: nothing was changed")
     );
+}
+
+/// The outage on screen: the stage that begins it says so before `y`; inside
+/// it the top line and the stage show the clock since the first manifest went
+/// out; the stages before it say the cluster still serves.
+#[test]
+fn outage_clock() {
+    let mut ui = scenario("yy");
+    assert!(
+        ui.screen()
+            .contains("The cluster still serves: nothing is stopped yet.")
+    );
+    ui.keys("yy");
+    let Screen::Stage { view, .. } = &ui.app.screen else {
+        panic!("not on a stage: {:?}", ui.app.screen);
+    };
+    assert_eq!(view.id, StageId::StopControlPlane);
+    assert!(ui.app.outage.is_none(), "nothing is stopped before y");
+    insta::assert_snapshot!("outage_begins", ui.screen());
+    ui.keys("y");
+    let began = ui.app.outage.expect("the outage began with y").0;
+    ui.act(Action::Tick(began + Duration::from_secs(12)));
+    insta::assert_snapshot!("outage_running", ui.screen());
+    ui.keys("yyyyy");
+    ui.act(Action::Tick(began + Duration::from_secs(15)));
+    let (_, ended) = ui.app.outage.unwrap();
+    assert_eq!(ended, Some(began + Duration::from_secs(12)), "verify ended it");
+    assert!(ui.screen().contains("Outage over: 0:12"), "{}", ui.screen());
 }

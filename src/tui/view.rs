@@ -17,7 +17,7 @@ use super::app::{App, Engine, Mark, Mode, Popup, Screen, Viewport};
 use super::keys::{self, Ctx};
 use crate::restore::journal::Outcome;
 use crate::restore::render;
-use crate::restore::steps::{STAGES, StageId};
+use crate::restore::steps::StageId;
 use crate::snapshot::Integrity;
 
 /// Columns of the runbook down the side (`[x] start-control-plane` and a margin).
@@ -288,12 +288,63 @@ pub fn measure(app: &App) -> Viewport {
     }
 }
 
+/// `m:ss` of a duration.
+fn clock(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// How long the outage has lasted, or lasted, as of the last tick.
+fn outage_so_far(app: &App) -> Option<(std::time::Duration, bool)> {
+    let (began, ended) = app.outage?;
+    let until = ended.unwrap_or(app.now);
+    Some((until.duration_since(began).unwrap_or_default(), ended.is_some()))
+}
+
+/// Where the stage on show stands against the outage, in one line.
+fn outage_line(app: &App, id: StageId, asked: bool) -> Option<(String, Tone)> {
+    if let Some((d, over)) = outage_so_far(app) {
+        return Some(if over {
+            (
+                format!(
+                    "Outage over: {} from the first manifest out until etcd was verified.",
+                    clock(d)
+                ),
+                Tone::Good,
+            )
+        } else {
+            (
+                format!(
+                    "OUTAGE {}: the API server is down until etcd is verified.",
+                    clock(d)
+                ),
+                Tone::Warn,
+            )
+        });
+    }
+    if id == StageId::StopControlPlane && asked {
+        return Some((
+            "Applying this begins the outage: the API server goes down until etcd is verified.".into(),
+            Tone::Warn,
+        ));
+    }
+    let order: Vec<StageId> = app.rows.iter().map(|r| r.id).collect();
+    let before =
+        order.iter().position(|r| *r == id) < order.iter().position(|r| *r == StageId::StopControlPlane);
+    (before && id != StageId::Preflight).then(|| {
+        (
+            "The cluster still serves: nothing is stopped yet.".into(),
+            Tone::Good,
+        )
+    })
+}
+
 fn stage_head(app: &App, t: &mut Text, stage: Option<StageId>, what: &str, busy: bool) {
     let Some(id) = stage else {
         return;
     };
     let mut spans = vec![Span::styled(
-        format!("Stage {} of {} · {id}", id.index() + 1, STAGES.len()),
+        format!("Stage {} of {} · {id}", app.number(id), app.rows.len()),
         style(app, Tone::Bold),
     )];
     if busy {
@@ -302,7 +353,10 @@ fn stage_head(app: &App, t: &mut Text, stage: Option<StageId>, what: &str, busy:
         spans.push(Span::styled(format!("  {what}"), style(app, Tone::Warn)));
     }
     t.spans(spans);
-    t.add(STAGES[id.index()].title, Tone::Plain);
+    t.add(id.stage().title, Tone::Plain);
+    if let Some((line, tone)) = outage_line(app, id, !busy) {
+        t.add(&line, tone);
+    }
 }
 
 fn output(t: &mut Text, output: &[String], empty: &str) {
@@ -376,9 +430,25 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             }
         }
         Screen::Applying {
-            stage, output: out, ..
+            stage,
+            output: out,
+            progress,
+            ..
         } => {
             stage_head(app, &mut h, Some(*stage), "applying", true);
+            if let Some(p) = progress {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let filled = ((p.ratio() * 20.0).round() as usize).min(20);
+                h.add(
+                    &format!(
+                        "[{}{}] {}",
+                        "#".repeat(filled),
+                        ".".repeat(20 - filled),
+                        render::progress(p)
+                    ),
+                    Tone::Bold,
+                );
+            }
             h.blank();
             output(&mut b, out, "nothing yet");
         }
@@ -386,9 +456,9 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             failure: f,
             output: out,
         } => {
-            let n = f.stage.index() + 1;
+            let n = app.number(f.stage);
             h.spans(vec![Span::styled(
-                format!("FAILED · stage {n} of {} · {}", STAGES.len(), f.stage),
+                format!("FAILED · stage {n} of {} · {}", app.rows.len(), f.stage),
                 style(app, Tone::Bad),
             )]);
             h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
@@ -702,8 +772,12 @@ fn top(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let right = match (&app.screen, app.screen.stage()) {
         (Screen::Summary(_), _) => "ended ".to_string(),
-        (_, Some(id)) => format!("stage {}/{} ", id.index() + 1, STAGES.len()),
+        (_, Some(id)) => format!("stage {}/{} ", app.number(id), app.rows.len()),
         (_, None) => String::new(),
+    };
+    let right = match outage_so_far(app) {
+        Some((d, false)) => format!("OUTAGE {} · {right}", clock(d)),
+        _ => right,
     };
     let w = usize::from(area.width);
     let pad = w.saturating_sub(left.chars().count() + right.chars().count());
@@ -778,7 +852,7 @@ fn popup(app: &App, which: Popup, area: Rect, buf: &mut Buffer) {
             " Stop here? "
         }
         Popup::Rollback => {
-            t.prose("Every change this run made is undone from its journal, newest first: the original data dir and manifests go back and etcd restarts on them. The restored data is set aside, not deleted.", Tone::Plain);
+            t.prose("Every change this run made is undone from its journal, newest first: the original data dir and manifests go back and etcd restarts on them. A restored dir etcd has run on is set aside, not deleted; one it never ran on is removed.", Tone::Plain);
             t.blank();
             t.add("y roll back · n keep going", Tone::Bold);
             " Roll back the run? "

@@ -7,6 +7,7 @@
 #
 #   tests/bench/snapshot-status.sh            # BENCH_DIR=/var/tmp/etcd-rescue-bench RUNS=5
 #   KEYS=20000 tests/bench/snapshot-status.sh # a smaller snapshot, for a quick try
+#   SNAPSHOT_ONLY=1 tests/bench/snapshot-status.sh # only make the snapshot
 #
 # Exits 1 when the two tools disagree on hash, revision, totalKey or totalSize (checked on every
 # run: timings of different answers mean nothing), when ours is slower than etcdutl's median, or
@@ -83,6 +84,8 @@ if [ ! -s "$SNAP" ]; then
     make_snapshot
 fi
 echo "== snapshot: $SNAP ($(stat -c %s "$SNAP") bytes)"
+# SNAPSHOT_ONLY=1: make (or find) the snapshot and stop (tests/bench/downtime.sh uses it).
+[ -z "${SNAPSHOT_ONLY:-}" ] || exit 0
 
 # Runs one command; appends "seconds max_rss_kb" to the file $1.
 measure() {

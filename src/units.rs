@@ -71,7 +71,8 @@ pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
             "s" | "" => v,
             "m" => v * 60.0,
             "h" => v * 3600.0,
-            _ => anyhow::bail!("bad duration unit {unit:?} in {s:?} (use ms, s, m or h)"),
+            "d" => v * 86_400.0,
+            _ => anyhow::bail!("bad duration unit {unit:?} in {s:?} (use ms, s, m, h or d)"),
         };
         total += std::time::Duration::from_secs_f64(secs);
         rest = tail;

@@ -36,6 +36,22 @@ pub fn now() -> String {
     stamp(SystemTime::now())
 }
 
+/// Reads back what [`stamp`] wrote (`20261125T093000Z`); `None` for anything else.
+pub fn parse_stamp(s: &str) -> Option<SystemTime> {
+    if s.len() != 16 || s.as_bytes()[8] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    parse_rfc3339(&format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        s.get(0..4)?,
+        s.get(4..6)?,
+        s.get(6..8)?,
+        s.get(9..11)?,
+        s.get(11..13)?,
+        s.get(13..15)?
+    ))
+}
+
 /// Reads back what [`rfc3339`] wrote (`2026-11-25T09:30:00.123Z`; the
 /// fraction may be absent or of any length); `None` for anything else.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {

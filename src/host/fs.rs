@@ -79,6 +79,22 @@ pub fn same_file_content(a: &Path, b: &Path) -> bool {
 
 /// A digest of a directory tree: names, types, modes, owners, sizes and contents.
 pub fn tree_digest(dir: &Path) -> Result<String> {
+    tree_digest_counted(dir, &std::sync::atomic::AtomicU64::new(0))
+}
+
+/// The bytes of regular files under `dir` (what [`tree_digest`] reads).
+pub fn tree_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.path().symlink_metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
+        .sum()
+}
+
+/// [`tree_digest`], adding the bytes read to `read` as it goes (for a progress report).
+pub fn tree_digest_counted(dir: &Path, read: &std::sync::atomic::AtomicU64) -> Result<String> {
     use sha2::Digest;
     use std::io::Read;
     let mut h = sha2::Sha256::new();
@@ -109,6 +125,7 @@ pub fn tree_digest(dir: &Path) -> Result<String> {
                     break;
                 }
                 h.update(&buf[..n]);
+                read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
         } else if md.file_type().is_symlink() {
             h.update(std::fs::read_link(e.path())?.as_os_str().as_encoded_bytes());
@@ -188,6 +205,80 @@ impl FileId {
             ctime_ns: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
         }
     }
+}
+
+/// Opens (creating, 0600, not following a symlink) a lock file.
+pub fn open_lock(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .with_context(|| format!("opening the lock {}", path.display()))
+}
+
+/// Takes an exclusive `flock` on `f` without waiting: `false` when another holds it.
+pub fn try_lock(f: &File) -> Result<bool> {
+    match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e).context("locking"),
+    }
+}
+
+/// Creates `dir` (and its parents) when missing, mode 0700 for what it creates;
+/// refuses a symlink or a dir others can write to.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !exists(dir) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let md = dir
+        .symlink_metadata()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    if !md.is_dir() {
+        anyhow::bail!("{} is not a directory (a symlink is refused)", dir.display());
+    }
+    if md.mode() & 0o002 != 0 {
+        anyhow::bail!(
+            "{} is writable by every user: a backup dir must not be (chmod o-w it)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` durably: a temp file beside it (mode `mode`),
+/// fsync, rename over `path`, fsync of the dir.
+pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    fsync_dir(dir)
 }
 
 /// The SELinux label xattr.

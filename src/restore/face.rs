@@ -77,6 +77,8 @@ pub struct Progress {
 pub enum ProgressOf {
     /// The restored db written by the restore command, against the snapshot's size.
     Restore,
+    /// The set-aside dirs' content hashed, against their size.
+    Hash,
 }
 
 impl Progress {

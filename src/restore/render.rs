@@ -209,11 +209,12 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
 
 /// `restoring: 612.0 MiB of 1.1 GiB written (54%), about 3 s left`.
 pub fn progress(p: &Progress) -> String {
-    let what = match p.what {
-        ProgressOf::Restore => "restoring",
+    let (what, verb) = match p.what {
+        ProgressOf::Restore => ("restoring", "written"),
+        ProgressOf::Hash => ("hashing the set-aside dirs", "read"),
     };
     format!(
-        "{what}: {} of {} written ({:.0}%){}",
+        "{what}: {} of {} {verb} ({:.0}%){}",
         human_bytes(p.done),
         human_bytes(p.total),
         p.ratio() * 100.0,

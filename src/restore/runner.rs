@@ -73,8 +73,17 @@ pub struct Runner<'a> {
     /// Journal records when this session opened it: anything appended since
     /// that is a change (or the intent of one) means an error exits 3.
     opened_at: usize,
-    /// The set-aside dirs' content, hashed on a thread of its own once the outage is over.
-    old_digests: Option<std::thread::JoinHandle<Result<Vec<OldDigest>>>>,
+    /// The set-aside dirs' content, hashed on a thread of its own once the
+    /// outage is over: the thread, the bytes it has read, the bytes in all, when it began.
+    old_digests: Option<OldDigests>,
+}
+
+/// The thread hashing the set-aside dirs, and how far it is.
+struct OldDigests {
+    thread: std::thread::JoinHandle<Result<Vec<OldDigest>>>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    total: u64,
+    began: Instant,
 }
 
 /// A set-aside dir's shape and content digests.
@@ -1391,17 +1400,26 @@ impl<'a> Runner<'a> {
             return;
         }
         self.say("hashing the set-aside dirs' content in the background: the baseline a rollback checks");
-        self.old_digests = Some(std::thread::spawn(move || {
+        let total = dirs.iter().map(|(_, d)| crate::host::fs::tree_size(d)).sum();
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = read.clone();
+        let thread = std::thread::spawn(move || {
             dirs.into_iter()
                 .map(|(what, dir)| {
                     Ok(OldDigest {
                         what,
                         meta: tree_meta(&dir)?,
-                        content: tree_digest(&dir)?,
+                        content: crate::host::fs::tree_digest_counted(&dir, &counter)?,
                     })
                 })
                 .collect()
-        }));
+        });
+        self.old_digests = Some(OldDigests {
+            thread,
+            read,
+            total,
+            began: Instant::now(),
+        });
     }
 
     /// Waits for the set-aside dirs' hashes and journals them, each only if
@@ -1410,7 +1428,20 @@ impl<'a> Runner<'a> {
         let Some(h) = self.old_digests.take() else {
             return Ok(());
         };
-        let got = match h.join() {
+        while !h.thread.is_finished() {
+            std::thread::sleep(Duration::from_millis(250));
+            if h.thread.is_finished() {
+                break;
+            }
+            self.face.progress(&Progress {
+                what: ProgressOf::Hash,
+                done: h.read.load(Ordering::Relaxed),
+                total: h.total,
+                elapsed: h.began.elapsed(),
+            });
+            std::thread::sleep(Duration::from_millis(750));
+        }
+        let got = match h.thread.join() {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 self.say(&format!(

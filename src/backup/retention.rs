@@ -1,0 +1,355 @@
+//! Which backups to keep: `--keep-last N`, `--keep-within DURATION` and
+//! `--keep-daily N` together keep the union of what each keeps. Whatever the
+//! flags, the backup just taken and the newest verified one are kept, a file
+//! without its sidecar is never touched, and nothing is deleted when no flag
+//! is given.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+use super::Entry;
+
+/// The retention flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep the newest N.
+    pub keep_last: Option<usize>,
+    /// Keep everything taken within this long before now.
+    pub keep_within: Option<Duration>,
+    /// Keep the newest of each of the N most recent days (UTC) that have backups.
+    pub keep_daily: Option<usize>,
+}
+
+impl Retention {
+    /// No flag given: keep everything.
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none() && self.keep_within.is_none() && self.keep_daily.is_none()
+    }
+}
+
+/// Why a backup stays, or that it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Why {
+    /// This run took it.
+    JustTaken,
+    /// The newest backup that verified.
+    NewestVerified,
+    /// Among the newest `--keep-last`.
+    Last,
+    /// Taken within `--keep-within`.
+    Within,
+    /// The newest of its day, within `--keep-daily`.
+    Daily,
+    /// No sidecar (not recognised as this tool's backup): never deleted.
+    Unrecognised,
+    /// Kept by no rule: deleted.
+    Expired,
+    /// A sidecar whose snapshot is gone (an interrupted prune): deleted.
+    Orphan,
+}
+
+/// What retention decided for one backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// When it was taken.
+    pub taken: SystemTime,
+    /// Every rule that keeps it, or why it goes.
+    pub why: Vec<Why>,
+}
+
+impl Decision {
+    /// Whether it is deleted.
+    pub fn goes(&self) -> bool {
+        self.why.iter().any(|w| matches!(w, Why::Expired | Why::Orphan))
+    }
+}
+
+/// The UTC day of `t`.
+fn day(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// Decides, for `entries` newest first (as [`super::list`] gives them).
+pub fn decide(
+    entries: &[Entry],
+    policy: &Retention,
+    now: SystemTime,
+    just_taken: Option<&Path>,
+) -> Vec<Decision> {
+    let recognised: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.present && e.sidecar.is_some())
+        .collect();
+    let newest_verified = recognised
+        .iter()
+        .find(|e| e.sidecar.as_ref().is_some_and(|s| s.verified))
+        .map(|e| e.path.clone());
+    let mut daily: BTreeSet<PathBuf> = BTreeSet::new();
+    if let Some(n) = policy.keep_daily {
+        let mut days_seen = Vec::new();
+        for e in &recognised {
+            let d = day(e.taken);
+            if !days_seen.contains(&d) {
+                days_seen.push(d);
+                if days_seen.len() <= n {
+                    daily.insert(e.path.clone());
+                }
+            }
+        }
+    }
+    entries
+        .iter()
+        .map(|e| {
+            let mut why = Vec::new();
+            if !e.present {
+                why.push(Why::Orphan);
+            } else if e.sidecar.is_none() {
+                why.push(Why::Unrecognised);
+            } else {
+                let rank = recognised
+                    .iter()
+                    .position(|r| r.path == e.path)
+                    .unwrap_or(usize::MAX);
+                if just_taken == Some(e.path.as_path()) {
+                    why.push(Why::JustTaken);
+                }
+                if newest_verified.as_ref() == Some(&e.path) {
+                    why.push(Why::NewestVerified);
+                }
+                if policy.keep_last.is_some_and(|n| rank < n) {
+                    why.push(Why::Last);
+                }
+                if policy
+                    .keep_within
+                    .is_some_and(|w| now.duration_since(e.taken).unwrap_or_default() <= w)
+                {
+                    why.push(Why::Within);
+                }
+                if daily.contains(&e.path) {
+                    why.push(Why::Daily);
+                }
+                if why.is_empty() {
+                    why.push(if policy.is_empty() {
+                        Why::Last
+                    } else {
+                        Why::Expired
+                    });
+                }
+            }
+            Decision {
+                path: e.path.clone(),
+                taken: e.taken,
+                why,
+            }
+        })
+        .collect()
+}
+
+/// Decides for the backups in `dir` and, unless `dry_run`, deletes what goes:
+/// the snapshot first, then its sidecar (a sidecar left alone by a kill is an
+/// orphan the next prune removes). The caller holds the dir's lock.
+pub fn apply(
+    dir: &Path,
+    policy: &Retention,
+    now: SystemTime,
+    just_taken: Option<&Path>,
+    dry_run: bool,
+) -> Result<Vec<Decision>> {
+    let decisions = decide(&super::list(dir)?, policy, now, just_taken);
+    if !dry_run {
+        for d in decisions.iter().filter(|d| d.goes()) {
+            if d.path.exists() {
+                std::fs::remove_file(&d.path).with_context(|| format!("deleting {}", d.path.display()))?;
+            }
+            let side = super::sidecar_path(&d.path);
+            if side.exists() {
+                std::fs::remove_file(&side).with_context(|| format!("deleting {}", side.display()))?;
+            }
+        }
+        crate::host::fs::fsync_dir(dir)?;
+    }
+    Ok(decisions)
+}
+
+/// `backup prune`: takes the dir's lock, then [`apply`].
+pub fn prune(dir: &Path, policy: &Retention, dry_run: bool) -> Result<Vec<Decision>> {
+    let _lock = super::lock(dir)?;
+    apply(dir, policy, SystemTime::now(), None, dry_run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::{Entry, file_name};
+
+    const H: u64 = 3600;
+
+    /// A month of backups every 6 hours (the timer's schedule), the last one
+    /// failing to verify, and a copy without a sidecar.
+    fn month(now: SystemTime) -> Vec<Entry> {
+        let mut v: Vec<Entry> = (0..120u64)
+            .map(|i| {
+                let taken = now - Duration::from_secs(i * 6 * H + 60);
+                let path = PathBuf::from("/b").join(file_name(taken));
+                let mut s = crate::backup::tests::sample(&path);
+                s.verified = i != 0;
+                Entry {
+                    path,
+                    taken,
+                    sidecar: Some(s),
+                    present: true,
+                }
+            })
+            .collect();
+        v.insert(
+            5,
+            Entry {
+                path: "/b/snapshot-20261101T000000Z.db".into(),
+                taken: now - Duration::from_secs(31 * 6 * H),
+                sidecar: None,
+                present: true,
+            },
+        );
+        v
+    }
+
+    fn kept(d: &[Decision]) -> Vec<usize> {
+        d.iter()
+            .enumerate()
+            .filter(|(_, d)| !d.goes())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn keep_last_keeps_the_newest_and_the_newest_verified() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let e = month(now);
+        let d = decide(
+            &e,
+            &Retention {
+                keep_last: Some(1),
+                ..Retention::default()
+            },
+            now,
+            None,
+        );
+        // The newest (unverified), the newest verified, and the file without a sidecar.
+        assert_eq!(kept(&d), [0, 1, 5]);
+        assert_eq!(d[1].why, [Why::NewestVerified]);
+        assert_eq!(d[5].why, [Why::Unrecognised]);
+        assert_eq!(d.iter().filter(|d| d.goes()).count(), 118);
+    }
+
+    #[test]
+    fn keep_within_and_daily_combine() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let e = month(now);
+        let d = decide(
+            &e,
+            &Retention {
+                keep_last: None,
+                keep_within: Some(Duration::from_secs(24 * H)),
+                keep_daily: Some(7),
+            },
+            now,
+            Some(&e[0].path),
+        );
+        // Within a day: the 4 newest (0..=3, at 1 min, 6h1m, 12h1m, 18h1m); then the
+        // newest of each of the 7 most recent days.
+        let k = kept(&d);
+        for i in 0..4 {
+            assert!(k.contains(&i), "{i} is within a day: {k:?}");
+        }
+        assert!(d[0].why.contains(&Why::JustTaken));
+        let days: BTreeSet<u64> = d
+            .iter()
+            .filter(|d| d.why.contains(&Why::Daily))
+            .map(|d| day(d.taken))
+            .collect();
+        assert_eq!(days.len(), 7, "one per day for 7 days");
+        let oldest_daily = d.iter().rev().find(|d| d.why.contains(&Why::Daily)).unwrap();
+        assert!(now.duration_since(oldest_daily.taken).unwrap() < Duration::from_secs(7 * 24 * H));
+        // Everything older than the 7 days goes, except the unrecognised copy.
+        for (i, x) in d.iter().enumerate() {
+            if now.duration_since(x.taken).unwrap() > Duration::from_secs(8 * 24 * H) && i != 5 {
+                assert!(x.goes(), "{i} {:?}", x.why);
+            }
+        }
+    }
+
+    /// No flag: nothing goes. An orphan sidecar goes whatever the flags.
+    #[test]
+    fn no_flags_keep_everything_and_orphans_go() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let mut e = month(now);
+        assert!(
+            decide(&e, &Retention::default(), now, None)
+                .iter()
+                .all(|d| !d.goes())
+        );
+        e[7].present = false;
+        let d = decide(&e, &Retention::default(), now, None);
+        assert_eq!(d[7].why, [Why::Orphan]);
+        assert_eq!(d.iter().filter(|d| d.goes()).count(), 1);
+    }
+
+    /// A simulated month on disk: a backup every 6 hours with `--keep-last 4
+    /// --keep-daily 7`, pruned after each; at the end exactly what the rules
+    /// say is there, and never fewer than 4.
+    #[test]
+    fn a_month_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let policy = Retention {
+            keep_last: Some(4),
+            keep_within: None,
+            keep_daily: Some(7),
+        };
+        let mut last = PathBuf::new();
+        for i in 0..120u64 {
+            let now = start + Duration::from_secs(i * 6 * H);
+            let p = dir.path().join(file_name(now));
+            std::fs::write(&p, b"db").unwrap();
+            super::super::write_sidecar(&p, &crate::backup::tests::sample(&p)).unwrap();
+            apply(dir.path(), &policy, now, Some(&p), false).unwrap();
+            let left = crate::backup::list(dir.path()).unwrap();
+            assert!(left.len() >= 4.min(usize::try_from(i + 1).unwrap()));
+            assert!(p.exists(), "the one just taken stays");
+            last = p;
+        }
+        let left = crate::backup::list(dir.path()).unwrap();
+        // What the rules keep, worked out from the times alone: the 4 newest,
+        // and the newest of each of the 7 most recent days.
+        let times: Vec<SystemTime> = (0..120u64)
+            .map(|i| start + Duration::from_secs(i * 6 * H))
+            .collect();
+        let mut want: BTreeSet<SystemTime> = times[116..].iter().copied().collect();
+        let mut days: Vec<u64> = times.iter().map(|t| day(*t)).collect();
+        days.dedup();
+        for d in &days[days.len() - 7..] {
+            want.insert(*times.iter().filter(|t| day(**t) == *d).max().unwrap());
+        }
+        let have: BTreeSet<SystemTime> = left.iter().map(|e| e.taken).collect();
+        assert_eq!(have, want);
+        assert_eq!(left[0].path, last);
+        assert!(left.iter().all(|e| e.sidecar.is_some() && e.present));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert_eq!(
+            names.len(),
+            2 * want.len(),
+            "each kept snapshot and its sidecar, nothing else: {names:?}"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! `etcd-rescue backup install-timer`: the systemd service and timer from
+//! `assets/systemd/`, filled in and written under the root
+//! (`<root>/etc/systemd/system`). It enables nothing: the operator runs
+//! `systemctl daemon-reload && systemctl enable --now etcd-rescue-backup.timer`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::exit::Fail;
+use crate::root::Root;
+
+/// The service template.
+pub const SERVICE: &str = include_str!("../../assets/systemd/etcd-rescue-backup.service");
+/// The timer.
+pub const TIMER: &str = include_str!("../../assets/systemd/etcd-rescue-backup.timer");
+
+/// What the units run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Units {
+    /// The binary, as the node sees it.
+    pub bin: PathBuf,
+    /// The backup dir, as the node sees it.
+    pub dir: PathBuf,
+    /// More `backup` flags (retention, metrics file, connection).
+    pub args: Vec<String>,
+    /// The metrics file, when written (its dir must be writable to the service).
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// A word systemd takes as is in `ExecStart=` and `ReadWritePaths=`.
+fn plain(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@+".contains(&b))
+}
+
+/// The service and the timer, filled in; refuses (exit 2) a word systemd would
+/// read differently (spaces, quotes, `%`, `$`, `\`).
+pub fn render(u: &Units) -> Result<(String, String)> {
+    let words: Vec<String> = [u.bin.display().to_string(), u.dir.display().to_string()]
+        .into_iter()
+        .chain(u.args.iter().cloned())
+        .collect();
+    if let Some(bad) = words.iter().find(|w| !plain(w)) {
+        return Err(Fail::before_change(
+            format!(
+                "{bad:?} cannot go into a systemd unit as it is (spaces, quotes, % and $ are read by systemd)"
+            ),
+            "use paths and values made of letters, digits and -_./:=,@+",
+        )
+        .into());
+    }
+    let metrics_rw = match u.metrics_file.as_ref().and_then(|m| m.parent()) {
+        Some(d) if d != u.dir => format!("ReadWritePaths={}", d.display()),
+        _ => String::new(),
+    };
+    let service = SERVICE
+        .replace("@BIN@", &words[0])
+        .replace("@DIR@", &words[1])
+        .replace("@ARGS@", &u.args.join(" "))
+        .replace(
+            "@METRICS_RW@\n",
+            &if metrics_rw.is_empty() {
+                String::new()
+            } else {
+                metrics_rw + "\n"
+            },
+        )
+        .replace(" \n", "\n");
+    Ok((service, TIMER.to_string()))
+}
+
+/// Where the units go under `root`.
+pub fn unit_dir(root: &Root) -> PathBuf {
+    root.host(Path::new("/etc/systemd/system"))
+}
+
+/// Writes both units under `root`; a unit already there with other content
+/// is refused (exit 2) unless `force`. Returns the files written or already
+/// up to date.
+pub fn install(root: &Root, u: &Units, force: bool) -> Result<Vec<(PathBuf, bool)>> {
+    let (service, timer) = render(u)?;
+    let dir = unit_dir(root);
+    std::fs::create_dir_all(&dir)?;
+    let files = [
+        (dir.join("etcd-rescue-backup.service"), service),
+        (dir.join("etcd-rescue-backup.timer"), timer),
+    ];
+    for (p, text) in &files {
+        if let Ok(have) = std::fs::read_to_string(p)
+            && have != *text
+            && !force
+        {
+            return Err(Fail::before_change(
+                format!("{} exists with other content", p.display()),
+                "compare it with `etcd-rescue backup install-timer --print`, then pass --force to replace it",
+            )
+            .into());
+        }
+    }
+    let mut out = Vec::new();
+    for (p, text) in files {
+        let same = std::fs::read_to_string(&p).is_ok_and(|h| h == text);
+        if !same {
+            crate::host::fs::write_durably(&p, text.as_bytes(), 0o644)?;
+        }
+        out.push((p, !same));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn units() -> Units {
+        Units {
+            bin: "/usr/local/bin/etcd-rescue".into(),
+            dir: "/var/backups/etcd".into(),
+            args: vec![
+                "--keep-daily".into(),
+                "7".into(),
+                "--metrics-file".into(),
+                "/var/lib/node_exporter/etcd-backup.prom".into(),
+            ],
+            metrics_file: Some("/var/lib/node_exporter/etcd-backup.prom".into()),
+        }
+    }
+
+    /// The service runs the backup with the flags, hardened, writing only the
+    /// backup dir and the metrics dir; the timer runs every 6 h, persistent, randomized.
+    #[test]
+    fn rendered_units() {
+        let (s, t) = render(&units()).unwrap();
+        assert!(s.contains(
+            "ExecStart=/usr/local/bin/etcd-rescue backup --dir /var/backups/etcd --keep-daily 7 --metrics-file /var/lib/node_exporter/etcd-backup.prom\n"
+        ), "{s}");
+        for line in [
+            "ProtectSystem=strict\n",
+            "ReadWritePaths=/var/backups/etcd\n",
+            "ReadWritePaths=/var/lib/node_exporter\n",
+            "NoNewPrivileges=true\n",
+            "UMask=0077\n",
+        ] {
+            assert!(s.contains(line), "{line}: {s}");
+        }
+        assert!(!s.contains('@'), "every placeholder filled: {s}");
+        for line in [
+            "OnCalendar=00/6:00\n",
+            "Persistent=true\n",
+            "RandomizedDelaySec=15min\n",
+            "WantedBy=timers.target\n",
+        ] {
+            assert!(t.contains(line), "{line}: {t}");
+        }
+        let mut u = units();
+        u.dir = "/var/backups/my etcd".into();
+        assert!(render(&u).is_err());
+        u.dir = "/var/backups/%h".into();
+        assert!(render(&u).is_err());
+    }
+
+    /// Written under the root; the same units again change nothing; other
+    /// content is refused without --force.
+    #[test]
+    fn install_under_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        let w = install(&root, &units(), false).unwrap();
+        assert!(w.iter().all(|(p, changed)| *changed && p.starts_with(d.path())));
+        let again = install(&root, &units(), false).unwrap();
+        assert!(again.iter().all(|(_, changed)| !changed));
+        let mut other = units();
+        other.args.clear();
+        other.metrics_file = None;
+        assert!(install(&root, &other, false).is_err());
+        assert!(install(&root, &other, true).unwrap()[0].1);
+    }
+}

@@ -1,0 +1,433 @@
+//! `etcd-rescue backup`: the flags, and the text and JSON of what the backup
+//! engine (`crate::backup`) returns.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::{Cli, Format, parse_duration, print};
+use crate::backup::{self, Decision, Entry, Retention, Sidecar, metrics, retention::Why};
+use crate::exit::{Code, Fail};
+use crate::root::Root;
+use crate::units::human_bytes;
+
+/// The retention flags.
+#[derive(Debug, Args, Clone, Default)]
+#[allow(clippy::struct_field_names)] // named as the flags are
+pub struct RetentionArgs {
+    /// Keep the newest N backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep every backup taken within this long (e.g. 7d, 36h).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_within: Option<Duration>,
+    /// Keep the newest backup of each of the N most recent days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+}
+
+impl RetentionArgs {
+    fn policy(&self) -> Retention {
+        Retention {
+            keep_last: self.keep_last,
+            keep_within: self.keep_within,
+            keep_daily: self.keep_daily,
+        }
+    }
+
+    fn words(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(n) = self.keep_last {
+            v.extend(["--keep-last".into(), n.to_string()]);
+        }
+        if let Some(d) = self.keep_within {
+            v.extend(["--keep-within".into(), format!("{}s", d.as_secs())]);
+        }
+        if let Some(n) = self.keep_daily {
+            v.extend(["--keep-daily".into(), n.to_string()]);
+        }
+        v
+    }
+}
+
+/// `etcd-rescue backup`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// `list`, `prune` or `install-timer`; without one, take a backup.
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+    /// Where backups go (created 0700 when missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// What to keep after the backup (nothing is deleted without these).
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Write Prometheus metrics (last success, size, duration, failures) to this file, for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+    pub write_out: Format,
+}
+
+/// What `backup` does besides taking one.
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// The backups in a dir, newest first: age, size, revision, verified.
+    List {
+        /// The backup dir.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// Apply the retention flags to a dir (only files with this tool's sidecar are deleted).
+    Prune {
+        /// The backup dir.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// What to keep.
+        #[command(flatten)]
+        retention: RetentionArgs,
+        /// Show what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// Write the systemd service and timer (every 6 h) under --root; enables nothing.
+    InstallTimer {
+        /// The backup dir the service writes.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// What the service keeps.
+        #[command(flatten)]
+        retention: RetentionArgs,
+        /// The metrics file the service writes.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
+        /// The etcd-rescue binary the service runs, as the node sees it.
+        #[arg(long, value_name = "PATH", default_value = "/usr/local/bin/etcd-rescue")]
+        bin: PathBuf,
+        /// Replace units that exist with other content.
+        #[arg(long)]
+        force: bool,
+        /// Print the units instead of writing them.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// What a backup run prints as JSON.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SavedReport {
+    path: PathBuf,
+    sidecar: Sidecar,
+    cleaned: Vec<PathBuf>,
+    pruned: Vec<DecisionReport>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DecisionReport {
+    path: PathBuf,
+    taken: String,
+    delete: bool,
+    why: Vec<&'static str>,
+}
+
+fn why(w: Why) -> &'static str {
+    match w {
+        Why::JustTaken => "just taken",
+        Why::NewestVerified => "newest verified",
+        Why::Last => "keep-last",
+        Why::Within => "keep-within",
+        Why::Daily => "keep-daily",
+        Why::Unrecognised => "no sidecar: never deleted",
+        Why::Expired => "expired",
+        Why::Orphan => "sidecar without its file",
+    }
+}
+
+fn decisions(d: &[Decision]) -> Vec<DecisionReport> {
+    d.iter()
+        .map(|d| DecisionReport {
+            path: d.path.clone(),
+            taken: crate::utc::rfc3339(d.taken),
+            delete: d.goes(),
+            why: d.why.iter().map(|w| why(*w)).collect(),
+        })
+        .collect()
+}
+
+fn age(t: SystemTime) -> String {
+    let s = SystemTime::now().duration_since(t).unwrap_or_default().as_secs();
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// The progress of a save: a bar redrawn in place on a terminal, a line every 5 s otherwise (stderr).
+fn progress_printer() -> impl FnMut(backup::Progress) {
+    let tty = std::io::stderr().is_terminal();
+    let mut last = None::<u64>;
+    move |p: backup::Progress| {
+        let mut e = std::io::stderr().lock();
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = if p.total == 0 {
+            0.0
+        } else {
+            p.done as f64 / p.total as f64
+        };
+        let line = format!(
+            "saving: {} of {} ({:.0}%)",
+            human_bytes(p.done),
+            human_bytes(p.total),
+            ratio * 100.0
+        );
+        if tty {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let filled = ((ratio * 30.0).round() as usize).min(30);
+            let _ = write!(
+                e,
+                "\r[{}{}] {line}\x1b[K",
+                "#".repeat(filled),
+                ".".repeat(30 - filled)
+            );
+            if p.done >= p.total {
+                let _ = writeln!(e);
+            }
+        } else {
+            let slot = p.elapsed.as_secs() / 5;
+            if last != Some(slot) {
+                last = Some(slot);
+                let _ = writeln!(e, "{line}");
+            }
+        }
+    }
+}
+
+fn saved_table(r: &SavedReport) -> String {
+    let s = &r.sidecar;
+    let mut t = String::new();
+    let _ = writeln!(t, "saved     {}", r.path.display());
+    let _ = writeln!(
+        t,
+        "          {}, revision {}, {} keys, sha256 {}, from {} (member {}, etcd {})",
+        human_bytes(s.size),
+        s.revision,
+        s.total_key,
+        s.sha256.get(..16).unwrap_or(""),
+        s.endpoint,
+        s.member_id,
+        if s.etcd_version.is_empty() {
+            "-"
+        } else {
+            &s.etcd_version
+        }
+    );
+    let _ = writeln!(t, "verified  {} ({:.2} s)", s.verify_message, s.seconds);
+    for c in &r.cleaned {
+        let _ = writeln!(t, "removed   {} (left by an interrupted save)", c.display());
+    }
+    for d in r.pruned.iter().filter(|d| d.delete) {
+        let _ = writeln!(t, "pruned    {} ({})", d.path.display(), d.why.join(", "));
+    }
+    t
+}
+
+fn list_table(entries: &[Entry]) -> String {
+    let mut t = format!(
+        "{:<6} {:>10} {:>10} {:>8} {:<9} {}\n",
+        "AGE", "SIZE", "REVISION", "KEYS", "VERIFIED", "FILE"
+    );
+    for e in entries {
+        let (size, rev, keys, ok) = match &e.sidecar {
+            Some(s) => (
+                human_bytes(s.size),
+                s.revision.to_string(),
+                s.total_key.to_string(),
+                if s.verified { "yes" } else { "NO" },
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "no sidecar"),
+        };
+        let name = e
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<9} {name}{}",
+            age(e.taken),
+            ok,
+            if e.present { "" } else { " (file missing)" }
+        );
+    }
+    if entries.is_empty() {
+        t.push_str("(no backups)\n");
+    }
+    t
+}
+
+fn prune_table(d: &Vec<DecisionReport>) -> String {
+    let mut t = String::new();
+    for x in d {
+        let _ = writeln!(
+            t,
+            "{} {} ({})",
+            if x.delete { "delete" } else { "keep  " },
+            x.path.display(),
+            x.why.join(", ")
+        );
+    }
+    if d.is_empty() {
+        t.push_str("(no backups)\n");
+    }
+    t
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListEntry {
+    path: PathBuf,
+    taken: String,
+    present: bool,
+    sidecar: Option<Sidecar>,
+}
+
+/// Runs `backup`.
+pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
+    match &a.action {
+        Some(BackupAction::List { dir, write_out }) => {
+            let entries = backup::list(dir)?;
+            match write_out {
+                Format::Table => super::print_text(&list_table(&entries))?,
+                Format::Json => {
+                    let v: Vec<ListEntry> = entries
+                        .iter()
+                        .map(|e| ListEntry {
+                            path: e.path.clone(),
+                            taken: crate::utc::rfc3339(e.taken),
+                            present: e.present,
+                            sidecar: e.sidecar.clone(),
+                        })
+                        .collect();
+                    print(*write_out, &v, |_| String::new())?;
+                }
+            }
+            Ok(Code::Done)
+        }
+        Some(BackupAction::Prune {
+            dir,
+            retention,
+            dry_run,
+            write_out,
+        }) => {
+            let d = backup::retention::prune(dir, &retention.policy(), *dry_run)?;
+            print(*write_out, &decisions(&d), prune_table)?;
+            Ok(Code::Done)
+        }
+        Some(BackupAction::InstallTimer {
+            dir,
+            retention,
+            metrics_file,
+            bin,
+            force,
+            print: just_print,
+        }) => {
+            let mut args = retention.words();
+            if let Some(m) = metrics_file {
+                args.extend(["--metrics-file".into(), m.display().to_string()]);
+            }
+            let units = backup::timer::Units {
+                bin: bin.clone(),
+                dir: dir.clone(),
+                args,
+                metrics_file: metrics_file.clone(),
+            };
+            if *just_print {
+                let (s, t) = backup::timer::render(&units)?;
+                super::print_text(&format!(
+                    "# etcd-rescue-backup.service\n{s}\n# etcd-rescue-backup.timer\n{t}"
+                ))?;
+                return Ok(Code::Done);
+            }
+            let root = Root::new(&cli.root);
+            for (p, changed) in backup::timer::install(&root, &units, *force)? {
+                outln!(
+                    "{} {}",
+                    if changed { "wrote    " } else { "unchanged" },
+                    p.display()
+                );
+            }
+            outln!("next: systemctl daemon-reload && systemctl enable --now etcd-rescue-backup.timer");
+            Ok(Code::Done)
+        }
+        None => save(cli, a),
+    }
+}
+
+fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {
+    let Some(dir) = &a.dir else {
+        return Err(Fail::before_change(
+            "no backup dir given",
+            "pass --dir DIR (e.g. --dir /var/backups/etcd)",
+        )
+        .into());
+    };
+    let result = save_inner(cli, a, dir);
+    if let Some(m) = &a.metrics_file {
+        let at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let run = match &result {
+            Ok(r) => metrics::Run::Saved {
+                at,
+                size: r.sidecar.size,
+                seconds: r.sidecar.seconds,
+            },
+            Err(_) => metrics::Run::Failed { at },
+        };
+        metrics::write(m, run)?;
+    }
+    let r = result?;
+    print(a.write_out, &r, saved_table)?;
+    Ok(Code::Done)
+}
+
+fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedReport> {
+    let mut conn = cli.conn.args();
+    if conn.endpoints.is_empty() {
+        let root = Root::new(&cli.root);
+        let node = crate::node::Node::discover(&root, None, &conn)?;
+        conn = node.connection.clone();
+        conn.endpoints.truncate(1);
+    }
+    let opts = backup::Options {
+        dir: dir.to_path_buf(),
+        conn,
+        retention: a.retention.policy(),
+    };
+    let mut bar = progress_printer();
+    let done = backup::backup(&opts, &mut bar)?;
+    Ok(SavedReport {
+        path: done.path,
+        sidecar: done.sidecar,
+        cleaned: done.cleaned,
+        pruned: decisions(&done.pruned),
+    })
+}

@@ -366,6 +366,12 @@ fn compare_with_real_tool(v: Version) {
             "{version} {name}: resources"
         );
         assert_eq!(inspect.revision, ours.revision);
+        // The right-edge read (what a restore records before etcd runs) says the same.
+        assert_eq!(
+            snapshot::revision(&path).unwrap(),
+            ours.revision,
+            "{version} {name}"
+        );
         assert_eq!(inspect.total_size, ours.total_size.cast_unsigned());
         assert_eq!(
             inspect.in_use_pages + inspect.free_pages,

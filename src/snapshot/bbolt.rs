@@ -482,6 +482,67 @@ impl Db {
         Ok(true)
     }
 
+    /// The last key of the bucket at `path` (names from the root), in key
+    /// order, reading only the pages down the tree's right edge: a few pages
+    /// where a walk reads them all. `None` when the bucket is empty or missing.
+    pub fn last_key(&self, path: &[&[u8]]) -> Result<Option<Vec<u8>>> {
+        let mut walker = Walker::new(self, false)?;
+        let mut header: Option<Vec<u8>> = None;
+        for name in path {
+            let root = self.root_of(header.as_deref())?;
+            let mut found = None;
+            walker.budget = Walker::budget(self);
+            walker.walk(root, 0, &mut |k: &[u8], v: &[u8], bucket: bool| {
+                if k >= *name {
+                    if k == *name && bucket {
+                        found = Some(v.to_vec());
+                    }
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })?;
+            let Some(value) = found else { return Ok(None) };
+            header = Some(value);
+        }
+        let mut root = self.root_of(header.as_deref())?;
+        for _ in 0..=MAX_DEPTH {
+            let (page, at): (Rc<Vec<u8>>, u64) = match root {
+                Root::Page(id) if id < 2 => return Err(corrupt(Some(id), "a tree points to a meta page")),
+                Root::Page(id) => (self.page(id)?, id),
+                Root::Inline(bytes, at) => (Rc::new(bytes.to_vec()), at),
+            };
+            if page.len() < HEADER {
+                return Err(corrupt(Some(at), "an inline bucket shorter than a page header"));
+            }
+            let (flags, count) = (u16_at(&page, 8), usize::from(u16_at(&page, 10)));
+            if count == 0 {
+                return Ok(None);
+            }
+            if HEADER + count * ELEMENT > page.len() {
+                return Err(corrupt(
+                    Some(at),
+                    format!("{count} elements do not fit in the page"),
+                ));
+            }
+            let branch = flags & BRANCH != 0;
+            let e = element(&page, count - 1, branch).map_err(|w| corrupt(Some(at), w))?;
+            if branch {
+                root = Root::Page(e.extra);
+            } else if flags & LEAF != 0 {
+                return Ok(Some(e.key.to_vec()));
+            } else {
+                return Err(corrupt(
+                    Some(at),
+                    format!("flags {flags:#x}: neither a branch nor a leaf"),
+                ));
+            }
+        }
+        Err(corrupt(
+            None,
+            format!("the tree is more than {MAX_DEPTH} levels deep"),
+        ))
+    }
+
     /// The tree of the root bucket, or of the bucket whose header (value) is given.
     fn root_of<'a>(&self, header: Option<&'a [u8]>) -> Result<Root<'a>> {
         let at = self.meta.root;

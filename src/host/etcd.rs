@@ -150,6 +150,8 @@ pub struct Saved {
     pub size: u64,
     /// sha256 of the whole file.
     pub sha256: String,
+    /// sha256 of the bytes before the trailer (what the trailer holds), hex.
+    pub content_sha256: String,
     /// The member that sent it.
     pub member_id: u64,
     /// Its cluster.
@@ -223,7 +225,8 @@ pub async fn save_snapshot_checked(
         if last_remaining != Some(0) || total % 512 != 32 || tail.len() != 32 {
             bail!("the snapshot stream ended early after {total} bytes");
         }
-        if content.finalize().as_slice() != tail.as_slice() {
+        let content = content.finalize();
+        if content.as_slice() != tail.as_slice() {
             bail!(
                 "the snapshot's sha256 trailer does not match the {} bytes before it: the stream was damaged",
                 total - 32
@@ -233,6 +236,7 @@ pub async fn save_snapshot_checked(
         Ok(Saved {
             size: total,
             sha256: crate::hex::hex(&whole.finalize()),
+            content_sha256: crate::hex::hex(&content),
             member_id,
             cluster_id,
             version,

@@ -50,3 +50,6 @@ done
 echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs alternated runs each"
 echo "etcdctl snapshot save:                 median $(cut -d' ' -f1 "$work/etcdctl" | median) s, peak RSS $(cut -d' ' -f2 "$work/etcdctl" | median) KB"
 echo "etcd-rescue backup (verify + sidecar): median $(cut -d' ' -f1 "$work/ours" | median) s, peak RSS $(cut -d' ' -f2 "$work/ours" | median) KB"
+kill -TERM $epid
+wait $epid 2>/dev/null || true
+trap 'rm -rf "$work"' EXIT

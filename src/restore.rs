@@ -27,28 +27,18 @@ use plan::{Options, Plan};
 use render::Command;
 use runner::Runner;
 
-/// An exclusive lock (`flock`, so a SIGKILL never leaves a stale lock).
-pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+/// An exclusive lock (`flock` on an open file: closing it, even by a SIGKILL, releases it).
+pub struct Lock(#[allow(dead_code)] File);
 
 fn take_lock(path: &Path, what: &str) -> Result<Lock> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-        .with_context(|| format!("opening the lock {}", path.display()))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map(Lock)
-        .map_err(|_| {
-            Fail::before_change(
-                format!("another etcd-rescue run holds {} ({what})", path.display()),
-                "wait for it to finish (see `ps`), then run again",
-            )
-            .into()
-        })
+    let f = crate::host::fs::open_lock(path)?;
+    if !crate::host::fs::try_lock(&f)? {
+        anyhow::bail!(Fail::before_change(
+            format!("another etcd-rescue run holds {} ({what})", path.display()),
+            "wait for it to finish (see `ps`), then run again",
+        ));
+    }
+    Ok(Lock(f))
 }
 
 /// Takes the state dir's lock or refuses: another run is in progress. The

@@ -1360,6 +1360,23 @@ impl<'a> Runner<'a> {
     /// Returns the node to its state before the run: stop what runs on the
     /// restored data, put the original dirs back, set aside what the run
     /// created, move every manifest back. Itself journaled and resumable.
+    /// Removes a dir the run itself created, journaled (`RemoveOwn` intent, then done).
+    fn remove_own(&mut self, path: &Path) -> Result<()> {
+        let action = Action::RemoveOwn {
+            path: path.to_path_buf(),
+        };
+        self.journal.append(
+            Step::Rollback,
+            Kind::Intent,
+            Some(action.clone()),
+            serde_json::Map::new(),
+        )?;
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+        self.journal
+            .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
+        Ok(())
+    }
+
     /// The `wait-stopped` note: the baseline of the dirs before anything touched them.
     fn baseline(&self) -> serde_json::Map<String, serde_json::Value> {
         self.note(StageId::WaitStopped)
@@ -1602,18 +1619,7 @@ impl<'a> Runner<'a> {
         self.stop_orphan(child)?;
         for s in self.plan.swaps.clone() {
             if exists(&s.partial) {
-                let action = Action::RemoveOwn {
-                    path: s.partial.clone(),
-                };
-                self.journal.append(
-                    Step::Rollback,
-                    Kind::Intent,
-                    Some(action.clone()),
-                    serde_json::Map::new(),
-                )?;
-                std::fs::remove_dir_all(&s.partial)?;
-                self.journal
-                    .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
+                self.remove_own(&s.partial)?;
             }
         }
         // A restored dir that never became the live one (the rollback came
@@ -1624,18 +1630,7 @@ impl<'a> Runner<'a> {
                     && matches!(&r.action, Some(Action::Move { to, .. }) if *to == s.live)
             });
             if !went_live && exists(&s.restored) {
-                let action = Action::RemoveOwn {
-                    path: s.restored.clone(),
-                };
-                self.journal.append(
-                    Step::Rollback,
-                    Kind::Intent,
-                    Some(action.clone()),
-                    serde_json::Map::new(),
-                )?;
-                std::fs::remove_dir_all(&s.restored)?;
-                self.journal
-                    .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
+                self.remove_own(&s.restored)?;
                 self.say(&format!(
                     "removed {}: etcd never ran on it (the snapshot still holds its data)",
                     s.restored.display()

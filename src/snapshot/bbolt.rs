@@ -460,25 +460,11 @@ impl Db {
     /// returns false when there is no such bucket. Nested buckets are shown, not entered.
     pub fn for_each(&self, path: &[&[u8]], visit: &mut Visitor<'_>) -> Result<bool> {
         let mut walker = Walker::new(self, false)?;
-        let mut header: Option<Vec<u8>> = None;
-        for name in path {
-            let root = self.root_of(header.as_deref())?;
-            let mut found = None;
-            walker.budget = Walker::budget(self);
-            walker.walk(root, 0, &mut |k: &[u8], v: &[u8], bucket: bool| {
-                if k >= *name {
-                    if k == *name && bucket {
-                        found = Some(v.to_vec());
-                    }
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            })?;
-            let Some(value) = found else { return Ok(false) };
-            header = Some(value);
-        }
+        let Some(at) = self.bucket_header(&mut walker, path)? else {
+            return Ok(false);
+        };
         walker.budget = Walker::budget(self);
-        walker.walk(self.root_of(header.as_deref())?, 0, visit)?;
+        walker.walk(self.root_of(at.header())?, 0, visit)?;
         Ok(true)
     }
 
@@ -487,24 +473,10 @@ impl Db {
     /// where a walk reads them all. `None` when the bucket is empty or missing.
     pub fn last_key(&self, path: &[&[u8]]) -> Result<Option<Vec<u8>>> {
         let mut walker = Walker::new(self, false)?;
-        let mut header: Option<Vec<u8>> = None;
-        for name in path {
-            let root = self.root_of(header.as_deref())?;
-            let mut found = None;
-            walker.budget = Walker::budget(self);
-            walker.walk(root, 0, &mut |k: &[u8], v: &[u8], bucket: bool| {
-                if k >= *name {
-                    if k == *name && bucket {
-                        found = Some(v.to_vec());
-                    }
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            })?;
-            let Some(value) = found else { return Ok(None) };
-            header = Some(value);
-        }
-        let mut root = self.root_of(header.as_deref())?;
+        let Some(at) = self.bucket_header(&mut walker, path)? else {
+            return Ok(None);
+        };
+        let mut root = self.root_of(at.header())?;
         for _ in 0..=MAX_DEPTH {
             let (page, at): (Rc<Vec<u8>>, u64) = match root {
                 Root::Page(id) if id < 2 => return Err(corrupt(Some(id), "a tree points to a meta page")),
@@ -541,6 +513,29 @@ impl Db {
             None,
             format!("the tree is more than {MAX_DEPTH} levels deep"),
         ))
+    }
+
+    /// The header (value) of the bucket at `path`: `Ok(None)` when a bucket
+    /// on the way is missing, [`BucketAt::Root`] for an empty path.
+    fn bucket_header(&self, walker: &mut Walker<'_>, path: &[&[u8]]) -> Result<Option<BucketAt>> {
+        let mut header: Option<Vec<u8>> = None;
+        for name in path {
+            let root = self.root_of(header.as_deref())?;
+            let mut found = None;
+            walker.budget = Walker::budget(self);
+            walker.walk(root, 0, &mut |k: &[u8], v: &[u8], bucket: bool| {
+                if k >= *name {
+                    if k == *name && bucket {
+                        found = Some(v.to_vec());
+                    }
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })?;
+            let Some(value) = found else { return Ok(None) };
+            header = Some(value);
+        }
+        Ok(Some(header.map_or(BucketAt::Root, BucketAt::Header)))
     }
 
     /// The tree of the root bucket, or of the bucket whose header (value) is given.
@@ -631,6 +626,21 @@ fn meta_problem(n: u64, e: &str) -> Corruption {
 enum Root<'a> {
     Page(u64),
     Inline(&'a [u8], u64),
+}
+
+/// Where a bucket path leads: the root bucket, or a nested bucket's header (its value).
+enum BucketAt {
+    Root,
+    Header(Vec<u8>),
+}
+
+impl BucketAt {
+    fn header(&self) -> Option<&[u8]> {
+        match self {
+            BucketAt::Root => None,
+            BucketAt::Header(h) => Some(h),
+        }
+    }
 }
 
 /// Reads a bucket value found on page `at`: root page id and sequence, then for root 0 the inline page.

@@ -292,7 +292,8 @@ fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.strip_suffix(".part").and_then(taken).is_some() {
+        // Only files: a directory by that name is not a save's.
+        if name.strip_suffix(".part").and_then(taken).is_some() && e.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }

@@ -745,6 +745,33 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
         text(&out).0
     );
     assert_restored(&d, &snap);
+    // A force-stop is journaled beside the wait-stopped baseline: the rollback
+    // still finds the baseline, checks the set-aside dir and puts it back. On
+    // the line prompt, since the scheduler still ignores SIGTERM: `s` stops it
+    // through CRI when it outlives the wait.
+    d.wait_until(Duration::from_secs(10), "control plane running", || {
+        d.running(0).len() == 4
+    });
+    let mut c = bin();
+    c.args(["rollback", "--root", &root, "--discard-writes"])
+        .env("PATH", PATH)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"s\n").unwrap();
+    }
+    let back = child.wait_with_output().unwrap();
+    assert!(back.status.success(), "{:?}", text(&back));
+    assert!(
+        text(&back).0.contains("is as it was set aside"),
+        "{:?}",
+        text(&back)
+    );
+    wait_healthy(&d);
 }
 
 /// The command the containerd drill prints restores it too, with etcdutl

@@ -1,8 +1,10 @@
 //! Which backups to keep: `--keep-last N`, `--keep-within DURATION` and
-//! `--keep-daily N` together keep the union of what each keeps. Whatever the
-//! flags, the backup just taken and the newest verified one are kept, a file
-//! without its sidecar is never touched, and nothing is deleted when no flag
-//! is given.
+//! `--keep-daily N` together keep the union of what each keeps, counting
+//! verified backups only (a run of failed backups never pushes the good ones
+//! out). Whatever the flags, the backup just taken and the newest verified one
+//! are kept, a file without its sidecar is never touched, nothing is deleted
+//! when no flag is given, and nothing at all while a backup is stamped in the
+//! future (a clock that was, or is, wrong).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -82,14 +84,12 @@ pub fn decide(
     now: SystemTime,
     just_taken: Option<&Path>,
 ) -> Vec<Decision> {
+    // Ranks, days and windows count verified backups only.
     let recognised: Vec<&Entry> = entries
         .iter()
-        .filter(|e| e.present && e.sidecar.is_some())
+        .filter(|e| e.present && e.sidecar.as_ref().is_some_and(|s| s.verified))
         .collect();
-    let newest_verified = recognised
-        .iter()
-        .find(|e| e.sidecar.as_ref().is_some_and(|s| s.verified))
-        .map(|e| e.path.clone());
+    let newest_verified = recognised.first().map(|e| e.path.clone());
     let mut daily: BTreeSet<PathBuf> = BTreeSet::new();
     if let Some(n) = policy.keep_daily {
         let mut days_seen = Vec::new();
@@ -112,10 +112,9 @@ pub fn decide(
             } else if e.sidecar.is_none() {
                 why.push(Why::Unrecognised);
             } else {
-                let rank = recognised
-                    .iter()
-                    .position(|r| r.path == e.path)
-                    .unwrap_or(usize::MAX);
+                let rank = recognised.iter().position(|r| r.path == e.path);
+                let verified = rank.is_some();
+                let rank = rank.unwrap_or(usize::MAX);
                 if just_taken == Some(e.path.as_path()) {
                     why.push(Why::JustTaken);
                 }
@@ -125,9 +124,10 @@ pub fn decide(
                 if policy.keep_last.is_some_and(|n| rank < n) {
                     why.push(Why::Last);
                 }
-                if policy
-                    .keep_within
-                    .is_some_and(|w| now.duration_since(e.taken).unwrap_or_default() <= w)
+                if verified
+                    && policy
+                        .keep_within
+                        .is_some_and(|w| now.duration_since(e.taken).unwrap_or_default() <= w)
                 {
                     why.push(Why::Within);
                 }
@@ -161,7 +161,21 @@ pub fn apply(
     just_taken: Option<&Path>,
     dry_run: bool,
 ) -> Result<Vec<Decision>> {
-    let decisions = decide(&super::list(dir)?, policy, now, just_taken);
+    let entries = super::list(dir)?;
+    if !policy.is_empty()
+        && let Some(ahead) = entries.iter().find(|e| e.taken > now + Duration::from_secs(300))
+    {
+        return Err(crate::exit::Fail::before_change(
+            format!(
+                "{} is stamped later than now ({}): the clock was or is wrong, so nothing is deleted",
+                ahead.path.display(),
+                crate::utc::rfc3339(now)
+            ),
+            "set the clock right (timedatectl), then move that backup aside or rename it to its real time",
+        )
+        .into());
+    }
+    let decisions = decide(&entries, policy, now, just_taken);
     if !dry_run {
         for d in decisions.iter().filter(|d| d.goes()) {
             if d.path.exists() {
@@ -240,11 +254,12 @@ mod tests {
             now,
             None,
         );
-        // The newest (unverified), the newest verified, and the file without a sidecar.
-        assert_eq!(kept(&d), [0, 1, 5]);
-        assert_eq!(d[1].why, [Why::NewestVerified]);
+        // The newest verified (the newest, unverified, counts for nothing), and
+        // the file without a sidecar.
+        assert_eq!(kept(&d), [1, 5]);
+        assert_eq!(d[1].why, [Why::NewestVerified, Why::Last]);
         assert_eq!(d[5].why, [Why::Unrecognised]);
-        assert_eq!(d.iter().filter(|d| d.goes()).count(), 118);
+        assert_eq!(d.iter().filter(|d| d.goes()).count(), 119);
     }
 
     #[test]
@@ -282,6 +297,52 @@ mod tests {
                 assert!(x.goes(), "{i} {:?}", x.why);
             }
         }
+    }
+
+    /// Four failed backups in a row never push the verified ones out of `--keep-last 4`.
+    #[test]
+    fn failed_backups_do_not_take_the_ranks() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let mut e = month(now);
+        for x in e.iter_mut().take(4) {
+            if let Some(s) = x.sidecar.as_mut() {
+                s.verified = false;
+            }
+        }
+        let p = Retention {
+            keep_last: Some(4),
+            ..Retention::default()
+        };
+        let d = decide(&e, &p, now, Some(&e[0].path));
+        // The one just taken, the file without a sidecar (5), and the four newest verified.
+        assert_eq!(kept(&d), [0, 4, 5, 6, 7, 8]);
+    }
+
+    /// A backup stamped in the future (a clock that was wrong) stops every deletion.
+    #[test]
+    fn a_backup_from_the_future_stops_the_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        for t in [
+            now - Duration::from_secs(7200),
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(86_400),
+        ] {
+            let p = dir.path().join(file_name(t));
+            std::fs::write(&p, b"db").unwrap();
+            super::super::write_sidecar(&p, &crate::backup::tests::sample(&p)).unwrap();
+        }
+        let p = Retention {
+            keep_last: Some(1),
+            ..Retention::default()
+        };
+        let e = apply(dir.path(), &p, now, None, false).unwrap_err();
+        assert!(format!("{e:#}").contains("stamped later than now"), "{e:#}");
+        assert_eq!(
+            crate::backup::list(dir.path()).unwrap().len(),
+            3,
+            "nothing deleted"
+        );
     }
 
     /// No flag: nothing goes. An orphan sidecar goes whatever the flags.

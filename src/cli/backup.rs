@@ -402,7 +402,10 @@ fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             },
             Err(_) => metrics::Run::Failed { at },
         };
-        metrics::write(m, run)?;
+        // A metrics file that cannot be written must not hide what the backup did.
+        if let Err(e) = metrics::write(m, run) {
+            let _ = writeln!(std::io::stderr(), "warning: metrics file {}: {e:#}", m.display());
+        }
     }
     let r = result?;
     print(a.write_out, &r, saved_table)?;

@@ -135,8 +135,8 @@ pub fn tree_digest_counted(dir: &Path, read: &std::sync::atomic::AtomicU64) -> R
 }
 
 /// A digest of a tree's shape without reading a file: every entry's
-/// relative name, type, mode, owner, size, inode and modification time (to
-/// the nanosecond), and symlink targets. Any write, create, delete or rename
+/// relative name, type, mode, owner, size, inode, modification and change
+/// times (to the nanosecond), and symlink targets. Any write, create, delete or rename
 /// inside the tree changes it; renaming the tree itself does not (the top
 /// entry's inode and times are left out), so the digest taken where a dir
 /// lives still holds once it is set aside under another name. It costs one
@@ -155,7 +155,7 @@ pub fn tree_meta(dir: &Path) -> Result<String> {
         let top = rel.as_os_str().is_empty();
         h.update(
             format!(
-                "{}\0{:o}\0{}:{}\0{}\0{}\0{}.{}\0",
+                "{}\0{:o}\0{}:{}\0{}\0{}\0{}.{}\0{}.{}\0",
                 rel.display(),
                 md.mode(),
                 md.uid(),
@@ -164,6 +164,9 @@ pub fn tree_meta(dir: &Path) -> Result<String> {
                 if top { 0 } else { md.ino() },
                 if top || md.is_dir() { 0 } else { md.mtime() },
                 if top || md.is_dir() { 0 } else { md.mtime_nsec() },
+                // The change time cannot be set back (`touch -r`, `cp -p` restore mtime only).
+                if top || md.is_dir() { 0 } else { md.ctime() },
+                if top || md.is_dir() { 0 } else { md.ctime_nsec() },
             )
             .as_bytes(),
         );
@@ -372,7 +375,30 @@ mod tests {
         let chmod = tree_meta(&old).unwrap();
         assert_ne!(chmod, base, "a mode change shows");
         std::fs::set_permissions(old.join("member/snap/db"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(tree_meta(&old).unwrap(), base);
+        assert_ne!(
+            tree_meta(&old).unwrap(),
+            base,
+            "the mode put back still moved the change time"
+        );
+        let base = tree_meta(&old).unwrap();
+        // A same-size write with its modification time put back (`touch -r`,
+        // `cp -p`) still shows: the change time moves.
+        let db = old.join("member/snap/db");
+        let mtime = std::fs::metadata(&db).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&db, vec![8u8; 4096]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&db)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_ne!(
+            tree_meta(&old).unwrap(),
+            base,
+            "a write hidden behind its old mtime shows"
+        );
+        let base = tree_meta(&old).unwrap();
         // A write of the same size still moves the modification time.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(old.join("member/wal/0.wal"), b"WAL").unwrap();

@@ -632,7 +632,8 @@ impl Plan {
             }
         }
         // Which file was hashed: a restore that finds the same one need not read it again.
-        let snapshot_file = std::fs::metadata(&snapshot).ok().map(|m| FileId::of(&m));
+        let file_id = || std::fs::metadata(&snapshot).ok().map(|m| FileId::of(&m));
+        let snapshot_file = file_id();
         let report = snapshot::verify(&snapshot).map_err(|e| {
             refuse(
                 format!("cannot read the snapshot {}: {e:#}", snapshot.display()),
@@ -679,6 +680,9 @@ impl Plan {
         } else {
             report.sha256.clone()
         };
+        // The identity is trusted only if the file did not change while it was
+        // hashed, and only for a snapshot whose trailer etcdutl checks again.
+        let snapshot_file = snapshot_file.filter(|id| !skip_hash_check && file_id() == Some(*id));
         // One more pass over the file: members, cluster version and live keys.
         let inspected = snapshot::inspect(&snapshot).map_err(|e| {
             refuse(

@@ -415,7 +415,21 @@ impl<'a> Runner<'a> {
             }
             StageId::SetOwnership => {
                 self.check_manifests_still_out()?;
-                self.set_ownership(id).map(|()| None)
+                self.set_ownership(id)?;
+                if self.plan.order == super::steps::Order::Staged {
+                    // Before the outage a whole read of the restored db costs no
+                    // downtime: a damaged copy is caught here, not by etcd's start.
+                    if let Some(s) = self.plan.swaps.first().cloned() {
+                        let db = s.restored.join("member/snap/db");
+                        let st = crate::snapshot::status(&db)
+                            .with_context(|| format!("checking the restored db {}", db.display()))?;
+                        self.say(&format!(
+                            "restored db checked natively: revision {}, {} keys, its page trees sound",
+                            st.revision, st.total_key
+                        ));
+                    }
+                }
+                Ok(None)
             }
             StageId::SwapDataDir => {
                 self.check_manifests_still_out()?;
@@ -1382,14 +1396,19 @@ impl<'a> Runner<'a> {
         self.note(StageId::WaitStopped)
     }
 
-    /// The first note a stage journaled.
+    /// Every note a stage journaled, merged (a later key wins): the
+    /// `wait-stopped` baseline and a `forceStop` note live side by side.
     fn note(&self, id: StageId) -> serde_json::Map<String, serde_json::Value> {
-        self.journal
+        let mut out = serde_json::Map::new();
+        for r in self
+            .journal
             .records
             .iter()
-            .find(|r| r.step == Step::Stage(id) && r.kind == Kind::Note)
-            .map(|r| r.data.clone())
-            .unwrap_or_default()
+            .filter(|r| r.step == Step::Stage(id) && r.kind == Kind::Note)
+        {
+            out.extend(r.data.clone());
+        }
+        out
     }
 
     /// Once the swap is done and the outage over, hashes the set-aside dirs'
@@ -1501,7 +1520,21 @@ impl<'a> Runner<'a> {
                 continue;
             }
             let Some(meta) = base.get(s.what.meta_key()).and_then(serde_json::Value::as_str) else {
-                continue;
+                if base.contains_key(s.what.digest_key()) {
+                    // A run journaled before the staged order: its content is checked after the move.
+                    continue;
+                }
+                return Err(changed_err(
+                    format!(
+                        "the {} dir {} is set aside but the journal holds no baseline for it",
+                        s.what,
+                        s.old.display()
+                    ),
+                    format!(
+                        "nothing was moved; compare it with what the journal {} says before putting it back by hand",
+                        self.journal.path().display()
+                    ),
+                ));
             };
             let journal = self.journal.path().display().to_string();
             let differs = |what: &str| {

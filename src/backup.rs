@@ -8,6 +8,8 @@
 //! A save in progress writes `snapshot-<UTC stamp>.db.part`; a `.part` left by
 //! a killed save is removed by the next save (which holds the dir's lock).
 
+pub mod fetch;
+pub mod remote;
 pub mod retention;
 pub mod timer;
 
@@ -60,6 +62,24 @@ pub struct Sidecar {
     pub verify_message: String,
     /// The `etcd-rescue` that wrote it.
     pub tool: String,
+    /// How the file is encrypted (absent: it is the plain snapshot). `sha256`
+    /// and `size` above are then of the encrypted file, as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// An encrypted backup's facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Encryption {
+    /// `age` (<https://age-encryption.org/v1>): `age -d -i KEY FILE` decrypts it.
+    pub format: String,
+    /// The recipients it is encrypted to.
+    pub recipients: Vec<String>,
+    /// sha256 of the snapshot inside (what `sha256sum` prints once decrypted).
+    pub plain_sha256: String,
+    /// Its size.
+    pub plain_size: u64,
 }
 
 /// What `backup` needs.
@@ -71,11 +91,43 @@ pub struct Options {
     pub conn: Connection,
     /// What to keep after the save (nothing is deleted when empty).
     pub retention: Retention,
+    /// Encrypt to these recipients (none: the file is the plain snapshot).
+    pub encrypt_to: Vec<crate::host::age::Recipient>,
+    /// Copy each backup there too, and apply the retention there.
+    pub upload: Option<Remote>,
+}
+
+/// A remote place for backups.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// `s3://bucket/prefix`.
+    pub url: crate::host::s3::Url,
+    /// The S3 endpoint when not AWS (MinIO, Ceph).
+    pub endpoint: Option<String>,
+}
+
+/// What a backup is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doing {
+    /// Receiving the snapshot from etcd.
+    Save,
+    /// Encrypting it.
+    Encrypt,
+    /// Uploading it.
+    Upload,
+    /// Reading the upload back to check it.
+    Check,
+    /// Downloading a remote backup.
+    Download,
+    /// Decrypting one.
+    Decrypt,
 }
 
 /// How far a save is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// Which part of the work.
+    pub doing: Doing,
     /// Bytes received.
     pub done: u64,
     /// Bytes expected in all (received plus what the server says remains).
@@ -94,6 +146,19 @@ pub struct Done {
     /// `.part` files of killed saves, removed.
     pub cleaned: Vec<PathBuf>,
     /// What retention decided.
+    pub pruned: Vec<Decision>,
+    /// The remote copy, when one was asked for.
+    pub uploaded: Option<Uploaded>,
+}
+
+/// A backup copied to the remote and checked there.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The copy.
+    pub url: crate::host::s3::Url,
+    /// Seconds the upload and its check took.
+    pub seconds: f64,
+    /// What retention decided there (keys under the bucket).
     pub pruned: Vec<Decision>,
 }
 
@@ -115,10 +180,31 @@ pub fn file_name(t: SystemTime) -> String {
     format!("snapshot-{}.db", crate::utc::stamp(t))
 }
 
-/// When a backup named by [`file_name`] was taken; `None` for any other name.
+/// `snapshot-20261125T093000Z.db.age`: an encrypted backup's name.
+pub fn sealed_name(t: SystemTime) -> String {
+    format!("{}.age", file_name(t))
+}
+
+/// When a backup named by [`file_name`] or [`sealed_name`] was taken; `None` for any other name.
 pub fn taken(name: &str) -> Option<SystemTime> {
-    let stamp = name.strip_prefix("snapshot-")?.strip_suffix(".db")?;
+    let rest = name.strip_prefix("snapshot-")?;
+    let stamp = rest
+        .strip_suffix(".db")
+        .or_else(|| rest.strip_suffix(".db.age"))?;
     crate::utc::parse_stamp(stamp)
+}
+
+/// Whether a backup's name says it is encrypted.
+pub fn is_sealed_name(name: &str) -> bool {
+    name.ends_with(".db.age")
+}
+
+/// Whether `name` is what an interrupted save leaves: `<backup>.part`, the
+/// plain snapshot of an encrypted one (`snapshot-<stamp>.db.plain`), or its `.part`.
+fn leftover(name: &str) -> bool {
+    let a = name.strip_suffix(".part");
+    let b = a.unwrap_or(name).strip_suffix(".plain");
+    (a.is_some() || b.is_some()) && taken(b.or(a).unwrap_or(name)).is_some()
 }
 
 /// The sidecar's path for a backup.
@@ -131,9 +217,13 @@ pub fn sidecar_path(snapshot: &Path) -> PathBuf {
 /// Reads a sidecar; `None` when it is missing, unreadable or of another format.
 pub fn read_sidecar(snapshot: &Path) -> Option<Sidecar> {
     let text = std::fs::read_to_string(sidecar_path(snapshot)).ok()?;
-    let s: Sidecar = serde_json::from_str(&text).ok()?;
-    let name = snapshot.file_name()?.to_string_lossy();
-    (s.format == SIDECAR_FORMAT && s.file == name).then_some(s)
+    parse_sidecar(&text, &snapshot.file_name()?.to_string_lossy())
+}
+
+/// A sidecar's text, when it is of this format and names `file`.
+pub fn parse_sidecar(text: &str, file: &str) -> Option<Sidecar> {
+    let s: Sidecar = serde_json::from_str(text).ok()?;
+    (s.format == SIDECAR_FORMAT && s.file == file).then_some(s)
 }
 
 /// The backups in `dir`, newest first: every `snapshot-<stamp>.db`, and every
@@ -207,8 +297,19 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let cleaned = clean_parts(&opts.dir)?;
     let began = Instant::now();
     let created = SystemTime::now();
-    let path = opts.dir.join(file_name(created));
-    if path.exists() {
+    let sealed = !opts.encrypt_to.is_empty();
+    let path = opts.dir.join(if sealed {
+        sealed_name(created)
+    } else {
+        file_name(created)
+    });
+    // An encrypted backup is saved plain first (mode 0600, beside it), checked, then encrypted.
+    let plain = if sealed {
+        opts.dir.join(format!("{}.plain", file_name(created)))
+    } else {
+        path.clone()
+    };
+    if path.exists() || plain.exists() {
         return Err(Fail::before_change(
             format!("{} exists already (two backups in one second?)", path.display()),
             "run the backup again in a second",
@@ -220,8 +321,9 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         .build()?;
     let saved: Saved = rt.block_on(async {
         let mut client = etcd::connect(&opts.conn).await?;
-        etcd::save_snapshot_checked(&mut client, &path, &mut |done, remaining| {
+        etcd::save_snapshot_checked(&mut client, &plain, &mut |done, remaining| {
             progress(Progress {
+                doing: Doing::Save,
                 done,
                 total: done + remaining,
                 elapsed: began.elapsed(),
@@ -231,16 +333,57 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     })?;
     // Everything checked natively; the trailer against the hash taken while
     // streaming, so the file is not hashed a second time.
-    let report = snapshot::verify_saved(&path, &saved.content_sha256)
-        .with_context(|| format!("verifying {}", path.display()))?;
+    let report = snapshot::verify_saved(&plain, &saved.content_sha256)
+        .with_context(|| format!("verifying {}", plain.display()));
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            if sealed {
+                let _ = std::fs::remove_file(&plain);
+            }
+            return Err(e);
+        }
+    };
+    let (sha256, size, encryption) = if sealed {
+        let sealed = seal(&plain, &path, &opts.encrypt_to, &mut |done| {
+            progress(Progress {
+                doing: Doing::Encrypt,
+                done,
+                total: saved.size,
+                elapsed: began.elapsed(),
+            });
+        });
+        // The plain copy goes whatever happened: an encrypted backup leaves no plain one behind.
+        let removed = std::fs::remove_file(&plain)
+            .with_context(|| format!("removing the plain copy {}", plain.display()))
+            .and_then(|()| crate::host::fs::fsync_dir(&opts.dir));
+        let w = sealed?;
+        removed?;
+        (
+            w.sha256,
+            w.size,
+            Some(Encryption {
+                format: "age".into(),
+                recipients: opts
+                    .encrypt_to
+                    .iter()
+                    .map(crate::host::age::Recipient::text)
+                    .collect(),
+                plain_sha256: saved.sha256.clone(),
+                plain_size: saved.size,
+            }),
+        )
+    } else {
+        (saved.sha256.clone(), saved.size, None)
+    };
     let sidecar = Sidecar {
         format: SIDECAR_FORMAT,
         file: path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        sha256: saved.sha256.clone(),
-        size: saved.size,
+        sha256,
+        size,
         revision: report.revision,
         total_key: report.total_key,
         etcd_version: saved.version.clone(),
@@ -252,6 +395,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         verified: report.ok && report.integrity == Some(snapshot::Integrity::Verified),
         verify_message: report.message.clone(),
         tool: crate::VERSION.to_string(),
+        encryption,
     };
     write_sidecar(&path, &sidecar)?;
     if !sidecar.verified {
@@ -272,12 +416,44 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     } else {
         retention::apply(&opts.dir, &opts.retention, SystemTime::now(), Some(&path), false)?
     };
+    let uploaded = match &opts.upload {
+        None => None,
+        Some(r) => Some(
+            rt.block_on(remote::push(r, &path, &sidecar, &opts.retention, progress))
+                .with_context(|| {
+                    format!(
+                        "{} is saved and verified on this node, but its copy to {} failed",
+                        path.display(),
+                        r.url
+                    )
+                })?,
+        ),
+    };
     Ok(Done {
         path,
         sidecar,
         cleaned,
         pruned,
+        uploaded,
     })
+}
+
+/// Encrypts the plain snapshot into `<path>.part`, then renames it to `path` (dir fsynced).
+fn seal(
+    plain: &Path,
+    path: &Path,
+    to: &[crate::host::age::Recipient],
+    progress: &mut dyn FnMut(u64),
+) -> Result<crate::host::age::Written> {
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let w = crate::host::age::seal(plain, &part, to, progress)?;
+    if let Err(e) = crate::host::fs::rename_noreplace(&part, path) {
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    Ok(w)
 }
 
 /// Writes `<snapshot>.json` durably (a temp file, fsync, rename, fsync of the dir).
@@ -287,13 +463,13 @@ fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
     crate::host::fs::write_durably(&path, text.as_bytes(), 0o600)
 }
 
-/// Removes `snapshot-*.db.part` files: with the dir's lock held, no save is writing them.
+/// Removes what interrupted saves left (see [`leftover`]): with the dir's lock held, no save is writing them.
 fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         // Only files: a directory by that name is not a save's.
-        if name.strip_suffix(".part").and_then(taken).is_some() && e.file_type().is_ok_and(|t| t.is_file()) {
+        if leftover(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }
@@ -541,6 +717,7 @@ mod tests {
             verified: true,
             verify_message: String::new(),
             tool: String::new(),
+            encryption: None,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Cli {
     /// etcd connection, as etcdctl takes it.
     #[command(flatten)]
     pub conn: ConnFlags,
+    /// Encrypted and remote backups.
+    #[command(flatten)]
+    pub sealed: SealedFlags,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -58,6 +61,18 @@ pub struct ConnFlags {
     /// How long to wait for a connection (Go duration: 2s, 500ms, 1m).
     #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub dial_timeout: Duration,
+}
+
+/// How encrypted and remote backups are read.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Encrypted and remote backups")]
+pub struct SealedFlags {
+    /// The age identity file (age-keygen's output) that decrypts encrypted snapshots (*.db.age).
+    #[arg(long, global = true, env = "ETCD_RESCUE_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// The S3 endpoint for s3:// locations when not AWS (MinIO, Ceph); default: AWS_ENDPOINT_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
 }
 
 impl ConnFlags {
@@ -420,7 +435,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             print(*write_out, &report, node_table)?;
             Ok(Code::Done)
         }
-        Command::Snapshot { action } => run_snapshot(action),
+        Command::Snapshot { action } => run_snapshot(action, &cli.sealed),
         Command::Backup(a) => backup::run(cli, a),
         Command::Completions { shell } => {
             print_text(&dist::completions(*shell))?;
@@ -445,9 +460,19 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 )
                 .into());
             }
+            // An encrypted or remote snapshot becomes a plain file on this node's
+            // disk first, in the state dir, where a resume finds it again.
+            // (--dry-run: into a scratch dir, removed at the end.)
+            let (snapshot, _scratch) = match &a.snapshot {
+                Some(given) => {
+                    let (p, scratch) = ready_to_restore(cli, a, given)?;
+                    (Some(p), scratch)
+                }
+                None => (None, None),
+            };
             let opts = crate::restore::plan::Options {
                 root: cli.root.clone(),
-                snapshot: a.snapshot.clone().unwrap_or_default(),
+                snapshot: snapshot.clone().unwrap_or_default(),
                 skip_hash_check: a.skip_hash_check,
                 initial_cluster: a.initial_cluster.clone(),
                 initial_cluster_token: a.initial_cluster_token.clone(),
@@ -463,7 +488,12 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 conn: cli.conn.args(),
             };
             if wizard {
-                return wizard_ended(&crate::tui::restore(opts, a.snapshot.clone(), &a.backup_dir)?);
+                return wizard_ended(&crate::tui::restore(
+                    opts,
+                    snapshot,
+                    &a.backup_dir,
+                    cli.sealed.identity.clone(),
+                )?);
             }
             let mut f = face(a.yes, a.force_stop);
             restore_ended(crate::restore::restore(&opts, a.dry_run, f.as_mut())?)
@@ -608,10 +638,115 @@ fn snapshot_error(files: &[&std::path::Path], e: anyhow::Error) -> anyhow::Error
     }
 }
 
-fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
+/// `restore --snapshot`: a plain file as given; an encrypted or remote one
+/// downloaded and decrypted into `<state dir>/snapshots` (mode 0700), checked
+/// against its sidecar, with a line per step on stderr.
+fn ready_to_restore(
+    cli: &Cli,
+    a: &RestoreArgs,
+    given: &std::path::Path,
+) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    use crate::backup::fetch::{self, Step};
+    let src = fetch::Source::parse(given, cli.sealed.s3_endpoint.as_deref())?;
+    if let fetch::Source::File(p) = &src
+        && !crate::host::age::is_sealed(p)
+    {
+        return Ok((p.clone(), None));
+    }
+    let scratch = if a.dry_run {
+        Some(crate::host::fs::scratch_dir()?)
+    } else {
+        None
+    };
+    let into = match &scratch {
+        Some(t) => t.path().to_path_buf(),
+        None => crate::restore::plan::state_dir(&crate::root::Root::new(&cli.root), a.state_dir.as_deref())
+            .join("snapshots"),
+    };
+    let mut bar = backup::progress_printer();
+    let ready = fetch::ready(&src, cli.sealed.identity.as_deref(), &into, &mut bar)?;
+    let mut e = std::io::stderr().lock();
+    for s in &ready.steps {
+        let _ = match s {
+            Step::Downloaded {
+                from,
+                to,
+                size,
+                matched_sidecar,
+            } => writeln!(
+                e,
+                "downloaded {from} to {} ({}{})",
+                to.display(),
+                crate::units::human_bytes(*size),
+                if *matched_sidecar {
+                    ", sha256 matches its sidecar"
+                } else {
+                    "; no sidecar to check it against"
+                }
+            ),
+            Step::Decrypted {
+                from,
+                to,
+                size,
+                matched_sidecar,
+            } => writeln!(
+                e,
+                "decrypted {} to {} ({}{})",
+                from.display(),
+                to.display(),
+                crate::units::human_bytes(*size),
+                if *matched_sidecar {
+                    ", sha256 matches its sidecar"
+                } else {
+                    "; no sidecar to check it against"
+                }
+            ),
+            Step::Reused(p) => writeln!(e, "using {} (the same content, fetched earlier)", p.display()),
+        };
+    }
+    Ok((ready.path, scratch))
+}
+
+/// A snapshot to read: the file as given, or a plain copy of an encrypted or
+/// remote one in a scratch dir that goes when this is dropped.
+struct Readable {
+    path: PathBuf,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Readable {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.path
+    }
+}
+
+/// Makes `given` readable: downloads `s3://…`, decrypts `*.age` with `--identity`.
+fn readable(given: &std::path::Path, sealed: &SealedFlags) -> Result<Readable> {
+    use crate::backup::fetch;
+    let src = fetch::Source::parse(given, sealed.s3_endpoint.as_deref())?;
+    if let fetch::Source::File(p) = &src
+        && !crate::host::age::is_sealed(p)
+    {
+        return Ok(Readable {
+            path: p.clone(),
+            _scratch: None,
+        });
+    }
+    let scratch = crate::host::fs::scratch_dir()?;
+    let mut bar = backup::progress_printer();
+    let ready = fetch::ready(&src, sealed.identity.as_deref(), scratch.path(), &mut bar)?;
+    Ok(Readable {
+        path: ready.path,
+        _scratch: Some(scratch),
+    })
+}
+
+fn run_snapshot(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code> {
     use crate::snapshot;
     match action {
         SnapshotAction::Status { file, write_out } => {
+            let file = &readable(file, sealed)?;
             let st = snapshot::status(file).map_err(|e| snapshot_error(&[file], e))?;
             let text = match write_out {
                 StatusFormat::Json => serde_json::to_string_pretty(&st)? + "\n",
@@ -632,11 +767,13 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
             Ok(Code::Done)
         }
         SnapshotAction::Verify { file, write_out } => {
+            let shown = file;
+            let file = &readable(file, sealed)?;
             let r = snapshot::verify(file)?;
             print(*write_out, &r, snapshot::VerifyReport::to_table)?;
             if !r.ok {
                 return Err(exit::Fail::problem(
-                    format!("{}: {}", file.display(), r.message),
+                    format!("{}: {}", shown.display(), r.message),
                     "restore from another snapshot; the report above lists every problem and where it is",
                 )
                 .into());
@@ -644,6 +781,7 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
             Ok(Code::Done)
         }
         SnapshotAction::Inspect { file, write_out } => {
+            let file = &readable(file, sealed)?;
             let r = snapshot::inspect(file).map_err(|e| snapshot_error(&[file], e))?;
             print(*write_out, &r, snapshot::InspectReport::to_table)?;
             Ok(Code::Done)
@@ -654,6 +792,7 @@ fn run_snapshot(action: &SnapshotAction) -> Result<Code> {
             keys,
             write_out,
         } => {
+            let (a, b) = (&readable(a, sealed)?, &readable(b, sealed)?);
             let r = snapshot::diff(a, b, *keys).map_err(|e| snapshot_error(&[a, b], e))?;
             print(*write_out, &r, snapshot::DiffReport::to_table)?;
             Ok(Code::Done)

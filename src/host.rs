@@ -2,9 +2,11 @@
 //! tools. Each is small enough to read in one sitting and is exercised for
 //! real in tests; every call that waits on something is bounded in time.
 
+pub mod age;
 pub mod cri;
 pub mod etcd;
 pub mod etcdutl;
 pub mod fs;
 pub mod fsinfo;
 pub mod proc;
+pub mod s3;

@@ -67,7 +67,8 @@ pub fn wanted(yes: bool, plain: bool) -> bool {
 
 /// What the engine thread runs: one invocation, as the CLI gives it.
 enum Work {
-    Restore(Box<Options>),
+    /// A restore, with the `--identity` that decrypts an encrypted backup chosen in the picker.
+    Restore(Box<Options>, Option<PathBuf>),
     Resume(RunSelect),
     Rollback {
         select: RunSelect,
@@ -79,9 +80,17 @@ enum Work {
 impl Work {
     fn run(self, snapshot: Option<PathBuf>, face: &mut dyn Face) -> Result<Code> {
         match self {
-            Work::Restore(mut opts) => {
+            Work::Restore(mut opts, identity) => {
                 if let Some(s) = snapshot {
-                    opts.snapshot = s;
+                    // An encrypted backup is decrypted into the state dir, where a resume finds it.
+                    opts.snapshot = if crate::host::age::is_sealed(&s) {
+                        let into = plan::state_dir(&Root::new(&opts.root), opts.state_dir.as_deref())
+                            .join("snapshots");
+                        let src = crate::backup::fetch::Source::File(s);
+                        crate::backup::fetch::ready(&src, identity.as_deref(), &into, &mut |_| {})?.path
+                    } else {
+                        s
+                    };
                 }
                 crate::restore::restore(&opts, false, face).map(|e| match e {
                     crate::restore::Ended::Cancelled => Code::Cancelled,
@@ -123,19 +132,29 @@ fn new_app(mode: Mode, screen: Screen, root: &Path, state_dir: Option<&Path>) ->
 }
 
 /// `etcd-rescue restore` in the wizard; without a snapshot it opens the picker on `backup_dirs`.
-pub fn restore(opts: Options, snapshot: Option<PathBuf>, backup_dirs: &[PathBuf]) -> Result<Ended> {
+pub fn restore(
+    opts: Options,
+    snapshot: Option<PathBuf>,
+    backup_dirs: &[PathBuf],
+    identity: Option<PathBuf>,
+) -> Result<Ended> {
     let root = opts.root.clone();
     let skip_hash_check = opts.skip_hash_check;
     if let Some(s) = snapshot {
         let mut opts = opts;
         opts.snapshot = s;
         let app = new_app(Mode::Restore, Screen::Planning, &root, opts.state_dir.as_deref());
-        return event_loop(app, Work::Restore(Box::new(opts)), None);
+        return event_loop(app, Work::Restore(Box::new(opts), None), None);
     }
     let dirs = picker::backup_dirs(&Root::new(&root), backup_dirs);
     let mut app = new_app(Mode::Restore, Screen::Picker, &root, opts.state_dir.as_deref());
     app.skip_hash_check = skip_hash_check;
-    event_loop(app, Work::Restore(Box::new(opts)), Some((Root::new(&root), dirs)))
+    app.identity = identity.is_some();
+    event_loop(
+        app,
+        Work::Restore(Box::new(opts), identity),
+        Some((Root::new(&root), dirs)),
+    )
 }
 
 /// `etcd-rescue resume` in the wizard.

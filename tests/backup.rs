@@ -312,3 +312,395 @@ fn timer_units_and_metrics_on_failure() {
     assert!(m.contains("etcd_rescue_backup_last_run_success 0\n"), "{m}");
     assert!(dbs(&dir).is_empty(), "{:?}", dbs(&dir));
 }
+
+/// Runs a command to the end (bounded), failing the test when it cannot start.
+fn tool(cmd: &str, args: &[&str]) -> std::process::Output {
+    crate::support::run_bounded(
+        std::process::Command::new(cmd).args(args),
+        Duration::from_secs(120),
+    )
+}
+
+/// A new age key in `dir/name` (the `age-keygen` CLI, from Debian's `age`): its file and public key.
+fn age_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    assert!(
+        std::process::Command::new("age-keygen")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "age-keygen is missing: install Debian's `age` package (`make setup` does)"
+    );
+    let key = dir.join(name);
+    let out = tool("age-keygen", &["-o", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = tool("age-keygen", &["-y", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    (key, text(&out).0.trim().to_string())
+}
+
+fn sha256_of(p: &Path) -> String {
+    use sha2::Digest;
+    etcd_rescue::hex::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// `backup --encrypt-to`: no plain copy is left; the sidecar describes the
+/// encrypted file and the snapshot inside; the `age` CLI decrypts it to that
+/// snapshot; `snapshot status` and `restore --dry-run` read it with
+/// `--identity` and refuse it without, or with the wrong key, or damaged;
+/// and a file the `age` CLI encrypted reads too.
+#[test]
+fn encrypted_backups_open_with_the_age_cli() {
+    let drill = Drill::start(&["--keys", "60"]);
+    let dir = drill.dir.join("backups");
+    let root = drill.root(0).display().to_string();
+    let (key, recipient) = age_key(&drill.dir, "key.txt");
+    let (other, _) = age_key(&drill.dir, "other.txt");
+    let out = backup(
+        &[
+            "--root",
+            &root,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--encrypt-to",
+            &recipient,
+            "-w",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = PathBuf::from(report["path"].as_str().unwrap());
+    let name = sealed.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(".db.age"), "{name}");
+    assert_eq!(
+        dbs(&dir),
+        [name.clone(), format!("{name}.json")],
+        "no plain copy is left"
+    );
+    assert_eq!(
+        std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let side = &report["sidecar"];
+    assert_eq!(side["sha256"].as_str().unwrap(), sha256_of(&sealed));
+    assert_eq!(side["encryption"]["format"], "age");
+    assert_eq!(side["encryption"]["recipients"], serde_json::json!([recipient]));
+    assert_eq!(side["verified"], true);
+
+    // The age CLI decrypts it, without this tool.
+    let plain = drill.dir.join("plain.db");
+    let out = tool(
+        "age",
+        &[
+            "-d",
+            "-i",
+            key.to_str().unwrap(),
+            "-o",
+            plain.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        side["encryption"]["plainSha256"].as_str().unwrap(),
+        sha256_of(&plain)
+    );
+    let st = etcd_rescue::snapshot::status(&plain).unwrap();
+    assert_eq!(side["revision"].as_i64(), Some(st.revision));
+    assert_eq!(st.integrity, etcd_rescue::snapshot::Integrity::Verified);
+
+    // This tool reads it with the key, and says what to do without it.
+    let status = |args: &[&str]| {
+        let mut c = bin();
+        c.args(["snapshot", "status", "-w", "json"]).args(args);
+        crate::support::run_bounded(&mut c, Duration::from_secs(60))
+    };
+    let out = status(&[sealed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("encrypted with age"), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("next: pass --identity FILE"),
+        "{:?}",
+        text(&out)
+    );
+    let out = status(&["--identity", other.to_str().unwrap(), sealed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("no identity in"), "{:?}", text(&out));
+    let out = status(&["--identity", key.to_str().unwrap(), sealed.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let js: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(js["revision"].as_i64(), Some(st.revision));
+    let mut damaged = std::fs::read(&sealed).unwrap();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0x40;
+    let bad = drill.dir.join("damaged.db.age");
+    std::fs::write(&bad, &damaged).unwrap();
+    let out = status(&["--identity", key.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("does not decrypt"), "{:?}", text(&out));
+
+    // A file the age CLI encrypted reads the same way.
+    let theirs = drill.dir.join("theirs.db.age");
+    let out = tool(
+        "age",
+        &[
+            "-e",
+            "-r",
+            &recipient,
+            "-o",
+            theirs.to_str().unwrap(),
+            plain.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let mut c = bin();
+    c.args([
+        "snapshot",
+        "verify",
+        "--identity",
+        key.to_str().unwrap(),
+        theirs.to_str().unwrap(),
+    ]);
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(60));
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // restore --dry-run decrypts into a scratch dir, plans, and leaves nothing in the state dir.
+    let state = drill.dir.join("state");
+    let mut c = bin();
+    c.args([
+        "restore",
+        "--root",
+        &root,
+        "--dry-run",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ])
+    .args([
+        "--snapshot",
+        sealed.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ])
+    .env("PATH", PATH);
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(120));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).1.contains("decrypted "), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("sha256 matches its sidecar"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(!state.join("snapshots").exists());
+}
+
+/// `backup --upload` to a real S3-compatible server on loopback (moto):
+/// each backup is copied with its sidecar and checked; `--keep-last` prunes
+/// the remote as it prunes the dir, never an upload without its sidecar;
+/// `list --remote` and `prune --remote --dry-run` show it; `restore
+/// --snapshot s3://…` downloads onto the node, checks against the sidecar,
+/// decrypts and plans; a copy changed in the bucket is refused.
+#[test]
+fn upload_to_s3_list_prune_and_restore_from_it() {
+    use crate::support::s3::S3;
+    let s3 = S3::start("etcd-backups");
+    let drill = Drill::start(&["--keys", "60"]);
+    let dir = drill.dir.join("backups");
+    let root = drill.root(0).display().to_string();
+    let (key, recipient) = age_key(&drill.dir, "key.txt");
+    let env: Vec<(&str, String)> = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let prefix = format!("s3://{}/cluster-a", s3.bucket);
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1100));
+        let out = backup(
+            &[
+                "--root",
+                &root,
+                "--dir",
+                dir.to_str().unwrap(),
+                "--encrypt-to",
+                &recipient,
+                "--upload",
+                &prefix,
+                "--keep-last",
+                "2",
+                "-w",
+                "json",
+            ],
+            &env,
+        );
+        assert!(
+            out.status.success(),
+            "{:?}\n{}",
+            text(&out),
+            std::fs::read_to_string(&s3.log).unwrap_or_default()
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let name = PathBuf::from(r["path"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(r["uploaded"]["url"], format!("{prefix}/{name}"));
+        names.push(name);
+    }
+    let want = |names: &[String]| -> Vec<String> {
+        let mut v: Vec<String> = names
+            .iter()
+            .flat_map(|n| [format!("cluster-a/{n}"), format!("cluster-a/{n}.json")])
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        s3.keys(),
+        want(&names[1..]),
+        "the oldest went from the bucket too"
+    );
+    assert_eq!(dbs(&dir).len(), 4, "{:?}", dbs(&dir));
+
+    // The remote copy is byte for byte the local one; its sidecar is the local sidecar.
+    let newest = &names[2];
+    let got = s3.boto(&format!(
+        "import hashlib; print(hashlib.sha256(c.get_object(Bucket={:?}, Key={:?})['Body'].read()).hexdigest())",
+        s3.bucket,
+        format!("cluster-a/{newest}")
+    ));
+    assert_eq!(got.trim(), sha256_of(&dir.join(newest)));
+
+    // An upload that never got its sidecar (a killed run): listed, never deleted.
+    let stray = "snapshot-20260101T000000Z.db";
+    s3.boto(&format!(
+        "c.put_object(Bucket={:?}, Key='cluster-a/{stray}', Body=b'half')",
+        s3.bucket
+    ));
+    let out = backup(&["list", "--remote", &prefix, "-w", "json"], &env);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            format!("{prefix}/{}", names[2]),
+            format!("{prefix}/{}", names[1]),
+            format!("{prefix}/{stray}")
+        ]
+    );
+    assert_eq!(l[0]["sidecar"]["verified"], true);
+    assert!(l[2]["sidecar"].is_null());
+    let out = backup(
+        &[
+            "prune",
+            "--remote",
+            &prefix,
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "-w",
+            "json",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deleted: Vec<&str> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["delete"] == true)
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, [format!("{prefix}/{}", names[1])]);
+    assert_eq!(s3.keys().len(), 5, "a dry run deletes nothing");
+    let out = backup(&["prune", "--remote", &prefix, "--keep-last", "1"], &env);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let mut left = want(&names[2..]);
+    left.push(format!("cluster-a/{stray}"));
+    left.sort();
+    assert_eq!(s3.keys(), left);
+
+    // A dry run from the bucket: downloaded into a scratch dir, checked, decrypted, planned.
+    let state = drill.dir.join("state");
+    let restore = |env: &[(&str, &str)]| {
+        let mut c = bin();
+        c.args([
+            "restore",
+            "--root",
+            &root,
+            "--dry-run",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .args([
+            "--snapshot",
+            &format!("{prefix}/{newest}"),
+            "--identity",
+            key.to_str().unwrap(),
+        ])
+        .env("PATH", PATH);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        crate::support::run_bounded(&mut c, Duration::from_secs(120))
+    };
+    let out = restore(&env);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(err.contains(&format!("downloaded {prefix}/{newest}")), "{err}");
+    assert!(err.contains("sha256 matches its sidecar"), "{err}");
+    assert!(err.contains("decrypted "), "{err}");
+
+    // And for real: the late key written after the backups is gone, the plain
+    // snapshot stays in the state dir (0600 in 0700) for a resume, the encrypted download does not.
+    drill.put_late_key();
+    let mut c = bin();
+    c.args(["restore", "--root", &root, "--yes", "--settle", "500ms"])
+        .args([
+            "--snapshot",
+            &format!("{prefix}/{newest}"),
+            "--identity",
+            key.to_str().unwrap(),
+        ])
+        .env("PATH", PATH);
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(300));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        !drill.has_late_key(),
+        "the restore brought back the backup's keys"
+    );
+    let kept = drill.root(0).join("var/lib/etcd-rescue/snapshots");
+    let plain_name = newest.strip_suffix(".age").unwrap();
+    assert_eq!(crate::support::listing(&kept), [plain_name]);
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(kept.join(plain_name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // A copy changed in the bucket does not match its sidecar: refused, nothing kept.
+    s3.boto(&format!(
+        "b = c.get_object(Bucket={b:?}, Key='cluster-a/{newest}')['Body'].read(); b = b[:-100] + bytes(100); c.put_object(Bucket={b:?}, Key='cluster-a/{newest}', Body=b)",
+        b = s3.bucket
+    ));
+    let out = restore(&env);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("but its sidecar says"), "{:?}", text(&out));
+    assert!(text(&out).1.contains("next:"), "{:?}", text(&out));
+}

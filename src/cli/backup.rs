@@ -71,9 +71,27 @@ pub struct BackupArgs {
     /// Write Prometheus metrics (last success, size, duration, failures) to this file, for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
+    /// Encrypt each backup to this age recipient (age1…, or a file of them; repeatable): `age -d -i KEY` decrypts it.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Copy each backup to S3-compatible storage (s3://BUCKET/PREFIX), check the copy, and apply the retention there too.
+    #[arg(long, value_name = "S3_URL")]
+    pub upload: Option<String>,
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
     pub write_out: Format,
+}
+
+/// Where `list` and `prune` look: a dir, a remote prefix, or both.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = true)]
+pub struct Places {
+    /// The backup dir.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The remote prefix (s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "S3_URL")]
+    pub remote: Option<String>,
 }
 
 /// What `backup` does besides taking one.
@@ -81,18 +99,18 @@ pub struct BackupArgs {
 pub enum BackupAction {
     /// The backups in a dir, newest first: age, size, revision, verified.
     List {
-        /// The backup dir.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        /// Where.
+        #[command(flatten)]
+        places: Places,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
     },
     /// Apply the retention flags to a dir (only files with this tool's sidecar are deleted).
     Prune {
-        /// The backup dir.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        /// Where.
+        #[command(flatten)]
+        places: Places,
         /// What to keep.
         #[command(flatten)]
         retention: RetentionArgs,
@@ -114,6 +132,12 @@ pub enum BackupAction {
         /// The metrics file the service writes.
         #[arg(long, value_name = "FILE")]
         metrics_file: Option<PathBuf>,
+        /// The service encrypts each backup to this recipient (repeatable).
+        #[arg(long, value_name = "RECIPIENT")]
+        encrypt_to: Vec<String>,
+        /// The service copies each backup there (credentials in /etc/etcd-rescue/backup.env).
+        #[arg(long, value_name = "S3_URL")]
+        upload: Option<String>,
         /// The etcd-rescue binary the service runs, as the node sees it.
         #[arg(long, value_name = "PATH", default_value = "/usr/local/bin/etcd-rescue")]
         bin: PathBuf,
@@ -134,12 +158,22 @@ struct SavedReport {
     sidecar: Sidecar,
     cleaned: Vec<PathBuf>,
     pruned: Vec<DecisionReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uploaded: Option<UploadReport>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadReport {
+    url: String,
+    seconds: f64,
+    pruned: Vec<DecisionReport>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DecisionReport {
-    path: PathBuf,
+    path: String,
     taken: String,
     delete: bool,
     why: Vec<&'static str>,
@@ -158,10 +192,14 @@ fn why(w: Why) -> &'static str {
     }
 }
 
-fn decisions(d: &[Decision]) -> Vec<DecisionReport> {
+/// Local decisions (`bucket` `None`), or a remote's (paths are keys in `bucket`).
+fn decisions(d: &[Decision], bucket: Option<&str>) -> Vec<DecisionReport> {
     d.iter()
         .map(|d| DecisionReport {
-            path: d.path.clone(),
+            path: match bucket {
+                Some(b) => format!("s3://{b}/{}", d.path.display()),
+                None => d.path.display().to_string(),
+            },
             taken: crate::utc::rfc3339(d.taken),
             delete: d.goes(),
             why: d.why.iter().map(|w| why(*w)).collect(),
@@ -180,7 +218,7 @@ fn age(t: SystemTime) -> String {
 }
 
 /// The progress of a save: a bar redrawn in place on a terminal, a line every 5 s otherwise (stderr).
-fn progress_printer() -> impl FnMut(backup::Progress) {
+pub(super) fn progress_printer() -> impl FnMut(backup::Progress) {
     let tty = std::io::stderr().is_terminal();
     let mut last = None::<u64>;
     move |p: backup::Progress| {
@@ -191,8 +229,16 @@ fn progress_printer() -> impl FnMut(backup::Progress) {
         } else {
             p.done as f64 / p.total as f64
         };
+        let doing = match p.doing {
+            backup::Doing::Save => "saving",
+            backup::Doing::Encrypt => "encrypting",
+            backup::Doing::Upload => "uploading",
+            backup::Doing::Check => "reading the upload back",
+            backup::Doing::Download => "downloading",
+            backup::Doing::Decrypt => "decrypting",
+        };
         let line = format!(
-            "saving: {} of {} ({:.0}%)",
+            "{doing}: {} of {} ({:.0}%)",
             human_bytes(p.done),
             human_bytes(p.total),
             ratio * 100.0
@@ -239,21 +285,40 @@ fn saved_table(r: &SavedReport) -> String {
         }
     );
     let _ = writeln!(t, "verified  {} ({:.2} s)", s.verify_message, s.seconds);
+    if let Some(e) = &s.encryption {
+        let _ = writeln!(
+            t,
+            "encrypted with {} to {} (the snapshot inside: sha256 {})",
+            e.format,
+            e.recipients.join(", "),
+            e.plain_sha256.get(..16).unwrap_or("")
+        );
+    }
+    if let Some(u) = &r.uploaded {
+        let _ = writeln!(
+            t,
+            "uploaded  {} (read back and matched, {:.2} s)",
+            u.url, u.seconds
+        );
+        for d in u.pruned.iter().filter(|d| d.delete) {
+            let _ = writeln!(t, "pruned    {} ({})", d.path, d.why.join(", "));
+        }
+    }
     for c in &r.cleaned {
         let _ = writeln!(t, "removed   {} (left by an interrupted save)", c.display());
     }
     for d in r.pruned.iter().filter(|d| d.delete) {
-        let _ = writeln!(t, "pruned    {} ({})", d.path.display(), d.why.join(", "));
+        let _ = writeln!(t, "pruned    {} ({})", d.path, d.why.join(", "));
     }
     t
 }
 
-fn list_table(entries: &[Entry]) -> String {
+fn list_table(entries: &[(Option<String>, Entry)]) -> String {
     let mut t = format!(
         "{:<6} {:>10} {:>10} {:>8} {:<9} {}\n",
         "AGE", "SIZE", "REVISION", "KEYS", "VERIFIED", "FILE"
     );
-    for e in entries {
+    for (bucket, e) in entries {
         let (size, rev, keys, ok) = match &e.sidecar {
             Some(s) => (
                 human_bytes(s.size),
@@ -263,11 +328,14 @@ fn list_table(entries: &[Entry]) -> String {
             ),
             None => ("-".into(), "-".into(), "-".into(), "no sidecar"),
         };
-        let name = e
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = match bucket {
+            Some(_) => place(bucket.as_deref(), e),
+            None => e
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
         let _ = writeln!(
             t,
             "{:<6} {size:>10} {rev:>10} {keys:>8} {:<9} {name}{}",
@@ -289,7 +357,7 @@ fn prune_table(d: &Vec<DecisionReport>) -> String {
             t,
             "{} {} ({})",
             if x.delete { "delete" } else { "keep  " },
-            x.path.display(),
+            x.path,
             x.why.join(", ")
         );
     }
@@ -302,7 +370,7 @@ fn prune_table(d: &Vec<DecisionReport>) -> String {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ListEntry {
-    path: PathBuf,
+    path: String,
     taken: String,
     present: bool,
     sidecar: Option<Sidecar>,
@@ -311,15 +379,27 @@ struct ListEntry {
 /// Runs `backup`.
 pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
     match &a.action {
-        Some(BackupAction::List { dir, write_out }) => {
-            let entries = backup::list(dir)?;
+        Some(BackupAction::List { places, write_out }) => {
+            let mut all: Vec<(Option<String>, Entry)> = Vec::new();
+            if let Some(dir) = &places.dir {
+                all.extend(backup::list(dir)?.into_iter().map(|e| (None, e)));
+            }
+            if let Some(r) = remote(cli, places.remote.as_deref())? {
+                let bucket = r.url.bucket.clone();
+                all.extend(
+                    backup::remote::list(&r)?
+                        .into_iter()
+                        .map(|e| (Some(bucket.clone()), e)),
+                );
+            }
+            all.sort_by_key(|e| std::cmp::Reverse(e.1.taken));
             match write_out {
-                Format::Table => super::print_text(&list_table(&entries))?,
+                Format::Table => super::print_text(&list_table(&all))?,
                 Format::Json => {
-                    let v: Vec<ListEntry> = entries
+                    let v: Vec<ListEntry> = all
                         .iter()
-                        .map(|e| ListEntry {
-                            path: e.path.clone(),
+                        .map(|(b, e)| ListEntry {
+                            path: place(b.as_deref(), e),
                             taken: crate::utc::rfc3339(e.taken),
                             present: e.present,
                             sidecar: e.sidecar.clone(),
@@ -331,19 +411,33 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             Ok(Code::Done)
         }
         Some(BackupAction::Prune {
-            dir,
+            places,
             retention,
             dry_run,
             write_out,
         }) => {
-            let d = backup::retention::prune(dir, &retention.policy(), *dry_run)?;
-            print(*write_out, &decisions(&d), prune_table)?;
+            let mut d = Vec::new();
+            if let Some(dir) = &places.dir {
+                d.extend(decisions(
+                    &backup::retention::prune(dir, &retention.policy(), *dry_run)?,
+                    None,
+                ));
+            }
+            if let Some(r) = remote(cli, places.remote.as_deref())? {
+                d.extend(decisions(
+                    &backup::remote::prune(&r, &retention.policy(), *dry_run)?,
+                    Some(&r.url.bucket),
+                ));
+            }
+            print(*write_out, &d, prune_table)?;
             Ok(Code::Done)
         }
         Some(BackupAction::InstallTimer {
             dir,
             retention,
             metrics_file,
+            encrypt_to,
+            upload,
             bin,
             force,
             print: just_print,
@@ -351,6 +445,17 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             let mut args = retention.words();
             if let Some(m) = metrics_file {
                 args.extend(["--metrics-file".into(), m.display().to_string()]);
+            }
+            if !encrypt_to.is_empty() {
+                // Checked now, not at 3 a.m. when the timer fires.
+                crate::host::age::recipients(encrypt_to)?;
+            }
+            for r in encrypt_to {
+                args.extend(["--encrypt-to".into(), r.clone()]);
+            }
+            if let Some(u) = upload {
+                crate::host::s3::Url::parse(u)?;
+                args.extend(["--upload".into(), u.clone()]);
             }
             let units = backup::timer::Units {
                 bin: bin.clone(),
@@ -424,6 +529,12 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
         dir: dir.to_path_buf(),
         conn,
         retention: a.retention.policy(),
+        encrypt_to: if a.encrypt_to.is_empty() {
+            Vec::new()
+        } else {
+            crate::host::age::recipients(&a.encrypt_to)?
+        },
+        upload: remote(cli, a.upload.as_deref())?,
     };
     let mut bar = progress_printer();
     let done = backup::backup(&opts, &mut bar)?;
@@ -431,6 +542,30 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
         path: done.path,
         sidecar: done.sidecar,
         cleaned: done.cleaned,
-        pruned: decisions(&done.pruned),
+        pruned: decisions(&done.pruned, None),
+        uploaded: done.uploaded.map(|u| UploadReport {
+            url: u.url.to_string(),
+            seconds: u.seconds,
+            pruned: decisions(&u.pruned, Some(&u.url.bucket)),
+        }),
     })
+}
+
+/// `--upload`/`--remote`, parsed, with the endpoint flag.
+fn remote(cli: &Cli, url: Option<&str>) -> Result<Option<backup::Remote>> {
+    url.map(|u| {
+        Ok(backup::Remote {
+            url: crate::host::s3::Url::parse(u)?,
+            endpoint: cli.sealed.s3_endpoint.clone(),
+        })
+    })
+    .transpose()
+}
+
+/// Where a listed backup is: its path, or `s3://bucket/key`.
+fn place(bucket: Option<&str>, e: &Entry) -> String {
+    match bucket {
+        Some(b) => format!("s3://{b}/{}", e.path.display()),
+        None => e.path.display().to_string(),
+    }
 }

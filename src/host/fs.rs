@@ -258,6 +258,39 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The sha256 of a file's content, hex (what `sha256sum` prints).
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crate::hex::hex(&h.finalize()))
+}
+
+/// A private scratch dir (0700) for files that live as long as one command
+/// (a decrypted or downloaded snapshot to read): under `$TMPDIR`, else
+/// `/var/tmp` (on disk: a snapshot can be larger than a tmpfs), removed when dropped.
+pub fn scratch_dir() -> Result<tempfile::TempDir> {
+    let base = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+    tempfile::Builder::new()
+        .prefix("etcd-rescue-")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a scratch dir in {}", base.display()))
+}
+
+/// Creates `path` for writing: new only (never over a file that exists),
+/// mode 0600, never through a symlink.
+pub fn create_private(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
 /// Writes `bytes` to `path` durably: a temp file beside it (mode `mode`),
 /// fsync, rename over `path`, fsync of the dir.
 pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

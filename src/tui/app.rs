@@ -347,6 +347,8 @@ pub struct App {
     pub later: Later,
     /// `--skip-hash-check` was passed (a snapshot without a sha256 trailer may be chosen).
     pub skip_hash_check: bool,
+    /// `--identity` was passed (an encrypted backup may be chosen).
+    pub identity: bool,
     /// Colours allowed (`NO_COLOR` unset).
     pub color: bool,
     /// The picker.
@@ -432,6 +434,7 @@ impl App {
             viewport: Viewport::default(),
             later: Later::default(),
             skip_hash_check: false,
+            identity: false,
             color: true,
             picker: Picker::default(),
             rows: STAGES
@@ -960,6 +963,13 @@ fn choose(app: &mut App) -> Vec<Cmd> {
         }
         Some(Ok(c)) if !c.ok => {
             app.notice = Some(format!("this snapshot has a problem: {}", c.message));
+            return Vec::new();
+        }
+        Some(Ok(c)) if c.sealed && !app.identity => {
+            app.notice = Some(
+                "encrypted with age: run again with --identity FILE (the key file whose public key it was encrypted to)"
+                    .into(),
+            );
             return Vec::new();
         }
         Some(Ok(c)) if c.integrity == Some(Integrity::Absent) && !app.skip_hash_check => {

@@ -18,7 +18,7 @@ pub const COMMON_DIRS: [&str; 2] = ["/backup", "/var/backups/etcd"];
 const DEPTH: usize = 3;
 
 /// File name endings taken as snapshots even when the file does not start like a bbolt database.
-const ENDINGS: [&str; 3] = [".db", ".snap", ".snapshot"];
+const ENDINGS: [&str; 4] = [".db", ".snap", ".snapshot", ".db.age"];
 
 /// One file that looks like a snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,8 @@ pub struct Checked {
     pub keys: i64,
     /// One sentence: what is wrong, or that it is sound.
     pub message: String,
+    /// Encrypted (age): it is decrypted with `--identity` once chosen.
+    pub sealed: bool,
 }
 
 /// What a snapshot holds and what restoring it changes.
@@ -142,7 +144,10 @@ pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
                 continue;
             }
             let name = e.file_name().to_string_lossy();
-            if !(ENDINGS.iter().any(|x| name.ends_with(x)) || bbolt_magic(e.path())) {
+            if !(ENDINGS.iter().any(|x| name.ends_with(x))
+                || bbolt_magic(e.path())
+                || crate::host::age::is_sealed(e.path()))
+            {
                 continue;
             }
             let Ok(md) = e.metadata() else { continue };
@@ -170,6 +175,7 @@ fn current_data_dir(root: &Root) -> Option<PathBuf> {
 /// backup`) says it verified, and whose size still matches, is listed from
 /// the sidecar without reading it (the one chosen is verified again by the plan).
 pub fn check(path: &Path) -> Result<Checked, String> {
+    let sealed = crate::host::age::is_sealed(path);
     if let Some(s) = crate::backup::read_sidecar(path).filter(|s| s.verified)
         && std::fs::metadata(path).is_ok_and(|m| m.len() == s.size)
     {
@@ -179,9 +185,23 @@ pub fn check(path: &Path) -> Result<Checked, String> {
             revision: s.revision,
             keys: s.total_key,
             message: format!(
-                "verified when saved {} (its sidecar); checked again when chosen",
-                s.created
+                "{}verified when saved {} (its sidecar); {}checked again when chosen",
+                if sealed { "encrypted (age); " } else { "" },
+                s.created,
+                if sealed { "decrypted and " } else { "" }
             ),
+            sealed,
+        });
+    }
+    if sealed {
+        // Nothing to read without the key: the sidecar is all there is.
+        return Ok(Checked {
+            ok: true,
+            integrity: None,
+            revision: 0,
+            keys: 0,
+            message: "encrypted (age), no sidecar: decrypted and checked when chosen".into(),
+            sealed,
         });
     }
     let r = snapshot::verify(path).map_err(|e| format!("{e:#}"))?;
@@ -191,11 +211,15 @@ pub fn check(path: &Path) -> Result<Checked, String> {
         revision: r.revision,
         keys: r.total_key,
         message: r.message,
+        sealed: false,
     })
 }
 
 /// What a snapshot holds and, when `current` is a readable data dir, what restoring it changes.
 pub fn detail(path: &Path, current: Option<&Path>) -> Result<Detail, String> {
+    if crate::host::age::is_sealed(path) {
+        return Err("encrypted (age): what it holds is shown once it is decrypted, when chosen".into());
+    }
     let r = snapshot::inspect(path).map_err(|e| format!("{e:#}"))?;
     let diff = match current {
         None => Err("the node's etcd.yaml could not be read".to_string()),

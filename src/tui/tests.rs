@@ -664,6 +664,7 @@ fn picker() {
         revision: rev,
         keys,
         message: "the database is sound (sha256 verified)".into(),
+        sealed: false,
     };
     ui.act(Action::Picker(Msg::Checked(0, Ok(ok(1200, 1024)))));
     ui.act(Action::Picker(Msg::Checked(
@@ -719,11 +720,30 @@ fn picker() {
             .is_some_and(|n| n.contains("--skip-hash-check")),
         "a copy without a trailer needs --skip-hash-check"
     );
-    ui.keys("kk<enter>");
+    // An encrypted backup needs the key: without --identity the wizard says so and waits.
+    ui.act(Action::Picker(Msg::Checked(
+        2,
+        Ok(Checked {
+            sealed: true,
+            message: "encrypted (age); verified when saved".into(),
+            ..ok(1000, 900)
+        }),
+    )));
+    ui.keys("<enter>");
+    assert!(
+        ui.app
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.contains("--identity FILE")),
+        "an encrypted backup needs --identity"
+    );
+    assert!(matches!(ui.app.screen, Screen::Picker));
+    ui.app.identity = true;
+    ui.keys("<enter>");
     assert!(matches!(ui.app.screen, Screen::Planning));
     assert_eq!(
         ui.cmds.last(),
-        Some(&Cmd::Start(Some("/node/backup/etcd-20251231.db".into())))
+        Some(&Cmd::Start(Some("/node/backup/etcd-copied-member-db".into())))
     );
 }
 

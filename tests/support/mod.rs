@@ -5,6 +5,7 @@ pub mod containerd;
 pub mod drill;
 pub mod etcd;
 pub mod fixture;
+pub mod s3;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,254 @@
+//! Getting a backup ready to read or restore: a remote one downloaded onto
+//! this node's disk and checked against its sidecar, an encrypted one
+//! decrypted (and checked against the sidecar's sha256 of the snapshot
+//! inside). What comes out is a plain snapshot file.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::{Doing, Progress, Remote, Sidecar};
+use crate::exit::Fail;
+use crate::host::s3::{self, Url};
+
+/// Where a snapshot comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file on this machine (plain or encrypted).
+    File(PathBuf),
+    /// An object in S3-compatible storage.
+    Remote(Remote),
+}
+
+impl Source {
+    /// `s3://bucket/key` is remote, anything else a file.
+    pub fn parse(given: &Path, endpoint: Option<&str>) -> Result<Source> {
+        match given.to_str() {
+            Some(s) if s.starts_with("s3://") => Ok(Source::Remote(Remote {
+                url: Url::parse(s)?,
+                endpoint: endpoint.map(str::to_string),
+            })),
+            _ => Ok(Source::File(given.to_path_buf())),
+        }
+    }
+}
+
+/// One thing done to get the snapshot ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Downloaded onto this disk.
+    Downloaded {
+        /// From.
+        from: Url,
+        /// To.
+        to: PathBuf,
+        /// Bytes.
+        size: u64,
+        /// The copy's sha256 matched its sidecar (`false`: there was no sidecar).
+        matched_sidecar: bool,
+    },
+    /// Decrypted.
+    Decrypted {
+        /// From.
+        from: PathBuf,
+        /// To.
+        to: PathBuf,
+        /// Bytes.
+        size: u64,
+        /// The snapshot's sha256 matched the sidecar's (`false`: there was no sidecar).
+        matched_sidecar: bool,
+    },
+    /// An earlier download or decryption of the same content was found and used.
+    Reused(PathBuf),
+}
+
+/// A plain snapshot, ready.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The plain snapshot file.
+    pub path: PathBuf,
+    /// What was done to get it (nothing for a plain local file).
+    pub steps: Vec<Step>,
+}
+
+/// `dir/name`, or `dir/name.1`, `.2`… when taken.
+fn fresh(dir: &Path, name: &str) -> PathBuf {
+    let mut p = dir.join(name);
+    let mut n = 1;
+    while crate::host::fs::exists(&p) {
+        p = dir.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    p
+}
+
+/// `dir/name` when it exists and its sha256 is `sha256`.
+fn earlier(dir: &Path, name: &str, sha256: Option<&str>) -> Option<PathBuf> {
+    let p = dir.join(name);
+    let want = sha256?;
+    let md = std::fs::symlink_metadata(&p).ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    (crate::host::fs::file_sha256(&p).ok()? == want).then_some(p)
+}
+
+/// Makes `src` a plain snapshot file: downloads a remote one into `into`,
+/// decrypts an encrypted one there with `identity`. A plain local file is
+/// used where it is. `into` is created private (0700) when needed.
+pub fn ready(
+    src: &Source,
+    identity: Option<&Path>,
+    into: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Ready> {
+    let began = Instant::now();
+    let mut steps = Vec::new();
+    let (file, sidecar) = match src {
+        Source::File(p) => {
+            if !crate::host::age::is_sealed(p) {
+                return Ok(Ready {
+                    path: p.clone(),
+                    steps,
+                });
+            }
+            (p.clone(), super::read_sidecar(p))
+        }
+        Source::Remote(r) => {
+            let name = r.url.name().to_string();
+            if name.is_empty() {
+                return Err(Fail::before_change(
+                    format!("{} names a bucket, not a backup in it", r.url),
+                    "give the backup's whole key (etcd-rescue backup list --remote s3://BUCKET/PREFIX lists them)",
+                )
+                .into());
+            }
+            let bucket = s3::open(&r.url.bucket, r.endpoint.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let side_url = Url {
+                bucket: r.url.bucket.clone(),
+                key: format!("{}.json", r.url.key),
+            };
+            let sidecar = rt
+                .block_on(bucket.get(&side_url))?
+                .and_then(|b| super::parse_sidecar(&String::from_utf8_lossy(&b), &name));
+            crate::host::fs::ensure_private_dir(into)?;
+            let path = if let Some(p) = earlier(into, &name, sidecar.as_ref().map(|s| s.sha256.as_str())) {
+                steps.push(Step::Reused(p.clone()));
+                p
+            } else {
+                let to = fresh(into, &name);
+                let w = rt.block_on(bucket.download(&r.url, Some(&to), &mut |done, total| {
+                    progress(Progress {
+                        doing: Doing::Download,
+                        done,
+                        total,
+                        elapsed: began.elapsed(),
+                    });
+                }))?;
+                if let Some(s) = &sidecar
+                    && s.sha256 != w.sha256
+                {
+                    let _ = std::fs::remove_file(&to);
+                    return Err(Fail::problem(
+                        format!(
+                            "{} downloads with sha256 {} but its sidecar says {}: the copy is damaged",
+                            r.url, w.sha256, s.sha256
+                        ),
+                        "restore from another backup (etcd-rescue backup list --remote lists them)",
+                    )
+                    .into());
+                }
+                steps.push(Step::Downloaded {
+                    from: r.url.clone(),
+                    to: to.clone(),
+                    size: w.size,
+                    matched_sidecar: sidecar.is_some(),
+                });
+                to
+            };
+            if !crate::host::age::is_sealed(&path) {
+                return Ok(Ready { path, steps });
+            }
+            (path, sidecar)
+        }
+    };
+    let path = decrypt(&file, sidecar.as_ref(), identity, into, &mut steps, &mut |done| {
+        progress(Progress {
+            doing: Doing::Decrypt,
+            done,
+            total: sidecar.as_ref().map_or(0, |s| s.size),
+            elapsed: began.elapsed(),
+        });
+    })?;
+    // A downloaded encrypted copy has served its purpose: the run uses the plain one.
+    if matches!(src, Source::Remote(_)) && file.parent() == Some(into) {
+        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+    }
+    Ok(Ready { path, steps })
+}
+
+fn decrypt(
+    file: &Path,
+    sidecar: Option<&Sidecar>,
+    identity: Option<&Path>,
+    into: &Path,
+    steps: &mut Vec<Step>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PathBuf> {
+    let Some(identity) = identity else {
+        let to = sidecar
+            .and_then(|s| s.encryption.as_ref())
+            .map(|e| format!(" (encrypted to {})", e.recipients.join(", ")))
+            .unwrap_or_default();
+        return Err(Fail::before_change(
+            format!("{} is encrypted with age{to}", file.display()),
+            "pass --identity FILE: the age key file whose public key it was encrypted to",
+        )
+        .into());
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let plain_name = name.strip_suffix(".age").unwrap_or(&name).to_string();
+    let plain_name = if plain_name == name {
+        format!("{name}.plain")
+    } else {
+        plain_name
+    };
+    let want = sidecar
+        .and_then(|s| s.encryption.as_ref())
+        .map(|e| e.plain_sha256.clone());
+    crate::host::fs::ensure_private_dir(into)?;
+    if let Some(p) = earlier(into, &plain_name, want.as_deref()) {
+        steps.push(Step::Reused(p.clone()));
+        return Ok(p);
+    }
+    let to = fresh(into, &plain_name);
+    let w = crate::host::age::unseal(file, &to, identity, progress)?;
+    if let Some(want) = &want
+        && *want != w.sha256
+    {
+        let _ = std::fs::remove_file(&to);
+        return Err(Fail::problem(
+            format!(
+                "{} decrypts to a snapshot with sha256 {} but its sidecar says {want}",
+                file.display(),
+                w.sha256
+            ),
+            "restore from another backup",
+        )
+        .into());
+    }
+    steps.push(Step::Decrypted {
+        from: file.to_path_buf(),
+        to: to.clone(),
+        size: w.size,
+        matched_sidecar: want.is_some(),
+    });
+    Ok(to)
+}

@@ -95,6 +95,8 @@ pub struct Options {
     pub encrypt_to: Vec<crate::host::age::Recipient>,
     /// Copy each backup there too, and apply the retention there.
     pub upload: Option<Remote>,
+    /// Give up when the member sends nothing for this long.
+    pub idle_timeout: Duration,
 }
 
 /// A remote place for backups.
@@ -321,7 +323,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         .build()?;
     let saved: Saved = rt.block_on(async {
         let mut client = etcd::connect(&opts.conn).await?;
-        etcd::save_snapshot_checked(&mut client, &plain, &mut |done, remaining| {
+        etcd::save_snapshot_checked(&mut client, &plain, opts.idle_timeout, &mut |done, remaining| {
             progress(Progress {
                 doing: Doing::Save,
                 done,
@@ -641,6 +643,34 @@ mod tests {
         ] {
             assert_eq!(taken(other), None, "{other}");
         }
+    }
+
+    /// What interrupted saves leave, plain or encrypted, and nothing else.
+    #[test]
+    fn leftovers() {
+        for name in [
+            "snapshot-20261125T091530Z.db.part",
+            "snapshot-20261125T091530Z.db.age.part",
+            "snapshot-20261125T091530Z.db.plain",
+            "snapshot-20261125T091530Z.db.plain.part",
+        ] {
+            assert!(leftover(name), "{name}");
+        }
+        for name in [
+            "snapshot-20261125T091530Z.db",
+            "snapshot-20261125T091530Z.db.age",
+            "snapshot-20261125T091530Z.db.json",
+            "other.db.part",
+            "snapshot-2026.db.part",
+            ".snapshot-20261125T091530Z.db.json.tmp-1",
+        ] {
+            assert!(!leftover(name), "{name}");
+        }
+        assert!(is_sealed_name("snapshot-20261125T091530Z.db.age"));
+        assert_eq!(
+            taken("snapshot-20261125T091530Z.db.age"),
+            taken("snapshot-20261125T091530Z.db")
+        );
     }
 
     /// The list: newest first, sidecars read, a file without a sidecar still

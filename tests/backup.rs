@@ -189,6 +189,36 @@ fn interrupted_saves_leave_nothing_complete() {
         left[0].ends_with(".db") && left[1].ends_with(".db.json"),
         "{left:?}"
     );
+    // etcd frozen mid-stream (SIGSTOP: it answers nothing, and the connection
+    // stays up): the backup gives up after --idle-timeout, keeps nothing new.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut c = bin();
+    c.arg("backup")
+        .args(args)
+        .args(["--idle-timeout", "2s"])
+        .env("PATH", PATH);
+    for (k, v) in slow {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    d.wait_until(Duration::from_secs(20), "a .part appears", || {
+        dbs(&dir).iter().any(|n| n.ends_with(".db.part"))
+    });
+    let etcd = nix::unistd::Pid::from_raw(etcd_pid(&d));
+    nix::sys::signal::kill(etcd, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let waited = d.wait_until(Duration::from_secs(60), "the backup gives up", || {
+        child.try_wait().unwrap().is_some()
+    });
+    nix::sys::signal::kill(etcd, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("sent nothing for 2s"), "{:?}", text(&out));
+    assert!(waited < Duration::from_secs(30), "gave up after {waited:?}");
+    assert_eq!(dbs(&dir), left, "nothing new kept");
 }
 
 /// Retention from the command line over a month of backups on disk: the dry

@@ -77,6 +77,9 @@ pub struct BackupArgs {
     /// Copy each backup to S3-compatible storage (s3://BUCKET/PREFIX), check the copy, and apply the retention there too.
     #[arg(long, value_name = "S3_URL")]
     pub upload: Option<String>,
+    /// Give up (exit 1, nothing kept) when the member sends nothing for this long: frozen, or its disk hangs.
+    #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub idle_timeout: Duration,
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
     pub write_out: Format,
@@ -535,6 +538,7 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
             crate::host::age::recipients(&a.encrypt_to)?
         },
         upload: remote(cli, a.upload.as_deref())?,
+        idle_timeout: a.idle_timeout,
     };
     let mut bar = progress_printer();
     let done = backup::backup(&opts, &mut bar)?;

@@ -92,7 +92,7 @@ pub async fn connect(conn: &Connection) -> Result<Client> {
 /// Saves a snapshot from the one member `client` talks to into `path`
 /// ([`save_snapshot_checked`] without progress); returns the file's size.
 pub async fn save_snapshot(client: &mut Client, path: &Path) -> Result<u64> {
-    save_snapshot_checked(client, path, &mut |_, _| {})
+    save_snapshot_checked(client, path, Duration::from_secs(60), &mut |_, _| {})
         .await
         .map(|s| s.size)
 }
@@ -119,10 +119,12 @@ pub struct Saved {
 /// writes): into `<path>.part` (mode 0600), hashing as it writes, then the
 /// server's sha256 trailer is checked against the bytes before it, the file
 /// fsynced and renamed, the dir fsynced. On any failure the `.part` is
-/// removed. `progress(received, remaining)` follows the stream.
+/// removed. `progress(received, remaining)` follows the stream. A member
+/// that answers nothing for `idle` (frozen, or its disk hung) fails the save.
 pub async fn save_snapshot_checked(
     client: &mut Client,
     path: &Path,
+    idle: Duration,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Saved> {
     use sha2::Digest;
@@ -140,18 +142,32 @@ pub async fn save_snapshot_checked(
     let mut file = tokio::fs::File::from_std(file);
     let result = async {
         // Who sends it: the stream's own headers carry no member (etcd leaves them empty).
-        let st = client
-            .status()
+        let quiet = |after: u64| -> anyhow::Error {
+            crate::exit::Fail::problem(
+                format!("etcd sent nothing for {idle:?} after {after} bytes: the member is frozen or its disk hangs"),
+                "check the member (etcd-rescue node; its log; a full or hung disk); nothing was kept",
+            )
+            .into()
+        };
+        let st = tokio::time::timeout(idle, client.status())
             .await
+            .map_err(|_| quiet(0))?
             .context("asking the member for its status")?;
         let (member_id, cluster_id) = st.header().map_or((0, 0), |h| (h.member_id(), h.cluster_id()));
         let mut version = st.version().to_string();
-        let mut stream = client.snapshot().await.context("starting the snapshot stream")?;
+        let mut stream = tokio::time::timeout(idle, client.snapshot())
+            .await
+            .map_err(|_| quiet(0))?
+            .context("starting the snapshot stream")?;
         let (mut whole, mut content) = (sha2::Sha256::new(), sha2::Sha256::new());
         // The last 32 bytes seen: the trailer, once the stream ends.
         let mut tail: Vec<u8> = Vec::with_capacity(64);
         let (mut total, mut last_remaining) = (0u64, None);
-        while let Some(msg) = stream.message().await.context("reading the snapshot stream")? {
+        while let Some(msg) = tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| quiet(total))?
+            .context("reading the snapshot stream")?
+        {
             if version.is_empty() {
                 version = msg.version().to_string();
             }

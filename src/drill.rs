@@ -7,6 +7,7 @@ pub mod layout;
 pub mod oci;
 pub mod pki;
 pub mod process_runtime;
+pub mod scenario;
 pub mod seed;
 pub mod stand_in;
 pub mod up;

@@ -380,3 +380,62 @@ fn drill_down_leaves_a_reused_pid_alone() {
     // Put the record back so the drill is stopped normally when `d` drops.
     std::fs::write(&state_file, text_before).unwrap();
 }
+
+/// A grpc C-core client (Python's `grpcio`, from `.tools/grpc`) lists the
+/// containers on the drill's CRI socket, as it would on containerd's: it
+/// sends the socket path, percent-encoded, as `:authority`. The banner names
+/// the socket as crictl takes it.
+#[test]
+fn grpcio_client_lists_containers_on_the_cri_socket() {
+    let tools = crate::support::project_dir().join(".tools/grpc");
+    assert!(
+        tools.join("grpc_tools").is_dir(),
+        "grpcio and grpcio-tools are not installed in {}: run `make setup`",
+        tools.display()
+    );
+    let d = Drill::start(&["--keys", "50"]);
+    let socket = d.cri_socket(0);
+    assert!(
+        d.output().contains(&format!(
+            "crictl --runtime-endpoint unix://{} ps",
+            socket.display()
+        )),
+        "{}",
+        d.output()
+    );
+    let stubs = tempfile::tempdir().unwrap();
+    let proto = crate::support::project_dir().join("assets/proto");
+    let python = |args: &[&str]| {
+        let mut c = std::process::Command::new("python3");
+        c.args(args).env(
+            "PYTHONPATH",
+            format!("{}:{}", tools.display(), stubs.path().display()),
+        );
+        crate::support::run_bounded(&mut c, Duration::from_secs(120))
+    };
+    let out = python(&[
+        "-m",
+        "grpc_tools.protoc",
+        &format!("-I{}", proto.display()),
+        &format!("--python_out={}", stubs.path().display()),
+        &format!("--grpc_python_out={}", stubs.path().display()),
+        proto.join("cri-runtime-v1.proto").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let script = format!(
+        "import grpc, cri_runtime_v1_pb2 as pb, cri_runtime_v1_pb2_grpc as rpc\n\
+         s = rpc.RuntimeServiceStub(grpc.insecure_channel('unix://{}'))\n\
+         for c in s.ListContainers(pb.ListContainersRequest(), timeout=10).containers:\n    print(c.labels['io.kubernetes.pod.name'], c.state)\n",
+        socket.display()
+    );
+    let out = python(&["-c", &script]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let mut pods: Vec<String> = text(&out)
+        .0
+        .lines()
+        .filter(|l| l.ends_with(" 1"))
+        .map(|l| l.trim_end_matches(" 1").to_string())
+        .collect();
+    pods.sort();
+    assert_eq!(pods, CONTROL_PLANE, "{:?}", text(&out));
+}

@@ -14,6 +14,8 @@ mod drill;
 mod node;
 // Whole restores on the sandbox node: the drill's command, crashes, refusals.
 mod restore;
+// `drill --scenario`: each breaks the sandbox, a headless recovery fixes it, `drill check` grades it.
+mod scenarios;
 // The native snapshot reader against real etcd 3.4 and 3.5 snapshots, damaged copies, fuzzing.
 mod snapshot;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.

@@ -119,6 +119,9 @@ pub struct DrillState {
     pub snapshot: Option<PathBuf>,
     /// What was seeded.
     pub seed: Option<SeedReport>,
+    /// The scenario the drill broke it with, and what recovering means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<super::scenario::Broken>,
 }
 
 /// A running drill; [`Drill::down`] stops it.
@@ -306,6 +309,7 @@ impl Drill {
                 nodes: nodes.clone(),
                 snapshot: None,
                 seed: None,
+                scenario: None,
             },
             kubelets: Vec::new(),
             runtimes: Vec::new(),
@@ -458,7 +462,8 @@ impl Drill {
         self.save()
     }
 
-    fn save(&self) -> Result<()> {
+    /// Writes `drill.json`.
+    pub fn save(&self) -> Result<()> {
         let path = state_file(&self.dir);
         std::fs::write(&path, serde_json::to_string_pretty(&self.state)? + "\n")
             .with_context(|| format!("writing {}", path.display()))
@@ -689,6 +694,14 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
                 Runtime::Containerd => "containerd",
             }
         );
+        if state.runtime == Runtime::Process {
+            // The socket answers any gRPC client as containerd does (crictl, Python's grpcio).
+            let _ = writeln!(
+                s,
+                "    crictl      crictl --runtime-endpoint unix://{} ps",
+                root.host(state.runtime.socket()).display()
+            );
+        }
         if state.runtime == Runtime::Containerd {
             let p = containerd::Paths::new(&root);
             let _ = writeln!(
@@ -719,7 +732,29 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
         "\n  kube-apiserver, kube-controller-manager and kube-scheduler are stand-ins: there is no\n  Kubernetes binary here, so they hold their place (and stop like the real ones) but serve nothing."
     );
     let me = self_command();
-    if let Some(snap) = &state.snapshot {
+    if let Some(b) = &state.scenario {
+        if b.hidden {
+            let _ = writeln!(
+                s,
+                "\nScenario: something is broken, and this drill does not say what. Find out, then recover."
+            );
+        } else {
+            let _ = writeln!(s, "\nScenario {}: {}", b.scenario.name(), b.scenario.story());
+        }
+        let _ = writeln!(
+            s,
+            "\nThe backups are in {}. Recover with the tool, in another terminal, e.g.:\n  {me} node --root {}\n  {me} restore --root {} --backup-dir {}",
+            dir.join("backup").display(),
+            state.nodes[0].root.display(),
+            state.nodes[0].root.display(),
+            dir.join("backup").display()
+        );
+        let _ = writeln!(
+            s,
+            "\nWhen you think the cluster is recovered, grade it (while this drill runs):\n  {me} drill check --dir {}",
+            dir.display()
+        );
+    } else if let Some(snap) = &state.snapshot {
         let _ = writeln!(s, "\nSnapshot taken after seeding: {}", snap.display());
         if state.nodes.len() == 1 {
             let _ = writeln!(s, "\nPractise the restore (in another terminal):");

@@ -258,6 +258,42 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Flips one bit of the byte at `fraction` of the file's length (a drill's damaged backup).
+pub fn flip_byte(path: &Path, fraction: f64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata()?.len();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let at = ((len as f64) * fraction.clamp(0.0, 1.0)) as u64;
+    let at = at.min(len.saturating_sub(1));
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at)?;
+    b[0] ^= 0x10;
+    f.write_all_at(&b, at)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Overwrites `len` bytes of `path` at `offset` with zeros (a drill's damaged database).
+pub fn zero_range(path: &Path, offset: u64, len: usize) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = File::options()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all_at(&vec![0u8; len], offset)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 /// The sha256 of a file's content, hex (what `sha256sum` prints).
 pub fn file_sha256(path: &Path) -> Result<String> {
     use sha2::Digest;

@@ -21,6 +21,15 @@ pub fn alive(pid: i32) -> bool {
         .is_some_and(|dead| !dead)
 }
 
+/// Kills process `pid` (SIGKILL); a process already gone is not an error.
+pub fn kill(pid: i32) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    match kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("killing process {pid}: {e}")),
+    }
+}
+
 /// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`
 /// field 22); with the PID it names one process even after the PID is reused.
 pub fn start_time(pid: u32) -> Option<u64> {

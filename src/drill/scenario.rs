@@ -1,0 +1,503 @@
+//! Failure scenarios for `etcd-rescue drill --scenario NAME`: once the
+//! sandbox is up, seeded and snapshotted, each breaks it the way real
+//! clusters break, records what "recovered" will mean, and [`grade`] checks
+//! it later (`drill check`): keys back, etcd healthy, the members right, the
+//! stray manifest gone, the old data kept.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use etcd_client::GetOptions;
+use serde::{Deserialize, Serialize};
+
+use super::up::{Drill, DrillNode, DrillState, node_connection};
+use crate::exit::Fail;
+use crate::host::etcd;
+use crate::root::Root;
+
+/// The namespace `deleted-namespace` (and the scenarios built on it) deletes.
+pub const NAMESPACE: &str = "payments";
+
+/// A way the sandbox breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// A namespace and everything in it deleted after the last backup.
+    DeletedNamespace,
+    /// etcd's database damaged: etcd crash-loops.
+    CorruptDataDir,
+    /// The newest backup is corrupt; the one before it is good.
+    BadBackup,
+    /// A leftover etcd.yaml.bak makes kubelet run a second etcd on the same data.
+    StrayManifest,
+    /// One of the above, not said which: find out what broke.
+    Random,
+}
+
+impl Scenario {
+    /// Every scenario a drill can run (not `random`, which picks one of these).
+    pub const ALL: [Scenario; 4] = [
+        Scenario::DeletedNamespace,
+        Scenario::CorruptDataDir,
+        Scenario::BadBackup,
+        Scenario::StrayManifest,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::DeletedNamespace => "deleted-namespace",
+            Scenario::CorruptDataDir => "corrupt-data-dir",
+            Scenario::BadBackup => "bad-backup",
+            Scenario::StrayManifest => "stray-manifest",
+            Scenario::Random => "random",
+        }
+    }
+
+    /// What happens, for `drill --list` (and the trainee, unless random).
+    pub fn story(self) -> &'static str {
+        match self {
+            Scenario::DeletedNamespace => {
+                "Someone ran `kubectl delete namespace payments` after the last backup: the namespace and everything in it is gone. Bring it back from the backup (`etcd-rescue snapshot diff` shows what the restore returns)."
+            }
+            Scenario::CorruptDataDir => {
+                "etcd's database on the node is damaged and etcd crash-loops: the API is down. Restore the member from the last good snapshot."
+            }
+            Scenario::BadBackup => {
+                "The payments namespace was deleted, and the newest backup is corrupt (a flipped byte). Notice it, and restore from the previous good one."
+            }
+            Scenario::StrayManifest => {
+                "The payments namespace was deleted, and someone left etcd.yaml.bak in the manifests dir: kubelet runs a second etcd on the same data. See it (`etcd-rescue node` flags it), deal with it, then restore."
+            }
+            Scenario::Random => "One of the scenarios, not said which: find out what broke, then recover.",
+        }
+    }
+
+    /// What `drill check` looks at, in the trainee's words.
+    pub fn recovered_means(self) -> &'static str {
+        match self {
+            Scenario::DeletedNamespace | Scenario::BadBackup => {
+                "every key of the payments namespace is back, etcd answers with a leader, the members are right, the old data dir is kept"
+            }
+            Scenario::CorruptDataDir => {
+                "etcd answers with a leader and holds the last good snapshot's keys, the members are right, the damaged data dir is kept"
+            }
+            Scenario::StrayManifest => {
+                "no stray etcd manifest in the manifests dir, every key of the payments namespace is back, etcd answers with a leader, the old data dir is kept"
+            }
+            Scenario::Random => "what the scenario it picked means",
+        }
+    }
+}
+
+/// What a scenario broke and what recovering means, kept in `drill.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Broken {
+    /// The scenario run (never `random`: the one it picked).
+    pub scenario: Scenario,
+    /// `random` picked it: the trainee was not told.
+    #[serde(default)]
+    pub hidden: bool,
+    /// When the sandbox was broken (RFC 3339): the recovery clock starts there.
+    pub at: String,
+    /// Keys that must be there again.
+    #[serde(default)]
+    pub keys_back: Vec<String>,
+    /// Keys under `/registry/` the good snapshot holds (`corrupt-data-dir`).
+    #[serde(default)]
+    pub live_keys: u64,
+    /// The good snapshot.
+    pub good_snapshot: Option<PathBuf>,
+    /// The corrupt one (`bad-backup`).
+    #[serde(default)]
+    pub bad_snapshot: Option<PathBuf>,
+    /// The stray manifest (`stray-manifest`).
+    #[serde(default)]
+    pub stray: Option<PathBuf>,
+}
+
+/// Picks a scenario for `random` from the clock.
+fn pick() -> Scenario {
+    let n = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as usize);
+    Scenario::ALL[n % Scenario::ALL.len()]
+}
+
+/// The keys of `namespace`: its objects (`/registry/<resource>/<ns>/<name>`) and itself.
+async fn namespace_keys(client: &mut etcd_client::Client, namespace: &str) -> Result<Vec<String>> {
+    let r = client
+        .get(
+            "/registry/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .context("listing the keys")?;
+    let own = format!("/registry/namespaces/{namespace}");
+    let inside = format!("/{namespace}/");
+    Ok(r.kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .filter(|k| *k == own || k.contains(&inside))
+        .collect())
+}
+
+async fn delete_namespace(client: &mut etcd_client::Client) -> Result<Vec<String>> {
+    let keys = namespace_keys(client, NAMESPACE).await?;
+    for k in &keys {
+        client
+            .delete(k.as_str(), None)
+            .await
+            .with_context(|| format!("deleting {k}"))?;
+    }
+    Ok(keys)
+}
+
+/// The etcd container's process on `node`, through its CRI socket.
+async fn etcd_pid(state: &DrillState, node: &DrillNode) -> Result<i32> {
+    let socket = Root::new(&node.root).host(state.runtime.socket());
+    let mut cri = crate::host::cri::Cri::connect(&socket, Duration::from_secs(10)).await?;
+    let pod = format!("etcd-{}", node.spec.name);
+    let running = Some(crate::host::cri::pb::ContainerState::ContainerRunning);
+    for c in cri
+        .containers(&[(crate::host::cri::POD_NAME, pod.as_str())], running)
+        .await?
+    {
+        if let Some(pid) = cri.container_pid(&c.id).await? {
+            return Ok(pid);
+        }
+    }
+    anyhow::bail!("no running etcd container on {}", node.spec.name)
+}
+
+/// Breaks the running sandbox as `scenario` says; returns what was done and
+/// what recovering means.
+pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
+    let (scenario, hidden) = match scenario {
+        Scenario::Random => (pick(), true),
+        s => (s, false),
+    };
+    let state = &drill.state;
+    let node = &state.nodes[0];
+    let conn = node_connection(node)?;
+    let mut client = etcd::connect(&conn).await?;
+    let mut b = Broken {
+        scenario,
+        hidden,
+        at: String::new(),
+        keys_back: Vec::new(),
+        live_keys: 0,
+        good_snapshot: state.snapshot.clone(),
+        bad_snapshot: None,
+        stray: None,
+    };
+    match scenario {
+        Scenario::DeletedNamespace => {
+            b.keys_back = delete_namespace(&mut client).await?;
+        }
+        Scenario::BadBackup => {
+            // A newer backup, taken before the deletion (the one an operator
+            // would reach for first), then damaged in the middle.
+            // A second later, so its name (stamped to the second) is newer and never the good one's.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let newer = drill
+                .dir
+                .join("backup")
+                .join(format!("etcd-snapshot-{}.db", crate::utc::now()));
+            if crate::host::fs::exists(&newer) || Some(&newer) == state.snapshot.as_ref() {
+                anyhow::bail!("{} exists already", newer.display());
+            }
+            etcd::save_snapshot(&mut client, &newer).await?;
+            crate::host::fs::flip_byte(&newer, 0.5)?;
+            b.bad_snapshot = Some(newer);
+            b.keys_back = delete_namespace(&mut client).await?;
+        }
+        Scenario::StrayManifest => {
+            let manifests = Root::new(&node.root).host("/etc/kubernetes/manifests");
+            let stray = manifests.join("etcd.yaml.bak");
+            std::fs::copy(manifests.join("etcd.yaml"), &stray)
+                .with_context(|| format!("writing {}", stray.display()))?;
+            b.stray = Some(stray);
+            b.keys_back = delete_namespace(&mut client).await?;
+        }
+        Scenario::CorruptDataDir => {
+            let r = client
+                .get(
+                    "/registry/",
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await?;
+            b.live_keys = u64::try_from(r.count()).unwrap_or(0);
+            drop(client);
+            let data = crate::node::Node::discover(&Root::new(&node.root), None, &conn)?;
+            let db = Root::new(&node.root)
+                .host(&data.etcd.data_dir.host)
+                .join("member/snap/db");
+            // Both meta pages zeroed: bbolt refuses the file, etcd exits at start.
+            crate::host::fs::zero_range(&db, 0, 2 * 4096)?;
+            let pid = etcd_pid(state, node).await?;
+            crate::host::proc::kill(pid)?;
+        }
+        Scenario::Random => unreachable!("picked above"),
+    }
+    b.at = crate::utc::rfc3339(SystemTime::now());
+    Ok(b)
+}
+
+/// One thing `drill check` looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// What.
+    pub name: String,
+    /// Whether it holds.
+    pub passed: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// What the restore runs on the node did, as the caller read their journals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runs {
+    /// When the first run that restored and verified after the break verified.
+    pub recovered_at: Option<SystemTime>,
+    /// Runs rolled back.
+    pub rolled_back: usize,
+    /// Runs started.
+    pub started: usize,
+    /// Warnings the runs' plans showed, and the trainee went ahead.
+    pub warnings: usize,
+    /// The old data dirs the finished runs set aside, and whether each is still there.
+    pub kept: Vec<(PathBuf, bool)>,
+}
+
+/// The grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scorecard {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Every check passed.
+    pub recovered: bool,
+    /// Each check.
+    pub checks: Vec<Check>,
+    /// From the break to the restore's verify (or to now, when not recovered).
+    pub time_to_recover_seconds: Option<f64>,
+    /// Restore runs started.
+    pub runs: usize,
+    /// Runs rolled back.
+    pub rolled_back: usize,
+    /// Warnings the plans showed that the trainee went past.
+    pub warnings_ignored: usize,
+    /// When graded (RFC 3339).
+    pub graded: String,
+    /// The earlier grades of this drill dir, oldest first.
+    #[serde(default)]
+    pub previous: Vec<Attempt>,
+}
+
+/// An earlier attempt, for comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Recovered.
+    pub recovered: bool,
+    /// Its time to recover.
+    pub time_to_recover_seconds: Option<f64>,
+    /// When graded.
+    pub graded: String,
+}
+
+/// Looks at the sandbox now and grades the recovery from `broken`.
+pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecard {
+    let mut checks = Vec::new();
+    let node = &state.nodes[0];
+    let mut check = |name: &str, passed: bool, detail: String| {
+        checks.push(Check {
+            name: name.into(),
+            passed,
+            detail,
+        });
+    };
+    let conn = node_connection(node);
+    let answered = match &conn {
+        Ok(c) => tokio::time::timeout(Duration::from_secs(10), async {
+            let mut client = etcd::connect(c).await?;
+            let st = client.status().await?;
+            let members = client.member_list().await?.members().len();
+            let keys = client
+                .get(
+                    "/registry/",
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
+                )
+                .await?
+                .kvs()
+                .iter()
+                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                .collect::<std::collections::BTreeSet<String>>();
+            anyhow::Ok((st.leader(), members, keys))
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 10s"))
+        .and_then(|r| r),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    match &answered {
+        Ok((leader, members, keys)) => {
+            check(
+                "etcd answers with a leader",
+                *leader != 0,
+                format!("leader {leader:x}"),
+            );
+            check(
+                "members",
+                *members == state.nodes.len(),
+                format!("{members} member(s), {} expected", state.nodes.len()),
+            );
+            if !broken.keys_back.is_empty() {
+                let back = broken.keys_back.iter().filter(|k| keys.contains(*k)).count();
+                check(
+                    &format!("the {NAMESPACE} namespace is back"),
+                    back == broken.keys_back.len(),
+                    format!("{back} of {} keys", broken.keys_back.len()),
+                );
+            }
+            if broken.live_keys > 0 {
+                let n = keys.len() as u64;
+                check(
+                    "the last good snapshot's keys are there",
+                    n >= broken.live_keys,
+                    format!("{n} keys under /registry/, {} in the snapshot", broken.live_keys),
+                );
+            }
+        }
+        Err(e) => check("etcd answers with a leader", false, format!("{e:#}")),
+    }
+    if let Some(stray) = &broken.stray {
+        check(
+            "no stray etcd manifest",
+            !crate::host::fs::exists(stray),
+            if crate::host::fs::exists(stray) {
+                format!("{} is still in the manifests dir", stray.display())
+            } else {
+                format!("{} was moved out", stray.display())
+            },
+        );
+    }
+    let kept = runs.kept.iter().filter(|(_, k)| *k).count();
+    check(
+        "the old data dir is kept",
+        !runs.kept.is_empty() && kept == runs.kept.len(),
+        if runs.kept.is_empty() {
+            "no run restored the node yet".into()
+        } else {
+            runs.kept
+                .iter()
+                .map(|(p, k)| format!("{}{}", p.display(), if *k { "" } else { " (gone)" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    let recovered = checks.iter().all(|c| c.passed);
+    let at = crate::utc::parse_rfc3339(&broken.at);
+    let end = if recovered {
+        runs.recovered_at.or_else(|| Some(SystemTime::now()))
+    } else {
+        None
+    };
+    let time_to_recover_seconds = match (at, end) {
+        (Some(a), Some(e)) => Some(e.duration_since(a).unwrap_or_default().as_secs_f64()),
+        _ => None,
+    };
+    Scorecard {
+        scenario: broken.scenario,
+        recovered,
+        checks,
+        time_to_recover_seconds,
+        runs: runs.started,
+        rolled_back: runs.rolled_back,
+        warnings_ignored: runs.warnings,
+        graded: crate::utc::rfc3339(SystemTime::now()),
+        previous: Vec::new(),
+    }
+}
+
+/// Where a drill dir keeps its grades, one JSON line each.
+pub fn history_file(dir: &Path) -> PathBuf {
+    dir.join("scorecards.jsonl")
+}
+
+/// The earlier grades in `dir`, oldest first (lines that do not read are skipped).
+pub fn history(dir: &Path) -> Vec<Attempt> {
+    std::fs::read_to_string(history_file(dir))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Appends `card` to the dir's history.
+pub fn record(dir: &Path, card: &Scorecard) -> Result<()> {
+    use std::io::Write;
+    let a = Attempt {
+        scenario: card.scenario,
+        recovered: card.recovered,
+        time_to_recover_seconds: card.time_to_recover_seconds,
+        graded: card.graded.clone(),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(history_file(dir))
+        .with_context(|| format!("writing {}", history_file(dir).display()))?;
+    writeln!(f, "{}", serde_json::to_string(&a)?)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The drill in `dir`, with its scenario; refuses (exit 2) a dir without one.
+pub fn load(dir: &Path) -> Result<(DrillState, Broken)> {
+    let path = super::up::state_file(dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Fail::before_change(
+            format!("no drill in {} ({e})", dir.display()),
+            "start one with `etcd-rescue drill --dir DIR --scenario NAME` (it must still run while it is checked)",
+        )
+    })?;
+    let state: DrillState =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let broken = state.scenario.clone().ok_or_else(|| {
+        Fail::before_change(
+            format!("the drill in {} runs no scenario", dir.display()),
+            "start one with --scenario NAME (etcd-rescue drill --list names them)",
+        )
+    })?;
+    Ok((state, broken))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line, drill.json and the printed name agree; `random` is never recorded.
+    #[test]
+    fn names_agree() {
+        for s in Scenario::ALL.iter().chain([&Scenario::Random]) {
+            assert_eq!(
+                s.to_possible_value().map(|v| v.get_name().to_string()),
+                Some(s.name().to_string())
+            );
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+            assert!(!s.story().is_empty() && !s.recovered_means().is_empty());
+        }
+        assert!(!Scenario::ALL.contains(&Scenario::Random));
+        for _ in 0..20 {
+            assert_ne!(pick(), Scenario::Random);
+        }
+    }
+}

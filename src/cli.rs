@@ -605,10 +605,15 @@ pub fn run(cli: &Cli) -> Result<Code> {
             if *list {
                 return print_scenarios();
             }
+            // A scenario brings the members it needs (lost-quorum: three).
+            let members = match scenario {
+                Some(s) if *members == 1 => s.members(),
+                _ => *members,
+            };
             let opts = crate::drill::up::Options {
                 dir: dir.clone(),
                 release: *release,
-                members: *members,
+                members,
                 seed: crate::drill::seed::SeedSpec {
                     keys: *keys,
                     value_scale: *value_scale,
@@ -644,14 +649,35 @@ fn print_scenarios() -> Result<Code> {
     Ok(Code::Done)
 }
 
-/// What the restore runs on the drill's first node did since `since`, from their journals.
+/// What the restore runs on the drill's nodes did since `since`, from their
+/// journals: recovered once every node has a run that verified (the last of them).
 fn drill_runs(
     state: &crate::drill::up::DrillState,
     since: Option<std::time::SystemTime>,
 ) -> Result<crate::drill::scenario::Runs> {
+    let mut all = crate::drill::scenario::Runs::default();
+    let mut every_node = true;
+    for node in &state.nodes {
+        let r = node_runs(&node.root, since)?;
+        every_node &= r.recovered_at.is_some();
+        all.recovered_at = all.recovered_at.max(r.recovered_at);
+        all.started += r.started;
+        all.rolled_back += r.rolled_back;
+        all.warnings += r.warnings;
+        all.kept.extend(r.kept);
+    }
+    if !every_node {
+        all.recovered_at = None;
+    }
+    Ok(all)
+}
+
+fn node_runs(
+    root: &std::path::Path,
+    since: Option<std::time::SystemTime>,
+) -> Result<crate::drill::scenario::Runs> {
     use crate::restore::journal::{self, Outcome};
-    let node = &state.nodes[0];
-    let sd = crate::restore::plan::state_dir(&crate::root::Root::new(&node.root), None);
+    let sd = crate::restore::plan::state_dir(&crate::root::Root::new(root), None);
     let mut r = crate::drill::scenario::Runs::default();
     for run in crate::restore::runs(&sd)? {
         let (plan, records) = journal::read(&run.dir.join("journal.jsonl"))?;
@@ -665,7 +691,13 @@ fn drill_runs(
             Some(Outcome::RolledBack) => r.rolled_back += 1,
             Some(Outcome::Done) => {
                 if r.recovered_at.is_none() {
-                    r.recovered_at = journal::outage(&records).and_then(|(_, end)| end);
+                    // This run's last verify record (an HA member's comes from the later `etcd-rescue verify`).
+                    r.recovered_at = records
+                        .iter()
+                        .rev()
+                        .find(|x| x.step == journal::Step::Stage(crate::restore::steps::StageId::Verify))
+                        .and_then(|x| crate::utc::parse_rfc3339(&x.at))
+                        .or_else(|| journal::outage(&records).and_then(|(_, end)| end));
                 }
                 for s in &plan.swaps {
                     r.kept.push((s.old.clone(), crate::host::fs::exists(&s.old)));

@@ -185,3 +185,75 @@ fn list_and_check_without_a_scenario() {
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(text(&out).1.contains("runs no scenario"), "{:?}", text(&out));
 }
+
+/// Restores every member of an HA drill from the good snapshot, then verifies each.
+fn restore_every_member(d: &Drill) {
+    let snap = good_snapshot(d);
+    for i in 0..3 {
+        let mut c = bin();
+        c.args(["restore", "--root"])
+            .arg(d.root(i))
+            .arg("--snapshot")
+            .arg(&snap)
+            .args(["--yes", "--force", "--settle", "500ms"])
+            .env("PATH", PATH);
+        let out = run_bounded(&mut c, Duration::from_secs(300));
+        assert!(out.status.success(), "member {i}: {:?}", text(&out));
+    }
+    for i in 0..3 {
+        let mut c = bin();
+        c.args(["verify", "--root"])
+            .arg(d.root(i))
+            .args(["--wait-timeout", "60s"])
+            .env("PATH", PATH);
+        let out = run_bounded(&mut c, Duration::from_secs(120));
+        assert!(out.status.success(), "verify on member {i}: {:?}", text(&out));
+    }
+}
+
+fn lost_quorum(extra: &[&str]) {
+    let mut args = vec!["--keys", "300", "--scenario", "lost-quorum"];
+    args.extend_from_slice(extra);
+    let mut d = Drill::start(&args);
+    d.wait_until(Duration::from_secs(90), "the scenario is applied", || {
+        std::fs::read(d.dir.join("drill.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| !v["scenario"].is_null())
+    });
+    d.state = serde_json::from_slice(&std::fs::read(d.dir.join("drill.json")).unwrap()).unwrap();
+    assert_eq!(d.state.nodes.len(), 3, "lost-quorum brings three members");
+    let (code, card) = check(&d);
+    assert_eq!(code, Some(1), "{card}");
+    for name in [
+        "etcd on cp2 answers with a leader",
+        "etcd on cp3 answers with a leader",
+    ] {
+        let c = card["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {card}"));
+        assert_eq!(c["passed"], false, "{card}");
+    }
+    restore_every_member(&d);
+    let (code, card) = check(&d);
+    assert_eq!(code, Some(0), "{card}");
+    assert_eq!(card["recovered"], true);
+    assert_eq!(card["runs"], 3, "{card}");
+    assert!(card["timeToRecoverSeconds"].as_f64().unwrap() > 0.0, "{card}");
+}
+
+/// Two of three members' data destroyed: no quorum; every member restored from one snapshot recovers.
+#[test]
+fn lost_quorum_on_the_process_runtime() {
+    lost_quorum(&[]);
+}
+
+/// The same on a real containerd per node (root).
+#[test]
+fn lost_quorum_on_containerd() {
+    crate::support::require_root("a private containerd per sandbox node");
+    lost_quorum(&["--runtime", "containerd"]);
+}

@@ -32,18 +32,26 @@ pub enum Scenario {
     BadBackup,
     /// A leftover etcd.yaml.bak makes kubelet run a second etcd on the same data.
     StrayManifest,
+    /// Three members; two lose their data: no quorum, the API is down (HA).
+    LostQuorum,
     /// One of the above, not said which: find out what broke.
     Random,
 }
 
 impl Scenario {
     /// Every scenario a drill can run (not `random`, which picks one of these).
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::DeletedNamespace,
         Scenario::CorruptDataDir,
         Scenario::BadBackup,
         Scenario::StrayManifest,
+        Scenario::LostQuorum,
     ];
+
+    /// The members the sandbox needs for it (`random`: one, and it picks among the one-member scenarios).
+    pub fn members(self) -> usize {
+        if self == Scenario::LostQuorum { 3 } else { 1 }
+    }
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -52,6 +60,7 @@ impl Scenario {
             Scenario::CorruptDataDir => "corrupt-data-dir",
             Scenario::BadBackup => "bad-backup",
             Scenario::StrayManifest => "stray-manifest",
+            Scenario::LostQuorum => "lost-quorum",
             Scenario::Random => "random",
         }
     }
@@ -71,7 +80,12 @@ impl Scenario {
             Scenario::StrayManifest => {
                 "The payments namespace was deleted, and someone left etcd.yaml.bak in the manifests dir: kubelet runs a second etcd on the same data. See it (`etcd-rescue node` flags it), deal with it, then restore."
             }
-            Scenario::Random => "One of the scenarios, not said which: find out what broke, then recover.",
+            Scenario::LostQuorum => {
+                "A three-member cluster: two members' data is destroyed and their etcd crash-loops; the last one has no quorum and the API is down. Restore all three members from one snapshot."
+            }
+            Scenario::Random => {
+                "One of the one-member scenarios, not said which: find out what broke, then recover."
+            }
         }
     }
 
@@ -86,6 +100,9 @@ impl Scenario {
             }
             Scenario::StrayManifest => {
                 "no stray etcd manifest in the manifests dir, every key of the payments namespace is back, etcd answers with a leader, the old data dir is kept"
+            }
+            Scenario::LostQuorum => {
+                "every member answers with a leader, three members in one cluster, the last good snapshot's keys there, every old data dir kept"
             }
             Scenario::Random => "what the scenario it picked means",
         }
@@ -124,7 +141,8 @@ fn pick() -> Scenario {
     let n = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as usize);
-    Scenario::ALL[n % Scenario::ALL.len()]
+    let one: Vec<Scenario> = Scenario::ALL.into_iter().filter(|s| s.members() == 1).collect();
+    one[n % one.len()]
 }
 
 /// The keys of `namespace`: its objects (`/registry/<resource>/<ns>/<name>`) and itself.
@@ -173,6 +191,20 @@ async fn etcd_pid(state: &DrillState, node: &DrillNode) -> Result<i32> {
     anyhow::bail!("no running etcd container on {}", node.spec.name)
 }
 
+/// Kills `node`'s etcd, then zeroes both meta pages of its db: bbolt
+/// refuses the file and etcd exits at every start (killed first, so no
+/// commit of the running etcd rewrites a meta page).
+async fn destroy(state: &DrillState, node: &DrillNode) -> Result<()> {
+    let conn = crate::host::etcd::Connection::default();
+    let found = crate::node::Node::discover(&Root::new(&node.root), None, &conn)?;
+    let db = Root::new(&node.root)
+        .host(&found.etcd.data_dir.host)
+        .join("member/snap/db");
+    let pid = etcd_pid(state, node).await?;
+    crate::host::proc::kill(pid)?;
+    crate::host::fs::zero_range(&db, 0, 2 * 4096)
+}
+
 /// Breaks the running sandbox as `scenario` says; returns what was done and
 /// what recovering means.
 pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
@@ -181,6 +213,21 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
         s => (s, false),
     };
     let state = &drill.state;
+    if state.nodes.len() != scenario.members() {
+        return Err(Fail::before_change(
+            format!(
+                "{} needs a drill of {} member(s), not {}",
+                scenario.name(),
+                scenario.members(),
+                state.nodes.len()
+            ),
+            format!(
+                "run it with --members {} (or without --members)",
+                scenario.members()
+            ),
+        )
+        .into());
+    }
     let node = &state.nodes[0];
     let conn = node_connection(node)?;
     let mut client = etcd::connect(&conn).await?;
@@ -223,7 +270,7 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
             b.stray = Some(stray);
             b.keys_back = delete_namespace(&mut client).await?;
         }
-        Scenario::CorruptDataDir => {
+        Scenario::CorruptDataDir | Scenario::LostQuorum => {
             let r = client
                 .get(
                     "/registry/",
@@ -232,14 +279,14 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
                 .await?;
             b.live_keys = u64::try_from(r.count()).unwrap_or(0);
             drop(client);
-            let data = crate::node::Node::discover(&Root::new(&node.root), None, &conn)?;
-            let db = Root::new(&node.root)
-                .host(&data.etcd.data_dir.host)
-                .join("member/snap/db");
-            // Both meta pages zeroed: bbolt refuses the file, etcd exits at start.
-            crate::host::fs::zero_range(&db, 0, 2 * 4096)?;
-            let pid = etcd_pid(state, node).await?;
-            crate::host::proc::kill(pid)?;
+            let victims = if scenario == Scenario::LostQuorum {
+                &state.nodes[1..]
+            } else {
+                &state.nodes[..1]
+            };
+            for n in victims {
+                destroy(state, n).await?;
+            }
         }
         Scenario::Random => unreachable!("picked above"),
     }
@@ -347,10 +394,26 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         .and_then(|r| r),
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
+    // On an HA drill, every other member must answer with a leader too.
+    for n in &state.nodes[1..] {
+        let name = format!("etcd on {} answers with a leader", n.spec.name);
+        let leader = match node_connection(n) {
+            Ok(c) => etcd::status(&c, Duration::from_secs(10)).await.map(|s| s.leader),
+            Err(e) => Err(e),
+        };
+        match leader {
+            Ok(l) => check(&name, l != 0, format!("leader {l:x}")),
+            Err(e) => check(&name, false, short(&e)),
+        }
+    }
     match &answered {
         Ok((leader, members, keys)) => {
             check(
-                "etcd answers with a leader",
+                &if state.nodes.len() == 1 {
+                    "etcd answers with a leader".to_string()
+                } else {
+                    format!("etcd on {} answers with a leader", node.spec.name)
+                },
                 *leader != 0,
                 format!("leader {leader:x}"),
             );
@@ -376,7 +439,15 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                 );
             }
         }
-        Err(e) => check("etcd answers with a leader", false, format!("{e:#}")),
+        Err(e) => check(
+            &if state.nodes.len() == 1 {
+                "etcd answers with a leader".to_string()
+            } else {
+                format!("etcd on {} answers with a leader", node.spec.name)
+            },
+            false,
+            short(e),
+        ),
     }
     if let Some(stray) = &broken.stray {
         check(
@@ -424,6 +495,18 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         warnings_ignored: runs.warnings,
         graded: crate::utc::rfc3339(SystemTime::now()),
         previous: Vec::new(),
+    }
+}
+
+/// An error in one line a trainee can read: the innermost cause (a refused
+/// connection, a timeout), not the whole transport chain.
+fn short(e: &anyhow::Error) -> String {
+    let text = format!("{:#}", e.root_cause());
+    let first = text.lines().next().unwrap_or("").to_string();
+    if first.contains("Connection refused") || first.contains("connection refused") {
+        "no answer: connection refused (etcd is down)".into()
+    } else {
+        first.chars().take(200).collect()
     }
 }
 

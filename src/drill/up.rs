@@ -743,12 +743,25 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
         }
         let _ = writeln!(
             s,
-            "\nThe backups are in {}. Recover with the tool, in another terminal, e.g.:\n  {me} node --root {}\n  {me} restore --root {} --backup-dir {}",
-            dir.join("backup").display(),
-            state.nodes[0].root.display(),
-            state.nodes[0].root.display(),
+            "\nThe backups are in {}. Recover with the tool, in another terminal, e.g.:",
             dir.join("backup").display()
         );
+        for n in &state.nodes {
+            let _ = writeln!(
+                s,
+                "  {me} node --root {}\n  {me} restore --root {} --backup-dir {}{}",
+                n.root.display(),
+                n.root.display(),
+                dir.join("backup").display(),
+                if state.nodes.len() > 1 { " --force" } else { "" }
+            );
+        }
+        if state.nodes.len() > 1 {
+            let _ = writeln!(
+                s,
+                "  (every member from the same snapshot; then `{me} verify --root <node>` on each, once a quorum runs)"
+            );
+        }
         let _ = writeln!(
             s,
             "\nWhen you think the cluster is recovered, grade it (while this drill runs):\n  {me} drill check --dir {}",

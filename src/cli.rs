@@ -622,6 +622,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 ready_timeout: Duration::from_secs(60),
                 runtime: *runtime,
                 kubelet_start_delay: *kubelet_start_delay,
+                data_fs_size: scenario.and_then(crate::drill::scenario::Scenario::data_fs_size),
             };
             tokio::runtime::Runtime::new()?.block_on(run_drill(opts, *scenario))
         }

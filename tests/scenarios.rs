@@ -257,3 +257,49 @@ fn lost_quorum_on_containerd() {
     crate::support::require_root("a private containerd per sandbox node");
     lost_quorum(&["--runtime", "containerd"]);
 }
+
+fn mounted_under(dir: &std::path::Path) -> bool {
+    etcd_rescue::host::fsinfo::mounts()
+        .iter()
+        .any(|m| m.point.starts_with(dir))
+}
+
+/// The data dir's own small filesystem is nearly full: the restore's
+/// pre-flight refuses, changing nothing; with the filler moved out, the
+/// restore recovers. Ctrl-C unmounts the filesystem; so does `drill down`
+/// after a killed drill.
+#[test]
+fn full_disk() {
+    crate::support::require_root("a small tmpfs for etcd's data dir");
+    let mut d = broken("full-disk");
+    let filler = d
+        .state
+        .scenario
+        .as_ref()
+        .unwrap()
+        .filler
+        .clone()
+        .expect("a filler");
+    graded(&d, "full-disk", &["the payments namespace is back"], || {
+        let out = restore(&d, &good_snapshot(&d));
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        assert!(text(&out).1.contains("not enough room"), "{:?}", text(&out));
+        std::fs::remove_file(&filler).unwrap();
+        let out = restore(&d, &good_snapshot(&d));
+        assert!(out.status.success(), "{:?}", text(&out));
+    });
+    assert!(mounted_under(&d.dir));
+    assert!(d.stop().success(), "{}", d.output());
+    assert!(!mounted_under(&d.dir), "Ctrl-C unmounts the data dir's tmpfs");
+
+    let mut d = broken("full-disk");
+    d.kill_drill();
+    assert!(mounted_under(&d.dir));
+    let out = bin()
+        .args(["drill", "down", "--dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(!mounted_under(&d.dir), "drill down unmounts it");
+}

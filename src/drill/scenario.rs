@@ -34,19 +34,29 @@ pub enum Scenario {
     StrayManifest,
     /// Three members; two lose their data: no quorum, the API is down (HA).
     LostQuorum,
+    /// The namespace deleted, and the data dir's filesystem nearly full: the restore's pre-flight refuses (root: a tmpfs).
+    FullDisk,
     /// One of the above, not said which: find out what broke.
     Random,
 }
 
 impl Scenario {
     /// Every scenario a drill can run (not `random`, which picks one of these).
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::DeletedNamespace,
         Scenario::CorruptDataDir,
         Scenario::BadBackup,
         Scenario::StrayManifest,
         Scenario::LostQuorum,
+        Scenario::FullDisk,
     ];
+
+    /// The size of the filesystem the scenario gives etcd's data dir: room
+    /// for etcd and its 64 MiB WAL segment, the filler, then a restore beside
+    /// the old data once the filler is gone.
+    pub fn data_fs_size(self) -> Option<u64> {
+        (self == Scenario::FullDisk).then_some(256 << 20)
+    }
 
     /// The members the sandbox needs for it (`random`: one, and it picks among the one-member scenarios).
     pub fn members(self) -> usize {
@@ -61,6 +71,7 @@ impl Scenario {
             Scenario::BadBackup => "bad-backup",
             Scenario::StrayManifest => "stray-manifest",
             Scenario::LostQuorum => "lost-quorum",
+            Scenario::FullDisk => "full-disk",
             Scenario::Random => "random",
         }
     }
@@ -83,6 +94,9 @@ impl Scenario {
             Scenario::LostQuorum => {
                 "A three-member cluster: two members' data is destroyed and their etcd crash-loops; the last one has no quorum and the API is down. Restore all three members from one snapshot."
             }
+            Scenario::FullDisk => {
+                "The payments namespace was deleted, and the filesystem of etcd's data dir is nearly full (someone left a big copy there). The restore's pre-flight refuses: find what fills it, make room, then restore."
+            }
             Scenario::Random => {
                 "One of the one-member scenarios, not said which: find out what broke, then recover."
             }
@@ -103,6 +117,9 @@ impl Scenario {
             }
             Scenario::LostQuorum => {
                 "every member answers with a leader, three members in one cluster, the last good snapshot's keys there, every old data dir kept"
+            }
+            Scenario::FullDisk => {
+                "every key of the payments namespace is back, etcd answers with a leader, the old data dir is kept"
             }
             Scenario::Random => "what the scenario it picked means",
         }
@@ -134,6 +151,9 @@ pub struct Broken {
     /// The stray manifest (`stray-manifest`).
     #[serde(default)]
     pub stray: Option<PathBuf>,
+    /// What fills the data dir's filesystem (`full-disk`).
+    #[serde(default)]
+    pub filler: Option<PathBuf>,
 }
 
 /// Picks a scenario for `random` from the clock.
@@ -141,7 +161,11 @@ fn pick() -> Scenario {
     let n = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as usize);
-    let one: Vec<Scenario> = Scenario::ALL.into_iter().filter(|s| s.members() == 1).collect();
+    // One member, and nothing that must be set up before etcd starts (full-disk's filesystem).
+    let one: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| s.members() == 1 && s.data_fs_size().is_none())
+        .collect();
     one[n % one.len()]
 }
 
@@ -240,6 +264,7 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
         good_snapshot: state.snapshot.clone(),
         bad_snapshot: None,
         stray: None,
+        filler: None,
     };
     match scenario {
         Scenario::DeletedNamespace => {
@@ -269,6 +294,19 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
                 .with_context(|| format!("writing {}", stray.display()))?;
             b.stray = Some(stray);
             b.keys_back = delete_namespace(&mut client).await?;
+        }
+        Scenario::FullDisk => {
+            b.keys_back = delete_namespace(&mut client).await?;
+            let data = state
+                .mounts
+                .first()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("full-disk: the data dir has no filesystem of its own"))?;
+            // Leave 40 MiB: etcd keeps running, a restore (its db and a 64 MiB WAL segment) does not fit.
+            let (free, _) = crate::host::fsinfo::fs_free(&data)?;
+            let filler = data.join(format!("member-copy-{}.tar", crate::utc::now()));
+            crate::host::fs::write_filler(&filler, free.saturating_sub(40 << 20))?;
+            b.filler = Some(filler);
         }
         Scenario::CorruptDataDir | Scenario::LostQuorum => {
             let r = client

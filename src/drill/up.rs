@@ -81,6 +81,8 @@ pub struct Options {
     pub runtime: Runtime,
     /// The kubelet's time from seeing a manifest to starting its pod.
     pub kubelet_start_delay: Duration,
+    /// Give each node's etcd data dir a tmpfs of this size (root), for a full disk.
+    pub data_fs_size: Option<u64>,
 }
 
 /// One sandbox node of a running drill.
@@ -119,6 +121,9 @@ pub struct DrillState {
     pub snapshot: Option<PathBuf>,
     /// What was seeded.
     pub seed: Option<SeedReport>,
+    /// Filesystems the drill mounted (a small data dir), unmounted at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<PathBuf>,
     /// The scenario the drill broke it with, and what recovering means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<super::scenario::Broken>,
@@ -309,6 +314,7 @@ impl Drill {
                 nodes: nodes.clone(),
                 snapshot: None,
                 seed: None,
+                mounts: Vec::new(),
                 scenario: None,
             },
             kubelets: Vec::new(),
@@ -317,6 +323,16 @@ impl Drill {
             servers: Vec::new(),
             stop_servers,
         };
+        if let Some(size) = opts.data_fs_size {
+            for n in &nodes {
+                let data = Root::new(&n.root).host("/var/lib/etcd");
+                if let Err(e) = crate::host::fs::mount_tmpfs(&data, size) {
+                    let _ = drill.unmount();
+                    return Err(e);
+                }
+                drill.state.mounts.push(data);
+            }
+        }
         drill.save()?;
         // Ctrl-C (or SIGTERM, SIGHUP) during start-up stops what was started, like a failure.
         let result = tokio::select! {
@@ -462,6 +478,14 @@ impl Drill {
         self.save()
     }
 
+    /// Unmounts what the drill mounted.
+    fn unmount(&self) -> Result<()> {
+        for m in &self.state.mounts {
+            crate::host::fs::unmount(m)?;
+        }
+        Ok(())
+    }
+
     /// Writes `drill.json`.
     pub fn save(&self) -> Result<()> {
         let path = state_file(&self.dir);
@@ -486,6 +510,11 @@ impl Drill {
         let mut left = Vec::new();
         for c in self.containerds {
             left.extend(c.stop().await.left_behind);
+        }
+        for m in &self.state.mounts {
+            if let Err(e) = crate::host::fs::unmount(m) {
+                left.push(format!("{e:#}"));
+            }
         }
         if !left.is_empty() {
             bail!(Fail::problem(
@@ -657,6 +686,11 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
         for n in &state.nodes {
             let paths = containerd::Paths::new(&Root::new(&n.root));
             report.containerd.push(rt.block_on(containerd::teardown(&paths)));
+        }
+    }
+    for m in &state.mounts {
+        if crate::host::fsinfo::is_mount_point(m) {
+            let _ = crate::host::fs::unmount(m);
         }
     }
     let left: Vec<&String> = report.containerd.iter().flat_map(|t| &t.left_behind).collect();

@@ -258,6 +258,50 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Mounts a tmpfs of `size` bytes (mode 0700) on `dir` (root only): a
+/// drill's small filesystem for etcd's data.
+pub fn mount_tmpfs(dir: &Path, size: u64) -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    let opts = format!("size={size},mode=0700");
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        crate::exit::Fail::before_change(
+            format!("cannot mount a tmpfs on {}: {e}", dir.display()),
+            "run it as root (the drill gives etcd's data dir a small filesystem of its own)",
+        )
+        .into()
+    })
+}
+
+/// Unmounts `dir`, lazily (detached) when it is busy.
+pub fn unmount(dir: &Path) -> Result<()> {
+    nix::mount::umount(dir)
+        .or_else(|_| nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH))
+        .with_context(|| format!("unmounting {}", dir.display()))
+}
+
+/// Writes a new file of `size` zero bytes (a drill's filler), fsynced.
+pub fn write_filler(path: &Path, size: u64) -> Result<()> {
+    use std::io::Write;
+    let mut f = create_private(path)?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+        f.write_all(&chunk[..n])
+            .with_context(|| format!("writing {}", path.display()))?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    Ok(())
+}
+
 /// Flips one bit of the byte at `fraction` of the file's length (a drill's damaged backup).
 pub fn flip_byte(path: &Path, fraction: f64) -> Result<()> {
     use std::os::unix::fs::FileExt;

@@ -174,6 +174,8 @@ fn list_and_check_without_a_scenario() {
         "corrupt-data-dir",
         "bad-backup",
         "stray-manifest",
+        "lost-quorum",
+        "full-disk",
         "random",
     ] {
         assert!(text(&out).0.contains(s), "{s}: {:?}", text(&out));

@@ -305,3 +305,22 @@ fn full_disk() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(!mounted_under(&d.dir), "drill down unmounts it");
 }
+
+/// `random` picks a one-member scenario, records it as hidden, and the banner does not name it.
+#[test]
+fn random_does_not_say_which() {
+    let d = broken("random");
+    let b = d.state.scenario.as_ref().unwrap();
+    assert!(b.hidden);
+    assert_eq!(b.scenario.members(), 1);
+    assert!(b.scenario.data_fs_size().is_none());
+    assert!(
+        !d.output().contains(&format!("Scenario {}", b.scenario.name())),
+        "{}",
+        d.output()
+    );
+    assert!(d.output().contains("does not say what"), "{}", d.output());
+    let (code, card) = check(&d);
+    assert_eq!(code, Some(1), "{card}");
+    assert_eq!(card["scenario"], b.scenario.name());
+}

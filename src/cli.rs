@@ -252,6 +252,20 @@ pub enum Command {
         #[arg(long, value_name = "SOCKET")]
         cri_endpoint: Option<PathBuf>,
     },
+    /// Certificate expiry as `kubeadm certs check-expiration` reports it, plus each certificate's
+    /// CA signature, the etcd certificates' SANs, and who can read keys, kubeconfigs and backups.
+    Certs {
+        /// Warn (exit 1) when a certificate expires within this many days.
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        warn_days: u64,
+        /// A backup dir whose snapshots must not be readable by others (repeatable; default
+        /// `/backup` and `/var/backups/etcd` under --root).
+        #[arg(long, value_name = "DIR")]
+        backup_dir: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
     /// Print the shell completion script (bash: `etcd-rescue completions bash > /etc/bash_completion.d/etcd-rescue`).
     Completions {
         /// The shell.
@@ -451,6 +465,42 @@ pub fn run(cli: &Cli) -> Result<Code> {
             Ok(Code::Done)
         }
         Command::Snapshot { action } => run_snapshot(action, &cli.sealed),
+        Command::Certs {
+            warn_days,
+            backup_dir,
+            write_out,
+        } => {
+            let mut dirs = backup_dir.clone();
+            if dirs.is_empty() {
+                dirs = ["/backup", "/var/backups/etcd"]
+                    .iter()
+                    .map(|d| root.host(d))
+                    .collect();
+            }
+            let r = crate::node::certs::check(
+                &root,
+                Duration::from_secs(warn_days.saturating_mul(86_400)),
+                &dirs,
+                std::time::SystemTime::now(),
+            );
+            print(*write_out, &r, certs_table)?;
+            if !r.ok {
+                let critical = r
+                    .findings()
+                    .filter(|f| f.severity == crate::node::certs::Severity::Critical)
+                    .count();
+                let expiring = r
+                    .findings()
+                    .filter(|f| f.kind == crate::node::certs::Kind::Expiring)
+                    .count();
+                return Err(exit::Fail::problem(
+                    format!("{critical} critical finding(s), {expiring} certificate(s) expiring within {warn_days} days"),
+                    "renew with `kubeadm certs renew all` on this node, then restart the static pods (move each manifest out of the manifests dir and back) and update admin kubeconfigs; fix the permissions listed (chmod 600, chown root:root)",
+                )
+                .into());
+            }
+            Ok(Code::Done)
+        }
         Command::Backup(a) => backup::run(cli, a),
         Command::Completions { shell } => {
             print_text(&dist::completions(*shell))?;
@@ -631,6 +681,73 @@ pub fn run(cli: &Cli) -> Result<Code> {
             ..
         } => drill_check(dir, *write_out),
     }
+}
+
+fn certs_table(r: &crate::node::certs::Report) -> String {
+    use crate::node::certs::{Cert, residual};
+    let when = |c: &Cert| {
+        c.expires.as_deref().map_or_else(
+            || "-".to_string(),
+            |e| e.get(..16).unwrap_or(e).replace('T', " ") + " UTC",
+        )
+    };
+    let left = |c: &Cert| c.residual_seconds.map_or_else(|| "-".to_string(), residual);
+    let marks = |c: &Cert| {
+        c.problems
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut t = format!(
+        "{:<26} {:<22} {:<14} {:<22} {:<19} PROBLEMS\n",
+        "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "EXTERNALLY MANAGED"
+    );
+    for c in &r.certificates {
+        let _ = writeln!(
+            t,
+            "{:<26} {:<22} {:<14} {:<22} {:<19} {}",
+            c.name,
+            if c.present { when(c) } else { "!MISSING!".into() },
+            left(c),
+            c.ca,
+            if c.externally_managed { "yes" } else { "no" },
+            marks(c)
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\n{:<26} {:<22} {:<14} {:<19} PROBLEMS",
+        "CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "EXTERNALLY MANAGED"
+    );
+    for c in &r.authorities {
+        let _ = writeln!(
+            t,
+            "{:<26} {:<22} {:<14} {:<19} {}",
+            c.name,
+            if c.present { when(c) } else { "!MISSING!".into() },
+            left(c),
+            if c.externally_managed { "yes" } else { "no" },
+            marks(c)
+        );
+    }
+    if r.permissions.is_empty() {
+        t.push_str("\npermissions: keys, kubeconfigs, pki dirs and snapshots are private\n");
+    } else {
+        t.push_str("\nPERMISSIONS\n");
+        for p in &r.permissions {
+            let _ = writeln!(
+                t,
+                "  {:<8} {} (mode {}, uid {}): {}",
+                format!("{:?}", p.finding.severity).to_lowercase(),
+                p.path.display(),
+                p.mode,
+                p.uid,
+                p.finding.message
+            );
+        }
+    }
+    t
 }
 
 /// `drill --list`.

@@ -5,6 +5,7 @@
 //! certs, image), and the filesystem gives the rest. Everything a restore
 //! will act on is found here first, so the plan can show it before any change.
 
+pub mod certs;
 pub mod image_store;
 pub mod kubelet;
 pub mod manifest;

@@ -6,6 +6,8 @@ mod support;
 
 // `backup` from the sandbox node's etcd (3.5, 3.4): etcdctl's bytes, sidecar, interruptions, retention, timer.
 mod backup;
+// `certs` on generated kubeadm PKIs: expiry, chains, SANs, permissions.
+mod certs;
 // `drill --runtime containerd`: a real containerd through CRI, and a clean teardown.
 mod containerd;
 // The sandbox node on the process runtime: manifests in and out, restarts, teardown.

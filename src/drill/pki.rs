@@ -193,6 +193,34 @@ impl Ca {
         )
     }
 
+    /// Issues a client certificate for `common_name` (organization
+    /// `organization`) valid until `not_after`: its PEM and its key's PKCS#1
+    /// PEM. For certificate drills and tests: one about to expire, or expired.
+    pub fn issue_client(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        not_after: OffsetDateTime,
+    ) -> Result<(String, String)> {
+        let key = RsaKey::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(organization, common_name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = (not_after - LEAF_VALIDITY).min(OffsetDateTime::now_utc() - BACKDATE);
+        params.not_after = not_after;
+        params.serial_number = Some(random_serial()?);
+        let cert = params
+            .signed_by(&key.signer, &self.issuer)
+            .with_context(|| format!("sign a client certificate for {common_name}"))?;
+        Ok((cert.pem(), key.pkcs1_pem.to_string()))
+    }
+
     /// Builds the self-signed CA certificate for `key`.
     fn self_signed(common_name: &str, key: RsaKey, now: OffsetDateTime) -> Result<Self> {
         let mut params = CertificateParams::default();

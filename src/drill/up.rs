@@ -140,6 +140,8 @@ pub struct Drill {
     containerds: Vec<Containerd>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     stop_servers: watch::Sender<bool>,
+    /// The ports' reservations, released when the drill ends.
+    _ports: Ports,
 }
 
 /// Resolves on Ctrl-C, SIGTERM or SIGHUP (never, if the handlers cannot be installed).
@@ -160,8 +162,60 @@ pub fn state_file(dir: &Path) -> PathBuf {
     dir.join("drill.json")
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Ports for the drill's servers, held for its whole life. Each is below the
+/// kernel's ephemeral range (so no outgoing connection takes it between its
+/// choice and its server's bind, as one picked by binding port 0 could be),
+/// and reserved against other drills on this machine by a lock file held
+/// open (`$TMPDIR/etcd-rescue-drill-ports/<port>`).
+#[derive(Default)]
+struct Ports {
+    held: Vec<std::fs::File>,
+    next: u16,
+}
+
+impl Ports {
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+
+    fn new() -> Ports {
+        // Start where this process's PID and the clock say, so drills started together spread out.
+        let seed = std::process::id()
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        let span = u32::from(Self::LAST - Self::FIRST);
+        Ports {
+            held: Vec::new(),
+            next: Self::FIRST + u16::try_from(seed % span).unwrap_or(0),
+        }
+    }
+
+    /// The next port no other drill holds and nothing listens on.
+    fn take(&mut self) -> Result<u16> {
+        let dir = std::env::temp_dir().join("etcd-rescue-drill-ports");
+        // Shared by every user's drills: sticky and open to all, like /tmp.
+        if std::fs::create_dir(&dir).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+        }
+        for _ in Self::FIRST..Self::LAST {
+            let p = self.next;
+            self.next = if p + 1 >= Self::LAST { Self::FIRST } else { p + 1 };
+            let lock = crate::host::fs::open_lock(&dir.join(p.to_string()));
+            let held = match &lock {
+                Ok(f) => crate::host::fs::try_lock(f).unwrap_or(false),
+                // No shared dir to lock in: the bind check below still holds.
+                Err(_) => true,
+            };
+            if held && TcpListener::bind(("0.0.0.0", p)).is_ok() {
+                if let Ok(f) = lock {
+                    self.held.push(f);
+                }
+                return Ok(p);
+            }
+        }
+        bail!("no free port between {} and {}", Self::FIRST, Self::LAST)
+    }
 }
 
 /// The binary's version as its `--version` says (`etcd Version: 3.5.1`).
@@ -256,16 +310,17 @@ impl Drill {
                 .keep(),
         };
         let mut specs = Vec::new();
+        let mut ports = Ports::new();
         for i in 0..opts.members {
             let n = u8::try_from(i + 1).unwrap_or(1);
             specs.push(NodeSpec {
                 name: format!("cp{n}"),
                 ip: Ipv4Addr::new(127, 0, 0, 10 + n),
-                client_port: free_port()?,
-                peer_port: free_port()?,
-                metrics_port: free_port()?,
-                api_port: free_port()?,
-                healthz_port: free_port()?,
+                client_port: ports.take()?,
+                peer_port: ports.take()?,
+                metrics_port: ports.take()?,
+                api_port: ports.take()?,
+                healthz_port: ports.take()?,
             });
         }
         let etcd_image = format!("registry.k8s.io/etcd:{etcd_version}-0");
@@ -322,6 +377,7 @@ impl Drill {
             containerds: Vec::new(),
             servers: Vec::new(),
             stop_servers,
+            _ports: ports,
         };
         if let Some(size) = opts.data_fs_size {
             for n in &nodes {

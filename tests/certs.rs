@@ -1,0 +1,312 @@
+//! `etcd-rescue certs` on generated kubeadm PKIs under a temp root: the
+//! sandbox node's layout (kubeadm's files, modes and SANs), kubeconfigs with
+//! embedded client certificates, then one fault at a time: expired, expiring
+//! in 10 days, missing, signed by the wrong CA, SANs not covering etcd.yaml,
+//! an externally managed CA, keys and snapshots others can read.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use etcd_rescue::drill::layout::{ClusterSpec, NodeSpec, write_node};
+use etcd_rescue::drill::pki::Ca;
+use etcd_rescue::root::Root;
+
+use crate::support::{bin, text};
+
+struct Node {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Node {
+    fn pki(&self) -> PathBuf {
+        self.root.join("etc/kubernetes/pki")
+    }
+    fn ca(&self, base: &str) -> Ca {
+        Ca::load_from(&self.pki(), base).unwrap()
+    }
+    /// `etcd-rescue certs --root ROOT -w json`: the exit code and the report.
+    fn certs(&self, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let out = bin()
+            .args(["certs", "--root"])
+            .arg(&self.root)
+            .args(["-w", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let js = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+        (out.status.code(), js, text(&out).1)
+    }
+}
+
+fn kubeconfig(cert_pem: &str, key_pem: &str) -> String {
+    let b64 = |s: &str| base64(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.11:6443\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: u\n  name: u@kubernetes\ncurrent-context: u@kubernetes\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(cert_pem),
+        b64(key_pem)
+    )
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn write_private(p: &Path, text: &str) {
+    std::fs::write(p, text).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A kubeadm node: the sandbox layout plus the four kubeconfigs, each with a client certificate from `ca`.
+fn node() -> Node {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("node");
+    let spec = NodeSpec {
+        name: "cp1".into(),
+        ip: Ipv4Addr::new(127, 0, 0, 11),
+        client_port: 2379,
+        peer_port: 2380,
+        metrics_port: 2381,
+        api_port: 6443,
+        healthz_port: 10248,
+    };
+    let members = [spec.clone()];
+    let cluster = ClusterSpec {
+        members: &members,
+        etcd_image: "registry.k8s.io/etcd:3.5.16-0".into(),
+        cri_endpoint: "unix:///run/containerd/containerd.sock".into(),
+    };
+    write_node(&Root::new(&root), &spec, &cluster, None).unwrap();
+    let n = Node { _tmp: tmp, root };
+    let ca = n.ca("ca");
+    let year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    for (conf, cn) in [
+        ("admin.conf", "kubernetes-admin"),
+        ("super-admin.conf", "kubernetes-super-admin"),
+        ("controller-manager.conf", "system:kube-controller-manager"),
+        ("scheduler.conf", "system:kube-scheduler"),
+    ] {
+        let (c, k) = ca.issue_client(cn, None, year).unwrap();
+        write_private(&n.root.join("etc/kubernetes").join(conf), &kubeconfig(&c, &k));
+    }
+    n
+}
+
+fn cert<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(r["authorities"].as_array().unwrap())
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {r}"))
+}
+
+fn problems(r: &serde_json::Value, name: &str) -> Vec<String> {
+    cert(r, name)["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A fresh kubeadm PKI: kubeadm's eleven certificates and three CAs, a year
+/// (ten for the CAs) left, every chain and SAN right, every key private: exit 0.
+#[test]
+fn a_fresh_kubeadm_pki_is_clean() {
+    let n = node();
+    let (code, r, err) = n.certs(&[]);
+    assert_eq!(code, Some(0), "{r}\n{err}");
+    assert_eq!(r["certificates"].as_array().unwrap().len(), 11);
+    assert_eq!(r["authorities"].as_array().unwrap().len(), 3);
+    for c in r["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(r["authorities"].as_array().unwrap())
+    {
+        assert_eq!(c["present"], true, "{c}");
+        assert_eq!(c["problems"], serde_json::json!([]), "{c}");
+        assert_eq!(c["externallyManaged"], false, "{c}");
+        let left = c["residualSeconds"].as_i64().unwrap();
+        assert!(left > 360 * 86_400, "{c}");
+    }
+    assert_eq!(r["permissions"], serde_json::json!([]));
+    let table = bin().args(["certs", "--root"]).arg(&n.root).output().unwrap();
+    let t = text(&table).0;
+    for name in [
+        "admin.conf",
+        "etcd-server",
+        "front-proxy-ca",
+        "CERTIFICATE AUTHORITY",
+        "RESIDUAL TIME",
+    ] {
+        assert!(t.contains(name), "{name}: {t}");
+    }
+    assert!(t.contains("364d") || t.contains("365d"), "{t}");
+    assert!(t.contains("9y"), "{t}");
+}
+
+/// Each fault reported on the certificate it concerns, with the exit code it deserves.
+#[test]
+fn faults_are_reported_exactly() {
+    let n = node();
+    let pki = n.pki();
+    let now = time::OffsetDateTime::now_utc();
+    // Expiring in 10 days (a warning inside the 30-day window; none with --warn-days 5).
+    let (crt, key) = n
+        .ca("etcd/ca")
+        .issue_client(
+            "kube-etcd-healthcheck-client",
+            None,
+            now + time::Duration::days(10),
+        )
+        .unwrap();
+    std::fs::write(pki.join("etcd/healthcheck-client.crt"), crt).unwrap();
+    write_private(&pki.join("etcd/healthcheck-client.key"), &key);
+    let (code, r, _) = n.certs(&[]);
+    assert_eq!(code, Some(1), "{r}");
+    let p = problems(&r, "etcd-healthcheck-client");
+    assert!(
+        p == ["expires in 9d (within the warning window)"]
+            || p == ["expires in 10d (within the warning window)"],
+        "{p:?}"
+    );
+    let (code, r, _) = n.certs(&["--warn-days", "5"]);
+    assert_eq!(code, Some(0), "{r}");
+    // Expired, in a kubeconfig.
+    let (crt, key) = n
+        .ca("ca")
+        .issue_client(
+            "kubernetes-admin",
+            Some("kubeadm:cluster-admins"),
+            now - time::Duration::days(2),
+        )
+        .unwrap();
+    write_private(&n.root.join("etc/kubernetes/admin.conf"), &kubeconfig(&crt, &key));
+    // Missing.
+    std::fs::remove_file(n.root.join("etc/kubernetes/scheduler.conf")).unwrap();
+    // Signed by the wrong CA: the kubelet-client certificate (from `ca`) where etcd's client certificate should be.
+    std::fs::copy(
+        pki.join("apiserver-kubelet-client.crt"),
+        pki.join("apiserver-etcd-client.crt"),
+    )
+    .unwrap();
+    // etcd.yaml advertises an address the server certificate does not cover.
+    let manifest = n.root.join("etc/kubernetes/manifests/etcd.yaml");
+    let text_m = std::fs::read_to_string(&manifest).unwrap();
+    let changed = text_m.replacen(
+        "--advertise-client-urls=https://127.0.0.11:2379",
+        "--advertise-client-urls=https://10.9.9.9:2379",
+        1,
+    );
+    assert_ne!(changed, text_m, "the manifest has the flag");
+    std::fs::write(&manifest, changed).unwrap();
+    // An externally managed CA: its key is not on the node.
+    std::fs::remove_file(pki.join("front-proxy-ca.key")).unwrap();
+    // Permissions: etcd's CA key readable by all, a key not root's, a plain snapshot readable by all.
+    std::fs::set_permissions(pki.join("etcd/ca.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::unistd::chown(
+        &pki.join("apiserver.key"),
+        Some(nix::unistd::Uid::from_raw(1000)),
+        None,
+    )
+    .unwrap();
+    let backups = n.root.join("var/backups/etcd");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(backups.join("snapshot.db"), b"x").unwrap();
+    std::fs::set_permissions(
+        backups.join("snapshot.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(backups.join("sealed.db.age"), b"x").unwrap();
+    std::fs::set_permissions(
+        backups.join("sealed.db.age"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+
+    let (code, r, err) = n.certs(&[]);
+    assert_eq!(code, Some(1), "{r}");
+    assert!(
+        err.contains("critical finding(s)") && err.contains("next: renew with `kubeadm certs renew all`"),
+        "{err}"
+    );
+    assert_eq!(problems(&r, "admin.conf"), ["expired"]);
+    assert_eq!(
+        cert(&r, "admin.conf")["residualSeconds"].as_i64().map(|s| s < 0),
+        Some(true)
+    );
+    assert_eq!(problems(&r, "scheduler.conf"), ["!MISSING!"]);
+    assert_eq!(cert(&r, "scheduler.conf")["present"], false);
+    assert_eq!(problems(&r, "apiserver-etcd-client"), ["not signed by etcd-ca"]);
+    let sans = problems(&r, "etcd-server");
+    assert!(
+        sans.len() == 1 && sans[0].starts_with("its SANs do not cover 10.9.9.9"),
+        "{sans:?}"
+    );
+    assert_eq!(problems(&r, "etcd-peer"), Vec::<String>::new());
+    assert_eq!(cert(&r, "front-proxy-ca")["externallyManaged"], true);
+    assert_eq!(cert(&r, "front-proxy-client")["externallyManaged"], true);
+    assert_eq!(cert(&r, "ca")["externallyManaged"], false);
+    let perms: Vec<(String, String, String)> = r["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                PathBuf::from(p["path"].as_str().unwrap())
+                    .strip_prefix(&n.root)
+                    .unwrap()
+                    .display()
+                    .to_string(),
+                p["finding"]["severity"].as_str().unwrap().to_string(),
+                p["finding"]["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(perms.len(), 4, "{perms:#?}");
+    assert!(
+        perms
+            .iter()
+            .any(|(p, s, _)| p == "var/backups/etcd" && s == "warning"),
+        "a backup dir open to all: {perms:#?}"
+    );
+    assert!(
+        perms.iter().any(|(p, s, m)| p == "etc/kubernetes/pki/etcd/ca.key"
+            && s == "critical"
+            && m.contains("every Secret")),
+        "{perms:#?}"
+    );
+    assert!(
+        perms
+            .iter()
+            .any(|(p, s, m)| p == "etc/kubernetes/pki/apiserver.key"
+                && s == "critical"
+                && m.contains("uid 1000")),
+        "{perms:#?}"
+    );
+    assert!(
+        perms
+            .iter()
+            .any(|(p, s, _)| p == "var/backups/etcd/snapshot.db" && s == "critical"),
+        "{perms:#?}"
+    );
+}

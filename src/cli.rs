@@ -252,6 +252,17 @@ pub enum Command {
         #[arg(long, value_name = "SOCKET")]
         cri_endpoint: Option<PathBuf>,
     },
+    /// Every member's health, version, database size against its quota, leader, raft position and
+    /// alarms, and the newest backup's age (exit 1 when anything needs attention).
+    Status {
+        /// A backup dir to report the newest backup of (repeatable; default `/backup` and
+        /// `/var/backups/etcd` under --root).
+        #[arg(long, value_name = "DIR")]
+        backup_dir: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
     /// Certificate expiry as `kubeadm certs check-expiration` reports it, plus each certificate's
     /// CA signature, the etcd certificates' SANs, and who can read keys, kubeconfigs and backups.
     Certs {
@@ -465,6 +476,44 @@ pub fn run(cli: &Cli) -> Result<Code> {
             Ok(Code::Done)
         }
         Command::Snapshot { action } => run_snapshot(action, &cli.sealed),
+        Command::Status {
+            backup_dir,
+            write_out,
+        } => {
+            let mut conn = cli.conn.args();
+            let mut quota = None;
+            if conn.endpoints.is_empty() {
+                let node = crate::node::Node::discover(&root, None, &conn)?;
+                quota = node.etcd.quota_backend_bytes;
+                conn = node.connection.clone();
+            }
+            let mut dirs = backup_dir.clone();
+            if dirs.is_empty() {
+                dirs = ["/backup", "/var/backups/etcd"]
+                    .iter()
+                    .map(|d| root.host(d))
+                    .collect();
+            }
+            let r = crate::status::check(&conn, quota, &dirs, Duration::from_secs(10))?;
+            print(*write_out, &r, status_table)?;
+            if !r.ok() {
+                let first = r
+                    .warnings
+                    .first()
+                    .map(|w| (w.message.clone(), w.next.clone()))
+                    .or_else(|| {
+                        r.alarms.first().map(|a| {
+                            (
+                                format!("alarm {} on member {}", a.alarm, a.member_id),
+                                a.next.clone(),
+                            )
+                        })
+                    })
+                    .unwrap_or_default();
+                return Err(exit::Fail::problem(first.0, first.1).into());
+            }
+            Ok(Code::Done)
+        }
         Command::Certs {
             warn_days,
             backup_dir,
@@ -681,6 +730,73 @@ pub fn run(cli: &Cli) -> Result<Code> {
             ..
         } => drill_check(dir, *write_out),
     }
+}
+
+fn status_table(r: &crate::status::Report) -> String {
+    use crate::units::human_bytes;
+    let mut t = format!(
+        "{:<10} {:<28} {:<8} {:<8} {:>10} {:>10} {:>7} {:<7} {:>6} {:>10} {:>10}\n",
+        "MEMBER",
+        "ENDPOINT",
+        "HEALTHY",
+        "VERSION",
+        "DB SIZE",
+        "IN USE",
+        "QUOTA%",
+        "LEADER",
+        "TERM",
+        "INDEX",
+        "APPLIED"
+    );
+    for m in &r.members {
+        let _ = writeln!(
+            t,
+            "{:<10} {:<28} {:<8} {:<8} {:>10} {:>10} {:>6.1}% {:<7} {:>6} {:>10} {:>10}{}",
+            m.name,
+            m.endpoint,
+            if m.healthy { "yes" } else { "NO" },
+            m.version,
+            human_bytes(m.db_size),
+            human_bytes(m.db_size_in_use),
+            m.quota_used_percent,
+            if m.is_leader {
+                "*"
+            } else if m.is_learner {
+                "learner"
+            } else {
+                ""
+            },
+            m.raft_term,
+            m.raft_index,
+            m.raft_applied_index,
+            m.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+        );
+    }
+    for a in &r.alarms {
+        let _ = writeln!(t, "ALARM {} on member {}: {}", a.alarm, a.member_id, a.next);
+    }
+    for w in &r.warnings {
+        let _ = writeln!(t, "warning: {}\n  next: {}", w.message, w.next);
+    }
+    match &r.last_backup {
+        Some(b) => {
+            let _ = writeln!(
+                t,
+                "last backup: {} ({} ago{})",
+                b.path.display(),
+                crate::node::certs::residual(i64::try_from(b.age_seconds).unwrap_or(i64::MAX)),
+                if b.verified {
+                    ", verified"
+                } else {
+                    ", NOT verified"
+                }
+            );
+        }
+        None => t.push_str(
+            "last backup: none found (etcd-rescue backup --dir DIR; --backup-dir to look elsewhere)\n",
+        ),
+    }
+    t
 }
 
 fn certs_table(r: &crate::node::certs::Report) -> String {

@@ -14,6 +14,7 @@ pub mod node;
 pub mod restore;
 pub mod root;
 pub mod snapshot;
+pub mod status;
 pub mod tui;
 pub mod units;
 pub mod utc;

@@ -20,6 +20,8 @@ mod restore;
 mod scenarios;
 // The native snapshot reader against real etcd 3.4 and 3.5 snapshots, damaged copies, fuzzing.
 mod snapshot;
+// `status` on a three-member sandbox: etcdctl's facts, a member down.
+mod status;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.
 mod testbed;
 // The wizard end to end in tmux on the sandbox node: full restore, rollback, resume after a kill.

@@ -318,6 +318,8 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         )
         .into());
     }
+    // However this run ends (an error, a panic), the plain copy of an encrypted backup goes.
+    let _plain_guard = sealed.then(|| RemoveOnDrop(plain.clone()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -359,8 +361,11 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         let removed = std::fs::remove_file(&plain)
             .with_context(|| format!("removing the plain copy {}", plain.display()))
             .and_then(|()| crate::host::fs::fsync_dir(&opts.dir));
-        let w = sealed?;
-        removed?;
+        let w = match (sealed, removed) {
+            (Ok(w), Ok(())) => w,
+            (Err(e), Err(r)) => return Err(e.context(format!("and the plain copy was not removed: {r:#}"))),
+            (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
+        };
         (
             w.sha256,
             w.size,
@@ -422,11 +427,17 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         None => None,
         Some(r) => Some(
             rt.block_on(remote::push(r, &path, &sidecar, &opts.retention, progress))
-                .with_context(|| {
-                    format!(
-                        "{} is saved and verified on this node, but its copy to {} failed",
-                        path.display(),
-                        r.url
+                .map_err(|e| {
+                    let next = e
+                        .downcast_ref::<Fail>()
+                        .map_or_else(|| "check the store (credentials, endpoint, quota)".to_string(), |f| f.next.clone());
+                    Fail::problem(
+                        format!(
+                            "{} is saved and verified on this node, but its copy to {} failed: {e:#}",
+                            path.display(),
+                            r.url
+                        ),
+                        format!("{next}; the backup on this node is kept (copy it and its .json by hand, or let the next run upload its own)"),
                     )
                 })?,
         ),
@@ -438,6 +449,15 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         pruned,
         uploaded,
     })
+}
+
+/// Removes a file when dropped (the plain copy of an encrypted backup).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Encrypts the plain snapshot into `<path>.part`, then renames it to `path` (dir fsynced).
@@ -466,7 +486,7 @@ fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
 }
 
 /// Removes what interrupted saves left (see [`leftover`]): with the dir's lock held, no save is writing them.
-fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

@@ -924,7 +924,8 @@ fn node_runs(
         match run.outcome {
             Some(Outcome::RolledBack) => r.rolled_back += 1,
             Some(Outcome::Done) => {
-                if r.recovered_at.is_none() {
+                // The last run that restored and verified (runs come oldest first): the one that fixed it.
+                {
                     // This run's last verify record (an HA member's comes from the later `etcd-rescue verify`).
                     r.recovered_at = records
                         .iter()
@@ -952,7 +953,20 @@ fn drill_check(dir: &std::path::Path, fmt: Format) -> Result<Code> {
     card.previous = scenario::history(dir);
     scenario::record(dir, &card)?;
     print(fmt, &card, scorecard_table)?;
-    Ok(if card.recovered { Code::Done } else { Code::Problem })
+    if !card.recovered {
+        let failing: Vec<&str> = card
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        return Err(exit::Fail::problem(
+            format!("not recovered yet: {}", failing.join("; ")),
+            "fix what the failing checks say, then run `etcd-rescue drill check` again",
+        )
+        .into());
+    }
+    Ok(Code::Done)
 }
 
 fn scorecard_table(c: &crate::drill::scenario::Scorecard) -> String {

@@ -10,6 +10,7 @@ pub mod drill;
 pub mod exit;
 pub mod hex;
 pub mod host;
+pub mod maintenance;
 pub mod node;
 pub mod restore;
 pub mod root;

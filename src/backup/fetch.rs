@@ -132,9 +132,24 @@ pub fn ready(
                 bucket: r.url.bucket.clone(),
                 key: format!("{}.json", r.url.key),
             };
-            let sidecar = rt
-                .block_on(bucket.get(&side_url))?
-                .and_then(|b| super::parse_sidecar(&String::from_utf8_lossy(&b), &name));
+            let sidecar = match rt.block_on(bucket.get(&side_url))? {
+                None => None,
+                Some(b) => Some(
+                    super::parse_sidecar(&String::from_utf8_lossy(&b), &name).ok_or_else(|| {
+                        Fail::problem(
+                            format!("{side_url} is not a sidecar of {name}: the copy cannot be checked"),
+                            "restore from another backup, or download it by hand and check it yourself",
+                        )
+                    })?,
+                ),
+            };
+            if super::is_sealed_name(&name) && identity.is_none() {
+                return Err(Fail::before_change(
+                    format!("{} is encrypted with age", r.url),
+                    "pass --identity FILE: the age key file whose public key it was encrypted to",
+                )
+                .into());
+            }
             crate::host::fs::ensure_private_dir(into)?;
             let path = if let Some(p) = earlier(into, &name, sidecar.as_ref().map(|s| s.sha256.as_str())) {
                 steps.push(Step::Reused(p.clone()));

@@ -27,6 +27,14 @@ pub async fn push(
     let began = Instant::now();
     let obj = r.url.join(&sidecar.file);
     let total = sidecar.size;
+    // Never over another backup of that name (another node's, in the same second).
+    if bucket.exists(&obj).await? || bucket.exists(&sidecar_url(&obj)).await? {
+        return Err(Fail::problem(
+            format!("{obj} exists already: another backup of that name (another node's, taken in the same second?)"),
+            "give each node its own prefix (--upload s3://BUCKET/PREFIX/NODE); the copy on this node is kept",
+        )
+        .into());
+    }
     let sent = bucket
         .upload(path, &obj, &mut |done| {
             progress(Progress {

@@ -194,6 +194,10 @@ pub fn apply(
 /// `backup prune`: takes the dir's lock, then [`apply`].
 pub fn prune(dir: &Path, policy: &Retention, dry_run: bool) -> Result<Vec<Decision>> {
     let _lock = super::lock(dir)?;
+    // What killed saves left (an encrypted backup's plain copy among them) goes first.
+    if !dry_run {
+        super::clean_parts(dir)?;
+    }
     apply(dir, policy, SystemTime::now(), None, dry_run)
 }
 

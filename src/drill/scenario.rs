@@ -414,6 +414,7 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         Ok(c) => tokio::time::timeout(Duration::from_secs(10), async {
             let mut client = etcd::connect(c).await?;
             let st = client.status().await?;
+            let cluster = st.header().map_or(0, etcd_client::ResponseHeader::cluster_id);
             let members = client.member_list().await?.members().len();
             let keys = client
                 .get(
@@ -425,27 +426,40 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                 .iter()
                 .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
                 .collect::<std::collections::BTreeSet<String>>();
-            anyhow::Ok((st.leader(), members, keys))
+            anyhow::Ok((st.leader(), cluster, members, keys))
         })
         .await
         .map_err(|_| anyhow::anyhow!("no answer within 10s"))
         .and_then(|r| r),
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
-    // On an HA drill, every other member must answer with a leader too.
+    // On an HA drill, every other member must answer with a leader too, in node 0's cluster.
+    let first_cluster = answered.as_ref().ok().map(|a| a.1);
     for n in &state.nodes[1..] {
         let name = format!("etcd on {} answers with a leader", n.spec.name);
-        let leader = match node_connection(n) {
-            Ok(c) => etcd::status(&c, Duration::from_secs(10)).await.map(|s| s.leader),
+        let st = match node_connection(n) {
+            Ok(c) => etcd::status(&c, Duration::from_secs(10)).await,
             Err(e) => Err(e),
         };
-        match leader {
-            Ok(l) => check(&name, l != 0, format!("leader {l:x}")),
+        match st {
+            Ok(s) => {
+                check(&name, s.leader != 0, format!("leader {:x}", s.leader));
+                check(
+                    &format!("{} is in {}'s cluster", n.spec.name, node.spec.name),
+                    first_cluster == Some(s.cluster_id),
+                    format!(
+                        "cluster {:x}, {}'s {}",
+                        s.cluster_id,
+                        node.spec.name,
+                        first_cluster.map_or_else(|| "unknown".to_string(), |c| format!("{c:x}"))
+                    ),
+                );
+            }
             Err(e) => check(&name, false, short(&e)),
         }
     }
     match &answered {
-        Ok((leader, members, keys)) => {
+        Ok((leader, _, members, keys)) => {
             check(
                 &if state.nodes.len() == 1 {
                     "etcd answers with a leader".to_string()
@@ -487,14 +501,29 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
             short(e),
         ),
     }
-    if let Some(stray) = &broken.stray {
+    if broken.stray.is_some() {
+        // Any etcd pod kubelet loads besides etcd.yaml (a rename inside the dir is not enough).
+        let strays: Vec<String> =
+            crate::node::Node::discover(&Root::new(&node.root), None, &etcd::Connection::default())
+                .map(|n| {
+                    n.manifests
+                        .into_iter()
+                        .filter(|m| {
+                            m.loaded_by_kubelet
+                                && m.file != "etcd.yaml"
+                                && m.component.as_deref() == Some("etcd")
+                        })
+                        .map(|m| m.file)
+                        .collect()
+                })
+                .unwrap_or_default();
         check(
             "no stray etcd manifest",
-            !crate::host::fs::exists(stray),
-            if crate::host::fs::exists(stray) {
-                format!("{} is still in the manifests dir", stray.display())
+            strays.is_empty(),
+            if strays.is_empty() {
+                "kubelet loads etcd.yaml alone".into()
             } else {
-                format!("{} was moved out", stray.display())
+                format!("kubelet still loads {} as a second etcd", strays.join(", "))
             },
         );
     }

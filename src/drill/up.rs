@@ -389,7 +389,10 @@ impl Drill {
                 drill.state.mounts.push(data);
             }
         }
-        drill.save()?;
+        if let Err(e) = drill.save() {
+            let _ = drill.unmount();
+            return Err(e);
+        }
         // Ctrl-C (or SIGTERM, SIGHUP) during start-up stops what was started, like a failure.
         let result = tokio::select! {
             r = Box::pin(drill.start(opts, tools.as_ref(), started, say)) => r,
@@ -744,12 +747,26 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
             report.containerd.push(rt.block_on(containerd::teardown(&paths)));
         }
     }
+    let mut mounted = Vec::new();
     for m in &state.mounts {
-        if crate::host::fsinfo::is_mount_point(m) {
-            let _ = crate::host::fs::unmount(m);
+        if crate::host::fsinfo::is_mount_point(m)
+            && let Err(e) = crate::host::fs::unmount(m)
+        {
+            mounted.push(format!("{e:#}"));
         }
     }
     let left: Vec<&String> = report.containerd.iter().flat_map(|t| &t.left_behind).collect();
+    if !mounted.is_empty() {
+        // The state file keeps the mounts on record for the next `drill down`.
+        return Err(Fail::problem(
+            format!("still mounted: {}", mounted.join("; ")),
+            format!(
+                "stop what uses them, then run `etcd-rescue drill down --dir {}` again",
+                dir.display()
+            ),
+        )
+        .into());
+    }
     if left.is_empty() {
         let _ = std::fs::remove_file(state_file(&dir));
     }

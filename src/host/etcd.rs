@@ -45,6 +45,8 @@ pub struct MemberStatus {
     pub revision: i64,
     /// The leader's member id (0: no leader, no quorum).
     pub leader: u64,
+    /// The cluster it belongs to.
+    pub cluster_id: u64,
 }
 
 /// Connects and asks for the member's status, the whole exchange bounded by `limit`.
@@ -55,6 +57,7 @@ pub async fn status(conn: &Connection, limit: Duration) -> Result<MemberStatus> 
         Ok(MemberStatus {
             revision: st.header().map_or(0, etcd_client::ResponseHeader::revision),
             leader: st.leader(),
+            cluster_id: st.header().map_or(0, etcd_client::ResponseHeader::cluster_id),
         })
     })
     .await

@@ -19,6 +19,8 @@ use crate::host::age::Written;
 const PART: usize = 16 * 1024 * 1024;
 /// Parts in flight at once.
 const IN_FLIGHT: usize = 4;
+/// A download that receives nothing for this long has stalled.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// `s3://bucket/key-or-prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +114,9 @@ pub fn open(bucket: &str, endpoint: Option<&str>) -> Result<Bucket> {
         .with_client_options(
             ClientOptions::new()
                 .with_connect_timeout(Duration::from_secs(10))
-                .with_timeout(Duration::from_secs(120)),
+                // A whole request, body included: a large download's. A stalled
+                // one is caught sooner by `download`'s idle limit.
+                .with_timeout(Duration::from_secs(3600)),
         )
         .with_retry(RetryConfig {
             max_retries: 4,
@@ -279,7 +283,14 @@ impl Bucket {
             let mut stream = got.into_stream();
             let mut hash = sha2::Sha256::new();
             let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
+            loop {
+                let next = tokio::time::timeout(IDLE, stream.next()).await.map_err(|_| {
+                    Fail::problem(
+                        format!("{url}: nothing received for {IDLE:?} after {size} bytes"),
+                        "check the network and the store, then run it again",
+                    )
+                })?;
+                let Some(chunk) = next else { break };
                 let chunk = chunk.map_err(|e| failed(&format!("reading {url}"), &e))?;
                 if let Some(o) = out.as_mut() {
                     o.write_all(&chunk)?;
@@ -317,6 +328,15 @@ impl Bucket {
             .await
             .map(|_| ())
             .map_err(|e| failed(&format!("writing {url}"), &e))
+    }
+
+    /// Whether an object is at `url`.
+    pub async fn exists(&self, url: &Url) -> Result<bool> {
+        match self.store.head(&Self::key(url)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(failed(&format!("checking {url}"), &e)),
+        }
     }
 
     /// Reads a small object; `None` when there is none.

@@ -106,6 +106,8 @@ pub struct Cert {
 pub enum Kind {
     /// Past its notAfter.
     Expired,
+    /// Before its notBefore.
+    NotYetValid,
     /// Within the warning window.
     Expiring,
     /// The file is not there (kubeadm's `!MISSING!`).
@@ -317,6 +319,17 @@ fn read_cert(
                 ));
                 c.residual_seconds = Some(left);
                 let warn_s = i64::try_from(warn.as_secs()).unwrap_or(i64::MAX);
+                let not_before = x.validity().not_before.timestamp();
+                if not_before > now_s {
+                    c.problems.push(finding(
+                        Severity::Critical,
+                        Kind::NotYetValid,
+                        format!(
+                            "not valid for another {} (a clock ahead where it was issued, or behind here)",
+                            residual(not_before - now_s)
+                        ),
+                    ));
+                }
                 if left <= 0 {
                     c.problems
                         .push(finding(Severity::Critical, Kind::Expired, "expired"));
@@ -407,8 +420,20 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
     for (name, file) in CAS {
         let path = pki.join(file);
         let der = std::fs::read(&path).ok().and_then(|t| first_pem_der(&t));
+        let exists = crate::host::fs::exists(&path);
         let mut r = read_cert(name, path.clone(), "", der, now, warn);
         r.cert.externally_managed = r.cert.present && !crate::host::fs::exists(&path.with_extension("key"));
+        if !exists {
+            r.cert
+                .problems
+                .push(finding(Severity::Critical, Kind::Missing, "!MISSING!"));
+        } else if r.der.is_none() {
+            r.cert.problems.push(finding(
+                Severity::Critical,
+                Kind::Unreadable,
+                "holds no certificate",
+            ));
+        }
         if let Some(d) = r.der {
             ca_ders.insert(name, d);
         }
@@ -445,11 +470,14 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
                 Severity::Critical
             };
             c.problems.push(finding(sev, Kind::Missing, "!MISSING!"));
-        } else if c.present && exists && r.der.is_none() {
+        } else if r.der.is_none() {
             c.problems.push(finding(
                 Severity::Critical,
                 Kind::Unreadable,
-                "holds no certificate",
+                match source {
+                    Source::Pem(_) => "holds no certificate",
+                    Source::Kubeconfig(_) => "holds no client certificate (kubeadm's kubeconfigs embed one)",
+                },
             ));
         }
         if let (Some(d), Some(ca_der)) = (&r.der, ca_ders.get(ca)) {
@@ -526,7 +554,8 @@ fn audit(pki: &Path, kube: &Path, backup_dirs: &[PathBuf]) -> Vec<Permission> {
     // Secrets: private keys and kubeconfigs, 0600 and root's.
     let mut secrets: Vec<PathBuf> = Vec::new();
     for dir in [pki.to_path_buf(), pki.join("etcd")] {
-        if let Ok(md) = std::fs::symlink_metadata(&dir)
+        // Followed: a symlink's own mode says nothing.
+        if let Ok(md) = std::fs::metadata(&dir)
             && md.mode() & 0o002 != 0
         {
             push(
@@ -553,7 +582,7 @@ fn audit(pki: &Path, kube: &Path, backup_dirs: &[PathBuf]) -> Vec<Permission> {
     }
     secrets.sort();
     for p in secrets {
-        let Ok(md) = std::fs::symlink_metadata(&p) else {
+        let Ok(md) = std::fs::metadata(&p) else {
             continue;
         };
         let m = md.mode() & 0o777;
@@ -587,7 +616,7 @@ fn audit(pki: &Path, kube: &Path, backup_dirs: &[PathBuf]) -> Vec<Permission> {
     }
     // Backups: snapshots hold every Secret too.
     for d in backup_dirs {
-        let Ok(md) = std::fs::symlink_metadata(d) else {
+        let Ok(md) = std::fs::metadata(d) else {
             continue;
         };
         if md.is_dir() && md.mode() & 0o007 != 0 {

@@ -1,0 +1,250 @@
+//! `etcd-rescue compact`, `defrag` and `alarm`: the database upkeep of the
+//! runbook, done the safe way. Compaction keeps as many revisions as asked;
+//! defragmentation goes one member at a time, followers first and the
+//! leader last, and stops when a member is not healthy before its turn.
+//! Each call is bounded in time; results are values the CLI renders.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::exit::Fail;
+use crate::host::etcd::{self, Connection};
+
+/// A compaction done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compacted {
+    /// The store's revision when asked.
+    pub revision: i64,
+    /// Compacted up to this revision (older ones are gone).
+    pub compacted_to: i64,
+}
+
+/// The revision a compaction keeping `keep` revisions goes to, for the store at `revision`.
+pub fn compact_target(revision: i64, keep: u64) -> Option<i64> {
+    let t = revision - i64::try_from(keep).unwrap_or(i64::MAX);
+    (t >= 1).then_some(t)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The store's current revision.
+pub fn revision(conn: &Connection, limit: Duration) -> Result<i64> {
+    Ok(runtime()?.block_on(etcd::status(conn, limit))?.revision)
+}
+
+/// Compacts to `target` (physically, so the space is free for a defrag).
+pub fn compact(conn: &Connection, revision: i64, target: i64, limit: Duration) -> Result<Compacted> {
+    runtime()?.block_on(async {
+        tokio::time::timeout(limit, async {
+            let mut c = etcd::connect(conn).await?;
+            c.compact(
+                target,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .with_context(|| format!("compacting to revision {target}"))
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the compaction did not finish within {limit:?}"))??;
+        Ok(Compacted {
+            revision,
+            compacted_to: target,
+        })
+    })
+}
+
+/// One member of a defragmentation, in the order it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its id, hex.
+    pub id: String,
+    /// Its client URL.
+    pub endpoint: String,
+    /// It leads (and so goes last).
+    pub is_leader: bool,
+}
+
+/// One member defragmented.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Defragged {
+    /// Which.
+    pub member: Member,
+    /// Database size before.
+    pub before: u64,
+    /// After.
+    pub after: u64,
+    /// Milliseconds it took.
+    pub millis: u64,
+}
+
+/// The members to defragment, in order: `cluster` every member, followers
+/// first and the leader last; else only the member `conn` names.
+pub fn defrag_order(conn: &Connection, cluster: bool, limit: Duration) -> Result<Vec<Member>> {
+    runtime()?.block_on(async {
+        tokio::time::timeout(limit, async {
+            let mut c = etcd::connect(conn).await?;
+            let st = c.status().await.context("asking for the status")?;
+            let leader = st.leader();
+            let me = st.header().map_or(0, etcd_client::ResponseHeader::member_id);
+            let list = c.member_list().await.context("listing the members")?;
+            let mut v: Vec<Member> = list
+                .members()
+                .iter()
+                .filter(|m| cluster || m.id() == me)
+                .map(|m| Member {
+                    name: m.name().to_string(),
+                    id: format!("{:x}", m.id()),
+                    endpoint: if m.id() == me && !cluster {
+                        conn.endpoints[0].clone()
+                    } else {
+                        m.client_urls().first().cloned().unwrap_or_default()
+                    },
+                    is_leader: m.id() == leader,
+                })
+                .collect();
+            v.sort_by_key(|m| m.is_leader);
+            anyhow::Ok(v)
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
+    })
+}
+
+/// Defragments `members` in order; before each, the member must answer
+/// with a leader (else it stops: nothing more is done). `done` hears of each.
+pub fn defrag(
+    conn: &Connection,
+    members: &[Member],
+    limit: Duration,
+    done: &mut dyn FnMut(&Defragged),
+) -> Result<Vec<Defragged>> {
+    let rt = runtime()?;
+    let mut out = Vec::new();
+    for m in members {
+        let one = Connection {
+            endpoints: vec![m.endpoint.clone()],
+            ..conn.clone()
+        };
+        let d = rt.block_on(async {
+            tokio::time::timeout(limit, async {
+                let mut c = etcd::connect(&one).await?;
+                let st = c.status().await.context("asking for its status")?;
+                if st.leader() == 0 {
+                    return Err(Fail::problem(
+                        format!(
+                            "member {} has no leader: defragmenting it now would stall it further",
+                            m.name
+                        ),
+                        "bring the cluster back to a quorum first (etcd-rescue status)",
+                    )
+                    .into());
+                }
+                let before = u64::try_from(st.db_size()).unwrap_or(0);
+                let began = Instant::now();
+                c.defragment()
+                    .await
+                    .with_context(|| format!("defragmenting {}", m.name))?;
+                let millis = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let after =
+                    u64::try_from(c.status().await.context("asking for its status")?.db_size()).unwrap_or(0);
+                anyhow::Ok(Defragged {
+                    member: m.clone(),
+                    before,
+                    after,
+                    millis,
+                })
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("member {} did not finish within {limit:?}", m.name))?
+        });
+        match d {
+            Ok(d) => {
+                done(&d);
+                out.push(d);
+            }
+            Err(e) => {
+                let left: Vec<&str> = members[out.len()..].iter().map(|m| m.name.as_str()).collect();
+                return Err(e.context(format!(
+                    "defragmented {} member(s); not done: {}",
+                    out.len(),
+                    left.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alarm {
+    /// The member, hex.
+    pub member_id: String,
+    /// `NOSPACE`, `CORRUPT`.
+    pub alarm: String,
+}
+
+fn alarm_name(t: etcd_client::AlarmType) -> &'static str {
+    match t {
+        etcd_client::AlarmType::Nospace => "NOSPACE",
+        etcd_client::AlarmType::Corrupt => "CORRUPT",
+        etcd_client::AlarmType::None => "NONE",
+    }
+}
+
+/// The alarms raised; with `disarm`, disarms them all and returns what was disarmed.
+pub fn alarms(conn: &Connection, disarm: bool, limit: Duration) -> Result<Vec<Alarm>> {
+    runtime()?.block_on(async {
+        tokio::time::timeout(limit, async {
+            let mut c = etcd::connect(conn).await?;
+            let r = c
+                .alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None)
+                .await
+                .context("listing the alarms")?;
+            let v: Vec<Alarm> = r
+                .alarms()
+                .iter()
+                .map(|a| Alarm {
+                    member_id: format!("{:x}", a.member_id()),
+                    alarm: alarm_name(a.alarm()).into(),
+                })
+                .collect();
+            if disarm {
+                for a in r.alarms() {
+                    let mut o = etcd_client::AlarmOptions::new();
+                    o.with_member(a.member_id());
+                    c.alarm(etcd_client::AlarmAction::Deactivate, a.alarm(), Some(o))
+                        .await
+                        .context("disarming")?;
+                }
+            }
+            anyhow::Ok(v)
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(compact_target(1000, 0), Some(1000));
+        assert_eq!(compact_target(1000, 100), Some(900));
+        assert_eq!(compact_target(50, 100), None);
+    }
+}

@@ -149,6 +149,15 @@ pub enum SnapshotAction {
     },
 }
 
+/// What `alarm` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlarmAction {
+    /// Show the alarms raised.
+    List,
+    /// Disarm every alarm (after the cause is fixed: for NOSPACE, compact and defragment first).
+    Disarm,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -259,6 +268,37 @@ pub enum Command {
         /// `/var/backups/etcd` under --root).
         #[arg(long, value_name = "DIR")]
         backup_dir: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// Compact the store's history to the current revision (or keep the last N revisions).
+    Compact {
+        /// Keep this many revisions before the current one.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep: u64,
+        /// Do it without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Defragment the local member, or with --cluster every member: followers first, the leader last,
+    /// each checked healthy before its turn; sizes before and after.
+    Defrag {
+        /// Every member of the cluster, one at a time.
+        #[arg(long)]
+        cluster: bool,
+        /// Do it without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// List the cluster's alarms (NOSPACE, CORRUPT), or disarm them.
+    Alarm {
+        /// `list` or `disarm`.
+        #[arg(value_enum, default_value = "list")]
+        action: AlarmAction,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
@@ -476,6 +516,75 @@ pub fn run(cli: &Cli) -> Result<Code> {
             Ok(Code::Done)
         }
         Command::Snapshot { action } => run_snapshot(action, &cli.sealed),
+        Command::Compact { keep, yes } => {
+            let conn = local_connection(cli, &root)?;
+            let limit = Duration::from_secs(30);
+            let rev = crate::maintenance::revision(&conn, limit)?;
+            let Some(target) = crate::maintenance::compact_target(rev, *keep) else {
+                outln!("revision {rev}: fewer than {keep} revisions; nothing to compact");
+                return Ok(Code::Done);
+            };
+            outln!(
+                "compact {} to revision {target} (the store is at {rev}; {keep} revision(s) kept): older revisions go for good, watches from before it fail",
+                conn.endpoints.join(",")
+            );
+            if !confirmed(*yes)? {
+                return Ok(Code::Cancelled);
+            }
+            let c = crate::maintenance::compact(&conn, rev, target, Duration::from_secs(600))?;
+            outln!(
+                "compacted to revision {}; a defrag returns the space (etcd-rescue defrag)",
+                c.compacted_to
+            );
+            Ok(Code::Done)
+        }
+        Command::Defrag {
+            cluster,
+            yes,
+            write_out,
+        } => {
+            let conn = local_connection(cli, &root)?;
+            let order = crate::maintenance::defrag_order(&conn, *cluster, Duration::from_secs(30))?;
+            if *write_out == Format::Table {
+                outln!("defragment, one at a time (a member blocks reads and writes while it runs):");
+                for m in &order {
+                    outln!(
+                        "  {} {}{}",
+                        m.name,
+                        m.endpoint,
+                        if m.is_leader { " (leader: last)" } else { "" }
+                    );
+                }
+            }
+            if !confirmed(*yes)? {
+                return Ok(Code::Cancelled);
+            }
+            let done = crate::maintenance::defrag(&conn, &order, Duration::from_secs(600), &mut |d| {
+                if *write_out == Format::Table {
+                    outln!(
+                        "  {}: {} -> {} ({} ms)",
+                        d.member.name,
+                        crate::units::human_bytes(d.before),
+                        crate::units::human_bytes(d.after),
+                        d.millis
+                    );
+                }
+            })?;
+            if *write_out == Format::Json {
+                print(Format::Json, &done, |_| String::new())?;
+            }
+            Ok(Code::Done)
+        }
+        Command::Alarm { action, write_out } => {
+            let conn = local_connection(cli, &root)?;
+            let disarm = *action == AlarmAction::Disarm;
+            let a = crate::maintenance::alarms(&conn, disarm, Duration::from_secs(30))?;
+            print(*write_out, &a, alarm_table)?;
+            if disarm && *write_out == Format::Table && !a.is_empty() {
+                outln!("disarmed {} alarm(s)", a.len());
+            }
+            Ok(Code::Done)
+        }
         Command::Status {
             backup_dir,
             write_out,
@@ -730,6 +839,47 @@ pub fn run(cli: &Cli) -> Result<Code> {
             ..
         } => drill_check(dir, *write_out),
     }
+}
+
+fn alarm_table(a: &Vec<crate::maintenance::Alarm>) -> String {
+    let mut t = String::new();
+    for x in a {
+        let _ = writeln!(t, "{} on member {}", x.alarm, x.member_id);
+    }
+    if a.is_empty() {
+        t.push_str("no alarm\n");
+    }
+    t
+}
+
+/// The connection flags, else the local member discovered under --root.
+fn local_connection(cli: &Cli, root: &crate::root::Root) -> Result<crate::host::etcd::Connection> {
+    let conn = cli.conn.args();
+    if !conn.endpoints.is_empty() {
+        return Ok(conn);
+    }
+    let mut c = crate::node::Node::discover(root, None, &conn)?.connection;
+    c.endpoints.truncate(1);
+    Ok(c)
+}
+
+/// `--yes`, or "yes" typed on a terminal; without a terminal and without --yes, a refusal.
+fn confirmed(yes: bool) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(exit::Fail::before_change(
+            "no terminal to confirm on",
+            "pass --yes to go ahead without asking",
+        )
+        .into());
+    }
+    print_text("type yes to go on: ")?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
 }
 
 fn status_table(r: &crate::status::Report) -> String {

@@ -75,3 +75,121 @@ fn status_matches_etcdctl_and_reports_a_member_down() {
     assert!(!cp3["error"].is_null(), "{cp3}");
     assert!(err.contains("member cp3") && err.contains("next:"), "{err}");
 }
+
+fn tool(d: &Drill, args: &[&str]) -> std::process::Output {
+    let mut c = bin();
+    c.args(args).arg("--root").arg(d.root(0));
+    run_bounded(&mut c, Duration::from_secs(300))
+}
+
+/// `defrag --cluster` goes followers first and the leader last; `compact
+/// --keep N` keeps exactly N revisions.
+#[test]
+fn defrag_order_and_compaction_on_three_members() {
+    let d = Drill::start(&["--members", "3", "--keys", "100"]);
+    let out = d.etcdctl(0, &["endpoint", "status", "-w", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let leader = format!("{:x}", st[0]["Status"]["leader"].as_u64().unwrap());
+    let out = tool(&d, &["defrag", "--cluster", "--yes", "-w", "json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["member"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{done}");
+    assert_eq!(ids[2], leader, "the leader goes last: {done}");
+    assert!(!ids[..2].contains(&leader.as_str()), "{done}");
+    // Without a terminal and without --yes, nothing is done.
+    let out = tool(&d, &["defrag"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("pass --yes"), "{:?}", text(&out));
+
+    for i in 0..5 {
+        assert!(
+            d.etcdctl(0, &["put", "/drill/compact", &i.to_string()])
+                .status
+                .success()
+        );
+    }
+    let out = d.etcdctl(0, &["get", "/drill/compact", "-w", "json"]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rev = got["header"]["revision"].as_i64().unwrap();
+    let out = tool(&d, &["compact", "--keep", "2", "--yes"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .0
+            .contains(&format!("compacted to revision {}", rev - 2)),
+        "{:?}",
+        text(&out)
+    );
+    let gone = d.etcdctl(0, &["get", "/drill/compact", "--rev", &(rev - 3).to_string()]);
+    assert!(!gone.status.success(), "revision {} is compacted", rev - 3);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("compacted"),
+        "{gone:?}"
+    );
+    let kept = d.etcdctl(0, &["get", "/drill/compact", "--rev", &(rev - 2).to_string()]);
+    assert!(kept.status.success(), "{kept:?}");
+}
+
+/// A tiny quota filled for real raises NOSPACE: `status` reports it (exit
+/// 1, with what to do), `alarm list` lists it; once the data is deleted,
+/// compacted and defragmented, `alarm disarm` clears it and writes work again.
+#[test]
+fn nospace_alarm_is_reported_and_disarmed() {
+    let d = Drill::start(&["--keys", "50"]);
+    let m = d.manifests(0).join("etcd.yaml");
+    let text_m = std::fs::read_to_string(&m).unwrap();
+    let small = text_m.replacen(
+        "    - --data-dir=",
+        "    - --quota-backend-bytes=8388608\n    - --data-dir=",
+        1,
+    );
+    assert_ne!(small, text_m);
+    std::fs::write(&m, small).unwrap();
+    d.wait_until(Duration::from_secs(60), "etcd runs with the small quota", || {
+        d.containers(0).iter().any(|c| {
+            c.name == "etcd"
+                && c.state == crate::support::drill::RUNNING
+                && d.container_pid(0, &c.id).is_some_and(|p| {
+                    std::fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|b| String::from_utf8_lossy(&b).contains("--quota-backend-bytes=8388608"))
+                })
+        }) && d.etcdctl(0, &["endpoint", "health"]).status.success()
+    });
+    let value = "x".repeat(100 * 1024);
+    let mut full = false;
+    for i in 0..200 {
+        let out = d.etcdctl(0, &["put", &format!("/drill/big/{i}"), &value]);
+        if !out.status.success() {
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("database space exceeded"),
+                "{out:?}"
+            );
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "an 8 MiB quota fills");
+    let (code, r, err) = status(&d);
+    assert_eq!(code, Some(1), "{r}\n{err}");
+    assert_eq!(r["alarms"][0]["alarm"], "NOSPACE", "{r}");
+    assert!(err.contains("NOSPACE") && err.contains("next:"), "{err}");
+    let out = tool(&d, &["alarm", "list"]);
+    assert!(text(&out).0.contains("NOSPACE on member"), "{:?}", text(&out));
+    assert!(d.etcdctl(0, &["del", "--prefix", "/drill/big/"]).status.success());
+    assert!(tool(&d, &["compact", "--yes"]).status.success());
+    assert!(tool(&d, &["defrag", "--yes"]).status.success());
+    let out = tool(&d, &["alarm", "disarm"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("disarmed 1 alarm(s)"), "{:?}", text(&out));
+    assert!(text(&tool(&d, &["alarm", "list"])).0.contains("no alarm"));
+    assert!(
+        d.etcdctl(0, &["put", "/drill/after", "ok"]).status.success(),
+        "writes work again"
+    );
+}

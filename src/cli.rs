@@ -149,6 +149,44 @@ pub enum SnapshotAction {
     },
 }
 
+/// What `member` does.
+#[derive(Debug, Subcommand)]
+pub enum MemberAction {
+    /// Every member, each asked whether it answers with a leader.
+    List {
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// Add a member; prints the --initial-cluster and --initial-cluster-state it must start with.
+    Add {
+        /// The new member's name (etcd's --name, kubeadm's node name).
+        name: String,
+        /// Its peer URLs (comma separated).
+        #[arg(long, value_delimiter = ',', required = true, value_name = "URLS")]
+        peer_urls: Vec<String>,
+        /// Add it as a learner (promote it once it has caught up).
+        #[arg(long)]
+        learner: bool,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
+    /// Remove a member (by name or hex id).
+    Remove {
+        /// The member.
+        member: String,
+        /// Remove it even though the rest would lose quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Promote a learner to a voting member.
+    Promote {
+        /// The learner (by name or hex id).
+        member: String,
+    },
+}
+
 /// What `alarm` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AlarmAction {
@@ -293,6 +331,13 @@ pub enum Command {
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
+    },
+    /// The cluster's members: list, add (printing the flags the new member starts with), remove
+    /// (refused when the rest would lose quorum), promote a learner.
+    Member {
+        /// What to do.
+        #[command(subcommand)]
+        action: MemberAction,
     },
     /// List the cluster's alarms (NOSPACE, CORRUPT), or disarm them.
     Alarm {
@@ -575,6 +620,53 @@ pub fn run(cli: &Cli) -> Result<Code> {
             }
             Ok(Code::Done)
         }
+        Command::Member { action } => {
+            use crate::maintenance::members;
+            let conn = local_connection(cli, &root)?;
+            let limit = Duration::from_secs(10);
+            match action {
+                MemberAction::List { write_out } => {
+                    let l = members::list(&conn, limit)?;
+                    print(*write_out, &l, member_table)?;
+                }
+                MemberAction::Add {
+                    name,
+                    peer_urls,
+                    learner,
+                    write_out,
+                } => {
+                    let a = members::add(&conn, name, peer_urls, *learner, limit)?;
+                    print(*write_out, &a, |a| {
+                        format!(
+                            "added {} ({}){}\nstart it with:\n  --name={} --initial-cluster={} --initial-cluster-state={}\n  (kubeadm: `kubeadm join --control-plane` on that node does this)\n",
+                            a.member.name,
+                            a.member.id,
+                            if a.member.is_learner {
+                                " as a learner: promote it once it has caught up (etcd-rescue member promote)"
+                            } else {
+                                ""
+                            },
+                            a.member.name,
+                            a.initial_cluster,
+                            a.initial_cluster_state
+                        )
+                    })?;
+                }
+                MemberAction::Remove { member, force } => {
+                    let m = members::remove(&conn, member, *force, limit)?;
+                    outln!(
+                        "removed {} ({}); stop its etcd and move its data dir aside before it starts again",
+                        m.name,
+                        m.id
+                    );
+                }
+                MemberAction::Promote { member } => {
+                    let m = members::promote(&conn, member, limit)?;
+                    outln!("promoted {} ({}) to a voting member", m.name, m.id);
+                }
+            }
+            Ok(Code::Done)
+        }
         Command::Alarm { action, write_out } => {
             let conn = local_connection(cli, &root)?;
             let disarm = *action == AlarmAction::Disarm;
@@ -839,6 +931,26 @@ pub fn run(cli: &Cli) -> Result<Code> {
             ..
         } => drill_check(dir, *write_out),
     }
+}
+
+fn member_table(l: &Vec<crate::maintenance::members::Member>) -> String {
+    let mut t = format!(
+        "{:<16} {:<10} {:<8} {:<8} {:<32} {}\n",
+        "ID", "NAME", "HEALTHY", "LEARNER", "PEER URLS", "CLIENT URLS"
+    );
+    for m in l {
+        let _ = writeln!(
+            t,
+            "{:<16} {:<10} {:<8} {:<8} {:<32} {}",
+            m.id,
+            if m.name.is_empty() { "(unstarted)" } else { &m.name },
+            if m.healthy { "yes" } else { "no" },
+            if m.is_learner { "yes" } else { "no" },
+            m.peer_urls.join(","),
+            m.client_urls.join(",")
+        );
+    }
+    t
 }
 
 fn alarm_table(a: &Vec<crate::maintenance::Alarm>) -> String {

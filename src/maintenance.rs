@@ -4,6 +4,8 @@
 //! leader last, and stops when a member is not healthy before its turn.
 //! Each call is bounded in time; results are values the CLI renders.
 
+pub mod members;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};

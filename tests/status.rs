@@ -193,3 +193,74 @@ fn nospace_alarm_is_reported_and_disarmed() {
         "writes work again"
     );
 }
+
+/// `member` on three members: with cp3 down, removing a healthy member is
+/// refused (quorum) and removing cp3 is not; cp3 added back as a learner
+/// gets the exact flags to start with; an unstarted learner is not promoted;
+/// removing it restores the two-member list.
+#[test]
+fn member_remove_and_add_round_trip() {
+    let d = Drill::start(&["--members", "3", "--keys", "50"]);
+    let list = |d: &Drill| -> serde_json::Value {
+        let out = tool(d, &["member", "list", "-w", "json"]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let l = list(&d);
+    assert_eq!(l.as_array().unwrap().len(), 3);
+    assert!(l.as_array().unwrap().iter().all(|m| m["healthy"] == true), "{l}");
+    let cp3_peer = l.as_array().unwrap().iter().find(|m| m["name"] == "cp3").unwrap()["peerUrls"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::rename(d.manifests(2).join("etcd.yaml"), d.dir.join("cp3-etcd.yaml")).unwrap();
+    d.wait_until(Duration::from_secs(60), "cp3's etcd stops", || {
+        !d.etcdctl(2, &["endpoint", "health"]).status.success()
+    });
+    let out = tool(&d, &["member", "remove", "cp2"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("no quorum"), "{:?}", text(&out));
+    assert_eq!(list(&d).as_array().unwrap().len(), 3, "nothing removed");
+    let out = tool(&d, &["member", "remove", "cp3"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(list(&d).as_array().unwrap().len(), 2);
+    let out = tool(
+        &d,
+        &[
+            "member",
+            "add",
+            "cp3",
+            "--peer-urls",
+            &cp3_peer,
+            "--learner",
+            "-w",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["initialClusterState"], "existing");
+    let ic = added["initialCluster"].as_str().unwrap();
+    for n in ["cp1=", "cp2=", &format!("cp3={cp3_peer}")] {
+        assert!(ic.contains(n), "{ic}");
+    }
+    let l = list(&d);
+    assert_eq!(l.as_array().unwrap().len(), 3);
+    let learner = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["isLearner"] == true)
+        .expect("the learner");
+    assert_eq!(learner["healthy"], false);
+    let id = learner["id"].as_str().unwrap().to_string();
+    let out = tool(&d, &["member", "promote", &id]);
+    assert!(
+        !out.status.success(),
+        "an unstarted learner is not promoted: {:?}",
+        text(&out)
+    );
+    let out = tool(&d, &["member", "remove", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(list(&d).as_array().unwrap().len(), 2);
+}

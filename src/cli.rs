@@ -306,6 +306,9 @@ pub enum Command {
         /// `/var/backups/etcd` under --root).
         #[arg(long, value_name = "DIR")]
         backup_dir: Vec<PathBuf>,
+        /// Redraw the table every INTERVAL until Ctrl-C (a live view on a terminal).
+        #[arg(long, value_parser = parse_duration, num_args = 0..=1, default_missing_value = "2s", value_name = "INTERVAL")]
+        watch: Option<Duration>,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
@@ -679,6 +682,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
         }
         Command::Status {
             backup_dir,
+            watch,
             write_out,
         } => {
             let mut conn = cli.conn.args();
@@ -694,6 +698,9 @@ pub fn run(cli: &Cli) -> Result<Code> {
                     .iter()
                     .map(|d| root.host(d))
                     .collect();
+            }
+            if let Some(every) = watch {
+                return watch_status(&conn, quota, &dirs, (*every).max(Duration::from_millis(500)));
             }
             let r = crate::status::check(&conn, quota, &dirs, Duration::from_secs(10))?;
             print(*write_out, &r, status_table)?;
@@ -992,6 +999,39 @@ fn confirmed(yes: bool) -> Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")
+}
+
+/// `status --watch`: the table redrawn in place every `every` until Ctrl-C
+/// (or SIGTERM); a cluster that stops answering is shown as such, not an exit.
+fn watch_status(
+    conn: &crate::host::etcd::Connection,
+    quota: Option<u64>,
+    dirs: &[PathBuf],
+    every: Duration,
+) -> Result<Code> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        let body = match crate::status::check(conn, quota, dirs, Duration::from_secs(5)) {
+            Ok(r) => status_table(&r),
+            Err(e) => format!("{e:#}\n"),
+        };
+        // Home, clear, the table, and when it was taken.
+        print_text(&format!(
+            "\x1b[H\x1b[2J{body}\n{}  every {:?}; Ctrl-C ends\n",
+            crate::utc::rfc3339(std::time::SystemTime::now()),
+            every
+        ))?;
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(Code::Done)
 }
 
 fn status_table(r: &crate::status::Report) -> String {

@@ -207,6 +207,7 @@ pub fn check(
             }
             out.push(row);
         }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         let leader = out.iter().find(|m| m.is_leader).map(|m| m.id.clone()).unwrap_or_default();
         let alarms: Vec<Alarm> = alarms
             .alarms()

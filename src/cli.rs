@@ -1117,37 +1117,37 @@ fn certs_table(r: &crate::node::certs::Report) -> String {
             .collect::<Vec<_>>()
             .join("; ")
     };
+    // One row: the CA column only for leaf certificates.
+    let row = |t: &mut String, c: &Cert, with_ca: bool| {
+        let ca = if with_ca {
+            format!("{:<22} ", c.ca)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            t,
+            "{:<26} {:<25} {:<14} {ca}{:<19} {}",
+            c.name,
+            if c.present { when(c) } else { "!MISSING!".into() },
+            left(c),
+            if c.externally_managed { "yes" } else { "no" },
+            marks(c)
+        );
+    };
     let mut t = format!(
-        "{:<26} {:<22} {:<14} {:<22} {:<19} PROBLEMS\n",
+        "{:<26} {:<25} {:<14} {:<22} {:<19} PROBLEMS\n",
         "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "EXTERNALLY MANAGED"
     );
     for c in &r.certificates {
-        let _ = writeln!(
-            t,
-            "{:<26} {:<22} {:<14} {:<22} {:<19} {}",
-            c.name,
-            if c.present { when(c) } else { "!MISSING!".into() },
-            left(c),
-            c.ca,
-            if c.externally_managed { "yes" } else { "no" },
-            marks(c)
-        );
+        row(&mut t, c, true);
     }
     let _ = writeln!(
         t,
-        "\n{:<26} {:<22} {:<14} {:<19} PROBLEMS",
+        "\n{:<26} {:<25} {:<14} {:<19} PROBLEMS",
         "CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "EXTERNALLY MANAGED"
     );
     for c in &r.authorities {
-        let _ = writeln!(
-            t,
-            "{:<26} {:<22} {:<14} {:<19} {}",
-            c.name,
-            if c.present { when(c) } else { "!MISSING!".into() },
-            left(c),
-            if c.externally_managed { "yes" } else { "no" },
-            marks(c)
-        );
+        row(&mut t, c, false);
     }
     if r.permissions.is_empty() {
         t.push_str("\npermissions: keys, kubeconfigs, pki dirs and snapshots are private\n");

@@ -373,6 +373,26 @@ fn sha256_of(p: &Path) -> String {
     etcd_rescue::hex::hex(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
 }
 
+/// `restore --dry-run` of `snapshot` on `root` with `key`, its state in `state`, and `env`.
+fn restore_dry(
+    root: &str,
+    state: &Path,
+    snapshot: &str,
+    key: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut c = bin();
+    c.args(["restore", "--root", root, "--dry-run", "--state-dir"])
+        .arg(state)
+        .args(["--snapshot", snapshot, "--identity"])
+        .arg(key)
+        .env("PATH", PATH);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    crate::support::run_bounded(&mut c, Duration::from_secs(120))
+}
+
 /// `backup --encrypt-to`: no plain copy is left; the sidecar describes the
 /// encrypted file and the snapshot inside; the `age` CLI decrypts it to that
 /// snapshot; `snapshot status` and `restore --dry-run` read it with
@@ -497,23 +517,7 @@ fn encrypted_backups_open_with_the_age_cli() {
 
     // restore --dry-run decrypts into a scratch dir, plans, and leaves nothing in the state dir.
     let state = drill.dir.join("state");
-    let mut c = bin();
-    c.args([
-        "restore",
-        "--root",
-        &root,
-        "--dry-run",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ])
-    .args([
-        "--snapshot",
-        sealed.to_str().unwrap(),
-        "--identity",
-        key.to_str().unwrap(),
-    ])
-    .env("PATH", PATH);
-    let out = crate::support::run_bounded(&mut c, Duration::from_secs(120));
+    let out = restore_dry(&root, &state, sealed.to_str().unwrap(), &key, &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).1.contains("decrypted "), "{:?}", text(&out));
     assert!(
@@ -658,28 +662,8 @@ fn upload_to_s3_list_prune_and_restore_from_it() {
 
     // A dry run from the bucket: downloaded into a scratch dir, checked, decrypted, planned.
     let state = drill.dir.join("state");
-    let restore = |env: &[(&str, &str)]| {
-        let mut c = bin();
-        c.args([
-            "restore",
-            "--root",
-            &root,
-            "--dry-run",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .args([
-            "--snapshot",
-            &format!("{prefix}/{newest}"),
-            "--identity",
-            key.to_str().unwrap(),
-        ])
-        .env("PATH", PATH);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        crate::support::run_bounded(&mut c, Duration::from_secs(120))
-    };
+    let from = format!("{prefix}/{newest}");
+    let restore = |env: &[(&str, &str)]| restore_dry(&root, &state, &from, &key, env);
     let out = restore(&env);
     assert!(out.status.success(), "{:?}", text(&out));
     let err = text(&out).1;

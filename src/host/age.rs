@@ -144,6 +144,19 @@ pub fn seal(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Written> {
     let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    write_new(dst, |hashed| {
+        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| &r.0 as &dyn age::Recipient))
+            .context("setting up the encryption")?;
+        let mut w = enc.wrap_output(hashed)?;
+        pump(&mut input, &mut w, progress).with_context(|| format!("encrypting {}", src.display()))?;
+        w.finish()?;
+        Ok(())
+    })
+}
+
+/// Writes the new file `dst` (mode 0600) through `fill`, hashing and
+/// counting what goes in, fsynced; removed again when anything fails.
+fn write_new(dst: &Path, fill: impl FnOnce(&mut Hashing<BufWriter<File>>) -> Result<()>) -> Result<Written> {
     let out = crate::host::fs::create_private(dst)?;
     let result = (|| -> Result<Written> {
         let mut hashed = Hashing {
@@ -151,11 +164,7 @@ pub fn seal(
             hash: sha2::Digest::new(),
             size: 0,
         };
-        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| &r.0 as &dyn age::Recipient))
-            .context("setting up the encryption")?;
-        let mut w = enc.wrap_output(&mut hashed)?;
-        pump(&mut input, &mut w, progress).with_context(|| format!("encrypting {}", src.display()))?;
-        w.finish()?;
+        fill(&mut hashed)?;
         hashed.flush()?;
         out.sync_all()?;
         Ok(Written {
@@ -221,25 +230,10 @@ pub fn unseal(src: &Path, dst: &Path, identity: &Path, progress: &mut dyn FnMut(
         .into(),
         e => damaged(src, &e.to_string()),
     })?;
-    let out = crate::host::fs::create_private(dst)?;
-    let result = (|| -> Result<Written> {
-        let mut hashed = Hashing {
-            inner: BufWriter::with_capacity(CHUNK, out.try_clone()?),
-            hash: sha2::Digest::new(),
-            size: 0,
-        };
-        pump(&mut r, &mut hashed, progress).map_err(|e| damaged(src, &e.to_string()))?;
-        hashed.flush()?;
-        out.sync_all()?;
-        Ok(Written {
-            size: hashed.size,
-            sha256: crate::hex::hex(&sha2::Digest::finalize(hashed.hash)),
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(dst);
-    }
-    result
+    write_new(dst, |hashed| {
+        pump(&mut r, hashed, progress).map_err(|e| damaged(src, &e.to_string()))?;
+        Ok(())
+    })
 }
 
 /// An age file that does not decrypt whole: cut, or changed since it was written.

@@ -437,6 +437,23 @@ fn encrypted_backups_open_with_the_age_cli() {
     assert_eq!(side["encryption"]["format"], "age");
     assert_eq!(side["encryption"]["recipients"], serde_json::json!([recipient]));
     assert_eq!(side["verified"], true);
+    insta::assert_json_snapshot!("encrypted_backup_sidecar", side, {
+        ".file" => "[file]",
+        ".sha256" => "[sha256]",
+        ".size" => "[bytes]",
+        ".revision" => "[n]",
+        ".totalKey" => "[n]",
+        ".memberId" => "[id]",
+        ".clusterId" => "[id]",
+        ".endpoint" => "[endpoint]",
+        ".created" => "[time]",
+        ".seconds" => "[seconds]",
+        ".tool" => "[version]",
+        ".verifyMessage" => "[message]",
+        ".encryption.recipients[]" => "[recipient]",
+        ".encryption.plainSha256" => "[sha256]",
+        ".encryption.plainSize" => "[bytes]",
+    });
 
     // The age CLI decrypts it, without this tool.
     let plain = drill.dir.join("plain.db");

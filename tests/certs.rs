@@ -148,6 +148,14 @@ fn a_fresh_kubeadm_pki_is_clean() {
         assert!(left > 360 * 86_400, "{c}");
     }
     assert_eq!(r["permissions"], serde_json::json!([]));
+    insta::assert_json_snapshot!("certs_fresh_pki", r, {
+        ".certificates[].path" => "[path]",
+        ".certificates[].expires" => "[expires]",
+        ".certificates[].residualSeconds" => "[seconds]",
+        ".authorities[].path" => "[path]",
+        ".authorities[].expires" => "[expires]",
+        ".authorities[].residualSeconds" => "[seconds]",
+    });
     let table = bin().args(["certs", "--root"]).arg(&n.root).output().unwrap();
     let t = text(&table).0;
     for name in [

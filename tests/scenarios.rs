@@ -93,6 +93,14 @@ fn deleted_namespace() {
             assert!(out.status.success(), "{:?}", text(&out));
         },
     );
+    let (_, card) = check(&d);
+    insta::assert_json_snapshot!("drill_check_deleted_namespace", card, {
+        ".checks[].detail" => "[detail]",
+        ".timeToRecoverSeconds" => "[seconds]",
+        ".graded" => "[time]",
+        ".previous[].graded" => "[time]",
+        ".previous[].timeToRecoverSeconds" => "[seconds]",
+    });
 }
 
 /// The newest backup is corrupt: the restore refuses it, changing nothing;

@@ -43,6 +43,18 @@ fn status_matches_etcdctl_and_reports_a_member_down() {
         assert!(ours["quotaUsedPercent"].as_f64().unwrap() < 1.0, "{ours}");
     }
     assert_eq!(r["alarms"], serde_json::json!([]));
+    insta::assert_json_snapshot!("status_three_members", r, {
+        ".members[].id" => "[id]",
+        ".members[].endpoint" => "[endpoint]",
+        ".members[].dbSize" => "[bytes]",
+        ".members[].dbSizeInUse" => "[bytes]",
+        ".members[].quotaUsedPercent" => "[percent]",
+        ".members[].isLeader" => "[bool]",
+        ".members[].raftTerm" => "[n]",
+        ".members[].raftIndex" => "[n]",
+        ".members[].raftAppliedIndex" => "[n]",
+        ".leader" => "[id]",
+    });
     // The drill's backup dir holds the snapshot it took (no sidecar: not verified).
     let mut c = bin();
     c.args(["status", "--root"])

@@ -71,7 +71,7 @@ pub struct BackupArgs {
     /// Write Prometheus metrics (last success, size, duration, failures) to this file, for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
-    /// Encrypt each backup to this age recipient (age1…, or a file of them; repeatable): `age -d -i KEY` decrypts it.
+    /// Encrypt each backup to this age recipient (age1..., or a file of them; repeatable): `age -d -i KEY` decrypts it.
     #[arg(long, value_name = "RECIPIENT")]
     pub encrypt_to: Vec<String>,
     /// Copy each backup to S3-compatible storage (s3://BUCKET/PREFIX), check the copy, and apply the retention there too.

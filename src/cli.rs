@@ -302,8 +302,8 @@ pub enum Command {
     /// Every member's health, version, database size against its quota, leader, raft position and
     /// alarms, and the newest backup's age (exit 1 when anything needs attention).
     Status {
-        /// A backup dir to report the newest backup of (repeatable; default `/backup` and
-        /// `/var/backups/etcd` under --root).
+        /// A backup dir to report the newest backup of (repeatable), looked in before `/backup`
+        /// and `/var/backups/etcd` under --root.
         #[arg(long, value_name = "DIR")]
         backup_dir: Vec<PathBuf>,
         /// Redraw the table every INTERVAL until Ctrl-C (a live view on a terminal).
@@ -357,8 +357,8 @@ pub enum Command {
         /// Warn (exit 1) when a certificate expires within this many days.
         #[arg(long, default_value_t = 30, value_name = "DAYS")]
         warn_days: u64,
-        /// A backup dir whose snapshots must not be readable by others (repeatable; default
-        /// `/backup` and `/var/backups/etcd` under --root).
+        /// A backup dir whose snapshots must not be readable by others (repeatable), besides
+        /// `/backup` and `/var/backups/etcd` under --root.
         #[arg(long, value_name = "DIR")]
         backup_dir: Vec<PathBuf>,
         /// Output format.
@@ -692,13 +692,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 quota = node.etcd.quota_backend_bytes;
                 conn = node.connection.clone();
             }
-            let mut dirs = backup_dir.clone();
-            if dirs.is_empty() {
-                dirs = ["/backup", "/var/backups/etcd"]
-                    .iter()
-                    .map(|d| root.host(d))
-                    .collect();
-            }
+            let dirs = crate::tui::picker::backup_dirs(&root, backup_dir);
             if let Some(every) = watch {
                 return watch_status(&conn, quota, &dirs, (*every).max(Duration::from_millis(500)));
             }
@@ -727,13 +721,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
             backup_dir,
             write_out,
         } => {
-            let mut dirs = backup_dir.clone();
-            if dirs.is_empty() {
-                dirs = ["/backup", "/var/backups/etcd"]
-                    .iter()
-                    .map(|d| root.host(d))
-                    .collect();
-            }
+            let dirs = crate::tui::picker::backup_dirs(&root, backup_dir);
             let r = crate::node::certs::check(
                 &root,
                 Duration::from_secs(warn_days.saturating_mul(86_400)),

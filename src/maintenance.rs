@@ -198,7 +198,8 @@ pub struct Alarm {
     pub alarm: String,
 }
 
-fn alarm_name(t: etcd_client::AlarmType) -> &'static str {
+/// etcd's name for an alarm (`NOSPACE`, `CORRUPT`).
+pub fn alarm_name(t: etcd_client::AlarmType) -> &'static str {
     match t {
         etcd_client::AlarmType::Nospace => "NOSPACE",
         etcd_client::AlarmType::Corrupt => "CORRUPT",

@@ -213,11 +213,7 @@ pub fn check(
             .alarms()
             .iter()
             .map(|a| {
-                let name = match a.alarm() {
-                    etcd_client::AlarmType::Nospace => "NOSPACE",
-                    etcd_client::AlarmType::Corrupt => "CORRUPT",
-                    etcd_client::AlarmType::None => "NONE",
-                };
+                let name = crate::maintenance::alarm_name(a.alarm());
                 Alarm {
                     member_id: format!("{:x}", a.member_id()),
                     alarm: name.into(),

@@ -112,6 +112,25 @@ fn etcd_pid(d: &Drill) -> i32 {
     d.container_pid(0, &c.id).expect("its PID")
 }
 
+/// Starts `backup ARGS EXTRA` reading the stream slowly (the test hook), output piped,
+/// and waits until its `.part` is in `dir`: a save in the middle of its stream.
+fn backup_mid_stream(d: &Drill, dir: &Path, args: &[&str], extra: &[&str]) -> std::process::Child {
+    let child = bin()
+        .arg("backup")
+        .args(args)
+        .args(extra)
+        .env("PATH", PATH)
+        .env("ETCD_RESCUE_TEST_SNAPSHOT_DELAY_MS", "50")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    d.wait_until(Duration::from_secs(20), "a .part appears", || {
+        dbs(dir).iter().any(|n| n.ends_with(".db.part"))
+    });
+    child
+}
+
 /// etcd killed mid-stream: the backup fails (exit 1) and leaves no file that
 /// looks complete. The backup process killed mid-stream: a `.part` is left,
 /// and the next backup removes it and saves.
@@ -122,21 +141,8 @@ fn interrupted_saves_leave_nothing_complete() {
     let dir = d.dir.join("backups");
     let root = d.root(0).display().to_string();
     let args = ["--root", root.as_str(), "--dir", dir.to_str().unwrap()];
-    let slow = [("ETCD_RESCUE_TEST_SNAPSHOT_DELAY_MS", "50")];
     // The server killed while the stream runs.
-    let mut c = bin();
-    c.arg("backup").args(args).env("PATH", PATH);
-    for (k, v) in slow {
-        c.env(k, v);
-    }
-    let child = c
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    d.wait_until(Duration::from_secs(20), "a .part appears", || {
-        dbs(&dir).iter().any(|n| n.ends_with(".db.part"))
-    });
+    let child = backup_mid_stream(&d, &dir, &args, &[]);
     let pid = etcd_pid(&d);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -152,19 +158,7 @@ fn interrupted_saves_leave_nothing_complete() {
     d.wait_until(Duration::from_secs(60), "etcd back", || {
         d.etcdctl(0, &["endpoint", "health"]).status.success()
     });
-    let mut c = bin();
-    c.arg("backup").args(args).env("PATH", PATH);
-    for (k, v) in slow {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    d.wait_until(Duration::from_secs(20), "a .part appears", || {
-        dbs(&dir).iter().any(|n| n.ends_with(".db.part"))
-    });
+    let mut child = backup_mid_stream(&d, &dir, &args, &[]);
     child.kill().unwrap();
     child.wait().unwrap();
     let left = dbs(&dir);
@@ -192,22 +186,7 @@ fn interrupted_saves_leave_nothing_complete() {
     // etcd frozen mid-stream (SIGSTOP: it answers nothing, and the connection
     // stays up): the backup gives up after --idle-timeout, keeps nothing new.
     std::thread::sleep(Duration::from_millis(1100));
-    let mut c = bin();
-    c.arg("backup")
-        .args(args)
-        .args(["--idle-timeout", "2s"])
-        .env("PATH", PATH);
-    for (k, v) in slow {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    d.wait_until(Duration::from_secs(20), "a .part appears", || {
-        dbs(&dir).iter().any(|n| n.ends_with(".db.part"))
-    });
+    let mut child = backup_mid_stream(&d, &dir, &args, &["--idle-timeout", "2s"]);
     let etcd = nix::unistd::Pid::from_raw(etcd_pid(&d));
     nix::sys::signal::kill(etcd, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let waited = d.wait_until(Duration::from_secs(60), "the backup gives up", || {

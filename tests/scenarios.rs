@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::drill::Drill;
-use crate::support::{SYSTEM_PATH as PATH, bin, run_bounded, text};
+use crate::support::{SYSTEM_PATH as PATH, bin, mounted_under, run_bounded, text};
 
 /// A drill broken by `scenario`, once its break is recorded.
 fn broken(scenario: &str) -> Drill {
@@ -266,12 +266,6 @@ fn lost_quorum_on_the_process_runtime() {
 fn lost_quorum_on_containerd() {
     crate::support::require_root("a private containerd per sandbox node");
     lost_quorum(&["--runtime", "containerd"]);
-}
-
-fn mounted_under(dir: &std::path::Path) -> bool {
-    etcd_rescue::host::fsinfo::mounts()
-        .iter()
-        .any(|m| m.point.starts_with(dir))
 }
 
 /// The data dir's own small filesystem is nearly full: the restore's

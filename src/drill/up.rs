@@ -198,10 +198,17 @@ impl Ports {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
         }
+        // A dir of this name that is not a real dir (a symlink another user planted)
+        // is not locked in: the bind check alone decides then.
+        let shared = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
         for _ in Self::FIRST..Self::LAST {
             let p = self.next;
             self.next = if p + 1 >= Self::LAST { Self::FIRST } else { p + 1 };
-            let lock = crate::host::fs::open_lock(&dir.join(p.to_string()));
+            let lock = if shared {
+                crate::host::fs::open_lock(&dir.join(p.to_string()))
+            } else {
+                Err(anyhow::anyhow!("no shared lock dir"))
+            };
             let held = match &lock {
                 Ok(f) => crate::host::fs::try_lock(f).unwrap_or(false),
                 // No shared dir to lock in: the bind check below still holds.

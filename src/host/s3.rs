@@ -300,7 +300,11 @@ impl Bucket {
                 progress(size, total);
             }
             if size != total {
-                anyhow::bail!("{url}: {size} bytes read of {total}");
+                return Err(Fail::problem(
+                    format!("{url}: the store sent {size} bytes of {total}"),
+                    "check the network and the store, then run it again",
+                )
+                .into());
             }
             if let Some(o) = out.take() {
                 o.into_inner()

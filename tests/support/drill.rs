@@ -335,9 +335,7 @@ impl Drop for Drill {
         if self.dir.join("drill.json").exists() {
             let _ = bin().args(["drill", "down", "--dir"]).arg(&self.dir).output();
         }
-        let mounted = etcd_rescue::host::fsinfo::mounts()
-            .iter()
-            .any(|m| m.point.starts_with(&self.dir));
+        let mounted = super::mounted_under(&self.dir);
         if let Some(tmp) = self.tmp.take()
             && mounted
         {

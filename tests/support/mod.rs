@@ -90,6 +90,13 @@ pub fn require_root(why: &str) {
     );
 }
 
+/// Whether anything is mounted at or below `dir`.
+pub fn mounted_under(dir: &Path) -> bool {
+    etcd_rescue::host::fsinfo::mounts()
+        .iter()
+        .any(|m| m.point.starts_with(dir))
+}
+
 /// Standard output and error of a finished command, as text.
 pub fn text(o: &Output) -> (String, String) {
     (

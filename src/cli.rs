@@ -694,7 +694,15 @@ pub fn run(cli: &Cli) -> Result<Code> {
             }
             let dirs = crate::tui::picker::backup_dirs(&root, backup_dir);
             if let Some(every) = watch {
-                return watch_status(&conn, quota, &dirs, (*every).max(Duration::from_millis(500)));
+                let every = (*every).max(Duration::from_millis(500));
+                if *write_out == Format::Table && crate::tui::wanted(false, false) {
+                    crate::tui::status::watch(
+                        move || crate::status::check(&conn, quota, &dirs, Duration::from_secs(5)),
+                        every,
+                    )?;
+                    return Ok(Code::Done);
+                }
+                return watch_status(&conn, quota, &dirs, every, *write_out);
             }
             let r = crate::status::check(&conn, quota, &dirs, Duration::from_secs(10))?;
             print(*write_out, &r, status_table)?;
@@ -989,13 +997,15 @@ fn confirmed(yes: bool) -> Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// `status --watch`: the table redrawn in place every `every` until Ctrl-C
-/// (or SIGTERM); a cluster that stops answering is shown as such, not an exit.
+/// `status --watch` without a terminal (or with `-w json`): one table (or
+/// one JSON line) every `every` until Ctrl-C or SIGTERM, for a log or a
+/// pipe; a cluster that stops answering is a line saying so, not an exit.
 fn watch_status(
     conn: &crate::host::etcd::Connection,
     quota: Option<u64>,
     dirs: &[PathBuf],
     every: Duration,
+    write_out: Format,
 ) -> Result<Code> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1004,16 +1014,19 @@ fn watch_status(
         signal_hook::flag::register(sig, stop.clone())?;
     }
     while !stop.load(Ordering::SeqCst) {
-        let body = match crate::status::check(conn, quota, dirs, Duration::from_secs(5)) {
-            Ok(r) => status_table(&r),
-            Err(e) => format!("{e:#}\n"),
+        let now = crate::utc::rfc3339(std::time::SystemTime::now());
+        let got = crate::status::check(conn, quota, dirs, Duration::from_secs(5));
+        let text = match (write_out, got) {
+            (Format::Json, Ok(r)) => {
+                serde_json::to_string(&serde_json::json!({"time": now, "status": r}))? + "\n"
+            }
+            (Format::Json, Err(e)) => {
+                serde_json::to_string(&serde_json::json!({"time": now, "error": format!("{e:#}")}))? + "\n"
+            }
+            (Format::Table, Ok(r)) => format!("{now}\n{}\n", status_table(&r)),
+            (Format::Table, Err(e)) => format!("{now}\n{e:#}\n\n"),
         };
-        // Home, clear, the table, and when it was taken.
-        print_text(&format!(
-            "\x1b[H\x1b[2J{body}\n{}  every {:?}; Ctrl-C ends\n",
-            crate::utc::rfc3339(std::time::SystemTime::now()),
-            every
-        ))?;
+        print_text(&text)?;
         let until = std::time::Instant::now() + every;
         while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));

@@ -20,6 +20,7 @@ pub mod app;
 pub mod face;
 pub mod keys;
 pub mod picker;
+pub mod status;
 #[cfg(test)]
 mod tests;
 pub mod view;
@@ -276,7 +277,12 @@ fn spawn_engine(
 }
 
 /// Reads keys and resizes on a thread of its own, stamping each with when it was read.
-fn spawn_input(tx: Sender<Action>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+/// `wrap` turns what was read into the loop's own message.
+fn spawn_input<T: Send + 'static>(
+    tx: Sender<T>,
+    stop: Arc<AtomicBool>,
+    wrap: impl Fn(Action) -> T + Send + 'static,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             let ev = match term::poll(Duration::from_millis(50)) {
@@ -289,11 +295,11 @@ fn spawn_input(tx: Sender<Action>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                 Ok(term::Event::Resize(w, h)) => Action::Resize(w, h),
                 Ok(_) => continue,
                 Err(_) => {
-                    let _ = tx.send(Action::Signal("the terminal went away".into()));
+                    let _ = tx.send(wrap(Action::Signal("the terminal went away".into())));
                     return;
                 }
             };
-            if tx.send(action).is_err() {
+            if tx.send(wrap(action)).is_err() {
                 return;
             }
         }
@@ -381,7 +387,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     }
     let (tx, rx) = mpsc::channel::<Action>();
     let input_stop = Arc::new(AtomicBool::new(false));
-    let input = spawn_input(tx.clone(), input_stop.clone());
+    let input = spawn_input(tx.clone(), input_stop.clone(), |a| a);
     // Once a snapshot is chosen the scan's remaining checks (each a full read) stop.
     let scan_stop = Arc::new(AtomicBool::new(false));
     if let Some((root, dirs)) = scan {

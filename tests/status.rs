@@ -295,3 +295,38 @@ fn member_remove_and_add_round_trip() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(list(&d).as_array().unwrap().len(), 2);
 }
+
+/// `status --watch` on a terminal: the live view in tmux at 80x24 shows the
+/// member, then the member gone (the view keeps asking, no exit); `q` ends
+/// it with exit 0 and the terminal given back.
+#[test]
+fn status_watch_view_follows_the_cluster() {
+    use crate::support::tmux::Tmux;
+    let d = Drill::start(&["--keys", "10"]);
+    let root = d.root(0).display().to_string();
+    let t = Tmux::run(
+        "status",
+        &[
+            "status".into(),
+            "--root".into(),
+            root,
+            "--watch".into(),
+            "1s".into(),
+        ],
+    );
+    let s = t.wait_for(
+        &["1/1 members up", "leader cp1", "r refresh"],
+        Duration::from_secs(60),
+    );
+    assert!(s.contains("MEMBER") && s.contains("cp1"), "{s}");
+    let m = d.manifests(0).join("etcd.yaml");
+    std::fs::rename(&m, d.dir.join("cp1-etcd.yaml")).unwrap();
+    let s = t.wait_for(&["no member answers"], Duration::from_secs(90));
+    assert!(s.contains("it keeps asking"), "{s}");
+    t.key("?");
+    t.wait_for(&["ask every member again now"], Duration::from_secs(10));
+    t.key("Escape");
+    t.key("q");
+    let s = t.wait_for(&["[exit 0]", "[tty "], Duration::from_secs(30));
+    assert!(s.contains("[tty cooked]"), "{s}");
+}

@@ -947,7 +947,7 @@ fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
             });
             vec![Cmd::Reply(Reply::Wait(choice))]
         }
-        Do::Cancel => Vec::new(),
+        Do::Cancel | Do::Refresh => Vec::new(),
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Ctx {
     Popup,
     /// The key help.
     Help,
+    /// `status --watch`: the members table.
+    Status,
 }
 
 /// What a key asks for.
@@ -60,8 +62,10 @@ pub enum Do {
     Bottom,
     /// Show the keys.
     Help,
-    /// Ctrl-C: asks before abandoning.
+    /// Ctrl-C: asks before abandoning (the status view just ends).
     Interrupt,
+    /// Ask the cluster again now.
+    Refresh,
 }
 
 /// A key as the table names it.
@@ -105,7 +109,7 @@ pub struct Binding {
     pub bar: bool,
 }
 
-use Ctx::{Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Summary, Waiting};
+use Ctx::{Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary, Waiting};
 
 const SCROLLABLE: &[Ctx] = &[
     Picker,
@@ -117,6 +121,32 @@ const SCROLLABLE: &[Ctx] = &[
     ConfirmRollback,
     Summary,
 ];
+/// Where `?` opens the help.
+const WITH_HELP: &[Ctx] = &[
+    Picker,
+    Busy,
+    Plan,
+    Stage,
+    Failed,
+    Waiting,
+    ConfirmRollback,
+    Summary,
+    Status,
+];
+/// The wizard's contexts: everywhere but the status view.
+const WIZARD: &[Ctx] = &[
+    Picker,
+    Busy,
+    Plan,
+    Stage,
+    Failed,
+    Waiting,
+    ConfirmRollback,
+    Summary,
+    Popup,
+    Help,
+];
+#[cfg(test)]
 const EVERYWHERE: &[Ctx] = &[
     Picker,
     Busy,
@@ -128,6 +158,7 @@ const EVERYWHERE: &[Ctx] = &[
     Summary,
     Popup,
     Help,
+    Status,
 ];
 
 /// The table, first match wins.
@@ -205,6 +236,14 @@ pub const KEYS: &[Binding] = &[
         bar: true,
     },
     Binding {
+        keys: &[Key::Char('r')],
+        label: "r",
+        ctx: &[Status],
+        action: Do::Refresh,
+        help: "ask every member again now",
+        bar: true,
+    },
+    Binding {
         keys: &[Key::Enter],
         label: "Enter",
         ctx: &[Picker],
@@ -223,7 +262,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('q')],
         label: "q",
-        ctx: &[Picker, Plan, ConfirmRollback],
+        ctx: &[Picker, Plan, ConfirmRollback, Status],
         action: Do::Quit,
         help: "leave; nothing was changed",
         bar: true,
@@ -235,6 +274,30 @@ pub const KEYS: &[Binding] = &[
         action: Do::Quit,
         help: "stop at the stage boundary, resume later (asks first)",
         bar: true,
+    },
+    Binding {
+        keys: &[Key::Up, Key::Char('k')],
+        label: "↑/k",
+        ctx: &[Status],
+        action: Do::Up,
+        help: "select the member above",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::Down, Key::Char('j')],
+        label: "↓/j",
+        ctx: &[Status],
+        action: Do::Down,
+        help: "select the member below",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::Ctrl('c')],
+        label: "Ctrl-C",
+        ctx: &[Status],
+        action: Do::Interrupt,
+        help: "leave",
+        bar: false,
     },
     Binding {
         keys: &[Key::Up, Key::Char('k')],
@@ -287,7 +350,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('?')],
         label: "?",
-        ctx: SCROLLABLE,
+        ctx: WITH_HELP,
         action: Do::Help,
         help: "show these keys",
         bar: true,
@@ -303,7 +366,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Ctrl('c')],
         label: "Ctrl-C",
-        ctx: EVERYWHERE,
+        ctx: WIZARD,
         action: Do::Interrupt,
         help: "abandon: asks first; the engine stops at the next stage boundary",
         bar: false,
@@ -367,6 +430,7 @@ fn short(action: Do, ctx: Ctx) -> &'static str {
         (Do::ForceStop, _) => "stop pods",
         (Do::Choose, _) => "choose",
         (Do::Help, _) => "keys",
+        (Do::Refresh, _) => "refresh",
         _ => "",
     }
 }

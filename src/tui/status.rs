@@ -1,0 +1,634 @@
+//! `status --watch` on a terminal: every member's row, redrawn as the
+//! cluster answers (every `--watch` interval, or at once with `r`), with the
+//! raft index's rate between two answers, the alarms and warnings with their
+//! next step, and the selected member's endpoint and errors. It reads only;
+//! the keys come from the one key table ([`Ctx::Status`]).
+//!
+//! A poller thread asks the cluster (each ask bounded by the caller's poll);
+//! the UI thread draws from [`Dash`], which changes only in [`update`]. A
+//! member that stops answering is a red row, not an exit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::KeyEvent;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
+
+use super::app::Action;
+use super::keys::{self, Ctx, Do};
+use super::view::wrap_prose;
+use crate::status::{Member, Report};
+use crate::units::human_bytes;
+
+/// What the poller last got.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    /// When the answer came.
+    pub at: SystemTime,
+    /// The report, or why there is none (no member answered).
+    pub report: Result<Report, String>,
+    /// Raft index per second since the previous answer, by member id.
+    pub rates: HashMap<String, f64>,
+}
+
+/// The status view's whole state.
+#[derive(Debug)]
+pub struct Dash {
+    /// How often the poller asks.
+    pub every: Duration,
+    /// The last answer.
+    pub polled: Option<Polled>,
+    /// A poll is under way.
+    pub polling: bool,
+    /// The highlighted member's row.
+    pub selected: usize,
+    /// The key help is open.
+    pub help: bool,
+    /// The view ends.
+    pub exit: bool,
+    /// Colours (off with `NO_COLOR`).
+    pub color: bool,
+}
+
+/// What reaches the UI thread.
+#[derive(Debug)]
+pub enum Msg {
+    /// A key.
+    Key(KeyEvent),
+    /// The terminal was resized.
+    Resize,
+    /// A signal or the terminal went away: the view ends.
+    Gone,
+    /// A poll started.
+    Polling,
+    /// A poll's answer.
+    Polled(SystemTime, Result<Report, String>),
+}
+
+/// What the loop must do for an update.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// Ask the cluster now.
+    Refresh,
+}
+
+impl Dash {
+    /// Nothing asked yet.
+    pub fn new(every: Duration) -> Dash {
+        Dash {
+            every,
+            polled: None,
+            polling: true,
+            selected: 0,
+            help: false,
+            exit: false,
+            color: std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        if self.help { Ctx::Help } else { Ctx::Status }
+    }
+
+    fn members(&self) -> &[Member] {
+        match self.polled.as_ref().map(|p| &p.report) {
+            Some(Ok(r)) => &r.members,
+            _ => &[],
+        }
+    }
+}
+
+/// Raft index per second for each member both answers hold.
+fn rates(before: &Polled, report: &Report, at: SystemTime) -> HashMap<String, f64> {
+    let Ok(old) = &before.report else {
+        return HashMap::new();
+    };
+    let secs = at.duration_since(before.at).unwrap_or_default().as_secs_f64();
+    if secs <= 0.0 {
+        return HashMap::new();
+    }
+    report
+        .members
+        .iter()
+        .filter(|m| m.healthy)
+        .filter_map(|m| {
+            let o = old.members.iter().find(|o| o.id == m.id && o.healthy)?;
+            #[allow(clippy::cast_precision_loss)]
+            let d = m.raft_index.checked_sub(o.raft_index)? as f64;
+            Some((m.id.clone(), d / secs))
+        })
+        .collect()
+}
+
+/// Applies one message; returns what the loop must do.
+pub fn update(d: &mut Dash, msg: Msg) -> Option<Cmd> {
+    match msg {
+        Msg::Resize => None,
+        Msg::Gone => {
+            d.exit = true;
+            None
+        }
+        Msg::Polling => {
+            d.polling = true;
+            None
+        }
+        Msg::Polled(at, report) => {
+            let rates = match (&d.polled, &report) {
+                (Some(before), Ok(r)) => rates(before, r, at),
+                _ => HashMap::new(),
+            };
+            d.polled = Some(Polled { at, report, rates });
+            d.polling = false;
+            d.selected = d.selected.min(d.members().len().saturating_sub(1));
+            None
+        }
+        Msg::Key(k) => {
+            let last = d.members().len().saturating_sub(1);
+            match keys::lookup(d.ctx(), &k)? {
+                Do::Quit | Do::Interrupt => d.exit = true,
+                Do::Help => d.help = true,
+                Do::Cancel => d.help = false,
+                Do::Refresh => return Some(Cmd::Refresh),
+                Do::Up => d.selected = d.selected.saturating_sub(1),
+                Do::Down => d.selected = (d.selected + 1).min(last),
+                _ => {}
+            }
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Tone {
+    Plain,
+    Bold,
+    Dim,
+    Good,
+    Bad,
+    Warn,
+    Bar,
+    Selected,
+}
+
+fn style(d: &Dash, tone: Tone) -> Style {
+    let s = Style::default();
+    let c = |color: Color, m: Modifier| {
+        if d.color {
+            s.fg(color).add_modifier(m)
+        } else {
+            s.add_modifier(m)
+        }
+    };
+    match tone {
+        Tone::Bold => s.add_modifier(Modifier::BOLD),
+        Tone::Dim if d.color => s.add_modifier(Modifier::DIM),
+        Tone::Plain | Tone::Dim => s,
+        Tone::Good => c(Color::Green, Modifier::empty()),
+        Tone::Bad => c(Color::Red, Modifier::BOLD),
+        Tone::Warn => c(Color::Yellow, Modifier::BOLD),
+        Tone::Bar => s.add_modifier(Modifier::REVERSED),
+        Tone::Selected => s.add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+    }
+}
+
+/// `12:00:01` in UTC.
+fn hms(t: SystemTime) -> String {
+    let s = crate::utc::rfc3339(t);
+    s.get(11..19).unwrap_or(&s).to_string()
+}
+
+const HEAD: &str = "  MEMBER   HEALTH  VERSION    DB SIZE     IN USE QUOTA% TERM     INDEX  IDX/S";
+
+fn row(d: &Dash, m: &Member, rate: Option<f64>, selected: bool) -> Line<'static> {
+    let mark = if selected { "> " } else { "  " };
+    let health = if !m.healthy {
+        ("DOWN", Tone::Bad)
+    } else if m.is_leader {
+        ("leader", Tone::Good)
+    } else if m.is_learner {
+        ("learner", Tone::Warn)
+    } else {
+        ("ok", Tone::Good)
+    };
+    let name = format!("{mark}{:<8.8} ", m.name);
+    let mut spans = vec![
+        Span::styled(name, style(d, if selected { Tone::Selected } else { Tone::Bold })),
+        Span::styled(format!("{:<7} ", health.0), style(d, health.1)),
+    ];
+    if m.healthy {
+        let quota_tone = if m.quota_used_percent >= crate::status::WARN_RATIO * 100.0 {
+            Tone::Warn
+        } else {
+            Tone::Plain
+        };
+        spans.push(Span::raw(format!(
+            "{:<7.7} {:>10} {:>10} ",
+            m.version,
+            human_bytes(m.db_size),
+            human_bytes(m.db_size_in_use)
+        )));
+        spans.push(Span::styled(
+            format!("{:>5.1}%", m.quota_used_percent),
+            style(d, quota_tone),
+        ));
+        spans.push(Span::raw(format!(
+            " {:>4} {:>9} {:>6}",
+            m.raft_term,
+            m.raft_index,
+            rate.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"))
+        )));
+    } else {
+        let why = m.error.clone().unwrap_or_else(|| m.errors.join("; "));
+        spans.push(Span::styled(why, style(d, Tone::Bad)));
+    }
+    Line::from(spans)
+}
+
+/// The lines under the title: the table, the selected member, alarms, warnings, last backup.
+fn body(d: &Dash, width: usize) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    let Some(p) = &d.polled else {
+        out.push(Line::styled("asking every member…", style(d, Tone::Dim)));
+        return out;
+    };
+    let r = match &p.report {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(Line::styled("no member answers", style(d, Tone::Bad)));
+            for l in wrap_prose(e, width) {
+                out.push(Line::raw(l));
+            }
+            out.push(Line::raw(""));
+            out.push(Line::styled("it keeps asking; r asks now", style(d, Tone::Dim)));
+            return out;
+        }
+    };
+    out.push(Line::styled(HEAD, style(d, Tone::Dim)));
+    for (i, m) in r.members.iter().enumerate() {
+        out.push(row(d, m, p.rates.get(&m.id).copied(), i == d.selected));
+    }
+    out.push(Line::raw(""));
+    if let Some(m) = r.members.get(d.selected) {
+        let mut what = format!("selected: {} (id {}) at {}", m.name, m.id, m.endpoint);
+        if m.is_learner {
+            what.push_str(" (learner)");
+        }
+        out.push(Line::raw(what));
+        for e in &m.errors {
+            out.push(Line::styled(format!("  reports: {e}"), style(d, Tone::Warn)));
+        }
+    }
+    for a in &r.alarms {
+        let name = r
+            .members
+            .iter()
+            .find(|m| m.id == a.member_id)
+            .map_or(a.member_id.as_str(), |m| m.name.as_str());
+        out.push(Line::styled(
+            format!("ALARM {} on {name}", a.alarm),
+            style(d, Tone::Bad),
+        ));
+        for l in wrap_prose(&format!("  next: {}", a.next), width) {
+            out.push(Line::raw(l));
+        }
+    }
+    for w in &r.warnings {
+        for l in wrap_prose(&format!("! {}", w.message), width) {
+            out.push(Line::styled(l, style(d, Tone::Warn)));
+        }
+        for l in wrap_prose(&format!("  next: {}", w.next), width) {
+            out.push(Line::raw(l));
+        }
+    }
+    if let Some(b) = &r.last_backup {
+        let age = crate::node::certs::residual(i64::try_from(b.age_seconds).unwrap_or(i64::MAX));
+        let (text, tone) = if b.verified {
+            (
+                format!("last backup {age} ago, verified: {}", b.path.display()),
+                Tone::Plain,
+            )
+        } else {
+            (
+                format!("last backup {age} ago, NOT verified: {}", b.path.display()),
+                Tone::Warn,
+            )
+        };
+        for l in wrap_prose(&text, width) {
+            out.push(Line::styled(l, style(d, tone)));
+        }
+    }
+    out
+}
+
+fn title(d: &Dash, width: usize) -> Line<'static> {
+    let left = match d.polled.as_ref().map(|p| &p.report) {
+        Some(Ok(r)) => {
+            let leader = r
+                .members
+                .iter()
+                .find(|m| m.is_leader)
+                .map_or("NONE", |m| m.name.as_str());
+            let up = r.members.iter().filter(|m| m.healthy).count();
+            format!(
+                " etcd-rescue status · {up}/{} members up · leader {leader}",
+                r.members.len()
+            )
+        }
+        _ => " etcd-rescue status".to_string(),
+    };
+    let right = match &d.polled {
+        Some(p) if d.polling => format!("asking… (last {}) ", hms(p.at)),
+        Some(p) => format!("{} UTC · every {:?} ", hms(p.at), d.every),
+        None => "asking… ".to_string(),
+    };
+    let pad = width.saturating_sub(left.chars().count() + right.chars().count());
+    Line::styled(format!("{left}{}{right}", " ".repeat(pad)), style(d, Tone::Bar))
+}
+
+fn key_bar(d: &Dash, width: usize) -> Line<'static> {
+    let keys: Vec<String> = keys::bar(d.ctx())
+        .into_iter()
+        .map(|(k, what)| format!("{k} {what}"))
+        .collect();
+    let left = format!(" {}", keys.join(" · "));
+    let pad = width.saturating_sub(left.chars().count());
+    Line::styled(format!("{left}{}", " ".repeat(pad)), style(d, Tone::Bar))
+}
+
+fn help(d: &Dash, area: Rect, buf: &mut Buffer) {
+    let mut lines: Vec<Line> = keys::bindings(Ctx::Status)
+        .map(|b| Line::raw(format!("{:<11}{}", b.label, b.help)))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "This view only reads; it changes nothing.",
+        style(d, Tone::Dim),
+    ));
+    let w = area.width.saturating_sub(4).min(76);
+    let h = u16::try_from(lines.len() + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    Clear.render(r, buf);
+    Paragraph::new(lines)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .padding(Padding::horizontal(1))
+                .title(Span::styled(" Keys ", style(d, Tone::Bold))),
+        )
+        .render(r, buf);
+}
+
+impl Widget for &Dash {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.height < 3 {
+            return;
+        }
+        let w = usize::from(area.width);
+        Paragraph::new(title(self, w)).render(Rect { height: 1, ..area }, buf);
+        let inner = Rect {
+            y: area.y + 2,
+            height: area.height - 3,
+            ..area
+        };
+        Paragraph::new(body(self, w)).render(inner, buf);
+        Paragraph::new(key_bar(self, w)).render(
+            Rect {
+                y: area.y + area.height - 1,
+                height: 1,
+                ..area
+            },
+            buf,
+        );
+        if self.help {
+            help(self, area, buf);
+        }
+    }
+}
+
+/// Runs the view until `q`, Ctrl-C, a signal or the terminal going away.
+/// `poll` asks the cluster once (bounded in time by itself).
+pub fn watch<P>(mut poll: P, every: Duration) -> Result<()>
+where
+    P: FnMut() -> Result<Report> + Send + 'static,
+{
+    let signals = super::Signals::register();
+    let mut terminal = ratatui::try_init()?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        super::PANICKED.store(true, Ordering::SeqCst);
+        hook(info);
+    }));
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let input_stop = Arc::new(AtomicBool::new(false));
+    let input = super::spawn_input(tx.clone(), input_stop.clone(), |a| match a {
+        Action::Key(k, _) => Msg::Key(k),
+        Action::Resize(..) => Msg::Resize,
+        _ => Msg::Gone,
+    });
+    // The poller: asks, sends the answer, then waits `every` or a refresh.
+    // When the view ends mid-ask, the ask is abandoned with the thread.
+    let (now_tx, now_rx) = mpsc::channel::<()>();
+    let ptx = tx.clone();
+    std::thread::spawn(move || {
+        loop {
+            if ptx.send(Msg::Polling).is_err() {
+                return;
+            }
+            let r = poll().map_err(|e| format!("{e:#}"));
+            if ptx.send(Msg::Polled(SystemTime::now(), r)).is_err() {
+                return;
+            }
+            match now_rx.recv_timeout(every) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => while now_rx.try_recv().is_ok() {},
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    });
+    let mut d = Dash::new(every);
+    let mut dirty = true;
+    let mut drawable = true;
+    loop {
+        if dirty && drawable && !super::PANICKED.load(Ordering::SeqCst) {
+            drawable = terminal.draw(|f| f.render_widget(&d, f.area())).is_ok();
+            dirty = false;
+        }
+        if d.exit || super::PANICKED.load(Ordering::SeqCst) {
+            break;
+        }
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch: Vec<Msg> = first.into_iter().collect();
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        if signals.take().is_some() {
+            batch.push(Msg::Gone);
+        }
+        for m in batch {
+            dirty = true;
+            if update(&mut d, m) == Some(Cmd::Refresh) {
+                let _ = now_tx.send(());
+            }
+        }
+    }
+    input_stop.store(true, Ordering::SeqCst);
+    ratatui::restore();
+    let _ = input.join();
+    drop(signals);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{Alarm, LastBackup, Warning};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn member(name: &str, id: &str, leader: bool, index: u64) -> Member {
+        Member {
+            name: name.into(),
+            id: id.into(),
+            endpoint: format!("https://10.0.0.{}:2379", name.len()),
+            healthy: true,
+            error: None,
+            version: "3.5.21".into(),
+            db_size: 24 << 20,
+            db_size_in_use: 11 << 20,
+            quota: 2 << 30,
+            quota_used_percent: 1.2,
+            is_leader: leader,
+            is_learner: false,
+            raft_term: 4,
+            raft_index: index,
+            raft_applied_index: index,
+            errors: Vec::new(),
+        }
+    }
+
+    fn report(index: u64) -> Report {
+        let mut cp3 = member("cp3", "c3", false, 0);
+        cp3.healthy = false;
+        cp3.error = Some("no answer within 5s".into());
+        let mut cp2 = member("cp2", "b2", false, index);
+        cp2.db_size = 1740 << 20;
+        cp2.quota_used_percent = 85.0;
+        Report {
+            members: vec![member("cp1", "a1", true, index), cp2, cp3],
+            alarms: vec![Alarm {
+                member_id: "b2".into(),
+                alarm: "NOSPACE".into(),
+                next: "compact, defrag every member, then disarm the alarm".into(),
+            }],
+            leader: "a1".into(),
+            warnings: vec![Warning {
+                message: "member cp3 (https://10.0.0.3:2379) is not healthy: no answer within 5s".into(),
+                next: "check that member's etcd".into(),
+            }],
+            last_backup: Some(LastBackup {
+                path: "/var/backups/etcd/snapshot-20260101T000000Z.db".into(),
+                age_seconds: 7 * 3600,
+                verified: true,
+            }),
+        }
+    }
+
+    fn screen(d: &Dash) -> String {
+        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        t.draw(|f| f.render_widget(d, f.area())).unwrap();
+        let buf = t.backend().buffer();
+        let mut out = String::new();
+        for y in 0..buf.area.height {
+            let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    fn keys(d: &mut Dash, k: &str) -> Vec<Cmd> {
+        keys::parse(k)
+            .into_iter()
+            .filter_map(|k| update(d, Msg::Key(k)))
+            .collect()
+    }
+
+    fn polled_twice() -> Dash {
+        let mut d = Dash::new(Duration::from_secs(2));
+        d.color = false;
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        update(&mut d, Msg::Polled(t0, Ok(report(1000))));
+        update(&mut d, Msg::Polling);
+        update(&mut d, Msg::Polled(t0 + Duration::from_secs(2), Ok(report(1050))));
+        d
+    }
+
+    /// Rows, the rate between two answers (50 entries in 2 s), a member down,
+    /// the alarm and warning with their next step, the last backup.
+    #[test]
+    fn three_members_one_down() {
+        let d = polled_twice();
+        assert_eq!(d.polled.as_ref().unwrap().rates.get("a1"), Some(&25.0));
+        assert_eq!(d.polled.as_ref().unwrap().rates.get("c3"), None);
+        insta::assert_snapshot!(screen(&d));
+    }
+
+    /// `j` selects the next member (its endpoint shows), `?` opens the keys,
+    /// Esc closes them, `r` asks now, `q` ends.
+    #[test]
+    fn keys_select_help_refresh_quit() {
+        let mut d = polled_twice();
+        assert!(keys(&mut d, "jjj").is_empty());
+        assert_eq!(d.selected, 2, "stops at the last member");
+        assert!(screen(&d).contains("selected: cp3 (id c3) at https://10.0.0.3:2379"));
+        keys(&mut d, "?");
+        let s = screen(&d);
+        insta::assert_snapshot!(s);
+        assert!(s.contains("ask every member again now"));
+        keys(&mut d, "<esc>");
+        assert!(!d.help);
+        assert_eq!(keys(&mut d, "r"), vec![Cmd::Refresh]);
+        assert!(!d.exit);
+        keys(&mut d, "q");
+        assert!(d.exit);
+        let mut d = polled_twice();
+        keys(&mut d, "<c-c>");
+        assert!(d.exit, "Ctrl-C ends the view");
+    }
+
+    /// No member answers: the cause, and the view keeps asking.
+    #[test]
+    fn nobody_answers() {
+        let mut d = Dash::new(Duration::from_secs(2));
+        d.color = false;
+        update(
+            &mut d,
+            Msg::Polled(
+                SystemTime::UNIX_EPOCH,
+                Err("no member answers: etcd at https://127.0.0.1:2379 did not answer within 5s".into()),
+            ),
+        );
+        let s = screen(&d);
+        assert!(s.contains("no member answers"), "{s}");
+        assert!(s.contains("did not answer within 5s"), "{s}");
+        assert!(keys(&mut d, "j").is_empty() && d.selected == 0);
+    }
+}

@@ -133,6 +133,14 @@ fn defrag_order_and_compaction_on_three_members() {
     assert_eq!(ids.len(), 3, "{done}");
     assert_eq!(ids[2], leader, "the leader goes last: {done}");
     assert!(!ids[..2].contains(&leader.as_str()), "{done}");
+    insta::assert_json_snapshot!("defrag_three_members", done, {
+        "[].member.id" => "[id]",
+        "[].member.endpoint" => "[endpoint]",
+        "[].member.name" => "[name]",
+        "[].before" => "[bytes]",
+        "[].after" => "[bytes]",
+        "[].millis" => "[ms]",
+    });
     // Without a terminal and without --yes, nothing is done.
     let out = tool(&d, &["defrag"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
@@ -239,6 +247,11 @@ fn member_remove_and_add_round_trip() {
     };
     let l = list(&d);
     assert_eq!(l.as_array().unwrap().len(), 3);
+    insta::assert_json_snapshot!("member_list_three", l, {
+        "[].id" => "[id]",
+        "[].peerUrls[]" => "[url]",
+        "[].clientUrls[]" => "[url]",
+    });
     assert!(l.as_array().unwrap().iter().all(|m| m["healthy"] == true), "{l}");
     let cp3_peer = l.as_array().unwrap().iter().find(|m| m["name"] == "cp3").unwrap()["peerUrls"][0]
         .as_str()
@@ -277,6 +290,11 @@ fn member_remove_and_add_round_trip() {
     }
     let l = list(&d);
     assert_eq!(l.as_array().unwrap().len(), 3);
+    insta::assert_json_snapshot!("member_list_with_unstarted_learner", l, {
+        "[].id" => "[id]",
+        "[].peerUrls[]" => "[url]",
+        "[].clientUrls[]" => "[url]",
+    });
     let learner = l
         .as_array()
         .unwrap()

@@ -84,6 +84,8 @@ async fn members(conn: &Connection, limit: Duration) -> Result<Vec<Member>> {
             healthy,
         });
     }
+    // By name, an unstarted member (no name yet) last: the same order every run.
+    out.sort_by(|a, b| (a.name.is_empty(), &a.name, &a.id).cmp(&(b.name.is_empty(), &b.name, &b.id)));
     Ok(out)
 }
 

@@ -134,6 +134,20 @@ pub enum SnapshotAction {
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
     },
+    /// Keys in a snapshot (or data dir), counted by resource type and namespace, at its newest or an older revision.
+    Keys {
+        /// The snapshot (or a data dir).
+        file: PathBuf,
+        #[command(flatten)]
+        args: registry::KeysArgs,
+    },
+    /// Kubernetes objects read from a snapshot (or data dir), decoded; a deleted one at an older --rev.
+    Get {
+        /// The snapshot (or a data dir).
+        file: PathBuf,
+        #[command(flatten)]
+        args: registry::GetArgs,
+    },
     /// Keys only in A, only in B and changed, per resource type and namespace (A and B: snapshots or data dirs).
     Diff {
         /// The first snapshot or data dir.
@@ -342,6 +356,12 @@ pub enum Command {
         #[command(subcommand)]
         action: MemberAction,
     },
+    /// Keys in etcd counted by resource type and namespace (--flat lists them), as the API server stores them.
+    Keys(registry::KeysArgs),
+    /// Kubernetes objects read straight from etcd and decoded (protobuf, JSON, encrypted at rest); Secrets masked.
+    Get(registry::GetArgs),
+    /// Changes under a prefix as they happen (put/delete, revision, kind and name); survives a dropped connection.
+    Watch(registry::WatchArgs),
     /// List the cluster's alarms (NOSPACE, CORRUPT), or disarm them.
     Alarm {
         /// `list` or `disarm`.
@@ -527,6 +547,7 @@ macro_rules! outln {
 }
 
 mod backup;
+mod registry;
 
 /// Parses the arguments, runs the command, prints any error, and exits with the contract's code.
 pub fn main() -> ExitCode {
@@ -669,6 +690,18 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 }
             }
             Ok(Code::Done)
+        }
+        Command::Keys(a) => {
+            let conn = local_connection(cli, &root)?;
+            registry::keys(&registry::From::Live(&conn), a)
+        }
+        Command::Get(a) => {
+            let conn = local_connection(cli, &root)?;
+            registry::get(&registry::From::Live(&conn), a, None)
+        }
+        Command::Watch(a) => {
+            let conn = local_connection(cli, &root)?;
+            registry::watch(&conn, a)
         }
         Command::Alarm { action, write_out } => {
             let conn = local_connection(cli, &root)?;
@@ -1521,6 +1554,15 @@ fn run_snapshot(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code> {
             let r = snapshot::inspect(file).map_err(|e| snapshot_error(&[file], e))?;
             print(*write_out, &r, snapshot::InspectReport::to_table)?;
             Ok(Code::Done)
+        }
+        SnapshotAction::Keys { file, args } => {
+            let readable = &readable(file, sealed)?;
+            registry::keys(&registry::From::File(readable), args).map_err(|e| snapshot_error(&[readable], e))
+        }
+        SnapshotAction::Get { file, args } => {
+            let readable = &readable(file, sealed)?;
+            registry::get(&registry::From::File(readable), args, Some(file))
+                .map_err(|e| snapshot_error(&[readable], e))
         }
         SnapshotAction::Diff {
             a,

@@ -12,6 +12,7 @@ pub mod hex;
 pub mod host;
 pub mod maintenance;
 pub mod node;
+pub mod registry;
 pub mod restore;
 pub mod root;
 pub mod snapshot;

@@ -18,7 +18,7 @@
 pub mod bbolt;
 mod diff;
 mod inspect;
-mod kube;
+pub mod kube;
 mod table;
 
 pub use diff::{DiffGroup, DiffKeys, DiffReport, DiffSide, diff};
@@ -1071,6 +1071,92 @@ pub fn live_keys(path: &Path) -> anyhow::Result<Vec<KeyValue>> {
         Ok(())
     })?;
     Ok(live.into_values().collect())
+}
+
+/// A key deleted by the revision read at, whose history is still in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gone {
+    /// The revision of the delete.
+    pub deleted_at: i64,
+    /// The revision of its last version (read it with `--rev` this).
+    pub last_written: i64,
+}
+
+/// The store as it was at one revision, read from a snapshot or data dir.
+#[derive(Debug, Clone)]
+pub struct AtRevision {
+    /// The revision read at.
+    pub revision: i64,
+    /// The file's newest revision.
+    pub current: i64,
+    /// The compaction revision: nothing older can be read.
+    pub compacted: i64,
+    /// Every key alive at `revision`, its version then.
+    pub live: BTreeMap<Vec<u8>, KeyValue>,
+    /// Keys deleted at or before `revision` whose last version is still in the file.
+    pub gone: BTreeMap<Vec<u8>, Gone>,
+}
+
+/// Reads the store at `rev` (the newest revision when `None`): each key's
+/// latest version at or before it, deletes applied. A revision below the
+/// compaction or above the newest is refused (exit 2) naming the range.
+pub fn at_revision(path: &Path, rev: Option<i64>) -> anyhow::Result<AtRevision> {
+    let (shown, db) = open(path)?;
+    let mut compacted = 0;
+    db.for_each(&[b"meta"], &mut |k: &[u8], v: &[u8], bucket: bool| {
+        if !bucket
+            && k == b"finishedCompactRev"
+            && let Some((r, false)) = parse_revision_key(v)
+        {
+            compacted = r.main;
+        }
+        ControlFlow::Continue(())
+    })
+    .with_context(|| format!("snapshot {}", shown.display()))?;
+    let current = revision(path)?;
+    let at = rev.unwrap_or(current);
+    if at > current || at < compacted.max(1) {
+        return Err(crate::exit::Fail::before_change(
+            format!(
+                "{}: revision {at} is not in the file: it holds revisions {} to {current}",
+                shown.display(),
+                compacted.max(1)
+            ),
+            "pass a --rev in that range (older revisions were compacted away; an older snapshot may hold them)",
+        )
+        .into());
+    }
+    let mut live = BTreeMap::new();
+    let mut gone = BTreeMap::new();
+    for_each_revision(path, |r, tombstone, kv| {
+        if r.main > at || kv.key.is_empty() {
+            return Ok(());
+        }
+        if tombstone {
+            if let Some(last) = live.remove(&kv.key) {
+                let last: KeyValue = last;
+                gone.insert(
+                    kv.key,
+                    Gone {
+                        deleted_at: r.main,
+                        last_written: last.mod_revision,
+                    },
+                );
+            }
+        } else {
+            gone.remove(&kv.key);
+            live.insert(kv.key.clone(), kv);
+        }
+        Ok(())
+    })?;
+    Ok(AtRevision {
+        revision: at,
+        current,
+        compacted,
+        live,
+        gone,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ mod containerd;
 mod drill;
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
+// `keys`, `get`, `watch` and `snapshot keys|get`: Kubernetes objects read from etcd, live and offline.
+mod registry;
 // Whole restores on the sandbox node: the drill's command, crashes, refusals.
 mod restore;
 // `drill --scenario`: each breaks the sandbox, a headless recovery fixes it, `drill check` grades it.

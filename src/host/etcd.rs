@@ -71,9 +71,25 @@ pub async fn status(conn: &Connection, limit: Duration) -> Result<MemberStatus> 
 
 /// Connects to the endpoints of `conn`, with TLS when the URLs are https.
 pub async fn connect(conn: &Connection) -> Result<Client> {
+    connect_with(conn, None).await
+}
+
+/// [`connect`] with HTTP/2 keep-alive pings every `every`: a connection that
+/// stops answering them within `every` is dropped (for long-lived watches,
+/// where a silent network would otherwise wait forever).
+pub async fn connect_with_keepalive(conn: &Connection, every: Duration) -> Result<Client> {
+    connect_with(conn, Some(every)).await
+}
+
+async fn connect_with(conn: &Connection, keepalive: Option<Duration>) -> Result<Client> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_millis(conn.dial_timeout_ms.max(100)))
         .with_timeout(Duration::from_secs(60));
+    if let Some(every) = keepalive {
+        opts = opts
+            .with_keep_alive(every, every)
+            .with_keep_alive_while_idle(true);
+    }
     if conn.endpoints.iter().any(|e| e.starts_with("https://")) {
         let mut tls = TlsOptions::new();
         if let Some(ca) = &conn.cacert {

@@ -5,6 +5,8 @@ pub mod containerd;
 pub mod drill;
 pub mod etcd;
 pub mod fixture;
+pub mod k8s;
+pub mod proxy;
 pub mod s3;
 pub mod tmux;
 
@@ -103,4 +105,35 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// A child process killed (by its PID) and reaped when dropped, so a failed
+/// assertion never leaves it running.
+pub struct Reaped(pub std::process::Child);
+
+impl Reaped {
+    /// Waits at most `limit` for it to exit; kills it and panics after that.
+    pub fn wait_bounded(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.0.try_wait().expect("wait for the child") {
+                return s;
+            }
+            if start.elapsed() > limit {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                panic!("pid {} did not exit within {limit:?}", self.0.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

@@ -1,0 +1,399 @@
+//! `keys`, `get`, `watch` and `snapshot keys|get`: the flags, and the text,
+//! YAML and JSON of what the registry reader (`crate::registry`) returns.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use super::{Format, parse_duration, print, print_text};
+use crate::exit::{Code, Fail};
+use crate::registry::{self, Entry, Got, KeyList, Query, Stored, Watched};
+
+/// How `get` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetFormat {
+    /// A comment line per key (revisions, how it is stored) and the object as YAML.
+    Table,
+    /// Every key, its revisions and its decoded value, as one JSON document.
+    Json,
+    /// The objects as YAML documents (`---` between), close to `kubectl get -o yaml`.
+    Yaml,
+    /// The value's bytes as stored (one key only).
+    Raw,
+}
+
+/// `keys [PREFIX]` (and `snapshot keys FILE [PREFIX]`).
+#[derive(Debug, Args, Clone)]
+pub struct KeysArgs {
+    /// Only keys under this prefix (default: every key), e.g. /registry/pods/.
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// List the keys instead of counting them by resource type and namespace.
+    #[arg(long)]
+    pub flat: bool,
+    /// Read at most N keys.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Read the store as it was at this revision (not yet compacted).
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<i64>,
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+    pub write_out: Format,
+}
+
+/// `get KEY` (and `snapshot get FILE KEY`).
+#[derive(Debug, Args, Clone)]
+pub struct GetArgs {
+    /// The key, e.g. /registry/namespaces/production.
+    #[arg(value_name = "KEY")]
+    pub object_key: String,
+    /// Every key under KEY.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Read the object as it was at this revision (a deleted one: the revision before its delete).
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<i64>,
+    /// Read at most N keys.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Show Secret values (masked by default).
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = GetFormat::Table)]
+    pub write_out: GetFormat,
+}
+
+/// `watch PREFIX`.
+#[derive(Debug, Args, Clone)]
+pub struct WatchArgs {
+    /// Watch every key under this prefix, e.g. /registry/configmaps/production/.
+    pub prefix: String,
+    /// Start from this revision (past changes still in etcd first), else from now.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<i64>,
+    /// A connection that answers no keep-alive ping within this long is dropped and made again.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub keepalive: Duration,
+    /// Output format: one line per change, or one JSON object per line.
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+    pub write_out: Format,
+}
+
+/// Where `keys` and `get` read.
+pub enum From<'a> {
+    /// The cluster.
+    Live(&'a crate::host::etcd::Connection),
+    /// A snapshot or data dir (readable: downloaded and decrypted already).
+    File(&'a std::path::Path),
+}
+
+/// Runs `keys`.
+pub fn keys(from: &From<'_>, a: &KeysArgs) -> Result<Code> {
+    let prefix = a.prefix.as_bytes();
+    let l = match from {
+        From::Live(c) => registry::keys_live(c, prefix, a.rev, a.limit, a.flat)?,
+        From::File(p) => registry::keys_file(p, prefix, a.rev, a.limit, a.flat)?,
+    };
+    print(a.write_out, &l, keys_table)?;
+    Ok(Code::Done)
+}
+
+fn keys_table(l: &KeyList) -> String {
+    let mut t = String::new();
+    if l.groups.is_empty() && l.keys.is_empty() {
+        let _ = writeln!(t, "no key under \"{}\" at revision {}", l.prefix, l.revision);
+        return t;
+    }
+    if l.keys.is_empty() {
+        let _ = writeln!(t, "{:<44} {:<28} {:>8}", "RESOURCE", "NAMESPACE", "KEYS");
+        for g in &l.groups {
+            let _ = writeln!(
+                t,
+                "{:<44} {:<28} {:>8}",
+                g.resource,
+                g.namespace.as_deref().unwrap_or("-"),
+                g.count
+            );
+        }
+        let _ = writeln!(t, "{} key(s) at revision {}", l.total, l.revision);
+    } else {
+        for k in &l.keys {
+            let _ = writeln!(t, "{k}");
+        }
+    }
+    if l.truncated {
+        let _ = writeln!(t, "(stopped at --limit {}: more keys match)", l.total);
+    }
+    t
+}
+
+/// Runs `get`; `file` is the snapshot's name as typed (for the next step).
+pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Result<Code> {
+    if a.write_out == GetFormat::Raw && a.prefix {
+        return Err(Fail::before_change(
+            "-w raw prints one value's bytes; --prefix may match many",
+            "drop --prefix, or use -w json (each value's bytes are in rawBase64 when it is not an object)",
+        )
+        .into());
+    }
+    let q = Query {
+        key: a.object_key.as_bytes(),
+        prefix: a.prefix,
+        rev: a.rev,
+        limit: a.limit,
+    };
+    let got = match from {
+        From::Live(c) => registry::get_live(c, q, a.show_secrets)?,
+        From::File(p) => registry::get_file(p, q, a.show_secrets)?,
+    };
+    match a.write_out {
+        GetFormat::Json => print(Format::Json, &got, |_| String::new())?,
+        GetFormat::Table => print_text(&get_table(&got))?,
+        GetFormat::Yaml => print_text(&get_yaml(&got)?)?,
+        GetFormat::Raw => {
+            if let Some(e) = got.entries.first() {
+                if e.is_secret() && !a.show_secrets {
+                    return Err(Fail::before_change(
+                        format!("{} is a Secret: its raw bytes hold its values", e.key),
+                        "pass --show-secrets to print them, or drop -w raw to see the object with its data masked",
+                    )
+                    .into());
+                }
+                let mut out = std::io::stdout().lock();
+                match out.write_all(&e.bytes).and_then(|()| out.flush()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    r => r?,
+                }
+            }
+        }
+    }
+    if let Some(m) = &got.missing {
+        return Err(missing(m, got.revision, file).into());
+    }
+    if got.entries.is_empty() {
+        return Err(Fail::problem(
+            format!("no key under \"{}\" at revision {}", a.object_key, got.revision),
+            "list what there is: etcd-rescue keys (or snapshot keys FILE) with a shorter prefix",
+        )
+        .into());
+    }
+    Ok(Code::Done)
+}
+
+fn missing(m: &registry::Missing, revision: i64, file: Option<&std::path::Path>) -> Fail {
+    match (m.gone, file) {
+        (Some(g), Some(f)) => Fail::problem(
+            format!(
+                "{} is not there at revision {revision}: it was deleted at revision {}",
+                m.key, g.deleted_at
+            ),
+            format!(
+                "read its last version: etcd-rescue snapshot get {} {} --rev {} -w yaml",
+                f.display(),
+                m.key,
+                g.last_written
+            ),
+        ),
+        (_, Some(_)) => Fail::problem(
+            format!("{} is not in the snapshot at revision {revision}", m.key),
+            "list what there is: etcd-rescue snapshot keys FILE PREFIX; an older snapshot may hold it",
+        ),
+        (_, None) => Fail::problem(
+            format!("{} is not there at revision {revision}", m.key),
+            "list what there is: etcd-rescue keys PREFIX; a deleted object may still be in a backup: etcd-rescue snapshot get FILE KEY",
+        ),
+    }
+}
+
+/// The comment line(s) before an entry.
+fn header(e: &Entry) -> String {
+    let what = match e.value.stored {
+        Stored::Protobuf | Stored::Json => format!(
+            "{} {}, {}",
+            e.value.api_version().unwrap_or("?"),
+            e.value.kind().unwrap_or("?"),
+            if e.value.stored == Stored::Protobuf {
+                "protobuf"
+            } else {
+                "JSON"
+            }
+        ),
+        Stored::Encrypted => "encrypted at rest".into(),
+        Stored::Text => "text".into(),
+        Stored::Raw => "raw bytes".into(),
+    };
+    let mut h = format!(
+        "# {}  ({what}; revision {}, created at {}, version {}{}; {} bytes)\n",
+        e.key,
+        e.mod_revision,
+        e.create_revision,
+        e.version,
+        if e.lease == 0 {
+            String::new()
+        } else {
+            format!(", lease {:x}", e.lease)
+        },
+        e.size
+    );
+    if e.value.masked {
+        h.push_str("# Secret values masked: --show-secrets shows them\n");
+    }
+    h
+}
+
+fn yaml(v: &Value) -> Result<String> {
+    let mut y = yaml_serde::to_string(v)?;
+    if !y.ends_with('\n') {
+        y.push('\n');
+    }
+    Ok(y)
+}
+
+fn get_table(g: &Got) -> String {
+    let mut t = String::new();
+    for (i, e) in g.entries.iter().enumerate() {
+        if i > 0 {
+            t.push('\n');
+        }
+        t.push_str(&header(e));
+        let d = &e.value;
+        match d.stored {
+            Stored::Protobuf | Stored::Json => {
+                if let Some(o) = &d.object {
+                    t.push_str(&yaml(o).unwrap_or_else(|e| format!("# not shown as YAML: {e}\n")));
+                }
+            }
+            Stored::Encrypted => {
+                if let Some(x) = &d.encryption {
+                    let _ = writeln!(
+                        t,
+                        "# provider {} ({}), key {}: only the API server with its encryption configuration can read it",
+                        x.provider, x.version, x.key_name
+                    );
+                }
+            }
+            Stored::Text => {
+                let _ = writeln!(t, "{}", d.text.as_deref().unwrap_or_default());
+            }
+            Stored::Raw => {
+                let _ = writeln!(t, "# {}", d.note.as_deref().unwrap_or_default());
+                let shown: String = e
+                    .bytes
+                    .iter()
+                    .take(512)
+                    .flat_map(|b| std::ascii::escape_default(*b))
+                    .map(char::from)
+                    .collect();
+                let _ = writeln!(t, "{shown}{}", if e.bytes.len() > 512 { "…" } else { "" });
+            }
+        }
+    }
+    if g.truncated {
+        let _ = writeln!(t, "\n# stopped at --limit {}: more keys match", g.entries.len());
+    }
+    t
+}
+
+/// YAML documents; a key that holds no object is a comment, so the whole stays valid YAML.
+fn get_yaml(g: &Got) -> Result<String> {
+    let mut t = String::new();
+    for (i, e) in g.entries.iter().enumerate() {
+        if i > 0 {
+            t.push_str("---\n");
+        }
+        if e.value.masked {
+            let _ = writeln!(t, "# {}: Secret values masked (--show-secrets shows them)", e.key);
+        }
+        match &e.value.object {
+            Some(o) => t.push_str(&yaml(o)?),
+            None => {
+                let _ = writeln!(
+                    t,
+                    "# {}: not an object ({})",
+                    e.key,
+                    match e.value.stored {
+                        Stored::Encrypted => "encrypted at rest",
+                        Stored::Text => "text",
+                        _ => "raw bytes",
+                    }
+                );
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// Runs `watch` until Ctrl-C or SIGTERM.
+pub fn watch(conn: &crate::host::etcd::Connection, a: &WatchArgs) -> Result<Code> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let json = a.write_out == Format::Json;
+    let mut failed = None;
+    let mut on = |w: Watched| {
+        let line = if json {
+            serde_json::to_string(&w).map(|s| s + "\n").unwrap_or_default()
+        } else {
+            watch_line(&w)
+        };
+        let to_err = matches!(w, Watched::Reconnecting { .. } | Watched::Resumed { .. });
+        let r = if to_err && !json {
+            let mut e = std::io::stderr().lock();
+            e.write_all(line.as_bytes())
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(line.as_bytes()).and_then(|()| o.flush())
+        };
+        match r {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    failed = Some(e);
+                }
+                ControlFlow::Break(())
+            }
+        }
+    };
+    registry::watch(conn, a.prefix.as_bytes(), a.rev, a.keepalive, &stop, &mut on)?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(Code::Done)
+}
+
+fn watch_line(w: &Watched) -> String {
+    match w {
+        Watched::Put(c) | Watched::Delete(c) => {
+            let what = if matches!(w, Watched::Put(_)) {
+                "PUT"
+            } else {
+                "DELETE"
+            };
+            let obj = match (&c.kind, &c.namespace) {
+                (Some(k), Some(ns)) => format!("{k} {ns}/{}", c.name),
+                (Some(k), None) => format!("{k} {}", c.name),
+                (None, Some(ns)) => format!("{} {ns}/{}", c.resource, c.name),
+                (None, None) => format!("{} {}", c.resource, c.name),
+            };
+            format!("{:<6} {:>10}  {obj:<48} {}\n", what, c.revision, c.key)
+        }
+        Watched::Reconnecting {
+            revision,
+            error,
+            attempt,
+        } => format!(
+            "watch: connection lost after revision {revision} ({error}); reconnecting (attempt {attempt})\n"
+        ),
+        Watched::Resumed { from } => format!("watch: resumed from revision {from}\n"),
+    }
+}

@@ -1,0 +1,668 @@
+//! Reading Kubernetes objects straight from etcd, as an operator does when
+//! the API server is down: keys grouped by resource and namespace, objects
+//! decoded ([`decode`]), a watch that survives a dropped connection; live
+//! (every read paged and pinned to one revision, each call bounded in time)
+//! or from a snapshot file at any revision it still holds.
+
+pub mod decode;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use etcd_client::{EventType, GetOptions, WatchOptions};
+use serde::Serialize;
+
+use crate::exit::Fail;
+use crate::host::etcd::{self, Connection};
+use crate::snapshot::kube::{OTHER, classify};
+pub use decode::{Decoded, Stored};
+
+/// Keys fetched per request when listing (keys only).
+const KEY_PAGE: i64 = 5000;
+/// Keys fetched per request with their values.
+const VALUE_PAGE: i64 = 500;
+
+/// A key as text: UTF-8 when it is, else escaped.
+pub fn key_text(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) if !s.chars().any(char::is_control) => s.to_string(),
+        _ => key.escape_ascii().to_string(),
+    }
+}
+
+/// One resource type in one namespace, counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// `pods`, `deployments.apps`… (as the key names it), `(other)` outside `/registry/`.
+    pub resource: String,
+    /// The namespace; none for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// How many keys.
+    pub count: u64,
+}
+
+/// What `keys` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyList {
+    /// The revision read at.
+    pub revision: i64,
+    /// The prefix asked for.
+    pub prefix: String,
+    /// Keys counted (at most the limit).
+    pub total: u64,
+    /// More keys match than the limit let through.
+    pub truncated: bool,
+    /// Counts by resource and namespace (empty with `--flat`).
+    pub groups: Vec<Group>,
+    /// The keys themselves (only with `--flat`).
+    pub keys: Vec<String>,
+}
+
+/// Counts `keys` by resource and namespace, sorted by resource then namespace.
+pub fn group(keys: &[Vec<u8>]) -> Vec<Group> {
+    let mut counts: BTreeMap<(String, Option<String>), u64> = BTreeMap::new();
+    for k in keys {
+        let p = classify(k);
+        *counts.entry((p.resource, p.namespace)).or_default() += 1;
+    }
+    let mut out: Vec<Group> = counts
+        .into_iter()
+        .map(|((resource, namespace), count)| Group {
+            resource,
+            namespace,
+            count,
+        })
+        .collect();
+    // Keys outside /registry/ last.
+    out.sort_by_key(|g| (g.resource == OTHER, g.resource.clone(), g.namespace.clone()));
+    out
+}
+
+fn key_list(revision: i64, prefix: &[u8], keys: &[Vec<u8>], truncated: bool, flat: bool) -> KeyList {
+    KeyList {
+        revision,
+        prefix: key_text(prefix),
+        total: keys.len() as u64,
+        truncated,
+        groups: if flat { Vec::new() } else { group(keys) },
+        keys: if flat {
+            keys.iter().map(|k| key_text(k)).collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// One key with its decoded value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// Revision of its creation.
+    pub create_revision: i64,
+    /// Revision of this version.
+    pub mod_revision: i64,
+    /// Changes since its creation.
+    pub version: i64,
+    /// Its lease, 0 for none.
+    pub lease: i64,
+    /// The value's size in bytes.
+    pub size: usize,
+    /// The value, decoded.
+    pub value: Decoded,
+    /// The value as stored (for `-w raw`; never serialized).
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+impl Entry {
+    fn new(key: &[u8], value: &[u8], revs: (i64, i64, i64, i64), show_secrets: bool) -> Entry {
+        let (create_revision, mod_revision, version, lease) = revs;
+        Entry {
+            key: key_text(key),
+            create_revision,
+            mod_revision,
+            version,
+            lease,
+            size: value.len(),
+            value: decode::decode(key, value, mod_revision, show_secrets),
+            bytes: value.to_vec(),
+        }
+    }
+
+    /// A Secret (by its kind or its key): its raw bytes are not printed unless asked.
+    pub fn is_secret(&self) -> bool {
+        self.value.kind() == Some("Secret") || self.key.starts_with("/registry/secrets/")
+    }
+}
+
+/// A key asked for that is not there, with what the file still knows of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Missing {
+    /// The key.
+    pub key: String,
+    /// Deleted, with its last version still readable (snapshots).
+    pub gone: Option<crate::snapshot::Gone>,
+}
+
+/// What `get` found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Got {
+    /// The revision read at.
+    pub revision: i64,
+    /// The keys found, in key order.
+    pub entries: Vec<Entry>,
+    /// More keys match than the limit let through.
+    pub truncated: bool,
+    /// The key asked for (without `--prefix`) when it is not there.
+    pub missing: Option<Missing>,
+}
+
+/// Where to read.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// The key, or the prefix.
+    pub key: &'a [u8],
+    /// Every key under `key`.
+    pub prefix: bool,
+    /// The revision to read at (the newest when `None`).
+    pub rev: Option<i64>,
+    /// At most this many keys.
+    pub limit: Option<u64>,
+}
+
+/// The key after which everything under `prefix` ends (etcd's range end); an
+/// empty prefix is every key.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(&last) = end.last() {
+        if last < 0xff {
+            *end.last_mut().unwrap_or(&mut 0) += 1;
+            return end;
+        }
+        end.pop();
+    }
+    vec![0]
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn unreachable(conn: &Connection, e: &anyhow::Error) -> anyhow::Error {
+    Fail::problem(
+        format!("etcd at {} does not answer: {e:#}", conn.endpoints.join(",")),
+        "check etcd (etcd-rescue status; etcd-rescue node); with etcd down, read a snapshot instead (etcd-rescue snapshot keys|get FILE)",
+    )
+    .into()
+}
+
+/// Pages through `q` at one revision (the first page's), keys only or with
+/// values; each request bounded by `limit`.
+async fn range(
+    conn: &Connection,
+    q: Query<'_>,
+    keys_only: bool,
+    limit: Duration,
+) -> Result<(i64, Vec<etcd_client::KeyValue>, bool)> {
+    let mut c = tokio::time::timeout(limit, etcd::connect(conn))
+        .await
+        .map_err(|_| anyhow::anyhow!("no connection within {limit:?}"))??;
+    let (mut start, end) = if q.prefix {
+        let start = if q.key.is_empty() { vec![0] } else { q.key.to_vec() };
+        (start, Some(prefix_end(q.key)))
+    } else {
+        (q.key.to_vec(), None)
+    };
+    let mut revision = q.rev.unwrap_or(0);
+    let mut out: Vec<etcd_client::KeyValue> = Vec::new();
+    let want = q.limit.unwrap_or(u64::MAX);
+    loop {
+        let page = if keys_only { KEY_PAGE } else { VALUE_PAGE };
+        let left = i64::try_from(want.saturating_sub(out.len() as u64).saturating_add(1)).unwrap_or(i64::MAX);
+        let mut opts = GetOptions::new()
+            .with_limit(page.min(left))
+            .with_revision(revision);
+        if keys_only {
+            opts = opts.with_keys_only();
+        }
+        if let Some(e) = &end {
+            opts = opts.with_range(e.clone());
+        }
+        let r = tokio::time::timeout(limit, c.get(start.clone(), Some(opts)))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {limit:?}"))?
+            .map_err(|e| match e {
+                etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => Fail::before_change(
+                    format!("revision {revision} was compacted: {}", s.message()),
+                    "pass a newer --rev, or read an older snapshot that still holds it (etcd-rescue snapshot get FILE --rev)",
+                )
+                .into(),
+                etcd_client::Error::GRpcStatus(s) if s.message().contains("future rev") => Fail::before_change(
+                    format!("revision {revision} is newer than the store: {}", s.message()),
+                    "pass a --rev at or below the store's revision (etcd-rescue status)",
+                )
+                .into(),
+                other => anyhow::Error::from(other).context("reading keys"),
+            })?;
+        if revision == 0 {
+            revision = r.header().map_or(0, etcd_client::ResponseHeader::revision);
+        }
+        let kvs = r.kvs();
+        out.extend(kvs.iter().cloned());
+        if out.len() as u64 > want {
+            out.truncate(usize::try_from(want).unwrap_or(usize::MAX));
+            return Ok((revision, out, true));
+        }
+        if !r.more() || end.is_none() || kvs.is_empty() {
+            return Ok((revision, out, false));
+        }
+        start = kvs.last().map(|k| [k.key(), &[0]].concat()).unwrap_or_default();
+    }
+}
+
+/// `keys PREFIX` on the live cluster.
+pub fn keys_live(
+    conn: &Connection,
+    prefix: &[u8],
+    rev: Option<i64>,
+    limit: Option<u64>,
+    flat: bool,
+) -> Result<KeyList> {
+    let q = Query {
+        key: prefix,
+        prefix: true,
+        rev,
+        limit,
+    };
+    let (revision, kvs, truncated) = runtime()?
+        .block_on(range(conn, q, true, Duration::from_secs(30)))
+        .map_err(|e| if e.is::<Fail>() { e } else { unreachable(conn, &e) })?;
+    let keys: Vec<Vec<u8>> = kvs.into_iter().map(|k| k.key().to_vec()).collect();
+    Ok(key_list(revision, prefix, &keys, truncated, flat))
+}
+
+/// `get KEY [--prefix]` on the live cluster.
+pub fn get_live(conn: &Connection, q: Query<'_>, show_secrets: bool) -> Result<Got> {
+    let (revision, kvs, truncated) = runtime()?
+        .block_on(range(conn, q, false, Duration::from_secs(60)))
+        .map_err(|e| if e.is::<Fail>() { e } else { unreachable(conn, &e) })?;
+    let entries: Vec<Entry> = kvs
+        .iter()
+        .map(|k| {
+            Entry::new(
+                k.key(),
+                k.value(),
+                (k.create_revision(), k.mod_revision(), k.version(), k.lease()),
+                show_secrets,
+            )
+        })
+        .collect();
+    let missing = (!q.prefix && entries.is_empty()).then(|| Missing {
+        key: key_text(q.key),
+        gone: None,
+    });
+    Ok(Got {
+        revision,
+        entries,
+        truncated,
+        missing,
+    })
+}
+
+fn in_query(q: &Query<'_>, key: &[u8]) -> bool {
+    if q.prefix {
+        key.starts_with(q.key)
+    } else {
+        key == q.key
+    }
+}
+
+/// `snapshot keys FILE PREFIX`.
+pub fn keys_file(
+    path: &Path,
+    prefix: &[u8],
+    rev: Option<i64>,
+    limit: Option<u64>,
+    flat: bool,
+) -> Result<KeyList> {
+    let at = crate::snapshot::at_revision(path, rev)?;
+    let want = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    let mut keys: Vec<Vec<u8>> = at.live.into_keys().filter(|k| k.starts_with(prefix)).collect();
+    let truncated = keys.len() > want;
+    keys.truncate(want);
+    Ok(key_list(at.revision, prefix, &keys, truncated, flat))
+}
+
+/// `snapshot get FILE KEY [--prefix]`: a key not there at that revision but
+/// deleted with its history still in the file says which `--rev` reads it.
+pub fn get_file(path: &Path, q: Query<'_>, show_secrets: bool) -> Result<Got> {
+    let at = crate::snapshot::at_revision(path, q.rev)?;
+    let want = usize::try_from(q.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut truncated = false;
+    for (k, kv) in at.live.range(q.key.to_vec()..) {
+        if !in_query(&q, k) {
+            break;
+        }
+        if entries.len() == want {
+            truncated = true;
+            break;
+        }
+        entries.push(Entry::new(
+            k,
+            &kv.value,
+            (kv.create_revision, kv.mod_revision, kv.version, kv.lease),
+            show_secrets,
+        ));
+    }
+    let missing = (!q.prefix && entries.is_empty()).then(|| Missing {
+        key: key_text(q.key),
+        gone: at.gone.get(q.key).copied(),
+    });
+    Ok(Got {
+        revision: at.revision,
+        entries,
+        truncated,
+        missing,
+    })
+}
+
+/// What a watch saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Watched {
+    /// A key written.
+    Put(Change),
+    /// A key deleted.
+    Delete(Change),
+    /// The connection dropped; the watch resumes after `revision`.
+    Reconnecting {
+        /// The last revision seen.
+        revision: i64,
+        /// Why.
+        error: String,
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// Watching again, from `from` on.
+    Resumed {
+        /// The first revision asked for.
+        from: i64,
+    },
+}
+
+/// One change under the watched prefix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// The change's revision.
+    pub revision: i64,
+    /// The key.
+    pub key: String,
+    /// The resource type, from the key.
+    pub resource: String,
+    /// The namespace, from the key.
+    pub namespace: Option<String>,
+    /// The object's name (the key's last part).
+    pub name: String,
+    /// The object's kind (puts of a Kubernetes object).
+    pub kind: Option<String>,
+    /// How the value is stored (puts).
+    pub stored: Option<Stored>,
+}
+
+fn change(key: &[u8], value: Option<&[u8]>, revision: i64) -> Change {
+    let p = classify(key);
+    let d = value.map(|v| decode::decode(key, v, revision, false));
+    Change {
+        revision,
+        key: key_text(key),
+        resource: p.resource,
+        namespace: p.namespace,
+        name: key_text(key.rsplit(|&b| b == b'/').next().unwrap_or_default()),
+        kind: d.as_ref().and_then(|d| d.kind().map(str::to_string)),
+        stored: d.map(|d| d.stored),
+    }
+}
+
+/// Why a watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEnd {
+    /// `stop` was set, or the caller said stop.
+    Stopped,
+}
+
+/// Watches every key under `prefix` from `from` (now when `None`) until
+/// `stop` or `on` says stop. A dropped connection (or one that stops
+/// answering keep-alives for `keepalive`) reconnects, backing off up to 5 s,
+/// and resumes after the last revision delivered, so no change is lost or
+/// repeated; a resume point compacted meanwhile ends it (exit 1).
+pub fn watch(
+    conn: &Connection,
+    prefix: &[u8],
+    from: Option<i64>,
+    keepalive: Duration,
+    stop: &AtomicBool,
+    on: &mut dyn FnMut(Watched) -> ControlFlow<()>,
+) -> Result<WatchEnd> {
+    let rt = runtime()?;
+    let end = prefix_end(prefix);
+    let start_key = if prefix.is_empty() {
+        vec![0]
+    } else {
+        prefix.to_vec()
+    };
+    let mut next = from.unwrap_or(0);
+    let mut attempt = 0u32;
+    rt.block_on(async {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(WatchEnd::Stopped);
+            }
+            let once = async {
+                let mut c = etcd::connect_with_keepalive(conn, keepalive).await?;
+                let mut opts = WatchOptions::new().with_range(end.clone()).with_progress_notify();
+                if next > 0 {
+                    opts = opts.with_start_revision(next);
+                }
+                let mut stream = c
+                    .watch(start_key.clone(), Some(opts))
+                    .await
+                    .context("starting the watch")?;
+                anyhow::Ok((c, stream_first(&mut stream).await?, stream))
+            };
+            let started = tokio::time::timeout(keepalive * 2, once).await;
+            let (_client, first, mut stream) = match started {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) if e.is::<Fail>() => return Err(e),
+                Ok(Err(e)) => {
+                    attempt += 1;
+                    if on(Watched::Reconnecting {
+                        revision: next - 1,
+                        error: format!("{e:#}"),
+                        attempt,
+                    })
+                    .is_break()
+                    {
+                        return Ok(WatchEnd::Stopped);
+                    }
+                    backoff(attempt, stop).await;
+                    continue;
+                }
+                Err(_) => {
+                    attempt += 1;
+                    if on(Watched::Reconnecting {
+                        revision: next - 1,
+                        error: format!("no answer within {:?}", keepalive * 2),
+                        attempt,
+                    })
+                    .is_break()
+                    {
+                        return Ok(WatchEnd::Stopped);
+                    }
+                    backoff(attempt, stop).await;
+                    continue;
+                }
+            };
+            if attempt > 0 {
+                attempt = 0;
+                if on(Watched::Resumed { from: next }).is_break() {
+                    return Ok(WatchEnd::Stopped);
+                }
+            }
+            // Events below where this connection started were delivered before it
+            // (etcd sends a revision's events in one response, so a response
+            // delivered whole leaves no revision half-delivered).
+            let floor = next;
+            let mut pending = first;
+            loop {
+                if let Some(resp) = pending.take() {
+                    if resp.canceled() {
+                        return Err(cancelled(&resp, next));
+                    }
+                    if next == 0
+                        && let Some(h) = resp.header()
+                    {
+                        // Watching from "now": later resumes start after the revision it began at.
+                        next = h.revision() + 1;
+                    }
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        let rev = kv.mod_revision();
+                        if rev < floor {
+                            continue;
+                        }
+                        let c = match ev.event_type() {
+                            EventType::Put => Watched::Put(change(kv.key(), Some(kv.value()), rev)),
+                            EventType::Delete => Watched::Delete(change(kv.key(), None, rev)),
+                        };
+                        if on(c).is_break() {
+                            return Ok(WatchEnd::Stopped);
+                        }
+                        next = next.max(rev + 1);
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(WatchEnd::Stopped);
+                }
+                match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+                    Err(_) => {}
+                    Ok(Ok(Some(r))) => pending = Some(r),
+                    Ok(Ok(None)) => {
+                        attempt += 1;
+                        if on(Watched::Reconnecting {
+                            revision: next - 1,
+                            error: "the server ended the watch".into(),
+                            attempt,
+                        })
+                        .is_break()
+                        {
+                            return Ok(WatchEnd::Stopped);
+                        }
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        attempt += 1;
+                        if on(Watched::Reconnecting {
+                            revision: next - 1,
+                            error: format!("{e}"),
+                            attempt,
+                        })
+                        .is_break()
+                        {
+                            return Ok(WatchEnd::Stopped);
+                        }
+                        break;
+                    }
+                }
+            }
+            backoff(attempt, stop).await;
+        }
+    })
+}
+
+/// The watch's first answer (its creation), or an error.
+async fn stream_first(s: &mut etcd_client::WatchStream) -> Result<Option<etcd_client::WatchResponse>> {
+    match s.message().await.context("waiting for the watch to start")? {
+        Some(r) if r.canceled() => Err(cancelled(&r, r.compact_revision())),
+        Some(r) => Ok(Some(r)),
+        None => anyhow::bail!("the server ended the watch before it started"),
+    }
+}
+
+fn cancelled(r: &etcd_client::WatchResponse, next: i64) -> anyhow::Error {
+    if r.compact_revision() > 0 {
+        Fail::problem(
+            format!(
+                "the watch cannot resume at revision {next}: the store was compacted to {}",
+                r.compact_revision()
+            ),
+            "changes in between are gone from etcd; start a new watch (without --rev) and read the current state with etcd-rescue get",
+        )
+        .into()
+    } else {
+        Fail::problem(
+            format!("etcd cancelled the watch: {}", r.cancel_reason()),
+            "start the watch again; etcd-rescue status shows the cluster's health",
+        )
+        .into()
+    }
+}
+
+async fn backoff(attempt: u32, stop: &AtomicBool) {
+    let wait = Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5));
+    let until = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/registry/"), b"/registry0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn groups_by_resource_and_namespace() {
+        let keys: Vec<Vec<u8>> = [
+            "/registry/pods/default/a",
+            "/registry/pods/default/b",
+            "/registry/pods/kube-system/c",
+            "/registry/namespaces/default",
+            "/registry/deployments/default/web",
+            "compact_rev_key",
+        ]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+        let g = group(&keys);
+        let pods: Vec<_> = g
+            .iter()
+            .filter(|g| g.resource == "pods")
+            .map(|g| (g.namespace.as_deref(), g.count))
+            .collect();
+        assert_eq!(pods, [(Some("default"), 2), (Some("kube-system"), 1)]);
+        assert_eq!(g.last().map(|g| g.resource.as_str()), Some(OTHER));
+        assert_eq!(g.iter().map(|g| g.count).sum::<u64>(), 6);
+    }
+}

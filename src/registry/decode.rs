@@ -1,0 +1,805 @@
+//! Reading one value the API server stored, never guessing:
+//!
+//! - `k8s\0` + a `runtime.Unknown`: the protobuf envelope. Its type meta
+//!   names the object; the object is read with the kind's field table
+//!   ([`super::schema`]), its metadata always (every stored object has it at
+//!   field 1), fields without a table by number.
+//! - `{…}`: an object stored as JSON (custom resources), as stored.
+//! - `k8s:enc:<provider>:<version>:<key>:`: encrypted at rest; the provider
+//!   and key name are shown, the ciphertext is not read.
+//! - anything else: text when it is printable, else raw bytes with a note.
+//!
+//! The object is shown as the API shows it: zero values left out (as
+//! `omitempty` does), `metadata.resourceVersion` from the key's modification
+//! revision (the API server fills it in on read, it is not stored), keys
+//! sorted (as `kubectl get -o yaml` prints them). A Secret's `data`,
+//! `stringData` and last-applied annotation are masked unless asked for.
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::schema::{self, Field, Msg, Ty};
+
+/// The envelope's magic.
+pub const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
+/// The prefix of a value encrypted at rest.
+pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
+/// The annotation `kubectl apply` keeps the whole last manifest in (a Secret's data too).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Nesting deeper than this is not a Kubernetes object.
+const MAX_DEPTH: usize = 64;
+
+/// How the value was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Stored {
+    /// The protobuf envelope.
+    Protobuf,
+    /// JSON.
+    Json,
+    /// Encrypted at rest.
+    Encrypted,
+    /// Printable text, not an object.
+    Text,
+    /// Bytes that are none of these, or an envelope that does not decode.
+    Raw,
+}
+
+/// A value encrypted at rest, as its prefix names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Encryption {
+    /// `aescbc`, `aesgcm`, `secretbox`, `kms`…
+    pub provider: String,
+    /// The provider's format version (`v1`, `v2`).
+    pub version: String,
+    /// The key's (or the KMS plugin's) name from the configuration.
+    pub key_name: String,
+}
+
+/// One decoded value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decoded {
+    /// How it was stored.
+    pub stored: Stored,
+    /// The envelope's content type (protobuf).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The object as the API shows it (protobuf and JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<Value>,
+    /// The encryption (encrypted values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+    /// The text (text values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The bytes, base64 (raw values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
+    /// Why the value shows raw, or what was left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Secret values were masked.
+    pub masked: bool,
+}
+
+impl Decoded {
+    fn new(stored: Stored) -> Decoded {
+        Decoded {
+            stored,
+            content_type: None,
+            object: None,
+            encryption: None,
+            text: None,
+            raw_base64: None,
+            note: None,
+            masked: false,
+        }
+    }
+
+    fn raw(value: &[u8], note: String) -> Decoded {
+        Decoded {
+            raw_base64: Some(b64(value)),
+            note: Some(note),
+            ..Decoded::new(Stored::Raw)
+        }
+    }
+
+    /// The object's `apiVersion`.
+    pub fn api_version(&self) -> Option<&str> {
+        self.object.as_ref()?.get("apiVersion")?.as_str()
+    }
+
+    /// The object's `kind`.
+    pub fn kind(&self) -> Option<&str> {
+        self.object.as_ref()?.get("kind")?.as_str()
+    }
+
+    /// The object's `metadata`, when it has one.
+    pub fn metadata(&self) -> Option<&Map<String, Value>> {
+        self.object.as_ref()?.get("metadata")?.as_object()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes `value`, stored under `key` and last changed at `mod_revision`.
+pub fn decode(key: &[u8], value: &[u8], mod_revision: i64, show_secrets: bool) -> Decoded {
+    let mut d = if let Some(rest) = value.strip_prefix(PROTOBUF_MAGIC) {
+        match envelope(rest) {
+            Ok((content_type, object)) => Decoded {
+                content_type,
+                object: Some(object),
+                ..Decoded::new(Stored::Protobuf)
+            },
+            Err(e) => Decoded::raw(value, format!("a protobuf envelope that does not decode: {e}")),
+        }
+    } else if let Some(rest) = value.strip_prefix(ENCRYPTED_PREFIX) {
+        match encryption(rest) {
+            Some(e) => Decoded {
+                encryption: Some(e),
+                note: Some(
+                    "encrypted at rest by the API server: only the API server with its encryption configuration can read it"
+                        .into(),
+                ),
+                ..Decoded::new(Stored::Encrypted)
+            },
+            None => Decoded::raw(value, "a k8s:enc: prefix without provider, version and key name".into()),
+        }
+    } else if value.first() == Some(&b'{') {
+        match serde_json::from_slice::<Value>(value) {
+            Ok(v @ Value::Object(_)) => Decoded {
+                object: Some(v),
+                ..Decoded::new(Stored::Json)
+            },
+            Ok(_) | Err(_) => text_or_raw(value),
+        }
+    } else {
+        text_or_raw(value)
+    };
+    if let Some(obj) = d.object.as_mut().and_then(Value::as_object_mut) {
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(mod_revision.to_string()));
+        }
+        let secret = obj.get("kind").and_then(Value::as_str) == Some("Secret")
+            || key.starts_with(b"/registry/secrets/");
+        if secret && !show_secrets {
+            d.masked = mask_secret(obj);
+        }
+    }
+    d
+}
+
+fn text_or_raw(value: &[u8]) -> Decoded {
+    match std::str::from_utf8(value) {
+        Ok(s)
+            if !s
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') =>
+        {
+            Decoded {
+                text: Some(s.to_string()),
+                ..Decoded::new(Stored::Text)
+            }
+        }
+        _ => Decoded::raw(
+            value,
+            "not a Kubernetes object (no k8s\\0 envelope, not JSON) and not text".into(),
+        ),
+    }
+}
+
+/// `aescbc:v1:key1:<ciphertext>` → the provider, version and key name.
+fn encryption(rest: &[u8]) -> Option<Encryption> {
+    let mut parts = rest.splitn(4, |&b| b == b':');
+    let provider = parts.next()?;
+    let version = parts.next()?;
+    let key_name = parts.next()?;
+    parts.next()?;
+    let ok = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_graphic);
+    if !(ok(provider) && ok(version) && ok(key_name)) {
+        return None;
+    }
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some(Encryption {
+        provider: s(provider),
+        version: s(version),
+        key_name: s(key_name),
+    })
+}
+
+fn mask(v: &mut Value, what: &str) {
+    let len = match v {
+        Value::String(s) if what == "bytes" => base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_or(s.len(), |b| b.len()),
+        Value::String(s) => s.len(),
+        _ => 0,
+    };
+    *v = Value::String(format!("(masked: {len} bytes; --show-secrets shows it)"));
+}
+
+/// Masks a Secret's values in place; whether anything was masked.
+fn mask_secret(obj: &mut Map<String, Value>) -> bool {
+    let mut any = false;
+    for (field, what) in [("data", "bytes"), ("stringData", "text")] {
+        if let Some(m) = obj.get_mut(field).and_then(Value::as_object_mut) {
+            for v in m.values_mut() {
+                mask(v, what);
+                any = true;
+            }
+        }
+    }
+    if let Some(a) = obj
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+        .and_then(|a| a.get_mut(LAST_APPLIED))
+    {
+        mask(a, "text");
+        any = true;
+    }
+    any
+}
+
+/// One protobuf field as read off the wire.
+#[derive(Debug, Clone, Copy)]
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32(u32),
+}
+
+fn varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..70).step_by(7) {
+        let b = *buf.get(*at).ok_or("a varint runs past the end")?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("a varint is longer than 10 bytes".into())
+}
+
+/// Every field of a message, in order.
+fn fields(buf: &[u8]) -> Result<Vec<(u32, Wire<'_>)>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let tag = varint(buf, &mut at)?;
+        let num = u32::try_from(tag >> 3).map_err(|_| format!("field number {} is too large", tag >> 3))?;
+        if num == 0 {
+            return Err("field number 0".into());
+        }
+        let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
+            let end = at.checked_add(n).filter(|&e| e <= buf.len());
+            let end = end.ok_or_else(|| format!("field {num} runs past the end"))?;
+            let s = &buf[*at..end];
+            *at = end;
+            Ok(s)
+        };
+        let w = match tag & 7 {
+            0 => Wire::Varint(varint(buf, &mut at)?),
+            1 => Wire::Fixed64(u64::from_le_bytes(
+                take(&mut at, 8)?.try_into().map_err(|_| "fixed64")?,
+            )),
+            2 => {
+                let n = usize::try_from(varint(buf, &mut at)?).unwrap_or(usize::MAX);
+                Wire::Len(take(&mut at, n)?)
+            }
+            5 => Wire::Fixed32(u32::from_le_bytes(
+                take(&mut at, 4)?.try_into().map_err(|_| "fixed32")?,
+            )),
+            w => return Err(format!("field {num} has wire type {w}")),
+        };
+        out.push((num, w));
+    }
+    Ok(out)
+}
+
+/// The envelope (`runtime.Unknown`): its content type and the object.
+fn envelope(buf: &[u8]) -> Result<(Option<String>, Value), String> {
+    let mut api_version = String::new();
+    let mut kind = String::new();
+    let mut raw: Option<&[u8]> = None;
+    let mut content_type = None;
+    let mut encoding = String::new();
+    for (num, w) in fields(buf)? {
+        match (num, w) {
+            (1, Wire::Len(tm)) => {
+                for (n, w) in fields(tm)? {
+                    match (n, w) {
+                        (1, Wire::Len(s)) => api_version = utf8(s, "apiVersion")?,
+                        (2, Wire::Len(s)) => kind = utf8(s, "kind")?,
+                        _ => {}
+                    }
+                }
+            }
+            (2, Wire::Len(r)) => raw = Some(r),
+            (3, Wire::Len(s)) => encoding = utf8(s, "contentEncoding")?,
+            (4, Wire::Len(s)) => content_type = Some(utf8(s, "contentType")?).filter(|s| !s.is_empty()),
+            (1..=4, _) => return Err(format!("envelope field {num} has the wrong wire type")),
+            _ => {}
+        }
+    }
+    if kind.is_empty() {
+        return Err("the envelope names no kind".into());
+    }
+    if !encoding.is_empty() {
+        return Err(format!("content encoding {encoding} is not read"));
+    }
+    let raw = raw.ok_or("the envelope holds no object")?;
+    let table = schema::kind(&api_version, &kind);
+    let mut obj = match table {
+        Some(t) => message(raw, t, 0)?,
+        None => generic_object(raw)?,
+    };
+    obj.insert("apiVersion".into(), Value::String(api_version));
+    obj.insert("kind".into(), Value::String(kind));
+    Ok((content_type, Value::Object(obj)))
+}
+
+fn utf8(b: &[u8], what: &str) -> Result<String, String> {
+    String::from_utf8(b.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+}
+
+/// A kind without a table: `metadata` (field 1 of every stored object) read
+/// as `ObjectMeta`, the other fields by number.
+fn generic_object(raw: &[u8]) -> Result<Map<String, Value>, String> {
+    let top = Msg {
+        name: "object",
+        fields: &[],
+    };
+    let mut obj = Map::new();
+    for (num, w) in fields(raw)? {
+        match (num, w) {
+            (1, Wire::Len(b)) => {
+                obj.insert(
+                    "metadata".into(),
+                    Value::Object(message(b, &schema::OBJECT_META, 1)?),
+                );
+            }
+            _ => put(&mut obj, &top, num, None, generic(w, 1)?),
+        }
+    }
+    Ok(obj)
+}
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_i64() == Some(0) || n.as_u64() == Some(0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// Puts field `num`'s value into `obj`: by its name, a list when repeated,
+/// inlined when embedded (no name), by number when the table lacks it.
+fn put(obj: &mut Map<String, Value>, msg: &Msg, num: u32, field: Option<&Field>, v: Value) {
+    match field {
+        Some(f) if f.name.is_empty() => {
+            if let Value::Object(inner) = v {
+                obj.extend(inner);
+            }
+        }
+        Some(f) if matches!(f.ty, Ty::MapStr | Ty::MapBytes | Ty::MapMsg(_)) => {
+            if let Value::Object(entry) = v {
+                let m = obj.entry(f.name).or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = m {
+                    m.extend(entry);
+                }
+            }
+        }
+        Some(f) if f.repeated => {
+            if let Value::Array(a) = obj.entry(f.name).or_insert_with(|| Value::Array(Vec::new())) {
+                a.push(v);
+            }
+        }
+        Some(f) => {
+            if !is_zero(&v) {
+                obj.insert(f.name.into(), v);
+            }
+        }
+        None => {
+            let _ = msg;
+            let name = format!("#{num}");
+            match obj.get_mut(&name) {
+                Some(Value::Array(a)) => a.push(v),
+                Some(old) => {
+                    let first = old.take();
+                    *old = Value::Array(vec![first, v]);
+                }
+                None => {
+                    obj.insert(name, v);
+                }
+            }
+        }
+    }
+}
+
+/// A message with a table.
+fn message(buf: &[u8], msg: &Msg, depth: usize) -> Result<Map<String, Value>, String> {
+    if depth > MAX_DEPTH {
+        return Err("nested deeper than any Kubernetes object".into());
+    }
+    let mut obj = Map::new();
+    for (num, w) in fields(buf)? {
+        let f = msg.field(num);
+        let v = match f {
+            Some(f) => typed(f, w, depth).map_err(|e| format!("{}.{}: {e}", msg.name, f.name))?,
+            None => generic(w, depth + 1)?,
+        };
+        put(&mut obj, msg, num, f, v);
+    }
+    Ok(obj)
+}
+
+fn len<'a>(w: Wire<'a>, what: &str) -> Result<&'a [u8], String> {
+    match w {
+        Wire::Len(b) => Ok(b),
+        _ => Err(format!("{what} expected, another wire type found")),
+    }
+}
+
+fn int(w: Wire<'_>) -> Result<i64, String> {
+    match w {
+        Wire::Varint(v) => Ok(v.cast_signed()),
+        _ => Err("an integer expected, another wire type found".into()),
+    }
+}
+
+fn time(b: &[u8], micro: bool) -> Result<Value, String> {
+    let (mut secs, mut nanos) = (0i64, 0i64);
+    for (n, w) in fields(b)? {
+        match n {
+            1 => secs = int(w)?,
+            2 => nanos = int(w)?,
+            _ => {}
+        }
+    }
+    if secs == 0 && nanos == 0 {
+        return Ok(Value::Null);
+    }
+    let at = u64::try_from(secs)
+        .ok()
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+    let Some(at) = at else {
+        return Ok(Value::from(secs));
+    };
+    // `2026-01-01T00:00:00`, then the fraction MicroTime keeps.
+    let s = crate::utc::rfc3339(at);
+    let whole = s.get(..19).unwrap_or(&s);
+    Ok(Value::String(if micro {
+        format!("{whole}.{:06}Z", nanos / 1000)
+    } else {
+        format!("{whole}Z")
+    }))
+}
+
+fn map_entry(b: &[u8], f: &Field, depth: usize) -> Result<Value, String> {
+    let mut key = String::new();
+    let mut val = Value::Null;
+    for (n, w) in fields(b)? {
+        match n {
+            1 => key = utf8(len(w, "a map key")?, "a map key")?,
+            2 => {
+                let b = len(w, "a map value")?;
+                val = match f.ty {
+                    Ty::MapStr => Value::String(utf8(b, "a map value")?),
+                    Ty::MapBytes => Value::String(b64(b)),
+                    Ty::MapMsg(m) if m.name == "resource.Quantity" => quantity(b)?,
+                    Ty::MapMsg(m) => Value::Object(message(b, m, depth + 1)?),
+                    _ => Value::Null,
+                };
+            }
+            _ => {}
+        }
+    }
+    if val.is_null() {
+        val = match f.ty {
+            Ty::MapMsg(_) => Value::Object(Map::new()),
+            _ => Value::String(String::new()),
+        };
+    }
+    let mut m = Map::new();
+    m.insert(key, val);
+    Ok(Value::Object(m))
+}
+
+fn quantity(b: &[u8]) -> Result<Value, String> {
+    let mut s = String::new();
+    for (n, w) in fields(b)? {
+        if n == 1 {
+            s = utf8(len(w, "a quantity")?, "a quantity")?;
+        }
+    }
+    Ok(Value::String(s))
+}
+
+/// A field with a type from its table.
+fn typed(f: &Field, w: Wire<'_>, depth: usize) -> Result<Value, String> {
+    Ok(match f.ty {
+        Ty::Str => Value::String(utf8(len(w, "a string")?, "a string")?),
+        Ty::Bytes => Value::String(b64(len(w, "bytes")?)),
+        Ty::Int => Value::from(int(w)?),
+        Ty::Bool => Value::Bool(int(w)? != 0),
+        Ty::Msg(m) => Value::Object(message(len(w, "a message")?, m, depth + 1)?),
+        Ty::Any => generic(w, depth + 1)?,
+        Ty::Time => time(len(w, "a time")?, false)?,
+        Ty::MicroTime => time(len(w, "a time")?, true)?,
+        Ty::Quantity => quantity(len(w, "a quantity")?)?,
+        Ty::IntOrString => {
+            let (mut ty, mut i, mut s) = (0, 0, String::new());
+            for (n, w) in fields(len(w, "an int-or-string")?)? {
+                match n {
+                    1 => ty = int(w)?,
+                    2 => i = int(w)?,
+                    3 => s = utf8(len(w, "a string")?, "a string")?,
+                    _ => {}
+                }
+            }
+            if ty == 1 { Value::String(s) } else { Value::from(i) }
+        }
+        Ty::FieldsV1 => {
+            let mut raw: &[u8] = &[];
+            for (n, w) in fields(len(w, "fieldsV1")?)? {
+                if n == 1 {
+                    raw = len(w, "fieldsV1")?;
+                }
+            }
+            serde_json::from_slice(raw)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
+        }
+        Ty::MapStr | Ty::MapBytes | Ty::MapMsg(_) => map_entry(len(w, "a map entry")?, f, depth)?,
+    })
+}
+
+fn printable(b: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(b).ok()?;
+    (!s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')).then_some(s)
+}
+
+/// A field without a table: a number; text when it is printable; a nested
+/// message (by field number) when it reads as one; else base64 bytes.
+fn generic(w: Wire<'_>, depth: usize) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err("nested deeper than any Kubernetes object".into());
+    }
+    Ok(match w {
+        Wire::Varint(v) | Wire::Fixed64(v) => Value::from(v),
+        Wire::Fixed32(v) => Value::from(v),
+        Wire::Len(b) => {
+            if let Some(s) = printable(b) {
+                Value::String(s.to_string())
+            } else if let Ok(fs) = fields(b) {
+                let mut obj = Map::new();
+                let top = Msg {
+                    name: "message",
+                    fields: &[],
+                };
+                for (n, w) in fs {
+                    let v = generic(w, depth + 1)?;
+                    put(&mut obj, &top, n, None, v);
+                }
+                Value::Object(obj)
+            } else {
+                Value::String(format!("base64:{}", b64(b)))
+            }
+        }
+    })
+}
+
+/// Protobuf writing, for tests that build stored values from the published layouts.
+#[cfg(test)]
+pub mod pb {
+    /// A varint.
+    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
+            v >>= 7;
+        }
+        out.push(u8::try_from(v).unwrap_or(0));
+    }
+    /// A length-delimited field.
+    pub fn bytes(num: u32, b: &[u8], out: &mut Vec<u8>) {
+        varint(u64::from(num) << 3 | 2, out);
+        varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+    /// A varint field.
+    pub fn int(num: u32, v: i64, out: &mut Vec<u8>) {
+        varint(u64::from(num) << 3, out);
+        varint(v.cast_unsigned(), out);
+    }
+    /// A `map<string,string|bytes>` entry.
+    pub fn entry(num: u32, k: &str, v: &[u8], out: &mut Vec<u8>) {
+        let mut e = Vec::new();
+        bytes(1, k.as_bytes(), &mut e);
+        bytes(2, v, &mut e);
+        bytes(num, &e, out);
+    }
+    /// The stored form: `k8s\0` + `runtime.Unknown{typeMeta, raw, contentType}`.
+    pub fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let mut tm = Vec::new();
+        bytes(1, api_version.as_bytes(), &mut tm);
+        bytes(2, kind.as_bytes(), &mut tm);
+        let mut u = Vec::new();
+        bytes(1, &tm, &mut u);
+        bytes(2, raw, &mut u);
+        bytes(3, b"", &mut u);
+        bytes(4, b"", &mut u);
+        let mut out = b"k8s\x00".to_vec();
+        out.extend(u);
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::pb::{bytes, entry, envelope, int};
+    use super::*;
+
+    fn meta(name: &str, ns: &str) -> Vec<u8> {
+        let mut m = Vec::new();
+        bytes(1, name.as_bytes(), &mut m);
+        bytes(2, b"", &mut m);
+        bytes(3, ns.as_bytes(), &mut m);
+        bytes(5, b"0b5e-uid", &mut m);
+        bytes(6, b"", &mut m);
+        int(7, 0, &mut m);
+        let mut t = Vec::new();
+        int(1, 1_767_225_600, &mut t);
+        int(2, 0, &mut t);
+        bytes(8, &t, &mut m);
+        entry(11, "app", b"web", &mut m);
+        entry(11, "tier", b"front", &mut m);
+        entry(
+            12,
+            LAST_APPLIED,
+            b"{\"data\":{\"password\":\"aHVudGVyMg==\"}}",
+            &mut m,
+        );
+        bytes(14, b"example.com/guard", &mut m);
+        m
+    }
+
+    /// A Secret from its published layout: envelope, metadata, data masked by
+    /// default (the last-applied annotation too), shown with --show-secrets.
+    #[test]
+    fn secret_is_masked_unless_asked() {
+        let mut secret = Vec::new();
+        bytes(1, &meta("db", "prod"), &mut secret);
+        entry(2, "password", b"hunter2", &mut secret);
+        bytes(3, b"Opaque", &mut secret);
+        let v = envelope("v1", "Secret", &secret);
+        let d = decode(b"/registry/secrets/prod/db", &v, 42, false);
+        assert_eq!(d.stored, Stored::Protobuf);
+        assert!(d.masked);
+        let o = d.object.as_ref().unwrap();
+        assert_eq!(o["kind"], "Secret");
+        assert_eq!(o["type"], "Opaque");
+        assert_eq!(
+            o["data"]["password"],
+            "(masked: 7 bytes; --show-secrets shows it)"
+        );
+        let m = &o["metadata"];
+        assert_eq!(m["name"], "db");
+        assert_eq!(m["namespace"], "prod");
+        assert_eq!(m["uid"], "0b5e-uid");
+        assert_eq!(m["resourceVersion"], "42");
+        assert_eq!(m["creationTimestamp"], "2026-01-01T00:00:00Z");
+        assert_eq!(m["labels"], serde_json::json!({"app": "web", "tier": "front"}));
+        assert_eq!(m["finalizers"], serde_json::json!(["example.com/guard"]));
+        assert!(m.get("generateName").is_none(), "zero values are left out: {m}");
+        assert!(
+            !o.to_string().contains("aHVudGVyMg"),
+            "the annotation is masked: {o}"
+        );
+        let shown = decode(b"/registry/secrets/prod/db", &v, 42, true);
+        assert!(!shown.masked);
+        assert_eq!(shown.object.unwrap()["data"]["password"], b64(b"hunter2"));
+    }
+
+    /// Encrypted values name their provider and key, and nothing else is read.
+    #[test]
+    fn encrypted_values_are_named_not_read() {
+        let d = decode(
+            b"/registry/secrets/a/b",
+            b"k8s:enc:aescbc:v1:key1:\x8f\x01garbage",
+            1,
+            true,
+        );
+        assert_eq!(d.stored, Stored::Encrypted);
+        assert_eq!(
+            d.encryption,
+            Some(Encryption {
+                provider: "aescbc".into(),
+                version: "v1".into(),
+                key_name: "key1".into()
+            })
+        );
+        assert!(d.object.is_none() && d.raw_base64.is_none());
+        let kms = decode(
+            b"/registry/secrets/a/b",
+            b"k8s:enc:kms:v2:vault-kms:\x0a\x01",
+            1,
+            true,
+        );
+        assert_eq!(kms.encryption.unwrap().provider, "kms");
+        assert_eq!(decode(b"k", b"k8s:enc:broken", 1, true).stored, Stored::Raw);
+    }
+
+    /// JSON objects pass through with the revision; text is text; a broken
+    /// envelope or binary junk is raw with a note, never a failure.
+    #[test]
+    fn json_text_and_malformed() {
+        let j = decode(
+            b"/registry/example.com/widgets/ns/w",
+            br#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":3}}"#,
+            9,
+            false,
+        );
+        assert_eq!(j.stored, Stored::Json);
+        assert_eq!(j.object.as_ref().unwrap()["metadata"]["resourceVersion"], "9");
+        assert_eq!(j.object.as_ref().unwrap()["spec"]["size"], 3);
+        assert_eq!(
+            decode(b"/registry/masterleases/10.0.0.1", b"10.0.0.1", 1, false).stored,
+            Stored::Text
+        );
+        let bad = decode(b"/registry/pods/a/b", b"k8s\x00\x0a\xff\xff", 1, false);
+        assert_eq!(bad.stored, Stored::Raw);
+        assert!(bad.note.as_ref().unwrap().contains("does not decode"), "{bad:?}");
+        assert_eq!(bad.raw_base64.unwrap(), b64(b"k8s\x00\x0a\xff\xff"));
+        let junk = decode(b"x", &[0, 1, 2, 0xff], 1, false);
+        assert_eq!(junk.stored, Stored::Raw);
+    }
+
+    /// A kind without a table: metadata still read, the rest by field number.
+    #[test]
+    fn unknown_kind_reads_metadata_and_numbers() {
+        let mut o = Vec::new();
+        bytes(1, &meta("x", "ns"), &mut o);
+        let mut spec = Vec::new();
+        bytes(1, b"hello", &mut spec);
+        int(2, 7, &mut spec);
+        bytes(2, &spec, &mut o);
+        let d = decode(
+            b"/registry/example/x",
+            &envelope("example.com/v1", "Gadget", &o),
+            3,
+            false,
+        );
+        let o = d.object.unwrap();
+        assert_eq!(o["metadata"]["name"], "x");
+        assert_eq!(o["#2"], serde_json::json!({"#1": "hello", "#2": 7}));
+        assert_eq!(o["apiVersion"], "example.com/v1");
+    }
+
+    /// Any bytes after the magic decode or come back raw: never a panic.
+    #[test]
+    fn fuzzed_envelopes_never_panic() {
+        let mut o = Vec::new();
+        bytes(1, &meta("x", "ns"), &mut o);
+        let good = envelope("v1", "ConfigMap", &o);
+        for i in 4..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut v = good.clone();
+                v[i] ^= flip;
+                let _ = decode(b"k", &v, 1, false);
+                let _ = decode(b"k", &v[..i], 1, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! `keys`, `get` and `snapshot keys|get` on Kubernetes-shaped values stored
+//! in a real etcd (the sandbox node's, over TLS, found from the node with no
+//! flag): protobuf envelopes built from the published layouts, JSON, a value
+//! encrypted at rest and a malformed one; read live, then from a saved
+//! snapshot, then a deleted object from an older revision. And `watch`
+//! across forced reconnects (a loopback proxy cut twice) against concurrent
+//! writes: every change, once, in revision order.
+
+use std::path::Path;
+use std::time::Duration;
+
+use etcd_rescue::host::etcd::{self, Connection};
+use serde_json::{Value, json};
+
+use crate::support::drill::{Drill, block_on};
+use crate::support::{bin, k8s, run_bounded, text};
+
+fn conn(d: &Drill) -> Connection {
+    let n = &d.state.nodes[0];
+    let pki = n.root.join("etc/kubernetes/pki/etcd");
+    Connection {
+        endpoints: vec![format!("https://{}:{}", n.spec.ip, n.spec.client_port)],
+        cacert: Some(pki.join("ca.crt")),
+        cert: Some(pki.join("healthcheck-client.crt")),
+        key: Some(pki.join("healthcheck-client.key")),
+        dial_timeout_ms: 3000,
+    }
+}
+
+fn put(c: &Connection, key: &str, value: &[u8]) -> i64 {
+    block_on(async {
+        let mut cl = etcd::connect(c).await.unwrap();
+        let r = cl.put(key, value.to_vec(), None).await.unwrap();
+        r.header().unwrap().revision()
+    })
+}
+
+fn tool(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut c = bin();
+    c.args(args).arg("--root").arg(root);
+    let out = run_bounded(&mut c, Duration::from_secs(60));
+    let (o, e) = text(&out);
+    (out.status.code(), o, e)
+}
+
+fn json_of(root: &Path, args: &[&str]) -> Value {
+    let (code, out, err) = tool(root, args);
+    assert_eq!(code, Some(0), "{args:?}: {out}\n{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+const POD: &str = "/registry/pods/prod/web";
+const SECRET: &str = "/registry/secrets/prod/db";
+
+/// Every stored form, read live and from a snapshot with the same fields;
+/// then a deleted Pod read back from the revision before its delete.
+#[test]
+fn get_decodes_objects_live_and_from_snapshots() {
+    let d = Drill::start(&["--keys", "10"]);
+    let ec = conn(&d);
+    let root = d.root(0);
+    put(&ec, POD, &k8s::pod());
+    put(&ec, SECRET, &k8s::secret());
+    put(&ec, "/registry/configmaps/prod/settings", &k8s::config_map());
+    put(&ec, "/registry/namespaces/prod", &k8s::namespace());
+    put(
+        &ec,
+        "/registry/example.com/widgets/prod/w1",
+        br#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"prod"},"spec":{"size":3}}"#,
+    );
+    put(
+        &ec,
+        "/registry/secrets/prod/sealed",
+        b"k8s:enc:aescbc:v1:key1:\x91\x02\xff\x00ciphertext",
+    );
+    let pod_rev = put(&ec, "/registry/pods/prod/broken", b"k8s\x00\x0a\x05\xff\xff");
+
+    // The Pod: envelope, metadata, spec and status fields by name.
+    let got = json_of(root, &["get", POD, "-w", "json"]);
+    let entry = &got["entries"][0];
+    assert_eq!(entry["value"]["stored"], "protobuf");
+    let obj = &entry["value"]["object"];
+    assert_eq!(
+        (obj["apiVersion"].as_str(), obj["kind"].as_str()),
+        (Some("v1"), Some("Pod"))
+    );
+    let meta = &obj["metadata"];
+    assert_eq!(meta["name"], "web");
+    assert_eq!(meta["namespace"], "prod");
+    assert_eq!(meta["uid"], "pod-uid-1");
+    assert_eq!(meta["resourceVersion"], entry["modRevision"].to_string());
+    assert_eq!(meta["creationTimestamp"], "2026-01-01T00:00:00Z");
+    assert_eq!(meta["labels"], json!({"app": "web"}));
+    assert_eq!(meta["annotations"], json!({"note": "restored from etcd"}));
+    assert_eq!(
+        meta["ownerReferences"],
+        json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9", "uid": "rs-uid-1", "controller": true}])
+    );
+    assert_eq!(meta["finalizers"], json!(["example.com/keep"]));
+    assert_eq!(
+        obj["spec"]["containers"],
+        json!([{"name": "web", "image": "nginx:1.27", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}])
+    );
+    assert_eq!(obj["spec"]["nodeName"], "cp1");
+    assert_eq!(obj["status"], json!({"phase": "Running", "podIP": "10.244.0.7"}));
+
+    // The Secret: masked by default in every format; shown when asked; raw refused.
+    let (code, table, _) = tool(root, &["get", SECRET]);
+    assert_eq!(code, Some(0));
+    assert!(
+        table.contains("password: '(masked: 7 bytes; --show-secrets shows it)'")
+            || table.contains("password: (masked: 7 bytes"),
+        "{table}"
+    );
+    assert!(!table.contains("aHVudGVyMg"), "{table}");
+    let got = json_of(root, &["get", SECRET, "-w", "json"]);
+    assert_eq!(got["entries"][0]["value"]["masked"], true);
+    assert!(!got.to_string().contains("aHVudGVyMg"), "{got}");
+    let (code, _, err) = tool(root, &["get", SECRET, "-w", "raw"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--show-secrets"), "{err}");
+    let got = json_of(root, &["get", SECRET, "-w", "json", "--show-secrets"]);
+    assert_eq!(
+        got["entries"][0]["value"]["object"]["data"]["password"],
+        "aHVudGVyMg=="
+    );
+    assert_eq!(got["entries"][0]["value"]["object"]["type"], "Opaque");
+
+    // ConfigMap, Namespace, a JSON object, an encrypted value.
+    let got = json_of(root, &["get", "/registry/configmaps/prod/settings", "-w", "json"]);
+    assert_eq!(
+        got["entries"][0]["value"]["object"]["data"],
+        json!({"mode": "fast"})
+    );
+    let got = json_of(root, &["get", "/registry/namespaces/prod", "-w", "json"]);
+    let ns = &got["entries"][0]["value"]["object"];
+    assert_eq!(
+        (ns["spec"]["finalizers"].clone(), ns["status"]["phase"].clone()),
+        (json!(["kubernetes"]), json!("Active"))
+    );
+    let got = json_of(
+        root,
+        &["get", "/registry/example.com/widgets/prod/w1", "-w", "json"],
+    );
+    assert_eq!(got["entries"][0]["value"]["stored"], "json");
+    assert_eq!(got["entries"][0]["value"]["object"]["spec"]["size"], 3);
+    let got = json_of(
+        root,
+        &[
+            "get",
+            "/registry/secrets/prod/sealed",
+            "-w",
+            "json",
+            "--show-secrets",
+        ],
+    );
+    let val = &got["entries"][0]["value"];
+    assert_eq!(val["stored"], "encrypted");
+    assert_eq!(
+        val["encryption"],
+        json!({"provider": "aescbc", "version": "v1", "keyName": "key1"})
+    );
+    assert!(
+        val["object"].is_null() && val["rawBase64"].is_null(),
+        "never guessed at: {val}"
+    );
+
+    // A prefix listing with a malformed value: that key is raw with a note, the rest decode.
+    let got = json_of(root, &["get", "/registry/pods/prod/", "--prefix", "-w", "json"]);
+    let entries = got["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{got}");
+    let broken = entries
+        .iter()
+        .find(|entry| entry["key"] == "/registry/pods/prod/broken")
+        .unwrap();
+    assert_eq!(broken["value"]["stored"], "raw");
+    assert!(
+        broken["value"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("does not decode"),
+        "{broken}"
+    );
+    let (code, table, _) = tool(root, &["get", "/registry/pods/prod/", "--prefix"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        table.contains("# /registry/pods/prod/broken  (raw bytes;"),
+        "{table}"
+    );
+    assert!(table.contains("image: nginx:1.27"), "{table}");
+
+    // keys: grouped by resource and namespace; --flat with --limit.
+    let listed = json_of(root, &["keys", "/registry/", "-w", "json"]);
+    let groups = listed["groups"].as_array().unwrap();
+    let count = |res: &str, ns: &str| {
+        groups
+            .iter()
+            .find(|got| got["resource"] == res && got["namespace"] == ns)
+            .map(|got| got["count"].as_u64().unwrap())
+    };
+    assert_eq!(count("pods", "prod"), Some(2), "{listed}");
+    assert_eq!(count("secrets", "prod"), Some(2), "{listed}");
+    assert_eq!(count("example.com/widgets", "prod"), Some(1), "{listed}");
+    let listed = json_of(
+        root,
+        &[
+            "keys",
+            "/registry/secrets/prod/",
+            "--flat",
+            "--limit",
+            "1",
+            "-w",
+            "json",
+        ],
+    );
+    assert_eq!(listed["keys"], json!([SECRET]));
+    assert_eq!(listed["truncated"], true);
+
+    // The same from a snapshot of the node (decoded the same, the same revisions).
+    let snap = d.dir.join("registry.db");
+    let out = d.etcdctl(0, &["snapshot", "save", snap.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let snap_s = snap.to_str().unwrap();
+    let live = json_of(
+        root,
+        &["get", "/registry/", "--prefix", "-w", "json", "--show-secrets"],
+    );
+    let offline = json_of(
+        root,
+        &[
+            "snapshot",
+            "get",
+            snap_s,
+            "/registry/",
+            "--prefix",
+            "-w",
+            "json",
+            "--show-secrets",
+        ],
+    );
+    assert_eq!(live["entries"], offline["entries"]);
+    assert_eq!(
+        json_of(root, &["snapshot", "keys", snap_s, "/registry/", "-w", "json"])["groups"],
+        json_of(root, &["keys", "/registry/", "-w", "json"])["groups"]
+    );
+
+    // Delete the Pod, write on, snapshot again: the deleted Pod is not there,
+    // the error names the revision that holds it, and -w yaml brings it back.
+    let out = d.etcdctl(0, &["del", POD]);
+    assert!(out.status.success());
+    put(&ec, "/registry/configmaps/prod/after", &k8s::config_map());
+    let later = d.dir.join("later.db");
+    assert!(
+        d.etcdctl(0, &["snapshot", "save", later.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let later_s = later.to_str().unwrap();
+    let (code, _, err) = tool(root, &["snapshot", "get", later_s, POD]);
+    assert_eq!(code, Some(1), "{err}");
+    let pod_written = live["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["key"] == POD)
+        .unwrap()["modRevision"]
+        .as_i64()
+        .unwrap();
+    assert!(err.contains("it was deleted at revision"), "{err}");
+    assert!(err.contains(&format!("--rev {pod_written}")), "{err}");
+    let (code, yaml, err) = tool(
+        root,
+        &[
+            "snapshot",
+            "get",
+            later_s,
+            POD,
+            "--rev",
+            &pod_written.to_string(),
+            "-w",
+            "yaml",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(yaml.starts_with("apiVersion: v1\n"), "{yaml}");
+    assert!(
+        yaml.contains("kind: Pod\n")
+            && yaml.contains("  name: web\n")
+            && yaml.contains("  namespace: prod\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(&format!("  resourceVersion: '{pod_written}'"))
+            || yaml.contains(&format!("  resourceVersion: \"{pod_written}\"")),
+        "{yaml}"
+    );
+    // Live, a missing key is exit 1 with a next step; a revision the store was compacted past is refused.
+    let (code, _, err) = tool(root, &["get", POD]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("next:") && err.contains("snapshot get"), "{err}");
+    assert!(
+        d.etcdctl(0, &["compact", &(pod_rev + 1).to_string()])
+            .status
+            .success()
+    );
+    let (code, _, err) = tool(root, &["get", POD, "--rev", &pod_written.to_string()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("compacted"), "{err}");
+    let (code, _, err) = tool(root, &["snapshot", "get", later_s, POD, "--rev", "999999"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("it holds revisions"), "{err}");
+}
+
+/// `watch` through a proxy that is cut twice while a writer puts and
+/// deletes: every change arrives once, in revision order, and the watch
+/// says it reconnected; SIGTERM ends it with exit 0.
+#[test]
+fn watch_survives_forced_reconnects_without_losing_a_change() {
+    use crate::support::etcd::{Etcd, Version};
+    use crate::support::proxy::Proxy;
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Etcd::start(Version::V35, dir.path());
+    let target: std::net::SocketAddr = server.client_url.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(target);
+    let from = server.revision() + 1;
+    let mut child = crate::support::Reaped(
+        bin()
+            .args([
+                "watch",
+                "/registry/configmaps/",
+                "-w",
+                "json",
+                "--keepalive",
+                "2s",
+            ])
+            .arg(format!("--endpoints=http://127.0.0.1:{}", proxy.port))
+            .args(["--rev", &from.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let out = child.0.stdout.take().unwrap();
+    let l2 = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            l2.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap_or_else(|server| panic!("{server}: {line}")));
+        }
+    });
+    let seen = |lines: &Arc<Mutex<Vec<Value>>>| lines.lock().unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the watch never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let direct = Connection {
+        endpoints: vec![server.client_url.clone()],
+        dial_timeout_ms: 2000,
+        ..Connection::default()
+    };
+    let mut written = Vec::new();
+    block_on(async {
+        let mut cl = etcd::connect(&direct).await.unwrap();
+        for i in 0..300 {
+            let key = format!("/registry/configmaps/w/cm-{i}");
+            let r = cl.put(key.clone(), k8s::config_map(), None).await.unwrap();
+            written.push(("put", key, r.header().unwrap().revision()));
+            if i % 10 == 9 {
+                let gone = format!("/registry/configmaps/w/cm-{}", i - 5);
+                let r = cl.delete(gone.clone(), None).await.unwrap();
+                written.push(("delete", gone, r.header().unwrap().revision()));
+            }
+            if i % 50 == 0 {
+                // Two changes in one revision (a transaction): both arrive.
+                let (a, b) = (
+                    format!("/registry/configmaps/t/a-{i}"),
+                    format!("/registry/configmaps/t/b-{i}"),
+                );
+                let ops = [
+                    etcd_client::TxnOp::put(a.clone(), k8s::config_map(), None),
+                    etcd_client::TxnOp::put(b.clone(), k8s::config_map(), None),
+                ];
+                let r = cl.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+                let rev = r.header().unwrap().revision();
+                written.push(("put", a, rev));
+                written.push(("put", b, rev));
+            }
+            // Unwatched writes in between move the revision too.
+            cl.put(format!("/registry/pods/w/p-{i}"), b"x".to_vec(), None)
+                .await
+                .unwrap();
+            if i == 100 || i == 200 {
+                proxy.cut();
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    });
+    let last = written.last().unwrap().2;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = lines.lock().unwrap().iter().any(|v| v["revision"] == last);
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revision {last} never arrived; {} lines so far",
+            seen(&lines)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait_bounded(Duration::from_secs(20));
+    reader.join().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let lines = lines.lock().unwrap();
+    let events: Vec<(&str, &str, i64)> = lines
+        .iter()
+        .filter(|v| v["type"] == "put" || v["type"] == "delete")
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap(),
+                v["key"].as_str().unwrap(),
+                v["revision"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(&str, &str, i64)> = written.iter().map(|(t, k, r)| (*t, k.as_str(), *r)).collect();
+    assert_eq!(events, want, "every change once, in revision order");
+    let puts = lines.iter().find(|v| v["type"] == "put").unwrap();
+    assert_eq!(puts["kind"], "ConfigMap");
+    assert_eq!(puts["namespace"], "w");
+    let reconnects = lines.iter().filter(|v| v["type"] == "reconnecting").count();
+    assert!(reconnects >= 2, "both cuts were noticed: {reconnects}");
+    assert!(lines.iter().filter(|v| v["type"] == "resumed").count() >= 2);
+}

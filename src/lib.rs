@@ -34,12 +34,13 @@ mod layering {
     use std::path::Path;
 
     /// The modules a layer may not use: imports point one way, `cli` → `tui`
-    /// → `restore` → `node`/`snapshot` → `host`/`root`/`exit`, with `drill`
-    /// beside `restore` (docs/architecture.md).
+    /// → `restore` → `node`/`snapshot` → `host`/`root`/`exit`, with `drill`,
+    /// `backup`, `registry`, `status` and `maintenance` beside `restore`
+    /// (docs/architecture.md).
     const FORBIDDEN: &[(&str, &[&str])] = &[
-        ("host", &["restore", "tui", "cli", "drill", "node"]),
-        ("node", &["restore", "tui", "cli", "drill"]),
-        ("snapshot", &["restore", "tui", "cli", "drill"]),
+        ("host", &["restore", "tui", "cli", "drill", "node", "registry"]),
+        ("node", &["restore", "tui", "cli", "drill", "registry"]),
+        ("snapshot", &["restore", "tui", "cli", "drill", "registry"]),
         ("root", &["restore", "tui", "cli", "drill"]),
         ("exit", &["restore", "tui", "cli", "drill"]),
         ("units", &["restore", "tui", "cli", "drill"]),
@@ -47,6 +48,9 @@ mod layering {
         ("backup", &["tui", "cli", "drill", "restore"]),
         ("drill", &["tui", "cli", "restore"]),
         ("tui", &["cli"]),
+        ("registry", &["restore", "tui", "cli", "drill", "backup"]),
+        ("status", &["restore", "tui", "cli", "drill"]),
+        ("maintenance", &["restore", "tui", "cli", "drill"]),
     ];
 
     fn sources(module: &str) -> Vec<std::path::PathBuf> {

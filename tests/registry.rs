@@ -103,6 +103,19 @@ fn get_decodes_objects_live_and_from_snapshots() {
     );
     assert_eq!(obj["spec"]["nodeName"], "cp1");
     assert_eq!(obj["status"], json!({"phase": "Running", "podIP": "10.244.0.7"}));
+    insta::assert_json_snapshot!("get_pod", got, {
+        ".revision" => "[rev]",
+        ".entries[].modRevision" => "[rev]",
+        ".entries[].createRevision" => "[rev]",
+        ".entries[].value.object.metadata.resourceVersion" => "[rev]",
+    });
+    // -w raw: the bytes as stored.
+    let mut raw = bin();
+    raw.args(["get", "/registry/configmaps/prod/settings", "-w", "raw", "--root"])
+        .arg(root);
+    let raw = run_bounded(&mut raw, Duration::from_secs(60));
+    assert!(raw.status.success());
+    assert_eq!(raw.stdout, k8s::config_map());
 
     // The Secret: masked by default in every format; shown when asked; raw refused.
     let (code, table, _) = tool(root, &["get", SECRET]);
@@ -201,6 +214,14 @@ fn get_decodes_objects_live_and_from_snapshots() {
     assert_eq!(count("pods", "prod"), Some(2), "{listed}");
     assert_eq!(count("secrets", "prod"), Some(2), "{listed}");
     assert_eq!(count("example.com/widgets", "prod"), Some(1), "{listed}");
+    let mut prod = listed.clone();
+    prod["groups"] = json!(
+        groups
+            .iter()
+            .filter(|g| g["namespace"] == "prod")
+            .collect::<Vec<_>>()
+    );
+    insta::assert_json_snapshot!("keys_grouped_prod", prod, { ".revision" => "[rev]", ".total" => "[n]" });
     let listed = json_of(
         root,
         &[
@@ -214,6 +235,7 @@ fn get_decodes_objects_live_and_from_snapshots() {
         ],
     );
     assert_eq!(listed["keys"], json!([SECRET]));
+    insta::assert_json_snapshot!("keys_flat", listed, { ".revision" => "[rev]" });
     assert_eq!(listed["truncated"], true);
 
     // The same from a snapshot of the node (decoded the same, the same revisions).
@@ -441,6 +463,7 @@ fn watch_survives_forced_reconnects_without_losing_a_change() {
     let puts = lines.iter().find(|v| v["type"] == "put").unwrap();
     assert_eq!(puts["kind"], "ConfigMap");
     assert_eq!(puts["namespace"], "w");
+    insta::assert_json_snapshot!("watch_put", puts, { ".revision" => "[rev]", ".key" => "[key]", ".name" => "[name]" });
     let reconnects = lines.iter().filter(|v| v["type"] == "reconnecting").count();
     assert!(reconnects >= 2, "both cuts were noticed: {reconnects}");
     assert!(lines.iter().filter(|v| v["type"] == "resumed").count() >= 2);

@@ -214,13 +214,23 @@ fn missing(m: &registry::Missing, revision: i64, file: Option<&std::path::Path>)
     }
 }
 
+/// A name read from a stored value or a key, safe to print: control
+/// characters (a terminal escape in a hostile value) are escaped.
+fn shown(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.escape_debug().to_string()
+    } else {
+        s.to_string()
+    }
+}
+
 /// The comment line(s) before an entry.
 fn header(e: &Entry) -> String {
     let what = match e.value.stored {
         Stored::Protobuf | Stored::Json => format!(
             "{} {}, {}",
-            e.value.api_version().unwrap_or("?"),
-            e.value.kind().unwrap_or("?"),
+            shown(e.value.api_version().unwrap_or("?")),
+            shown(e.value.kind().unwrap_or("?")),
             if e.value.stored == Stored::Protobuf {
                 "protobuf"
             } else {
@@ -379,11 +389,10 @@ fn watch_line(w: &Watched) -> String {
             } else {
                 "DELETE"
             };
-            let obj = match (&c.kind, &c.namespace) {
-                (Some(k), Some(ns)) => format!("{k} {ns}/{}", c.name),
-                (Some(k), None) => format!("{k} {}", c.name),
-                (None, Some(ns)) => format!("{} {ns}/{}", c.resource, c.name),
-                (None, None) => format!("{} {}", c.resource, c.name),
+            let what_kind = shown(c.kind.as_deref().unwrap_or(&c.resource));
+            let obj = match &c.namespace {
+                Some(ns) => format!("{what_kind} {}/{}", shown(ns), shown(&c.name)),
+                None => format!("{what_kind} {}", shown(&c.name)),
             };
             format!("{:<6} {:>10}  {obj:<48} {}\n", what, c.revision, c.key)
         }

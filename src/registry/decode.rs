@@ -27,6 +27,18 @@ pub const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
 pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
 /// The annotation `kubectl apply` keeps the whole last manifest in (a Secret's data too).
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Fields shown even when zero: pointers a zero means something in
+/// (`replicas: 0` is scaled to nothing), and fields without `omitempty`.
+const KEEP_ZERO: &[(&str, &str)] = &[
+    ("apps.v1.DeploymentSpec", "replicas"),
+    ("apps.v1.ReplicaSetSpec", "replicas"),
+    ("apps.v1.StatefulSetSpec", "replicas"),
+    ("apps.v1.DeploymentStatus", "replicas"),
+    ("core.v1.ContainerStatus", "ready"),
+    ("core.v1.ContainerStatus", "restartCount"),
+    ("core.v1.ContainerPort", "containerPort"),
+    ("core.v1.ServicePort", "port"),
+];
 /// Nesting deeper than this is not a Kubernetes object.
 const MAX_DEPTH: usize = 64;
 
@@ -407,12 +419,11 @@ fn put(obj: &mut Map<String, Value>, msg: &Msg, num: u32, field: Option<&Field>,
             }
         }
         Some(f) => {
-            if !is_zero(&v) {
+            if !is_zero(&v) || KEEP_ZERO.contains(&(msg.name, f.name)) {
                 obj.insert(f.name.into(), v);
             }
         }
         None => {
-            let _ = msg;
             let name = format!("#{num}");
             match obj.get_mut(&name) {
                 Some(Value::Array(a)) => a.push(v),
@@ -764,6 +775,41 @@ mod tests {
         assert_eq!(bad.raw_base64.unwrap(), b64(b"k8s\x00\x0a\xff\xff"));
         let junk = decode(b"x", &[0, 1, 2, 0xff], 1, false);
         assert_eq!(junk.stored, Stored::Raw);
+    }
+
+    /// A Deployment scaled to zero keeps `replicas: 0`; its strategy's
+    /// int-or-strings read as a string and a number.
+    #[test]
+    fn deployment_keeps_zero_replicas_and_int_or_string() {
+        let mut ru = Vec::new();
+        let (mut unavailable, mut surge) = (Vec::new(), Vec::new());
+        int(1, 0, &mut unavailable);
+        int(2, 1, &mut unavailable);
+        int(1, 1, &mut surge);
+        bytes(3, b"25%", &mut surge);
+        bytes(1, &unavailable, &mut ru);
+        bytes(2, &surge, &mut ru);
+        let mut strategy = Vec::new();
+        bytes(1, b"RollingUpdate", &mut strategy);
+        bytes(2, &ru, &mut strategy);
+        let mut spec = Vec::new();
+        int(1, 0, &mut spec);
+        bytes(4, &strategy, &mut spec);
+        int(5, 0, &mut spec);
+        let mut o = Vec::new();
+        bytes(1, &meta("web", "prod"), &mut o);
+        bytes(2, &spec, &mut o);
+        let d = decode(
+            b"/registry/deployments/prod/web",
+            &envelope("apps/v1", "Deployment", &o),
+            5,
+            false,
+        );
+        let o = d.object.unwrap();
+        assert_eq!(
+            o["spec"],
+            serde_json::json!({"replicas": 0, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}}})
+        );
     }
 
     /// A kind without a table: metadata still read, the rest by field number.

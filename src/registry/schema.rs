@@ -824,11 +824,42 @@ pub static DEPLOYMENT_SPEC: Msg = Msg {
         one(1, "replicas", Ty::Int),
         one(2, "selector", Ty::Msg(&LABEL_SELECTOR)),
         one(3, "template", Ty::Msg(&POD_TEMPLATE_SPEC)),
-        one(4, "strategy", Ty::Any),
+        one(4, "strategy", Ty::Msg(&DEPLOYMENT_STRATEGY)),
         one(5, "minReadySeconds", Ty::Int),
         one(6, "revisionHistoryLimit", Ty::Int),
         one(7, "paused", Ty::Bool),
         one(9, "progressDeadlineSeconds", Ty::Int),
+    ],
+};
+
+/// `apps.v1.DeploymentStrategy`.
+pub static DEPLOYMENT_STRATEGY: Msg = Msg {
+    name: "apps.v1.DeploymentStrategy",
+    fields: &[
+        one(1, "type", Ty::Str),
+        one(2, "rollingUpdate", Ty::Msg(&ROLLING_UPDATE_DEPLOYMENT)),
+    ],
+};
+
+/// `apps.v1.RollingUpdateDeployment`.
+pub static ROLLING_UPDATE_DEPLOYMENT: Msg = Msg {
+    name: "apps.v1.RollingUpdateDeployment",
+    fields: &[
+        one(1, "maxUnavailable", Ty::IntOrString),
+        one(2, "maxSurge", Ty::IntOrString),
+    ],
+};
+
+/// `apps.v1.DeploymentCondition`.
+pub static DEPLOYMENT_CONDITION: Msg = Msg {
+    name: "apps.v1.DeploymentCondition",
+    fields: &[
+        one(1, "type", Ty::Str),
+        one(2, "status", Ty::Str),
+        one(4, "reason", Ty::Str),
+        one(5, "message", Ty::Str),
+        one(6, "lastUpdateTime", Ty::Time),
+        one(7, "lastTransitionTime", Ty::Time),
     ],
 };
 
@@ -841,7 +872,7 @@ pub static DEPLOYMENT_STATUS: Msg = Msg {
         one(3, "updatedReplicas", Ty::Int),
         one(4, "availableReplicas", Ty::Int),
         one(5, "unavailableReplicas", Ty::Int),
-        many(6, "conditions", Ty::Any),
+        many(6, "conditions", Ty::Msg(&DEPLOYMENT_CONDITION)),
         one(7, "readyReplicas", Ty::Int),
         one(8, "collisionCount", Ty::Int),
         one(9, "terminatingReplicas", Ty::Int),
@@ -1019,6 +1050,9 @@ mod tests {
 
     /// Every table in this file.
     static ALL: &[&Msg] = &[
+        &super::DEPLOYMENT_STRATEGY,
+        &super::ROLLING_UPDATE_DEPLOYMENT,
+        &super::DEPLOYMENT_CONDITION,
         &super::UNKNOWN,
         &super::TYPE_META,
         &super::OBJECT_META,

@@ -338,9 +338,9 @@ pub fn keys_file(
     limit: Option<u64>,
     flat: bool,
 ) -> Result<KeyList> {
-    let at = crate::snapshot::at_revision(path, rev)?;
+    let at = crate::snapshot::at_revision(path, rev, &|k| k.starts_with(prefix), false)?;
     let want = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
-    let mut keys: Vec<Vec<u8>> = at.live.into_keys().filter(|k| k.starts_with(prefix)).collect();
+    let mut keys: Vec<Vec<u8>> = at.live.into_keys().collect();
     let truncated = keys.len() > want;
     keys.truncate(want);
     Ok(key_list(at.revision, prefix, &keys, truncated, flat))
@@ -349,7 +349,7 @@ pub fn keys_file(
 /// `snapshot get FILE KEY [--prefix]`: a key not there at that revision but
 /// deleted with its history still in the file says which `--rev` reads it.
 pub fn get_file(path: &Path, q: Query<'_>, show_secrets: bool) -> Result<Got> {
-    let at = crate::snapshot::at_revision(path, q.rev)?;
+    let at = crate::snapshot::at_revision(path, q.rev, &|k| in_query(&q, k), true)?;
     let want = usize::try_from(q.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
     let mut entries: Vec<Entry> = Vec::new();
     let mut truncated = false;

@@ -1099,9 +1099,16 @@ pub struct AtRevision {
 }
 
 /// Reads the store at `rev` (the newest revision when `None`): each key's
-/// latest version at or before it, deletes applied. A revision below the
-/// compaction or above the newest is refused (exit 2) naming the range.
-pub fn at_revision(path: &Path, rev: Option<i64>) -> anyhow::Result<AtRevision> {
+/// latest version at or before it, deletes applied. Only keys `in_scope`
+/// are kept, with their values only when `values` (memory stays bounded by
+/// what was asked, on a db of any size). A revision below the compaction or
+/// above the newest is refused (exit 2) naming the range.
+pub fn at_revision(
+    path: &Path,
+    rev: Option<i64>,
+    in_scope: &dyn Fn(&[u8]) -> bool,
+    values: bool,
+) -> anyhow::Result<AtRevision> {
     let (shown, db) = open(path)?;
     let mut compacted = 0;
     db.for_each(&[b"meta"], &mut |k: &[u8], v: &[u8], bucket: bool| {
@@ -1129,9 +1136,12 @@ pub fn at_revision(path: &Path, rev: Option<i64>) -> anyhow::Result<AtRevision> 
     }
     let mut live = BTreeMap::new();
     let mut gone = BTreeMap::new();
-    for_each_revision(path, |r, tombstone, kv| {
-        if r.main > at || kv.key.is_empty() {
+    for_each_revision(path, |r, tombstone, mut kv| {
+        if r.main > at || kv.key.is_empty() || !in_scope(&kv.key) {
             return Ok(());
+        }
+        if !values {
+            kv.value = Vec::new();
         }
         if tombstone {
             if let Some(last) = live.remove(&kv.key) {

@@ -148,6 +148,13 @@ pub enum SnapshotAction {
         #[command(flatten)]
         args: registry::GetArgs,
     },
+    /// A terminal key browser on a snapshot: keys by resource and namespace, the chosen value decoded.
+    Browse {
+        /// The snapshot (or a data dir).
+        file: PathBuf,
+        #[command(flatten)]
+        args: registry::BrowseArgs,
+    },
     /// Keys only in A, only in B and changed, per resource type and namespace (A and B: snapshots or data dirs).
     Diff {
         /// The first snapshot or data dir.
@@ -362,6 +369,8 @@ pub enum Command {
     Get(registry::GetArgs),
     /// Changes under a prefix as they happen (put/delete, revision, kind and name); survives a dropped connection.
     Watch(registry::WatchArgs),
+    /// A terminal key browser: keys by resource and namespace on the left, the chosen value decoded on the right.
+    Browse(registry::BrowseArgs),
     /// List the cluster's alarms (NOSPACE, CORRUPT), or disarm them.
     Alarm {
         /// `list` or `disarm`.
@@ -702,6 +711,10 @@ pub fn run(cli: &Cli) -> Result<Code> {
         Command::Watch(a) => {
             let conn = local_connection(cli, &root)?;
             registry::watch(&conn, a)
+        }
+        Command::Browse(a) => {
+            let conn = local_connection(cli, &root)?;
+            registry::browse(&registry::From::Live(&conn), a)
         }
         Command::Alarm { action, write_out } => {
             let conn = local_connection(cli, &root)?;
@@ -1558,6 +1571,11 @@ fn run_snapshot(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code> {
         SnapshotAction::Keys { file, args } => {
             let readable = &readable(file, sealed)?;
             registry::keys(&registry::From::File(readable), args).map_err(|e| snapshot_error(&[readable], e))
+        }
+        SnapshotAction::Browse { file, args } => {
+            let readable = &readable(file, sealed)?;
+            registry::browse(&registry::From::File(readable), args)
+                .map_err(|e| snapshot_error(&[readable], e))
         }
         SnapshotAction::Get { file, args } => {
             let readable = &readable(file, sealed)?;

@@ -273,14 +273,14 @@ async fn range(
     }
 }
 
-/// `keys PREFIX` on the live cluster.
-pub fn keys_live(
+/// The keys under `prefix` on the live cluster, at one revision: that
+/// revision, the keys in order, and whether `limit` cut the list.
+pub fn list_live(
     conn: &Connection,
     prefix: &[u8],
     rev: Option<i64>,
     limit: Option<u64>,
-    flat: bool,
-) -> Result<KeyList> {
+) -> Result<(i64, Vec<Vec<u8>>, bool)> {
     let q = Query {
         key: prefix,
         prefix: true,
@@ -290,7 +290,22 @@ pub fn keys_live(
     let (revision, kvs, truncated) = runtime()?
         .block_on(range(conn, q, true, Duration::from_secs(30)))
         .map_err(|e| if e.is::<Fail>() { e } else { unreachable(conn, &e) })?;
-    let keys: Vec<Vec<u8>> = kvs.into_iter().map(|k| k.key().to_vec()).collect();
+    Ok((
+        revision,
+        kvs.into_iter().map(|k| k.key().to_vec()).collect(),
+        truncated,
+    ))
+}
+
+/// `keys PREFIX` on the live cluster.
+pub fn keys_live(
+    conn: &Connection,
+    prefix: &[u8],
+    rev: Option<i64>,
+    limit: Option<u64>,
+    flat: bool,
+) -> Result<KeyList> {
+    let (revision, keys, truncated) = list_live(conn, prefix, rev, limit)?;
     Ok(key_list(revision, prefix, &keys, truncated, flat))
 }
 
@@ -378,6 +393,64 @@ pub fn get_file(path: &Path, q: Query<'_>, show_secrets: bool) -> Result<Got> {
         truncated,
         missing,
     })
+}
+
+/// Files up to this size are browsed with their values in memory; larger
+/// ones read each value from the file when it is shown.
+const BROWSE_IN_MEMORY: u64 = 512 << 20;
+
+/// A snapshot opened for browsing: its keys under a prefix at one revision.
+pub struct Opened {
+    path: std::path::PathBuf,
+    at: crate::snapshot::AtRevision,
+    values: bool,
+}
+
+impl Opened {
+    /// Reads the keys under `prefix` at `rev` (the newest when `None`).
+    pub fn open(path: &Path, prefix: &[u8], rev: Option<i64>) -> Result<Opened> {
+        let values = std::fs::metadata(path).map_or(false, |m| m.len() <= BROWSE_IN_MEMORY);
+        let at = crate::snapshot::at_revision(path, rev, &|k| k.starts_with(prefix), values)?;
+        Ok(Opened {
+            path: path.to_path_buf(),
+            at,
+            values,
+        })
+    }
+
+    /// The revision read at.
+    pub fn revision(&self) -> i64 {
+        self.at.revision
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        self.at.live.keys().cloned().collect()
+    }
+
+    /// One key's value, decoded.
+    pub fn get(&self, key: &[u8], show_secrets: bool) -> Result<Entry> {
+        if self.values {
+            let kv = self.at.live.get(key).context("no such key")?;
+            return Ok(Entry::new(
+                key,
+                &kv.value,
+                (kv.create_revision, kv.mod_revision, kv.version, kv.lease),
+                show_secrets,
+            ));
+        }
+        let q = Query {
+            key,
+            prefix: false,
+            rev: Some(self.at.revision),
+            limit: None,
+        };
+        get_file(&self.path, q, show_secrets)?
+            .entries
+            .into_iter()
+            .next()
+            .context("no such key")
+    }
 }
 
 /// What a watch saw.

@@ -17,6 +17,7 @@
 //! the first frame, to prove the terminal is given back.
 
 pub mod app;
+pub mod browse;
 pub mod face;
 pub mod keys;
 pub mod picker;
@@ -304,6 +305,63 @@ fn spawn_input<T: Send + 'static>(
             }
         }
     })
+}
+
+/// A read-only full-screen view (`status --watch`, `browse`): draws `state`
+/// with `render`, applies what the keyboard (through `wrap`) and the threads
+/// `start` spawns send, until `done`. A signal or the terminal going away
+/// reaches `wrap` as `Action::Signal`. The terminal is given back on every
+/// way out, a panic included.
+fn view_loop<S, M: Send + 'static>(
+    state: &mut S,
+    wrap: impl Fn(Action) -> M + Send + Sync + 'static,
+    start: impl FnOnce(Sender<M>),
+    mut update: impl FnMut(&mut S, M),
+    render: impl Fn(&S, &mut ratatui::Frame),
+    done: impl Fn(&S) -> bool,
+) -> Result<()> {
+    let signals = Signals::register();
+    let mut terminal = ratatui::try_init()?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        hook(info);
+    }));
+    let (tx, rx) = mpsc::channel::<M>();
+    let input_stop = Arc::new(AtomicBool::new(false));
+    let signal_tx = tx.clone();
+    let wrap = Arc::new(wrap);
+    let keys = wrap.clone();
+    let input = spawn_input(tx.clone(), input_stop.clone(), move |a| keys(a));
+    start(tx);
+    let mut dirty = true;
+    let mut drawable = true;
+    loop {
+        if dirty && drawable && !PANICKED.load(Ordering::SeqCst) {
+            drawable = terminal.draw(|f| render(state, f)).is_ok();
+            dirty = false;
+        }
+        if done(state) || PANICKED.load(Ordering::SeqCst) {
+            break;
+        }
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        for m in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            dirty = true;
+            update(state, m);
+        }
+        if let Some(name) = signals.take() {
+            drop(signal_tx.send(wrap(Action::Signal(name.into()))));
+        }
+    }
+    input_stop.store(true, Ordering::SeqCst);
+    ratatui::restore();
+    let _ = input.join();
+    drop(signals);
+    Ok(())
 }
 
 /// SIGTERM, SIGHUP and SIGINT as flags the loop polls.

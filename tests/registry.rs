@@ -316,6 +316,36 @@ fn get_decodes_objects_live_and_from_snapshots() {
             || yaml.contains(&format!("  resourceVersion: \"{pod_written}\"")),
         "{yaml}"
     );
+    // The browser, in tmux, on that older revision: the group, then the Pod's value.
+    let t = crate::support::tmux::Tmux::run(
+        "browse",
+        &[
+            "snapshot".into(),
+            "browse".into(),
+            later_s.into(),
+            "/registry/pods/prod/".into(),
+            "--rev".into(),
+            pod_written.to_string(),
+        ],
+    );
+    // At that revision the malformed Pod was not written yet: one Pod.
+    t.wait_for(&["pods prod (1)", "Enter open"], Duration::from_secs(30));
+    t.key("Enter");
+    let screen = t.wait_for(
+        &[
+            "pods in prod",
+            "/registry/pods/prod/web",
+            "kind: Pod",
+            "stored as protobuf",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(screen.contains("> web"), "{screen}");
+    t.key("Space");
+    t.wait_for(&["image: nginx:1.27", "containerPort: 80"], Duration::from_secs(30));
+    t.key("q");
+    let screen = t.wait_for(&["[exit 0]", "[tty "], Duration::from_secs(30));
+    assert!(screen.contains("[tty cooked]"), "{screen}");
     // Live, a missing key is exit 1 with a next step; a revision the store was compacted past is refused.
     let (code, _, err) = tool(root, &["get", POD]);
     assert_eq!(code, Some(1), "{err}");

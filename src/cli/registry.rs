@@ -88,6 +88,71 @@ pub struct WatchArgs {
     pub write_out: Format,
 }
 
+/// `browse [PREFIX]` (and `snapshot browse FILE [PREFIX]`).
+#[derive(Debug, Args, Clone)]
+pub struct BrowseArgs {
+    /// Only keys under this prefix (default: every key).
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// Browse the store as it was at this revision (not yet compacted).
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<i64>,
+    /// Show Secret values (masked by default).
+    #[arg(long)]
+    pub show_secrets: bool,
+}
+
+/// Runs `browse`: the keys grouped on the left, a value on the right.
+pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
+    use crate::tui::browse::{Listing, run};
+    if !crate::tui::wanted(false, false) {
+        return Err(Fail::before_change(
+            "browse needs a terminal",
+            "in a script, use etcd-rescue keys and get (or snapshot keys|get FILE)",
+        )
+        .into());
+    }
+    let prefix = a.prefix.as_bytes().to_vec();
+    let show = a.show_secrets;
+    match from {
+        From::Live(c) => {
+            let (revision, keys, _) = registry::list_live(c, &prefix, a.rev, None)?;
+            let conn = (*c).clone();
+            let source = format!("etcd at {}", conn.endpoints.join(","));
+            run(
+                Listing {
+                    source,
+                    revision,
+                    keys,
+                },
+                move |k| {
+                    let q = Query {
+                        key: k,
+                        prefix: false,
+                        rev: Some(revision),
+                        limit: None,
+                    };
+                    registry::get_live(&conn, q, show)?
+                        .entries
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| anyhow::anyhow!("not there at revision {revision}"))
+                },
+            )?;
+        }
+        From::File(p) => {
+            let opened = registry::Opened::open(p, &prefix, a.rev)?;
+            let listing = Listing {
+                source: format!("snapshot {}", p.display()),
+                revision: opened.revision(),
+                keys: opened.keys(),
+            };
+            run(listing, move |k| opened.get(k, show))?;
+        }
+    }
+    Ok(Code::Done)
+}
+
 /// Where `keys` and `get` read.
 pub enum From<'a> {
     /// The cluster.

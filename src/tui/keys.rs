@@ -29,6 +29,8 @@ pub enum Ctx {
     Help,
     /// `status --watch`: the members table.
     Status,
+    /// `browse`: the key browser.
+    Browse,
 }
 
 /// What a key asks for.
@@ -109,7 +111,9 @@ pub struct Binding {
     pub bar: bool,
 }
 
-use Ctx::{Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary, Waiting};
+use Ctx::{
+    Browse, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary, Waiting,
+};
 
 const SCROLLABLE: &[Ctx] = &[
     Picker,
@@ -120,6 +124,7 @@ const SCROLLABLE: &[Ctx] = &[
     Waiting,
     ConfirmRollback,
     Summary,
+    Browse,
 ];
 /// Where `?` opens the help.
 const WITH_HELP: &[Ctx] = &[
@@ -132,6 +137,7 @@ const WITH_HELP: &[Ctx] = &[
     ConfirmRollback,
     Summary,
     Status,
+    Browse,
 ];
 /// The wizard's contexts: everywhere but the status view.
 const WIZARD: &[Ctx] = &[
@@ -159,6 +165,7 @@ const EVERYWHERE: &[Ctx] = &[
     Popup,
     Help,
     Status,
+    Browse,
 ];
 
 /// The table, first match wins.
@@ -262,7 +269,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('q')],
         label: "q",
-        ctx: &[Picker, Plan, ConfirmRollback, Status],
+        ctx: &[Picker, Plan, ConfirmRollback, Status, Browse],
         action: Do::Quit,
         help: "leave; nothing was changed",
         bar: true,
@@ -292,9 +299,25 @@ pub const KEYS: &[Binding] = &[
         bar: false,
     },
     Binding {
+        keys: &[Key::Enter],
+        label: "Enter",
+        ctx: &[Browse],
+        action: Do::Choose,
+        help: "open the highlighted group",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Esc],
+        label: "Esc",
+        ctx: &[Browse],
+        action: Do::Cancel,
+        help: "back to the groups",
+        bar: true,
+    },
+    Binding {
         keys: &[Key::Ctrl('c')],
         label: "Ctrl-C",
-        ctx: &[Status],
+        ctx: &[Status, Browse],
         action: Do::Interrupt,
         help: "leave",
         bar: false,
@@ -423,6 +446,8 @@ fn short(action: Do, ctx: Ctx) -> &'static str {
         (Do::Yes, Ctx::ConfirmRollback) | (Do::Rollback, _) => "roll back",
         (Do::Yes, _) => "yes",
         (Do::Cancel, Ctx::Help) => "close",
+        (Do::Cancel, Ctx::Browse) => "back",
+        (Do::Choose, Ctx::Browse) => "open",
         (Do::Cancel, _) => "no",
         (Do::Quit, Ctx::Stage | Ctx::Failed | Ctx::Waiting | Ctx::Busy) => "stop here",
         (Do::Quit, _) => "quit",

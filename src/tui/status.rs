@@ -9,8 +9,6 @@
 //! member that stops answering is a red row, not an exit.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -426,74 +424,44 @@ pub fn watch<P>(mut poll: P, every: Duration) -> Result<()>
 where
     P: FnMut() -> Result<Report> + Send + 'static,
 {
-    let signals = super::Signals::register();
-    let mut terminal = ratatui::try_init()?;
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        super::PANICKED.store(true, Ordering::SeqCst);
-        hook(info);
-    }));
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let input_stop = Arc::new(AtomicBool::new(false));
-    let input = super::spawn_input(tx.clone(), input_stop.clone(), |a| match a {
-        Action::Key(k, _) => Msg::Key(k),
-        Action::Resize(..) => Msg::Resize,
-        _ => Msg::Gone,
-    });
     // The poller: asks, sends the answer, then waits `every` or a refresh.
     // When the view ends mid-ask, the ask is abandoned with the thread.
     let (now_tx, now_rx) = mpsc::channel::<()>();
-    let ptx = tx.clone();
-    std::thread::spawn(move || {
-        loop {
-            if ptx.send(Msg::Polling).is_err() {
-                return;
+    let start = move |tx: mpsc::Sender<Msg>| {
+        std::thread::spawn(move || {
+            loop {
+                if tx.send(Msg::Polling).is_err() {
+                    return;
+                }
+                let r = poll().map_err(|e| format!("{e:#}"));
+                if tx.send(Msg::Polled(SystemTime::now(), r)).is_err() {
+                    return;
+                }
+                match now_rx.recv_timeout(every) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => while now_rx.try_recv().is_ok() {},
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
             }
-            let r = poll().map_err(|e| format!("{e:#}"));
-            if ptx.send(Msg::Polled(SystemTime::now(), r)).is_err() {
-                return;
-            }
-            match now_rx.recv_timeout(every) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => while now_rx.try_recv().is_ok() {},
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    });
+        });
+    };
+    let wrap = |a| match a {
+        Action::Key(k, _) => Msg::Key(k),
+        Action::Resize(..) => Msg::Resize,
+        _ => Msg::Gone,
+    };
     let mut d = Dash::new(every);
-    let mut dirty = true;
-    let mut drawable = true;
-    loop {
-        if dirty && drawable && !super::PANICKED.load(Ordering::SeqCst) {
-            drawable = terminal.draw(|f| f.render_widget(&d, f.area())).is_ok();
-            dirty = false;
-        }
-        if d.exit || super::PANICKED.load(Ordering::SeqCst) {
-            break;
-        }
-        let first = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut batch: Vec<Msg> = first.into_iter().collect();
-        while let Ok(m) = rx.try_recv() {
-            batch.push(m);
-        }
-        if signals.take().is_some() {
-            batch.push(Msg::Gone);
-        }
-        for m in batch {
-            dirty = true;
-            if update(&mut d, m) == Some(Cmd::Refresh) {
+    super::view_loop(
+        &mut d,
+        wrap,
+        start,
+        |d, m| {
+            if update(d, m) == Some(Cmd::Refresh) {
                 let _ = now_tx.send(());
             }
-        }
-    }
-    input_stop.store(true, Ordering::SeqCst);
-    ratatui::restore();
-    let _ = input.join();
-    drop(signals);
-    Ok(())
+        },
+        |d, f| f.render_widget(d, f.area()),
+        |d| d.exit,
+    )
 }
 
 #[cfg(test)]

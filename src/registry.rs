@@ -22,8 +22,11 @@ use crate::host::etcd::{self, Connection};
 use crate::snapshot::kube::{OTHER, classify};
 pub use decode::{Decoded, Stored};
 
-/// Keys fetched per request when listing (keys only).
-const KEY_PAGE: i64 = 5000;
+/// Keys fetched per request when listing (keys only). Large: etcd counts the
+/// whole remaining range on every request, so many small pages cost
+/// quadratic time (measured: 5,000-key pages took twice etcdctl's time on
+/// 200,000 keys); 100,000 names are a few MB.
+const KEY_PAGE: i64 = 100_000;
 /// Keys fetched per request with their values.
 const VALUE_PAGE: i64 = 500;
 
@@ -133,14 +136,23 @@ impl Entry {
             version,
             lease,
             size: value.len(),
+            bytes: Vec::new(),
             value: decode::decode(key, value, mod_revision, show_secrets),
-            bytes: value.to_vec(),
         }
+        .with_bytes(value)
+    }
+
+    /// Keeps the stored bytes for `-w raw`, unless the value was masked.
+    fn with_bytes(mut self, value: &[u8]) -> Entry {
+        if !self.value.masked {
+            self.bytes = value.to_vec();
+        }
+        self
     }
 
     /// A Secret (by its kind or its key): its raw bytes are not printed unless asked.
     pub fn is_secret(&self) -> bool {
-        self.value.kind() == Some("Secret") || self.key.starts_with("/registry/secrets/")
+        self.value.kind() == Some("Secret") || decode::is_secret_key(self.key.as_bytes())
     }
 }
 
@@ -210,16 +222,21 @@ fn unreachable(conn: &Connection, e: &anyhow::Error) -> anyhow::Error {
 }
 
 /// Pages through `q` at one revision (the first page's), keys only or with
-/// values; each request bounded by `limit`.
+/// values; each request bounded by `limit`. A page too large for one answer
+/// is asked again at half the size. No connection, or no answer in time, is
+/// "etcd does not answer" (exit 1); a compacted or future `--rev` is exit 2.
 async fn range(
     conn: &Connection,
     q: Query<'_>,
     keys_only: bool,
     limit: Duration,
 ) -> Result<(i64, Vec<etcd_client::KeyValue>, bool)> {
-    let mut c = tokio::time::timeout(limit, etcd::connect(conn))
+    let c = tokio::time::timeout(limit, etcd::connect(conn))
         .await
-        .map_err(|_| anyhow::anyhow!("no connection within {limit:?}"))??;
+        .map_err(|_| anyhow::anyhow!("no connection within {limit:?}"))
+        .and_then(|r| r)
+        .map_err(|e| unreachable(conn, &e))?;
+    let mut kv = c.kv_client().max_decoding_message_size(MAX_MESSAGE);
     let (mut start, end) = if q.prefix {
         let start = if q.key.is_empty() { vec![0] } else { q.key.to_vec() };
         (start, Some(prefix_end(q.key)))
@@ -229,8 +246,8 @@ async fn range(
     let mut revision = q.rev.unwrap_or(0);
     let mut out: Vec<etcd_client::KeyValue> = Vec::new();
     let want = q.limit.unwrap_or(u64::MAX);
+    let mut page = if keys_only { KEY_PAGE } else { VALUE_PAGE };
     loop {
-        let page = if keys_only { KEY_PAGE } else { VALUE_PAGE };
         let left = i64::try_from(want.saturating_sub(out.len() as u64).saturating_add(1)).unwrap_or(i64::MAX);
         let mut opts = GetOptions::new()
             .with_limit(page.min(left))
@@ -241,22 +258,37 @@ async fn range(
         if let Some(e) = &end {
             opts = opts.with_range(e.clone());
         }
-        let r = tokio::time::timeout(limit, c.get(start.clone(), Some(opts)))
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within {limit:?}"))?
-            .map_err(|e| match e {
-                etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => Fail::before_change(
+        let r = match tokio::time::timeout(limit, kv.get(start.clone(), Some(opts))).await {
+            Err(_) => return Err(unreachable(conn, &anyhow::anyhow!("no answer within {limit:?}"))),
+            Ok(Ok(r)) => r,
+            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == tonic::Code::OutOfRange && page > 1 => {
+                page /= 2;
+                continue;
+            }
+            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("compacted") => {
+                return Err(Fail::before_change(
                     format!("revision {revision} was compacted: {}", s.message()),
                     "pass a newer --rev, or read an older snapshot that still holds it (etcd-rescue snapshot get FILE --rev)",
                 )
-                .into(),
-                etcd_client::Error::GRpcStatus(s) if s.message().contains("future rev") => Fail::before_change(
+                .into());
+            }
+            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("future rev") => {
+                return Err(Fail::before_change(
                     format!("revision {revision} is newer than the store: {}", s.message()),
                     "pass a --rev at or below the store's revision (etcd-rescue status)",
                 )
-                .into(),
-                other => anyhow::Error::from(other).context("reading keys"),
-            })?;
+                .into());
+            }
+            Ok(Err(e @ (etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)))) => {
+                return Err(unreachable(conn, &e.into()));
+            }
+            Ok(Err(etcd_client::Error::GRpcStatus(s)))
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) =>
+            {
+                return Err(unreachable(conn, &anyhow::anyhow!("{}", s.message())));
+            }
+            Ok(Err(e)) => return Err(anyhow::Error::from(e).context("reading keys")),
+        };
         if revision == 0 {
             revision = r.header().map_or(0, etcd_client::ResponseHeader::revision);
         }
@@ -287,9 +319,7 @@ pub fn list_live(
         rev,
         limit,
     };
-    let (revision, kvs, truncated) = runtime()?
-        .block_on(range(conn, q, true, Duration::from_secs(30)))
-        .map_err(|e| if e.is::<Fail>() { e } else { unreachable(conn, &e) })?;
+    let (revision, kvs, truncated) = runtime()?.block_on(range(conn, q, true, Duration::from_secs(30)))?;
     Ok((
         revision,
         kvs.into_iter().map(|k| k.key().to_vec()).collect(),
@@ -311,9 +341,7 @@ pub fn keys_live(
 
 /// `get KEY [--prefix]` on the live cluster.
 pub fn get_live(conn: &Connection, q: Query<'_>, show_secrets: bool) -> Result<Got> {
-    let (revision, kvs, truncated) = runtime()?
-        .block_on(range(conn, q, false, Duration::from_secs(60)))
-        .map_err(|e| if e.is::<Fail>() { e } else { unreachable(conn, &e) })?;
+    let (revision, kvs, truncated) = runtime()?.block_on(range(conn, q, false, Duration::from_secs(60)))?;
     let entries: Vec<Entry> = kvs
         .iter()
         .map(|k| {
@@ -409,7 +437,7 @@ pub struct Opened {
 impl Opened {
     /// Reads the keys under `prefix` at `rev` (the newest when `None`).
     pub fn open(path: &Path, prefix: &[u8], rev: Option<i64>) -> Result<Opened> {
-        let values = std::fs::metadata(path).map_or(false, |m| m.len() <= BROWSE_IN_MEMORY);
+        let values = std::fs::metadata(path).is_ok_and(|m| m.len() <= BROWSE_IN_MEMORY);
         let at = crate::snapshot::at_revision(path, rev, &|k| k.starts_with(prefix), values)?;
         Ok(Opened {
             path: path.to_path_buf(),
@@ -461,10 +489,10 @@ pub enum Watched {
     Put(Change),
     /// A key deleted.
     Delete(Change),
-    /// The connection dropped; the watch resumes after `revision`.
+    /// The connection dropped (or never came up); the watch resumes after `revision`.
     Reconnecting {
-        /// The last revision seen.
-        revision: i64,
+        /// The last revision known delivered (none before the first answer).
+        revision: Option<i64>,
         /// Why.
         error: String,
         /// The attempt, from 1.
@@ -518,11 +546,140 @@ pub enum WatchEnd {
     Stopped,
 }
 
+/// The largest answer read from etcd (tonic's default is 4 MiB: a watch
+/// catching up, or a page of large values, is more).
+const MAX_MESSAGE: usize = 1 << 30;
+
+/// How one watch connection ended.
+enum Dropped {
+    /// Stop: the caller asked.
+    Stop,
+    /// Reconnect, for this reason.
+    Retry(String),
+}
+
+/// Where a watch stands: the next revision it needs (0: none seen yet), and
+/// whether the next connection resumes after a drop.
+struct Cursor {
+    next: i64,
+    resumed: bool,
+}
+
+/// One connection's watch: delivers events from `cur.next` on, advancing it
+/// after each response (etcd sends a revision's events in one response) and on
+/// progress notifications, which say every change up to their revision was sent.
+async fn watch_once(
+    conn: &Connection,
+    start_key: &[u8],
+    end: &[u8],
+    keepalive: Duration,
+    cur: &mut Cursor,
+    stop: &AtomicBool,
+    on: &mut dyn FnMut(Watched) -> ControlFlow<()>,
+) -> Result<Dropped> {
+    let setup = async {
+        let c = etcd::connect_with_keepalive(conn, keepalive).await?;
+        let mut opts = WatchOptions::new()
+            .with_range(end.to_vec())
+            .with_progress_notify();
+        if cur.next > 0 {
+            opts = opts.with_start_revision(cur.next);
+        }
+        let mut w = c.watch_client().max_decoding_message_size(MAX_MESSAGE);
+        let stream = w
+            .watch(start_key.to_vec(), Some(opts))
+            .await
+            .context("starting the watch")?;
+        anyhow::Ok((c, stream))
+    };
+    let started = tokio::select! {
+        r = tokio::time::timeout(keepalive * 2, setup) => r,
+        () = stopped(stop) => return Ok(Dropped::Stop),
+    };
+    let (_client, mut stream) = match started {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Ok(Dropped::Retry(format!("{e:#}"))),
+        Err(_) => return Ok(Dropped::Retry(format!("no answer within {:?}", keepalive * 2))),
+    };
+    let mut created = false;
+    let mut progress_at = tokio::time::Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Dropped::Stop);
+        }
+        // etcd volunteers progress only every few minutes: ask for it, so a
+        // quiet prefix's resume point keeps up with the store's compaction.
+        if created && progress_at.elapsed() >= keepalive {
+            progress_at = tokio::time::Instant::now();
+            if let Err(e) = stream.request_progress().await {
+                return Ok(Dropped::Retry(format!("{e}")));
+            }
+        }
+        let resp = match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+            Err(_) => continue,
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => return Ok(Dropped::Retry("the server ended the watch".into())),
+            Ok(Err(e)) => return Ok(Dropped::Retry(format!("{e}"))),
+        };
+        let header_rev = resp.header().map_or(0, etcd_client::ResponseHeader::revision);
+        if resp.canceled() {
+            if resp.compact_revision() > 0 {
+                return Err(compacted(cur.next, resp.compact_revision()));
+            }
+            // Not compaction: no leader, or the server shutting down: try again.
+            return Ok(Dropped::Retry(format!(
+                "etcd cancelled the watch: {}",
+                resp.cancel_reason()
+            )));
+        }
+        if resp.created() {
+            created = true;
+            if cur.next == 0 {
+                // Watching from now: a resume starts after the revision it began at.
+                cur.next = header_rev + 1;
+            }
+            if std::mem::take(&mut cur.resumed) && on(Watched::Resumed { from: cur.next }).is_break() {
+                return Ok(Dropped::Stop);
+            }
+            continue;
+        }
+        let mut last = None;
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let rev = kv.mod_revision();
+            if rev < cur.next {
+                continue;
+            }
+            let c = match ev.event_type() {
+                EventType::Put => Watched::Put(change(kv.key(), Some(kv.value()), rev)),
+                EventType::Delete => Watched::Delete(change(kv.key(), None, rev)),
+            };
+            if on(c).is_break() {
+                return Ok(Dropped::Stop);
+            }
+            last = Some(rev);
+        }
+        match last {
+            Some(rev) => cur.next = cur.next.max(rev + 1),
+            // A progress notification: every change up to its revision was sent.
+            None if resp.events().is_empty() && header_rev > 0 => cur.next = cur.next.max(header_rev + 1),
+            None => {}
+        }
+    }
+}
+
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Watches every key under `prefix` from `from` (now when `None`) until
-/// `stop` or `on` says stop. A dropped connection (or one that stops
-/// answering keep-alives for `keepalive`) reconnects, backing off up to 5 s,
-/// and resumes after the last revision delivered, so no change is lost or
-/// repeated; a resume point compacted meanwhile ends it (exit 1).
+/// `stop` or `on` says stop. A dropped connection, one that answers no
+/// keep-alive ping within `keepalive`, or a member without a leader
+/// reconnects (backing off up to 5 s) and resumes after the last revision
+/// delivered or acknowledged by a progress notification, so no change is
+/// lost or repeated; a resume point compacted meanwhile ends it (exit 1).
 pub fn watch(
     conn: &Connection,
     prefix: &[u8],
@@ -538,161 +695,44 @@ pub fn watch(
     } else {
         prefix.to_vec()
     };
-    let mut next = from.unwrap_or(0);
+    let mut cur = Cursor {
+        next: from.unwrap_or(0).max(0),
+        resumed: false,
+    };
     let mut attempt = 0u32;
     rt.block_on(async {
         loop {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(WatchEnd::Stopped);
-            }
-            let once = async {
-                let mut c = etcd::connect_with_keepalive(conn, keepalive).await?;
-                let mut opts = WatchOptions::new().with_range(end.clone()).with_progress_notify();
-                if next > 0 {
-                    opts = opts.with_start_revision(next);
-                }
-                let mut stream = c
-                    .watch(start_key.clone(), Some(opts))
-                    .await
-                    .context("starting the watch")?;
-                anyhow::Ok((c, stream_first(&mut stream).await?, stream))
-            };
-            let started = tokio::time::timeout(keepalive * 2, once).await;
-            let (_client, first, mut stream) = match started {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) if e.is::<Fail>() => return Err(e),
-                Ok(Err(e)) => {
+            match watch_once(conn, &start_key, &end, keepalive, &mut cur, stop, on).await? {
+                Dropped::Stop => return Ok(WatchEnd::Stopped),
+                Dropped::Retry(error) => {
                     attempt += 1;
+                    let revision = (cur.next > 0).then_some(cur.next - 1);
                     if on(Watched::Reconnecting {
-                        revision: next - 1,
-                        error: format!("{e:#}"),
+                        revision,
+                        error,
                         attempt,
                     })
                     .is_break()
                     {
                         return Ok(WatchEnd::Stopped);
                     }
+                    cur.resumed = true;
                     backoff(attempt, stop).await;
-                    continue;
-                }
-                Err(_) => {
-                    attempt += 1;
-                    if on(Watched::Reconnecting {
-                        revision: next - 1,
-                        error: format!("no answer within {:?}", keepalive * 2),
-                        attempt,
-                    })
-                    .is_break()
-                    {
+                    if stop.load(Ordering::SeqCst) {
                         return Ok(WatchEnd::Stopped);
                     }
-                    backoff(attempt, stop).await;
-                    continue;
-                }
-            };
-            if attempt > 0 {
-                attempt = 0;
-                if on(Watched::Resumed { from: next }).is_break() {
-                    return Ok(WatchEnd::Stopped);
                 }
             }
-            // Events below where this connection started were delivered before it
-            // (etcd sends a revision's events in one response, so a response
-            // delivered whole leaves no revision half-delivered).
-            let floor = next;
-            let mut pending = first;
-            loop {
-                if let Some(resp) = pending.take() {
-                    if resp.canceled() {
-                        return Err(cancelled(&resp, next));
-                    }
-                    if next == 0
-                        && let Some(h) = resp.header()
-                    {
-                        // Watching from "now": later resumes start after the revision it began at.
-                        next = h.revision() + 1;
-                    }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let rev = kv.mod_revision();
-                        if rev < floor {
-                            continue;
-                        }
-                        let c = match ev.event_type() {
-                            EventType::Put => Watched::Put(change(kv.key(), Some(kv.value()), rev)),
-                            EventType::Delete => Watched::Delete(change(kv.key(), None, rev)),
-                        };
-                        if on(c).is_break() {
-                            return Ok(WatchEnd::Stopped);
-                        }
-                        next = next.max(rev + 1);
-                    }
-                }
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(WatchEnd::Stopped);
-                }
-                match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
-                    Err(_) => {}
-                    Ok(Ok(Some(r))) => pending = Some(r),
-                    Ok(Ok(None)) => {
-                        attempt += 1;
-                        if on(Watched::Reconnecting {
-                            revision: next - 1,
-                            error: "the server ended the watch".into(),
-                            attempt,
-                        })
-                        .is_break()
-                        {
-                            return Ok(WatchEnd::Stopped);
-                        }
-                        break;
-                    }
-                    Ok(Err(e)) => {
-                        attempt += 1;
-                        if on(Watched::Reconnecting {
-                            revision: next - 1,
-                            error: format!("{e}"),
-                            attempt,
-                        })
-                        .is_break()
-                        {
-                            return Ok(WatchEnd::Stopped);
-                        }
-                        break;
-                    }
-                }
-            }
-            backoff(attempt, stop).await;
         }
     })
 }
 
-/// The watch's first answer (its creation), or an error.
-async fn stream_first(s: &mut etcd_client::WatchStream) -> Result<Option<etcd_client::WatchResponse>> {
-    match s.message().await.context("waiting for the watch to start")? {
-        Some(r) if r.canceled() => Err(cancelled(&r, r.compact_revision())),
-        Some(r) => Ok(Some(r)),
-        None => anyhow::bail!("the server ended the watch before it started"),
-    }
-}
-
-fn cancelled(r: &etcd_client::WatchResponse, next: i64) -> anyhow::Error {
-    if r.compact_revision() > 0 {
-        Fail::problem(
-            format!(
-                "the watch cannot resume at revision {next}: the store was compacted to {}",
-                r.compact_revision()
-            ),
-            "changes in between are gone from etcd; start a new watch (without --rev) and read the current state with etcd-rescue get",
-        )
-        .into()
-    } else {
-        Fail::problem(
-            format!("etcd cancelled the watch: {}", r.cancel_reason()),
-            "start the watch again; etcd-rescue status shows the cluster's health",
-        )
-        .into()
-    }
+fn compacted(next: i64, to: i64) -> anyhow::Error {
+    Fail::problem(
+        format!("the watch cannot resume at revision {next}: the store was compacted to {to}"),
+        "changes in between are gone from etcd; start a new watch (without --rev) and read the current state with etcd-rescue get",
+    )
+    .into()
 }
 
 async fn backoff(attempt: u32, stop: &AtomicBool) {

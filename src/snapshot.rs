@@ -1023,6 +1023,16 @@ fn finish(mut r: VerifyReport) -> VerifyReport {
 /// first record that does not decode, or the first error `f` returns, stops the walk.
 fn for_each_revision(
     path: &Path,
+    f: impl FnMut(Revision, bool, KeyValue) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for_each_revision_in(path, &|_| true, f)
+}
+
+/// [`for_each_revision`] for the keys `in_scope` only: the others are
+/// checked but not copied.
+fn for_each_revision_in(
+    path: &Path,
+    in_scope: &dyn Fn(&[u8]) -> bool,
     mut f: impl FnMut(Revision, bool, KeyValue) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let (path, db) = open(path)?;
@@ -1039,6 +1049,9 @@ fn for_each_revision(
                 rev.main, rev.sub
             ))
         })?;
+        if !in_scope(kv.key) {
+            return Ok(());
+        }
         f(rev, tomb, kv.to_owned())
     };
     let mut failed = None;
@@ -1079,8 +1092,12 @@ pub fn live_keys(path: &Path) -> anyhow::Result<Vec<KeyValue>> {
 pub struct Gone {
     /// The revision of the delete.
     pub deleted_at: i64,
-    /// The revision of its last version (read it with `--rev` this).
+    /// The revision of its last version.
     pub last_written: i64,
+    /// A revision the file can be read at that shows its last version: the
+    /// one before the delete (at or above the compaction, unlike
+    /// `last_written`, which compaction may have passed).
+    pub read_at: i64,
 }
 
 /// The store as it was at one revision, read from a snapshot or data dir.
@@ -1110,13 +1127,15 @@ pub fn at_revision(
     values: bool,
 ) -> anyhow::Result<AtRevision> {
     let (shown, db) = open(path)?;
+    // A compaction scheduled but not finished may have removed revisions up to
+    // its mark already: the readable floor is the higher of the two.
     let mut compacted = 0;
     db.for_each(&[b"meta"], &mut |k: &[u8], v: &[u8], bucket: bool| {
         if !bucket
-            && k == b"finishedCompactRev"
+            && (k == b"finishedCompactRev" || k == b"scheduledCompactRev")
             && let Some((r, false)) = parse_revision_key(v)
         {
-            compacted = r.main;
+            compacted = compacted.max(r.main);
         }
         ControlFlow::Continue(())
     })
@@ -1136,8 +1155,9 @@ pub fn at_revision(
     }
     let mut live = BTreeMap::new();
     let mut gone = BTreeMap::new();
-    for_each_revision(path, |r, tombstone, mut kv| {
-        if r.main > at || kv.key.is_empty() || !in_scope(&kv.key) {
+    let scope = |key: &[u8]| !key.is_empty() && in_scope(key);
+    for_each_revision_in(path, &scope, |r, tombstone, mut kv| {
+        if r.main > at {
             return Ok(());
         }
         if !values {
@@ -1151,6 +1171,7 @@ pub fn at_revision(
                     Gone {
                         deleted_at: r.main,
                         last_written: last.mod_revision,
+                        read_at: r.main - 1,
                     },
                 );
             }

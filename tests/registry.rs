@@ -68,12 +68,14 @@ fn get_decodes_objects_live_and_from_snapshots() {
         "/registry/example.com/widgets/prod/w1",
         br#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"prod"},"spec":{"size":3}}"#,
     );
+    let whole = k8s::secret();
+    put(&ec, "/registry/secrets/prod/cut", &whole[..whole.len() - 3]);
     put(
         &ec,
         "/registry/secrets/prod/sealed",
         b"k8s:enc:aescbc:v1:key1:\x91\x02\xff\x00ciphertext",
     );
-    let pod_rev = put(&ec, "/registry/pods/prod/broken", b"k8s\x00\x0a\x05\xff\xff");
+    put(&ec, "/registry/pods/prod/broken", b"k8s\x00\x0a\x05\xff\xff");
 
     // The Pod: envelope, metadata, spec and status fields by name.
     let got = json_of(root, &["get", POD, "-w", "json"]);
@@ -99,10 +101,17 @@ fn get_decodes_objects_live_and_from_snapshots() {
     assert_eq!(meta["finalizers"], json!(["example.com/keep"]));
     assert_eq!(
         obj["spec"]["containers"],
-        json!([{"name": "web", "image": "nginx:1.27", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}])
+        json!([{"name": "web", "image": "nginx:1.27", "ports": [{"name": "http", "hostPort": 0, "containerPort": 80, "protocol": "TCP"}]}])
     );
     assert_eq!(obj["spec"]["nodeName"], "cp1");
-    assert_eq!(obj["status"], json!({"phase": "Running", "podIP": "10.244.0.7"}));
+    // Zero and false are shown: a container that exited 0, not ready, never restarted.
+    assert_eq!(
+        obj["status"],
+        json!({"phase": "Running", "podIP": "10.244.0.7", "containerStatuses": [{
+            "name": "web", "image": "nginx:1.27", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "signal": 0, "reason": "Completed"}}
+        }]})
+    );
     insta::assert_json_snapshot!("get_pod", got, {
         ".revision" => "[rev]",
         ".entries[].modRevision" => "[rev]",
@@ -117,6 +126,19 @@ fn get_decodes_objects_live_and_from_snapshots() {
     assert!(raw.status.success());
     assert_eq!(raw.stdout, k8s::config_map());
 
+    // No format shows a Secret's values by default: not the decoded one, not
+    // the one cut short (raw bytes), not the encrypted one.
+    for format in ["table", "json", "yaml"] {
+        let (code, out, err) = tool(
+            root,
+            &["get", "/registry/secrets/prod/", "--prefix", "-w", format],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("masked"), "{out}");
+        for leak in ["hunter2", "aHVudGVy", "aHVudGVyMg"] {
+            assert!(!out.contains(leak), "-w {format} shows {leak}: {out}");
+        }
+    }
     // The Secret: masked by default in every format; shown when asked; raw refused.
     let (code, table, _) = tool(root, &["get", SECRET]);
     assert_eq!(code, Some(0));
@@ -212,7 +234,7 @@ fn get_decodes_objects_live_and_from_snapshots() {
             .map(|got| got["count"].as_u64().unwrap())
     };
     assert_eq!(count("pods", "prod"), Some(2), "{listed}");
-    assert_eq!(count("secrets", "prod"), Some(2), "{listed}");
+    assert_eq!(count("secrets", "prod"), Some(3), "{listed}");
     assert_eq!(count("example.com/widgets", "prod"), Some(1), "{listed}");
     let mut prod = listed.clone();
     prod["groups"] = json!(
@@ -234,7 +256,7 @@ fn get_decodes_objects_live_and_from_snapshots() {
             "json",
         ],
     );
-    assert_eq!(listed["keys"], json!([SECRET]));
+    assert_eq!(listed["keys"], json!(["/registry/secrets/prod/cut"]));
     insta::assert_json_snapshot!("keys_flat", listed, { ".revision" => "[rev]" });
     assert_eq!(listed["truncated"], true);
 
@@ -266,11 +288,20 @@ fn get_decodes_objects_live_and_from_snapshots() {
         json_of(root, &["keys", "/registry/", "-w", "json"])["groups"]
     );
 
-    // Delete the Pod, write on, snapshot again: the deleted Pod is not there,
-    // the error names the revision that holds it, and -w yaml brings it back.
-    let out = d.etcdctl(0, &["del", POD]);
-    assert!(out.status.success());
-    put(&ec, "/registry/configmaps/prod/after", &k8s::config_map());
+    // Compact past the Pod's write (as kube-apiserver does every 5 minutes),
+    // delete it, snapshot again: the deleted Pod is not there, the error names
+    // a revision the file still holds it at, and -w yaml brings it back.
+    let pod_written = live["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["key"] == POD)
+        .unwrap()["modRevision"]
+        .as_i64()
+        .unwrap();
+    let after = put(&ec, "/registry/configmaps/prod/after", &k8s::config_map());
+    assert!(d.etcdctl(0, &["compact", &after.to_string()]).status.success());
+    assert!(d.etcdctl(0, &["del", POD]).status.success());
     let later = d.dir.join("later.db");
     assert!(
         d.etcdctl(0, &["snapshot", "save", later.to_str().unwrap()])
@@ -280,16 +311,15 @@ fn get_decodes_objects_live_and_from_snapshots() {
     let later_s = later.to_str().unwrap();
     let (code, _, err) = tool(root, &["snapshot", "get", later_s, POD]);
     assert_eq!(code, Some(1), "{err}");
-    let pod_written = live["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entry| entry["key"] == POD)
-        .unwrap()["modRevision"]
-        .as_i64()
-        .unwrap();
-    assert!(err.contains("it was deleted at revision"), "{err}");
-    assert!(err.contains(&format!("--rev {pod_written}")), "{err}");
+    assert!(
+        err.contains(&format!("it was deleted at revision {}", after + 1)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("written at revision {pod_written}")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("--rev {after} -w yaml")), "{err}");
     let (code, yaml, err) = tool(
         root,
         &[
@@ -298,12 +328,12 @@ fn get_decodes_objects_live_and_from_snapshots() {
             later_s,
             POD,
             "--rev",
-            &pod_written.to_string(),
+            &after.to_string(),
             "-w",
             "yaml",
         ],
     );
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, Some(0), "the suggested command works: {err}");
     assert!(yaml.starts_with("apiVersion: v1\n"), "{yaml}");
     assert!(
         yaml.contains("kind: Pod\n")
@@ -316,7 +346,14 @@ fn get_decodes_objects_live_and_from_snapshots() {
             || yaml.contains(&format!("  resourceVersion: \"{pod_written}\"")),
         "{yaml}"
     );
-    // The browser, in tmux, on that older revision: the group, then the Pod's value.
+    // Below the compaction the file refuses, naming what it holds.
+    let (code, _, err) = tool(
+        root,
+        &["snapshot", "get", later_s, POD, "--rev", &pod_written.to_string()],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("it holds revisions {after} to")), "{err}");
+    // The browser, in tmux, at that revision: the group, then each Pod's value.
     let t = crate::support::tmux::Tmux::run(
         "browse",
         &[
@@ -325,42 +362,41 @@ fn get_decodes_objects_live_and_from_snapshots() {
             later_s.into(),
             "/registry/pods/prod/".into(),
             "--rev".into(),
-            pod_written.to_string(),
+            after.to_string(),
         ],
     );
-    // At that revision the malformed Pod was not written yet: one Pod.
-    t.wait_for(&["pods prod (1)", "Enter open"], Duration::from_secs(30));
+    t.wait_for(&["pods prod (2)", "Enter open"], Duration::from_secs(30));
     t.key("Enter");
+    t.wait_for(
+        &["pods in prod", "/registry/pods/prod/broken", "raw bytes"],
+        Duration::from_secs(30),
+    );
+    t.key("j");
     let screen = t.wait_for(
-        &[
-            "pods in prod",
-            "/registry/pods/prod/web",
-            "kind: Pod",
-            "stored as protobuf",
-        ],
+        &["/registry/pods/prod/web", "kind: Pod", "stored as protobuf"],
         Duration::from_secs(30),
     );
     assert!(screen.contains("> web"), "{screen}");
     t.key("Space");
-    t.wait_for(&["image: nginx:1.27", "containerPort: 80"], Duration::from_secs(30));
+    t.wait_for(
+        &["image: nginx:1.27", "containerPort: 80"],
+        Duration::from_secs(30),
+    );
     t.key("q");
     let screen = t.wait_for(&["[exit 0]", "[tty "], Duration::from_secs(30));
     assert!(screen.contains("[tty cooked]"), "{screen}");
-    // Live, a missing key is exit 1 with a next step; a revision the store was compacted past is refused.
+    // Live, a missing key is exit 1 with a next step; a compacted revision is refused.
     let (code, _, err) = tool(root, &["get", POD]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("next:") && err.contains("snapshot get"), "{err}");
-    assert!(
-        d.etcdctl(0, &["compact", &(pod_rev + 1).to_string()])
-            .status
-            .success()
-    );
     let (code, _, err) = tool(root, &["get", POD, "--rev", &pod_written.to_string()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("compacted"), "{err}");
     let (code, _, err) = tool(root, &["snapshot", "get", later_s, POD, "--rev", "999999"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("it holds revisions"), "{err}");
+    let (code, _, err) = tool(root, &["get", POD, "--rev", "0"]);
+    assert_eq!(code, Some(2), "a revision below 1 is refused: {err}");
 }
 
 /// `watch` through a proxy that is cut twice while a writer puts and
@@ -497,4 +533,114 @@ fn watch_survives_forced_reconnects_without_losing_a_change() {
     let reconnects = lines.iter().filter(|v| v["type"] == "reconnecting").count();
     assert!(reconnects >= 2, "both cuts were noticed: {reconnects}");
     assert!(lines.iter().filter(|v| v["type"] == "resumed").count() >= 2);
+}
+
+/// A watch from now on a prefix nothing writes to: while it idles the store
+/// moves on and is compacted (as kube-apiserver does every 5 minutes); the
+/// connection then drops. The watch resumes (its progress requests moved its
+/// resume point past the compaction) instead of ending with "compacted", and
+/// the next change under the prefix arrives.
+#[test]
+fn a_quiet_watch_resumes_after_compaction() {
+    use crate::support::etcd::{Etcd, Version};
+    use crate::support::proxy::Proxy;
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Etcd::start(Version::V35, dir.path());
+    let target: std::net::SocketAddr = server.client_url.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(target);
+    let mut child = crate::support::Reaped(
+        bin()
+            .args([
+                "watch",
+                "/registry/leases/quiet/",
+                "-w",
+                "json",
+                "--keepalive",
+                "5s",
+            ])
+            .arg(format!("--endpoints=http://127.0.0.1:{}", proxy.port))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let out = child.0.stdout.take().unwrap();
+    let l2 = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            l2.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let wait = |what: &str, f: &dyn Fn(&[Value]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !f(&lines.lock().unwrap()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {:?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the watch never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let direct = Connection {
+        endpoints: vec![server.client_url.clone()],
+        dial_timeout_ms: 2000,
+        ..Connection::default()
+    };
+    let last = block_on(async {
+        let mut cl = etcd::connect(&direct).await.unwrap();
+        let mut rev = 0;
+        for i in 0..20 {
+            rev = cl
+                .put(format!("/registry/pods/busy/p-{i}"), b"x".to_vec(), None)
+                .await
+                .unwrap()
+                .header()
+                .unwrap()
+                .revision();
+        }
+        cl.compact(rev, None).await.unwrap();
+        rev
+    });
+    // Two progress rounds (every --keepalive) after the compaction, then the cut.
+    std::thread::sleep(Duration::from_secs(11));
+    proxy.cut();
+    wait("the cut is noticed", &|l| {
+        l.iter().any(|v| v["type"] == "reconnecting")
+    });
+    wait("the watch resumes", &|l| l.iter().any(|v| v["type"] == "resumed"));
+    let resumed = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|v| v["type"] == "resumed")
+        .unwrap()["from"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        resumed > last,
+        "resumed from {resumed}, past the compaction at {last}"
+    );
+    let wrote = put(&direct, "/registry/leases/quiet/a", b"x");
+    wait("the change arrives", &|l| {
+        l.iter().any(|v| v["type"] == "put" && v["revision"] == wrote)
+    });
+    assert_eq!(child.0.try_wait().unwrap(), None, "the watch is still running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait_bounded(Duration::from_secs(20)).code(), Some(0));
+    reader.join().unwrap();
 }

@@ -39,10 +39,10 @@ pub struct KeysArgs {
     #[arg(long)]
     pub flat: bool,
     /// Read at most N keys.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Read the store as it was at this revision (not yet compacted).
-    #[arg(long, value_name = "REV")]
+    #[arg(long, value_name = "REV", value_parser = clap::value_parser!(i64).range(1..))]
     pub rev: Option<i64>,
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
@@ -59,10 +59,10 @@ pub struct GetArgs {
     #[arg(long)]
     pub prefix: bool,
     /// Read the object as it was at this revision (a deleted one: the revision before its delete).
-    #[arg(long, value_name = "REV")]
+    #[arg(long, value_name = "REV", value_parser = clap::value_parser!(i64).range(1..))]
     pub rev: Option<i64>,
     /// Read at most N keys.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// Show Secret values (masked by default).
     #[arg(long)]
@@ -78,9 +78,9 @@ pub struct WatchArgs {
     /// Watch every key under this prefix, e.g. /registry/configmaps/production/.
     pub prefix: String,
     /// Start from this revision (past changes still in etcd first), else from now.
-    #[arg(long, value_name = "REV")]
+    #[arg(long, value_name = "REV", value_parser = clap::value_parser!(i64).range(1..))]
     pub rev: Option<i64>,
-    /// A connection that answers no keep-alive ping within this long is dropped and made again.
+    /// A connection that answers no keep-alive ping within this long is dropped and made again (at least 5s: etcd refuses pings more often).
     #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     pub keepalive: Duration,
     /// Output format: one line per change, or one JSON object per line.
@@ -95,7 +95,7 @@ pub struct BrowseArgs {
     #[arg(default_value = "")]
     pub prefix: String,
     /// Browse the store as it was at this revision (not yet compacted).
-    #[arg(long, value_name = "REV")]
+    #[arg(long, value_name = "REV", value_parser = clap::value_parser!(i64).range(1..))]
     pub rev: Option<i64>,
     /// Show Secret values (masked by default).
     #[arg(long)]
@@ -168,7 +168,7 @@ pub fn keys(from: &From<'_>, a: &KeysArgs) -> Result<Code> {
         From::Live(c) => registry::keys_live(c, prefix, a.rev, a.limit, a.flat)?,
         From::File(p) => registry::keys_file(p, prefix, a.rev, a.limit, a.flat)?,
     };
-    print(a.write_out, &l, keys_table)?;
+    print(a.write_out, &l, |l| safe(&keys_table(l)))?;
     Ok(Code::Done)
 }
 
@@ -184,8 +184,8 @@ fn keys_table(l: &KeyList) -> String {
             let _ = writeln!(
                 t,
                 "{:<44} {:<28} {:>8}",
-                g.resource,
-                g.namespace.as_deref().unwrap_or("-"),
+                shown(&g.resource),
+                shown(g.namespace.as_deref().unwrap_or("-")),
                 g.count
             );
         }
@@ -222,8 +222,8 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
     };
     match a.write_out {
         GetFormat::Json => print(Format::Json, &got, |_| String::new())?,
-        GetFormat::Table => print_text(&get_table(&got))?,
-        GetFormat::Yaml => print_text(&get_yaml(&got)?)?,
+        GetFormat::Table => print_text(&safe(&get_table(&got)))?,
+        GetFormat::Yaml => print_text(&safe(&get_yaml(&got)?))?,
         GetFormat::Raw => {
             if let Some(e) = got.entries.first() {
                 if e.is_secret() && !a.show_secrets {
@@ -262,10 +262,11 @@ fn missing(m: &registry::Missing, revision: i64, file: Option<&std::path::Path>)
                 m.key, g.deleted_at
             ),
             format!(
-                "read its last version: etcd-rescue snapshot get {} {} --rev {} -w yaml",
+                "read its last version (written at revision {}): etcd-rescue snapshot get {} {} --rev {} -w yaml",
+                g.last_written,
                 f.display(),
                 m.key,
-                g.last_written
+                g.read_at
             ),
         ),
         (_, Some(_)) => Fail::problem(
@@ -282,11 +283,33 @@ fn missing(m: &registry::Missing, revision: i64, file: Option<&std::path::Path>)
 /// A name read from a stored value or a key, safe to print: control
 /// characters (a terminal escape in a hostile value) are escaped.
 fn shown(s: &str) -> String {
-    if s.chars().any(char::is_control) {
+    if s.chars().any(unsafe_char) {
         s.escape_debug().to_string()
     } else {
         s.to_string()
     }
+}
+
+/// A character that changes what a terminal shows rather than being shown:
+/// controls (escape, carriage return) and the bidirectional overrides.
+fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text for the terminal: every unsafe character escaped, line breaks and tabs kept.
+fn safe(text: &str) -> String {
+    if !text.chars().any(|c| unsafe_char(c) && c != '\n' && c != '\t') {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The comment line(s) before an entry.
@@ -419,7 +442,7 @@ pub fn watch(conn: &crate::host::etcd::Connection, a: &WatchArgs) -> Result<Code
         let line = if json {
             serde_json::to_string(&w).map(|s| s + "\n").unwrap_or_default()
         } else {
-            watch_line(&w)
+            safe(&watch_line(&w))
         };
         let to_err = matches!(w, Watched::Reconnecting { .. } | Watched::Resumed { .. });
         let r = if to_err && !json {
@@ -439,7 +462,8 @@ pub fn watch(conn: &crate::host::etcd::Connection, a: &WatchArgs) -> Result<Code
             }
         }
     };
-    registry::watch(conn, a.prefix.as_bytes(), a.rev, a.keepalive, &stop, &mut on)?;
+    let keepalive = a.keepalive.max(Duration::from_secs(5));
+    registry::watch(conn, a.prefix.as_bytes(), a.rev, keepalive, &stop, &mut on)?;
     if let Some(e) = failed {
         return Err(e.into());
     }
@@ -465,9 +489,12 @@ fn watch_line(w: &Watched) -> String {
             revision,
             error,
             attempt,
-        } => format!(
-            "watch: connection lost after revision {revision} ({error}); reconnecting (attempt {attempt})\n"
-        ),
+        } => match revision {
+            Some(r) => format!(
+                "watch: connection lost after revision {r} ({error}); reconnecting (attempt {attempt})\n"
+            ),
+            None => format!("watch: no connection yet ({error}); trying again (attempt {attempt})\n"),
+        },
         Watched::Resumed { from } => format!("watch: resumed from revision {from}\n"),
     }
 }

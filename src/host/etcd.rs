@@ -86,9 +86,12 @@ async fn connect_with(conn: &Connection, keepalive: Option<Duration>) -> Result<
         .with_connect_timeout(Duration::from_millis(conn.dial_timeout_ms.max(100)))
         .with_timeout(Duration::from_secs(60));
     if let Some(every) = keepalive {
+        // A member cut off from quorum answers pings but sends nothing: with
+        // require-leader it ends the stream instead (as kube-apiserver asks).
         opts = opts
             .with_keep_alive(every, every)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
     }
     if conn.endpoints.iter().any(|e| e.starts_with("https://")) {
         let mut tls = TlsOptions::new();

@@ -9,8 +9,8 @@
 //!   and key name are shown, the ciphertext is not read.
 //! - anything else: text when it is printable, else raw bytes with a note.
 //!
-//! The object is shown as the API shows it: zero values left out (as
-//! `omitempty` does), `metadata.resourceVersion` from the key's modification
+//! The object is shown as the API shows it: empty strings, lists and objects
+//! left out (numbers and booleans kept, zero included), `metadata.resourceVersion` from the key's modification
 //! revision (the API server fills it in on read, it is not stored), keys
 //! sorted (as `kubectl get -o yaml` prints them). A Secret's `data`,
 //! `stringData` and last-applied annotation are masked unless asked for.
@@ -27,18 +27,6 @@ pub const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
 pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
 /// The annotation `kubectl apply` keeps the whole last manifest in (a Secret's data too).
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-/// Fields shown even when zero: pointers a zero means something in
-/// (`replicas: 0` is scaled to nothing), and fields without `omitempty`.
-const KEEP_ZERO: &[(&str, &str)] = &[
-    ("apps.v1.DeploymentSpec", "replicas"),
-    ("apps.v1.ReplicaSetSpec", "replicas"),
-    ("apps.v1.StatefulSetSpec", "replicas"),
-    ("apps.v1.DeploymentStatus", "replicas"),
-    ("core.v1.ContainerStatus", "ready"),
-    ("core.v1.ContainerStatus", "restartCount"),
-    ("core.v1.ContainerPort", "containerPort"),
-    ("core.v1.ServicePort", "port"),
-];
 /// Nesting deeper than this is not a Kubernetes object.
 const MAX_DEPTH: usize = 64;
 
@@ -178,27 +166,38 @@ pub fn decode(key: &[u8], value: &[u8], mod_revision: i64, show_secrets: bool) -
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(mod_revision.to_string()));
         }
-        let secret = obj.get("kind").and_then(Value::as_str) == Some("Secret")
-            || key.starts_with(b"/registry/secrets/");
-        if secret && !show_secrets {
+        if (obj.get("kind").and_then(Value::as_str) == Some("Secret") || is_secret_key(key)) && !show_secrets
+        {
             d.masked = mask_secret(obj);
         }
+    } else if is_secret_key(key) && !show_secrets && matches!(d.stored, Stored::Raw | Stored::Text) {
+        // A Secret that does not decode still holds its values: none of it is shown.
+        d.masked = true;
+        d.note = Some(format!(
+            "{} (masked: {} bytes; --show-secrets shows it)",
+            d.note.take().unwrap_or_else(|| "a Secret stored as text".into()),
+            value.len()
+        ));
+        d.text = None;
+        d.raw_base64 = None;
     }
     d
 }
 
+/// A key the API server stores Secrets under, whatever its `--etcd-prefix`:
+/// a `secrets` path segment (`/registry/secrets/NS/NAME`,
+/// `/kubernetes.io/secrets/NS/NAME`). A namespace or object named `secrets`
+/// is masked too: over-masking is safe.
+pub fn is_secret_key(key: &[u8]) -> bool {
+    key.split(|&b| b == b'/').any(|seg| seg == b"secrets")
+}
+
 fn text_or_raw(value: &[u8]) -> Decoded {
     match std::str::from_utf8(value) {
-        Ok(s)
-            if !s
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') =>
-        {
-            Decoded {
-                text: Some(s.to_string()),
-                ..Decoded::new(Stored::Text)
-            }
-        }
+        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Decoded {
+            text: Some(s.to_string()),
+            ..Decoded::new(Stored::Text)
+        },
         _ => Decoded::raw(
             value,
             "not a Kubernetes object (no k8s\\0 envelope, not JSON) and not text".into(),
@@ -247,14 +246,20 @@ fn mask_secret(obj: &mut Map<String, Value>) -> bool {
             }
         }
     }
-    if let Some(a) = obj
+    // kubectl's last-applied annotation, and any annotation holding a JSON
+    // document (other tools' copies of the manifest, data included).
+    if let Some(annotations) = obj
         .get_mut("metadata")
         .and_then(|m| m.get_mut("annotations"))
         .and_then(Value::as_object_mut)
-        .and_then(|a| a.get_mut(LAST_APPLIED))
     {
-        mask(a, "text");
-        any = true;
+        for (name, v) in annotations.iter_mut() {
+            let copy = v.as_str().is_some_and(|s| s.trim_start().starts_with('{'));
+            if name == LAST_APPLIED || copy {
+                mask(v, "text");
+                any = true;
+            }
+        }
     }
     any
 }
@@ -366,10 +371,6 @@ fn utf8(b: &[u8], what: &str) -> Result<String, String> {
 /// A kind without a table: `metadata` (field 1 of every stored object) read
 /// as `ObjectMeta`, the other fields by number.
 fn generic_object(raw: &[u8]) -> Result<Map<String, Value>, String> {
-    let top = Msg {
-        name: "object",
-        fields: &[],
-    };
     let mut obj = Map::new();
     for (num, w) in fields(raw)? {
         match (num, w) {
@@ -379,17 +380,21 @@ fn generic_object(raw: &[u8]) -> Result<Map<String, Value>, String> {
                     Value::Object(message(b, &schema::OBJECT_META, 1)?),
                 );
             }
-            _ => put(&mut obj, &top, num, None, generic(w, 1)?),
+            _ => put(&mut obj, num, None, generic(w, 1)?),
         }
     }
     Ok(obj)
 }
 
-fn is_zero(v: &Value) -> bool {
+/// Nothing to show: numbers and booleans always show, zero and false included
+/// (a pointer field is on the wire only when set, and many fields without
+/// `omitempty` mean something at zero: `exitCode: 0`, `replicas: 0`,
+/// `automountServiceAccountToken: false`); empty strings, lists and objects
+/// do not (the API server writes every string, set or not).
+fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_i64() == Some(0) || n.as_u64() == Some(0),
+        Value::Bool(_) | Value::Number(_) => false,
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
@@ -398,7 +403,7 @@ fn is_zero(v: &Value) -> bool {
 
 /// Puts field `num`'s value into `obj`: by its name, a list when repeated,
 /// inlined when embedded (no name), by number when the table lacks it.
-fn put(obj: &mut Map<String, Value>, msg: &Msg, num: u32, field: Option<&Field>, v: Value) {
+fn put(obj: &mut Map<String, Value>, num: u32, field: Option<&Field>, v: Value) {
     match field {
         Some(f) if f.name.is_empty() => {
             if let Value::Object(inner) = v {
@@ -419,7 +424,7 @@ fn put(obj: &mut Map<String, Value>, msg: &Msg, num: u32, field: Option<&Field>,
             }
         }
         Some(f) => {
-            if !is_zero(&v) || KEEP_ZERO.contains(&(msg.name, f.name)) {
+            if !is_empty(&v) {
                 obj.insert(f.name.into(), v);
             }
         }
@@ -451,7 +456,7 @@ fn message(buf: &[u8], msg: &Msg, depth: usize) -> Result<Map<String, Value>, St
             Some(f) => typed(f, w, depth).map_err(|e| format!("{}.{}: {e}", msg.name, f.name))?,
             None => generic(w, depth + 1)?,
         };
-        put(&mut obj, msg, num, f, v);
+        put(&mut obj, num, f, v);
     }
     Ok(obj)
 }
@@ -595,13 +600,9 @@ fn generic(w: Wire<'_>, depth: usize) -> Result<Value, String> {
                 Value::String(s.to_string())
             } else if let Ok(fs) = fields(b) {
                 let mut obj = Map::new();
-                let top = Msg {
-                    name: "message",
-                    fields: &[],
-                };
                 for (n, w) in fs {
                     let v = generic(w, depth + 1)?;
-                    put(&mut obj, &top, n, None, v);
+                    put(&mut obj, n, None, v);
                 }
                 Value::Object(obj)
             } else {
@@ -723,6 +724,57 @@ mod tests {
         assert_eq!(shown.object.unwrap()["data"]["password"], b64(b"hunter2"));
     }
 
+    /// A Secret that does not decode (cut short, under another etcd prefix,
+    /// stored as text) shows none of its bytes; annotations holding a JSON
+    /// copy of the manifest are masked like kubectl's last-applied one.
+    #[test]
+    fn undecodable_secrets_and_manifest_copies_are_masked() {
+        let mut secret = Vec::new();
+        bytes(1, &meta("db", "prod"), &mut secret);
+        entry(2, "password", b"hunter2", &mut secret);
+        let whole = envelope("v1", "Secret", &secret);
+        let cut = &whole[..whole.len() - 3];
+        for key in [
+            &b"/registry/secrets/prod/db"[..],
+            b"/kubernetes.io/secrets/prod/db",
+        ] {
+            let d = decode(key, cut, 1, false);
+            assert_eq!(d.stored, Stored::Raw);
+            assert!(d.masked && d.raw_base64.is_none() && d.text.is_none(), "{d:?}");
+            assert!(d.note.as_ref().unwrap().contains("masked"), "{d:?}");
+            let shown = decode(key, cut, 1, true);
+            assert!(!shown.masked && shown.raw_base64.is_some());
+        }
+        let text = decode(b"/registry/secrets/prod/plain", b"password=hunter2", 1, false);
+        assert!(text.masked && text.text.is_none(), "{text:?}");
+        assert!(!is_secret_key(b"/registry/configmaps/prod/secretsauce"));
+        let mut m = meta("db", "prod");
+        entry(
+            12,
+            "kapp.k14s.io/original",
+            br#"{"data":{"password":"aHVudGVyMg=="}}"#,
+            &mut m,
+        );
+        entry(12, "team", b"payments", &mut m);
+        let mut s2 = Vec::new();
+        bytes(1, &m, &mut s2);
+        let d = decode(
+            b"/registry/secrets/prod/db",
+            &envelope("v1", "Secret", &s2),
+            1,
+            false,
+        );
+        let a = &d.object.unwrap()["metadata"]["annotations"];
+        assert!(
+            a["kapp.k14s.io/original"]
+                .as_str()
+                .unwrap()
+                .starts_with("(masked"),
+            "{a}"
+        );
+        assert_eq!(a["team"], "payments");
+    }
+
     /// Encrypted values name their provider and key, and nothing else is read.
     #[test]
     fn encrypted_values_are_named_not_read() {
@@ -777,14 +829,14 @@ mod tests {
         assert_eq!(junk.stored, Stored::Raw);
     }
 
-    /// A Deployment scaled to zero keeps `replicas: 0`; its strategy's
-    /// int-or-strings read as a string and a number.
+    /// A Deployment scaled to zero keeps `replicas: 0` (and `maxUnavailable:
+    /// 0`, which is not the 25% default); int-or-strings read as a string and a number.
     #[test]
     fn deployment_keeps_zero_replicas_and_int_or_string() {
         let mut ru = Vec::new();
         let (mut unavailable, mut surge) = (Vec::new(), Vec::new());
         int(1, 0, &mut unavailable);
-        int(2, 1, &mut unavailable);
+        int(2, 0, &mut unavailable);
         int(1, 1, &mut surge);
         bytes(3, b"25%", &mut surge);
         bytes(1, &unavailable, &mut ru);
@@ -808,7 +860,7 @@ mod tests {
         let o = d.object.unwrap();
         assert_eq!(
             o["spec"],
-            serde_json::json!({"replicas": 0, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": "25%"}}})
+            serde_json::json!({"replicas": 0, "minReadySeconds": 0, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}})
         );
     }
 

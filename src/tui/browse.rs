@@ -69,7 +69,7 @@ pub enum Msg {
     /// A signal or the terminal went away.
     Gone,
     /// A value read.
-    Value(Vec<u8>, Result<Entry, String>),
+    Value(Vec<u8>, Box<Result<Entry, String>>),
 }
 
 impl Browser {
@@ -144,14 +144,12 @@ pub fn update(b: &mut Browser, msg: Msg) -> Option<Vec<u8>> {
                 b.waiting = None;
             }
             if b.selected() == Some(&k[..]) {
-                b.value = Some((k, v));
+                b.value = Some((k, *v));
                 b.scroll = 0;
             }
         }
         Msg::Key(ev) => {
-            let Some(what) = keys::lookup(b.ctx(), &ev) else {
-                return None;
-            };
+            let what = keys::lookup(b.ctx(), &ev)?;
             let len = match b.open {
                 Some(g) => b.buckets[g].keys.len(),
                 None => b.buckets.len(),
@@ -453,7 +451,7 @@ where
                     k = newer;
                 }
                 let v = fetch(&k).map_err(|e| format!("{e:#}"));
-                if tx.send(Msg::Value(k, v)).is_err() {
+                if tx.send(Msg::Value(k, Box::new(v))).is_err() {
                     return;
                 }
             }
@@ -505,7 +503,7 @@ mod tests {
 
     fn entry(key: &[u8], value: &[u8]) -> Entry {
         // Through the real decoder, as fetch gives it.
-        let got = crate::registry::Entry {
+        crate::registry::Entry {
             key: key_text(key),
             create_revision: 7,
             mod_revision: 9,
@@ -514,8 +512,7 @@ mod tests {
             size: value.len(),
             value: crate::registry::decode::decode(key, value, 9, false),
             bytes: value.to_vec(),
-        };
-        got
+        }
     }
 
     fn screen(b: &Browser) -> String {
@@ -552,7 +549,10 @@ mod tests {
         let asked = keys(&mut b, "<enter>");
         assert_eq!(asked, vec![b"/registry/pods/prod/web".to_vec()]);
         let value = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","namespace":"prod"},"spec":{"nodeName":"cp1"}}"#;
-        update(&mut b, Msg::Value(asked[0].clone(), Ok(entry(&asked[0], value))));
+        update(
+            &mut b,
+            Msg::Value(asked[0].clone(), Box::new(Ok(entry(&asked[0], value)))),
+        );
         let s = screen(&b);
         insta::assert_snapshot!(s);
         assert!(s.contains("nodeName: cp1"), "{s}");

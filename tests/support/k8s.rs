@@ -83,7 +83,17 @@ pub fn pod() -> Vec<u8> {
     let port = Pb::new().str(1, "http").int(2, 0).int(3, 80).str(4, "TCP");
     let container = Pb::new().str(1, "web").str(2, "nginx:1.27").msg(6, &port);
     let spec = Pb::new().msg(2, &container).str(3, "Always").str(10, "cp1");
-    let status = Pb::new().str(1, "Running").str(6, "10.244.0.7");
+    // As the API server writes it: zero and false on the wire too.
+    let terminated = Pb::new().int(1, 0).int(2, 0).str(3, "Completed").str(4, "");
+    let state = Pb::new().msg(3, &terminated);
+    let cstatus = Pb::new()
+        .str(1, "web")
+        .msg(2, &state)
+        .int(4, 0)
+        .int(5, 0)
+        .str(6, "nginx:1.27")
+        .str(7, "");
+    let status = Pb::new().str(1, "Running").str(6, "10.244.0.7").msg(8, &cstatus);
     envelope("v1", "Pod", &Pb::new().msg(1, &m).msg(2, &spec).msg(3, &status))
 }
 

@@ -265,6 +265,18 @@ async fn range(
                 page /= 2;
                 continue;
             }
+            Ok(Err(etcd_client::Error::GRpcStatus(s)))
+                if s.message().contains("compacted") && q.rev.is_none() =>
+            {
+                return Err(Fail::problem(
+                    format!(
+                        "the store was compacted past revision {revision} while the listing read it: {}",
+                        s.message()
+                    ),
+                    "run the command again (the listing reads at one revision, for one consistent view)",
+                )
+                .into());
+            }
             Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("compacted") => {
                 return Err(Fail::before_change(
                     format!("revision {revision} was compacted: {}", s.message()),

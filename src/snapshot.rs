@@ -1335,6 +1335,34 @@ mod tests {
         [db, Sha256::digest(db).as_slice()].concat()
     }
 
+    /// The store at each revision of the small db: foo written at 2 and 3,
+    /// bar at 3, foo deleted at 4, compacted at 2. A deleted key names a
+    /// revision that still shows it; revisions outside 2..=4 are refused;
+    /// the scope and `values: false` keep only what was asked.
+    #[test]
+    fn at_revision_reads_each_revision() {
+        let f = write(&etcd_db());
+        let all = |_: &[u8]| true;
+        let now = at_revision(f.path(), None, &all, true).unwrap();
+        assert_eq!((now.revision, now.current, now.compacted), (4, 4, 2));
+        assert_eq!(now.live.keys().collect::<Vec<_>>(), [b"bar"]);
+        let gone = now.gone[&b"foo"[..]];
+        assert_eq!((gone.deleted_at, gone.last_written, gone.read_at), (4, 3, 3));
+        let at3 = at_revision(f.path(), Some(gone.read_at), &all, true).unwrap();
+        assert_eq!(at3.live[&b"foo"[..]].value, b"3");
+        assert!(at3.gone.is_empty());
+        let at2 = at_revision(f.path(), Some(2), &all, true).unwrap();
+        assert_eq!(at2.live.keys().collect::<Vec<_>>(), [b"foo"]);
+        assert_eq!(at2.live[&b"foo"[..]].value, b"1");
+        for bad in [1, 5] {
+            let e = at_revision(f.path(), Some(bad), &all, true).unwrap_err();
+            assert!(format!("{e:#}").contains("it holds revisions 2 to 4"), "{e:#}");
+        }
+        let scoped = at_revision(f.path(), Some(3), &|k: &[u8]| k.starts_with(b"b"), false).unwrap();
+        assert_eq!(scoped.live.keys().collect::<Vec<_>>(), [b"bar"]);
+        assert!(scoped.live[&b"bar"[..]].value.is_empty(), "keys only");
+    }
+
     /// Revision keys parse with and without the tombstone mark; anything else is rejected.
     #[test]
     fn parses_revision_keys() {

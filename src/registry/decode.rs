@@ -593,10 +593,16 @@ fn generic(w: Wire<'_>, depth: usize) -> Result<Value, String> {
         return Err("nested deeper than any Kubernetes object".into());
     }
     Ok(match w {
+        // A varint above i64's range is almost always a negative int32/int64.
+        Wire::Varint(v) if v > i64::MAX.cast_unsigned() => Value::from(v.cast_signed()),
         Wire::Varint(v) | Wire::Fixed64(v) => Value::from(v),
         Wire::Fixed32(v) => Value::from(v),
         Wire::Len(b) => {
-            if let Some(s) = printable(b) {
+            // Text that starts with a line break or tab and reads whole as a
+            // message is a message: 0x0a is the tag of a first field holding a
+            // string or message (`{1: "name"}`); other printable bytes are text.
+            let text = printable(b).filter(|s| !(s.starts_with(['\n', '\t']) && fields(b).is_ok()));
+            if let Some(s) = text {
                 Value::String(s.to_string())
             } else if let Ok(fs) = fields(b) {
                 let mut obj = Map::new();
@@ -882,6 +888,24 @@ mod tests {
         let o = d.object.unwrap();
         assert_eq!(o["metadata"]["name"], "x");
         assert_eq!(o["#2"], serde_json::json!({"#1": "hello", "#2": 7}));
+        // A message whose first field is a printable string of printable length
+        // (a readiness gate's condition type) reads as a message, not as text.
+        let gate = "target-health.elbv2.k8s.aws/k8s-default-web-0a1b2c3d";
+        let mut inner = Vec::new();
+        bytes(1, gate.as_bytes(), &mut inner);
+        let mut o2 = Vec::new();
+        bytes(1, &meta("x", "ns"), &mut o2);
+        bytes(3, &inner, &mut o2);
+        int(4, -1, &mut o2);
+        let d = decode(
+            b"/registry/example/x",
+            &envelope("example.com/v1", "Gadget", &o2),
+            3,
+            false,
+        );
+        let o2 = d.object.unwrap();
+        assert_eq!(o2["#3"], serde_json::json!({"#1": gate}));
+        assert_eq!(o2["#4"], serde_json::json!(-1), "a negative varint reads signed");
         assert_eq!(o["apiVersion"], "example.com/v1");
     }
 

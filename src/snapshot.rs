@@ -377,7 +377,8 @@ struct KvRef<'a> {
     ints: [i64; 4],
 }
 
-fn varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
+/// Reads a protobuf varint at `at`, moving past it.
+pub(crate) fn varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
     let mut v = 0u64;
     for shift in (0..70).step_by(7) {
         let b = *buf.get(*at).ok_or("a varint runs past the end")?;

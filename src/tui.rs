@@ -321,12 +321,7 @@ fn view_loop<S, M: Send + 'static>(
     done: impl Fn(&S) -> bool,
 ) -> Result<()> {
     let signals = Signals::register();
-    let mut terminal = ratatui::try_init()?;
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICKED.store(true, Ordering::SeqCst);
-        hook(info);
-    }));
+    let mut terminal = start_terminal()?;
     let (tx, rx) = mpsc::channel::<M>();
     let input_stop = Arc::new(AtomicBool::new(false));
     let signal_tx = tx.clone();
@@ -362,6 +357,34 @@ fn view_loop<S, M: Send + 'static>(
     let _ = input.join();
     drop(signals);
     Ok(())
+}
+
+/// The text `widget` draws on a `w`x`h` screen, each row's trailing blanks
+/// trimmed: what a screen test compares.
+#[cfg(test)]
+pub(crate) fn drawn(widget: impl ratatui::widgets::Widget, w: u16, h: u16) -> String {
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).expect("a test terminal");
+    t.draw(|f| f.render_widget(widget, f.area())).expect("drawing");
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Takes the terminal (raw mode, alternate screen; ratatui's hook gives it
+/// back on a panic) and notes a panic so that nothing draws afterwards.
+fn start_terminal() -> Result<ratatui::DefaultTerminal> {
+    let terminal = ratatui::try_init()?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, Ordering::SeqCst);
+        hook(info);
+    }));
+    Ok(terminal)
 }
 
 /// SIGTERM, SIGHUP and SIGINT as flags the loop polls.
@@ -434,12 +457,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     let started = STARTED.get().copied().unwrap_or_else(Instant::now);
     let mut timings = Timings::from_env();
     let signals = Signals::register();
-    let mut terminal = ratatui::try_init()?;
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        PANICKED.store(true, Ordering::SeqCst);
-        hook(info);
-    }));
+    let mut terminal = start_terminal()?;
     if let Ok(s) = terminal.size() {
         app.size = (s.width, s.height);
     }

@@ -399,63 +399,122 @@ fn get_decodes_objects_live_and_from_snapshots() {
     assert_eq!(code, Some(2), "a revision below 1 is refused: {err}");
 }
 
+/// `etcd-rescue watch` through a cuttable proxy to a plain etcd 3.5, with
+/// its JSON lines collected as they come; the process is stopped by its PID.
+struct Watching {
+    server: crate::support::etcd::Etcd,
+    proxy: crate::support::proxy::Proxy,
+    child: crate::support::Reaped,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Watching {
+    /// Starts etcd, the proxy, and `watch PREFIX -w json` with `args`, once
+    /// `args` has what it needs from the server (`--rev`); waits until it connects.
+    fn start(prefix: &str, args: impl FnOnce(&crate::support::etcd::Etcd) -> Vec<String>) -> Watching {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let server = crate::support::etcd::Etcd::start(crate::support::etcd::Version::V35, dir.path());
+        let target: std::net::SocketAddr = server.client_url.trim_start_matches("http://").parse().unwrap();
+        let proxy = crate::support::proxy::Proxy::start(target);
+        let mut child = crate::support::Reaped(
+            bin()
+                .args(["watch", prefix, "-w", "json"])
+                .args(args(&server))
+                .arg(format!("--endpoints=http://127.0.0.1:{}", proxy.port))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+        let out = child.0.stdout.take().unwrap();
+        let into = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                into.lock().unwrap().push(v);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the watch never connected");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Watching {
+            server,
+            proxy,
+            child,
+            lines,
+            reader: Some(reader),
+            _dir: dir,
+        }
+    }
+
+    /// A connection to etcd itself, not through the proxy.
+    fn direct(&self) -> Connection {
+        Connection {
+            endpoints: vec![self.server.client_url.clone()],
+            dial_timeout_ms: 2000,
+            ..Connection::default()
+        }
+    }
+
+    /// Waits (at most 60 s) until the lines so far satisfy `f`.
+    fn wait(&self, what: &str, f: &dyn Fn(&[Value]) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !f(&self.lines.lock().unwrap()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {} lines so far",
+                self.lines.lock().unwrap().len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM by PID; its exit code and every line it printed.
+    fn stop(mut self) -> (Option<i32>, Vec<Value>) {
+        assert_eq!(
+            self.child.0.try_wait().unwrap(),
+            None,
+            "the watch is still running"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.0.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let code = self.child.wait_bounded(Duration::from_secs(20)).code();
+        self.reader.take().unwrap().join().unwrap();
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
+        (code, lines)
+    }
+}
+
+fn of_type<'a>(lines: &'a [Value], t: &str) -> impl Iterator<Item = &'a Value> {
+    lines.iter().filter(move |v| v["type"] == t)
+}
+
 /// `watch` through a proxy that is cut twice while a writer puts and
 /// deletes: every change arrives once, in revision order, and the watch
 /// says it reconnected; SIGTERM ends it with exit 0.
 #[test]
 fn watch_survives_forced_reconnects_without_losing_a_change() {
-    use crate::support::etcd::{Etcd, Version};
-    use crate::support::proxy::Proxy;
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-
-    let dir = tempfile::tempdir().unwrap();
-    let server = Etcd::start(Version::V35, dir.path());
-    let target: std::net::SocketAddr = server.client_url.trim_start_matches("http://").parse().unwrap();
-    let proxy = Proxy::start(target);
-    let from = server.revision() + 1;
-    let mut child = crate::support::Reaped(
-        bin()
-            .args([
-                "watch",
-                "/registry/configmaps/",
-                "-w",
-                "json",
-                "--keepalive",
-                "2s",
-            ])
-            .arg(format!("--endpoints=http://127.0.0.1:{}", proxy.port))
-            .args(["--rev", &from.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let out = child.0.stdout.take().unwrap();
-    let l2 = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            l2.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap_or_else(|server| panic!("{server}: {line}")));
-        }
+    let w = Watching::start("/registry/configmaps/", |server| {
+        vec![
+            "--keepalive".into(),
+            "5s".into(),
+            "--rev".into(),
+            (server.revision() + 1).to_string(),
+        ]
     });
-    let seen = |lines: &Arc<Mutex<Vec<Value>>>| lines.lock().unwrap().len();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the watch never connected");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let direct = Connection {
-        endpoints: vec![server.client_url.clone()],
-        dial_timeout_ms: 2000,
-        ..Connection::default()
-    };
     let mut written = Vec::new();
     block_on(async {
-        let mut cl = etcd::connect(&direct).await.unwrap();
+        let mut cl = etcd::connect(&w.direct()).await.unwrap();
         for i in 0..300 {
             let key = format!("/registry/configmaps/w/cm-{i}");
             let r = cl.put(key.clone(), k8s::config_map(), None).await.unwrap();
@@ -485,34 +544,17 @@ fn watch_survives_forced_reconnects_without_losing_a_change() {
                 .await
                 .unwrap();
             if i == 100 || i == 200 {
-                proxy.cut();
+                w.proxy.cut();
             }
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
     });
     let last = written.last().unwrap().2;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = lines.lock().unwrap().iter().any(|v| v["revision"] == last);
-        if done {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "revision {last} never arrived; {} lines so far",
-            seen(&lines)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait_bounded(Duration::from_secs(20));
-    reader.join().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let lines = lines.lock().unwrap();
+    w.wait(&format!("revision {last} arrives"), &|l| {
+        l.iter().any(|v| v["revision"] == last)
+    });
+    let (code, lines) = w.stop();
+    assert_eq!(code, Some(0));
     let events: Vec<(&str, &str, i64)> = lines
         .iter()
         .filter(|v| v["type"] == "put" || v["type"] == "delete")
@@ -526,13 +568,15 @@ fn watch_survives_forced_reconnects_without_losing_a_change() {
         .collect();
     let want: Vec<(&str, &str, i64)> = written.iter().map(|(t, k, r)| (*t, k.as_str(), *r)).collect();
     assert_eq!(events, want, "every change once, in revision order");
-    let puts = lines.iter().find(|v| v["type"] == "put").unwrap();
-    assert_eq!(puts["kind"], "ConfigMap");
-    assert_eq!(puts["namespace"], "w");
-    insta::assert_json_snapshot!("watch_put", puts, { ".revision" => "[rev]", ".key" => "[key]", ".name" => "[name]" });
-    let reconnects = lines.iter().filter(|v| v["type"] == "reconnecting").count();
-    assert!(reconnects >= 2, "both cuts were noticed: {reconnects}");
-    assert!(lines.iter().filter(|v| v["type"] == "resumed").count() >= 2);
+    let put = of_type(&lines, "put").next().unwrap();
+    assert_eq!(put["kind"], "ConfigMap");
+    assert_eq!(put["namespace"], "w");
+    insta::assert_json_snapshot!("watch_put", put, { ".revision" => "[rev]", ".key" => "[key]", ".name" => "[name]" });
+    assert!(
+        of_type(&lines, "reconnecting").count() >= 2,
+        "both cuts were noticed"
+    );
+    assert!(of_type(&lines, "resumed").count() >= 2);
 }
 
 /// A watch from now on a prefix nothing writes to: while it idles the store
@@ -542,105 +586,41 @@ fn watch_survives_forced_reconnects_without_losing_a_change() {
 /// the next change under the prefix arrives.
 #[test]
 fn a_quiet_watch_resumes_after_compaction() {
-    use crate::support::etcd::{Etcd, Version};
-    use crate::support::proxy::Proxy;
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-
-    let dir = tempfile::tempdir().unwrap();
-    let server = Etcd::start(Version::V35, dir.path());
-    let target: std::net::SocketAddr = server.client_url.trim_start_matches("http://").parse().unwrap();
-    let proxy = Proxy::start(target);
-    let mut child = crate::support::Reaped(
-        bin()
-            .args([
-                "watch",
-                "/registry/leases/quiet/",
-                "-w",
-                "json",
-                "--keepalive",
-                "5s",
-            ])
-            .arg(format!("--endpoints=http://127.0.0.1:{}", proxy.port))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let out = child.0.stdout.take().unwrap();
-    let l2 = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            l2.lock().unwrap().push(serde_json::from_str(&line).unwrap());
-        }
+    let w = Watching::start("/registry/leases/quiet/", |_| {
+        vec!["--keepalive".into(), "5s".into()]
     });
-    let wait = |what: &str, f: &dyn Fn(&[Value]) -> bool| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !f(&lines.lock().unwrap()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: {:?}",
-                lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while proxy.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the watch never connected");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let direct = Connection {
-        endpoints: vec![server.client_url.clone()],
-        dial_timeout_ms: 2000,
-        ..Connection::default()
-    };
+    let direct = w.direct();
     let last = block_on(async {
         let mut cl = etcd::connect(&direct).await.unwrap();
         let mut rev = 0;
         for i in 0..20 {
-            rev = cl
+            let r = cl
                 .put(format!("/registry/pods/busy/p-{i}"), b"x".to_vec(), None)
                 .await
-                .unwrap()
-                .header()
-                .unwrap()
-                .revision();
+                .unwrap();
+            rev = r.header().unwrap().revision();
         }
         cl.compact(rev, None).await.unwrap();
         rev
     });
     // Two progress rounds (every --keepalive) after the compaction, then the cut.
     std::thread::sleep(Duration::from_secs(11));
-    proxy.cut();
-    wait("the cut is noticed", &|l| {
-        l.iter().any(|v| v["type"] == "reconnecting")
+    w.proxy.cut();
+    w.wait("the cut is noticed", &|l| {
+        of_type(l, "reconnecting").next().is_some()
     });
-    wait("the watch resumes", &|l| l.iter().any(|v| v["type"] == "resumed"));
-    let resumed = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|v| v["type"] == "resumed")
-        .unwrap()["from"]
+    w.wait("the watch resumes", &|l| of_type(l, "resumed").next().is_some());
+    let wrote = put(&direct, "/registry/leases/quiet/a", b"x");
+    w.wait("the change arrives", &|l| {
+        of_type(l, "put").any(|v| v["revision"] == wrote)
+    });
+    let (code, lines) = w.stop();
+    assert_eq!(code, Some(0));
+    let resumed = of_type(&lines, "resumed").next().unwrap()["from"]
         .as_i64()
         .unwrap();
     assert!(
         resumed > last,
         "resumed from {resumed}, past the compaction at {last}"
     );
-    let wrote = put(&direct, "/registry/leases/quiet/a", b"x");
-    wait("the change arrives", &|l| {
-        l.iter().any(|v| v["type"] == "put" && v["revision"] == wrote)
-    });
-    assert_eq!(child.0.try_wait().unwrap(), None, "the watch is still running");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert_eq!(child.wait_bounded(Duration::from_secs(20)).code(), Some(0));
-    reader.join().unwrap();
 }

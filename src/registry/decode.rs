@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::schema::{self, Field, Msg, Ty};
+use crate::snapshot::varint;
 
 /// The envelope's magic.
 pub const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
@@ -271,19 +272,6 @@ enum Wire<'a> {
     Fixed64(u64),
     Len(&'a [u8]),
     Fixed32(u32),
-}
-
-fn varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..70).step_by(7) {
-        let b = *buf.get(*at).ok_or("a varint runs past the end")?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("a varint is longer than 10 bytes".into())
 }
 
 /// Every field of a message, in order.

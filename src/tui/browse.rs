@@ -481,8 +481,6 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
 
     fn listing() -> Listing {
         Listing {
@@ -516,16 +514,7 @@ mod tests {
     }
 
     fn screen(b: &Browser) -> String {
-        let mut t = Terminal::new(TestBackend::new(80, 20)).unwrap();
-        t.draw(|f| f.render_widget(b, f.area())).unwrap();
-        let buf = t.backend().buffer();
-        let mut out = String::new();
-        for y in 0..buf.area.height {
-            let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        crate::tui::drawn(b, 80, 20)
     }
 
     fn keys(b: &mut Browser, k: &str) -> Vec<Vec<u8>> {

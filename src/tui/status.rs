@@ -16,13 +16,13 @@ use anyhow::Result;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
 
 use super::app::Action;
 use super::keys::{self, Ctx, Do};
-use super::view::wrap_prose;
+use super::view::{Tone, wrap_prose};
 use crate::status::{Member, Report};
 use crate::units::human_bytes;
 
@@ -164,37 +164,8 @@ pub fn update(d: &mut Dash, msg: Msg) -> Option<Cmd> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Tone {
-    Plain,
-    Bold,
-    Dim,
-    Good,
-    Bad,
-    Warn,
-    Bar,
-    Selected,
-}
-
 fn style(d: &Dash, tone: Tone) -> Style {
-    let s = Style::default();
-    let c = |color: Color, m: Modifier| {
-        if d.color {
-            s.fg(color).add_modifier(m)
-        } else {
-            s.add_modifier(m)
-        }
-    };
-    match tone {
-        Tone::Bold => s.add_modifier(Modifier::BOLD),
-        Tone::Dim if d.color => s.add_modifier(Modifier::DIM),
-        Tone::Plain | Tone::Dim => s,
-        Tone::Good => c(Color::Green, Modifier::empty()),
-        Tone::Bad => c(Color::Red, Modifier::BOLD),
-        Tone::Warn => c(Color::Yellow, Modifier::BOLD),
-        Tone::Bar => s.add_modifier(Modifier::REVERSED),
-        Tone::Selected => s.add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
-    }
+    super::view::paint(d.color, tone)
 }
 
 /// `12:00:01` in UTC.
@@ -468,8 +439,6 @@ where
 mod tests {
     use super::*;
     use crate::status::{Alarm, LastBackup, Warning};
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
 
     fn member(name: &str, id: &str, leader: bool, index: u64) -> Member {
         Member {
@@ -520,16 +489,7 @@ mod tests {
     }
 
     fn screen(d: &Dash) -> String {
-        let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        t.draw(|f| f.render_widget(d, f.area())).unwrap();
-        let buf = t.backend().buffer();
-        let mut out = String::new();
-        for y in 0..buf.area.height {
-            let line: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        crate::tui::drawn(d, 80, 24)
     }
 
     fn keys(d: &mut Dash, k: &str) -> Vec<Cmd> {

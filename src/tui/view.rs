@@ -27,8 +27,9 @@ const SIDE_MIN_WIDTH: u16 = 64;
 /// Rows of the picker's list at most.
 const LIST_ROWS: usize = 7;
 
+/// What a piece of text means, as every view colours it.
 #[derive(Clone, Copy)]
-enum Tone {
+pub(crate) enum Tone {
     Plain,
     Bold,
     Dim,
@@ -38,33 +39,36 @@ enum Tone {
     Undone,
     Bar,
     Heading,
+    /// The highlighted row of a list.
+    Selected,
 }
 
 fn style(app: &App, tone: Tone) -> Style {
+    paint(app.color, tone)
+}
+
+/// The style of `tone`; without colour (`NO_COLOR`) only bold, reverse and
+/// underline remain, so every state still reads from its text and marks.
+pub(crate) fn paint(color: bool, tone: Tone) -> Style {
     let s = Style::default();
-    let c = |color: Color, m: Modifier| {
-        if app.color {
-            s.fg(color).add_modifier(m)
+    let c = |fg: Color, m: Modifier| {
+        if color {
+            s.fg(fg).add_modifier(m)
         } else {
             s.add_modifier(m)
         }
     };
     match tone {
-        Tone::Plain => s,
         Tone::Bold => s.add_modifier(Modifier::BOLD),
-        Tone::Dim => {
-            if app.color {
-                s.add_modifier(Modifier::DIM)
-            } else {
-                s
-            }
-        }
+        Tone::Dim if color => s.add_modifier(Modifier::DIM),
+        Tone::Plain | Tone::Dim => s,
         Tone::Good => c(Color::Green, Modifier::empty()),
         Tone::Bad => c(Color::Red, Modifier::BOLD),
         Tone::Warn => c(Color::Yellow, Modifier::BOLD),
         Tone::Undone => c(Color::Magenta, Modifier::empty()),
         Tone::Bar => s.add_modifier(Modifier::REVERSED),
         Tone::Heading => c(Color::Cyan, Modifier::BOLD),
+        Tone::Selected => s.add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
     }
 }
 

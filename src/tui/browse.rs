@@ -11,7 +11,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, Borders, Padding, Paragraph, Widget, Wrap};
 
 use super::app::Action;
 use super::keys::{self, Ctx, Do};
@@ -394,44 +394,9 @@ impl Widget for &Browser {
             .wrap(Wrap { trim: false })
             .block(Block::default().padding(Padding::horizontal(1)))
             .render(right, buf);
-        let keys: Vec<String> = keys::bar(b.ctx())
-            .into_iter()
-            .map(|(k, what)| format!("{k} {what}"))
-            .collect();
-        let bar = format!(" {}", keys.join(" · "));
-        Paragraph::new(Line::styled(format!("{bar:<w$}"), bar_style())).render(
-            Rect {
-                y: area.y + area.height - 1,
-                height: 1,
-                ..area
-            },
-            buf,
-        );
+        super::view::read_only_bar(b.ctx(), area, buf);
         if b.help {
-            let mut lines: Vec<Line> = keys::bindings(Ctx::Browse)
-                .map(|k| Line::raw(format!("{:<11}{}", k.label, k.help)))
-                .collect();
-            lines.push(Line::raw(""));
-            lines.push(Line::raw("This view only reads; it changes nothing."));
-            let hw = area.width.saturating_sub(4).min(70);
-            let hh = u16::try_from(lines.len() + 2)
-                .unwrap_or(u16::MAX)
-                .min(area.height);
-            let r = Rect::new(
-                area.x + (area.width - hw) / 2,
-                area.y + (area.height - hh) / 2,
-                hw,
-                hh,
-            );
-            Clear.render(r, buf);
-            Paragraph::new(lines)
-                .block(
-                    Block::default()
-                        .borders(Borders::ALL)
-                        .padding(Padding::horizontal(1))
-                        .title(" Keys "),
-                )
-                .render(r, buf);
+            super::view::read_only_help(Ctx::Browse, true, area, buf);
         }
     }
 }

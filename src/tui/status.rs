@@ -18,7 +18,7 @@ use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
+use ratatui::widgets::{Paragraph, Widget};
 
 use super::app::Action;
 use super::keys::{self, Ctx, Do};
@@ -322,46 +322,6 @@ fn title(d: &Dash, width: usize) -> Line<'static> {
     Line::styled(format!("{left}{}{right}", " ".repeat(pad)), style(d, Tone::Bar))
 }
 
-fn key_bar(d: &Dash, width: usize) -> Line<'static> {
-    let keys: Vec<String> = keys::bar(d.ctx())
-        .into_iter()
-        .map(|(k, what)| format!("{k} {what}"))
-        .collect();
-    let left = format!(" {}", keys.join(" · "));
-    let pad = width.saturating_sub(left.chars().count());
-    Line::styled(format!("{left}{}", " ".repeat(pad)), style(d, Tone::Bar))
-}
-
-fn help(d: &Dash, area: Rect, buf: &mut Buffer) {
-    let mut lines: Vec<Line> = keys::bindings(Ctx::Status)
-        .map(|b| Line::raw(format!("{:<11}{}", b.label, b.help)))
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "This view only reads; it changes nothing.",
-        style(d, Tone::Dim),
-    ));
-    let w = area.width.saturating_sub(4).min(76);
-    let h = u16::try_from(lines.len() + 2)
-        .unwrap_or(u16::MAX)
-        .min(area.height);
-    let r = Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    );
-    Clear.render(r, buf);
-    Paragraph::new(lines)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .padding(Padding::horizontal(1))
-                .title(Span::styled(" Keys ", style(d, Tone::Bold))),
-        )
-        .render(r, buf);
-}
-
 impl Widget for &Dash {
     fn render(self, area: Rect, buf: &mut Buffer) {
         if area.height < 3 {
@@ -375,16 +335,9 @@ impl Widget for &Dash {
             ..area
         };
         Paragraph::new(body(self, w)).render(inner, buf);
-        Paragraph::new(key_bar(self, w)).render(
-            Rect {
-                y: area.y + area.height - 1,
-                height: 1,
-                ..area
-            },
-            buf,
-        );
+        super::view::read_only_bar(self.ctx(), area, buf);
         if self.help {
-            help(self, area, buf);
+            super::view::read_only_help(Ctx::Status, self.color, area, buf);
         }
     }
 }

@@ -72,6 +72,53 @@ pub(crate) fn paint(color: bool, tone: Tone) -> Style {
     }
 }
 
+/// The key bar of a read-only view in `ctx`, on the bottom row of `area`.
+pub(crate) fn read_only_bar(ctx: Ctx, area: Rect, buf: &mut Buffer) {
+    let keys: Vec<String> = keys::bar(ctx)
+        .into_iter()
+        .map(|(k, what)| format!("{k} {what}"))
+        .collect();
+    let left = format!(" {}", keys.join(" · "));
+    let pad = usize::from(area.width).saturating_sub(left.chars().count());
+    let row = Rect {
+        y: area.y + area.height.saturating_sub(1),
+        height: 1,
+        ..area
+    };
+    Paragraph::new(Line::styled(
+        format!("{left}{}", " ".repeat(pad)),
+        paint(false, Tone::Bar),
+    ))
+    .render(row, buf);
+}
+
+/// The `?` popup of a read-only view: `ctx`'s bindings from the key table,
+/// and that the view changes nothing.
+pub(crate) fn read_only_help(ctx: Ctx, color: bool, area: Rect, buf: &mut Buffer) {
+    let mut lines: Vec<Line> = keys::bindings(ctx)
+        .map(|b| Line::raw(format!("{:<11}{}", b.label, b.help)))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "This view only reads; it changes nothing.",
+        paint(color, Tone::Dim),
+    ));
+    let w = area.width.saturating_sub(4).min(76);
+    let h = u16::try_from(lines.len() + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height);
+    let r = centered(area, w, h);
+    Clear.render(r, buf);
+    Paragraph::new(lines)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .padding(Padding::horizontal(1))
+                .title(Span::styled(" Keys ", paint(color, Tone::Bold))),
+        )
+        .render(r, buf);
+}
+
 /// Where continuation lines of `text` start: under the value of an aligned
 /// `label    value` line, else two deeper than the line's own indent.
 fn continuation(text: &str, width: usize) -> usize {

@@ -603,8 +603,8 @@ fn a_quiet_watch_resumes_after_compaction() {
         cl.compact(rev, None).await.unwrap();
         rev
     });
-    // Two progress rounds (every --keepalive) after the compaction, then the cut.
-    std::thread::sleep(Duration::from_secs(11));
+    // Three progress rounds (one every --keepalive) after the compaction, then the cut.
+    std::thread::sleep(Duration::from_secs(16));
     w.proxy.cut();
     w.wait("the cut is noticed", &|l| {
         of_type(l, "reconnecting").next().is_some()

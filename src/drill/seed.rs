@@ -75,16 +75,48 @@ impl Rng {
     }
 }
 
-fn value(kind: &str, ns: &str, name: &str, size: usize, generation: u32, rng: &mut Rng) -> Vec<u8> {
+/// The API version and kind the API server stores `resource` as.
+fn kind_of(resource: &str) -> (&'static str, &'static str) {
+    match resource {
+        "pods" => ("v1", "Pod"),
+        "replicasets" => ("apps/v1", "ReplicaSet"),
+        "deployments" => ("apps/v1", "Deployment"),
+        "services/specs" => ("v1", "Service"),
+        "services/endpoints" => ("v1", "Endpoints"),
+        "configmaps" => ("v1", "ConfigMap"),
+        "secrets" => ("v1", "Secret"),
+        "serviceaccounts" => ("v1", "ServiceAccount"),
+        "leases" => ("coordination.k8s.io/v1", "Lease"),
+        "events" => ("v1", "Event"),
+        "namespaces" => ("v1", "Namespace"),
+        _ => ("v1", "Unknown"),
+    }
+}
+
+/// A JSON object of `resource`'s kind, `size` bytes long: its metadata, and
+/// filler where its content would be (`data` for ConfigMaps and Secrets, so
+/// `etcd-rescue get` shows a Secret's masked).
+fn value(resource: &str, ns: &str, name: &str, size: usize, generation: u32, rng: &mut Rng) -> Vec<u8> {
+    let (api_version, kind) = kind_of(resource);
+    let namespace = if ns.is_empty() {
+        String::new()
+    } else {
+        format!(",\"namespace\":\"{ns}\"")
+    };
+    let (body, tail) = match kind {
+        "Secret" => ("\"type\":\"Opaque\",\"data\":{\"token\":\"", "\"}}"),
+        "ConfigMap" => ("\"data\":{\"config\":\"", "\"}}"),
+        _ => ("\"spec\":{\"note\":\"", "\"}}"),
+    };
     let head = format!(
-        "{{\"kind\":\"{kind}\",\"apiVersion\":\"v1\",\"metadata\":{{\"name\":\"{name}\",\"namespace\":\"{ns}\",\"generation\":{generation},\"labels\":{{\"app\":\"{}\"}}}},\"spec\":\"",
+        "{{\"kind\":\"{kind}\",\"apiVersion\":\"{api_version}\",\"metadata\":{{\"name\":\"{name}\"{namespace},\"generation\":{generation},\"labels\":{{\"app\":\"{}\"}}}},{body}",
         name.split('-').next().unwrap_or(name)
     );
     let mut v = head.into_bytes();
-    while v.len() + 2 < size {
+    while v.len() + tail.len() < size {
         v.push(ALPHABET[rng.below(ALPHABET.len())]);
     }
-    v.extend_from_slice(b"\"}");
+    v.extend_from_slice(tail.as_bytes());
     v
 }
 
@@ -156,7 +188,7 @@ pub async fn seed(client: &mut Client, spec: SeedSpec) -> Result<SeedReport> {
         .map(|ns| {
             TxnOp::put(
                 format!("/registry/namespaces/{ns}"),
-                value("Namespace", "", ns, 400, 1, &mut rng),
+                value("namespaces", "", ns, 400, 1, &mut rng),
                 None,
             )
         })
@@ -224,4 +256,31 @@ pub async fn seed(client: &mut Client, spec: SeedSpec) -> Result<SeedReport> {
         compacted_at,
         revision: resp.header().map_or(0, etcd_client::ResponseHeader::revision),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Every seeded value is a JSON object of its resource's kind, exactly
+    /// the size asked; a Secret's filler is in `data`, where `get` masks it.
+    #[test]
+    fn values_are_objects_of_their_kind() {
+        let mut rng = Rng(7);
+        for (resource, _, size) in RESOURCES {
+            let v = value(resource, "payments", "web-0-abcde", size, 1, &mut rng);
+            assert_eq!(v.len(), size, "{resource}");
+            let o: serde_json::Value = serde_json::from_slice(&v).unwrap();
+            assert_eq!(o["kind"], kind_of(resource).1, "{resource}");
+            assert_eq!(o["metadata"]["namespace"], "payments");
+        }
+        let s: serde_json::Value =
+            serde_json::from_slice(&value("secrets", "a", "b", 300, 1, &mut rng)).unwrap();
+        assert!(s["data"]["token"].as_str().unwrap().len() > 100);
+        let ns: serde_json::Value =
+            serde_json::from_slice(&value("namespaces", "", "prod", 400, 1, &mut rng)).unwrap();
+        assert_eq!(ns["kind"], "Namespace");
+        assert!(ns["metadata"].get("namespace").is_none(), "cluster-scoped");
+    }
 }

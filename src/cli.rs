@@ -1072,7 +1072,12 @@ fn watch_status(
             (Format::Table, Ok(r)) => format!("{now}\n{}\n", status_table(&r)),
             (Format::Table, Err(e)) => format!("{now}\n{e:#}\n\n"),
         };
-        print_text(&text)?;
+        // A reader that went away (`| head`) ends the watch.
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Code::Done),
+            r => r?,
+        }
         let until = std::time::Instant::now() + every;
         while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));

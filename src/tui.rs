@@ -330,10 +330,14 @@ fn view_loop<S, M: Send + 'static>(
     let input = spawn_input(tx.clone(), input_stop.clone(), move |a| keys(a));
     start(tx);
     let mut dirty = true;
-    let mut drawable = true;
+    let mut failed = None;
     loop {
-        if dirty && drawable && !PANICKED.load(Ordering::SeqCst) {
-            drawable = terminal.draw(|f| render(state, f)).is_ok();
+        if dirty && !PANICKED.load(Ordering::SeqCst) {
+            if let Err(e) = terminal.draw(|f| render(state, f)) {
+                // A screen that cannot be drawn on would show stale facts: end.
+                failed = Some(anyhow!("the terminal cannot be drawn on: {e}"));
+                break;
+            }
             dirty = false;
         }
         if done(state) || PANICKED.load(Ordering::SeqCst) {
@@ -354,9 +358,27 @@ fn view_loop<S, M: Send + 'static>(
     }
     input_stop.store(true, Ordering::SeqCst);
     ratatui::restore();
-    let _ = input.join();
+    join_briefly(input);
     drop(signals);
-    Ok(())
+    if PANICKED.load(Ordering::SeqCst) {
+        return Err(anyhow!(
+            "the view stopped on an internal error (above); nothing was changed"
+        ));
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// Waits up to half a second for the input thread: on a terminal that went
+/// away, crossterm can keep reading it and never return, and the process must
+/// still end (the thread ends with it).
+fn join_briefly(input: JoinHandle<()>) {
+    let until = Instant::now() + Duration::from_millis(500);
+    while !input.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if input.is_finished() {
+        let _ = input.join();
+    }
 }
 
 /// The text `widget` draws on a `w`x`h` screen, each row's trailing blanks
@@ -378,7 +400,7 @@ pub(crate) fn drawn(widget: impl ratatui::widgets::Widget, w: u16, h: u16) -> St
 /// Takes the terminal (raw mode, alternate screen; ratatui's hook gives it
 /// back on a panic) and notes a panic so that nothing draws afterwards.
 fn start_terminal() -> Result<ratatui::DefaultTerminal> {
-    let terminal = ratatui::try_init()?;
+    let terminal = ratatui::try_init().inspect_err(|_| ratatui::restore())?;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         PANICKED.store(true, Ordering::SeqCst);
@@ -571,7 +593,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     }
     input_stop.store(true, Ordering::SeqCst);
     ratatui::restore();
-    let _ = input.join();
+    join_briefly(input);
     // Unanswered questions now read "quit": the engine stops at its stage boundary.
     drop(replies);
     drop(rx);

@@ -344,6 +344,8 @@ fn status_watch_view_follows_the_cluster() {
     t.key("?");
     t.wait_for(&["ask every member again now"], Duration::from_secs(10));
     t.key("Escape");
+    // Escape and q sent together read as Alt-q: wait for the help to close.
+    t.wait_for(&["r refresh"], Duration::from_secs(10));
     t.key("q");
     let s = t.wait_for(&["[exit 0]", "[tty "], Duration::from_secs(30));
     assert!(s.contains("[tty cooked]"), "{s}");

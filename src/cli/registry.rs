@@ -118,6 +118,7 @@ pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
         From::Live(c) => {
             let (revision, keys, _) = registry::list_live(c, &prefix, a.rev, None)?;
             let conn = (*c).clone();
+            let at = a.rev;
             let source = format!("etcd at {}", conn.endpoints.join(","));
             run(
                 Listing {
@@ -125,18 +126,19 @@ pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
                     revision,
                     keys,
                 },
+                // Values are read as they are now (or at --rev): the listing's
+                // own revision may be compacted away while the browser is open.
                 move |k| {
                     let q = Query {
                         key: k,
                         prefix: false,
-                        rev: Some(revision),
+                        rev: at,
                         limit: None,
                     };
-                    registry::get_live(&conn, q, show)?
-                        .entries
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| anyhow::anyhow!("not there at revision {revision}"))
+                    let got = registry::get_live(&conn, q, show)?;
+                    got.entries.into_iter().next().ok_or_else(|| {
+                        anyhow::anyhow!("deleted since the listing (at revision {})", got.revision)
+                    })
                 },
             )?;
         }

@@ -378,7 +378,8 @@ impl Widget for &Browser {
                     .title(Span::styled(heading, bold())),
             )
             .render(left, buf);
-        let value: Vec<Line> = match (&b.value, b.open) {
+        let current = b.value.as_ref().filter(|(k, _)| b.selected() == Some(&k[..]));
+        let value: Vec<Line> = match (current, b.open) {
             (_, None) => vec![Line::raw("Enter opens the highlighted group.")],
             (Some((k, Ok(e))), _) => std::iter::once(Line::styled(key_text(k), bold()))
                 .chain(value_lines(e).into_iter().map(Line::raw))

@@ -143,8 +143,13 @@ pub fn update(d: &mut Dash, msg: Msg) -> Option<Cmd> {
                 (Some(before), Ok(r)) => rates(before, r, at),
                 _ => HashMap::new(),
             };
+            // The selection stays on its member when the list changes.
+            let was = d.members().get(d.selected).map(|m| m.id.clone());
             d.polled = Some(Polled { at, report, rates });
             d.polling = false;
+            if let Some(i) = was.and_then(|id| d.members().iter().position(|m| m.id == id)) {
+                d.selected = i;
+            }
             d.selected = d.selected.min(d.members().len().saturating_sub(1));
             None
         }
@@ -174,9 +179,18 @@ fn hms(t: SystemTime) -> String {
     s.get(11..19).unwrap_or(&s).to_string()
 }
 
-const HEAD: &str = "  MEMBER   HEALTH  VERSION    DB SIZE     IN USE QUOTA% TERM     INDEX  IDX/S";
+/// The columns after the member's name.
+const HEAD: &str = "HEALTH  VERSION    DB SIZE     IN USE QUOTA% TERM     INDEX  IDX/S";
 
-fn row(d: &Dash, m: &Member, rate: Option<f64>, selected: bool) -> Line<'static> {
+/// The name column: the longest name, from 8 up to what the width leaves
+/// (kubeadm names members after long host names).
+fn name_width(members: &[Member], width: usize) -> usize {
+    let longest = members.iter().map(|m| m.name.chars().count()).max().unwrap_or(0);
+    let room = width.saturating_sub(HEAD.len() + 3).max(8);
+    longest.clamp(8, room)
+}
+
+fn row(d: &Dash, m: &Member, rate: Option<f64>, selected: bool, nw: usize) -> Line<'static> {
     let mark = if selected { "> " } else { "  " };
     let health = if !m.healthy {
         ("DOWN", Tone::Bad)
@@ -187,7 +201,8 @@ fn row(d: &Dash, m: &Member, rate: Option<f64>, selected: bool) -> Line<'static>
     } else {
         ("ok", Tone::Good)
     };
-    let name = format!("{mark}{:<8.8} ", m.name);
+    let name: String = m.name.chars().take(nw).collect();
+    let name = format!("{mark}{name:<nw$} ");
     let mut spans = vec![
         Span::styled(name, style(d, if selected { Tone::Selected } else { Tone::Bold })),
         Span::styled(format!("{:<7} ", health.0), style(d, health.1)),
@@ -240,9 +255,13 @@ fn body(d: &Dash, width: usize) -> Vec<Line<'static>> {
             return out;
         }
     };
-    out.push(Line::styled(HEAD, style(d, Tone::Dim)));
+    let nw = name_width(&r.members, width);
+    out.push(Line::styled(
+        format!("  {:<nw$} {HEAD}", "MEMBER"),
+        style(d, Tone::Dim),
+    ));
     for (i, m) in r.members.iter().enumerate() {
-        out.push(row(d, m, p.rates.get(&m.id).copied(), i == d.selected));
+        out.push(row(d, m, p.rates.get(&m.id).copied(), i == d.selected, nw));
     }
     out.push(Line::raw(""));
     if let Some(m) = r.members.get(d.selected) {
@@ -250,7 +269,9 @@ fn body(d: &Dash, width: usize) -> Vec<Line<'static>> {
         if m.is_learner {
             what.push_str(" (learner)");
         }
-        out.push(Line::raw(what));
+        for l in wrap_prose(&what, width) {
+            out.push(Line::raw(l));
+        }
         for e in &m.errors {
             out.push(Line::styled(format!("  reports: {e}"), style(d, Tone::Warn)));
         }
@@ -334,7 +355,17 @@ impl Widget for &Dash {
             height: area.height - 3,
             ..area
         };
-        Paragraph::new(body(self, w)).render(inner, buf);
+        let mut lines = body(self, w);
+        let rows = usize::from(inner.height);
+        if lines.len() > rows && rows > 0 {
+            let more = lines.len() - rows + 1;
+            lines.truncate(rows - 1);
+            lines.push(Line::styled(
+                format!("… {more} more line(s): a taller terminal shows them (or status -w json)"),
+                style(self, Tone::Warn),
+            ));
+        }
+        Paragraph::new(lines).render(inner, buf);
         super::view::read_only_bar(self.ctx(), area, buf);
         if self.help {
             super::view::read_only_help(Ctx::Status, self.color, area, buf);
@@ -361,8 +392,14 @@ where
                 if tx.send(Msg::Polled(SystemTime::now(), r)).is_err() {
                     return;
                 }
+                let asked = std::time::Instant::now();
                 match now_rx.recv_timeout(every) {
-                    Ok(()) | Err(RecvTimeoutError::Timeout) => while now_rx.try_recv().is_ok() {},
+                    Ok(()) => {
+                        // `r` held down asks at most once a second.
+                        std::thread::sleep(Duration::from_secs(1).saturating_sub(asked.elapsed()));
+                        while now_rx.try_recv().is_ok() {}
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
@@ -493,6 +530,43 @@ mod tests {
         let mut d = polled_twice();
         keys(&mut d, "<c-c>");
         assert!(d.exit, "Ctrl-C ends the view");
+    }
+
+    /// The selection stays on its member when the list changes; long names
+    /// get the room a wide terminal has; what does not fit says so.
+    #[test]
+    fn selection_names_and_overflow() {
+        let mut d = polled_twice();
+        keys(&mut d, "jj");
+        let mut fewer = report(1100);
+        fewer.members.remove(0);
+        update(
+            &mut d,
+            Msg::Polled(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_010),
+                Ok(fewer),
+            ),
+        );
+        assert_eq!(d.members()[d.selected].name, "cp3", "still on cp3");
+        let mut long = report(1);
+        long.members[0].name = "ip-10-0-1-23.eu-west-1.compute.internal".into();
+        update(
+            &mut d,
+            Msg::Polled(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_020),
+                Ok(long),
+            ),
+        );
+        assert!(crate::tui::drawn(&d, 120, 24).contains("ip-10-0-1-23.eu-west-1.compute.internal"));
+        assert!(
+            crate::tui::drawn(&d, 80, 24).contains("ip-10-0-1-2"),
+            "cut to the room at 80 columns"
+        );
+        let short = crate::tui::drawn(&d, 80, 10);
+        assert!(
+            short.contains("more line(s): a taller terminal shows them"),
+            "{short}"
+        );
     }
 
     /// No member answers: the cause, and the view keeps asking.

@@ -751,7 +751,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 return watch_status(&conn, quota, &dirs, every, *write_out);
             }
             let r = crate::status::check(&conn, quota, &dirs, Duration::from_secs(10))?;
-            print(*write_out, &r, status_table)?;
+            print(*write_out, &r, |r| safe(&status_table(r)))?;
             if !r.ok() {
                 let first = r
                     .warnings
@@ -1069,8 +1069,8 @@ fn watch_status(
             (Format::Json, Err(e)) => {
                 serde_json::to_string(&serde_json::json!({"time": now, "error": format!("{e:#}")}))? + "\n"
             }
-            (Format::Table, Ok(r)) => format!("{now}\n{}\n", status_table(&r)),
-            (Format::Table, Err(e)) => format!("{now}\n{e:#}\n\n"),
+            (Format::Table, Ok(r)) => safe(&format!("{now}\n{}\n", status_table(&r))),
+            (Format::Table, Err(e)) => safe(&format!("{now}\n{e:#}\n\n")),
         };
         // A reader that went away (`| head`) ends the watch.
         let mut out = std::io::stdout().lock();
@@ -1084,6 +1084,28 @@ fn watch_status(
         }
     }
     Ok(Code::Done)
+}
+
+/// A character that changes what a terminal shows rather than being shown:
+/// controls (escape, carriage return) and the bidirectional overrides.
+pub(crate) fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text for the terminal: every unsafe character escaped, line breaks and tabs kept.
+pub(crate) fn safe(text: &str) -> String {
+    if !text.chars().any(|c| unsafe_char(c) && c != '\n' && c != '\t') {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn status_table(r: &crate::status::Report) -> String {
@@ -1578,6 +1600,7 @@ fn run_snapshot(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code> {
             registry::keys(&registry::From::File(readable), args).map_err(|e| snapshot_error(&[readable], e))
         }
         SnapshotAction::Browse { file, args } => {
+            registry::need_terminal()?;
             let readable = &readable(file, sealed)?;
             registry::browse(&registry::From::File(readable), args)
                 .map_err(|e| snapshot_error(&[readable], e))

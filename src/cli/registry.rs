@@ -12,7 +12,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use super::{Format, parse_duration, print, print_text};
+use super::{Format, parse_duration, print, print_text, safe, unsafe_char};
 use crate::exit::{Code, Fail};
 use crate::registry::{self, Entry, Got, KeyList, Query, Stored, Watched};
 
@@ -102,16 +102,22 @@ pub struct BrowseArgs {
     pub show_secrets: bool,
 }
 
+/// `browse` needs a terminal: said before anything is read, downloaded or decrypted.
+pub fn need_terminal() -> Result<()> {
+    if crate::tui::wanted(false, false) {
+        return Ok(());
+    }
+    Err(Fail::before_change(
+        "browse needs a terminal",
+        "in a script, use etcd-rescue keys and get (or snapshot keys|get FILE)",
+    )
+    .into())
+}
+
 /// Runs `browse`: the keys grouped on the left, a value on the right.
 pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
     use crate::tui::browse::{Listing, run};
-    if !crate::tui::wanted(false, false) {
-        return Err(Fail::before_change(
-            "browse needs a terminal",
-            "in a script, use etcd-rescue keys and get (or snapshot keys|get FILE)",
-        )
-        .into());
-    }
+    need_terminal()?;
     let prefix = a.prefix.as_bytes().to_vec();
     let show = a.show_secrets;
     match from {
@@ -290,28 +296,6 @@ fn shown(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-/// A character that changes what a terminal shows rather than being shown:
-/// controls (escape, carriage return) and the bidirectional overrides.
-fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Text for the terminal: every unsafe character escaped, line breaks and tabs kept.
-fn safe(text: &str) -> String {
-    if !text.chars().any(|c| unsafe_char(c) && c != '\n' && c != '\t') {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if unsafe_char(c) && c != '\n' && c != '\t' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// The comment line(s) before an entry.

@@ -123,7 +123,12 @@ impl Browser {
     }
 
     fn ctx(&self) -> Ctx {
-        if self.help { Ctx::Help } else { Ctx::Browse }
+        if self.help { Ctx::Help } else { self.screen() }
+    }
+
+    /// Choosing a group, or in one.
+    fn screen(&self) -> Ctx {
+        if self.open.is_some() { Ctx::BrowseGroup } else { Ctx::Browse }
     }
 
     /// The highlighted key, when a group is open.
@@ -279,7 +284,34 @@ fn bar_style() -> Style {
     Style::default().add_modifier(Modifier::REVERSED)
 }
 
-fn list_lines(b: &Browser, rows: usize) -> Vec<Line<'static>> {
+/// `text` in at most `width` characters: the middle replaced by `…`, so that
+/// both the start and the distinguishing end stay.
+fn fit(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width || width < 5 {
+        return text.to_string();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
+}
+
+/// How a key shows in its group: the part after the group's own prefix
+/// (`/registry/pods/prod/` for pods in prod), the whole key outside `/registry/`.
+fn name_in_group(key: &[u8], g: &Group) -> String {
+    let prefix = match &g.namespace {
+        Some(ns) => format!("/registry/{}/{ns}/", g.resource),
+        None => format!("/registry/{}/", g.resource),
+    };
+    match key.strip_prefix(prefix.as_bytes()) {
+        Some(rest) if g.resource != crate::snapshot::kube::OTHER && !rest.is_empty() => key_text(rest),
+        _ => key_text(key),
+    }
+}
+
+fn list_lines(b: &Browser, rows: usize, width: usize) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     let (items, cursor): (Vec<String>, usize) = match b.open {
         None => (
@@ -298,10 +330,7 @@ fn list_lines(b: &Browser, rows: usize) -> Vec<Line<'static>> {
         ),
         Some(g) => {
             let bucket = &b.buckets[g];
-            let name_of = |i: usize| {
-                let k = &b.listing.keys[i];
-                key_text(k.rsplit(|&c| c == b'/').next().unwrap_or(k))
-            };
+            let name_of = |i: usize| fit(&name_in_group(&b.listing.keys[i], &bucket.group), width.saturating_sub(3));
             (bucket.keys.iter().map(|&i| name_of(i)).collect(), b.key)
         }
     };
@@ -371,7 +400,7 @@ impl Widget for &Browser {
             }
         };
         let rows = usize::from(left.height.saturating_sub(2));
-        Paragraph::new(list_lines(b, rows))
+        Paragraph::new(list_lines(b, rows, usize::from(left.width)))
             .block(
                 Block::default()
                     .borders(Borders::RIGHT)
@@ -383,7 +412,6 @@ impl Widget for &Browser {
             (_, None) => vec![Line::raw("Enter opens the highlighted group.")],
             (Some((k, Ok(e))), _) => std::iter::once(Line::styled(key_text(k), bold()))
                 .chain(value_lines(e).into_iter().map(Line::raw))
-                .skip(b.scroll)
                 .collect(),
             (Some((k, Err(err))), _) => vec![
                 Line::styled(key_text(k), bold()),
@@ -391,13 +419,18 @@ impl Widget for &Browser {
             ],
             (None, _) => vec![Line::raw("reading…")],
         };
+        // Scrolled by rows as drawn (a long line wraps to many), never past the end.
+        let inner_w = usize::from(right.width.saturating_sub(2)).max(1);
+        let rows: usize = value.iter().map(|l| l.width().div_ceil(inner_w).max(1)).sum();
+        let scroll = b.scroll.min(rows.saturating_sub(usize::from(right.height).max(1)));
         Paragraph::new(value)
             .wrap(Wrap { trim: false })
+            .scroll((u16::try_from(scroll).unwrap_or(u16::MAX), 0))
             .block(Block::default().padding(Padding::horizontal(1)))
             .render(right, buf);
         super::view::read_only_bar(b.ctx(), area, buf);
         if b.help {
-            super::view::read_only_help(Ctx::Browse, true, area, buf);
+            super::view::read_only_help(b.screen(), true, area, buf);
         }
     }
 }
@@ -514,13 +547,37 @@ mod tests {
         assert_eq!(keys(&mut b, "j"), vec![b"/registry/pods/prod/worker".to_vec()]);
         assert!(keys(&mut b, "j").is_empty(), "the last key: nothing new to read");
         keys(&mut b, "?");
-        assert!(screen(&b).contains("open the highlighted group"));
+        let help = screen(&b);
+        assert!(help.contains("back to the groups") && help.contains("scroll the value down"), "{help}");
+        assert!(!help.contains("open the highlighted group"), "Enter does nothing in a group: {help}");
         keys(&mut b, "<esc>");
         assert!(!b.help && b.open.is_some(), "Esc closes the help first");
         keys(&mut b, "<esc>");
         assert!(b.open.is_none());
         keys(&mut b, "q");
         assert!(b.exit);
+    }
+
+    /// Keys show by what distinguishes them: the part after the group's
+    /// prefix, the whole key outside `/registry/`, long ones cut in the middle.
+    #[test]
+    fn key_names_in_groups() {
+        let g = |resource: &str, ns: Option<&str>| Group {
+            resource: resource.into(),
+            namespace: ns.map(String::from),
+            count: 1,
+        };
+        assert_eq!(name_in_group(b"/registry/pods/prod/web", &g("pods", Some("prod"))), "web");
+        assert_eq!(
+            name_in_group(b"/registry/clusterroles/system:a:b", &g("clusterroles", None)),
+            "system:a:b"
+        );
+        let other = g(crate::snapshot::kube::OTHER, None);
+        assert_eq!(name_in_group(b"/calico/ipam/v2/default", &other), "/calico/ipam/v2/default");
+        let long = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
+        let cut = fit(long, 30);
+        assert_eq!(cut.chars().count(), 30);
+        assert!(cut.ends_with("selfnodeclient") && cut.contains('…'), "{cut}");
     }
 
     /// A value with a terminal escape is shown escaped; a Secret masked.

@@ -29,8 +29,10 @@ pub enum Ctx {
     Help,
     /// `status --watch`: the members table.
     Status,
-    /// `browse`: the key browser.
+    /// `browse`: choosing a group of keys.
     Browse,
+    /// `browse`: in a group, its keys and the highlighted one's value.
+    BrowseGroup,
 }
 
 /// What a key asks for.
@@ -112,7 +114,8 @@ pub struct Binding {
 }
 
 use Ctx::{
-    Browse, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary, Waiting,
+    Browse, BrowseGroup, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status,
+    Summary, Waiting,
 };
 
 const SCROLLABLE: &[Ctx] = &[
@@ -124,7 +127,6 @@ const SCROLLABLE: &[Ctx] = &[
     Waiting,
     ConfirmRollback,
     Summary,
-    Browse,
 ];
 /// Where `?` opens the help.
 const WITH_HELP: &[Ctx] = &[
@@ -138,6 +140,7 @@ const WITH_HELP: &[Ctx] = &[
     Summary,
     Status,
     Browse,
+    BrowseGroup,
 ];
 /// The wizard's contexts: everywhere but the status view.
 const WIZARD: &[Ctx] = &[
@@ -166,6 +169,7 @@ const EVERYWHERE: &[Ctx] = &[
     Help,
     Status,
     Browse,
+    BrowseGroup,
 ];
 
 /// The table, first match wins.
@@ -269,7 +273,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('q')],
         label: "q",
-        ctx: &[Picker, Plan, ConfirmRollback, Status, Browse],
+        ctx: &[Picker, Plan, ConfirmRollback, Status, Browse, BrowseGroup],
         action: Do::Quit,
         help: "leave; nothing was changed",
         bar: true,
@@ -309,15 +313,63 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Esc],
         label: "Esc",
-        ctx: &[Browse],
+        ctx: &[BrowseGroup],
         action: Do::Cancel,
         help: "back to the groups",
         bar: true,
     },
     Binding {
+        keys: &[Key::Up, Key::Char('k')],
+        label: "↑/k",
+        ctx: &[Browse, BrowseGroup],
+        action: Do::Up,
+        help: "move up",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::Down, Key::Char('j')],
+        label: "↓/j",
+        ctx: &[Browse, BrowseGroup],
+        action: Do::Down,
+        help: "move down",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::Home, Key::Char('g')],
+        label: "Home/g",
+        ctx: &[Browse, BrowseGroup],
+        action: Do::Top,
+        help: "the first one",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::End, Key::Char('G')],
+        label: "End/G",
+        ctx: &[Browse, BrowseGroup],
+        action: Do::Bottom,
+        help: "the last one",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::PageUp, Key::Char('b')],
+        label: "PgUp/b",
+        ctx: &[BrowseGroup],
+        action: Do::PageUp,
+        help: "scroll the value up",
+        bar: false,
+    },
+    Binding {
+        keys: &[Key::PageDown, Key::Char(' ')],
+        label: "PgDn/Space",
+        ctx: &[BrowseGroup],
+        action: Do::PageDown,
+        help: "scroll the value down",
+        bar: false,
+    },
+    Binding {
         keys: &[Key::Ctrl('c')],
         label: "Ctrl-C",
-        ctx: &[Status, Browse],
+        ctx: &[Status, Browse, BrowseGroup],
         action: Do::Interrupt,
         help: "leave",
         bar: false,
@@ -446,7 +498,7 @@ fn short(action: Do, ctx: Ctx) -> &'static str {
         (Do::Yes, Ctx::ConfirmRollback) | (Do::Rollback, _) => "roll back",
         (Do::Yes, _) => "yes",
         (Do::Cancel, Ctx::Help) => "close",
-        (Do::Cancel, Ctx::Browse) => "back",
+        (Do::Cancel, Ctx::BrowseGroup) => "back",
         (Do::Choose, Ctx::Browse) => "open",
         (Do::Cancel, _) => "no",
         (Do::Quit, Ctx::Stage | Ctx::Failed | Ctx::Waiting | Ctx::Busy) => "stop here",

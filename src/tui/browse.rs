@@ -128,7 +128,11 @@ impl Browser {
 
     /// Choosing a group, or in one.
     fn screen(&self) -> Ctx {
-        if self.open.is_some() { Ctx::BrowseGroup } else { Ctx::Browse }
+        if self.open.is_some() {
+            Ctx::BrowseGroup
+        } else {
+            Ctx::Browse
+        }
     }
 
     /// The highlighted key, when a group is open.
@@ -330,7 +334,12 @@ fn list_lines(b: &Browser, rows: usize, width: usize) -> Vec<Line<'static>> {
         ),
         Some(g) => {
             let bucket = &b.buckets[g];
-            let name_of = |i: usize| fit(&name_in_group(&b.listing.keys[i], &bucket.group), width.saturating_sub(3));
+            let name_of = |i: usize| {
+                fit(
+                    &name_in_group(&b.listing.keys[i], &bucket.group),
+                    width.saturating_sub(3),
+                )
+            };
             (bucket.keys.iter().map(|&i| name_of(i)).collect(), b.key)
         }
     };
@@ -422,7 +431,9 @@ impl Widget for &Browser {
         // Scrolled by rows as drawn (a long line wraps to many), never past the end.
         let inner_w = usize::from(right.width.saturating_sub(2)).max(1);
         let rows: usize = value.iter().map(|l| l.width().div_ceil(inner_w).max(1)).sum();
-        let scroll = b.scroll.min(rows.saturating_sub(usize::from(right.height).max(1)));
+        let scroll = b
+            .scroll
+            .min(rows.saturating_sub(usize::from(right.height).max(1)));
         Paragraph::new(value)
             .wrap(Wrap { trim: false })
             .scroll((u16::try_from(scroll).unwrap_or(u16::MAX), 0))
@@ -548,8 +559,14 @@ mod tests {
         assert!(keys(&mut b, "j").is_empty(), "the last key: nothing new to read");
         keys(&mut b, "?");
         let help = screen(&b);
-        assert!(help.contains("back to the groups") && help.contains("scroll the value down"), "{help}");
-        assert!(!help.contains("open the highlighted group"), "Enter does nothing in a group: {help}");
+        assert!(
+            help.contains("back to the groups") && help.contains("scroll the value down"),
+            "{help}"
+        );
+        assert!(
+            !help.contains("open the highlighted group"),
+            "Enter does nothing in a group: {help}"
+        );
         keys(&mut b, "<esc>");
         assert!(!b.help && b.open.is_some(), "Esc closes the help first");
         keys(&mut b, "<esc>");
@@ -567,13 +584,19 @@ mod tests {
             namespace: ns.map(String::from),
             count: 1,
         };
-        assert_eq!(name_in_group(b"/registry/pods/prod/web", &g("pods", Some("prod"))), "web");
+        assert_eq!(
+            name_in_group(b"/registry/pods/prod/web", &g("pods", Some("prod"))),
+            "web"
+        );
         assert_eq!(
             name_in_group(b"/registry/clusterroles/system:a:b", &g("clusterroles", None)),
             "system:a:b"
         );
         let other = g(crate::snapshot::kube::OTHER, None);
-        assert_eq!(name_in_group(b"/calico/ipam/v2/default", &other), "/calico/ipam/v2/default");
+        assert_eq!(
+            name_in_group(b"/calico/ipam/v2/default", &other),
+            "/calico/ipam/v2/default"
+        );
         let long = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
         let cut = fit(long, 30);
         assert_eq!(cut.chars().count(), 30);

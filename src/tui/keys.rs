@@ -114,8 +114,8 @@ pub struct Binding {
 }
 
 use Ctx::{
-    Browse, BrowseGroup, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status,
-    Summary, Waiting,
+    Browse, BrowseGroup, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary,
+    Waiting,
 };
 
 const SCROLLABLE: &[Ctx] = &[

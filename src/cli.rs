@@ -1073,10 +1073,8 @@ fn watch_status(
             (Format::Table, Err(e)) => safe(&format!("{now}\n{e:#}\n\n")),
         };
         // A reader that went away (`| head`) ends the watch.
-        let mut out = std::io::stdout().lock();
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Code::Done),
-            r => r?,
+        if !write_stdout(text.as_bytes())? {
+            return Ok(Code::Done);
         }
         let until = std::time::Instant::now() + every;
         while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
@@ -1625,10 +1623,17 @@ fn run_snapshot(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code> {
 }
 
 fn print_text(text: &str) -> Result<()> {
+    write_stdout(text.as_bytes())?;
+    Ok(())
+}
+
+/// Writes `bytes` to stdout and flushes. `Ok(false)`: the reader went away
+/// (a closed pipe, `| head`), which is not an error but ends what writes on.
+fn write_stdout(bytes: &[u8]) -> std::io::Result<bool> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        r => r.map(|()| true),
     }
 }
 

@@ -241,11 +241,7 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
                     )
                     .into());
                 }
-                let mut out = std::io::stdout().lock();
-                match out.write_all(&e.bytes).and_then(|()| out.flush()) {
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                    r => r?,
-                }
+                super::write_stdout(&e.bytes)?;
             }
         }
     }
@@ -432,18 +428,16 @@ pub fn watch(conn: &crate::host::etcd::Connection, a: &WatchArgs) -> Result<Code
         };
         let to_err = matches!(w, Watched::Reconnecting { .. } | Watched::Resumed { .. });
         let r = if to_err && !json {
-            let mut e = std::io::stderr().lock();
-            e.write_all(line.as_bytes())
+            std::io::stderr().lock().write_all(line.as_bytes()).map(|()| true)
         } else {
-            let mut o = std::io::stdout().lock();
-            o.write_all(line.as_bytes()).and_then(|()| o.flush())
+            super::write_stdout(line.as_bytes())
         };
         match r {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(true) => ControlFlow::Continue(()),
+            // The reader went away: the watch ends quietly.
+            Ok(false) => ControlFlow::Break(()),
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    failed = Some(e);
-                }
+                failed = Some(e);
                 ControlFlow::Break(())
             }
         }

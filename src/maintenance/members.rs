@@ -29,6 +29,17 @@ pub struct Member {
     pub healthy: bool,
 }
 
+impl Member {
+    /// How messages name it: its name, or its id before it has one.
+    pub fn label(&self) -> &str {
+        if self.name.is_empty() {
+            &self.id
+        } else {
+            &self.name
+        }
+    }
+}
+
 /// What an addition means for the new member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,7 +132,7 @@ pub fn remove(conn: &Connection, which: &str, force: bool, limit: Duration) -> R
             return Err(Fail::before_change(
                 format!(
                     "removing {} leaves {} member(s), {} of them healthy: no quorum",
-                    if m.name.is_empty() { &m.id } else { &m.name },
+                    m.label(),
                     all.len() - 1,
                     healthy - usize::from(m.healthy)
                 ),
@@ -184,10 +195,7 @@ pub fn promote(conn: &Connection, which: &str, limit: Duration) -> Result<Member
         let m = find(&all, which)?.clone();
         if !m.is_learner {
             return Err(Fail::before_change(
-                format!(
-                    "{} is not a learner",
-                    if m.name.is_empty() { &m.id } else { &m.name }
-                ),
+                format!("{} is not a learner", m.label()),
                 "only a learner is promoted (etcd-rescue member list)",
             )
             .into());

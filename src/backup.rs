@@ -7,6 +7,13 @@
 //! Files: `snapshot-<UTC stamp>.db` (mode 0600) and `snapshot-<UTC stamp>.db.json`.
 //! A save in progress writes `snapshot-<UTC stamp>.db.part`; a `.part` left by
 //! a killed save is removed by the next save (which holds the dir's lock).
+//! Everything a save writes before its sidecar (the `.part`s, an encrypted
+//! backup's plain copy, the backup itself) is a `host::cleanup::Temp`: gone
+//! on an error and on SIGTERM, SIGINT or SIGHUP (issue 24), kept only once
+//! the sidecar is written.
+//!
+//! A sidecar is believed only while its file matches it: [`Entry::verified`]
+//! is false for a file of another size (or, on `backup prune`, another sha256).
 
 pub mod fetch;
 pub mod remote;
@@ -149,6 +156,8 @@ pub struct Done {
     pub cleaned: Vec<PathBuf>,
     /// What retention decided.
     pub pruned: Vec<Decision>,
+    /// What retention left alone in the dir (not regular files).
+    pub skipped: Vec<Warning>,
     /// The remote copy, when one was asked for.
     pub uploaded: Option<Uploaded>,
 }
@@ -175,6 +184,79 @@ pub struct Entry {
     pub sidecar: Option<Sidecar>,
     /// The file is there (a sidecar may outlive its file after an interrupted prune).
     pub present: bool,
+    /// The file's size as found (`None` when it is missing): a sidecar says
+    /// what the file was, this what it is.
+    pub size: Option<u64>,
+    /// How the file differs from what its sidecar says (`None`: it matches, or there is nothing to compare).
+    pub mismatch: Option<Mismatch>,
+}
+
+/// A backup file that is not what its sidecar says (cut short, emptied, changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Its size differs.
+    Size {
+        /// What the sidecar says.
+        sidecar: u64,
+        /// What the file holds.
+        file: u64,
+    },
+    /// Same size, other content (checked by `backup prune`).
+    Sha256 {
+        /// What the sidecar says.
+        sidecar: String,
+        /// What the file hashes to.
+        file: String,
+    },
+}
+
+impl Entry {
+    /// An entry for `path`, its size compared with its sidecar's.
+    pub fn new(path: PathBuf, taken: SystemTime, sidecar: Option<Sidecar>, size: Option<u64>) -> Entry {
+        let mismatch = match (&sidecar, size) {
+            (Some(s), Some(n)) if s.size != n => Some(Mismatch::Size {
+                sidecar: s.size,
+                file: n,
+            }),
+            _ => None,
+        };
+        Entry {
+            path,
+            taken,
+            sidecar,
+            present: size.is_some(),
+            size,
+            mismatch,
+        }
+    }
+
+    /// The file is there, matches its sidecar, and the sidecar says it verified:
+    /// only such a backup counts for retention, or is shown as verified.
+    pub fn verified(&self) -> bool {
+        self.present && self.mismatch.is_none() && self.sidecar.as_ref().is_some_and(|s| s.verified)
+    }
+}
+
+/// Something in a backup dir that is named like a backup but left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// Not a regular file (a dir, a symlink, a socket…): never read, never deleted.
+    NotAFile {
+        /// Where.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+}
+
+/// What a dir entry is, when not a regular file.
+fn not_a_file(t: Option<std::fs::FileType>) -> Option<&'static str> {
+    match t {
+        Some(t) if t.is_file() => None,
+        Some(t) if t.is_dir() => Some("a directory"),
+        Some(t) if t.is_symlink() => Some("a symlink"),
+        _ => Some("not a regular file"),
+    }
 }
 
 /// `snapshot-20261125T093000Z.db` for `t`.
@@ -209,6 +291,16 @@ fn leftover(name: &str) -> bool {
     (a.is_some() || b.is_some()) && taken(b.or(a).unwrap_or(name)).is_some()
 }
 
+/// Whether `name` is a sidecar's temp file (`.<backup>.json.tmp-<pid>[-n]`,
+/// what `write_durably` writes) whose process has ended: a SIGKILL's leftover.
+fn stale_sidecar_tmp(name: &str) -> bool {
+    let Some((file, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".json.tmp-")) else {
+        return false;
+    };
+    let pid = pid.split('-').next().and_then(|p| p.parse::<i32>().ok());
+    taken(file).is_some() && pid.is_some_and(|p| !crate::host::proc::alive(p))
+}
+
 /// The sidecar's path for a backup.
 pub fn sidecar_path(snapshot: &Path) -> PathBuf {
     let mut s = snapshot.as_os_str().to_owned();
@@ -231,6 +323,12 @@ pub fn parse_sidecar(text: &str, file: &str) -> Option<Sidecar> {
 /// The backups in `dir`, newest first: every `snapshot-<stamp>.db`, and every
 /// sidecar whose file is gone.
 pub fn list(dir: &Path) -> Result<Vec<Entry>> {
+    Ok(list_checked(dir)?.0)
+}
+
+/// [`list`], and what was left alone: entries named like a backup or a
+/// sidecar that are not regular files.
+pub fn list_checked(dir: &Path) -> Result<(Vec<Entry>, Vec<Warning>)> {
     let rd = std::fs::read_dir(dir).map_err(|e| {
         anyhow::Error::new(Fail::before_change(
             format!("cannot read the backup dir {}: {e}", dir.display()),
@@ -238,29 +336,45 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>> {
         ))
     })?;
     let mut out: Vec<Entry> = Vec::new();
+    let mut warnings = Vec::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let (file, present) = match name.strip_suffix(".json") {
-            Some(f) => (f.to_string(), dir.join(f).exists()),
-            None => (name.clone(), true),
-        };
-        if name.strip_suffix(".json").is_some() && present {
+        let odd = not_a_file(e.file_type().ok());
+        if let Some(file) = name.strip_suffix(".json") {
+            let Some(t) = taken(file) else { continue };
+            if let Some(kind) = odd {
+                warnings.push(Warning::NotAFile { path: e.path(), kind });
+                continue;
+            }
+            let path = dir.join(file);
+            // Listed with its file when that is there (whatever it is).
+            if !crate::host::fs::exists(&path)
+                && let Some(s) = read_sidecar(&path)
+            {
+                out.push(Entry::new(path, t, Some(s), None));
+            }
             continue;
         }
-        let Some(t) = taken(&file) else { continue };
-        let path = dir.join(&file);
-        if !present && read_sidecar(&path).is_none() {
+        let Some(t) = taken(&name) else { continue };
+        if let Some(kind) = odd {
+            warnings.push(Warning::NotAFile { path: e.path(), kind });
             continue;
         }
-        out.push(Entry {
-            sidecar: read_sidecar(&path),
-            path,
-            taken: t,
-            present,
-        });
+        let path = e.path();
+        let side_is_file = std::fs::symlink_metadata(sidecar_path(&path)).is_ok_and(|m| m.is_file());
+        let sidecar = if side_is_file { read_sidecar(&path) } else { None };
+        // Gone since the listing: nothing to decide about.
+        let Ok(md) = e.metadata() else { continue };
+        out.push(Entry::new(path, t, sidecar, Some(md.len())));
     }
     out.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.path.cmp(&a.path)));
-    Ok(out)
+    warnings.sort_by(|a, b| {
+        let p = |w: &Warning| match w {
+            Warning::NotAFile { path, .. } => path.clone(),
+        };
+        p(a).cmp(&p(b))
+    });
+    Ok((out, warnings))
 }
 
 /// The lock on a backup dir, held for a save or a prune.
@@ -318,8 +432,14 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         )
         .into());
     }
-    // However this run ends (an error, a panic), the plain copy of an encrypted backup goes.
-    let _plain_guard = sealed.then(|| RemoveOnDrop(plain.clone()));
+    // However this run ends (an error, a panic, SIGTERM), what it wrote goes
+    // unless kept: the `.part`s, the plain copy of an encrypted backup, and the
+    // backup itself until its sidecar is written. Registered in the order they
+    // are made, so a signal removes a `.part` before what it is renamed to.
+    let _plain_part = crate::host::cleanup::Temp::new(with_suffix(&plain, ".part"));
+    let _plain = sealed.then(|| crate::host::cleanup::Temp::new(plain.clone()));
+    let _sealed_part = sealed.then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
+    let unfinished = crate::host::cleanup::Temp::new(path.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -339,15 +459,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     // streaming, so the file is not hashed a second time.
     let report = snapshot::verify_saved(&plain, &saved.content_sha256)
         .with_context(|| format!("verifying {}", plain.display()));
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            if sealed {
-                let _ = std::fs::remove_file(&plain);
-            }
-            return Err(e);
-        }
-    };
+    let report = report?;
     let (sha256, size, encryption) = if sealed {
         let sealed = seal(&plain, &path, &opts.encrypt_to, &mut |done| {
             progress(Progress {
@@ -404,7 +516,13 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         tool: crate::VERSION.to_string(),
         encryption,
     };
+    let _sidecar_tmp = crate::host::cleanup::Temp::new(opts.dir.join(format!(
+        ".{}.json.tmp-{}",
+        sidecar.file,
+        std::process::id()
+    )));
     write_sidecar(&path, &sidecar)?;
+    unfinished.keep();
     if !sidecar.verified {
         return Err(Fail {
             code: crate::exit::Code::Problem,
@@ -419,9 +537,38 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         .into());
     }
     let pruned = if opts.retention.is_empty() {
-        Vec::new()
+        retention::Pruned::default()
     } else {
-        retention::apply(&opts.dir, &opts.retention, SystemTime::now(), Some(&path), false)?
+        retention::apply(
+            &opts.dir,
+            &opts.retention,
+            SystemTime::now(),
+            Some(&path),
+            false,
+            false,
+        )
+        .map_err(|e| {
+            let (next, deleted) = match e.downcast_ref::<Fail>() {
+                Some(f) => (f.next.clone(), f.code == crate::exit::Code::Changed),
+                None => (
+                    "fix the cause above, then run `etcd-rescue backup prune` with the same flags"
+                        .to_string(),
+                    false,
+                ),
+            };
+            Fail::problem(
+                format!(
+                    "{} is saved and verified, but the retention failed{}: {e:#}",
+                    path.display(),
+                    if deleted {
+                        " after deleting some backups"
+                    } else {
+                        ""
+                    }
+                ),
+                format!("{next}; the new backup is kept"),
+            )
+        })?
     };
     let uploaded = match &opts.upload {
         None => None,
@@ -431,9 +578,15 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
                     let next = e
                         .downcast_ref::<Fail>()
                         .map_or_else(|| "check the store (credentials, endpoint, quota)".to_string(), |f| f.next.clone());
+                    let here = if pruned.deleted.is_empty() {
+                        String::new()
+                    } else {
+                        let names: Vec<String> = pruned.deleted.iter().map(|p| p.display().to_string()).collect();
+                        format!(" (the retention here deleted {})", names.join(", "))
+                    };
                     Fail::problem(
                         format!(
-                            "{} is saved and verified on this node, but its copy to {} failed: {e:#}",
+                            "{} is saved and verified on this node{here}, but its copy to {} failed: {e:#}",
                             path.display(),
                             r.url
                         ),
@@ -446,18 +599,17 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         path,
         sidecar,
         cleaned,
-        pruned,
+        pruned: pruned.decisions,
+        skipped: pruned.skipped,
         uploaded,
     })
 }
 
-/// Removes a file when dropped (the plain copy of an encrypted backup).
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// `path` with `suffix` appended to its name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// Encrypts the plain snapshot into `<path>.part`, then renames it to `path` (dir fsynced).
@@ -467,9 +619,7 @@ fn seal(
     to: &[crate::host::age::Recipient],
     progress: &mut dyn FnMut(u64),
 ) -> Result<crate::host::age::Written> {
-    let mut part = path.as_os_str().to_owned();
-    part.push(".part");
-    let part = PathBuf::from(part);
+    let part = with_suffix(path, ".part");
     let w = crate::host::age::seal(plain, &part, to, progress)?;
     if let Err(e) = crate::host::fs::rename_noreplace(&part, path) {
         let _ = std::fs::remove_file(&part);
@@ -491,7 +641,7 @@ pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         // Only files: a directory by that name is not a save's.
-        if leftover(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
+        if (leftover(&name) || stale_sidecar_tmp(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }
@@ -609,6 +759,36 @@ pub mod metrics {
     mod tests {
         use super::*;
 
+        /// A symlink or a hard link planted at the temp name (a shared textfile
+        /// dir) is never written through: what it points at is unchanged, and
+        /// the metrics file is written all the same.
+        #[test]
+        fn a_planted_link_at_the_temp_name_is_not_followed() {
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("backup.prom");
+            let target = d.path().join("target");
+            std::fs::write(&target, "precious").unwrap();
+            let tmp = d.path().join(format!(".backup.prom.tmp-{}", std::process::id()));
+            std::os::unix::fs::symlink(&target, &tmp).unwrap();
+            write(&p, Run::Failed { at: 1.0 }).unwrap();
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+            assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+            assert!(
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .contains("etcd_rescue_backup_failures_total 1\n")
+            );
+            std::fs::remove_file(&tmp).unwrap();
+            std::fs::hard_link(&target, &tmp).unwrap();
+            write(&p, Run::Failed { at: 2.0 }).unwrap();
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+            assert!(
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .contains("etcd_rescue_backup_failures_total 2\n")
+            );
+        }
+
         /// A failure keeps the last success and counts up; a success resets nothing but the run.
         #[test]
         fn failures_count_and_success_is_kept() {
@@ -686,6 +866,23 @@ mod tests {
         ] {
             assert!(!leftover(name), "{name}");
         }
+        // A sidecar's temp file is a leftover once its process is gone.
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            c.wait().unwrap();
+            c.id()
+        };
+        assert!(stale_sidecar_tmp(&format!(
+            ".snapshot-20261125T091530Z.db.age.json.tmp-{dead}"
+        )));
+        assert!(stale_sidecar_tmp(&format!(
+            ".snapshot-20261125T091530Z.db.json.tmp-{dead}-2"
+        )));
+        assert!(!stale_sidecar_tmp(&format!(
+            ".snapshot-20261125T091530Z.db.json.tmp-{}",
+            std::process::id()
+        )));
+        assert!(!stale_sidecar_tmp(&format!(".other.json.tmp-{dead}")));
         assert!(is_sealed_name("snapshot-20261125T091530Z.db.age"));
         assert_eq!(
             taken("snapshot-20261125T091530Z.db.age"),
@@ -733,6 +930,46 @@ mod tests {
         wrong.file = "snapshot-x.db".into();
         write_sidecar(&l[3].path, &wrong).unwrap();
         assert_eq!(read_sidecar(&l[3].path), None);
+    }
+
+    /// A file that is not its sidecar's size is listed with its real size and
+    /// not verified; entries named like a backup or a sidecar that are not
+    /// regular files are reported and left out.
+    #[test]
+    fn listing_checks_sizes_and_types() {
+        let d = tempfile::tempdir().unwrap();
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130 + s);
+        let good = d.path().join(file_name(at(0)));
+        std::fs::write(&good, b"db").unwrap();
+        write_sidecar(&good, &sample(&good)).unwrap();
+        let cut = d.path().join(file_name(at(60)));
+        std::fs::write(&cut, b"").unwrap();
+        write_sidecar(&cut, &sample(&cut)).unwrap();
+        let dir = d.path().join(file_name(at(120)));
+        std::fs::create_dir(&dir).unwrap();
+        write_sidecar(&dir, &sample(&dir)).unwrap();
+        let side_dir = d.path().join(format!("{}.json", file_name(at(180))));
+        std::fs::create_dir(&side_dir).unwrap();
+        let (l, w) = list_checked(d.path()).unwrap();
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(l[0].path, cut);
+        assert_eq!(l[0].size, Some(0));
+        assert_eq!(l[0].mismatch, Some(Mismatch::Size { sidecar: 2, file: 0 }));
+        assert!(!l[0].verified());
+        assert!(l[1].verified());
+        assert_eq!(
+            w,
+            [
+                Warning::NotAFile {
+                    path: dir,
+                    kind: "a directory"
+                },
+                Warning::NotAFile {
+                    path: side_dir,
+                    kind: "a directory"
+                }
+            ]
+        );
     }
 
     /// A second save or prune on the same dir is refused while the first holds it, and goes once it ends.

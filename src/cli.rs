@@ -61,6 +61,9 @@ pub struct ConnFlags {
     /// How long to wait for a connection (Go duration: 2s, 500ms, 1m).
     #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub dial_timeout: Duration,
+    /// How long one request may take (Go duration); watches and snapshot streams are not bounded by it.
+    #[arg(long, global = true, env = "ETCDCTL_COMMAND_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub command_timeout: Duration,
 }
 
 /// How encrypted and remote backups are read.
@@ -83,6 +86,7 @@ impl ConnFlags {
             cert: self.cert.clone(),
             key: self.key.clone(),
             dial_timeout_ms: u64::try_from(self.dial_timeout.as_millis()).unwrap_or(u64::MAX),
+            command_timeout_ms: u64::try_from(self.command_timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -189,6 +193,9 @@ pub enum MemberAction {
         /// Add it as a learner (promote it once it has caught up).
         #[arg(long)]
         learner: bool,
+        /// Add a voting member even though the healthy voters would not be a quorum until it starts.
+        #[arg(long)]
+        force: bool,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
@@ -205,6 +212,9 @@ pub enum MemberAction {
     Promote {
         /// The learner (by name or hex id).
         member: String,
+        /// Promote it even though the healthy voters after it would not be a quorum.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -327,8 +337,8 @@ pub enum Command {
         /// and `/var/backups/etcd` under --root.
         #[arg(long, value_name = "DIR")]
         backup_dir: Vec<PathBuf>,
-        /// Redraw the table every INTERVAL until Ctrl-C (a live view on a terminal).
-        #[arg(long, value_parser = parse_duration, num_args = 0..=1, default_missing_value = "2s", value_name = "INTERVAL")]
+        /// Redraw the table every INTERVAL (500ms or more) until Ctrl-C (a live view on a terminal).
+        #[arg(long, value_parser = parse_interval, num_args = 0..=1, default_missing_value = "2s", value_name = "INTERVAL")]
         watch: Option<Duration>,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
@@ -376,6 +386,12 @@ pub enum Command {
         /// `list` or `disarm`.
         #[arg(value_enum, default_value = "list")]
         action: AlarmAction,
+        /// Disarm without asking (needed without a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Disarm CORRUPT even though the members' hashes do not prove their stores agree.
+        #[arg(long)]
+        force: bool,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
@@ -542,6 +558,20 @@ pub enum DrillAction {
 
 pub use crate::units::parse_duration;
 
+/// The shortest `status --watch` interval: every member is asked each
+/// time, and a log fed faster than this only grows.
+const MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A repeat interval: a duration of at least [`MIN_INTERVAL`].
+fn parse_interval(s: &str) -> Result<Duration> {
+    let d = parse_duration(s)?;
+    anyhow::ensure!(
+        d >= MIN_INTERVAL,
+        "interval {s:?} is below {MIN_INTERVAL:?}: every member is asked each time; use 500ms or more"
+    );
+    Ok(d)
+}
+
 /// `println!` that ends the program quietly when stdout is closed (`| head`)
 /// instead of panicking.
 macro_rules! outln {
@@ -666,9 +696,10 @@ pub fn run(cli: &Cli) -> Result<Code> {
                     name,
                     peer_urls,
                     learner,
+                    force,
                     write_out,
                 } => {
-                    let a = members::add(&conn, name, peer_urls, *learner, limit)?;
+                    let a = members::add(&conn, name, peer_urls, *learner, *force, limit)?;
                     print(*write_out, &a, |a| {
                         format!(
                             "added {} ({}){}\nstart it with:\n  --name={} --initial-cluster={} --initial-cluster-state={}\n  (kubeadm: `kubeadm join --control-plane` on that node does this)\n",
@@ -693,8 +724,8 @@ pub fn run(cli: &Cli) -> Result<Code> {
                         m.id
                     );
                 }
-                MemberAction::Promote { member } => {
-                    let m = members::promote(&conn, member, limit)?;
+                MemberAction::Promote { member, force } => {
+                    let m = members::promote(&conn, member, *force, limit)?;
                     outln!("promoted {} ({}) to a voting member", m.name, m.id);
                 }
             }
@@ -716,13 +747,33 @@ pub fn run(cli: &Cli) -> Result<Code> {
             let conn = local_connection(cli, &root)?;
             registry::browse(&registry::From::Live(&conn), a)
         }
-        Command::Alarm { action, write_out } => {
+        Command::Alarm {
+            action,
+            yes,
+            force,
+            write_out,
+        } => {
             let conn = local_connection(cli, &root)?;
-            let disarm = *action == AlarmAction::Disarm;
-            let a = crate::maintenance::alarms(&conn, disarm, Duration::from_secs(30))?;
-            print(*write_out, &a, alarm_table)?;
-            if disarm && *write_out == Format::Table && !a.is_empty() {
+            let limit = Duration::from_secs(30);
+            let raised = crate::maintenance::alarms(&conn, limit)?;
+            if *action == AlarmAction::List || raised.is_empty() {
+                print(*write_out, &raised, alarm_table)?;
+                return Ok(Code::Done);
+            }
+            if *write_out == Format::Table {
+                print(Format::Table, &raised, alarm_table)?;
+                outln!(
+                    "disarm these? etcd refuses writes again at once if the cause is still there (NOSPACE: compact and defrag first; CORRUPT: only once every member's store hashes the same)"
+                );
+            }
+            if !confirmed(*yes)? {
+                return Ok(Code::Cancelled);
+            }
+            let a = crate::maintenance::disarm(&conn, *force, limit)?;
+            if *write_out == Format::Table {
                 outln!("disarmed {} alarm(s)", a.len());
+            } else {
+                print(*write_out, &a, alarm_table)?;
             }
             Ok(Code::Done)
         }
@@ -731,10 +782,22 @@ pub fn run(cli: &Cli) -> Result<Code> {
             watch,
             write_out,
         } => {
+            // `-w json` prints a JSON document whatever happens, errors inside.
+            let json_error = |e: anyhow::Error| -> anyhow::Error {
+                if *write_out == Format::Json {
+                    let (_, line, next) = exit::report(&e);
+                    let doc =
+                        serde_json::json!({"error": line.trim_start_matches("etcd-rescue: "), "next": next});
+                    if let Ok(text) = serde_json::to_string_pretty(&doc) {
+                        let _ = write_stdout((text + "\n").as_bytes());
+                    }
+                }
+                e
+            };
             let mut conn = cli.conn.args();
             let mut quota = None;
             if conn.endpoints.is_empty() {
-                let node = crate::node::Node::discover(&root, None, &conn)?;
+                let node = crate::node::Node::discover(&root, None, &conn).map_err(json_error)?;
                 quota = node.etcd.quota_backend_bytes;
                 conn = node.connection.clone();
             }
@@ -742,21 +805,19 @@ pub fn run(cli: &Cli) -> Result<Code> {
             if let Some(every) = watch {
                 let every = (*every).max(Duration::from_millis(500));
                 if *write_out == Format::Table && crate::tui::wanted(false, false) {
-                    crate::tui::status::watch(
-                        move || crate::status::check(&conn, quota, &dirs, Duration::from_secs(5)),
-                        every,
-                    )?;
+                    crate::tui::status::watch(move || status_poll(&conn, quota, &dirs), every)?;
                     return Ok(Code::Done);
                 }
                 return watch_status(&conn, quota, &dirs, every, *write_out);
             }
-            let r = crate::status::check(&conn, quota, &dirs, Duration::from_secs(10))?;
+            let r = crate::status::check(&conn, quota, &dirs).map_err(json_error)?;
             print(*write_out, &r, |r| safe(&status_table(r)))?;
             if !r.ok() {
                 let first = r
-                    .warnings
-                    .first()
-                    .map(|w| (w.message.clone(), w.next.clone()))
+                    .diagnosis
+                    .as_ref()
+                    .map(|d| diagnosis_text(d, &r, &conn))
+                    .or_else(|| r.warnings.first().map(|w| (w.message.clone(), w.next.clone())))
                     .or_else(|| {
                         r.alarms.first().map(|a| {
                             (
@@ -1061,7 +1122,7 @@ fn watch_status(
     }
     while !stop.load(Ordering::SeqCst) {
         let now = crate::utc::rfc3339(std::time::SystemTime::now());
-        let got = crate::status::check(conn, quota, dirs, Duration::from_secs(5));
+        let got = crate::status::check(conn, quota, dirs);
         let text = match (write_out, got) {
             (Format::Json, Ok(r)) => {
                 serde_json::to_string(&serde_json::json!({"time": now, "status": r}))? + "\n"
@@ -1082,6 +1143,137 @@ fn watch_status(
         }
     }
     Ok(Code::Done)
+}
+
+/// One poll of `status --watch`'s live view: nothing answering is the
+/// view's "no member answers" with its cause and next step.
+fn status_poll(
+    conn: &crate::host::etcd::Connection,
+    quota: Option<u64>,
+    dirs: &[PathBuf],
+) -> Result<crate::status::Report> {
+    let r = crate::status::check(conn, quota, dirs)?;
+    if let Some(d @ crate::status::Diagnosis::NoAnswer { .. }) = r.diagnosis.as_deref() {
+        let (message, next) = diagnosis_text(d, &r, conn);
+        bail!("{message}\nnext: {next}");
+    }
+    Ok(r)
+}
+
+/// `status`'s conclusion in words: the problem and the next step, from the
+/// typed diagnosis. `restore` is never the advice here: a TLS or settings
+/// problem says nothing about etcd, and members that are down are brought
+/// back first (docs/diagnose.md says when a restore is the answer).
+fn diagnosis_text(
+    d: &crate::status::Diagnosis,
+    r: &crate::status::Report,
+    conn: &crate::host::etcd::Connection,
+) -> (String, String) {
+    use crate::status::Diagnosis;
+    let down: Vec<String> = r
+        .members
+        .iter()
+        .filter(|m| !m.up())
+        .map(|m| {
+            format!(
+                "member {} ({}): {}",
+                m.name,
+                m.endpoint,
+                m.cause.as_ref().map_or_else(String::new, ToString::to_string)
+            )
+        })
+        .collect();
+    let names: Vec<&str> = r
+        .members
+        .iter()
+        .filter(|m| !m.up())
+        .map(|m| m.name.as_str())
+        .collect();
+    match d {
+        Diagnosis::QuorumLost { up, total } => (
+            format!(
+                "quorum lost: {up} of {total} members up, NO LEADER; etcd takes no reads or writes that need one{}",
+                if down.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", down.join("; "))
+                }
+            ),
+            format!(
+                "start etcd again on the members that are down ({}): their node, kubelet and etcd pod (crictl ps -a --name etcd; crictl logs ID); the cluster elects a leader by itself once {} of {total} are up; if they cannot come back, read docs/diagnose.md",
+                names.join(", "),
+                total / 2 + 1
+            ),
+        ),
+        Diagnosis::Degraded { up, total } => (
+            format!(
+                "{}; the cluster keeps its quorum ({up} of {total} up)",
+                down.join("; ")
+            ),
+            r.members
+                .iter()
+                .find(|m| !m.up())
+                .and_then(|m| m.cause.as_ref().map(|c| unreachable_next(c, &m.endpoint, conn)))
+                .unwrap_or_else(|| "check that member's etcd (its log, its disk)".into()),
+        ),
+        Diagnosis::NoAnswer { cause, endpoints } => {
+            let what = if cause.is_config() {
+                "etcd could not be asked (a settings problem, not a sign that etcd is down)"
+            } else {
+                "no member answers"
+            };
+            (
+                format!("{what}: {}: {cause}", endpoints.join(",")),
+                unreachable_next(cause, &endpoints.join(","), conn),
+            )
+        }
+    }
+}
+
+/// The next step for one typed connection failure.
+fn unreachable_next(
+    cause: &crate::host::etcd::Unreachable,
+    endpoint: &str,
+    conn: &crate::host::etcd::Connection,
+) -> String {
+    use crate::host::etcd::{Limit, Unreachable};
+    let shown = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| "(none)".to_string(), |p| p.display().to_string())
+    };
+    match cause {
+        Unreachable::Refused => format!(
+            "nothing listens at {endpoint}: check that etcd runs on that node (crictl ps -a --name etcd; crictl logs ID; the kubelet's log) and that the URL is its client URL (etcd-rescue node shows this node's)"
+        ),
+        Unreachable::Timeout { limit: Limit::Dial, .. } => format!(
+            "{endpoint} accepted no TLS connection within --dial-timeout {:?}: check the URL is etcd's client port (not its peer or metrics port), the network in between, and whether the member is frozen; on a slow link raise --dial-timeout",
+            conn.dial_timeout()
+        ),
+        Unreachable::Timeout { limit: Limit::Command, .. } => format!(
+            "the request got no answer within --command-timeout {:?}: the member may be overloaded or its disk slow (its log; etcd-rescue node); raise --command-timeout to wait longer",
+            conn.command_timeout()
+        ),
+        Unreachable::ClientCertRejected { .. } => format!(
+            "etcd refused the client certificate {}: use one signed by etcd's CA (pki/etcd/healthcheck-client.crt or pki/apiserver-etcd-client.crt with its key; etcd-rescue certs checks them); etcd itself is up",
+            shown(&conn.cert)
+        ),
+        Unreachable::ServerNotTrusted { .. } => format!(
+            "--cacert {} is not the CA that signed etcd's server certificate: pass etcd's CA (etcd.yaml's --trusted-ca-file, pki/etcd/ca.crt); etcd itself is up",
+            shown(&conn.cacert)
+        ),
+        Unreachable::NameMismatch { presented, .. } => format!(
+            "connect by a name or IP the server's certificate holds ({}), e.g. etcd.yaml's --advertise-client-urls; etcd itself is up",
+            presented.join(", ")
+        ),
+        Unreachable::NotTls => format!(
+            "{endpoint} does not speak TLS: use http:// if etcd serves plain HTTP there, or etcd's client port (etcd.yaml's --listen-client-urls)"
+        ),
+        Unreachable::NoLeader => "start etcd again on the members that are down; the cluster elects a leader once a majority is up".into(),
+        Unreachable::Auth { .. } => "etcd has authentication on: use a client certificate whose CN is an etcd user with a role that may read (kubeadm's apiserver-etcd-client), or ask whoever enabled auth".into(),
+        Unreachable::Config { .. } => "fix the file named above (--cacert, --cert, --key or the ETCDCTL_* variables), or leave them out to use the node's".into(),
+        Unreachable::BadEndpoint { .. } => "fix --endpoints (https://IP:PORT, etcd.yaml's --advertise-client-urls), or leave it out to use this node's".into(),
+        Unreachable::Other { .. } => "check etcd's log on that node (crictl logs ID) and docs/diagnose.md".into(),
+    }
 }
 
 /// A character that changes what a terminal shows rather than being shown:
@@ -1123,16 +1315,18 @@ fn status_table(r: &crate::status::Report) -> String {
         "APPLIED"
     );
     for m in &r.members {
+        // A member that did not answer has no sizes or raft position: `-`, not zeros.
+        let known = |v: String| if m.up() { v } else { "-".into() };
         let _ = writeln!(
             t,
-            "{:<10} {:<28} {:<8} {:<8} {:>10} {:>10} {:>6.1}% {:<7} {:>6} {:>10} {:>10}{}",
+            "{:<10} {:<28} {:<8} {:<8} {:>10} {:>10} {:>7} {:<7} {:>6} {:>10} {:>10}{}",
             m.name,
             m.endpoint,
             if m.healthy { "yes" } else { "NO" },
-            m.version,
-            human_bytes(m.db_size),
-            human_bytes(m.db_size_in_use),
-            m.quota_used_percent,
+            known(m.version.clone()),
+            known(human_bytes(m.db_size)),
+            known(human_bytes(m.db_size_in_use)),
+            known(format!("{:.1}%", m.quota_used_percent)),
             if m.is_leader {
                 "*"
             } else if m.is_learner {
@@ -1140,9 +1334,9 @@ fn status_table(r: &crate::status::Report) -> String {
             } else {
                 ""
             },
-            m.raft_term,
-            m.raft_index,
-            m.raft_applied_index,
+            known(m.raft_term.to_string()),
+            known(m.raft_index.to_string()),
+            known(m.raft_applied_index.to_string()),
             m.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
         );
     }
@@ -1220,6 +1414,13 @@ fn certs_table(r: &crate::node::certs::Report) -> String {
     );
     for c in &r.authorities {
         row(&mut t, c, false);
+    }
+    if !r.keys.is_empty() {
+        t.push_str("\nKEY PAIRS\n");
+        for k in &r.keys {
+            let severity = format!("{:?}", k.finding.severity).to_lowercase();
+            let _ = writeln!(t, "  {severity:<8} {}", k.finding.message);
+        }
     }
     if r.permissions.is_empty() {
         t.push_str("\npermissions: keys, kubeconfigs, pki dirs and snapshots are private\n");
@@ -1395,7 +1596,14 @@ async fn run_drill(
     opts: crate::drill::up::Options,
     scenario: Option<crate::drill::scenario::Scenario>,
 ) -> Result<Code> {
-    let mut say = |m: &str| outln!("drill: {m}");
+    // Not `outln!`, which ends the process on a closed stdout: `drill | tee log`, and
+    // Ctrl-C ends tee too, must still stop what the drill started (issue 24: etcd was
+    // left running, the stand-ins leave by themselves).
+    fn print(text: std::fmt::Arguments<'_>) {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+    let mut say = |m: &str| print(format_args!("drill: {m}"));
     // One listener for the whole life of the drill, so no signal falls between two.
     let mut stop = Box::pin(crate::drill::up::interrupted());
     let mut drill = Box::pin(crate::drill::up::Drill::up(&opts, &mut say, stop.as_mut())).await?;
@@ -1415,16 +1623,21 @@ async fn run_drill(
             }
         }
     }
-    outln!("\n{}", crate::drill::up::practice_text(&drill.dir, &drill.state));
+    print(format_args!(
+        "\n{}",
+        crate::drill::up::practice_text(&drill.dir, &drill.state)
+    ));
     stop.await;
-    outln!("\ndrill: stopping the pods (each with its grace period), kubelet and runtime...");
+    print(format_args!(
+        "\ndrill: stopping the pods (each with its grace period), kubelet and runtime..."
+    ));
     let dir = drill.dir.clone();
     drill.down().await?;
-    outln!(
+    print(format_args!(
         "drill: stopped; files kept in {} (remove with `rm -rf {}`)",
         dir.display(),
         dir.display()
-    );
+    ));
     Ok(Code::Done)
 }
 
@@ -1452,7 +1665,7 @@ fn ready_to_restore(
     cli: &Cli,
     a: &RestoreArgs,
     given: &std::path::Path,
-) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+) -> Result<(PathBuf, Option<backup::Scratch>)> {
     use crate::backup::fetch::{self, Step};
     let src = fetch::Source::parse(given, cli.sealed.s3_endpoint.as_deref())?;
     if let fetch::Source::File(p) = &src
@@ -1460,11 +1673,10 @@ fn ready_to_restore(
     {
         return Ok((p.clone(), None));
     }
-    let scratch = if a.dry_run {
-        Some(crate::host::fs::scratch_dir()?)
-    } else {
-        None
-    };
+    // --dry-run: a signal removes the scratch dir. A real restore installs no
+    // handler here: its runner (or the wizard) answers signals at a stage
+    // boundary, and what a killed fetch leaves in the state dir is removed by the next.
+    let scratch = if a.dry_run { Some(backup::scratch()?) } else { None };
     let into = match &scratch {
         Some(t) => t.path().to_path_buf(),
         None => crate::restore::plan::state_dir(&crate::root::Root::new(&cli.root), a.state_dir.as_deref())
@@ -1518,7 +1730,7 @@ fn ready_to_restore(
 /// remote one in a scratch dir that goes when this is dropped.
 struct Readable {
     path: PathBuf,
-    _scratch: Option<tempfile::TempDir>,
+    _scratch: Option<backup::Scratch>,
 }
 
 impl std::ops::Deref for Readable {
@@ -1540,7 +1752,7 @@ fn readable(given: &std::path::Path, sealed: &SealedFlags) -> Result<Readable> {
             _scratch: None,
         });
     }
-    let scratch = crate::host::fs::scratch_dir()?;
+    let scratch = backup::scratch()?;
     let mut bar = backup::progress_printer();
     let ready = fetch::ready(&src, sealed.identity.as_deref(), scratch.path(), &mut bar)?;
     Ok(Readable {
@@ -1600,6 +1812,8 @@ fn run_snapshot(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code> {
         SnapshotAction::Browse { file, args } => {
             registry::need_terminal()?;
             let readable = &readable(file, sealed)?;
+            // The view ends cleanly on a signal (the terminal given back); the scratch dir goes after it.
+            let _view = crate::host::cleanup::pass_signals();
             registry::browse(&registry::From::File(readable), args)
                 .map_err(|e| snapshot_error(&[readable], e))
         }
@@ -1815,6 +2029,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("5y").is_err());
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("499ms").is_err());
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("").is_err());
     }
 

@@ -3,6 +3,7 @@
 //! real in tests; every call that waits on something is bounded in time.
 
 pub mod age;
+pub mod cleanup;
 pub mod cri;
 pub mod etcd;
 pub mod etcdutl;

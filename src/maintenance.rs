@@ -207,8 +207,96 @@ pub fn alarm_name(t: etcd_client::AlarmType) -> &'static str {
     }
 }
 
-/// The alarms raised; with `disarm`, disarms them all and returns what was disarmed.
-pub fn alarms(conn: &Connection, disarm: bool, limit: Duration) -> Result<Vec<Alarm>> {
+/// One member's answer to `hashkv` at a revision: its hash and compact
+/// revision, or why it did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberHash {
+    /// The member's name (or hex id before it has one).
+    pub member: String,
+    /// `(hash, compact revision)`, or the error.
+    pub hash: std::result::Result<(u32, i64), String>,
+}
+
+/// Whether every member's store hashes the same at one revision: the proof
+/// that a CORRUPT alarm's cause is gone. A member that did not answer
+/// proves nothing, so it is a no; the reason names each one.
+pub fn hashes_agree(hashes: &[MemberHash]) -> std::result::Result<(), String> {
+    let mut seen: Option<&(u32, i64)> = None;
+    let mut problems = Vec::new();
+    for h in hashes {
+        match &h.hash {
+            Err(e) => problems.push(format!("{} did not answer ({e})", h.member)),
+            Ok(x) => match seen {
+                None => seen = Some(x),
+                Some(first) if first != x => problems.push(format!(
+                    "{}'s hash {:08x} (compacted at {}) differs from the first member's {:08x} (compacted at {})",
+                    h.member, x.0, x.1, first.0, first.1
+                )),
+                Some(_) => {}
+            },
+        }
+    }
+    if hashes.is_empty() {
+        problems.push("no member to compare".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Every member's `hashkv` at the lowest revision all of them have applied.
+async fn member_hashes(conn: &Connection, limit: Duration) -> Result<(i64, Vec<MemberHash>)> {
+    let mut c = etcd::connect(conn).await?;
+    let list = c.member_list().await.context("listing the members")?;
+    let mut at = Vec::new();
+    for m in list.members().iter().filter(|m| !m.is_learner()) {
+        let name = if m.name().is_empty() {
+            format!("{:x}", m.id())
+        } else {
+            m.name().to_string()
+        };
+        let one = Connection {
+            endpoints: m.client_urls().to_vec(),
+            ..conn.clone()
+        };
+        let rev = if one.endpoints.is_empty() {
+            Err("not started".to_string())
+        } else {
+            etcd::status(&one, limit)
+                .await
+                .map(|s| s.revision)
+                .map_err(|e| format!("{e:#}"))
+        };
+        at.push((name, one, rev));
+    }
+    let rev = at
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().ok())
+        .copied()
+        .min()
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for (member, one, r) in at {
+        let hash = match r {
+            Err(e) => Err(e),
+            Ok(_) => match etcd::connect(&one).await {
+                Err(e) => Err(format!("{e:#}")),
+                Ok(mut mc) => match tokio::time::timeout(limit, mc.hash_kv(rev)).await {
+                    Err(_) => Err(format!("no answer within {limit:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Ok(Ok(h)) => Ok((h.hash(), h.compact_version())),
+                },
+            },
+        };
+        out.push(MemberHash { member, hash });
+    }
+    Ok((rev, out))
+}
+
+/// The alarms raised.
+pub fn alarms(conn: &Connection, limit: Duration) -> Result<Vec<Alarm>> {
     runtime()?.block_on(async {
         tokio::time::timeout(limit, async {
             let mut c = etcd::connect(conn).await?;
@@ -216,6 +304,48 @@ pub fn alarms(conn: &Connection, disarm: bool, limit: Duration) -> Result<Vec<Al
                 .alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None)
                 .await
                 .context("listing the alarms")?;
+            anyhow::Ok(
+                r.alarms()
+                    .iter()
+                    .map(|a| Alarm {
+                        member_id: format!("{:x}", a.member_id()),
+                        alarm: alarm_name(a.alarm()).into(),
+                    })
+                    .collect(),
+            )
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
+    })
+}
+
+/// Disarms every alarm raised and returns them. A CORRUPT alarm is refused
+/// (exit 2, nothing disarmed) unless every voting member's store hashes the
+/// same at one revision (`hashkv`), or `force`.
+pub fn disarm(conn: &Connection, force: bool, limit: Duration) -> Result<Vec<Alarm>> {
+    runtime()?.block_on(async {
+        tokio::time::timeout(limit, Box::pin(async {
+            let mut c = etcd::connect(conn).await?;
+            let r = c
+                .alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None)
+                .await
+                .context("listing the alarms")?;
+            let corrupt = r
+                .alarms()
+                .iter()
+                .any(|a| a.alarm() == etcd_client::AlarmType::Corrupt);
+            if corrupt && !force {
+                let (rev, hashes) = member_hashes(conn, Duration::from_secs(5)).await?;
+                if let Err(why) = hashes_agree(&hashes) {
+                    return Err(Fail::before_change(
+                        format!(
+                            "a CORRUPT alarm is raised and the members' stores do not prove sound at revision {rev}: {why}"
+                        ),
+                        "nothing was disarmed; restore the diverging member (or remove it and add it back empty), then disarm; --force disarms anyway",
+                    )
+                    .into());
+                }
+            }
             let v: Vec<Alarm> = r
                 .alarms()
                 .iter()
@@ -224,17 +354,15 @@ pub fn alarms(conn: &Connection, disarm: bool, limit: Duration) -> Result<Vec<Al
                     alarm: alarm_name(a.alarm()).into(),
                 })
                 .collect();
-            if disarm {
-                for a in r.alarms() {
-                    let mut o = etcd_client::AlarmOptions::new();
-                    o.with_member(a.member_id());
-                    c.alarm(etcd_client::AlarmAction::Deactivate, a.alarm(), Some(o))
-                        .await
-                        .context("disarming")?;
-                }
+            for a in r.alarms() {
+                let mut o = etcd_client::AlarmOptions::new();
+                o.with_member(a.member_id());
+                c.alarm(etcd_client::AlarmAction::Deactivate, a.alarm(), Some(o))
+                    .await
+                    .context("disarming")?;
             }
             anyhow::Ok(v)
-        })
+        }))
         .await
         .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
     })
@@ -243,6 +371,26 @@ pub fn alarms(conn: &Connection, disarm: bool, limit: Duration) -> Result<Vec<Al
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash(member: &str, h: std::result::Result<(u32, i64), &str>) -> MemberHash {
+        MemberHash {
+            member: member.into(),
+            hash: h.map_err(ToString::to_string),
+        }
+    }
+
+    /// Only the same hash and compact revision on every member proves a
+    /// CORRUPT alarm's cause gone; a silent member proves nothing.
+    #[test]
+    fn corrupt_needs_every_hash_equal() {
+        assert!(hashes_agree(&[hash("a", Ok((1, 5))), hash("b", Ok((1, 5)))]).is_ok());
+        let e = hashes_agree(&[hash("a", Ok((1, 5))), hash("b", Ok((2, 5)))]).unwrap_err();
+        assert!(e.contains("b's hash 00000002"), "{e}");
+        assert!(hashes_agree(&[hash("a", Ok((1, 5))), hash("b", Ok((1, 6)))]).is_err());
+        let e = hashes_agree(&[hash("a", Ok((1, 5))), hash("c", Err("refused"))]).unwrap_err();
+        assert!(e.contains("c did not answer"), "{e}");
+        assert!(hashes_agree(&[]).is_err());
+    }
 
     #[test]
     fn targets() {

@@ -232,6 +232,7 @@ fn connection(root: &Root, etcd: &EtcdMember, args: &Connection) -> Connection {
         cert,
         key,
         dial_timeout_ms: args.dial_timeout_ms,
+        command_timeout_ms: args.command_timeout_ms,
     }
 }
 

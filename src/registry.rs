@@ -150,9 +150,13 @@ impl Entry {
         self
     }
 
-    /// A Secret (by its kind or its key): its raw bytes are not printed unless asked.
+    /// A Secret or SecretList (by its kind or its key), or a value with
+    /// Secret values masked in it (a Secret in a `List`, a Secret that does
+    /// not decode): its raw bytes are not printed unless asked.
     pub fn is_secret(&self) -> bool {
-        self.value.kind() == Some("Secret") || decode::is_secret_key(self.key.as_bytes())
+        self.value.masked
+            || self.value.kind().is_some_and(decode::is_secret_kind)
+            || decode::is_secret_key(self.key.as_bytes())
     }
 }
 

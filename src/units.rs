@@ -51,7 +51,12 @@ pub fn si_bytes(n: u64) -> String {
     }
 }
 
-/// Parses a Go-style duration such as `2s`, `500ms`, `1m30s`.
+/// The longest duration any flag takes: 100 years (`36500d`). Anything
+/// longer is a typo, and would overflow a clock's arithmetic.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(36_500 * 86_400);
+
+/// Parses a Go-style duration such as `2s`, `500ms`, `1m30s`; refuses one
+/// longer than [`MAX_DURATION`] rather than overflowing.
 pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
     let mut total = std::time::Duration::ZERO;
     let mut rest = s.trim();
@@ -74,6 +79,10 @@ pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
             "d" => v * 86_400.0,
             _ => anyhow::bail!("bad duration unit {unit:?} in {s:?} (use ms, s, m, h or d)"),
         };
+        let max = MAX_DURATION.as_secs_f64();
+        if !secs.is_finite() || secs > max || total.as_secs_f64() + secs > max {
+            anyhow::bail!("duration {s:?} is too long: at most 36500d (100 years)");
+        }
         total += std::time::Duration::from_secs_f64(secs);
         rest = tail;
     }
@@ -83,6 +92,21 @@ pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A duration too long for a clock is an error, never a panic.
+    #[test]
+    fn huge_durations_are_refused() {
+        for s in [
+            "18446744073709551615s",
+            "99999999999999999999999999999h",
+            "36501d",
+            "36500d1s",
+        ] {
+            let e = parse_duration(s).expect_err(s);
+            assert!(e.to_string().contains("too long"), "{s}: {e}");
+        }
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
+    }
 
     /// IEC sizes keep four significant digits and never round up into a wrong unit.
     #[test]

@@ -271,6 +271,8 @@ fn prune_dry_run_then_prune() {
 fn timer_units_and_metrics_on_failure() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path().to_str().unwrap();
+    // The metrics file's dir is node_exporter's, there before the units.
+    std::fs::create_dir_all(root.path().join("var/lib/node_exporter")).unwrap();
     let out = backup(
         &[
             "install-timer",
@@ -713,4 +715,544 @@ fn upload_to_s3_list_prune_and_restore_from_it() {
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
     assert!(text(&out).1.contains("but its sidecar says"), "{:?}", text(&out));
     assert!(text(&out).1.contains("next:"), "{:?}", text(&out));
+}
+
+// Issue 24: what a backup dir holds is checked against its sidecars, a prune
+// says what it did, signals leave no plaintext, and the smaller holes.
+
+/// Writes a backup taken `secs_ago` seconds ago holding `content`, with a
+/// sidecar that tells the truth about it (size, sha256, verified).
+fn fake_backup(dir: &Path, secs_ago: u64, content: &[u8]) -> PathBuf {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+    let p = dir.join(etcd_rescue::backup::file_name(t));
+    std::fs::write(&p, content).unwrap();
+    let side = sidecar_json(&p, content);
+    std::fs::write(format!("{}.json", p.display()), side.to_string()).unwrap();
+    p
+}
+
+fn sidecar_json(p: &Path, content: &[u8]) -> serde_json::Value {
+    use sha2::Digest;
+    serde_json::json!({
+        "format": 1, "file": p.file_name().unwrap().to_string_lossy(),
+        "sha256": etcd_rescue::hex::hex(&sha2::Sha256::digest(content)), "size": content.len(),
+        "revision": 7, "totalKey": 1, "etcdVersion": "3.5.1", "memberId": "1", "clusterId": "2",
+        "endpoint": "https://127.0.0.1:2379", "created": "", "seconds": 0.1, "verified": true,
+        "verifyMessage": "", "tool": ""
+    })
+}
+
+/// Issue 24 #6: the two newest backups emptied to 0 bytes, their sidecars
+/// intact: `list` shows them damaged with their real size, and `prune
+/// --keep-last 2` keeps the only intact one (it deleted it before). A file of
+/// the right size but other bytes is caught by `prune`'s sha256 check.
+#[test]
+fn emptied_backups_are_not_verified_and_never_push_the_intact_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = vec![7u8; 4 * 1024 * 1024];
+    let intact = fake_backup(dir.path(), 3 * 3600, &content);
+    let emptied: Vec<PathBuf> = [2 * 3600, 3600]
+        .into_iter()
+        .map(|ago| {
+            let p = fake_backup(dir.path(), ago, &content);
+            std::fs::write(&p, b"").unwrap();
+            p
+        })
+        .collect();
+    let d = dir.path().to_str().unwrap();
+    let out = backup(&["list", "--dir", d, "-w", "json"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let l: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(l.len(), 3);
+    for e in &l[..2] {
+        assert_eq!(e["verified"], false, "{e}");
+        assert_eq!(e["size"], 0, "{e}");
+        assert!(e["mismatch"].as_str().unwrap().contains("0 B"), "{e}");
+    }
+    assert_eq!(l[2]["verified"], true);
+    let out = backup(&["list", "--dir", d], &[]);
+    let table = text(&out).0;
+    assert_eq!(table.matches("DAMAGED").count(), 2, "{table}");
+    let says = format!(
+        "the file holds 0 B, its sidecar says {}",
+        etcd_rescue::units::human_bytes(4 * 1024 * 1024)
+    );
+    assert!(table.contains(&says), "{table}");
+    let out = backup(&["prune", "--dir", d, "--keep-last", "2"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        intact.exists(),
+        "the only intact backup is kept: {:?}",
+        text(&out)
+    );
+    for p in &emptied {
+        assert!(!p.exists(), "an emptied backup goes: {:?}", text(&out));
+    }
+    assert!(
+        text(&out).0.contains("does not match its sidecar"),
+        "{:?}",
+        text(&out)
+    );
+
+    // Same size, other bytes: only the sha256 tells, and prune reads it.
+    let newer = fake_backup(dir.path(), 60, &content);
+    let mut bytes = content.clone();
+    bytes[1000] ^= 1;
+    std::fs::write(&newer, &bytes).unwrap();
+    let out = backup(&["prune", "--dir", d, "--keep-last", "1", "-w", "json"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(intact.exists(), "the intact one is kept: {:?}", text(&out));
+    assert!(!newer.exists(), "the changed one goes: {:?}", text(&out));
+}
+
+/// Issue 24 #7: a dir named like a backup (with a sidecar naming it) is
+/// skipped with a warning, and the prune goes on (it stopped with `Is a
+/// directory`, exit 2, after deleting).
+#[test]
+fn prune_skips_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = b"snapshot bytes".to_vec();
+    let old = fake_backup(dir.path(), 5 * 3600, &content);
+    let odd = fake_backup(dir.path(), 4 * 3600, &content);
+    std::fs::remove_file(&odd).unwrap();
+    std::fs::create_dir(&odd).unwrap();
+    let kept = fake_backup(dir.path(), 3600, &content);
+    let d = dir.path().to_str().unwrap();
+    let out = backup(&["prune", "--dir", d, "--keep-last", "1"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(!old.exists() && kept.exists(), "{:?}", text(&out));
+    assert!(odd.is_dir(), "left alone");
+    assert!(
+        text(&out).1.contains(&format!(
+            "warning: skipped {}: named like a backup but a directory",
+            odd.display()
+        )),
+        "{:?}",
+        text(&out)
+    );
+}
+
+/// Bind-mounts `over` on `target` (root): unlinking `target` then fails with
+/// EBUSY, a deletion that fails for real. Unmounted when dropped.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(over: &Path, target: &Path) -> BindMount {
+        crate::support::require_root("a bind mount makes a deletion fail");
+        let out = tool(
+            "mount",
+            &["--bind", over.to_str().unwrap(), target.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+        BindMount(target.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = tool("umount", &[self.0.to_str().unwrap()]);
+    }
+}
+
+/// Issue 24 #7: a prune that fails after deleting says so (exit 3) and names
+/// what it deleted; "nothing was changed" was a lie.
+#[test]
+fn prune_failing_half_way_says_what_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = b"snapshot bytes".to_vec();
+    let stuck = fake_backup(dir.path(), 6 * 3600, &content);
+    let gone = fake_backup(dir.path(), 5 * 3600, &content);
+    let kept = fake_backup(dir.path(), 3600, &content);
+    let other = dir.path().join("other");
+    std::fs::write(&other, b"x").unwrap();
+    let _m = BindMount::new(&other, &stuck);
+    let d = dir.path().to_str().unwrap();
+    let out = backup(&["prune", "--dir", d, "--keep-last", "1"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(err.contains(&format!("deleted {}", gone.display())), "{err}");
+    assert!(
+        err.contains(&format!("could not delete {}", stuck.display())),
+        "{err}"
+    );
+    assert!(!err.contains("nothing was changed"), "{err}");
+    assert!(!gone.exists() && kept.exists());
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = etcd_rescue::host::fs::unmount(&self.0);
+    }
+}
+
+/// Puts `n` keys of `size` bytes each into `etcd`, through its JSON gateway.
+fn fill(etcd: &crate::support::etcd::Etcd, n: usize, size: usize) {
+    use crate::support::etcd::b64;
+    let value = vec![b'v'; size];
+    for i in 0..n {
+        etcd.call(
+            "/v3/kv/put",
+            &serde_json::json!({"key": b64(format!("/registry/fill/{i}").as_bytes()), "value": b64(&value)}),
+        );
+    }
+}
+
+/// Files in `dir` other than the lock.
+fn files(dir: &Path) -> Vec<String> {
+    dbs(dir)
+}
+
+/// Waits (at most 30 s) until a name in `dir` ends with `suffix`.
+fn wait_for(dir: &Path, suffix: &str, child: &mut std::process::Child) {
+    let start = std::time::Instant::now();
+    while !files(dir).iter().any(|n| n.ends_with(suffix)) {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!(
+                "the backup ended ({s}) before a {suffix} appeared: {:?}",
+                files(dir)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {suffix} in {} within 30 s: {:?}",
+            dir.display(),
+            files(dir)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 24 #8: SIGTERM (what `systemctl stop` sends) while an encrypted
+/// backup is saved, and again while it is encrypted (a complete plaintext db
+/// on disk): the run ends non-zero, saying so, and leaves no plaintext and no
+/// partial file. Issue 24 #7: `backup --keep-last 1` whose prune fails after
+/// the save says the backup is saved and what was deleted.
+#[test]
+fn sigterm_mid_encrypted_backup_leaves_no_plaintext() {
+    use crate::support::etcd::{Etcd, Version};
+    let work = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(Version::V35, work.path());
+    fill(&etcd, 120, 16 * 1024);
+    let dir = work.path().join("backups");
+    let (_, recipient) = age_key(work.path(), "key.txt");
+    let args = [
+        "backup",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--endpoints",
+        &etcd.client_url,
+        "--encrypt-to",
+        &recipient,
+    ];
+    for (stage, suffix) in [("saving", ".db.plain.part"), ("encrypting", ".db.age.part")] {
+        let mut child = crate::support::Reaped(
+            bin()
+                .args(args)
+                .env("PATH", PATH)
+                .env("ETCD_RESCUE_TEST_SNAPSHOT_DELAY_MS", "30")
+                .env("ETCD_RESCUE_TEST_AGE_DELAY_MS", "30")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(&dir, suffix, &mut child.0);
+        if stage == "encrypting" {
+            assert!(
+                files(&dir).iter().any(|n| n.ends_with(".db.plain")),
+                "{:?}",
+                files(&dir)
+            );
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        child.wait_bounded(Duration::from_secs(30));
+        let out = std::mem::replace(&mut child.0, std::process::Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(130), "{stage}: {:?}", text(&out));
+        assert!(
+            text(&out).1.contains("stopped by SIGTERM"),
+            "{stage}: {:?}",
+            text(&out)
+        );
+        assert!(
+            files(&dir).is_empty(),
+            "{stage}: nothing left behind, no plaintext: {:?}",
+            files(&dir)
+        );
+    }
+
+    // A prune that fails after the save: the backup is saved, and that is said.
+    let content = b"snapshot bytes".to_vec();
+    let stuck = fake_backup(&dir, 6 * 3600, &content);
+    let gone = fake_backup(&dir, 5 * 3600, &content);
+    let other = work.path().join("other");
+    std::fs::write(&other, b"x").unwrap();
+    let _m = BindMount::new(&other, &stuck);
+    let out = backup(
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "--endpoints",
+            &etcd.client_url,
+            "--keep-last",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(
+        err.contains("is saved and verified, but the retention failed"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("deleted {}", gone.display())), "{err}");
+    assert!(err.contains("the new backup is kept"), "{err}");
+    assert!(!err.contains("nothing was changed"), "{err}");
+}
+
+/// Issue 24 #8: `snapshot status FILE.age --identity K` decrypts into a
+/// scratch dir of mode 0700; SIGTERM removes it; one left by a SIGKILL is
+/// removed by the next run that makes a scratch dir.
+#[test]
+fn scratch_dirs_are_private_and_never_outlive_their_run() {
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (key, recipient) = age_key(work.path(), "key.txt");
+    let plain = work.path().join("plain.db");
+    std::fs::write(&plain, vec![1u8; 2 * 1024 * 1024]).unwrap();
+    let sealed = work.path().join("snapshot-20260101T000000Z.db.age");
+    let out = tool(
+        "age",
+        &[
+            "-e",
+            "-r",
+            &recipient,
+            "-o",
+            sealed.to_str().unwrap(),
+            plain.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let status = |delay: &str| {
+        crate::support::Reaped(
+            bin()
+                .args(["snapshot", "status", "--identity", key.to_str().unwrap()])
+                .arg(&sealed)
+                .env("TMPDIR", &tmp)
+                .env("ETCD_RESCUE_TEST_AGE_DELAY_MS", delay)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // The scratch dir, once something is written in it.
+    let scratch = |child: &mut std::process::Child| -> PathBuf {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(d) = crate::support::listing(&tmp).first()
+                && !crate::support::listing(&tmp.join(d)).is_empty()
+            {
+                return tmp.join(d);
+            }
+            assert!(child.try_wait().unwrap().is_none(), "ended before decrypting");
+            assert!(start.elapsed() < Duration::from_secs(30), "no scratch dir");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGTERM, Some(130)),
+        (nix::sys::signal::Signal::SIGHUP, Some(130)),
+        (nix::sys::signal::Signal::SIGKILL, None),
+    ] {
+        let mut child = status("100");
+        let s = scratch(&mut child.0);
+        assert_eq!(
+            std::fs::metadata(&s).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            s.display()
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
+            signal,
+        )
+        .unwrap();
+        let st = child.wait_bounded(Duration::from_secs(30));
+        assert_eq!(st.code(), code, "{signal}");
+        if code.is_some() {
+            assert!(
+                crate::support::listing(&tmp).is_empty(),
+                "{signal}: the scratch dir is gone"
+            );
+        } else {
+            assert_eq!(crate::support::listing(&tmp).len(), 1, "a SIGKILL leaves it");
+        }
+    }
+    // The next run removes what the killed one left, and its own.
+    let mut child = status("0");
+    child.wait_bounded(Duration::from_secs(60));
+    assert!(
+        crate::support::listing(&tmp).is_empty(),
+        "{:?}",
+        crate::support::listing(&tmp)
+    );
+}
+
+/// `install-timer` with a relative `--dir`: written absolute into the unit
+/// (systemd refuses relative `ReadWritePaths=`), and the dir created 0700 (with
+/// `ProtectSystem=strict` a missing one fails the first run).
+#[test]
+fn install_timer_makes_the_dir_absolute_and_creates_it() {
+    let root = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["backup", "install-timer", "--root"])
+        .arg(root.path())
+        .args(["--dir", "backups/etcd", "--keep-last", "3"])
+        .current_dir(cwd.path())
+        .env("PATH", PATH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let abs = cwd.path().join("backups/etcd");
+    let service =
+        std::fs::read_to_string(root.path().join("etc/systemd/system/etcd-rescue-backup.service")).unwrap();
+    assert!(
+        service.contains(&format!("ReadWritePaths={}\n", abs.display())),
+        "{service}"
+    );
+    assert!(
+        service.contains(&format!("backup --dir {} ", abs.display())),
+        "{service}"
+    );
+    let made = root.path().join(abs.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
+/// Credentials in an S3 endpoint URL are never printed: the error names the
+/// endpoint with its userinfo masked.
+#[test]
+fn s3_endpoint_credentials_are_not_printed() {
+    let port = crate::support::etcd::free_port();
+    let endpoint = format!("http://AKIAEXAMPLE:SuperSecret123@127.0.0.1:{port}/?X-Amz-Signature=sig456");
+    let out = backup(
+        &[
+            "list",
+            "--remote",
+            "s3://etcd-backups/a",
+            "--s3-endpoint",
+            &endpoint,
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "x"),
+            ("AWS_SECRET_ACCESS_KEY", "y"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    assert!(!out.status.success(), "{:?}", text(&out));
+    let (o, e) = text(&out);
+    for secret in ["SuperSecret123", "AKIAEXAMPLE", "sig456"] {
+        assert!(!o.contains(secret) && !e.contains(secret), "{secret}: {e}");
+    }
+    assert!(e.contains("next:"), "{e}");
+}
+
+/// A copy in the bucket that is not its sidecar's size is not verified and
+/// never counts for `--keep-last`; and `restore --snapshot s3://…` checks the
+/// room it needs before writing a byte (a 1 MiB tmpfs for a 3 MiB backup:
+/// exit 2, nothing written).
+#[test]
+fn remote_copies_are_checked_by_size_and_fetches_by_room() {
+    use crate::support::s3::S3;
+    crate::support::require_root("a small tmpfs for the state dir");
+    let s3 = S3::start("etcd-backups");
+    let env: Vec<(&str, String)> = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let work = tempfile::tempdir().unwrap();
+    let content = vec![3u8; 3 * 1024 * 1024];
+    let mut names = Vec::new();
+    for ago in [7200, 3600] {
+        let p = fake_backup(work.path(), ago, &content);
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let side = std::fs::read_to_string(format!("{}.json", p.display())).unwrap();
+        s3.boto(&format!(
+            "c.put_object(Bucket={b:?}, Key='c/{name}', Body=b'\\x03' * {n}); c.put_object(Bucket={b:?}, Key='c/{name}.json', Body={side:?})",
+            b = s3.bucket,
+            n = content.len()
+        ));
+        names.push(name);
+    }
+    // The newer copy cut short in the bucket.
+    s3.boto(&format!(
+        "c.put_object(Bucket={:?}, Key='c/{}', Body=b'cut')",
+        s3.bucket, names[1]
+    ));
+    let prefix = format!("s3://{}/c", s3.bucket);
+    let out = backup(&["list", "--remote", &prefix, "-w", "json"], &env);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let l: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(l[0]["verified"], false, "{}", l[0]);
+    assert_eq!(l[0]["size"], 3, "{}", l[0]);
+    assert_eq!(l[1]["verified"], true, "{}", l[1]);
+    let out = backup(
+        &[
+            "prune",
+            "--remote",
+            &prefix,
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "-w",
+            "json",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let d: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d[1]["delete"], false, "the intact copy is kept: {d:?}");
+    assert_eq!(d[0]["delete"], true, "{d:?}");
+
+    // No room: refused before anything is written.
+    let state = work.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    etcd_rescue::host::fs::mount_tmpfs(&state, 1024 * 1024).unwrap();
+    let _u = Unmount(state.clone());
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut c = bin();
+    c.args(["restore", "--yes", "--root"])
+        .arg(&root)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--snapshot", &format!("{prefix}/{}", names[0])])
+        .env("PATH", PATH);
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let err = text(&out).1;
+    let needs = format!("needs {} in", etcd_rescue::units::human_bytes(3 * 1024 * 1024));
+    assert!(err.contains(&needs), "{err}");
+    assert!(err.contains("next: nothing was written"), "{err}");
+    let left: u64 = walkdir::WalkDir::new(&state)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(left, 0, "nothing written");
 }

@@ -2,7 +2,8 @@
 //! sandbox node's layout (kubeadm's files, modes and SANs), kubeconfigs with
 //! embedded client certificates, then one fault at a time: expired, expiring
 //! in 10 days, missing, signed by the wrong CA, SANs not covering etcd.yaml,
-//! an externally managed CA, keys and snapshots others can read.
+//! an externally managed CA, keys and snapshots others can read; private keys
+//! that are not their certificate's (swapped, garbage, missing).
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -148,6 +149,7 @@ fn a_fresh_kubeadm_pki_is_clean() {
         assert!(left > 360 * 86_400, "{c}");
     }
     assert_eq!(r["permissions"], serde_json::json!([]));
+    assert_eq!(r["keys"], serde_json::json!([]), "sa.key goes with sa.pub");
     insta::assert_json_snapshot!("certs_fresh_pki", r, {
         ".certificates[].path" => "[path]",
         ".certificates[].expires" => "[expires]",
@@ -264,7 +266,14 @@ fn faults_are_reported_exactly() {
     );
     assert_eq!(problems(&r, "scheduler.conf"), ["!MISSING!"]);
     assert_eq!(cert(&r, "scheduler.conf")["present"], false);
-    assert_eq!(problems(&r, "apiserver-etcd-client"), ["not signed by etcd-ca"]);
+    // The copied certificate is not signed by etcd-ca, and the key beside it is not its key.
+    let p = problems(&r, "apiserver-etcd-client");
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0], "not signed by etcd-ca");
+    assert!(
+        p[1].starts_with("/etc/kubernetes/pki/apiserver-etcd-client.key does not belong to /etc/kubernetes/pki/apiserver-etcd-client.crt"),
+        "{p:?}"
+    );
     let sans = problems(&r, "etcd-server");
     assert!(
         sans.len() == 1 && sans[0].starts_with("its SANs do not cover 10.9.9.9"),
@@ -316,5 +325,214 @@ fn faults_are_reported_exactly() {
             .iter()
             .any(|(p, s, _)| p == "var/backups/etcd/snapshot.db" && s == "critical"),
         "{perms:#?}"
+    );
+}
+
+/// The kinds and messages of one certificate's problems.
+fn kinds(r: &serde_json::Value, name: &str) -> Vec<(String, String, String)> {
+    cert(r, name)["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().to_string(),
+                p["severity"].as_str().unwrap().to_string(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 24: `etcd/server.key` replaced by `etcd/peer.key` read as clean,
+/// though etcd cannot serve TLS with that pair. Now a critical finding on
+/// etcd-server naming both files and what to do; the same for a CA key, a
+/// kubeconfig's embedded key and `sa.key` against `sa.pub`.
+#[test]
+fn a_key_swapped_for_another_is_critical() {
+    let n = node();
+    let pki = n.pki();
+    std::fs::copy(pki.join("etcd/peer.key"), pki.join("etcd/server.key")).unwrap();
+    let (code, r, err) = n.certs(&[]);
+    assert_eq!(code, Some(1), "{r}\n{err}");
+    assert!(err.contains("1 critical finding(s)"), "{err}");
+    let k = kinds(&r, "etcd-server");
+    assert_eq!(k.len(), 1, "{k:?}");
+    let (kind, severity, message) = &k[0];
+    assert_eq!((kind.as_str(), severity.as_str()), ("keyMismatch", "critical"));
+    assert!(
+        message.starts_with(
+            "/etc/kubernetes/pki/etcd/server.key does not belong to /etc/kubernetes/pki/etcd/server.crt"
+        ) && message.contains("restore the matching /etc/kubernetes/pki/etcd/server.key from a backup")
+            && message.contains("`kubeadm certs renew etcd-server`"),
+        "{message}"
+    );
+    assert_eq!(
+        problems(&r, "etcd-peer"),
+        Vec::<String>::new(),
+        "the peer pair is intact"
+    );
+    let table = bin().args(["certs", "--root"]).arg(&n.root).output().unwrap();
+    assert_eq!(table.status.code(), Some(1));
+    assert!(
+        text(&table).0.contains("etcd/server.key does not belong to"),
+        "{:?}",
+        text(&table)
+    );
+
+    // A CA key, a kubeconfig's key and sa.key, each another pair's.
+    std::fs::copy(pki.join("ca.key"), pki.join("etcd/ca.key")).unwrap();
+    let ca = n.ca("ca");
+    let year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let (crt, _) = ca.issue_client("kubernetes-admin", None, year).unwrap();
+    let (_, other_key) = ca.issue_client("kubernetes-admin", None, year).unwrap();
+    write_private(
+        &n.root.join("etc/kubernetes/admin.conf"),
+        &kubeconfig(&crt, &other_key),
+    );
+    std::fs::copy(pki.join("front-proxy-client.key"), pki.join("sa.key")).unwrap();
+    let (code, r, err) = n.certs(&[]);
+    assert_eq!(code, Some(1), "{r}");
+    assert!(err.contains("4 critical finding(s)"), "{err}");
+    let k = kinds(&r, "etcd-ca");
+    assert!(
+        k.len() == 1
+            && k[0].0 == "keyMismatch"
+            && k[0].2.starts_with(
+                "/etc/kubernetes/pki/etcd/ca.key does not belong to /etc/kubernetes/pki/etcd/ca.crt"
+            )
+            && k[0].2.contains("kubeadm does not renew CAs"),
+        "{k:?}"
+    );
+    assert_eq!(cert(&r, "etcd-ca")["externallyManaged"], false);
+    let k = kinds(&r, "admin.conf");
+    assert!(
+        k.len() == 1
+            && k[0].0 == "keyMismatch"
+            && k[0].2.starts_with(
+                "the client key in /etc/kubernetes/admin.conf does not belong to its client certificate"
+            )
+            && k[0].2.contains("`kubeadm certs renew admin.conf`"),
+        "{k:?}"
+    );
+    let keys = r["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0]["key"]
+            .as_str()
+            .unwrap()
+            .ends_with("etc/kubernetes/pki/sa.key")
+    );
+    assert!(
+        keys[0]["public"]
+            .as_str()
+            .unwrap()
+            .ends_with("etc/kubernetes/pki/sa.pub")
+    );
+    assert_eq!(keys[0]["finding"]["kind"], "keyMismatch");
+    assert!(
+        keys[0]["finding"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("/etc/kubernetes/pki/sa.key does not belong to /etc/kubernetes/pki/sa.pub"),
+        "{keys:?}"
+    );
+    let table = bin().args(["certs", "--root"]).arg(&n.root).output().unwrap();
+    assert!(
+        text(&table).0.contains("sa.key does not belong to"),
+        "{:?}",
+        text(&table)
+    );
+}
+
+/// A key that is garbage, empty, a directory, gone, or not base64 in a
+/// kubeconfig: a critical finding that says so on its certificate, exit 1,
+/// never a panic.
+#[test]
+fn unreadable_and_missing_keys_are_findings() {
+    let n = node();
+    let pki = n.pki();
+    write_private(
+        &pki.join("etcd/peer.key"),
+        "-----BEGIN RSA PRIVATE KEY-----\nZ2FyYmFnZQ==\n-----END RSA PRIVATE KEY-----\n",
+    );
+    std::fs::write(pki.join("front-proxy-ca.key"), b"").unwrap();
+    std::fs::remove_file(pki.join("etcd/healthcheck-client.key")).unwrap();
+    std::fs::create_dir(pki.join("etcd/healthcheck-client.key")).unwrap();
+    // Private like a key (a warning for its mode, not a critical finding).
+    std::fs::set_permissions(
+        pki.join("etcd/healthcheck-client.key"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::remove_file(pki.join("apiserver.key")).unwrap();
+    std::fs::write(pki.join("sa.key"), b"\x00\x01 not a key").unwrap();
+    // A pair kubeadm does not list (a webhook's), its key another's.
+    std::fs::copy(pki.join("apiserver-kubelet-client.crt"), pki.join("webhook.crt")).unwrap();
+    std::fs::copy(pki.join("front-proxy-client.key"), pki.join("webhook.key")).unwrap();
+    let conf = n.root.join("etc/kubernetes/scheduler.conf");
+    let text_c = std::fs::read_to_string(&conf).unwrap();
+    let start = text_c.find("client-key-data: ").unwrap() + "client-key-data: ".len();
+    let end = start + text_c[start..].find('\n').unwrap();
+    write_private(
+        &conf,
+        &format!("{}!!not base64!!{}", &text_c[..start], &text_c[end..]),
+    );
+
+    let (code, r, err) = n.certs(&[]);
+    assert_eq!(code, Some(1), "{r}\n{err}");
+    assert!(err.contains("7 critical finding(s)"), "{err}");
+    let one = |name: &str| {
+        let k = kinds(&r, name);
+        assert_eq!(k.len(), 1, "{name}: {k:?}");
+        assert_eq!(k[0].1, "critical", "{k:?}");
+        (k[0].0.clone(), k[0].2.clone())
+    };
+    let (kind, m) = one("etcd-peer");
+    assert_eq!(kind, "keyUnreadable");
+    assert!(
+        m.starts_with("/etc/kubernetes/pki/etcd/peer.key is not a usable private key ("),
+        "{m}"
+    );
+    let (kind, m) = one("front-proxy-ca");
+    assert_eq!(kind, "keyUnreadable");
+    assert!(m.contains("empty"), "{m}");
+    let (kind, m) = one("etcd-healthcheck-client");
+    assert_eq!(kind, "keyUnreadable");
+    assert!(m.contains("cannot be read"), "{m}");
+    let (kind, m) = one("apiserver");
+    assert_eq!(kind, "keyMissing");
+    assert!(
+        m.starts_with("/etc/kubernetes/pki/apiserver.key is missing"),
+        "{m}"
+    );
+    let (kind, m) = one("scheduler.conf");
+    assert_eq!(kind, "keyUnreadable");
+    assert!(m.contains("client-key-data is not base64"), "{m}");
+    let keys: Vec<(String, String)> = r["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["finding"]["kind"].as_str().unwrap().to_string(),
+                k["finding"]["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0].0, "keyUnreadable", "{keys:?}");
+    assert!(
+        keys[0]
+            .1
+            .starts_with("/etc/kubernetes/pki/sa.key is not a usable private key"),
+        "{keys:?}"
+    );
+    assert_eq!(keys[1].0, "keyMismatch", "{keys:?}");
+    assert!(
+        keys[1].1.starts_with(
+            "/etc/kubernetes/pki/webhook.key does not belong to /etc/kubernetes/pki/webhook.crt"
+        ),
+        "{keys:?}"
     );
 }

@@ -2,6 +2,7 @@
 //! and observed the way an operator would: through the CRI socket named in the
 //! kubelet config and with etcdctl and the sandbox's client certificate.
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use crate::support::drill::{Drill, RUNNING, alive};
@@ -438,4 +439,192 @@ fn grpcio_client_lists_containers_on_the_cri_socket() {
         .collect();
     pods.sort();
     assert_eq!(pods, CONTROL_PLANE, "{:?}", text(&out));
+}
+
+/// `drill --dir` into a node's own tree, or into any non-empty dir no drill
+/// made, is refused with exit 2 before the first write (issue 24): every file
+/// there is byte-identical afterwards, and no marker or state file appears.
+#[test]
+fn drill_into_a_node_tree_or_a_foreign_dir_changes_nothing() {
+    let tmp = tempfile::Builder::new()
+        .prefix("drill-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let node = tmp.path().join("node");
+    for (file, text) in [
+        (
+            "etc/kubernetes/manifests/etcd.yaml",
+            "the node's own etcd manifest\n",
+        ),
+        ("etc/kubernetes/admin.conf", "the node's own kubeconfig\n"),
+        ("var/lib/kubelet/config.yaml", "the node's own kubelet config\n"),
+        ("var/lib/etcd/member/snap/db", "the node's own data\n"),
+    ] {
+        let p = node.join(file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let foreign = tmp.path().join("notes");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("todo.txt"), "not a drill's\n").unwrap();
+    for (dir, says) in [(&node, "holds a node's files"), (&foreign, "not empty")] {
+        let before = etcd_rescue::host::fs::tree_digest(dir).unwrap();
+        let mut c = bin();
+        c.args(["drill", "--dir"]).arg(dir).args(["--keys", "10"]);
+        let out = crate::support::run_bounded(&mut c, Duration::from_secs(120));
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        let (_, err) = text(&out);
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("new or empty directory"), "{err}");
+        assert_eq!(
+            etcd_rescue::host::fs::tree_digest(dir).unwrap(),
+            before,
+            "{} was changed although the drill refused it",
+            dir.display()
+        );
+    }
+}
+
+/// A state file planted in a drill dir cannot make `drill down` act outside
+/// it (issue 24): a mount outside the dir is refused before anything is
+/// stopped; an unrelated process whose command line names a path inside the
+/// dir (in its own process group, recorded with or without its real start
+/// time) is left alone; a dir others can write is refused with the fix.
+#[test]
+fn drill_down_acts_only_inside_its_dir() {
+    crate::support::require_root("a tmpfs outside the drill dir");
+    let tmp = tempfile::Builder::new()
+        .prefix("drill-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = tmp.path().join("drill");
+    let pids = dir.join("var/lib/drill/pids");
+    std::fs::create_dir_all(&pids).unwrap();
+    let outside = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&outside)
+        .output()
+        .unwrap();
+    assert!(mount.status.success(), "{:?}", text(&mount));
+    let _unmount = Unmount(outside.clone());
+    // Not a drill's: a shell (and its sleep) whose argument is a path inside the dir.
+    let mut bystander = std::process::Command::new("sh")
+        .args(["-c", "sleep 300; true"])
+        .arg(dir.join("var/lib/etcd"))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(i32::try_from(bystander.id()).unwrap());
+    let pid = i32::try_from(bystander.id()).unwrap();
+    let start = etcd_rescue::host::proc::start_time(bystander.id()).unwrap();
+    std::fs::write(pids.join("old.pid"), format!("{pid}\n")).unwrap();
+    std::fs::write(pids.join("new.pid"), format!("{pid} {start}\n")).unwrap();
+    let state = |mounts: &[&std::path::Path]| {
+        serde_json::json!({
+            "pid": 0, "release": "3.5", "etcdVersion": "3.5.0", "etcdBin": "/usr/bin",
+            "nodes": [{"name": "cp1", "ip": "127.0.0.11", "clientPort": 1, "peerPort": 2,
+                       "metricsPort": 3, "apiPort": 4, "healthzPort": 5, "root": dir}],
+            "mounts": mounts,
+        })
+        .to_string()
+    };
+    let down = || {
+        let mut c = bin();
+        c.args(["drill", "down", "--dir"]).arg(&dir);
+        crate::support::run_bounded(&mut c, Duration::from_secs(60))
+    };
+
+    std::fs::write(dir.join("drill.json"), state(&[&outside])).unwrap();
+    let out = down();
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("outside"), "{:?}", text(&out));
+    assert!(
+        crate::support::mounted_under(&outside),
+        "a mount outside the dir was unmounted"
+    );
+    assert!(alive(pid), "an unrelated process was killed");
+
+    std::fs::write(dir.join("drill.json"), state(&[])).unwrap();
+    let out = down();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("killed 0 leftover"), "{:?}", text(&out));
+    assert!(alive(pid), "an unrelated process was killed");
+
+    std::fs::write(pids.join("new.pid"), format!("{pid} {start}\n")).unwrap();
+    std::fs::write(dir.join("drill.json"), state(&[])).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let out = down();
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let (_, err) = text(&out);
+    assert!(err.contains("writable by group or others"), "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    assert!(dir.join("drill.json").exists(), "the refused state file is kept");
+    assert!(alive(pid));
+
+    // A state file another user owns is refused too.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(dir.join("drill.json"), Some(65534), None).unwrap();
+    let out = down();
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("owner uid 65534"), "{:?}", text(&out));
+    assert!(alive(pid));
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+/// Kills a process group when the test ends, however it ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Unmounts (lazily) when the test ends.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Ctrl-C (SIGINT) on a drill after a restore stops the etcd the restore
+/// brought back (issue 24), also when it ran as `drill | tee log`, where
+/// Ctrl-C ends tee too and the drill's stdout is closed when it says it is
+/// stopping: no etcd whose data dir is under the drill dir is left running.
+#[test]
+fn interrupt_after_a_restore_leaves_no_etcd() {
+    let mut d = Drill::start_piped(&["--keys", "50"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let mut c = bin();
+    c.args(["restore", "--root"])
+        .arg(d.root(0))
+        .arg("--snapshot")
+        .arg(&snap)
+        .args(["--yes", "--settle", "500ms"])
+        .env("PATH", crate::support::SYSTEM_PATH);
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(300));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        !crate::support::drill::etcd_under(&d.dir).is_empty(),
+        "the restored etcd runs"
+    );
+    d.close_stdout();
+    let st = d.interrupt();
+    assert!(st.success(), "{st}\n{}", d.output());
+    let left = crate::support::drill::etcd_under(&d.dir);
+    assert!(
+        left.is_empty(),
+        "etcd left running after Ctrl-C: {left:?}\n{}\nkubelet log:\n{}",
+        d.output(),
+        d.kubelet_log(0)
+    );
+    assert!(!d.dir.join("drill.json").exists());
 }

@@ -286,3 +286,71 @@ impl Drop for Mount {
         let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// A duration too long for a clock (any duration flag, or etcdctl's
+/// environment variable) and a watch interval that would flood a log are
+/// clear errors with exit 2, never a panic (101).
+#[test]
+fn huge_durations_and_tiny_intervals_are_refused() {
+    let n = FixtureNode::new("single");
+    let root = n.root_str();
+    let huge = "18446744073709551615s";
+    let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
+        (
+            vec![
+                "restore",
+                "--root",
+                &root,
+                "--dry-run",
+                "--snapshot",
+                "/nonexistent",
+                "--settle",
+                huge,
+            ],
+            None,
+            "too long",
+        ),
+        (
+            vec![
+                "restore",
+                "--root",
+                &root,
+                "--dry-run",
+                "--snapshot",
+                "/nonexistent",
+                "--wait-timeout",
+                huge,
+            ],
+            None,
+            "too long",
+        ),
+        (
+            vec!["node", "--root", &root, "--dial-timeout", huge],
+            None,
+            "too long",
+        ),
+        (vec!["node", "--root", &root], Some(huge), "too long"),
+        (
+            vec!["watch", "/registry", "--root", &root, "--keepalive", huge],
+            None,
+            "too long",
+        ),
+        (
+            vec!["status", "--root", &root, "--watch", "0s"],
+            None,
+            "500ms or more",
+        ),
+    ];
+    for (args, env, says) in cases {
+        let mut c = crate::support::bin();
+        c.args(&args);
+        if let Some(v) = env {
+            c.env("ETCDCTL_DIAL_TIMEOUT", v);
+        }
+        let o = crate::support::run_bounded(&mut c, std::time::Duration::from_secs(30));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}: {out}\n{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

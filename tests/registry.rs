@@ -24,6 +24,7 @@ fn conn(d: &Drill) -> Connection {
         cert: Some(pki.join("healthcheck-client.crt")),
         key: Some(pki.join("healthcheck-client.key")),
         dial_timeout_ms: 3000,
+        command_timeout_ms: 5000,
     }
 }
 
@@ -623,4 +624,120 @@ fn a_quiet_watch_resumes_after_compaction() {
         resumed > last,
         "resumed from {resumed}, past the compaction at {last}"
     );
+}
+
+/// Issue 24: Secret values in shapes the key path and the `data` map do not
+/// catch, stored in a real etcd under keys with no `secrets` segment: a
+/// Secret whose annotations hold a YAML copy and a bare value, a JSON Secret
+/// whose `data` is a list, a SecretList, a Secret inside a `List`, a YAML
+/// Secret stored as text. No format shows them, `-w raw` refuses each, and
+/// `--show-secrets` shows them.
+#[test]
+fn secret_values_are_masked_by_kind_and_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::etcd::Etcd::start(crate::support::etcd::Version::V35, dir.path());
+    let ec = Connection {
+        endpoints: vec![server.client_url.clone()],
+        dial_timeout_ms: 3000,
+        ..Connection::default()
+    };
+    let endpoints = format!("--endpoints={}", server.client_url);
+    let annotated = k8s::meta("db", "prod", "secret-uid-2")
+        .entry(
+            12,
+            "kubectl.kubernetes.io/last-applied-configuration",
+            b"apiVersion: v1\nkind: Secret\ndata:\n  password: aHVudGVyMg==\n",
+        )
+        .entry(12, "example.com/pasted", b"hunter2");
+    let values: [(&str, Vec<u8>); 5] = [
+        (
+            "/registry/example.com/vaults/prod/annotated",
+            k8s::envelope(
+                "v1",
+                "Secret",
+                &k8s::Pb::new()
+                    .msg(1, &annotated)
+                    .entry(2, "password", b"hunter2")
+                    .str(3, "Opaque"),
+            ),
+        ),
+        (
+            "/registry/example.com/vaults/prod/listed",
+            br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"listed","namespace":"prod"},"type":"Opaque","data":[{"name":"password","value":"aHVudGVyMg=="}]}"#.to_vec(),
+        ),
+        (
+            "/registry/example.com/bundles/prod/all",
+            br#"{"apiVersion":"v1","kind":"SecretList","metadata":{},"items":[{"metadata":{"name":"db"},"data":{"password":"aHVudGVyMg=="}}]}"#.to_vec(),
+        ),
+        (
+            "/registry/example.com/bundles/prod/mixed",
+            br#"{"apiVersion":"v1","kind":"List","metadata":{},"items":[{"kind":"ConfigMap","data":{"mode":"fast"}},{"kind":"Secret","stringData":{"password":"hunter2"}}]}"#.to_vec(),
+        ),
+        (
+            "/registry/example.com/bundles/prod/yaml",
+            b"apiVersion: v1\nkind: Secret\nstringData:\n  password: hunter2\n".to_vec(),
+        ),
+    ];
+    for (key, value) in &values {
+        put(&ec, key, value);
+    }
+    let run = |args: &[&str]| {
+        let mut c = bin();
+        c.args(args).arg(&endpoints);
+        let out = run_bounded(&mut c, Duration::from_secs(60));
+        let (o, e) = text(&out);
+        (out.status.code(), o, e)
+    };
+    let leaks = |s: &str| ["hunter2", "aHVudGVy"].into_iter().find(|l| s.contains(l));
+    for format in ["table", "json", "yaml"] {
+        let (code, out, err) = run(&["get", "/registry/example.com/", "--prefix", "-w", format]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(leaks(&out), None, "-w {format} leaks: {out}");
+        assert!(out.contains("masked"), "{out}");
+    }
+    let (code, out, err) = run(&["get", "/registry/example.com/", "--prefix", "-w", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let got: Value = serde_json::from_str(&out).unwrap();
+    let entries = got["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), values.len(), "{got}");
+    for e in entries {
+        assert_eq!(e["value"]["masked"], true, "{e}");
+    }
+    // What is not secret stays readable: names, types, the List's ConfigMap.
+    let by_key = |k: &str| entries.iter().find(|e| e["key"] == k).unwrap();
+    let annotated = &by_key("/registry/example.com/vaults/prod/annotated")["value"]["object"];
+    assert_eq!(annotated["metadata"]["name"], "db");
+    assert_eq!(annotated["type"], "Opaque");
+    assert!(
+        annotated["metadata"]["annotations"]["example.com/pasted"]
+            .as_str()
+            .unwrap()
+            .starts_with("(masked: 7 bytes"),
+        "{annotated}"
+    );
+    let mixed = &by_key("/registry/example.com/bundles/prod/mixed")["value"]["object"];
+    assert_eq!(mixed["items"][0]["data"]["mode"], "fast");
+    // -w raw refuses each, whatever its key; --show-secrets prints the bytes.
+    for (key, value) in &values {
+        let (code, out, err) = run(&["get", key, "-w", "raw"]);
+        assert_eq!(code, Some(2), "{key}: {out}\n{err}");
+        assert!(err.contains("--show-secrets"), "{err}");
+        assert!(out.is_empty(), "{key}: {out}");
+        let mut c = bin();
+        c.args(["get", key, "-w", "raw", "--show-secrets"])
+            .arg(&endpoints);
+        let shown = run_bounded(&mut c, Duration::from_secs(60));
+        assert!(shown.status.success(), "{key}: {:?}", text(&shown));
+        assert_eq!(&shown.stdout, value, "{key}");
+    }
+    let (code, out, _) = run(&[
+        "get",
+        "/registry/example.com/",
+        "--prefix",
+        "-w",
+        "json",
+        "--show-secrets",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("hunter2") && out.contains("aHVudGVy"), "{out}");
 }

@@ -453,12 +453,18 @@ fn before_the_outage_resume_asks_and_rollback_only_removes_its_dir() {
 
 /// One refusal: exit 2, the message, and nothing on the node changed.
 fn refuses(d: &Drill, args: &[&str], env: &[(&str, &str)], says: &str) {
+    refuses_with(d, args, env, says, 2);
+}
+
+/// One refusal with its exit code: 1 for a snapshot the native check found
+/// damaged (as `snapshot verify` gives), 2 for any other.
+fn refuses_with(d: &Drill, args: &[&str], env: &[(&str, &str)], says: &str, code: i32) {
     let before = untouched_state(d);
     let out = tool(args, env);
     let (_, err) = text(&out);
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(code),
         "{args:?} must refuse: {:?}",
         text(&out)
     );
@@ -482,7 +488,9 @@ fn preflight_refusals_change_nothing() {
     let at = b.len() / 2;
     b[at] ^= 0x40;
     std::fs::write(&bad, &b).unwrap();
-    refuses(
+    let verify = tool(&["snapshot", "verify", bad.to_str().unwrap()], &[]);
+    assert_eq!(verify.status.code(), Some(1), "{:?}", text(&verify));
+    refuses_with(
         &d,
         &[
             "restore",
@@ -494,6 +502,7 @@ fn preflight_refusals_change_nothing() {
         ],
         &[],
         "corrupt",
+        1,
     );
     // No trailer (a copied db) without --skip-hash-check.
     let cut = work.path().join("no-trailer.db");
@@ -514,7 +523,9 @@ fn preflight_refusals_change_nothing() {
     // Not a snapshot at all.
     let junk = work.path().join("junk.db");
     std::fs::write(&junk, b"this is not a database").unwrap();
-    refuses(
+    let verify = tool(&["snapshot", "verify", junk.to_str().unwrap()], &[]);
+    assert_eq!(verify.status.code(), Some(1), "{:?}", text(&verify));
+    refuses_with(
         &d,
         &[
             "restore",
@@ -526,6 +537,7 @@ fn preflight_refusals_change_nothing() {
         ],
         &[],
         "snapshot",
+        1,
     );
     // The snapshot inside the data dir.
     let inside = d.root(0).join("var/lib/etcd/copy.db");
@@ -1917,4 +1929,97 @@ fn two_restores_at_once_on_one_node() {
         0,
         "the refused run journaled nothing: it changed nothing"
     );
+}
+
+/// Writes the cluster takes while it still serves (between the plan and
+/// stop-control-plane) are discarded by the restore: they are counted again
+/// before the outage begins, read from the stopped db, and the summary and
+/// the journal say the true number, not the plan's.
+#[test]
+fn writes_while_the_cluster_still_serves_are_counted() {
+    let d = Drill::start(&["--keys", "50"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let at = record_of_a_full_run(&d, StageId::SetOwnership, journal::Kind::StageDone);
+    let killed = restore(
+        d.root(0),
+        &snap,
+        &["--yes"],
+        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+    let run = d.last_run(0);
+    let (plan, _) = journal::read(&run.join("journal.jsonl")).unwrap();
+    let planned = plan.current_revision.expect("the plan read the live revision");
+    for i in 0..40 {
+        let out = d.etcdctl(0, &["put", &format!("/late/{i}"), "x"]);
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    let out = tool(&["resume", "--root", &root, "--yes"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("40 of them taken since the plan"),
+        "stop-control-plane says what was written meanwhile: {stdout}"
+    );
+    let (_, recs) = journal::read(&run.join("journal.jsonl")).unwrap();
+    let fin = recs
+        .iter()
+        .filter(|r| r.step == journal::Step::Stage(StageId::WaitStopped) && r.kind == journal::Kind::Note)
+        .find_map(|r| r.data.get("finalRevision").and_then(serde_json::Value::as_i64))
+        .expect("the stopped db's revision is journaled");
+    assert!(fin >= planned + 40, "final {fin}, planned {planned}");
+    let n = fin - plan.snapshot_revision;
+    // Every "N revisions discarded." the summary says is the true count, not the plan's.
+    let said: Vec<&str> = stdout
+        .match_indices(" revisions discarded.")
+        .filter_map(|(at, _)| stdout[..at].split_whitespace().last())
+        .collect();
+    assert!(!said.is_empty(), "{stdout}");
+    assert!(
+        said.iter().all(|w| *w == n.to_string()),
+        "the summary counts every write until the stop ({n}, the plan said {}): {said:?}\n{stdout}",
+        planned - plan.snapshot_revision
+    );
+    assert_restored(&d, &snap);
+}
+
+/// With room for the restored copy but not for the serving member to keep
+/// writing beside it, the staged order is not taken: the restore happens
+/// after the stop, the plan says why and shows the space, and it restores.
+#[test]
+fn staged_restore_keeps_room_for_the_serving_member() {
+    crate::support::require_root("mounting tmpfs");
+    let d = Drill::start(&["--keys", "300"]);
+    let lib = d.root(0).join("var/lib");
+    let _mount = data_dir_on_tmpfs(&d);
+    wait_healthy(&d);
+    let snap = d.state.snapshot.clone().unwrap();
+    let size = std::fs::metadata(&snap).unwrap().len();
+    // The copy needs about the snapshot, a tenth more and 80 MiB; the serving
+    // member another 80 MiB: leave room for the first, not for both.
+    let filler = fill(&lib.join("etcd"), size + size / 10 + (100 << 20));
+    let plan = restore(d.root(0), &snap, &["--dry-run"], &[]);
+    let (stdout, stderr) = text(&plan);
+    assert!(plan.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("restoring after the stop instead"), "{stdout}");
+    assert!(stdout.contains("  space "), "{stdout}");
+    let stages: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("restore-snapshot") || l.contains("stop-control-plane"))
+        .collect();
+    let first = stdout.find("stop-control-plane").unwrap();
+    assert!(
+        stdout.find("restore-snapshot").unwrap() > first,
+        "restore after the stop: {stages:?}"
+    );
+    let out = restore(d.root(0), &snap, &["--yes"], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (plan, _) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    assert_eq!(plan.order, etcd_rescue::restore::steps::Order::InOutage);
+    std::fs::remove_file(&filler).unwrap();
+    wait_healthy(&d);
+    assert_eq!(etcd_contents(&d), snapshot_contents(&snap));
+    let inside = listing(&lib.join("etcd"));
+    assert!(inside.iter().any(|n| n.starts_with("member-old-")), "{inside:?}");
 }

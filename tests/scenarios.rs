@@ -120,8 +120,8 @@ fn bad_backup() {
         let out = restore(&d, &bad);
         assert_eq!(
             out.status.code(),
-            Some(2),
-            "refused, nothing changed: {:?}",
+            Some(1),
+            "refused as damaged (as `snapshot verify` says), nothing changed: {:?}",
             text(&out)
         );
         assert!(text(&out).1.contains("corrupt"), "{:?}", text(&out));
@@ -325,4 +325,54 @@ fn random_does_not_say_which() {
     let (code, card) = check(&d);
     assert_eq!(code, Some(1), "{card}");
     assert_eq!(card["scenario"], b.scenario.name());
+}
+
+/// Keys put back by hand are not a recovery (issue 24): `drill check`
+/// grades the restored values and revisions, not key names. Each deleted key
+/// put back with the value `junk` is not recovered; nor are the seeded values
+/// themselves, copied from the snapshot with `put` (new revisions: not the
+/// cluster restored from a snapshot).
+#[test]
+fn keys_put_back_by_hand_are_not_recovered() {
+    let d = broken("deleted-namespace");
+    let keys = d.state.scenario.as_ref().unwrap().keys_back.clone();
+    assert!(!keys.is_empty());
+    let snapshot: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        etcd_rescue::snapshot::live_keys(&good_snapshot(&d))
+            .unwrap()
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect();
+    let put_back = |value: &dyn Fn(&str) -> Vec<u8>| {
+        let conn = etcd_rescue::drill::up::node_connection(&d.state.nodes[0]).unwrap();
+        crate::support::drill::block_on(async {
+            let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
+            for k in &keys {
+                c.put(k.as_str(), value(k), None).await.unwrap();
+            }
+        });
+    };
+    let namespace_check = |card: &serde_json::Value| {
+        card["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "the payments namespace is back")
+            .cloned()
+            .unwrap_or_else(|| panic!("no namespace check: {card}"))
+    };
+
+    put_back(&|_| b"junk".to_vec());
+    let (code, card) = check(&d);
+    assert_eq!(code, Some(1), "{card}");
+    assert_eq!(card["recovered"], false, "{card}");
+    let c = namespace_check(&card);
+    assert_eq!(c["passed"], false, "{card}");
+    assert!(c["detail"].as_str().unwrap().contains("by hand"), "{card}");
+
+    put_back(&|k| snapshot[k.as_bytes()].clone());
+    let (code, card) = check(&d);
+    assert_eq!(code, Some(1), "{card}");
+    assert_eq!(card["recovered"], false, "{card}");
+    assert_eq!(namespace_check(&card)["passed"], false, "{card}");
 }

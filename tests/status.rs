@@ -224,6 +224,14 @@ fn nospace_alarm_is_reported_and_disarmed() {
     assert!(tool(&d, &["compact", "--yes"]).status.success());
     assert!(tool(&d, &["defrag", "--yes"]).status.success());
     let out = tool(&d, &["alarm", "disarm"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no terminal, no --yes: {:?}",
+        text(&out)
+    );
+    assert!(text(&out).1.contains("--yes"), "{:?}", text(&out));
+    let out = tool(&d, &["alarm", "disarm", "--yes"]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).0.contains("disarmed 1 alarm(s)"), "{:?}", text(&out));
     assert!(text(&tool(&d, &["alarm", "list"])).0.contains("no alarm"));
@@ -349,4 +357,96 @@ fn status_watch_view_follows_the_cluster() {
     t.key("q");
     let s = t.wait_for(&["[exit 0]", "[tty "], Duration::from_secs(30));
     assert!(s.contains("[tty cooked]"), "{s}");
+}
+
+/// A learner does not vote: with one voter and a started learner (which
+/// answers with a leader), removing the voter is refused, since it would
+/// leave no voter at all; the learner's own removal is not.
+#[test]
+fn member_remove_counts_voters_only() {
+    use crate::support::etcd::{Etcd, Version};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("a")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("b")).unwrap();
+    let voter = Etcd::start(Version::V35, &tmp.path().join("a"));
+    let learner = Etcd::start_learner(&voter, "learner", &tmp.path().join("b"));
+    let member = |args: &[&str]| {
+        let mut c = bin();
+        c.arg("--root")
+            .arg(tmp.path())
+            .arg(format!("--endpoints={}", voter.client_url))
+            .arg("member")
+            .args(args);
+        run_bounded(&mut c, Duration::from_secs(60))
+    };
+    let out = member(&["list", "-w", "json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let started_learner = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["isLearner"] == true)
+        .unwrap_or_else(|| panic!("the learner: {l}"));
+    assert_eq!(started_learner["healthy"], true, "the learner answers: {l}");
+    let out = member(&["remove", "default"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("no quorum"), "{:?}", text(&out));
+    assert!(text(&out).1.contains("learners do not vote"), "{:?}", text(&out));
+    voter.etcdctl(&["put", "/still", "writable"]);
+    assert!(learner.pid().is_some());
+    let out = member(&["remove", "learner"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
+/// Raises a CORRUPT alarm for member `node` of the drill through etcd's API.
+fn raise_corrupt(d: &Drill) {
+    let conn = etcd_rescue::drill::up::node_connection(&d.state.nodes[0]).unwrap();
+    crate::support::drill::block_on(async move {
+        let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
+        let id = c.status().await.unwrap().header().unwrap().member_id();
+        let mut o = etcd_client::AlarmOptions::new();
+        o.with_member(id);
+        c.alarm(
+            etcd_client::AlarmAction::Activate,
+            etcd_client::AlarmType::Corrupt,
+            Some(o),
+        )
+        .await
+        .unwrap();
+    });
+}
+
+/// `alarm disarm` of CORRUPT needs proof that the cause is gone: with a
+/// member down its hash cannot be compared, so it is refused (exit 2,
+/// nothing disarmed) unless --force; with every member up and their hashes
+/// equal it is disarmed.
+#[test]
+fn corrupt_alarm_is_disarmed_only_when_the_hashes_agree() {
+    let d = Drill::start(&["--members", "3", "--keys", "50"]);
+    raise_corrupt(&d);
+    let listed = |d: &Drill| text(&tool(d, &["alarm", "list"])).0;
+    assert!(listed(&d).contains("CORRUPT"), "{}", listed(&d));
+    std::fs::rename(d.manifests(2).join("etcd.yaml"), d.dir.join("cp3-etcd.yaml")).unwrap();
+    d.wait_until(Duration::from_secs(60), "cp3's etcd stops", || {
+        !d.etcdctl(2, &["endpoint", "health"]).status.success()
+    });
+    let out = tool(&d, &["alarm", "disarm", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("cp3 did not answer"), "{:?}", text(&out));
+    assert!(text(&out).1.contains("--force"), "{:?}", text(&out));
+    assert!(listed(&d).contains("CORRUPT"), "nothing disarmed: {}", listed(&d));
+    let out = tool(&d, &["alarm", "disarm", "--yes", "--force"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(listed(&d).contains("no alarm"), "{}", listed(&d));
+    raise_corrupt(&d);
+    std::fs::rename(d.dir.join("cp3-etcd.yaml"), d.manifests(2).join("etcd.yaml")).unwrap();
+    d.wait_until(Duration::from_secs(60), "cp3's etcd is back", || {
+        d.etcdctl(2, &["endpoint", "health"]).status.success()
+            || d.etcdctl(2, &["endpoint", "status"]).status.success()
+    });
+    let out = tool(&d, &["alarm", "disarm", "--yes"]);
+    assert!(out.status.success(), "every hash equal: {:?}", text(&out));
+    assert!(text(&out).0.contains("disarmed 1 alarm(s)"), "{:?}", text(&out));
+    assert!(listed(&d).contains("no alarm"), "{}", listed(&d));
 }

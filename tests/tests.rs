@@ -10,6 +10,8 @@ mod backup;
 mod certs;
 // `drill --runtime containerd`: a real containerd through CRI, and a clean teardown.
 mod containerd;
+// `status` on every way etcd can be out of reach (TLS, refused, silent, lost quorum): the cause, never restore.
+mod diagnose;
 // The sandbox node on the process runtime: manifests in and out, restarts, teardown.
 mod drill;
 // `etcd-rescue node` on every fixture node, good and broken.

@@ -2,6 +2,12 @@
 //! this node's disk and checked against its sidecar, an encrypted one
 //! decrypted (and checked against the sidecar's sha256 of the snapshot
 //! inside). What comes out is a plain snapshot file.
+//!
+//! Nothing half-written ever carries a snapshot's name: a download or a
+//! decryption goes into `.<name>.part-<pid>.<start>` (a [`Temp`]: removed on
+//! failure and on SIGTERM), is checked, then renamed. A `.part` whose process
+//! is gone (SIGKILL) is removed by the next fetch into the same dir, and the
+//! room a fetch needs is checked before anything is written.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,6 +16,7 @@ use anyhow::{Context, Result};
 
 use super::{Doing, Progress, Remote, Sidecar};
 use crate::exit::Fail;
+use crate::host::cleanup::{self, Temp};
 use crate::host::s3::{self, Url};
 
 /// Where a snapshot comes from.
@@ -83,6 +90,36 @@ fn fresh(dir: &Path, name: &str) -> PathBuf {
     p
 }
 
+/// Where `name` is written before it is checked: `dir/.<name>.part-<owner tag>`.
+fn part(dir: &Path, name: &str) -> Temp {
+    Temp::new(dir.join(format!(".{name}.part-{}", cleanup::owner_tag())))
+}
+
+/// The owner tag of a [`part`]'s name.
+fn part_owner(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tag) = rest.rsplit_once(".part-")?;
+    Some(tag)
+}
+
+/// Refuses (exit 2) when `dir`'s filesystem has less than `need` bytes free.
+fn room(dir: &Path, need: u64, what: &str) -> Result<()> {
+    let (free, _) = crate::host::fsinfo::fs_free(dir)?;
+    if free < need {
+        return Err(Fail::before_change(
+            format!(
+                "{what} needs {} in {}, which has {} free",
+                crate::units::human_bytes(need),
+                dir.display(),
+                crate::units::human_bytes(free)
+            ),
+            "nothing was written; free space there, or fetch onto a filesystem with room (restore: --state-dir DIR; reading a snapshot: TMPDIR=DIR)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `dir/name` when it exists and its sha256 is `sha256`.
 fn earlier(dir: &Path, name: &str, sha256: Option<&str>) -> Option<PathBuf> {
     let p = dir.join(name);
@@ -151,12 +188,27 @@ pub fn ready(
                 .into());
             }
             crate::host::fs::ensure_private_dir(into)?;
+            cleanup::remove_stale(into, part_owner);
             let path = if let Some(p) = earlier(into, &name, sidecar.as_ref().map(|s| s.sha256.as_str())) {
                 steps.push(Step::Reused(p.clone()));
                 p
             } else {
+                // The size is known before a byte is written: the download, and
+                // the decrypted copy beside it while both exist.
+                let size = rt.block_on(bucket.size(&r.url))?.unwrap_or(0);
+                let need = if super::is_sealed_name(&name) {
+                    let plain = sidecar
+                        .as_ref()
+                        .and_then(|s| s.encryption.as_ref())
+                        .map_or(size, |e| e.plain_size);
+                    size.saturating_add(plain)
+                } else {
+                    size
+                };
+                room(into, need, &format!("downloading {}", r.url))?;
                 let to = fresh(into, &name);
-                let w = rt.block_on(bucket.download(&r.url, Some(&to), &mut |done, total| {
+                let part = part(into, &name);
+                let w = rt.block_on(bucket.download(&r.url, Some(part.path()), &mut |done, total| {
                     progress(Progress {
                         doing: Doing::Download,
                         done,
@@ -167,7 +219,6 @@ pub fn ready(
                 if let Some(s) = &sidecar
                     && s.sha256 != w.sha256
                 {
-                    let _ = std::fs::remove_file(&to);
                     return Err(Fail::problem(
                         format!(
                             "{} downloads with sha256 {} but its sidecar says {}: the copy is damaged",
@@ -177,6 +228,8 @@ pub fn ready(
                     )
                     .into());
                 }
+                crate::host::fs::rename_noreplace(part.path(), &to)?;
+                part.keep();
                 steps.push(Step::Downloaded {
                     from: r.url.clone(),
                     to: to.clone(),
@@ -239,16 +292,23 @@ fn decrypt(
         .and_then(|s| s.encryption.as_ref())
         .map(|e| e.plain_sha256.clone());
     crate::host::fs::ensure_private_dir(into)?;
+    cleanup::remove_stale(into, part_owner);
     if let Some(p) = earlier(into, &plain_name, want.as_deref()) {
         steps.push(Step::Reused(p.clone()));
         return Ok(p);
     }
+    let need = sidecar
+        .and_then(|s| s.encryption.as_ref())
+        .map(|e| e.plain_size)
+        .or_else(|| std::fs::metadata(file).ok().map(|m| m.len()))
+        .unwrap_or(0);
+    room(into, need, &format!("decrypting {}", file.display()))?;
     let to = fresh(into, &plain_name);
-    let w = crate::host::age::unseal(file, &to, identity, progress)?;
+    let part = part(into, &plain_name);
+    let w = crate::host::age::unseal(file, part.path(), identity, progress)?;
     if let Some(want) = &want
         && *want != w.sha256
     {
-        let _ = std::fs::remove_file(&to);
         return Err(Fail::problem(
             format!(
                 "{} decrypts to a snapshot with sha256 {} but its sidecar says {want}",
@@ -259,6 +319,8 @@ fn decrypt(
         )
         .into());
     }
+    crate::host::fs::rename_noreplace(part.path(), &to)?;
+    part.keep();
     steps.push(Step::Decrypted {
         from: file.to_path_buf(),
         to: to.clone(),
@@ -266,4 +328,42 @@ fn decrypt(
         matched_sidecar: want.is_some(),
     });
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fetch's `.part` named after a process that has ended (a SIGKILL's
+    /// leftover) is removed by the next fetch into the dir; this run's, a
+    /// snapshot and a name that is no part are not.
+    #[test]
+    fn parts_of_ended_runs_go() {
+        let d = tempfile::tempdir().unwrap();
+        let dead = {
+            let mut c = std::process::Command::new("true").spawn().unwrap();
+            c.wait().unwrap();
+            c.id()
+        };
+        let stale = d
+            .path()
+            .join(format!(".snapshot-20261125T091530Z.db.part-{dead}.1"));
+        std::fs::write(&stale, b"half a plaintext").unwrap();
+        let mine = part(d.path(), "snapshot-20261125T091530Z.db");
+        std::fs::write(mine.path(), b"in progress").unwrap();
+        let kept = [
+            d.path().join("snapshot-20261125T091530Z.db"),
+            d.path().join(".snapshot-20261125T091530Z.db.part-x"),
+        ];
+        for k in &kept {
+            std::fs::write(k, b"x").unwrap();
+        }
+        let removed = cleanup::remove_stale(d.path(), part_owner);
+        assert_eq!(removed, std::slice::from_ref(&stale));
+        assert!(!stale.exists() && mine.path().exists());
+        assert!(kept.iter().all(|k| k.exists()));
+        let p = mine.path().to_path_buf();
+        drop(mine);
+        assert!(!p.exists(), "a part goes when its fetch fails");
+    }
 }

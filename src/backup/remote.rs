@@ -84,7 +84,13 @@ pub async fn push(
     let pruned = if policy.is_empty() {
         Vec::new()
     } else {
-        apply(&bucket, &r.url, policy, SystemTime::now(), Some(&obj), false).await?
+        apply(&bucket, &r.url, policy, SystemTime::now(), Some(&obj), false)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "{obj} is uploaded and read back, then the retention there failed"
+                ))
+            })?
     };
     Ok(Uploaded {
         url: obj,
@@ -124,12 +130,9 @@ pub async fn entries(bucket: &Bucket, prefix: &Url) -> Result<Vec<Entry>> {
         if !present && sidecar.is_none() {
             continue;
         }
-        out.push(Entry {
-            path: PathBuf::from(&file_url.key),
-            taken,
-            sidecar,
-            present,
-        });
+        // The listing says each object's size: a copy that is not its sidecar's size is not verified.
+        let size = present.then_some(o.size);
+        out.push(Entry::new(PathBuf::from(&file_url.key), taken, sidecar, size));
     }
     out.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.path.cmp(&a.path)));
     Ok(out)
@@ -163,13 +166,22 @@ pub async fn apply(
     let just = just_taken.map(|u| PathBuf::from(&u.key));
     let decisions = super::retention::decide(&entries, policy, now, just.as_deref());
     if !dry_run {
+        let mut deleted: Vec<String> = Vec::new();
         for d in decisions.iter().filter(|d| d.goes()) {
             let obj = Url {
                 bucket: prefix.bucket.clone(),
                 key: d.path.to_string_lossy().into_owned(),
             };
-            bucket.delete(&obj).await?;
-            bucket.delete(&sidecar_url(&obj)).await?;
+            for u in [sidecar_url(&obj), obj].into_iter().rev() {
+                if let Err(e) = bucket.delete(&u).await {
+                    return Err(super::retention::failed_after(
+                        &deleted,
+                        &u.to_string(),
+                        &format!("{e:#}"),
+                    ));
+                }
+                deleted.push(u.to_string());
+            }
         }
     }
     Ok(decisions)

@@ -5,6 +5,13 @@
 //! are kept, a file without its sidecar is never touched, nothing is deleted
 //! when no flag is given, and nothing at all while a backup is stamped in the
 //! future (a clock that was, or is, wrong).
+//!
+//! "Verified" is the sidecar's word only while the file still matches it
+//! (issue 24: two backups emptied to 0 bytes with their sidecars intact took
+//! the `--keep-last 2` ranks and the only intact one was deleted): a file of
+//! another size than its sidecar says, or (`backup prune`) another sha256,
+//! counts for nothing and goes. Entries that are not regular files are left
+//! alone and reported; a prune that fails after deleting says what it deleted.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,7 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::Entry;
+use super::{Entry, Mismatch, Warning};
+use crate::exit::{Code, Fail};
 
 /// The retention flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +55,8 @@ pub enum Why {
     Daily,
     /// No sidecar (not recognised as this tool's backup): never deleted.
     Unrecognised,
+    /// The file does not match its sidecar (another size or sha256): deleted.
+    Damaged,
     /// Kept by no rule: deleted.
     Expired,
     /// A sidecar whose snapshot is gone (an interrupted prune): deleted.
@@ -67,7 +77,9 @@ pub struct Decision {
 impl Decision {
     /// Whether it is deleted.
     pub fn goes(&self) -> bool {
-        self.why.iter().any(|w| matches!(w, Why::Expired | Why::Orphan))
+        self.why
+            .iter()
+            .any(|w| matches!(w, Why::Expired | Why::Orphan | Why::Damaged))
     }
 }
 
@@ -84,11 +96,9 @@ pub fn decide(
     now: SystemTime,
     just_taken: Option<&Path>,
 ) -> Vec<Decision> {
-    // Ranks, days and windows count verified backups only.
-    let recognised: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| e.present && e.sidecar.as_ref().is_some_and(|s| s.verified))
-        .collect();
+    // Ranks, days and windows count verified backups only: present, matching
+    // their sidecar, and verified when saved.
+    let recognised: Vec<&Entry> = entries.iter().filter(|e| e.verified()).collect();
     let newest_verified = recognised.first().map(|e| e.path.clone());
     let mut daily: BTreeSet<PathBuf> = BTreeSet::new();
     if let Some(n) = policy.keep_daily {
@@ -137,6 +147,8 @@ pub fn decide(
                 if why.is_empty() {
                     why.push(if policy.is_empty() {
                         Why::Last
+                    } else if e.mismatch.is_some() {
+                        Why::Damaged
                     } else {
                         Why::Expired
                     });
@@ -151,21 +163,74 @@ pub fn decide(
         .collect()
 }
 
+/// What a prune decided and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// One per backup, newest first.
+    pub decisions: Vec<Decision>,
+    /// What was left alone (not regular files), for the CLI to warn about.
+    pub skipped: Vec<Warning>,
+    /// The files deleted (snapshots and sidecars).
+    pub deleted: Vec<PathBuf>,
+}
+
+/// Compares the sha256 of each backup that keeps others out (the newest
+/// verified, the `--keep-last` and `--keep-daily` ones) with its sidecar's,
+/// deciding again until every such backup matches. Each file is read once.
+fn decide_checked(
+    entries: &mut [Entry],
+    policy: &Retention,
+    now: SystemTime,
+    just_taken: Option<&Path>,
+) -> Result<Vec<Decision>> {
+    let mut hashed: BTreeSet<PathBuf> = BTreeSet::new();
+    loop {
+        let decisions = decide(entries, policy, now, just_taken);
+        let mut again = false;
+        for (e, d) in entries.iter_mut().zip(&decisions) {
+            let ranks = d
+                .why
+                .iter()
+                .any(|w| matches!(w, Why::NewestVerified | Why::Last | Why::Daily));
+            if !ranks || !e.verified() || !hashed.insert(e.path.clone()) {
+                continue;
+            }
+            let want = e.sidecar.as_ref().map(|s| s.sha256.clone()).unwrap_or_default();
+            let have = crate::host::fs::file_sha256(&e.path)
+                .with_context(|| format!("checking {} against its sidecar", e.path.display()))?;
+            if have != want {
+                e.mismatch = Some(Mismatch::Sha256 {
+                    sidecar: want,
+                    file: have,
+                });
+                again = true;
+            }
+        }
+        if !again {
+            return Ok(decisions);
+        }
+    }
+}
+
 /// Decides for the backups in `dir` and, unless `dry_run`, deletes what goes:
 /// the snapshot first, then its sidecar (a sidecar left alone by a kill is an
-/// orphan the next prune removes). The caller holds the dir's lock.
+/// orphan the next prune removes). `check_sha256`: read the backups that keep
+/// others out and compare them with their sidecars first. The caller holds
+/// the dir's lock. A deletion that fails after others succeeded is exit 3,
+/// naming what was deleted.
 pub fn apply(
     dir: &Path,
     policy: &Retention,
     now: SystemTime,
     just_taken: Option<&Path>,
     dry_run: bool,
-) -> Result<Vec<Decision>> {
-    let entries = super::list(dir)?;
+    check_sha256: bool,
+) -> Result<Pruned> {
+    let (mut entries, mut skipped) = super::list_checked(dir)?;
     if !policy.is_empty()
         && let Some(ahead) = entries.iter().find(|e| e.taken > now + Duration::from_secs(300))
     {
-        return Err(crate::exit::Fail::before_change(
+        return Err(Fail::before_change(
             format!(
                 "{} is stamped later than now ({}): the clock was or is wrong, so nothing is deleted",
                 ahead.path.display(),
@@ -175,30 +240,84 @@ pub fn apply(
         )
         .into());
     }
-    let decisions = decide(&entries, policy, now, just_taken);
+    let decisions = if check_sha256 && !policy.is_empty() {
+        decide_checked(&mut entries, policy, now, just_taken)?
+    } else {
+        decide(&entries, policy, now, just_taken)
+    };
+    let mut deleted = Vec::new();
     if !dry_run {
         for d in decisions.iter().filter(|d| d.goes()) {
-            if d.path.exists() {
-                std::fs::remove_file(&d.path).with_context(|| format!("deleting {}", d.path.display()))?;
-            }
-            let side = super::sidecar_path(&d.path);
-            if side.exists() {
-                std::fs::remove_file(&side).with_context(|| format!("deleting {}", side.display()))?;
+            for p in [d.path.clone(), super::sidecar_path(&d.path)] {
+                match std::fs::symlink_metadata(&p) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Ok(md) if !md.is_file() => {
+                        // Put there since the listing: left alone like the others.
+                        skipped.push(Warning::NotAFile {
+                            path: p,
+                            kind: if md.is_dir() {
+                                "a directory"
+                            } else {
+                                "not a regular file"
+                            },
+                        });
+                        continue;
+                    }
+                    _ => {}
+                }
+                if let Err(e) = std::fs::remove_file(&p) {
+                    let done: Vec<String> = deleted
+                        .iter()
+                        .map(|d: &PathBuf| d.display().to_string())
+                        .collect();
+                    return Err(failed_after(&done, &p.display().to_string(), &e));
+                }
+                deleted.push(p);
             }
         }
-        crate::host::fs::fsync_dir(dir)?;
+        if !deleted.is_empty() {
+            crate::host::fs::fsync_dir(dir)?;
+        }
     }
-    Ok(decisions)
+    Ok(Pruned {
+        decisions,
+        skipped,
+        deleted,
+    })
 }
 
-/// `backup prune`: takes the dir's lock, then [`apply`].
-pub fn prune(dir: &Path, policy: &Retention, dry_run: bool) -> Result<Vec<Decision>> {
+/// A deletion of `what` that failed: exit 2 when nothing was deleted before
+/// it, else exit 3 with what was deleted (`deleted`) named.
+pub(crate) fn failed_after(deleted: &[String], what: &str, e: &dyn std::fmt::Display) -> anyhow::Error {
+    if deleted.is_empty() {
+        return Fail::before_change(
+            format!("cannot delete {what}: {e}"),
+            format!("nothing was deleted; find what holds {what} (a mount, an attribute, a policy), then prune again"),
+        )
+        .into();
+    }
+    Fail {
+        code: Code::Changed,
+        message: format!(
+            "deleted {} as the retention said, then could not delete {what}: {e}",
+            deleted.join(", ")
+        ),
+        next: format!(
+            "the files named are gone; find what holds {what} (a mount, an attribute, a policy), then prune again"
+        ),
+    }
+    .into()
+}
+
+/// `backup prune`: takes the dir's lock, then [`apply`], checking the sha256
+/// of the backups that keep others out.
+pub fn prune(dir: &Path, policy: &Retention, dry_run: bool) -> Result<Pruned> {
     let _lock = super::lock(dir)?;
     // What killed saves left (an encrypted backup's plain copy among them) goes first.
     if !dry_run {
         super::clean_parts(dir)?;
     }
-    apply(dir, policy, SystemTime::now(), None, dry_run)
+    apply(dir, policy, SystemTime::now(), None, dry_run, true)
 }
 
 #[cfg(test)]
@@ -217,22 +336,17 @@ mod tests {
                 let path = PathBuf::from("/b").join(file_name(taken));
                 let mut s = crate::backup::tests::sample(&path);
                 s.verified = i != 0;
-                Entry {
-                    path,
-                    taken,
-                    sidecar: Some(s),
-                    present: true,
-                }
+                Entry::new(path, taken, Some(s), Some(2))
             })
             .collect();
         v.insert(
             5,
-            Entry {
-                path: "/b/snapshot-20261101T000000Z.db".into(),
-                taken: now - Duration::from_secs(31 * 6 * H),
-                sidecar: None,
-                present: true,
-            },
+            Entry::new(
+                "/b/snapshot-20261101T000000Z.db".into(),
+                now - Duration::from_secs(31 * 6 * H),
+                None,
+                Some(2),
+            ),
         );
         v
     }
@@ -322,6 +436,63 @@ mod tests {
         assert_eq!(kept(&d), [0, 4, 5, 6, 7, 8]);
     }
 
+    /// Issue 24: the two newest emptied (sidecars intact) take no `--keep-last`
+    /// rank and are not the newest verified; the newest intact one is kept.
+    #[test]
+    fn files_that_do_not_match_their_sidecar_count_for_nothing() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let e: Vec<Entry> = month(now)
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let mut s = x.sidecar.clone();
+                if let Some(s) = s.as_mut() {
+                    s.verified = true;
+                }
+                Entry::new(x.path, x.taken, s, Some(if i < 2 { 0 } else { 2 }))
+            })
+            .collect();
+        let d = decide(
+            &e,
+            &Retention {
+                keep_last: Some(2),
+                ..Retention::default()
+            },
+            now,
+            None,
+        );
+        assert_eq!(d[0].why, [Why::Damaged]);
+        assert_eq!(d[1].why, [Why::Damaged]);
+        assert_eq!(d[2].why, [Why::NewestVerified, Why::Last]);
+        assert_eq!(d[3].why, [Why::Last]);
+        assert_eq!(kept(&d), [2, 3, 5]);
+    }
+
+    /// Same size, other bytes: the prune's sha256 check finds it and decides again.
+    #[test]
+    fn the_prune_reads_what_keeps_others_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let mut paths = Vec::new();
+        for ago in [7200, 3600] {
+            let p = dir.path().join(file_name(now - Duration::from_secs(ago)));
+            std::fs::write(&p, b"db").unwrap();
+            let mut s = crate::backup::tests::sample(&p);
+            s.sha256 = crate::host::fs::file_sha256(&p).unwrap();
+            super::super::write_sidecar(&p, &s).unwrap();
+            paths.push(p);
+        }
+        std::fs::write(&paths[1], b"dB").unwrap();
+        let p = Retention {
+            keep_last: Some(1),
+            ..Retention::default()
+        };
+        let r = apply(dir.path(), &p, now, None, false, true).unwrap();
+        assert!(paths[0].exists(), "{:?}", r.decisions);
+        assert!(!paths[1].exists());
+        assert_eq!(r.deleted.len(), 2, "the changed file and its sidecar");
+    }
+
     /// A backup stamped in the future (a clock that was wrong) stops every deletion.
     #[test]
     fn a_backup_from_the_future_stops_the_prune() {
@@ -340,7 +511,7 @@ mod tests {
             keep_last: Some(1),
             ..Retention::default()
         };
-        let e = apply(dir.path(), &p, now, None, false).unwrap_err();
+        let e = apply(dir.path(), &p, now, None, false, false).unwrap_err();
         assert!(format!("{e:#}").contains("stamped later than now"), "{e:#}");
         assert_eq!(
             crate::backup::list(dir.path()).unwrap().len(),
@@ -383,7 +554,7 @@ mod tests {
             let p = dir.path().join(file_name(now));
             std::fs::write(&p, b"db").unwrap();
             super::super::write_sidecar(&p, &crate::backup::tests::sample(&p)).unwrap();
-            apply(dir.path(), &policy, now, Some(&p), false).unwrap();
+            apply(dir.path(), &policy, now, Some(&p), false, false).unwrap();
             let left = crate::backup::list(dir.path()).unwrap();
             assert!(left.len() >= 4.min(usize::try_from(i + 1).unwrap()));
             assert!(p.exists(), "the one just taken stays");

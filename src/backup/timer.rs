@@ -72,6 +72,56 @@ pub fn render(u: &Units) -> Result<(String, String)> {
     Ok((service, TIMER.to_string()))
 }
 
+/// `p` made absolute against the current dir (`.` and `..` resolved by
+/// name, symlinks left alone): systemd takes absolute paths only.
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| {
+        Fail::before_change(
+            format!("cannot make {} absolute: {e}", p.display()),
+            "pass an absolute path",
+        )
+    })?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Makes ready what the service writes, under `root`: the backup dir is
+/// created (mode 0700) when missing, refused when it is not a private dir;
+/// the metrics file's dir must exist (it is shared with node_exporter, so it
+/// is not made here). Returns whether the backup dir was created.
+pub fn prepare_dir(root: &Root, dir: &Path, metrics_file: Option<&Path>) -> Result<bool> {
+    let on_node = root.host(dir);
+    let created = !crate::host::fs::exists(&on_node);
+    crate::host::fs::ensure_private_dir(&on_node).map_err(|e| {
+        Fail::before_change(
+            format!("the backup dir {} cannot be used: {e:#}", on_node.display()),
+            "pass a --dir that is a directory only root may write to, or a path where one can be created",
+        )
+    })?;
+    if let Some(parent) = metrics_file.and_then(Path::parent)
+        && !root.host(parent).is_dir()
+    {
+        return Err(Fail::before_change(
+            format!(
+                "the metrics file's dir {} does not exist: the service could not write there (ProtectSystem=strict)",
+                root.host(parent).display()
+            ),
+            "create it (node_exporter's textfile dir), or pass another --metrics-file",
+        )
+        .into());
+    }
+    Ok(created)
+}
+
 /// Where the units go under `root`.
 pub fn unit_dir(root: &Root) -> PathBuf {
     root.host(Path::new("/etc/systemd/system"))

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Cli, Format, parse_duration, print};
-use crate::backup::{self, Decision, Entry, Retention, Sidecar, metrics, retention::Why};
+use crate::backup::{self, Decision, Entry, Mismatch, Retention, Sidecar, Warning, metrics, retention::Why};
 use crate::exit::{Code, Fail};
 use crate::root::Root;
 use crate::units::human_bytes;
@@ -163,6 +163,8 @@ struct SavedReport {
     pruned: Vec<DecisionReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     uploaded: Option<UploadReport>,
+    #[serde(skip)]
+    skipped: Vec<Warning>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +192,7 @@ fn why(w: Why) -> &'static str {
         Why::Within => "keep-within",
         Why::Daily => "keep-daily",
         Why::Unrecognised => "no sidecar: never deleted",
+        Why::Damaged => "does not match its sidecar",
         Why::Expired => "expired",
         Why::Orphan => "sidecar without its file",
     }
@@ -322,14 +325,26 @@ fn list_table(entries: &[(Option<String>, Entry)]) -> String {
         "AGE", "SIZE", "REVISION", "KEYS", "VERIFIED", "FILE"
     );
     for (bucket, e) in entries {
+        // The size is the file's as found; the sidecar's only when the file is gone.
         let (size, rev, keys, ok) = match &e.sidecar {
             Some(s) => (
-                human_bytes(s.size),
+                human_bytes(e.size.unwrap_or(s.size)),
                 s.revision.to_string(),
                 s.total_key.to_string(),
-                if s.verified { "yes" } else { "NO" },
+                if e.verified() {
+                    "yes"
+                } else if e.mismatch.is_some() {
+                    "DAMAGED"
+                } else {
+                    "NO"
+                },
             ),
-            None => ("-".into(), "-".into(), "-".into(), "no sidecar"),
+            None => (
+                e.size.map_or_else(|| "-".into(), human_bytes),
+                "-".into(),
+                "-".into(),
+                "no sidecar",
+            ),
         };
         let name = match bucket {
             Some(_) => place(bucket.as_deref(), e),
@@ -339,18 +354,97 @@ fn list_table(entries: &[(Option<String>, Entry)]) -> String {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
+        let note = match &e.mismatch {
+            _ if !e.present => " (file missing)".to_string(),
+            Some(m) => format!(" ({})", mismatch(m)),
+            None => String::new(),
+        };
         let _ = writeln!(
             t,
-            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<9} {name}{}",
+            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<9} {name}{note}",
             age(e.taken),
             ok,
-            if e.present { "" } else { " (file missing)" }
         );
     }
     if entries.is_empty() {
         t.push_str("(no backups)\n");
     }
     t
+}
+
+/// How a file differs from its sidecar, in words.
+fn mismatch(m: &Mismatch) -> String {
+    match m {
+        Mismatch::Size { sidecar, file } => format!(
+            "the file holds {}, its sidecar says {}",
+            human_bytes(*file),
+            human_bytes(*sidecar)
+        ),
+        Mismatch::Sha256 { sidecar, file } => format!(
+            "sha256 {} but its sidecar says {}",
+            file.get(..16).unwrap_or(""),
+            sidecar.get(..16).unwrap_or("")
+        ),
+    }
+}
+
+/// Warns on stderr about what retention left alone.
+fn warn_skipped(skipped: &[Warning]) {
+    let mut e = std::io::stderr().lock();
+    for w in skipped {
+        match w {
+            Warning::NotAFile { path, kind } => {
+                let _ = writeln!(
+                    e,
+                    "warning: skipped {}: named like a backup but {kind}; left alone",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// What SIGTERM, SIGINT or SIGHUP stopped, on stderr: the one place the signal thread reports.
+fn stopped(s: &crate::host::cleanup::Stopped) {
+    let mut e = std::io::stderr().lock();
+    let removed: Vec<String> = s.removed.iter().map(|p| p.display().to_string()).collect();
+    let _ = writeln!(
+        e,
+        "\netcd-rescue: stopped by {}; {}",
+        s.signal,
+        if removed.is_empty() {
+            "no temporary file was left to remove".to_string()
+        } else {
+            format!("removed what this run had not finished: {}", removed.join(", "))
+        }
+    );
+    let _ = writeln!(e, "next: run the command again; what it had finished is kept");
+}
+
+/// While the guard lives, a signal removes this run's temporary and partial files and ends it (exit 130).
+pub(super) fn cleanup_on_signals() -> Result<crate::host::cleanup::Guard> {
+    crate::host::cleanup::on_signals(stopped)
+}
+
+/// A scratch dir that a signal removes too.
+pub(super) struct Scratch {
+    dir: crate::host::cleanup::Scratch,
+    _guard: crate::host::cleanup::Guard,
+}
+
+impl Scratch {
+    pub(super) fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// A private scratch dir (0700) in `$TMPDIR` or `/var/tmp`, removed at the end or on a signal.
+pub(super) fn scratch() -> Result<Scratch> {
+    let guard = cleanup_on_signals()?;
+    Ok(Scratch {
+        dir: crate::host::cleanup::scratch_dir()?,
+        _guard: guard,
+    })
 }
 
 fn prune_table(d: &Vec<DecisionReport>) -> String {
@@ -376,6 +470,13 @@ struct ListEntry {
     path: String,
     taken: String,
     present: bool,
+    /// The file's size as found.
+    size: Option<u64>,
+    /// Present, matching its sidecar, verified when saved.
+    verified: bool,
+    /// How the file differs from its sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatch: Option<String>,
     sidecar: Option<Sidecar>,
 }
 
@@ -405,6 +506,9 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
                             path: place(b.as_deref(), e),
                             taken: crate::utc::rfc3339(e.taken),
                             present: e.present,
+                            size: e.size,
+                            verified: e.verified(),
+                            mismatch: e.mismatch.as_ref().map(mismatch),
                             sidecar: e.sidecar.clone(),
                         })
                         .collect();
@@ -419,18 +523,32 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             dry_run,
             write_out,
         }) => {
+            let _guard = cleanup_on_signals()?;
             let mut d = Vec::new();
+            let mut deleted = Vec::new();
             if let Some(dir) = &places.dir {
-                d.extend(decisions(
-                    &backup::retention::prune(dir, &retention.policy(), *dry_run)?,
-                    None,
-                ));
+                let p = backup::retention::prune(dir, &retention.policy(), *dry_run)?;
+                warn_skipped(&p.skipped);
+                d.extend(decisions(&p.decisions, None));
+                deleted = p.deleted;
             }
             if let Some(r) = remote(cli, places.remote.as_deref())? {
-                d.extend(decisions(
-                    &backup::remote::prune(&r, &retention.policy(), *dry_run)?,
-                    Some(&r.url.bucket),
-                ));
+                let pruned = backup::remote::prune(&r, &retention.policy(), *dry_run).map_err(|e| {
+                    if deleted.is_empty() {
+                        return e;
+                    }
+                    // The dir was pruned already: that is a change, and it is said.
+                    let names: Vec<String> = deleted.iter().map(|p| p.display().to_string()).collect();
+                    e.context(Fail {
+                        code: Code::Changed,
+                        message: format!(
+                            "deleted {} from the dir, then the remote prune failed",
+                            names.join(", ")
+                        ),
+                        next: "the dir is pruned; fix the cause above, then prune the remote again".into(),
+                    })
+                })?;
+                d.extend(decisions(&pruned, Some(&r.url.bucket)));
             }
             print(*write_out, &d, prune_table)?;
             Ok(Code::Done)
@@ -445,6 +563,14 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             force,
             print: just_print,
         }) => {
+            // systemd takes absolute paths only (ReadWritePaths=), and with
+            // ProtectSystem=strict a dir that is missing fails the first run.
+            let dir = &backup::timer::absolute(dir)?;
+            let metrics_file = &metrics_file.as_deref().map(backup::timer::absolute).transpose()?;
+            let root = Root::new(&cli.root);
+            if !*just_print && backup::timer::prepare_dir(&root, dir, metrics_file.as_deref())? {
+                outln!("created   {} (mode 0700)", root.host(dir).display());
+            }
             let mut args = retention.words();
             if let Some(m) = metrics_file {
                 args.extend(["--metrics-file".into(), m.display().to_string()]);
@@ -473,7 +599,6 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
                 ))?;
                 return Ok(Code::Done);
             }
-            let root = Root::new(&cli.root);
             for (p, changed) in backup::timer::install(&root, &units, *force)? {
                 outln!(
                     "{} {}",
@@ -516,6 +641,7 @@ fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {
         }
     }
     let r = result?;
+    warn_skipped(&r.skipped);
     print(a.write_out, &r, saved_table)?;
     Ok(Code::Done)
 }
@@ -540,6 +666,7 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
         upload: remote(cli, a.upload.as_deref())?,
         idle_timeout: a.idle_timeout,
     };
+    let _guard = cleanup_on_signals()?;
     let mut bar = progress_printer();
     let done = backup::backup(&opts, &mut bar)?;
     Ok(SavedReport {
@@ -547,6 +674,7 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
         sidecar: done.sidecar,
         cleaned: done.cleaned,
         pruned: decisions(&done.pruned, None),
+        skipped: done.skipped,
         uploaded: done.uploaded.map(|u| UploadReport {
             url: u.url.to_string(),
             seconds: u.seconds,

@@ -236,7 +236,7 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
             if let Some(e) = got.entries.first() {
                 if e.is_secret() && !a.show_secrets {
                     return Err(Fail::before_change(
-                        format!("{} is a Secret: its raw bytes hold its values", e.key),
+                        format!("{} holds Secret values: its raw bytes would show them", e.key),
                         "pass --show-secrets to print them, or drop -w raw to see the object with its data masked",
                     )
                     .into());

@@ -6,8 +6,9 @@
 //! A container's command runs with its in-container paths rewritten to the
 //! host paths of its mounts (so etcd's `--data-dir=/var/lib/etcd` becomes the
 //! sandbox's data dir), in its own process group, logging to its CRI log path.
-//! Each running container's process group is recorded in a pid file so that
-//! `etcd-rescue drill down` can stop what a killed drill left behind.
+//! Each running container's process group is recorded in a pid file, with its
+//! start time, so that `etcd-rescue drill down` can stop what a killed drill
+//! left behind, and nothing else.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -150,12 +151,13 @@ impl ProcessRuntime {
         }))
     }
 
-    /// Kills every container's process group at once (teardown).
-    pub fn kill_all(&self) {
+    /// Kills every container's process group at once (teardown); returns their PIDs.
+    pub fn kill_all(&self) -> Vec<i32> {
         let pids: Vec<i32> = self.lock().containers.values().filter_map(|c| c.pid).collect();
-        for pid in pids {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        for pid in &pids {
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
         }
+        pids
     }
 
     fn start(&self, id: &str) -> Result<(), Status> {
@@ -223,7 +225,8 @@ impl ProcessRuntime {
             .map_err(|e| Status::internal(format!("starting {}: {e}", program.display())))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let pid_file = self.pid_dir.join(format!("{id}.pid"));
-        let _ = std::fs::write(&pid_file, format!("{pid}\n"));
+        // With its start time, so `drill down` never kills a process that reused the PID.
+        let _ = std::fs::write(&pid_file, super::up::PidRecord::line(pid));
         {
             let mut st = self.lock();
             if let Some(c) = st.containers.get_mut(id) {

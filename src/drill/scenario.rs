@@ -4,6 +4,7 @@
 //! it later (`drill check`): keys back, etcd healthy, the members right, the
 //! stray manifest gone, the old data kept.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -107,10 +108,10 @@ impl Scenario {
     pub fn recovered_means(self) -> &'static str {
         match self {
             Scenario::DeletedNamespace | Scenario::BadBackup => {
-                "every key of the payments namespace is back, etcd answers with a leader, the members are right, the old data dir is kept"
+                "every key of the payments namespace is back as the good backup holds it (its value and revisions: restored, not put back by hand), etcd answers with a leader, the members are right, the old data dir is kept"
             }
             Scenario::CorruptDataDir => {
-                "etcd answers with a leader and holds the last good snapshot's keys, the members are right, the damaged data dir is kept"
+                "etcd answers with a leader and holds the last good snapshot's keys with their values and revisions, the members are right, the damaged data dir is kept"
             }
             Scenario::StrayManifest => {
                 "no stray etcd manifest in the manifests dir, every key of the payments namespace is back, etcd answers with a leader, the old data dir is kept"
@@ -154,6 +155,91 @@ pub struct Broken {
     /// What fills the data dir's filesystem (`full-disk`).
     #[serde(default)]
     pub filler: Option<PathBuf>,
+    /// Each key that must be back (`keys_back`, or every key under `/registry/`
+    /// for the scenarios that count `live_keys`) as the good snapshot holds it:
+    /// [`grade`] counts a key back only with this value and these revisions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expected: BTreeMap<String, Expected>,
+}
+
+/// A key as the drill seeded it, recorded when the sandbox was broken (nothing
+/// writes between the snapshot and the break, so the good snapshot holds the
+/// same).
+///
+/// Why revisions: a restore from a snapshot brings every key back with the
+/// `create_revision` and `mod_revision` it had in the snapshot (etcd assigns
+/// them when a key is written, and `snapshot restore`, with or without
+/// `--bump-revision`, keeps them), while any write through etcd's API, by
+/// `etcdctl put` or a program, gives the key a new revision above the break's.
+/// So matching revisions say the cluster is the restored one, not hand-patched,
+/// and unlike a restore run's journal (a file the trainee can edit, or a run
+/// from any snapshot) they cannot be faked through the API. The value's sha256
+/// says the content is the seeded one (issue 24: `junk` put back under each
+/// deleted key was graded recovered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Expected {
+    /// The value's sha256, hex.
+    pub sha256: String,
+    /// The revision that created the key.
+    pub create_revision: i64,
+    /// The revision of its last change.
+    pub mod_revision: i64,
+}
+
+impl Expected {
+    /// What `kv` holds now.
+    pub fn of(kv: &etcd_client::KeyValue) -> Expected {
+        use sha2::Digest;
+        Expected {
+            sha256: crate::hex::hex(&sha2::Sha256::digest(kv.value())),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+        }
+    }
+}
+
+/// Every key under `/registry/` with what it holds, from `client`'s cluster.
+async fn registry(client: &mut etcd_client::Client) -> Result<BTreeMap<String, Expected>> {
+    let r = client
+        .get("/registry/", Some(GetOptions::new().with_prefix()))
+        .await
+        .context("reading the keys")?;
+    Ok(r.kvs()
+        .iter()
+        .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), Expected::of(kv)))
+        .collect())
+}
+
+/// How many of `expected` the cluster (`now`) holds as recorded: `(same, changed, missing)`,
+/// where changed keys hold another value or were written since the break.
+fn compare(expected: &BTreeMap<String, Expected>, now: &BTreeMap<String, Expected>) -> (usize, usize, usize) {
+    let mut same = 0;
+    let mut changed = 0;
+    for (k, e) in expected {
+        match now.get(k) {
+            Some(n) if n == e => same += 1,
+            Some(_) => changed += 1,
+            None => {}
+        }
+    }
+    (same, changed, expected.len() - same - changed)
+}
+
+/// The detail of a key check: how many are back as recorded, and why the others are not.
+fn key_detail(same: usize, changed: usize, missing: usize, of: usize) -> String {
+    use std::fmt::Write;
+    let mut d = format!("{same} of {of} keys back with the snapshot's values and revisions");
+    if changed > 0 {
+        let _ = write!(
+            d,
+            "; {changed} hold another value or were written since the break (put back by hand, not restored)"
+        );
+    }
+    if missing > 0 {
+        let _ = write!(d, "; {missing} missing");
+    }
+    d
 }
 
 /// Picks a scenario for `random` from the clock.
@@ -169,27 +255,25 @@ fn pick() -> Scenario {
     one[n % one.len()]
 }
 
-/// The keys of `namespace`: its objects (`/registry/<resource>/<ns>/<name>`) and itself.
-async fn namespace_keys(client: &mut etcd_client::Client, namespace: &str) -> Result<Vec<String>> {
-    let r = client
-        .get(
-            "/registry/",
-            Some(GetOptions::new().with_prefix().with_keys_only()),
-        )
-        .await
-        .context("listing the keys")?;
+/// The keys of `namespace`: its objects (`/registry/<resource>/<ns>/<name>`) and itself,
+/// with what each holds.
+async fn namespace_keys(
+    client: &mut etcd_client::Client,
+    namespace: &str,
+) -> Result<BTreeMap<String, Expected>> {
     let own = format!("/registry/namespaces/{namespace}");
     let inside = format!("/{namespace}/");
-    Ok(r.kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-        .filter(|k| *k == own || k.contains(&inside))
+    Ok(registry(client)
+        .await?
+        .into_iter()
+        .filter(|(k, _)| *k == own || k.contains(&inside))
         .collect())
 }
 
-async fn delete_namespace(client: &mut etcd_client::Client) -> Result<Vec<String>> {
+/// Deletes the namespace's keys; returns what they held.
+async fn delete_namespace(client: &mut etcd_client::Client) -> Result<BTreeMap<String, Expected>> {
     let keys = namespace_keys(client, NAMESPACE).await?;
-    for k in &keys {
+    for k in keys.keys() {
         client
             .delete(k.as_str(), None)
             .await
@@ -265,10 +349,11 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
         bad_snapshot: None,
         stray: None,
         filler: None,
+        expected: BTreeMap::new(),
     };
     match scenario {
         Scenario::DeletedNamespace => {
-            b.keys_back = delete_namespace(&mut client).await?;
+            b.expected = delete_namespace(&mut client).await?;
         }
         Scenario::BadBackup => {
             // A newer backup, taken before the deletion (the one an operator
@@ -285,7 +370,7 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
             etcd::save_snapshot(&mut client, &newer).await?;
             crate::host::fs::flip_byte(&newer, 0.5)?;
             b.bad_snapshot = Some(newer);
-            b.keys_back = delete_namespace(&mut client).await?;
+            b.expected = delete_namespace(&mut client).await?;
         }
         Scenario::StrayManifest => {
             let manifests = Root::new(&node.root).host("/etc/kubernetes/manifests");
@@ -293,10 +378,10 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
             std::fs::copy(manifests.join("etcd.yaml"), &stray)
                 .with_context(|| format!("writing {}", stray.display()))?;
             b.stray = Some(stray);
-            b.keys_back = delete_namespace(&mut client).await?;
+            b.expected = delete_namespace(&mut client).await?;
         }
         Scenario::FullDisk => {
-            b.keys_back = delete_namespace(&mut client).await?;
+            b.expected = delete_namespace(&mut client).await?;
             let data = state
                 .mounts
                 .first()
@@ -309,13 +394,8 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
             b.filler = Some(filler);
         }
         Scenario::CorruptDataDir | Scenario::LostQuorum => {
-            let r = client
-                .get(
-                    "/registry/",
-                    Some(GetOptions::new().with_prefix().with_count_only()),
-                )
-                .await?;
-            b.live_keys = u64::try_from(r.count()).unwrap_or(0);
+            b.expected = registry(&mut client).await?;
+            b.live_keys = b.expected.len() as u64;
             drop(client);
             let victims = if scenario == Scenario::LostQuorum {
                 &state.nodes[1..]
@@ -327,6 +407,9 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
             }
         }
         Scenario::Random => unreachable!("picked above"),
+    }
+    if b.live_keys == 0 {
+        b.keys_back = b.expected.keys().cloned().collect();
     }
     b.at = crate::utc::rfc3339(SystemTime::now());
     Ok(b)
@@ -416,16 +499,7 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
             let st = client.status().await?;
             let cluster = st.header().map_or(0, etcd_client::ResponseHeader::cluster_id);
             let members = client.member_list().await?.members().len();
-            let keys = client
-                .get(
-                    "/registry/",
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                )
-                .await?
-                .kvs()
-                .iter()
-                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                .collect::<std::collections::BTreeSet<String>>();
+            let keys = registry(&mut client).await?;
             anyhow::Ok((st.leader(), cluster, members, keys))
         })
         .await
@@ -474,21 +548,32 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                 *members == state.nodes.len(),
                 format!("{members} member(s), {} expected", state.nodes.len()),
             );
-            if !broken.keys_back.is_empty() {
-                let back = broken.keys_back.iter().filter(|k| keys.contains(*k)).count();
-                check(
-                    &format!("the {NAMESPACE} namespace is back"),
-                    back == broken.keys_back.len(),
-                    format!("{back} of {} keys", broken.keys_back.len()),
-                );
-            }
-            if broken.live_keys > 0 {
-                let n = keys.len() as u64;
-                check(
-                    "the last good snapshot's keys are there",
-                    n >= broken.live_keys,
-                    format!("{n} keys under /registry/, {} in the snapshot", broken.live_keys),
-                );
+            if !broken.keys_back.is_empty() || broken.live_keys > 0 {
+                let name = if broken.live_keys > 0 {
+                    "the last good snapshot's keys are there".to_string()
+                } else {
+                    format!("the {NAMESPACE} namespace is back")
+                };
+                if broken.expected.is_empty() {
+                    // A drill.json from before values were recorded: names (or a count) only.
+                    let back = broken.keys_back.iter().filter(|k| keys.contains_key(*k)).count();
+                    let n = keys.len() as u64;
+                    check(
+                        &name,
+                        back == broken.keys_back.len() && n >= broken.live_keys,
+                        format!(
+                            "{back} of {} keys, {n} under /registry/ (by name only: this drill recorded no values)",
+                            broken.keys_back.len()
+                        ),
+                    );
+                } else {
+                    let (same, changed, missing) = compare(&broken.expected, keys);
+                    check(
+                        &name,
+                        same == broken.expected.len(),
+                        key_detail(same, changed, missing, broken.expected.len()),
+                    );
+                }
             }
         }
         Err(e) => check(
@@ -649,5 +734,30 @@ mod tests {
         for _ in 0..20 {
             assert_ne!(pick(), Scenario::Random);
         }
+    }
+
+    /// A key counts as back only with its recorded value digest and revisions: another
+    /// value, or the same value written again (a new revision), does not (issue 24).
+    #[test]
+    fn keys_back_by_value_and_revision() {
+        let e = |sha: &str, rev: i64| Expected {
+            sha256: sha.into(),
+            create_revision: rev,
+            mod_revision: rev,
+        };
+        let expected: BTreeMap<String, Expected> = [
+            ("a".to_string(), e("aa", 5)),
+            ("b".to_string(), e("bb", 6)),
+            ("c".to_string(), e("cc", 7)),
+        ]
+        .into();
+        assert_eq!(compare(&expected, &expected), (3, 0, 0));
+        let mut now = expected.clone();
+        now.insert("a".into(), e("junk", 90));
+        now.insert("b".into(), e("bb", 91));
+        now.remove("c");
+        now.insert("d".into(), e("dd", 92));
+        assert_eq!(compare(&expected, &now), (0, 2, 1));
+        assert!(key_detail(0, 2, 1, 3).contains("by hand"));
     }
 }

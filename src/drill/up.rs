@@ -162,6 +162,93 @@ pub fn state_file(dir: &Path) -> PathBuf {
     dir.join("drill.json")
 }
 
+/// The file that marks a directory as a drill's own: a drill lays out a
+/// whole node (manifests, kubelet config, kubeconfigs, PKI, data dir) in
+/// its directory, so it only ever writes into a new or empty directory, or
+/// one an earlier drill made (issue 24: `--dir /` overwrote the node's own).
+pub const MARKER: &str = ".etcd-rescue-drill";
+
+/// What a node's own tree holds; a directory holding any of them (without
+/// the drill's [`MARKER`]) is a node, not a drill.
+const NODE_TREE: [&str; 3] = [
+    "etc/kubernetes/manifests",
+    "var/lib/kubelet/config.yaml",
+    "var/lib/etcd",
+];
+
+/// Why `dir` (which exists) may not hold a drill, or `None` when it may:
+/// `/`, anything not a directory, a node's tree, or any non-empty directory
+/// without the drill's [`MARKER`]. Reads only.
+pub fn refusal(dir: &Path) -> Result<Option<String>> {
+    let canon = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    if canon.parent().is_none() {
+        return Ok(Some(format!(
+            "{} is this machine's root: the drill would write its manifests, kubelet config and kubeconfigs over the node's own",
+            dir.display()
+        )));
+    }
+    if !canon.is_dir() {
+        return Ok(Some(format!("{} is not a directory", dir.display())));
+    }
+    let marked = std::fs::symlink_metadata(canon.join(MARKER)).is_ok_and(|m| m.is_file());
+    if marked {
+        return Ok(None);
+    }
+    if let Some(t) = NODE_TREE
+        .iter()
+        .find(|t| std::fs::symlink_metadata(canon.join(t)).is_ok())
+    {
+        return Ok(Some(format!(
+            "{} holds a node's files ({t}) and no drill made it: the drill would write over them",
+            canon.display()
+        )));
+    }
+    let empty = std::fs::read_dir(&canon)
+        .with_context(|| format!("reading {}", canon.display()))?
+        .next()
+        .is_none();
+    Ok((!empty).then(|| {
+        format!(
+            "{} is not empty and no drill made it (it has no {MARKER})",
+            canon.display()
+        )
+    }))
+}
+
+/// Makes `dir` the drill's: refuses (exit 2, before any write) what
+/// [`refusal`] refuses, else creates it (not writable by group or others,
+/// when new) and marks it. Returns its canonical path.
+fn claim_dir(dir: &Path) -> Result<PathBuf> {
+    let exists = std::fs::symlink_metadata(dir).is_ok();
+    if exists && let Some(why) = refusal(dir)? {
+        bail!(Fail::before_change(
+            why,
+            "choose a new or empty directory for --dir (the drill lays out a whole node in it), e.g. --dir /tmp/drill"
+        ));
+    }
+    if !exists {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let canon = std::fs::canonicalize(dir)?;
+    mark(&canon)?;
+    Ok(canon)
+}
+
+/// Writes the drill's [`MARKER`] into `dir`.
+fn mark(dir: &Path) -> Result<()> {
+    let path = dir.join(MARKER);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    std::fs::write(
+        &path,
+        "made by `etcd-rescue drill`: this directory holds a sandbox node, never a real one\n",
+    )
+    .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Ports for the drill's servers, held for its whole life. Each is below the
 /// kernel's ephemeral range (so no outgoing connection takes it between its
 /// choice and its server's bind, as one picked by binding port 0 could be),
@@ -297,24 +384,24 @@ impl Drill {
             }
         };
         let (etcd_bin, etcd_version) = find_etcd(opts.release, opts.etcd_bin.as_deref())?;
-        let dir = match &opts.dir {
-            Some(d) => {
-                if state_file(d).exists() {
-                    bail!(Fail::before_change(
-                        format!("a drill already lives in {}", d.display()),
-                        format!(
-                            "stop it with `etcd-rescue drill down --dir {}` or choose another --dir",
-                            d.display()
-                        )
-                    ));
-                }
-                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-                std::fs::canonicalize(d)?
+        let dir = if let Some(d) = &opts.dir {
+            if state_file(d).exists() {
+                bail!(Fail::before_change(
+                    format!("a drill already lives in {}", d.display()),
+                    format!(
+                        "stop it with `etcd-rescue drill down --dir {}` or choose another --dir",
+                        d.display()
+                    )
+                ));
             }
-            None => tempfile::Builder::new()
+            claim_dir(d)?
+        } else {
+            let d = tempfile::Builder::new()
                 .prefix("etcd-rescue-drill-")
                 .tempdir()?
-                .keep(),
+                .keep();
+            mark(&d)?;
+            d
         };
         let mut specs = Vec::new();
         let mut ports = Ports::new();
@@ -554,8 +641,12 @@ impl Drill {
 
     /// Writes `drill.json`.
     pub fn save(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let path = state_file(&self.dir);
         std::fs::write(&path, serde_json::to_string_pretty(&self.state)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        // `drill down` trusts only a state file that no one else can write.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             .with_context(|| format!("writing {}", path.display()))
     }
 
@@ -566,9 +657,21 @@ impl Drill {
         for k in self.kubelets {
             k.shutdown().await;
         }
+        let mut killed = Vec::new();
         for rt in &self.runtimes {
-            rt.kill_all();
+            killed.extend(rt.kill_all());
         }
+        if self.state.runtime == Runtime::Process {
+            // What the runtime recorded on disk, whoever started it (a pod the kubelet
+            // started after a restore, one the runtime lost track of): stopped too.
+            let etcd = std::fs::canonicalize(self.state.etcd_bin.join("etcd")).ok();
+            for n in &self.state.nodes {
+                killed.extend(kill_recorded(&n.root, etcd.as_deref()).0);
+            }
+        }
+        // SIGKILL is not instant (a process in an fsync): gone before the drill says it stopped.
+        let gone = tokio::task::spawn_blocking(move || wait_gone(&killed, Duration::from_secs(10)));
+        let _ = gone.await;
         let _ = self.stop_servers.send(true);
         for s in self.servers {
             let _ = s.await;
@@ -684,11 +787,178 @@ pub struct DownReport {
 
 use crate::host::proc::alive;
 
-/// Whether process `pid` belongs to the drill in `dir`: its command line names a path inside it.
-fn belongs_to(pid: i32, dir: &Path) -> bool {
-    crate::host::proc::cmdline(pid)
-        .iter()
-        .any(|a| a.contains(&*dir.to_string_lossy()))
+/// A container process as the process runtime recorded it in its pid file
+/// (`<pid> <start time>`): the start time names one process even after the
+/// PID is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidRecord {
+    /// The PID, also the process group (each container runs in its own).
+    pub pid: i32,
+    /// When it started (clock ticks since boot, [`crate::host::proc::start_time`]).
+    pub start: u64,
+}
+
+impl PidRecord {
+    /// Reads a pid file's text; a file without a start time (or not a number) is no record.
+    pub fn parse(text: &str) -> Option<PidRecord> {
+        let mut words = text.split_whitespace();
+        let pid = words.next()?.parse().ok().filter(|p| *p > 0)?;
+        let start = words.next()?.parse().ok()?;
+        Some(PidRecord { pid, start })
+    }
+
+    /// The line the runtime writes for the process it just started.
+    pub fn line(pid: i32) -> String {
+        match u32::try_from(pid).ok().and_then(crate::host::proc::start_time) {
+            Some(start) => format!("{pid} {start}\n"),
+            None => format!("{pid}\n"),
+        }
+    }
+}
+
+/// Whether `path` (absolute, no `..`) is `dir` or inside it, by whole path components.
+fn within(path: &Path, dir: &Path) -> bool {
+    path.is_absolute()
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        && path.starts_with(dir)
+}
+
+/// Whether process `rec.pid` is the drill's container that `rec` recorded under node root
+/// `root`: alive, started when recorded, leading its own process group, running etcd
+/// (`etcd`, the drill's release) or the drill's stand-in (the etcd-rescue binary), with
+/// an argument (or a flag's value, or one of its comma-separated paths) that names a
+/// path inside `root` by whole components. A command line that merely contains the
+/// root's path as text is not enough (issue 24).
+fn drill_container(rec: PidRecord, root: &Path, etcd: Option<&Path>) -> bool {
+    let Ok(upid) = u32::try_from(rec.pid) else {
+        return false;
+    };
+    if !alive(rec.pid) || crate::host::proc::start_time(upid) != Some(rec.start) {
+        return false;
+    }
+    if nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(rec.pid))).ok()
+        != Some(nix::unistd::Pid::from_raw(rec.pid))
+    {
+        return false;
+    }
+    let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", rec.pid)) else {
+        return false;
+    };
+    // A binary replaced since it started shows as "<path> (deleted)".
+    let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)").to_string());
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    let program = etcd.is_some_and(|e| exe == e)
+        || me.as_deref() == Some(exe.as_path())
+        || exe.file_name().is_some_and(|n| n == "etcd-rescue");
+    program
+        && crate::host::proc::cmdline(rec.pid).iter().any(|a| {
+            let value = a.split_once('=').map_or(a.as_str(), |(_, v)| v);
+            std::iter::once(a.as_str())
+                .chain(value.split(','))
+                .any(|p| within(Path::new(p), root))
+        })
+}
+
+/// Where the process runtime records its containers' process groups, a node path.
+const PID_DIR: &str = "/var/lib/drill/pids";
+
+/// Kills (SIGKILL, the whole group) every container recorded in node `root`'s pid
+/// files that is still the drill's ([`drill_container`]), and removes the pid
+/// files: `(killed, stale pid files)`.
+fn kill_recorded(root: &Path, etcd: Option<&Path>) -> (Vec<i32>, Vec<PathBuf>) {
+    let (mut killed, mut stale) = (Vec::new(), Vec::new());
+    let Ok(rd) = std::fs::read_dir(Root::new(root).host(PID_DIR)) else {
+        return (killed, stale);
+    };
+    for e in rd
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+    {
+        let rec = std::fs::read_to_string(e.path())
+            .ok()
+            .and_then(|s| PidRecord::parse(&s));
+        if let Some(rec) = rec.filter(|r| drill_container(*r, root, etcd)) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(rec.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed.push(rec.pid);
+        } else {
+            stale.push(e.path());
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
+    (killed, stale)
+}
+
+/// Waits (at most `limit`) until none of `pids` is alive.
+fn wait_gone(pids: &[i32], limit: Duration) {
+    let start = Instant::now();
+    while pids.iter().any(|p| alive(*p)) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Refuses (exit 2) a drill dir whose `drill.json` someone else could have
+/// written: the dir or the file owned by another user than root or this one,
+/// writable by group or others, or the state file not a regular file.
+fn trusted_state(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let owned = |uid: u32| uid == 0 || uid == me;
+    let md = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let fix = |what: &Path| {
+        format!(
+            "nothing was stopped: make {} yours and not writable by others (`chown root {p}; chmod go-w {p}`) once you are sure its drill.json is the drill's, then run `etcd-rescue drill down --dir {}` again",
+            what.display(),
+            dir.display(),
+            p = what.display()
+        )
+    };
+    if !owned(md.uid()) || md.mode() & 0o022 != 0 {
+        bail!(Fail::before_change(
+            format!(
+                "{} is {} (mode {:o}, owner uid {}): anyone could have written its drill.json, which names the processes and mounts `drill down` stops",
+                dir.display(),
+                if owned(md.uid()) {
+                    "writable by group or others"
+                } else {
+                    "owned by another user"
+                },
+                md.mode() & 0o7777,
+                md.uid()
+            ),
+            fix(dir)
+        ));
+    }
+    let file = state_file(dir);
+    let Ok(st) = std::fs::symlink_metadata(&file) else {
+        bail!(Fail::before_change(
+            format!("no drill state in {}", dir.display()),
+            "nothing to stop there",
+        ));
+    };
+    if !st.is_file() || !owned(st.uid()) || st.mode() & 0o022 != 0 {
+        bail!(Fail::before_change(
+            format!(
+                "{} is not a regular file of root's or yours that only its owner can write (mode {:o}, owner uid {})",
+                file.display(),
+                st.mode() & 0o7777,
+                st.uid()
+            ),
+            fix(&file)
+        ));
+    }
+    Ok(())
+}
+
+/// The canonical form of a path a state file names (lexically, when it does not exist).
+fn resolved(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Stops what a drill in `dir` left running: asks the drill process to stop
@@ -696,8 +966,19 @@ fn belongs_to(pid: i32, dir: &Path) -> bool {
 /// still recorded in a pid file, after checking it really is the drill's, and
 /// tears down each node's containerd ([`containerd::teardown`]). The state
 /// file is removed once nothing is left behind.
+///
+/// It acts only inside the canonical `dir`: a state file that others could
+/// have written ([`trusted_state`]) or that names a node root or a mount
+/// outside `dir` is refused before anything is stopped, and a recorded
+/// process is stopped only when it is the drill's ([`drill_container`]).
 pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
-    let dir = std::fs::canonicalize(dir).with_context(|| format!("no drill directory {}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| {
+        Fail::before_change(
+            format!("no drill directory {} ({e})", dir.display()),
+            "nothing to stop there",
+        )
+    })?;
+    trusted_state(&dir)?;
     let state: DrillState = serde_json::from_slice(&std::fs::read(state_file(&dir)).map_err(|_| {
         Fail::before_change(
             format!("no drill state in {}", dir.display()),
@@ -705,6 +986,30 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
         )
     })?)
     .with_context(|| format!("reading {}", state_file(&dir).display()))?;
+    let outside: Vec<String> = state
+        .nodes
+        .iter()
+        .map(|n| &n.root)
+        .chain(&state.mounts)
+        .filter(|p| !within(&resolved(p), &dir))
+        .map(|p| p.display().to_string())
+        .collect();
+    if !outside.is_empty() {
+        bail!(Fail::before_change(
+            format!(
+                "{} names {} outside {}: no drill there wrote it",
+                state_file(&dir).display(),
+                outside.join(", "),
+                dir.display()
+            ),
+            format!(
+                "nothing was stopped; remove {} if no drill runs in {}",
+                state_file(&dir).display(),
+                dir.display()
+            )
+        ));
+    }
+    let etcd = std::fs::canonicalize(state.etcd_bin.join("etcd")).ok();
     let mut report = DownReport::default();
     let pid = i32::try_from(state.pid).unwrap_or(0);
     let exe_is_us = std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -721,43 +1026,27 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
         }
     }
     for n in &state.nodes {
-        let pids = Root::new(&n.root).host("/var/lib/drill/pids");
-        let Ok(rd) = std::fs::read_dir(&pids) else {
-            continue;
-        };
-        for e in rd
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-        {
-            let p: i32 = std::fs::read_to_string(e.path())
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            if p > 0 && alive(p) && belongs_to(p, &dir) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(p),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                report.killed.push(p);
-            } else {
-                report.stale.push(e.path());
-            }
-            let _ = std::fs::remove_file(e.path());
+        let root = resolved(&n.root);
+        if within(&resolved(&Root::new(&root).host(PID_DIR)), &dir) {
+            let (killed, stale) = kill_recorded(&root, etcd.as_deref());
+            report.killed.extend(killed);
+            report.stale.extend(stale);
         }
     }
+    wait_gone(&report.killed, Duration::from_secs(10));
     if state.runtime == Runtime::Containerd {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         for n in &state.nodes {
-            let paths = containerd::Paths::new(&Root::new(&n.root));
+            let paths = containerd::Paths::new(&Root::new(resolved(&n.root)));
             report.containerd.push(rt.block_on(containerd::teardown(&paths)));
         }
     }
     let mut mounted = Vec::new();
-    for m in &state.mounts {
-        if crate::host::fsinfo::is_mount_point(m)
-            && let Err(e) = crate::host::fs::unmount(m)
+    for m in state.mounts.iter().map(PathBuf::as_path).map(resolved) {
+        if crate::host::fsinfo::is_mount_point(&m)
+            && let Err(e) = crate::host::fs::unmount(&m)
         {
             mounted.push(format!("{e:#}"));
         }
@@ -920,5 +1209,48 @@ fn self_command() -> String {
         (Some(a), Some(b)) if a == b => "etcd-rescue".into(),
         (Some(a), _) => a.display().to_string(),
         _ => "etcd-rescue".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/` (however spelled), a node's tree and a non-empty dir no drill made are refused;
+    /// an empty dir and a drill's own are not (issue 24).
+    #[test]
+    fn a_drill_dir_is_new_empty_or_a_drills() {
+        assert!(refusal(Path::new("/")).unwrap().is_some());
+        assert!(refusal(Path::new("/tmp/..")).unwrap().is_some());
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(refusal(tmp.path()).unwrap(), None, "an empty dir");
+        std::fs::create_dir_all(tmp.path().join("var/lib/etcd")).unwrap();
+        let why = refusal(tmp.path()).unwrap().unwrap();
+        assert!(why.contains("var/lib/etcd"), "{why}");
+        mark(tmp.path()).unwrap();
+        assert_eq!(refusal(tmp.path()).unwrap(), None, "a drill's own dir");
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("notes"), "x").unwrap();
+        assert!(refusal(other.path()).unwrap().unwrap().contains("not empty"));
+        assert!(refusal(&other.path().join("notes")).unwrap().is_some(), "a file");
+    }
+
+    /// A pid file names a process only with its start time; this process matches its own
+    /// record only when its command line names a path inside the root by whole components.
+    #[test]
+    fn pid_records_and_paths_by_components() {
+        assert_eq!(PidRecord::parse("12\n"), None);
+        assert_eq!(
+            PidRecord::parse("12 34\n"),
+            Some(PidRecord { pid: 12, start: 34 })
+        );
+        assert_eq!(PidRecord::parse("0 34\n"), None);
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert_eq!(PidRecord::parse(&PidRecord::line(me)).map(|r| r.pid), Some(me));
+        assert!(within(Path::new("/d/var/lib/etcd"), Path::new("/d")));
+        assert!(within(Path::new("/d"), Path::new("/d")));
+        assert!(!within(Path::new("/d2/var"), Path::new("/d")));
+        assert!(!within(Path::new("/d/../etc"), Path::new("/d")));
+        assert!(!within(Path::new("d/x"), Path::new("/d")));
     }
 }

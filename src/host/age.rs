@@ -122,7 +122,16 @@ impl<W: Write> Write for Hashing<W> {
 fn pump(from: &mut dyn Read, to: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> std::io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
+    // Test hook: slow encryption and decryption, so a test can signal this
+    // process while a file is half written. Never set in normal use.
+    let delay = std::env::var("ETCD_RESCUE_TEST_AGE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
     loop {
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(done),
             Ok(n) => n,

@@ -142,6 +142,15 @@ pub fn tree_digest_counted(dir: &Path, read: &std::sync::atomic::AtomicU64) -> R
 /// lives still holds once it is set aside under another name. It costs one
 /// `lstat` per entry, so it fits inside an outage where a content hash
 /// (a second per GB) does not.
+///
+/// The assumption it rests on: a write to a file moves its change time,
+/// which nothing can set back but a step of the system clock. The kernel
+/// stamps it from a coarse clock (a tick of at most 10 ms), so two writes in
+/// one tick look alike; the restore takes this digest only once nothing has
+/// held the data for the settle period, so a later write (by a process that
+/// must first open the files) cannot share the tick of the last one before it. The set-aside dir's
+/// content is also hashed in full once the outage is over
+/// ([`tree_digest`]), and rollback checks that hash too when it is there.
 pub fn tree_meta(dir: &Path) -> Result<String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -347,17 +356,6 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(crate::hex::hex(&h.finalize()))
 }
 
-/// A private scratch dir (0700) for files that live as long as one command
-/// (a decrypted or downloaded snapshot to read): under `$TMPDIR`, else
-/// `/var/tmp` (on disk: a snapshot can be larger than a tmpfs), removed when dropped.
-pub fn scratch_dir() -> Result<tempfile::TempDir> {
-    let base = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
-    tempfile::Builder::new()
-        .prefix("etcd-rescue-")
-        .tempdir_in(&base)
-        .with_context(|| format!("creating a scratch dir in {}", base.display()))
-}
-
 /// Creates `path` for writing: new only (never over a file that exists),
 /// mode 0600, never through a symlink.
 pub fn create_private(path: &Path) -> Result<File> {
@@ -381,15 +379,27 @@ pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    // A new file only (O_EXCL, O_NOFOLLOW): a link planted at the temp name
+    // in a shared dir is never written through; another name is tried instead.
+    let mut n = 0u32;
+    let (tmp, mut f) = loop {
+        let tmp = dir.join(if n == 0 {
+            format!(".{name}.tmp-{}", std::process::id())
+        } else {
+            format!(".{name}.tmp-{}-{n}", std::process::id())
+        });
+        match File::options()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 16 => n += 1,
+            Err(e) => return Err(e).with_context(|| format!("writing {}", tmp.display())),
+        }
+    };
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

@@ -132,7 +132,7 @@ pub fn open(bucket: &str, endpoint: Option<&str>) -> Result<Bucket> {
     }
     let store = b.build().map_err(|e| {
         Fail::before_change(
-            format!("cannot use the bucket {bucket}: {e}"),
+            redact(&format!("cannot use the bucket {bucket}: {e}")),
             "set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION (and AWS_ENDPOINT_URL for MinIO or Ceph)",
         )
     })?;
@@ -140,6 +140,64 @@ pub fn open(bucket: &str, endpoint: Option<&str>) -> Result<Bucket> {
         store,
         bucket: bucket.to_string(),
     })
+}
+
+/// Query parameters that carry credentials (matched in lower case, as parts of the name).
+const SECRET_PARAMS: &[&str] = &["signature", "credential", "secret", "token", "password", "passwd"];
+
+/// `text` with the credentials in every `http(s)://` URL in it masked: the
+/// userinfo (`http://USER:SECRET@host` becomes `http://***@host`) and the
+/// values of query parameters that carry them (`X-Amz-Signature`,
+/// `X-Amz-Credential`, `X-Amz-Security-Token`, anything named like a secret,
+/// token or signature). For every error or line that shows an endpoint.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://", "HTTP://", "HTTPS://"]
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| (i, p.len())))
+        .min()
+    {
+        let (i, scheme) = at;
+        out.push_str(&rest[..i + scheme]);
+        let url_rest = &rest[i + scheme..];
+        let end = url_rest
+            .find(|c: char| c.is_whitespace() || "\"'<>`".contains(c))
+            .unwrap_or(url_rest.len());
+        out.push_str(&redact_url(&url_rest[..end]));
+        rest = &url_rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One URL after its scheme: `authority[/path][?query][#fragment]`, masked.
+fn redact_url(u: &str) -> String {
+    let auth_end = u.find(['/', '?', '#']).unwrap_or(u.len());
+    let (authority, tail) = u.split_at(auth_end);
+    let mut out = match authority.rfind('@') {
+        Some(at) => format!("***{}", &authority[at..]),
+        None => authority.to_string(),
+    };
+    let Some(q) = tail.find('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(&tail[..=q]);
+    let query = &tail[q + 1..];
+    let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.to_ascii_lowercase().contains(s)) => {
+                format!("{k}=***")
+            }
+            _ => p.to_string(),
+        })
+        .collect();
+    out.push_str(&params.join("&"));
+    out.push_str(fragment);
+    out
 }
 
 /// The S3 error code and message in a failed request's body (`<Code>`, `<Message>`).
@@ -162,7 +220,7 @@ fn s3_said(text: &str) -> Option<(String, String)> {
 
 /// The operator's next step for a request that failed.
 fn failed(what: &str, e: &object_store::Error) -> anyhow::Error {
-    let text = e.to_string();
+    let text = redact(&e.to_string());
     if let Some((code, message)) = s3_said(&text) {
         let next = match code.as_str() {
             "NoSuchBucket" => "check the bucket's name (and the region or endpoint), or create it",
@@ -171,7 +229,7 @@ fn failed(what: &str, e: &object_store::Error) -> anyhow::Error {
             }
             _ => "check the endpoint, the bucket and the credentials, then run it again",
         };
-        return Fail::problem(format!("{what}: the store said {code}: {message}"), next).into();
+        return Fail::problem(redact(&format!("{what}: the store said {code}: {message}")), next).into();
     }
     let next = match e {
         object_store::Error::NotFound { .. } => {
@@ -182,7 +240,7 @@ fn failed(what: &str, e: &object_store::Error) -> anyhow::Error {
         }
         _ => "check the endpoint and the network, then run it again",
     };
-    Fail::problem(format!("{what}: {e}"), next).into()
+    Fail::problem(format!("{what}: {text}"), next).into()
 }
 
 impl Bucket {
@@ -343,6 +401,15 @@ impl Bucket {
         }
     }
 
+    /// The size of the object at `url`; `None` when there is none.
+    pub async fn size(&self, url: &Url) -> Result<Option<u64>> {
+        match self.store.head(&Self::key(url)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed(&format!("checking {url}"), &e)),
+        }
+    }
+
     /// Reads a small object; `None` when there is none.
     pub async fn get(&self, url: &Url) -> Result<Option<Vec<u8>>> {
         match self.store.get(&Self::key(url)).await {
@@ -398,6 +465,26 @@ mod tests {
             ))
         );
         assert_eq!(s3_said("connection refused"), None);
+    }
+
+    /// Userinfo and credential-bearing query parameters are masked wherever a URL appears; nothing else changes.
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        let t = "error sending request for url (http://AKIAEXAMPLE:s3cr3t@minio.local:9000/b/k?list-type=2&X-Amz-Credential=AKIA%2F2026&X-Amz-Signature=abc123&x-amz-security-token=tok&prefix=p): connection refused";
+        let r = redact(t);
+        for secret in ["AKIAEXAMPLE", "s3cr3t", "AKIA%2F2026", "abc123", "tok&"] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        assert_eq!(
+            r,
+            "error sending request for url (http://***@minio.local:9000/b/k?list-type=2&X-Amz-Credential=***&X-Amz-Signature=***&x-amz-security-token=***&prefix=p): connection refused"
+        );
+        assert_eq!(redact("https://s3.amazonaws.com/b"), "https://s3.amazonaws.com/b");
+        assert_eq!(redact("no url here"), "no url here");
+        assert_eq!(
+            redact("at 'HTTPS://u:p@h/?secret_key=x#f' end"),
+            "at 'HTTPS://***@h/?secret_key=***#f' end"
+        );
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! same certificates, CAs, residual times, `!MISSING!` and externally managed
 //! markers), plus what it does not: each certificate checked against its CA's
 //! signature, the etcd server and peer certificates' SANs against the
-//! addresses in `etcd.yaml`, and a permission audit of the private keys,
-//! kubeconfigs, pki dirs and backups. Read-only: it says how to renew and
-//! changes nothing.
+//! addresses in `etcd.yaml`, every private key against its certificate's
+//! public key (`keys`: a swapped key reads as clean otherwise, issue 24), and
+//! a permission audit of the private keys, kubeconfigs, pki dirs and backups.
+//! Read-only: it says how to renew and changes nothing.
+
+mod keys;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -120,6 +123,12 @@ pub enum Kind {
     Sans,
     /// A file or dir others can read or write, or not root's.
     Permission,
+    /// Its private key is another key pair's: TLS (or signing) with the pair fails.
+    KeyMismatch,
+    /// Its private key is there but does not read (garbage, encrypted, cut short).
+    KeyUnreadable,
+    /// Its private key is not there.
+    KeyMissing,
 }
 
 /// Something wrong.
@@ -148,6 +157,20 @@ pub struct Permission {
     pub finding: Finding,
 }
 
+/// A key pair that is not one of kubeadm's certificates (`sa.key` and
+/// `sa.pub`, a `*.key` beside a `*.crt` kubeadm does not list) whose halves
+/// do not go together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyProblem {
+    /// The private key.
+    pub key: PathBuf,
+    /// What it is checked against: a certificate or a public key.
+    pub public: PathBuf,
+    /// What is wrong.
+    pub finding: Finding,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,6 +179,8 @@ pub struct Report {
     pub certificates: Vec<Cert>,
     /// The CAs.
     pub authorities: Vec<Cert>,
+    /// Key pairs besides the certificates' own (their key findings are on them).
+    pub keys: Vec<KeyProblem>,
     /// Permission findings.
     pub permissions: Vec<Permission>,
     /// The warning window in days.
@@ -165,12 +190,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every finding, certificates' and permissions'.
+    /// Every finding: certificates', key pairs' and permissions'.
     pub fn findings(&self) -> impl Iterator<Item = &Finding> {
         self.certificates
             .iter()
             .chain(&self.authorities)
             .flat_map(|c| &c.problems)
+            .chain(self.keys.iter().map(|k| &k.finding))
             .chain(self.permissions.iter().map(|p| &p.finding))
     }
 }
@@ -205,6 +231,68 @@ fn kubeconfig_cert(root: &Root, text: &str) -> Option<Vec<u8>> {
     }
     let file = user.get("client-certificate")?.as_str()?;
     first_pem_der(&std::fs::read(root.host(file)).ok()?)
+}
+
+/// The client key a kubeconfig embeds (`client-key-data`) or names
+/// (`client-key`): `None` when it has neither, an error when it does not read.
+fn kubeconfig_key(root: &Root, text: &str) -> Option<Result<Vec<u8>, String>> {
+    let doc: yaml_serde::Value = yaml_serde::from_str(text).ok()?;
+    let user = doc.get("users")?.as_sequence()?.first()?.get("user")?;
+    if let Some(data) = user.get("client-key-data").and_then(|v| v.as_str()) {
+        return Some(base64_decode(data.trim()).ok_or_else(|| "client-key-data is not base64".to_string()));
+    }
+    let file = user.get("client-key")?.as_str()?;
+    Some(std::fs::read(root.host(file)).map_err(|e| format!("client-key {file} cannot be read: {e}")))
+}
+
+/// What a key pair's check found, in words for the operator: `key` and
+/// `public` as the node names them, `fix` what to do about it.
+struct PairNames<'a> {
+    key: &'a str,
+    public: &'a str,
+    /// What the mismatch breaks.
+    breaks: &'a str,
+    fix: &'a str,
+}
+
+/// The finding for a private key (its bytes, or why they are not there)
+/// checked against the public key `spki`; `None` when they go together.
+fn key_finding(key: Result<Vec<u8>, String>, spki: &[u8], n: &PairNames<'_>) -> Option<Finding> {
+    let text = match key {
+        Ok(t) => t,
+        Err(why) => {
+            return Some(finding(
+                Severity::Critical,
+                Kind::KeyUnreadable,
+                format!("{}: {why}; {}", n.key, n.fix),
+            ));
+        }
+    };
+    match keys::check(&text, spki) {
+        keys::Verdict::Matches => None,
+        keys::Verdict::Differs => Some(finding(
+            Severity::Critical,
+            Kind::KeyMismatch,
+            format!(
+                "{} does not belong to {} (another key pair's key): {}; {}",
+                n.key, n.public, n.breaks, n.fix
+            ),
+        )),
+        keys::Verdict::Unreadable(why) => Some(finding(
+            Severity::Critical,
+            Kind::KeyUnreadable,
+            format!("{} is not a usable private key ({why}); {}", n.key, n.fix),
+        )),
+    }
+}
+
+/// Reads a key file: its bytes, or why not; `None` when it is not there.
+fn read_key(path: &Path) -> Option<Result<Vec<u8>, String>> {
+    match std::fs::read(path) {
+        Ok(b) => Some(Ok(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(Err(format!("cannot be read ({e})"))),
+    }
 }
 
 /// Standard base64 (kubeconfig data fields), padding optional.
@@ -410,8 +498,10 @@ fn url_hosts(urls: &[String]) -> Vec<String> {
 
 /// Checks every certificate and CA under `root` (`/etc/kubernetes/pki`,
 /// `/etc/kubernetes/*.conf`), the etcd certificates' SANs against `etcd.yaml`
-/// when it reads, and the permissions of keys, kubeconfigs, pki dirs and the
-/// backups in `backup_dirs` (paths on this machine).
+/// when it reads, each private key against its certificate (a kubeconfig's
+/// client key against its client certificate, `sa.key` against `sa.pub`),
+/// and the permissions of keys, kubeconfigs, pki dirs and the backups in
+/// `backup_dirs` (paths on this machine).
 pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTime) -> Report {
     let pki = root.host("/etc/kubernetes/pki");
     let kube = root.host("/etc/kubernetes");
@@ -434,6 +524,23 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
                 "holds no certificate",
             ));
         }
+        // A CA's key is optional (an external CA); when it is there it must be the CA's.
+        if let (Some(spki), Some(key)) = (
+            r.der.as_deref().and_then(keys::cert_public_key),
+            read_key(&path.with_extension("key")),
+        ) {
+            let (crt, key_name) = (node_pki(file), node_pki(&file.replace(".crt", ".key")));
+            let fix = format!(
+                "restore the matching {key_name} from a backup of /etc/kubernetes/pki (kubeadm does not renew CAs: a new CA means reissuing every certificate it signed)"
+            );
+            let names = PairNames {
+                key: &key_name,
+                public: &crt,
+                breaks: "nothing can be signed with this CA (renewals and joins fail)",
+                fix: &fix,
+            };
+            r.cert.problems.extend(key_finding(key, &spki, &names));
+        }
         if let Some(d) = r.der {
             ca_ders.insert(name, d);
         }
@@ -444,18 +551,20 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
         .map(|n| n.etcd);
     let mut certificates = Vec::new();
     for (name, source, ca) in CERTS {
-        let (path, der) = match source {
+        // The certificate, and its private key: the `.key` beside it, or the kubeconfig's own.
+        let (path, der, key) = match source {
             Source::Pem(f) => {
                 let p = pki.join(f);
                 let der = std::fs::read(&p).ok().and_then(|t| first_pem_der(&t));
-                (p, der)
+                let key = read_key(&p.with_extension("key"));
+                (p, der, key)
             }
             Source::Kubeconfig(f) => {
                 let p = kube.join(f);
-                let der = std::fs::read_to_string(&p)
-                    .ok()
-                    .and_then(|t| kubeconfig_cert(root, &t));
-                (p, der)
+                let text = std::fs::read_to_string(&p).ok();
+                let der = text.as_deref().and_then(|t| kubeconfig_cert(root, t));
+                let key = text.as_deref().and_then(|t| kubeconfig_key(root, t));
+                (p, der, key)
             }
         };
         let exists = crate::host::fs::exists(&path);
@@ -495,6 +604,9 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
                 format!("its CA {ca} is missing"),
             ));
         }
+        if let Some(spki) = r.der.as_deref().and_then(keys::cert_public_key) {
+            c.problems.extend(leaf_key_finding(name, source, key, &spki));
+        }
         if let (Some(d), Some(m)) = (&r.der, &etcd) {
             let want = match name {
                 "etcd-server" => {
@@ -521,10 +633,12 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
         }
         certificates.push(r.cert);
     }
+    let keys = other_pairs(&pki);
     let permissions = audit(&pki, &kube, backup_dirs);
     let mut report = Report {
         certificates,
         authorities,
+        keys,
         permissions,
         warn_days: warn.as_secs() / 86_400,
         ok: true,
@@ -534,6 +648,126 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
         .any(|f| f.severity == Severity::Critical || f.kind == Kind::Expiring);
     report.ok = !bad;
     report
+}
+
+/// A file under the pki dir as the node names it.
+fn node_pki(file: &str) -> String {
+    format!("/etc/kubernetes/pki/{file}")
+}
+
+/// The finding for a leaf certificate's private key (`key`: its bytes, why
+/// they do not read, or `None` when there is none), checked against the
+/// certificate's public key `spki`.
+fn leaf_key_finding(
+    name: &str,
+    source: Source,
+    key: Option<Result<Vec<u8>, String>>,
+    spki: &[u8],
+) -> Option<Finding> {
+    let (key_name, crt) = match source {
+        Source::Pem(f) => (node_pki(&f.replace(".crt", ".key")), node_pki(f)),
+        Source::Kubeconfig(f) => (
+            format!("the client key in /etc/kubernetes/{f}"),
+            "its client certificate".to_string(),
+        ),
+    };
+    let fix = match source {
+        Source::Pem(_) => format!(
+            "restore the matching {key_name} from a backup of /etc/kubernetes/pki, or issue a new pair with `kubeadm certs renew {name}`"
+        ),
+        Source::Kubeconfig(f) => format!(
+            "issue a new pair with `kubeadm certs renew {name}`, or restore /etc/kubernetes/{f} from a backup"
+        ),
+    };
+    let Some(key) = key else {
+        return Some(finding(
+            Severity::Critical,
+            Kind::KeyMissing,
+            format!("{key_name} is missing: the certificate cannot be used without it; {fix}"),
+        ));
+    };
+    let names = PairNames {
+        key: &key_name,
+        public: &crt,
+        breaks: "TLS with this pair fails",
+        fix: &fix,
+    };
+    key_finding(key, spki, &names)
+}
+
+/// Key pairs in the pki dirs besides kubeadm's certificates: `sa.key` with
+/// `sa.pub` (when both are there), and any other `X.key` with an `X.crt`.
+fn other_pairs(pki: &Path) -> Vec<KeyProblem> {
+    let listed: Vec<String> = CERTS
+        .iter()
+        .filter_map(|(_, s, _)| match s {
+            Source::Pem(f) => Some((*f).to_string()),
+            Source::Kubeconfig(_) => None,
+        })
+        .chain(CAS.iter().map(|(_, f)| (*f).to_string()))
+        .collect();
+    let mut out = Vec::new();
+    for sub in ["", "etcd/"] {
+        let Ok(rd) = std::fs::read_dir(pki.join(sub)) else {
+            continue;
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| Path::new(n).extension().is_some_and(|x| x == "key"))
+            .collect();
+        names.sort();
+        for n in names {
+            let key_file = format!("{sub}{n}");
+            let stem = key_file.trim_end_matches(".key");
+            let (public_file, spki) = if key_file == "sa.key" {
+                let p = "sa.pub".to_string();
+                let spki = std::fs::read(pki.join(&p))
+                    .ok()
+                    .and_then(|t| keys::pem_public_key(&t));
+                (p, spki)
+            } else {
+                let p = format!("{stem}.crt");
+                if listed.contains(&p) {
+                    continue;
+                }
+                let spki = std::fs::read(pki.join(&p))
+                    .ok()
+                    .and_then(|t| first_pem_der(&t))
+                    .and_then(|d| keys::cert_public_key(&d));
+                (p, spki)
+            };
+            let (Some(spki), Some(key)) = (spki, read_key(&pki.join(&key_file))) else {
+                continue;
+            };
+            let (key_name, public_name) = (node_pki(&key_file), node_pki(&public_file));
+            let (breaks, fix) = if key_file == "sa.key" {
+                (
+                    "service-account tokens signed with sa.key do not verify against sa.pub",
+                    "restore both from a backup of /etc/kubernetes/pki, or copy them from another control-plane node (every control-plane node needs the same pair)".to_string(),
+                )
+            } else {
+                (
+                    "TLS with this pair fails",
+                    format!("restore the matching {key_name} from a backup, or issue a new pair"),
+                )
+            };
+            let names = PairNames {
+                key: &key_name,
+                public: &public_name,
+                breaks,
+                fix: &fix,
+            };
+            if let Some(f) = key_finding(key, &spki, &names) {
+                out.push(KeyProblem {
+                    key: pki.join(&key_file),
+                    public: pki.join(&public_file),
+                    finding: f,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn mode_of(md: &std::fs::Metadata) -> String {

@@ -12,8 +12,17 @@
 //! The object is shown as the API shows it: empty strings, lists and objects
 //! left out (numbers and booleans kept, zero included), `metadata.resourceVersion` from the key's modification
 //! revision (the API server fills it in on read, it is not stored), keys
-//! sorted (as `kubectl get -o yaml` prints them). A Secret's `data`,
-//! `stringData` and last-applied annotation are masked unless asked for.
+//! sorted (as `kubectl get -o yaml` prints them).
+//!
+//! Secrets are masked unless asked for, by kind and by shape, never by key
+//! path alone (issue 24): a `Secret` (or any object under a `secrets` key)
+//! keeps its `apiVersion`, `kind`, `metadata`, `type` and `immutable`, every
+//! other field is masked whatever its shape (a `data` map value by value, a
+//! list or anything else whole), and every annotation value is masked (a
+//! copy of the manifest may be JSON, YAML or anything); a `SecretList`'s
+//! items are masked as Secrets; a Secret nested in any other object (a
+//! `List`) is found and masked too; a value that does not decode is masked
+//! when its key or its bytes say Secret.
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -26,8 +35,6 @@ use crate::snapshot::varint;
 pub const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
 /// The prefix of a value encrypted at rest.
 pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
-/// The annotation `kubectl apply` keeps the whole last manifest in (a Secret's data too).
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Nesting deeper than this is not a Kubernetes object.
 const MAX_DEPTH: usize = 64;
 
@@ -167,11 +174,13 @@ pub fn decode(key: &[u8], value: &[u8], mod_revision: i64, show_secrets: bool) -
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(mod_revision.to_string()));
         }
-        if (obj.get("kind").and_then(Value::as_str) == Some("Secret") || is_secret_key(key)) && !show_secrets
-        {
-            d.masked = mask_secret(obj);
+        if !show_secrets {
+            d.masked = mask_object(obj, is_secret_key(key));
         }
-    } else if is_secret_key(key) && !show_secrets && matches!(d.stored, Stored::Raw | Stored::Text) {
+    } else if !show_secrets
+        && matches!(d.stored, Stored::Raw | Stored::Text)
+        && (is_secret_key(key) || names_a_secret(value))
+    {
         // A Secret that does not decode still holds its values: none of it is shown.
         d.masked = true;
         d.note = Some(format!(
@@ -225,44 +234,161 @@ fn encryption(rest: &[u8]) -> Option<Encryption> {
     })
 }
 
+/// Whether `kind` holds Secret values.
+pub fn is_secret_kind(kind: &str) -> bool {
+    kind == "Secret" || kind == "SecretList"
+}
+
+/// Bytes that do not decode but say Secret: a cut protobuf envelope whose
+/// type meta names `Secret` or `SecretList`, or text (YAML, broken JSON) with
+/// a `kind: Secret…` line. Over-masking is safe.
+fn names_a_secret(value: &[u8]) -> bool {
+    if value.starts_with(PROTOBUF_MAGIC) {
+        return value.windows(8).any(|w| w == b"\x12\x06Secret")
+            || value.windows(12).any(|w| w == b"\x12\x0aSecretList");
+    }
+    let squeezed: Vec<u8> = value
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'"' && *b != b'\'')
+        .collect();
+    squeezed.windows(11).any(|w| w == b"kind:Secret")
+}
+
+/// Replaces `v` with a note of its size (`bytes`: the decoded size of a base64 string).
 fn mask(v: &mut Value, what: &str) {
-    let len = match v {
+    let len = match &*v {
         Value::String(s) if what == "bytes" => base64::engine::general_purpose::STANDARD
             .decode(s.as_bytes())
             .map_or(s.len(), |b| b.len()),
         Value::String(s) => s.len(),
-        _ => 0,
+        other => other.to_string().len(),
     };
     *v = Value::String(format!("(masked: {len} bytes; --show-secrets shows it)"));
 }
 
-/// Masks a Secret's values in place; whether anything was masked.
+/// The fields a Secret shows as they are; every other one is masked.
+const SECRET_PLAIN: [&str; 5] = ["apiVersion", "kind", "metadata", "type", "immutable"];
+/// The fields a SecretList shows as they are (its `items` are masked as Secrets).
+const SECRET_LIST_PLAIN: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
+/// Masks whatever Secret values `obj` holds: all of it as a Secret when its
+/// kind says so or `secret_key` (it is stored under a `secrets` key), its
+/// items when it is a `SecretList`, else any Secret nested in it. Whether
+/// anything was masked.
+fn mask_object(obj: &mut Map<String, Value>, secret_key: bool) -> bool {
+    match obj.get("kind").and_then(Value::as_str) {
+        Some("SecretList") => mask_secret_list(obj),
+        Some("Secret") => mask_secret(obj),
+        _ if secret_key => mask_secret(obj),
+        _ => obj.values_mut().fold(false, |any, v| mask_nested(v, 0) | any),
+    }
+}
+
+/// Finds Secrets and SecretLists anywhere in `v` (a `List`'s items, an
+/// embedded manifest) and masks them.
+fn mask_nested(v: &mut Value, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match v {
+        Value::Object(m) => match m.get("kind").and_then(Value::as_str) {
+            Some("SecretList") => mask_secret_list(m),
+            Some("Secret") => mask_secret(m),
+            _ => m
+                .values_mut()
+                .fold(false, |any, v| mask_nested(v, depth + 1) | any),
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| mask_nested(v, depth + 1) | any),
+        _ => false,
+    }
+}
+
+/// Masks a Secret's values in place; whether anything was masked. Its
+/// `data` and `stringData` maps value by value (the keys stay: they say
+/// which values there are), anything else besides [`SECRET_PLAIN`] whole,
+/// whatever its shape, and every annotation value.
 fn mask_secret(obj: &mut Map<String, Value>) -> bool {
     let mut any = false;
-    for (field, what) in [("data", "bytes"), ("stringData", "text")] {
-        if let Some(m) = obj.get_mut(field).and_then(Value::as_object_mut) {
-            for v in m.values_mut() {
+    for (field, v) in obj.iter_mut() {
+        // Metadata that is not a map is no metadata: masked like the rest.
+        let plain = SECRET_PLAIN.contains(&field.as_str()) && (field != "metadata" || v.is_object());
+        if plain || v.is_null() {
+            continue;
+        }
+        let what = if field == "data" { "bytes" } else { "text" };
+        match v {
+            Value::Object(m) if field == "data" || field == "stringData" => {
+                for v in m.values_mut() {
+                    mask(v, what);
+                    any = true;
+                }
+            }
+            _ => {
                 mask(v, what);
                 any = true;
             }
         }
     }
-    // kubectl's last-applied annotation, and any annotation holding a JSON
-    // document (other tools' copies of the manifest, data included).
-    if let Some(annotations) = obj
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("annotations"))
-        .and_then(Value::as_object_mut)
-    {
-        for (name, v) in annotations.iter_mut() {
-            let copy = v.as_str().is_some_and(|s| s.trim_start().starts_with('{'));
-            if name == LAST_APPLIED || copy {
+    mask_annotations(obj) | any
+}
+
+/// Masks a SecretList's items as Secrets (an item that is not an object,
+/// or `items` that is not a list, whole) and any other field besides
+/// [`SECRET_LIST_PLAIN`]; whether anything was masked.
+fn mask_secret_list(obj: &mut Map<String, Value>) -> bool {
+    let mut any = false;
+    for (field, v) in obj.iter_mut() {
+        let plain = SECRET_LIST_PLAIN.contains(&field.as_str()) && (field != "metadata" || v.is_object());
+        if plain || v.is_null() {
+            continue;
+        }
+        match v {
+            Value::Array(items) if field == "items" => {
+                for item in items {
+                    if let Value::Object(m) = item {
+                        any |= mask_secret(m);
+                    } else {
+                        mask(item, "text");
+                        any = true;
+                    }
+                }
+            }
+            _ => {
                 mask(v, "text");
                 any = true;
             }
         }
     }
-    any
+    mask_annotations(obj) | any
+}
+
+/// Masks every annotation value (kubectl's last-applied copy, other tools'
+/// copies in JSON or YAML, a value pasted in): annotations that are not a
+/// map are masked whole. Whether anything was masked.
+fn mask_annotations(obj: &mut Map<String, Value>) -> bool {
+    let Some(annotations) = obj
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.get_mut("annotations"))
+    else {
+        return false;
+    };
+    match annotations {
+        Value::Object(m) => {
+            for v in m.values_mut() {
+                mask(v, "text");
+            }
+            !m.is_empty()
+        }
+        Value::Null => false,
+        other => {
+            mask(other, "text");
+            true
+        }
+    }
 }
 
 /// One protobuf field as read off the wire.
@@ -657,6 +783,9 @@ mod tests {
     use super::pb::{bytes, entry, envelope, int};
     use super::*;
 
+    /// The annotation `kubectl apply` keeps the whole last manifest in (a Secret's data too).
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
     fn meta(name: &str, ns: &str) -> Vec<u8> {
         let mut m = Vec::new();
         bytes(1, name.as_bytes(), &mut m);
@@ -766,7 +895,96 @@ mod tests {
                 .starts_with("(masked"),
             "{a}"
         );
-        assert_eq!(a["team"], "payments");
+        assert!(a["team"].as_str().unwrap().starts_with("(masked"), "{a}");
+    }
+
+    /// Secrets in unusual shapes (issue 24), masked by kind and by shape
+    /// under keys with no `secrets` segment: annotations holding YAML or a
+    /// bare value, `data` as a list, a field the Secret kind does not have,
+    /// a SecretList, a Secret inside a `List`, a YAML Secret stored as text,
+    /// a cut envelope naming Secret. --show-secrets shows them all.
+    #[test]
+    fn secrets_in_unusual_shapes_are_masked() {
+        let leaks = |d: &Decoded| {
+            let all = serde_json::to_string(d).unwrap();
+            ["hunter2", "aHVudGVy"].iter().any(|l| all.contains(l))
+        };
+        let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "YAML and bare annotations",
+                json(
+                    serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "annotations": {
+                    LAST_APPLIED: "apiVersion: v1\nkind: Secret\ndata:\n  password: aHVudGVyMg==\n",
+                    "example.com/note": "hunter2"}}, "data": {}}),
+                ),
+            ),
+            (
+                "data as a list",
+                json(
+                    serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"},
+                    "data": [{"name": "password", "value": "aHVudGVyMg=="}]}),
+                ),
+            ),
+            (
+                "data as a string, and a field Secrets do not have",
+                json(
+                    serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "c"},
+                    "data": "password=hunter2", "spec": {"password": "hunter2"}}),
+                ),
+            ),
+            (
+                "a SecretList",
+                json(
+                    serde_json::json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {},
+                    "items": [{"metadata": {"name": "d"}, "data": {"password": "aHVudGVyMg=="}}, "hunter2"]}),
+                ),
+            ),
+            (
+                "a SecretList whose items are not a list",
+                json(serde_json::json!({"kind": "SecretList", "items": {"password": "aHVudGVyMg=="}})),
+            ),
+            (
+                "a Secret in a List",
+                json(
+                    serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {},
+                    "items": [{"kind": "ConfigMap", "data": {"mode": "fast"}},
+                              {"kind": "Secret", "stringData": {"password": "hunter2"}}]}),
+                ),
+            ),
+            (
+                "a YAML Secret stored as text",
+                b"apiVersion: v1\nkind: Secret\nstringData:\n  password: hunter2\n".to_vec(),
+            ),
+            ("a cut envelope naming Secret", {
+                let mut secret = Vec::new();
+                entry(2, "password", b"hunter2", &mut secret);
+                let whole = envelope("v1", "Secret", &secret);
+                whole[..whole.len() - 3].to_vec()
+            }),
+        ];
+        for (what, value) in &cases {
+            let d = decode(b"/registry/example.com/things/prod/x", value, 1, false);
+            assert!(d.masked, "{what}: {d:?}");
+            assert!(!leaks(&d), "{what}: {}", serde_json::to_string(&d).unwrap());
+            let shown = decode(b"/registry/example.com/things/prod/x", value, 1, true);
+            assert!(!shown.masked && shown != d, "{what}: {shown:?}");
+        }
+        // What is not a Secret stays as it is: a List's ConfigMap, a type, metadata.
+        let d = decode(b"/registry/example.com/things/prod/x", &cases[5].1, 1, false);
+        let o = d.object.unwrap();
+        assert_eq!(o["items"][0]["data"]["mode"], "fast");
+        let d = decode(b"/registry/example.com/things/prod/x", &cases[1].1, 1, false);
+        let o = d.object.unwrap();
+        assert_eq!(o["metadata"]["name"], "b");
+        assert!(o["data"].as_str().unwrap().starts_with("(masked"), "{o}");
+        // A ConfigMap whose text mentions secrets is not masked.
+        let cm = json(
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"annotations": {"a": "b"}}, "data": {"secret": "no"}}),
+        );
+        let d = decode(b"/registry/configmaps/prod/x", &cm, 1, false);
+        assert!(!d.masked, "{d:?}");
+        assert!(!names_a_secret(b"kind: ConfigMap\ndata:\n  x: y\n"));
     }
 
     /// Encrypted values name their provider and key, and nothing else is read.

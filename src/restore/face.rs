@@ -57,6 +57,32 @@ pub struct StageView {
     pub preview: Vec<String>,
     /// Where it stands against the outage.
     pub phase: Phase,
+    /// At stop-control-plane: what the serving cluster took beyond the
+    /// snapshot, read just before asking (`None` when it did not answer).
+    pub writes_so_far: Option<WritesSoFar>,
+}
+
+/// The serving cluster's revision against the snapshot's, read live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WritesSoFar {
+    /// The cluster's revision now.
+    pub live: i64,
+    /// The snapshot's revision.
+    pub snapshot: i64,
+    /// The revision the plan saw, when it read one.
+    pub planned: Option<i64>,
+}
+
+impl WritesSoFar {
+    /// Revisions past the snapshot, discarded by the restore.
+    pub fn discarded(&self) -> i64 {
+        (self.live - self.snapshot).max(0)
+    }
+
+    /// Revisions taken since the plan was computed.
+    pub fn since_plan(&self) -> Option<i64> {
+        self.planned.map(|p| (self.live - p).max(0))
+    }
 }
 
 /// How far a long step is: bytes done of bytes expected, and the time so far.
@@ -319,6 +345,9 @@ impl<R: BufRead, W: Write> Face for Text<R, W> {
         }
         if !self.headless() {
             lines.extend(view.why.iter().map(|w| format!("  {w}")));
+        }
+        if let Some(w) = &view.writes_so_far {
+            lines.push(format!("  {}", super::render::writes_so_far(w)));
         }
         lines.extend(view.preview.iter().map(|p| format!("    {p}")));
         self.write(&lines);

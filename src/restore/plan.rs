@@ -244,6 +244,9 @@ pub struct Plan {
     pub mode: u32,
     /// The current data dir's revision, when its db was readable.
     pub current_revision: Option<i64>,
+    /// The free space where the restored copy goes, before and after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<Space>,
     /// The etcd client connection for the checks (`endpoints`, `cacert`, `cert`, `key`).
     #[serde(flatten)]
     pub connection: Connection,
@@ -327,6 +330,12 @@ pub fn state_dir(root: &Root, typed: Option<&Path>) -> PathBuf {
 
 fn refuse(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
     Fail::before_change(message, next).into()
+}
+
+/// A snapshot the native check found damaged: exit 1, as `snapshot verify`
+/// gives for the same file; nothing was changed.
+fn damaged(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
+    Fail::problem(message, format!("nothing was changed; {}", next.into())).into()
 }
 
 fn minor(v: &str) -> Option<(u32, u32)> {
@@ -504,6 +513,34 @@ pub fn leftovers(live: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
+/// Room the still-serving member needs on its filesystem while the staged
+/// restore writes beside it: its next WAL segment (64 MiB, preallocated)
+/// and its db's growth (a tenth of it, at least bbolt's 16 MiB step).
+pub fn live_headroom(live_db: u64) -> u64 {
+    (64 << 20) + (live_db / 10).max(16 << 20)
+}
+
+/// The free space where the restored copy is written, as the plan saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Space {
+    /// The dir the copy is written in.
+    pub at: PathBuf,
+    /// Bytes free there when planned.
+    pub free_now: u64,
+    /// Bytes the restored copy takes (estimated: the snapshot, a tenth more, a WAL segment).
+    pub restored: u64,
+    /// Bytes the still-serving member keeps free there until the outage (0 in the in-outage order).
+    pub live_headroom: u64,
+}
+
+impl Space {
+    /// Bytes free once the copy is written.
+    pub fn free_after(&self) -> u64 {
+        self.free_now.saturating_sub(self.restored)
+    }
+}
+
 fn check_space(
     what: &str,
     dir: &Path,
@@ -635,14 +672,22 @@ impl Plan {
         let file_id = || std::fs::metadata(&snapshot).ok().map(|m| FileId::of(&m));
         let snapshot_file = file_id();
         let report = snapshot::verify(&snapshot).map_err(|e| {
-            refuse(
-                format!("cannot read the snapshot {}: {e:#}", snapshot.display()),
-                "check the file's permissions and that it is a snapshot",
-            )
+            if snapshot::is_corrupt(&e) {
+                // As `snapshot verify` says of it: a check found a problem (exit 1).
+                damaged(
+                    format!("the snapshot {} is damaged: {e:#}", snapshot.display()),
+                    "restore from another snapshot",
+                )
+            } else {
+                refuse(
+                    format!("cannot read the snapshot {}: {e:#}", snapshot.display()),
+                    "check the file's permissions and that it is a snapshot",
+                )
+            }
         })?;
         match report.integrity {
             Some(Integrity::Mismatch) => {
-                return Err(refuse(
+                return Err(damaged(
                     format!(
                         "the snapshot {} is corrupt: its sha256 trailer does not match its content",
                         snapshot.display()
@@ -662,7 +707,7 @@ impl Plan {
             _ => {}
         }
         if !report.ok {
-            return Err(refuse(
+            return Err(damaged(
                 format!(
                     "the snapshot {} is damaged: {}",
                     snapshot.display(),
@@ -878,13 +923,8 @@ impl Plan {
         let wal_need = 64 << 20;
         let need = size + size / 10 + if wal_dir.is_some() { 0 } else { wal_need } + (16 << 20);
         let held: Vec<(PathBuf, u64)> = swaps.iter().flat_map(|s| leftovers(&s.live)).collect();
-        check_space(
-            "restored data dir",
-            swaps[0].partial.parent().unwrap_or(&data_dir),
-            need,
-            1000,
-            &held,
-        )?;
+        let restore_at = swaps[0].partial.parent().unwrap_or(&data_dir).to_path_buf();
+        check_space("restored data dir", &restore_at, need, 1000, &held)?;
         if let Some(s) = swaps.get(1) {
             check_space(
                 "restored WAL dir",
@@ -894,6 +934,29 @@ impl Plan {
                 &held,
             )?;
         }
+        // In the staged order the member still serves while the copy is
+        // written beside it: it must keep room to grow until the outage.
+        let live_db = std::fs::metadata(data_dir.join("member/snap/db")).map_or(0, |m| m.len());
+        let headroom = live_headroom(live_db);
+        let free_now = fsinfo::fs_free(&fsinfo::nearest_existing(&restore_at)).map_or(0, |(f, _)| f);
+        let mut restore_in_outage = opts.restore_in_outage;
+        if !restore_in_outage && free_now < need + headroom {
+            restore_in_outage = true;
+            warnings.push(format!(
+                "restoring after the stop instead (as --restore-in-outage): {} free at {} holds the restored copy ({}) but not that plus the room the still-serving etcd needs to keep writing until the outage ({}: a WAL segment and its db's growth); free {} there for the shorter outage",
+                crate::units::human_bytes(free_now),
+                restore_at.display(),
+                crate::units::human_bytes(need),
+                crate::units::human_bytes(headroom),
+                crate::units::human_bytes(need + headroom - free_now),
+            ));
+        }
+        let space = Space {
+            at: restore_at.clone(),
+            free_now,
+            restored: need,
+            live_headroom: if restore_in_outage { 0 } else { headroom },
+        };
         check_space("journal and stashed manifests", &state_dir, 4 << 20, 100, &[])?;
         if !held.is_empty() {
             warnings.push(format!(
@@ -970,7 +1033,7 @@ impl Plan {
             data_dir,
             data_dir_link,
             settle_ms: settle_ms(opts.settle, node.kubelet.file_check_frequency_ms, &mut warnings),
-            order: if opts.restore_in_outage {
+            order: if restore_in_outage {
                 Order::InOutage
             } else {
                 Order::Staged
@@ -987,6 +1050,7 @@ impl Plan {
             gid,
             mode: 0o700,
             current_revision,
+            space: Some(space),
             connection: node.connection.clone(),
             wait_timeout_secs: opts.wait_timeout.as_secs(),
             force_stop: opts.force_stop,

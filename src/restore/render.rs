@@ -171,6 +171,29 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
         ),
         None => "  loses         unknown (the current data dir's db is not readable)".into(),
     }));
+    if plan.order == super::steps::Order::Staged {
+        out.push((
+            Tone::Warning,
+            "  writes        the cluster serves until stop-control-plane: what it takes until then is discarded too (counted again at that stage and once etcd has stopped); stop writers first".into(),
+        ));
+    }
+    if let Some(sp) = &plan.space {
+        out.push(fact(format!(
+            "  space         {} free at {} now, about {} once the restored copy ({}) is written{}",
+            human_bytes(sp.free_now),
+            sp.at.display(),
+            human_bytes(sp.free_after()),
+            human_bytes(sp.restored),
+            if sp.live_headroom > 0 {
+                format!(
+                    "; the serving etcd keeps {} of it to write in until the outage",
+                    human_bytes(sp.live_headroom)
+                )
+            } else {
+                String::new()
+            }
+        )));
+    }
     for w in &plan.warnings {
         out.push((Tone::Warning, format!("  warning       {w}")));
     }
@@ -205,6 +228,19 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
         }
     }
     out
+}
+
+/// What the serving cluster took beyond the snapshot, said before the outage begins.
+pub fn writes_so_far(w: &super::face::WritesSoFar) -> String {
+    format!(
+        "the cluster is at revision {} now: {} revisions past the snapshot (revision {}) are discarded{}; writes until this stage stops the API server are discarded too, so stop writers first",
+        w.live,
+        w.discarded(),
+        w.snapshot,
+        w.since_plan()
+            .map(|n| format!(", {n} of them taken since the plan"))
+            .unwrap_or_default()
+    )
 }
 
 /// `restoring: 612.0 MiB of 1.1 GiB written (54%), about 3 s left`.

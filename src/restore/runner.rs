@@ -93,6 +93,9 @@ struct OldDigest {
     content: String,
 }
 
+/// The `wait-stopped` note's key for the stopped db's revision.
+const FINAL_REVISION: &str = "finalRevision";
+
 fn changed_err(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
     changed(message, next).into()
 }
@@ -244,6 +247,11 @@ impl<'a> Runner<'a> {
                 why: (stage.why)(&self.plan),
                 preview: (stage.preview)(&self.plan),
                 phase: Phase::of(self.plan.order, stage.id),
+                writes_so_far: if stage.id == StageId::StopControlPlane {
+                    self.writes_so_far()
+                } else {
+                    None
+                },
             };
             match self.face.stage(&view) {
                 Answer::Yes => {}
@@ -326,7 +334,7 @@ impl<'a> Runner<'a> {
             revision: p.snapshot_revision,
             live_keys: p.snapshot_live_keys,
             member: p.name.clone(),
-            revisions_discarded: p.revisions_discarded(),
+            revisions_discarded: self.revisions_discarded(),
             kept: if done {
                 p.swaps.iter().map(|s| (s.what, s.old.clone())).collect()
             } else {
@@ -405,6 +413,21 @@ impl<'a> Runner<'a> {
                 let mut d = serde_json::Map::new();
                 for s in self.plan.swaps.clone() {
                     d.insert(s.what.meta_key().into(), json!(tree_meta(&s.live)?));
+                }
+                // What the restore really discards: the stopped db's revision,
+                // with every write taken since the plan.
+                if let Some(rev) = self.stopped_revision() {
+                    d.insert(FINAL_REVISION.into(), json!(rev));
+                    let n = (rev - self.plan.snapshot_revision).max(0);
+                    let more = self.plan.current_revision.map_or(0, |p| (rev - p).max(0));
+                    self.say(&format!(
+                        "etcd stopped at revision {rev}: {n} revisions discarded{}",
+                        if more > 0 {
+                            format!(" ({more} taken since the plan)")
+                        } else {
+                            String::new()
+                        }
+                    ));
                 }
                 self.journal.append(id, Kind::Note, None, d)?;
                 Ok(None)
@@ -1389,6 +1412,39 @@ impl<'a> Runner<'a> {
         self.journal
             .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
         Ok(())
+    }
+
+    /// The serving cluster's revision against the snapshot's, asked just
+    /// before the outage begins (bounded to 2 s; `None` when it does not answer).
+    fn writes_so_far(&self) -> Option<super::face::WritesSoFar> {
+        let conn = self.connection();
+        let st = self
+            .rt
+            .block_on(crate::host::etcd::status(&conn, Duration::from_secs(2)))
+            .ok()?;
+        Some(super::face::WritesSoFar {
+            live: st.revision,
+            snapshot: self.plan.snapshot_revision,
+            planned: self.plan.current_revision,
+        })
+    }
+
+    /// The revision of the stopped member's db, read natively (only the
+    /// pages on the way to its last key); `None` when it cannot be read (a
+    /// damaged data dir is a reason to restore, not to stop).
+    fn stopped_revision(&self) -> Option<i64> {
+        let s = self.plan.swaps.iter().find(|s| s.what == SwapKind::Data)?;
+        crate::snapshot::revision(&s.live.join("member/snap/db")).ok()
+    }
+
+    /// Revisions the restore discards: from the stopped db once etcd has
+    /// stopped (every write until then counted), else as planned.
+    fn revisions_discarded(&self) -> Option<i64> {
+        self.baseline()
+            .get(FINAL_REVISION)
+            .and_then(serde_json::Value::as_i64)
+            .map(|r| (r - self.plan.snapshot_revision).max(0))
+            .or_else(|| self.plan.revisions_discarded())
     }
 
     /// The `wait-stopped` note: the baseline of the dirs before anything touched them.

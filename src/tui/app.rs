@@ -756,7 +756,10 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
                 view.id,
                 view.title
             ));
-            let why: Vec<String> = view.why.iter().map(|w| format!("  {w}")).collect();
+            let mut why: Vec<String> = view.why.iter().map(|w| format!("  {w}")).collect();
+            if let Some(w) = &view.writes_so_far {
+                why.push(format!("  {}", crate::restore::render::writes_so_far(w)));
+            }
             let preview: Vec<String> = view.preview.iter().map(|p| format!("    {p}")).collect();
             app.transcript.extend(why);
             app.transcript.extend(preview);

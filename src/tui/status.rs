@@ -448,6 +448,7 @@ mod tests {
             raft_index: index,
             raft_applied_index: index,
             errors: Vec::new(),
+            cause: None,
         }
     }
 
@@ -475,6 +476,7 @@ mod tests {
                 age_seconds: 7 * 3600,
                 verified: true,
             }),
+            diagnosis: None,
         }
     }
 

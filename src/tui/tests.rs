@@ -101,12 +101,14 @@ fn sample_plan() -> Plan {
         gid: 0,
         mode: 0o700,
         current_revision: Some(1342),
+        space: None,
         connection: Connection {
             endpoints: vec!["https://127.0.0.1:2379".into()],
             cacert: Some("/node/etc/kubernetes/pki/etcd/ca.crt".into()),
             cert: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.crt".into()),
             key: Some("/node/etc/kubernetes/pki/etcd/healthcheck-client.key".into()),
             dial_timeout_ms: 2000,
+            command_timeout_ms: 5000,
         },
         wait_timeout_secs: 120,
         force_stop: false,
@@ -124,6 +126,7 @@ fn view(plan: &Plan, i: usize) -> StageView {
         why: (s.why)(plan),
         preview: (s.preview)(plan),
         phase: Phase::of(Order::Staged, s.id),
+        writes_so_far: None,
     }
 }
 

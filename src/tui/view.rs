@@ -465,6 +465,9 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             for w in &view.why {
                 b.prose(&format!("  {w}"), Tone::Plain);
             }
+            if let Some(w) = &view.writes_so_far {
+                b.prose(&format!("  {}", render::writes_so_far(w)), Tone::Warn);
+            }
             b.heading("What it does, exactly");
             for p in &view.preview {
                 b.plain(&format!("  {p}"));

@@ -28,6 +28,8 @@ const STOP_LIMIT: Duration = Duration::from_secs(120);
 /// A running drill.
 pub struct Drill {
     child: Option<Child>,
+    /// The read end of the drill's stdout, when it writes to a pipe ([`Drill::start_piped`]).
+    stdout: Option<std::process::ChildStdout>,
     /// The drill directory (inside `tmp`).
     pub dir: PathBuf,
     /// What `drill.json` said once the node was up.
@@ -54,6 +56,22 @@ impl Drill {
     /// Starts `etcd-rescue drill --dir <tmp>/drill <args>` and waits (up to
     /// 3 minutes) until it reports the node up and the snapshot taken.
     pub fn start(args: &[&str]) -> Drill {
+        Drill::start_with(args, false)
+    }
+
+    /// [`Drill::start`] with the drill's stdout a pipe the test holds (unread: what
+    /// the drill prints before [`Drill::close_stdout`] fits in its buffer), as
+    /// `etcd-rescue drill | tee log` runs it; stderr still goes to [`Drill::output`].
+    pub fn start_piped(args: &[&str]) -> Drill {
+        Drill::start_with(args, true)
+    }
+
+    /// Closes the read end of the drill's stdout pipe, as Ctrl-C does when it ends `tee`.
+    pub fn close_stdout(&mut self) {
+        assert!(self.stdout.take().is_some(), "the drill's stdout is a pipe");
+    }
+
+    fn start_with(args: &[&str], piped: bool) -> Drill {
         // A short path: unix socket paths under the node root must fit in 107 bytes.
         let tmp = tempfile::Builder::new()
             .prefix("drill-test-")
@@ -61,16 +79,21 @@ impl Drill {
             .unwrap();
         let dir = tmp.path().join("drill");
         let log = std::fs::File::create(tmp.path().join("drill.out")).unwrap();
-        let child = bin()
+        let mut child = bin()
             .args(["drill", "--dir"])
             .arg(&dir)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(if piped {
+                Stdio::piped()
+            } else {
+                Stdio::from(log.try_clone().unwrap())
+            })
             .stderr(log)
             .spawn()
             .expect("etcd-rescue drill starts");
         let mut d = Drill {
+            stdout: child.stdout.take(),
             child: Some(child),
             dir,
             state: serde_json::from_str(
@@ -285,7 +308,14 @@ impl Drill {
             .map(|rd| {
                 rd.flatten()
                     .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+                    .filter_map(|e| {
+                        std::fs::read_to_string(e.path())
+                            .ok()?
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -313,6 +343,19 @@ impl Drill {
         assert!(self.child.is_some(), "the drill is running");
         self.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))
             .expect("the drill dies of SIGKILL");
+    }
+
+    /// Interrupts the drill as Ctrl-C does (SIGINT to its PID) and waits (at most 2 minutes)
+    /// for it to exit.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        assert!(self.child.is_some(), "the drill is running");
+        self.signal_and_wait(Signal::SIGINT, STOP_LIMIT)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the drill did not stop within {STOP_LIMIT:?} of SIGINT:\n{}",
+                    self.output()
+                )
+            })
     }
 
     /// Stops the drill as Ctrl-C would (SIGTERM to its PID) and waits (at most 2 minutes) for
@@ -353,6 +396,27 @@ pub fn alive(pid: i32) -> bool {
             .and_then(|(_, rest)| rest.chars().next())
             .is_some_and(|state| state != 'Z' && state != 'X')
     })
+}
+
+/// Live etcd processes whose `--data-dir` is under `dir`.
+pub fn etcd_under(dir: &Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| alive(*pid))
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                        c.split(|b| *b == 0).any(|a| {
+                            String::from_utf8_lossy(a)
+                                .strip_prefix("--data-dir=")
+                                .is_some_and(|d| Path::new(d).starts_with(dir))
+                        })
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Runs a future on a fresh current-thread runtime.

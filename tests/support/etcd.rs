@@ -130,7 +130,56 @@ impl Etcd {
         panic!("etcd {v:?} did not become healthy: {last}");
     }
 
+    /// Adds a learner named `name` to `leader`'s cluster (etcdctl member add
+    /// --learner) and starts it with its data dir and log in `dir`, waiting (at
+    /// most 30 s) until it answers. It runs `leader`'s version.
+    pub fn start_learner(leader: &Etcd, name: &str, dir: &Path) -> Etcd {
+        let (cp, pp) = (free_port(), free_port());
+        let peer_url = format!("http://127.0.0.1:{pp}");
+        leader.etcdctl(&[
+            "member",
+            "add",
+            name,
+            &format!("--peer-urls={peer_url}"),
+            "--learner",
+        ]);
+        let cluster = format!("{MEMBER_NAME}={},{name}={peer_url}", leader.peer_url);
+        let mut e = Etcd::spawn_member(
+            leader.version,
+            &bin_dir(leader.version),
+            dir,
+            (cp, pp),
+            name,
+            &[
+                format!("--initial-cluster={cluster}"),
+                "--initial-cluster-state=existing".into(),
+            ],
+        );
+        e.wait_healthy(Duration::from_secs(30))
+            .unwrap_or_else(|log| panic!("the learner did not start: {log}"));
+        e
+    }
+
     fn spawn(v: Version, bins: &Path, dir: &Path, cp: u16, pp: u16) -> Etcd {
+        let peer_url = format!("http://127.0.0.1:{pp}");
+        Etcd::spawn_member(
+            v,
+            bins,
+            dir,
+            (cp, pp),
+            MEMBER_NAME,
+            &[format!("--initial-cluster={MEMBER_NAME}={peer_url}")],
+        )
+    }
+
+    fn spawn_member(
+        v: Version,
+        bins: &Path,
+        dir: &Path,
+        (cp, pp): (u16, u16),
+        name: &str,
+        cluster: &[String],
+    ) -> Etcd {
         let data_dir = dir.join("etcd-data");
         // A failed attempt's data dir holds its peer URL: start each attempt afresh.
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -139,15 +188,15 @@ impl Etcd {
         let peer_url = format!("http://127.0.0.1:{pp}");
         let child = Command::new(bins.join("etcd"))
             .args([
-                &format!("--name={MEMBER_NAME}"),
+                &format!("--name={name}"),
                 &format!("--data-dir={}", data_dir.display()),
                 &format!("--listen-client-urls={client_url}"),
                 &format!("--advertise-client-urls={client_url}"),
                 &format!("--listen-peer-urls={peer_url}"),
                 &format!("--initial-advertise-peer-urls={peer_url}"),
-                &format!("--initial-cluster={MEMBER_NAME}={peer_url}"),
                 "--log-level=warn",
             ])
+            .args(cluster)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -14,6 +14,13 @@
 //!
 //! A sidecar is believed only while its file matches it: [`Entry::verified`]
 //! is false for a file of another size (or, on `backup prune`, another sha256).
+//!
+//! One listing rule ([`list_checked`]) serves `backup list`, `backup prune`,
+//! `status` and the wizard's picker (issue 25: the drill's
+//! `etcd-snapshot-*.db` were listed by the picker and "none found" by the
+//! others): every snapshot file in the dir ([`is_snapshot_file`]) is listed,
+//! one without a sidecar as [`State::NoSidecar`], and retention deletes only
+//! files named by `backup` that have their sidecar.
 
 pub mod fetch;
 pub mod remote;
@@ -178,7 +185,8 @@ pub struct Uploaded {
 pub struct Entry {
     /// The snapshot file.
     pub path: PathBuf,
-    /// When it was taken (from its name).
+    /// When it was taken: from its name for a file `backup` named, else when
+    /// the file was last written.
     pub taken: SystemTime,
     /// Its sidecar, when readable.
     pub sidecar: Option<Sidecar>,
@@ -233,8 +241,36 @@ impl Entry {
     /// The file is there, matches its sidecar, and the sidecar says it verified:
     /// only such a backup counts for retention, or is shown as verified.
     pub fn verified(&self) -> bool {
-        self.present && self.mismatch.is_none() && self.sidecar.as_ref().is_some_and(|s| s.verified)
+        self.state() == State::Verified
     }
+
+    /// What is known of it, for the renderers.
+    pub fn state(&self) -> State {
+        match (&self.sidecar, &self.mismatch) {
+            _ if !self.present => State::Missing,
+            (None, _) => State::NoSidecar,
+            (Some(_), Some(_)) => State::Damaged,
+            (Some(s), None) if s.verified => State::Verified,
+            (Some(_), None) => State::NotVerified,
+        }
+    }
+}
+
+/// What a listed backup is, as far as its sidecar tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// There, matching its sidecar, which says it verified when saved.
+    Verified,
+    /// There, with a sidecar saying it did not verify when saved.
+    NotVerified,
+    /// There, but not what its sidecar says (another size or sha256).
+    Damaged,
+    /// There, without a sidecar (not saved by `backup`, or copied without
+    /// it): unverified, and never deleted by retention.
+    NoSidecar,
+    /// A sidecar whose file is gone.
+    Missing,
 }
 
 /// Something in a backup dir that is named like a backup but left alone.
@@ -276,6 +312,37 @@ pub fn taken(name: &str) -> Option<SystemTime> {
         .strip_suffix(".db")
         .or_else(|| rest.strip_suffix(".db.age"))?;
     crate::utc::parse_stamp(stamp)
+}
+
+/// Whether `path` is named as `backup` names its files (`snapshot-<stamp>.db[.age]`):
+/// only such files (with their sidecar) are ever deleted by retention.
+pub fn is_backup_name(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| taken(&n.to_string_lossy()).is_some())
+}
+
+/// Name endings taken as a snapshot whatever comes before them.
+pub const SNAPSHOT_ENDINGS: [&str; 4] = [".db", ".snap", ".snapshot", ".db.age"];
+
+/// Whether the regular file `path`, named `name`, is listed as a snapshot:
+/// named like one ([`SNAPSHOT_ENDINGS`]), or starting like a bbolt database
+/// or an age file. Hidden files (a sidecar's temp file, the dir's lock),
+/// sidecars and what interrupted saves leave are not.
+pub fn is_snapshot_file(path: &Path, name: &str) -> bool {
+    if name.starts_with('.') || name.ends_with(".json") || leftover(name) {
+        return false;
+    }
+    SNAPSHOT_ENDINGS.iter().any(|x| name.ends_with(x)) || bbolt_magic(path) || crate::host::age::is_sealed(path)
+}
+
+/// Whether the file starts like a bbolt database (the meta page's magic).
+fn bbolt_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && u32::from_le_bytes([b[16], b[17], b[18], b[19]]) == 0xED0C_DAED
 }
 
 /// Whether a backup's name says it is encrypted.
@@ -320,14 +387,16 @@ pub fn parse_sidecar(text: &str, file: &str) -> Option<Sidecar> {
     (s.format == SIDECAR_FORMAT && s.file == file).then_some(s)
 }
 
-/// The backups in `dir`, newest first: every `snapshot-<stamp>.db`, and every
-/// sidecar whose file is gone.
+/// The backups in `dir`, newest first: every snapshot file
+/// ([`is_snapshot_file`]), with its sidecar or without, and every sidecar
+/// whose file is gone.
 pub fn list(dir: &Path) -> Result<Vec<Entry>> {
     Ok(list_checked(dir)?.0)
 }
 
 /// [`list`], and what was left alone: entries named like a backup or a
-/// sidecar that are not regular files.
+/// sidecar that are not regular files. The one listing rule: `backup list`,
+/// `backup prune`, `status` and the picker all list through it.
 pub fn list_checked(dir: &Path) -> Result<(Vec<Entry>, Vec<Warning>)> {
     let rd = std::fs::read_dir(dir).map_err(|e| {
         anyhow::Error::new(Fail::before_change(
@@ -355,16 +424,23 @@ pub fn list_checked(dir: &Path) -> Result<(Vec<Entry>, Vec<Warning>)> {
             }
             continue;
         }
-        let Some(t) = taken(&name) else { continue };
+        let stamped = taken(&name);
         if let Some(kind) = odd {
-            warnings.push(Warning::NotAFile { path: e.path(), kind });
+            // Named like a backup: said. Anything else (a `latest.db` link): not a backup of this dir.
+            if stamped.is_some() {
+                warnings.push(Warning::NotAFile { path: e.path(), kind });
+            }
             continue;
         }
         let path = e.path();
+        if stamped.is_none() && !is_snapshot_file(&path, &name) {
+            continue;
+        }
         let side_is_file = std::fs::symlink_metadata(sidecar_path(&path)).is_ok_and(|m| m.is_file());
         let sidecar = if side_is_file { read_sidecar(&path) } else { None };
         // Gone since the listing: nothing to decide about.
         let Ok(md) = e.metadata() else { continue };
+        let t = stamped.unwrap_or_else(|| md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
         out.push(Entry::new(path, t, sidecar, Some(md.len())));
     }
     out.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.path.cmp(&a.path)));
@@ -930,6 +1006,57 @@ mod tests {
         wrong.file = "snapshot-x.db".into();
         write_sidecar(&l[3].path, &wrong).unwrap();
         assert_eq!(read_sidecar(&l[3].path), None);
+    }
+
+    /// Issue 25: every snapshot file is listed, whatever its name (the drill's
+    /// `etcd-snapshot-*.db`, a `.snap`, a bbolt db or an age file named
+    /// otherwise), without a sidecar as [`State::NoSidecar`] and dated by its
+    /// mtime; sidecars, hidden files, leftovers, other files and links to a
+    /// snapshot are not.
+    #[test]
+    fn every_snapshot_file_is_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130 + s);
+        let mut magic = vec![0u8; 64];
+        magic[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+        let files: [(&str, &[u8], u64); 5] = [
+            ("etcd-snapshot-20261125T100102Z.db", b"db", 10),
+            ("manual.snap", b"db", 20),
+            ("nightly-copy", &magic, 30),
+            ("sealed-copy", b"age-encryption.org/v1\n-> X25519 x\n", 40),
+            ("notes.txt", b"not a snapshot", 50),
+        ];
+        for (name, bytes, s) in files {
+            let f = std::fs::File::create(d.path().join(name)).unwrap();
+            std::io::Write::write_all(&mut &f, bytes).unwrap();
+            f.set_modified(at(s)).unwrap();
+        }
+        let named = d.path().join(file_name(at(0)));
+        std::fs::write(&named, b"db").unwrap();
+        write_sidecar(&named, &sample(&named)).unwrap();
+        std::fs::write(d.path().join(".etcd-rescue-backup.lock"), &magic).unwrap();
+        std::fs::write(d.path().join("snapshot-20261125T091530Z.db.plain"), &magic).unwrap();
+        std::fs::write(d.path().join("manual.snap.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink(&named, d.path().join("latest.db")).unwrap();
+        let (l, w) = list_checked(d.path()).unwrap();
+        let names: Vec<String> = l
+            .iter()
+            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "sealed-copy",
+                "nightly-copy",
+                "manual.snap",
+                "etcd-snapshot-20261125T100102Z.db",
+                &file_name(at(0))
+            ]
+        );
+        assert_eq!(l[3].taken, at(10), "dated by its mtime");
+        assert_eq!(l[3].state(), State::NoSidecar);
+        assert_eq!(l[4].state(), State::Verified);
+        assert!(w.is_empty(), "{w:?}");
     }
 
     /// A file that is not its sidecar's size is listed with its real size and

@@ -598,7 +598,10 @@ pub fn main() -> ExitCode {
     if let Some(name) = called.filter(|n| crate::drill::stand_in::NAMES.contains(&n.as_str())) {
         return crate::drill::stand_in::run(&name);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     match run(&cli) {
         Ok(code) => code.into(),
         Err(err) => {
@@ -608,6 +611,28 @@ pub fn main() -> ExitCode {
             let _ = writeln!(e, "next: {next}");
             code.into()
         }
+    }
+}
+
+/// A command line clap refused (or `--help`, `--version`): clap's own
+/// message and exit code (2 for a refusal, nothing changed), then, for a
+/// refusal, the `next:` line every error ends with.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        let _ = writeln!(std::io::stderr().lock(), "next: {}", usage_next(e.kind()));
+    }
+    u8::try_from(e.exit_code()).map_or(ExitCode::FAILURE, ExitCode::from)
+}
+
+/// The next step after a refused command line.
+fn usage_next(kind: clap::error::ErrorKind) -> &'static str {
+    use clap::error::ErrorKind;
+    match kind {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidSubcommand => {
+            "nothing was changed; use one of the values above (`etcd-rescue help <command>` lists each flag's)"
+        }
+        _ => "nothing was changed; see `etcd-rescue help <command>` for the flags it takes",
     }
 }
 
@@ -817,7 +842,6 @@ pub fn run(cli: &Cli) -> Result<Code> {
                     .diagnosis
                     .as_ref()
                     .map(|d| diagnosis_text(d, &r, &conn))
-                    .or_else(|| r.warnings.first().map(|w| (w.message.clone(), w.next.clone())))
                     .or_else(|| {
                         r.alarms.first().map(|a| {
                             (
@@ -826,6 +850,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                             )
                         })
                     })
+                    .or_else(|| r.warnings.first().map(|w| (w.message.clone(), w.next.clone())))
                     .unwrap_or_default();
                 return Err(exit::Fail::problem(first.0, first.1).into());
             }
@@ -895,9 +920,19 @@ pub fn run(cli: &Cli) -> Result<Code> {
                 }
                 None => (None, None),
             };
+            let source = a
+                .snapshot
+                .as_ref()
+                .filter(|given| snapshot.as_ref() != Some(*given))
+                .map(|given| crate::restore::plan::SnapshotSource {
+                    given: given.display().to_string(),
+                    identity: cli.sealed.identity.clone(),
+                    s3_endpoint: cli.sealed.s3_endpoint.clone(),
+                });
             let opts = crate::restore::plan::Options {
                 root: cli.root.clone(),
                 snapshot: snapshot.clone().unwrap_or_default(),
+                source,
                 skip_hash_check: a.skip_hash_check,
                 initial_cluster: a.initial_cluster.clone(),
                 initial_cluster_token: a.initial_cluster_token.clone(),
@@ -1525,7 +1560,7 @@ fn drill_check(dir: &std::path::Path, fmt: Format) -> Result<Code> {
     let (state, broken) = scenario::load(dir)?;
     let runs = drill_runs(&state, crate::utc::parse_rfc3339(&broken.at))?;
     let mut card = tokio::runtime::Runtime::new()?.block_on(scenario::grade(&state, &broken, &runs));
-    card.previous = scenario::history(dir);
+    card.previous = scenario::earlier(dir, &card.broken_at);
     scenario::record(dir, &card)?;
     print(fmt, &card, scorecard_table)?;
     if !card.recovered {
@@ -1643,9 +1678,14 @@ async fn run_drill(
 
 /// A snapshot that cannot be read at all is an error (exit 2); one that is damaged is a problem (exit 1).
 fn snapshot_error(files: &[&std::path::Path], e: anyhow::Error) -> anyhow::Error {
-    if crate::snapshot::is_corrupt(&e) {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    if crate::snapshot::is_not_a_database(&e) {
+        e.context(exit::Fail::problem(
+            format!("{} is not an etcd snapshot or data dir", names.join(" or ")),
+            "name a file `etcdctl snapshot save` or `etcd-rescue backup` wrote, a member's db (member/snap/db) or a data dir",
+        ))
+    } else if crate::snapshot::is_corrupt(&e) {
         // The inner error names the file and the page; this adds the exit code and the next step.
-        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         e.context(exit::Fail::problem(
             "the snapshot is damaged",
             format!(

@@ -92,9 +92,34 @@ pub fn report(err: &anyhow::Error) -> (Code, String, String) {
         .downcast_ref::<Fail>()
         .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Fail>()));
     let code = fail.map_or(Code::Error, |f| f.code);
-    let next = fail.map_or_else(|| default_next(code).to_string(), |f| f.next.clone());
+    let next = fail.map_or_else(
+        || {
+            if denied(err) && !nix::unistd::geteuid().is_root() {
+                format!(
+                    "{} as root (or with sudo): the node's files belong to root",
+                    match code {
+                        Code::Changed => "run `etcd-rescue resume` or `etcd-rescue rollback`",
+                        _ => "nothing was changed; run the command again",
+                    }
+                )
+            } else {
+                default_next(code).to_string()
+            }
+        },
+        |f| f.next.clone(),
+    );
     let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
     (code, format!("etcd-rescue: {}", chain.join(": ")), next)
+}
+
+/// Whether the cause is a permission refused by the system (EACCES, EPERM).
+fn denied(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || e.downcast_ref::<nix::errno::Errno>()
+                .is_some_and(|n| matches!(n, nix::errno::Errno::EACCES | nix::errno::Errno::EPERM))
+    })
 }
 
 fn default_next(code: Code) -> &'static str {
@@ -111,6 +136,16 @@ fn default_next(code: Code) -> &'static str {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    /// A permission refused by the system names the cause a person can fix.
+    #[test]
+    fn permission_denied_is_found_in_the_chain() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = anyhow::Error::new(io).context("reading /etc/kubernetes/manifests/etcd.yaml");
+        assert!(denied(&err));
+        assert!(denied(&anyhow::Error::new(nix::errno::Errno::EACCES)));
+        assert!(!denied(&anyhow::anyhow!("permission denied (only text)")));
+    }
 
     /// A `Fail` wrapped in outer context still decides the exit code and the hint.
     #[test]

@@ -85,6 +85,12 @@ impl Node {
     pub fn discover(root: &Root, cri: Option<&Path>, conn: &Connection) -> Result<Node> {
         let kubelet = Kubelet::discover(root, cri)?;
         let dir = root.host(&kubelet.static_pod_path);
+        if let Err(e) = std::fs::metadata(&dir)
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Err(anyhow::Error::new(e)
+                .context(format!("reading the static pod directory {}", dir.display())));
+        }
         if !dir.is_dir() {
             return Err(Fail::before_change(
                 format!(

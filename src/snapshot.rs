@@ -867,7 +867,19 @@ fn bad_data(what: String) -> anyhow::Error {
 /// problem: exit code 1), false when it could not be opened or read at all (exit code 2).
 pub fn is_corrupt(err: &anyhow::Error) -> bool {
     err.chain()
-        .any(|e| matches!(e.downcast_ref::<BoltError>(), Some(BoltError::Corrupt(_))))
+        .any(|e| {
+            matches!(
+                e.downcast_ref::<BoltError>(),
+                Some(BoltError::Corrupt(_) | BoltError::NotADatabase(_))
+            )
+        })
+}
+
+/// True when `err` says the file is no etcd database at all (not a damaged
+/// one): no bbolt magic where a db has one, or too short to hold it.
+pub fn is_not_a_database(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|e| matches!(e.downcast_ref::<BoltError>(), Some(BoltError::NotADatabase(_))))
 }
 
 /// The revision `status` reports (the first 8 bytes of the `key` bucket's
@@ -939,7 +951,7 @@ fn verify_known(path: &Path, known: Option<&str>) -> anyhow::Result<VerifyReport
     };
     let db = match Db::open(&path) {
         Ok(db) => db,
-        Err(BoltError::Corrupt(c)) => {
+        Err(BoltError::Corrupt(c) | BoltError::NotADatabase(c)) => {
             r.problems.push(c.into());
             return Ok(finish(r));
         }

@@ -86,6 +86,11 @@ impl Work {
                 if let Some(s) = snapshot {
                     // An encrypted backup is decrypted into the state dir, where a resume finds it.
                     opts.snapshot = if crate::host::age::is_sealed(&s) {
+                        opts.source = Some(plan::SnapshotSource {
+                            given: s.display().to_string(),
+                            identity: identity.clone(),
+                            s3_endpoint: None,
+                        });
                         let into = plan::state_dir(&Root::new(&opts.root), opts.state_dir.as_deref())
                             .join("snapshots");
                         let src = crate::backup::fetch::Source::File(s);

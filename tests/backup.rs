@@ -1256,3 +1256,104 @@ fn remote_copies_are_checked_by_size_and_fetches_by_room() {
         .sum();
     assert_eq!(left, 0, "nothing written");
 }
+
+/// The lines `backup` printed on stderr about saving.
+fn saving_lines(out: &std::process::Output) -> Vec<String> {
+    text(out)
+        .1
+        .lines()
+        .filter(|l| l.starts_with("saving:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 25: without a terminal, a save shorter than 5 s printed one progress
+/// line, at 0%; now a line per tenth done (and per 5 s), ending at 100%.
+#[test]
+fn progress_without_a_terminal_is_a_line_per_tenth() {
+    use crate::support::etcd::{Etcd, Version};
+    let work = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(Version::V35, work.path());
+    fill(&etcd, 60, 16 * 1024);
+    let dir = work.path().join("backups");
+    let out = backup(
+        &["--dir", dir.to_str().unwrap(), "--endpoints", &etcd.client_url],
+        &[("ETCD_RESCUE_TEST_SNAPSHOT_DELAY_MS", "20")],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let lines = saving_lines(&out);
+    assert!(lines.len() >= 8 && lines.len() <= 15, "{lines:#?}");
+    assert!(lines.last().unwrap().ends_with("(100%)"), "{lines:#?}");
+}
+
+/// Issue 25: one listing rule. A backup with its sidecar and, newer, a copy
+/// without one named as the drill names its snapshots: `backup list` lists
+/// both (the copy "unverified", "(no sidecar)"), `status` names the copy as
+/// the newest backup, not verified, `prune --dry-run` without a retention
+/// flag says that nothing is deleted, a real prune never deletes the copy,
+/// and the picker finds exactly what `backup list` lists.
+#[test]
+fn one_listing_for_list_prune_status_and_the_picker() {
+    use crate::support::etcd::{Etcd, Version};
+    let work = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(Version::V35, work.path());
+    let dir = work.path().join("backups");
+    let d = dir.to_str().unwrap();
+    let out = backup(&["--dir", d, "--endpoints", &etcd.client_url], &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let saved = dir.join(dbs(&dir).into_iter().find(|n| n.ends_with(".db")).unwrap());
+    let copy = dir.join("etcd-snapshot-20261125T100102Z.db");
+    std::fs::copy(&saved, &copy).unwrap();
+
+    let list = backup(&["list", "--dir", d], &[]);
+    assert!(list.status.success(), "{:?}", text(&list));
+    let t = text(&list).0;
+    let line = |name: &str| {
+        t.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} is not listed:\n{t}"))
+            .to_string()
+    };
+    let c = line("etcd-snapshot-20261125T100102Z.db");
+    assert!(c.contains(" unverified ") && c.ends_with("(no sidecar)"), "{c}");
+    assert!(line(&saved.file_name().unwrap().to_string_lossy()).contains(" yes "), "{t}");
+    let js: Vec<serde_json::Value> =
+        serde_json::from_slice(&backup(&["list", "--dir", d, "-w", "json"], &[]).stdout).unwrap();
+    assert_eq!(js.len(), 2, "{js:?}");
+    assert_eq!(js[0]["path"], copy.display().to_string(), "newest first");
+    assert_eq!(js[0]["state"], "no-sidecar");
+    assert_eq!(js[1]["state"], "verified");
+
+    let mut c = bin();
+    c.args(["status", "--endpoints", &etcd.client_url, "--backup-dir", d, "-w", "json"])
+        .env("PATH", PATH);
+    let st = c.output().unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&st.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&st)));
+    assert_eq!(st["lastBackup"]["path"], copy.display().to_string(), "{st}");
+    assert_eq!(st["lastBackup"]["verified"], false, "{st}");
+
+    let dry = backup(&["prune", "--dir", d, "--dry-run"], &[]);
+    assert!(dry.status.success(), "{:?}", text(&dry));
+    let t = text(&dry).0;
+    assert!(!t.contains("keep-last") && !t.contains("delete "), "{t}");
+    assert!(
+        t.lines().any(|l| l.starts_with("keep ")
+            && l.contains(&*saved.to_string_lossy())
+            && l.ends_with("(no retention policy given: nothing is deleted)")),
+        "{t}"
+    );
+    assert!(
+        t.lines().any(|l| l.contains(&*copy.to_string_lossy()) && l.contains("never deleted")),
+        "{t}"
+    );
+    let real = backup(&["prune", "--dir", d, "--keep-last", "1"], &[]);
+    assert!(real.status.success(), "{:?}", text(&real));
+    assert!(copy.exists() && saved.exists(), "{:?}", text(&real));
+
+    let found: Vec<PathBuf> = etcd_rescue::tui::picker::scan(std::slice::from_ref(&dir))
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(found, [copy, saved]);
+}

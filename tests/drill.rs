@@ -84,6 +84,38 @@ fn node_comes_up_with_tls_etcd_and_four_containers() {
     )));
 }
 
+/// Issue 25: `certs` on a fresh drill finds nothing critical: the drill's
+/// kubeconfigs (stubs once, four critical findings in every drill) embed
+/// client certificates signed by its CA, with their keys, as kubeadm's do.
+#[test]
+fn certs_on_a_fresh_drill_find_nothing_critical() {
+    let d = Drill::start(&["--keys", "50"]);
+    let out = bin()
+        .args(["certs", "--root"])
+        .arg(d.root(0))
+        .args(["-w", "json"])
+        .output()
+        .unwrap();
+    let js: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    assert_eq!(out.status.code(), Some(0), "{js:#}");
+    assert!(!js.to_string().contains("\"critical\""), "{js:#}");
+    for conf in ["admin.conf", "controller-manager.conf", "scheduler.conf", "super-admin.conf"] {
+        let c = js["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == conf)
+            .unwrap_or_else(|| panic!("{conf}: {js:#}"));
+        assert_eq!(c["problems"], serde_json::json!([]), "{c:#}");
+    }
+    let kubelet = std::fs::read_to_string(d.root(0).join("etc/kubernetes/kubelet.conf")).unwrap();
+    assert!(
+        kubelet.contains("client-certificate-data: ") && kubelet.contains("user: system:node:cp1"),
+        "{kubelet}"
+    );
+}
+
 /// Moving etcd.yaml out stops its container and removes its sandbox within
 /// seconds; moving it back starts it again; a `.bak` copy starts a second pod
 /// and a dot-file does not.

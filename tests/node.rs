@@ -354,3 +354,62 @@ fn huge_durations_and_tiny_intervals_are_refused() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A command line clap refuses (an unknown flag, a bad `-w`) keeps clap's
+/// exit code 2 and ends with a `next:` line like every other error; a file
+/// that is no etcd database is named as such, not as a damaged snapshot.
+#[test]
+fn usage_errors_and_foreign_files_say_what_to_do() {
+    for args in [
+        vec!["node", "--no-such-flag"],
+        vec!["node", "-w", "yaml-ish"],
+        vec!["no-such-command"],
+    ] {
+        let o = crate::support::run_bounded(
+            crate::support::bin().args(&args),
+            std::time::Duration::from_secs(30),
+        );
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.lines().last().is_some_and(|l| l.starts_with("next: nothing was changed")), "{args:?}: {err}");
+    }
+    let o = crate::support::run_bounded(
+        crate::support::bin().args(["--help"]),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let tmp = tempfile::tempdir().unwrap();
+    let foreign = tmp.path().join("passwd");
+    std::fs::write(&foreign, "root:x:0:0:root:/root:/bin/bash\n".repeat(200)).unwrap();
+    let o = crate::support::run_bounded(
+        crate::support::bin().args(["snapshot", "status"]).arg(&foreign),
+        std::time::Duration::from_secs(30),
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not an etcd snapshot or data dir"), "{err}");
+    assert!(!err.contains("restore from another snapshot"), "{err}");
+}
+
+/// Without root, a node path the system refuses says to run as root.
+#[test]
+fn permission_denied_says_run_as_root() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::support::require_root("switching to another user");
+    let n = FixtureNode::new("single");
+    std::fs::set_permissions(n.root(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A copy of the binary that user can run, wherever the build dir is.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("etcd-rescue");
+    std::fs::copy(env!("CARGO_BIN_EXE_etcd-rescue"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["node", "--root", &n.root_str()]);
+    let o = crate::support::run_bounded(&mut c, std::time::Duration::from_secs(30));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("as root (or with sudo)"), "{err}");
+}

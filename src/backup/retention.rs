@@ -2,9 +2,10 @@
 //! `--keep-daily N` together keep the union of what each keeps, counting
 //! verified backups only (a run of failed backups never pushes the good ones
 //! out). Whatever the flags, the backup just taken and the newest verified one
-//! are kept, a file without its sidecar is never touched, nothing is deleted
-//! when no flag is given, and nothing at all while a backup is stamped in the
-//! future (a clock that was, or is, wrong).
+//! are kept, a file without its sidecar (or not named by `backup`: the drill's
+//! `etcd-snapshot-*.db`, a copy made by hand) is never touched, nothing is
+//! deleted when no flag is given ([`Why::NoPolicy`]), and nothing at all while
+//! a backup is stamped in the future (a clock that was, or is, wrong).
 //!
 //! "Verified" is the sidecar's word only while the file still matches it
 //! (issue 24: two backups emptied to 0 bytes with their sidecars intact took
@@ -53,7 +54,10 @@ pub enum Why {
     Within,
     /// The newest of its day, within `--keep-daily`.
     Daily,
-    /// No sidecar (not recognised as this tool's backup): never deleted.
+    /// No retention flag was given: nothing is deleted.
+    NoPolicy,
+    /// No sidecar, or not named by `backup` (not recognised as this tool's
+    /// backup): never deleted.
     Unrecognised,
     /// The file does not match its sidecar (another size or sha256): deleted.
     Damaged,
@@ -98,7 +102,10 @@ pub fn decide(
 ) -> Vec<Decision> {
     // Ranks, days and windows count verified backups only: present, matching
     // their sidecar, and verified when saved.
-    let recognised: Vec<&Entry> = entries.iter().filter(|e| e.verified()).collect();
+    let recognised: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.verified() && super::is_backup_name(&e.path))
+        .collect();
     let newest_verified = recognised.first().map(|e| e.path.clone());
     let mut daily: BTreeSet<PathBuf> = BTreeSet::new();
     if let Some(n) = policy.keep_daily {
@@ -119,8 +126,10 @@ pub fn decide(
             let mut why = Vec::new();
             if !e.present {
                 why.push(Why::Orphan);
-            } else if e.sidecar.is_none() {
+            } else if e.sidecar.is_none() || !super::is_backup_name(&e.path) {
                 why.push(Why::Unrecognised);
+            } else if policy.is_empty() {
+                why.push(Why::NoPolicy);
             } else {
                 let rank = recognised.iter().position(|r| r.path == e.path);
                 let verified = rank.is_some();
@@ -145,9 +154,7 @@ pub fn decide(
                     why.push(Why::Daily);
                 }
                 if why.is_empty() {
-                    why.push(if policy.is_empty() {
-                        Why::Last
-                    } else if e.mismatch.is_some() {
+                    why.push(if e.mismatch.is_some() {
                         Why::Damaged
                     } else {
                         Why::Expired
@@ -228,7 +235,9 @@ pub fn apply(
 ) -> Result<Pruned> {
     let (mut entries, mut skipped) = super::list_checked(dir)?;
     if !policy.is_empty()
-        && let Some(ahead) = entries.iter().find(|e| e.taken > now + Duration::from_secs(300))
+        && let Some(ahead) = entries
+            .iter()
+            .find(|e| super::is_backup_name(&e.path) && e.taken > now + Duration::from_secs(300))
     {
         return Err(Fail::before_change(
             format!(
@@ -468,6 +477,41 @@ mod tests {
         assert_eq!(kept(&d), [2, 3, 5]);
     }
 
+    /// Issue 25: snapshot files `backup` did not name (the drill's
+    /// `etcd-snapshot-*.db`), with or without a sidecar, are listed and never
+    /// deleted, and take no `--keep-last` rank from the backups.
+    #[test]
+    fn files_not_named_by_backup_are_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let mut named = Vec::new();
+        for ago in [7200, 3600] {
+            let p = dir.path().join(file_name(now - Duration::from_secs(ago)));
+            std::fs::write(&p, b"db").unwrap();
+            super::super::write_sidecar(&p, &crate::backup::tests::sample(&p)).unwrap();
+            named.push(p);
+        }
+        let bare = dir.path().join("etcd-snapshot-20261125T100102Z.db");
+        std::fs::write(&bare, b"db").unwrap();
+        let copied = dir.path().join("copy.db");
+        std::fs::write(&copied, b"db").unwrap();
+        super::super::write_sidecar(&copied, &crate::backup::tests::sample(&copied)).unwrap();
+        let p = Retention {
+            keep_last: Some(1),
+            ..Retention::default()
+        };
+        let r = apply(dir.path(), &p, now, None, false, false).unwrap();
+        assert_eq!(r.decisions.len(), 4, "{:?}", r.decisions);
+        for d in &r.decisions {
+            if d.path == bare || d.path == copied {
+                assert_eq!(d.why, [Why::Unrecognised], "{d:?}");
+            }
+        }
+        assert!(bare.exists() && copied.exists());
+        assert!(named[1].exists(), "the newest backup keeps its rank");
+        assert!(!named[0].exists());
+    }
+
     /// Same size, other bytes: the prune's sha256 check finds it and decides again.
     #[test]
     fn the_prune_reads_what_keeps_others_out() {
@@ -520,16 +564,16 @@ mod tests {
         );
     }
 
-    /// No flag: nothing goes. An orphan sidecar goes whatever the flags.
+    /// No flag: nothing goes, and that is the reason given (issue 25: it said
+    /// `keep-last`). An orphan sidecar goes whatever the flags.
     #[test]
     fn no_flags_keep_everything_and_orphans_go() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
         let mut e = month(now);
-        assert!(
-            decide(&e, &Retention::default(), now, None)
-                .iter()
-                .all(|d| !d.goes())
-        );
+        let d = decide(&e, &Retention::default(), now, None);
+        assert!(d.iter().all(|d| !d.goes()));
+        assert_eq!(d[1].why, [Why::NoPolicy]);
+        assert_eq!(d[5].why, [Why::Unrecognised]);
         e[7].present = false;
         let d = decide(&e, &Retention::default(), now, None);
         assert_eq!(d[7].why, [Why::Orphan]);

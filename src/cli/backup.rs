@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Cli, Format, parse_duration, print};
-use crate::backup::{self, Decision, Entry, Mismatch, Retention, Sidecar, Warning, metrics, retention::Why};
+use crate::backup::{self, Decision, Entry, Mismatch, Retention, Sidecar, State, Warning, metrics, retention::Why};
 use crate::exit::{Code, Fail};
 use crate::root::Root;
 use crate::units::human_bytes;
@@ -191,7 +191,8 @@ fn why(w: Why) -> &'static str {
         Why::Last => "keep-last",
         Why::Within => "keep-within",
         Why::Daily => "keep-daily",
-        Why::Unrecognised => "no sidecar: never deleted",
+        Why::NoPolicy => "no retention policy given: nothing is deleted",
+        Why::Unrecognised => "unverified (no sidecar, or not named by `backup`): never deleted",
         Why::Damaged => "does not match its sidecar",
         Why::Expired => "expired",
         Why::Orphan => "sidecar without its file",
@@ -223,10 +224,41 @@ fn age(t: SystemTime) -> String {
     }
 }
 
-/// The progress of a save: a bar redrawn in place on a terminal, a line every 5 s otherwise (stderr).
+/// When a progress line is due without a terminal: at the start, each time
+/// another tenth is done, 5 s after the last line, and at the end (issue 25:
+/// a save shorter than 5 s printed one line, at 0%).
+#[derive(Debug, Default)]
+struct Lines {
+    /// What the last line was about, its tenth, and when it was printed.
+    last: Option<(backup::Doing, u64, Duration)>,
+}
+
+impl Lines {
+    /// Whether `p` gets a line.
+    fn due(&mut self, p: &backup::Progress) -> bool {
+        let tenth = if p.total == 0 {
+            0
+        } else {
+            u64::try_from(u128::from(p.done.min(p.total)) * 10 / u128::from(p.total)).unwrap_or(10)
+        };
+        let due = match self.last {
+            None => true,
+            Some((doing, t, at)) => {
+                doing != p.doing || tenth > t || p.elapsed >= at + Duration::from_secs(5)
+            }
+        };
+        if due {
+            self.last = Some((p.doing, tenth, p.elapsed));
+        }
+        due
+    }
+}
+
+/// The progress of a save: a bar redrawn in place on a terminal, otherwise a
+/// line per tenth done or per 5 s ([`Lines`]), on stderr.
 pub(super) fn progress_printer() -> impl FnMut(backup::Progress) {
     let tty = std::io::stderr().is_terminal();
-    let mut last = None::<u64>;
+    let mut lines = Lines::default();
     move |p: backup::Progress| {
         let mut e = std::io::stderr().lock();
         #[allow(clippy::cast_precision_loss)]
@@ -261,12 +293,8 @@ pub(super) fn progress_printer() -> impl FnMut(backup::Progress) {
             if p.done >= p.total {
                 let _ = writeln!(e);
             }
-        } else {
-            let slot = p.elapsed.as_secs() / 5;
-            if last != Some(slot) {
-                last = Some(slot);
-                let _ = writeln!(e, "{line}");
-            }
+        } else if lines.due(&p) {
+            let _ = writeln!(e, "{line}");
         }
     }
 }
@@ -321,30 +349,24 @@ fn saved_table(r: &SavedReport) -> String {
 
 fn list_table(entries: &[(Option<String>, Entry)]) -> String {
     let mut t = format!(
-        "{:<6} {:>10} {:>10} {:>8} {:<9} {}\n",
+        "{:<6} {:>10} {:>10} {:>8} {:<10} {}\n",
         "AGE", "SIZE", "REVISION", "KEYS", "VERIFIED", "FILE"
     );
     for (bucket, e) in entries {
         // The size is the file's as found; the sidecar's only when the file is gone.
-        let (size, rev, keys, ok) = match &e.sidecar {
+        let (size, rev, keys) = match &e.sidecar {
             Some(s) => (
                 human_bytes(e.size.unwrap_or(s.size)),
                 s.revision.to_string(),
                 s.total_key.to_string(),
-                if e.verified() {
-                    "yes"
-                } else if e.mismatch.is_some() {
-                    "DAMAGED"
-                } else {
-                    "NO"
-                },
             ),
-            None => (
-                e.size.map_or_else(|| "-".into(), human_bytes),
-                "-".into(),
-                "-".into(),
-                "no sidecar",
-            ),
+            None => (e.size.map_or_else(|| "-".into(), human_bytes), "-".into(), "-".into()),
+        };
+        let ok = match e.state() {
+            State::Verified => "yes",
+            State::Damaged => "DAMAGED",
+            State::NoSidecar => "unverified",
+            State::NotVerified | State::Missing => "NO",
         };
         let name = match bucket {
             Some(_) => place(bucket.as_deref(), e),
@@ -357,11 +379,12 @@ fn list_table(entries: &[(Option<String>, Entry)]) -> String {
         let note = match &e.mismatch {
             _ if !e.present => " (file missing)".to_string(),
             Some(m) => format!(" ({})", mismatch(m)),
+            None if e.sidecar.is_none() => " (no sidecar)".to_string(),
             None => String::new(),
         };
         let _ = writeln!(
             t,
-            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<9} {name}{note}",
+            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<10} {name}{note}",
             age(e.taken),
             ok,
         );
@@ -474,6 +497,8 @@ struct ListEntry {
     size: Option<u64>,
     /// Present, matching its sidecar, verified when saved.
     verified: bool,
+    /// `verified`, `not-verified`, `damaged`, `no-sidecar` (unverified, never deleted) or `missing`.
+    state: State,
     /// How the file differs from its sidecar.
     #[serde(skip_serializing_if = "Option::is_none")]
     mismatch: Option<String>,
@@ -508,6 +533,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
                             present: e.present,
                             size: e.size,
                             verified: e.verified(),
+                            state: e.state(),
                             mismatch: e.mismatch.as_ref().map(mismatch),
                             sidecar: e.sidecar.clone(),
                         })

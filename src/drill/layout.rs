@@ -117,21 +117,6 @@ pub fn write_node(
         &render(KUBELET, &vars),
         0o644,
     )?;
-    for conf in [
-        "admin.conf",
-        "super-admin.conf",
-        "controller-manager.conf",
-        "scheduler.conf",
-        "kubelet.conf",
-    ] {
-        write(
-            &root.host(format!("/etc/kubernetes/{conf}")),
-            &format!(
-                "# {conf}: the drill runs no kube-apiserver, so this kubeconfig names no server\napiVersion: v1\nkind: Config\n"
-            ),
-            0o600,
-        )?;
-    }
     let pki_dir = root.host("/etc/kubernetes/pki");
     match first_pki {
         None => pki::write_cluster_cas(&pki_dir)?,
@@ -143,6 +128,12 @@ pub fn write_node(
             node_name: node.name.clone(),
             node_ips: vec![IpAddr::V4(node.ip)],
         },
+    )?;
+    pki::write_kubeconfigs(
+        &pki_dir,
+        &root.host("/etc/kubernetes"),
+        &node.name,
+        &format!("https://{}:{}", node.ip, node.api_port),
     )?;
     let data = root.host("/var/lib/etcd");
     std::fs::create_dir_all(&data)?;

@@ -203,6 +203,18 @@ impl Ca {
         not_after: OffsetDateTime,
     ) -> Result<(String, String)> {
         let key = RsaKey::generate()?;
+        let pem = self.client_cert(common_name, organization, &key, not_after)?;
+        Ok((pem, key.pkcs1_pem.to_string()))
+    }
+
+    /// A client certificate for `key`, PEM.
+    fn client_cert(
+        &self,
+        common_name: &str,
+        organization: Option<&str>,
+        key: &RsaKey,
+        not_after: OffsetDateTime,
+    ) -> Result<String> {
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(organization, common_name);
         params.is_ca = IsCa::ExplicitNoCa;
@@ -218,7 +230,7 @@ impl Ca {
         let cert = params
             .signed_by(&key.signer, &self.issuer)
             .with_context(|| format!("sign a client certificate for {common_name}"))?;
-        Ok((cert.pem(), key.pkcs1_pem.to_string()))
+        Ok(cert.pem())
     }
 
     /// Builds the self-signed CA certificate for `key`.
@@ -408,6 +420,48 @@ pub fn write_kubeadm_pki(pki: &Path, spec: &PkiSpec) -> Result<()> {
     spec.validate()?;
     write_cluster_cas(pki)?;
     write_node_certs(pki, spec)
+}
+
+/// kubeadm's kubeconfigs under `/etc/kubernetes` (`kubeadm init phase
+/// kubeconfig all`): the file, its user's CN (`{node}`: the node name) and
+/// organization.
+pub const KUBECONFIGS: [(&str, &str, Option<&str>); 5] = [
+    ("admin.conf", "kubernetes-admin", Some("kubeadm:cluster-admins")),
+    ("super-admin.conf", "kubernetes-super-admin", Some("system:masters")),
+    ("controller-manager.conf", "system:kube-controller-manager", None),
+    ("scheduler.conf", "system:kube-scheduler", None),
+    ("kubelet.conf", "system:node:{node}", Some("system:nodes")),
+];
+
+/// Writes [`KUBECONFIGS`] into `kube_dir` (0600), as kubeadm does: each
+/// names the API server at `server`, embeds the Kubernetes CA from
+/// `pki/ca.crt`, and a client certificate for its user signed by that CA
+/// (one year, as kubeadm's) with its key, so `etcd-rescue certs` finds on a
+/// drill node what it finds on a real one (issue 25: stubs without a
+/// certificate were four critical findings in every drill).
+pub fn write_kubeconfigs(pki: &Path, kube_dir: &Path, node_name: &str, server: &str) -> Result<()> {
+    use base64::Engine as _;
+    refuse_host_pki(pki)?;
+    refuse_host_pki(&kube_dir.join("pki"))?;
+    let ca = Ca::load_from(pki, "ca").with_context(|| {
+        format!("the ca CA must be in {} first (write_cluster_cas or copy_cluster_cas)", pki.display())
+    })?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let keys = generate_keys(KUBECONFIGS.len())?;
+    let not_after = OffsetDateTime::now_utc() + LEAF_VALIDITY;
+    for ((file, cn, org), key) in KUBECONFIGS.iter().zip(&keys) {
+        let user = cn.replace("{node}", node_name);
+        let cert = ca.client_cert(&user, *org, key, not_after)?;
+        let context = format!("{user}@kubernetes");
+        let text = format!(
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: {user}\n  name: {context}\ncurrent-context: {context}\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+            ca = b64(ca.cert_pem().as_bytes()),
+            cert = b64(cert.as_bytes()),
+            key = b64(key.pkcs1_pem.as_bytes()),
+        );
+        write_file(&kube_dir.join(file), text.as_bytes(), KEY_MODE)?;
+    }
+    Ok(())
 }
 
 /// Which CA signs a leaf.

@@ -462,7 +462,12 @@ pub struct Scorecard {
     pub warnings_ignored: usize,
     /// When graded (RFC 3339).
     pub graded: String,
-    /// The earlier grades of this drill dir, oldest first.
+    /// When the sandbox was broken ([`Broken::at`]): which attempt this grades.
+    #[serde(default)]
+    pub broken_at: String,
+    /// The other attempts graded in this drill dir, oldest first: each
+    /// once, as last graded; never this attempt (issue 25: grading twice
+    /// listed the first grade as an earlier attempt).
     #[serde(default)]
     pub previous: Vec<Attempt>,
 }
@@ -479,6 +484,10 @@ pub struct Attempt {
     pub time_to_recover_seconds: Option<f64>,
     /// When graded.
     pub graded: String,
+    /// When its sandbox was broken: one record per attempt (empty in records
+    /// written before it was kept).
+    #[serde(default)]
+    pub broken_at: String,
 }
 
 /// Looks at the sandbox now and grades the recovery from `broken`.
@@ -646,6 +655,7 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         rolled_back: runs.rolled_back,
         warnings_ignored: runs.warnings,
         graded: crate::utc::rfc3339(SystemTime::now()),
+        broken_at: broken.at.clone(),
         previous: Vec::new(),
     }
 }
@@ -667,7 +677,7 @@ pub fn history_file(dir: &Path) -> PathBuf {
     dir.join("scorecards.jsonl")
 }
 
-/// The earlier grades in `dir`, oldest first (lines that do not read are skipped).
+/// The attempts graded in `dir`, oldest first (lines that do not read are skipped).
 pub fn history(dir: &Path) -> Vec<Attempt> {
     std::fs::read_to_string(history_file(dir))
         .unwrap_or_default()
@@ -676,23 +686,43 @@ pub fn history(dir: &Path) -> Vec<Attempt> {
         .collect()
 }
 
-/// Appends `card` to the dir's history.
+/// [`history`] without the attempt broken at `broken_at`: what a scorecard lists as earlier attempts.
+pub fn earlier(dir: &Path, broken_at: &str) -> Vec<Attempt> {
+    history(dir)
+        .into_iter()
+        .filter(|a| a.broken_at.is_empty() || a.broken_at != broken_at)
+        .collect()
+}
+
+/// Records `card` in the dir's history: its attempt's earlier grade, if
+/// any, is replaced (one line per attempt); every other line is kept as it is.
 pub fn record(dir: &Path, card: &Scorecard) -> Result<()> {
-    use std::io::Write;
     let a = Attempt {
         scenario: card.scenario,
         recovered: card.recovered,
         time_to_recover_seconds: card.time_to_recover_seconds,
         graded: card.graded.clone(),
+        broken_at: card.broken_at.clone(),
     };
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(history_file(dir))
-        .with_context(|| format!("writing {}", history_file(dir).display()))?;
-    writeln!(f, "{}", serde_json::to_string(&a)?)?;
-    f.sync_all()?;
-    Ok(())
+    let path = history_file(dir);
+    let old = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    let mut text = String::new();
+    for l in old.lines().filter(|l| !l.trim().is_empty()) {
+        let same = !a.broken_at.is_empty()
+            && serde_json::from_str::<Attempt>(l).is_ok_and(|x| x.broken_at == a.broken_at);
+        if !same {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    text.push_str(&serde_json::to_string(&a)?);
+    text.push('\n');
+    crate::host::fs::write_durably(&path, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The drill in `dir`, with its scenario; refuses (exit 2) a dir without one.
@@ -734,6 +764,47 @@ mod tests {
         for _ in 0..20 {
             assert_ne!(pick(), Scenario::Random);
         }
+    }
+
+    /// Issue 25: grading one attempt twice records it once, as last graded,
+    /// and never lists it as an earlier attempt; another attempt, and a
+    /// record from before attempts were told apart, stay listed.
+    #[test]
+    fn an_attempt_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            history_file(dir.path()),
+            "{\"scenario\":\"bad-backup\",\"recovered\":true,\"timeToRecoverSeconds\":9.0,\"graded\":\"old\"}\nnot json\n",
+        )
+        .unwrap();
+        let card = |broken_at: &str, recovered: bool| Scorecard {
+            scenario: Scenario::DeletedNamespace,
+            recovered,
+            checks: Vec::new(),
+            time_to_recover_seconds: None,
+            runs: 0,
+            rolled_back: 0,
+            warnings_ignored: 0,
+            graded: format!("{broken_at}-{recovered}"),
+            broken_at: broken_at.into(),
+            previous: Vec::new(),
+        };
+        record(dir.path(), &card("t1", false)).unwrap();
+        record(dir.path(), &card("t1", true)).unwrap();
+        let h = history(dir.path());
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h[1].graded, "t1-true");
+        let e = earlier(dir.path(), "t1");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].graded, "old");
+        record(dir.path(), &card("t2", false)).unwrap();
+        let e = earlier(dir.path(), "t2");
+        assert_eq!(
+            e.iter().map(|a| a.graded.as_str()).collect::<Vec<_>>(),
+            ["old", "t1-true"]
+        );
+        let text = std::fs::read_to_string(history_file(dir.path())).unwrap();
+        assert!(text.contains("not json\n"), "other lines are kept: {text}");
     }
 
     /// A key counts as back only with its recorded value digest and revisions: another

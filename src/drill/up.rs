@@ -1170,7 +1170,14 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
             "\nWhen you think the cluster is recovered, grade it (while this drill runs):\n  {me} drill check --dir {}",
             dir.display()
         );
-    } else if let Some(snap) = &state.snapshot {
+    } else {
+        // Issue 25: a bare `drill` broke nothing and did not say so.
+        let _ = writeln!(
+            s,
+            "\nNo scenario was chosen: nothing is broken, the cluster runs as seeded. To rehearse a\nrecovery, stop this drill (Ctrl-C) and start one with a scenario, e.g.:\n  {me} drill --scenario deleted-namespace\n({me} drill --list describes them all; `make drill` runs deleted-namespace.)"
+        );
+    }
+    if let (None, Some(snap)) = (&state.scenario, &state.snapshot) {
         let _ = writeln!(s, "\nSnapshot taken after seeding: {}", snap.display());
         if state.nodes.len() == 1 {
             let _ = writeln!(s, "\nPractise the restore (in another terminal):");
@@ -1215,6 +1222,34 @@ fn self_command() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 25: a drill without `--scenario` says so and names one to try;
+    /// one with a scenario does not.
+    #[test]
+    fn a_drill_without_a_scenario_says_so() {
+        let mut state: DrillState = serde_json::from_str(
+            r#"{"pid":0,"release":"3.5","etcdVersion":"3.5.1","etcdBin":"/x","nodes":[],"snapshot":"/d/backup/s.db"}"#,
+        )
+        .unwrap();
+        let t = practice_text(Path::new("/d"), &state);
+        assert!(t.contains("No scenario was chosen: nothing is broken"), "{t}");
+        assert!(t.contains(" drill --scenario deleted-namespace"), "{t}");
+        assert!(t.contains("Snapshot taken after seeding: /d/backup/s.db"), "{t}");
+        state.scenario = Some(super::super::scenario::Broken {
+            scenario: super::super::scenario::Scenario::DeletedNamespace,
+            hidden: false,
+            at: String::new(),
+            keys_back: Vec::new(),
+            live_keys: 0,
+            good_snapshot: None,
+            bad_snapshot: None,
+            stray: None,
+            filler: None,
+            expected: std::collections::BTreeMap::new(),
+        });
+        let t = practice_text(Path::new("/d"), &state);
+        assert!(!t.contains("No scenario was chosen"), "{t}");
+    }
 
     /// `/` (however spelled), a node's tree and a non-empty dir no drill made are refused;
     /// an empty dir and a drill's own are not (issue 24).

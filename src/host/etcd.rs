@@ -183,10 +183,10 @@ impl std::fmt::Display for Unreachable {
         match self {
             Unreachable::Refused => f.write_str("connection refused (nothing listens there)"),
             Unreachable::Timeout { limit, after_ms } => {
-                match limit {
-                    Limit::Dial => f.write_str("no connection (TCP, TLS, first frame) within the dial timeout")?,
-                    Limit::Command => f.write_str("no answer within the command timeout")?,
-                }
+                f.write_str(match limit {
+                    Limit::Dial => "no connection (TCP, TLS, first frame) within the dial timeout",
+                    Limit::Command => "no answer within the command timeout",
+                })?;
                 if *after_ms > 0 {
                     write!(f, " ({:?})", Duration::from_millis(*after_ms))?;
                 }
@@ -890,13 +890,23 @@ async fn connect_with(conn: &Connection, keepalive: Option<Duration>) -> Result<
     if conn.endpoints.is_empty() {
         bail!("no etcd endpoint given");
     }
-    let tls = if conn.endpoints.iter().any(|e| e.starts_with("https://")) {
+    // As etcdctl: a URL without a scheme is https when TLS files are given.
+    let tls_files = conn.cacert.is_some() || conn.cert.is_some();
+    let endpoints: Vec<String> = conn
+        .endpoints
+        .iter()
+        .map(|e| match (e.contains("://"), tls_files) {
+            (true, _) => e.clone(),
+            (false, true) => format!("https://{e}"),
+            (false, false) => format!("http://{e}"),
+        })
+        .collect();
+    let tls = if endpoints.iter().any(|e| e.starts_with("https://")) {
         Some(tls_config(conn)?)
     } else {
         None
     };
-    let probes: Vec<_> = conn
-        .endpoints
+    let probes: Vec<_> = endpoints
         .iter()
         .map(|e| {
             let tls = tls.clone().filter(|_| e.starts_with("https://"));
@@ -1101,7 +1111,10 @@ mod tests {
             etcd_status_message(Code::Unavailable, "etcdserver: no leader"),
             Some(Unreachable::NoLeader)
         );
-        assert_eq!(etcd_status_message(Code::Unavailable, "etcdserver: request timed out"), None);
+        assert_eq!(
+            etcd_status_message(Code::Unavailable, "etcdserver: request timed out"),
+            None
+        );
         assert_eq!(etcd_status_message(Code::Unavailable, "connection refused"), None);
         assert!(matches!(
             etcd_status_message(Code::InvalidArgument, "etcdserver: user name is empty"),
@@ -1111,7 +1124,10 @@ mod tests {
             etcd_status_message(Code::PermissionDenied, "etcdserver: permission denied"),
             Some(Unreachable::Auth { .. })
         ));
-        assert_eq!(etcd_status_message(Code::InvalidArgument, "etcdserver: key is not provided"), None);
+        assert_eq!(
+            etcd_status_message(Code::InvalidArgument, "etcdserver: key is not provided"),
+            None
+        );
         assert!(matches!(
             etcd_status_message(Code::DeadlineExceeded, "context deadline exceeded"),
             Some(Unreachable::Timeout {
@@ -1126,13 +1142,23 @@ mod tests {
     fn tls_errors_by_type() {
         use rustls::{AlertDescription, CertificateError, Error};
         assert_eq!(
-            from_rustls(&Error::AlertReceived(AlertDescription::BadCertificate), None, "h", None),
+            from_rustls(
+                &Error::AlertReceived(AlertDescription::BadCertificate),
+                None,
+                "h",
+                None
+            ),
             Unreachable::ClientCertRejected {
                 alert: "BadCertificate".into()
             }
         );
         assert_eq!(
-            from_rustls(&Error::InvalidCertificate(CertificateError::UnknownIssuer), None, "h", None),
+            from_rustls(
+                &Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                None,
+                "h",
+                None
+            ),
             Unreachable::ServerNotTrusted {
                 ca_subject: None,
                 server_issuer: None,
@@ -1140,7 +1166,12 @@ mod tests {
             }
         );
         assert!(matches!(
-            from_rustls(&Error::InvalidCertificate(CertificateError::Expired), None, "h", None),
+            from_rustls(
+                &Error::InvalidCertificate(CertificateError::Expired),
+                None,
+                "h",
+                None
+            ),
             Unreachable::ServerNotTrusted { problem: Some(_), .. }
         ));
         assert_eq!(
@@ -1173,7 +1204,10 @@ mod tests {
             rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
         ));
         assert!(matches!(cause_of(&tls), Unreachable::ClientCertRejected { .. }));
-        assert!(matches!(cause_of(&anyhow::anyhow!("odd")), Unreachable::Other { .. }));
+        assert!(matches!(
+            cause_of(&anyhow::anyhow!("odd")),
+            Unreachable::Other { .. }
+        ));
     }
 
     /// Scripts read the cause from JSON: a kebab-case tag and camelCase fields.
@@ -1184,7 +1218,10 @@ mod tests {
             after_ms: 2000,
         })
         .unwrap();
-        assert_eq!(j, serde_json::json!({"cause": "timeout", "limit": "dial", "afterMs": 2000}));
+        assert_eq!(
+            j,
+            serde_json::json!({"cause": "timeout", "limit": "dial", "afterMs": 2000})
+        );
         let j = serde_json::to_value(Unreachable::NoLeader).unwrap();
         assert_eq!(j, serde_json::json!({"cause": "no-leader"}));
     }
@@ -1199,7 +1236,12 @@ mod tests {
             command_timeout_ms: 5000,
             ..Connection::default()
         };
-        assert!(serde_json::to_value(&c).unwrap().get("commandTimeoutMs").is_none());
+        assert!(
+            serde_json::to_value(&c)
+                .unwrap()
+                .get("commandTimeoutMs")
+                .is_none()
+        );
         let c = Connection {
             command_timeout_ms: 30_000,
             ..Connection::default()

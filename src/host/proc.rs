@@ -1,8 +1,8 @@
 //! Processes as `/proc` shows them: one answer, for the whole program, to
 //! "is this PID alive" (a zombie is not), when it started, its command line,
-//! and who holds a file open.
+//! who holds a file open, and SIGTERM to a holder verified again first.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -50,21 +50,50 @@ pub fn cmdline(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Processes holding files under `dirs` open (by device and inode, so paths
-/// inside containers match too): `(pid, command)`. This process is left out.
-pub fn holders(dirs: &[PathBuf]) -> Vec<(i32, String)> {
-    let mut inodes = BTreeSet::new();
+/// A process holding a file open, as `/proc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Its PID.
+    pub pid: i32,
+    /// When it started ([`start_time`]).
+    pub start: Option<u64>,
+    /// Its command line.
+    pub cmdline: Vec<String>,
+    /// The file it holds, as this machine names it (the first, when several).
+    pub file: PathBuf,
+}
+
+/// The regular files under `dirs`, by device and inode.
+fn files_under(dirs: &[PathBuf]) -> BTreeMap<(u64, u64), PathBuf> {
+    let mut inodes = BTreeMap::new();
     for d in dirs {
         for e in walkdir::WalkDir::new(d).into_iter().flatten() {
             if let Ok(md) = e.path().symlink_metadata()
                 && md.is_file()
             {
-                inodes.insert((md.dev(), md.ino()));
+                inodes.entry((md.dev(), md.ino())).or_insert_with(|| e.path().to_path_buf());
             }
         }
     }
+    inodes
+}
+
+/// The first of `files` process `pid` holds open (by device and inode).
+fn holds(pid: i32, files: &BTreeMap<(u64, u64), PathBuf>) -> Option<PathBuf> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    fds.flatten().find_map(|fd| {
+        std::fs::metadata(fd.path())
+            .ok()
+            .and_then(|m| files.get(&(m.dev(), m.ino())).cloned())
+    })
+}
+
+/// Processes holding files under `dirs` open (by device and inode, so paths
+/// inside containers match too), with the file each holds. This process is left out.
+pub fn holders(dirs: &[PathBuf]) -> Vec<Held> {
+    let files = files_under(dirs);
     let mut out = Vec::new();
-    if inodes.is_empty() {
+    if files.is_empty() {
         return out;
     }
     let me = std::process::id();
@@ -78,18 +107,65 @@ pub fn holders(dirs: &[PathBuf]) -> Vec<(i32, String)> {
         if u32::try_from(pid).is_ok_and(|p| p == me) || !alive(pid) {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds
-            .flatten()
-            .any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| inodes.contains(&(m.dev(), m.ino()))));
-        if holds {
-            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            out.push((pid, comm.trim().to_string()));
+        if let Some(file) = holds(pid, &files) {
+            out.push(Held {
+                pid,
+                start: u32::try_from(pid).ok().and_then(start_time),
+                cmdline: cmdline(pid),
+                file,
+            });
         }
     }
     out
+}
+
+/// Process `pid`'s parent (`/proc/<pid>/stat` field 4).
+pub fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is `ancestor` or runs under it.
+pub fn descends_from(pid: i32, ancestor: i32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        if p == ancestor {
+            return true;
+        }
+        match parent(p) {
+            Some(q) if q > 0 && q != p => p = q,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Whether process `pid`'s cgroup path names `id` (a container id, as
+/// containerd and CRI-O name their cgroups with either driver).
+pub fn in_cgroup_of(pid: i32, id: &str) -> bool {
+    !id.is_empty()
+        && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+}
+
+/// Sends SIGTERM to `held`'s process, once it is verified again right
+/// before: the same process (PID and start time) still holds a file under `dirs`.
+pub fn terminate(held: &Held, dirs: &[PathBuf]) -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    let pid = held.pid;
+    let Some(start) = held.start else {
+        anyhow::bail!("process {pid}: its start time is unknown, so it cannot be told from a later process with its PID; not signalled");
+    };
+    let now = u32::try_from(pid).ok().and_then(start_time);
+    if !alive(pid) || now != Some(start) {
+        anyhow::bail!("process {pid} is gone (or its PID now names another process); not signalled");
+    }
+    if holds(pid, &files_under(dirs)).is_none() {
+        anyhow::bail!("process {pid} no longer holds a file under {}; not signalled", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    match kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("sending SIGTERM to process {pid}: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -132,11 +208,52 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut found = false;
         while !found && std::time::Instant::now() < deadline {
-            found = holders(&[d.path().to_path_buf()]).iter().any(|(p, _)| *p == pid);
+            found = holders(&[d.path().to_path_buf()])
+                .iter()
+                .any(|h| h.pid == pid && h.file == d.path().join("db"));
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = child.kill();
         let _ = child.wait();
         assert!(found);
+    }
+
+    /// SIGTERM reaches a holder only once it is verified again: a wrong start
+    /// time (a reused PID) or a process that no longer holds the file is refused.
+    #[test]
+    fn terminate_checks_again_first() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("db");
+        std::fs::write(&db, "x").unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 3<\"$0\"; exec sleep 30")
+            .arg(&db)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let dirs = [d.path().to_path_buf()];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let held = loop {
+            if let Some(h) = holders(&dirs).into_iter().find(|h| h.pid == pid) {
+                break h;
+            }
+            assert!(std::time::Instant::now() < deadline, "never held");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(held.cmdline, ["sleep", "30"]);
+        assert!(descends_from(pid, i32::try_from(std::process::id()).unwrap()));
+        let reused = Held {
+            start: held.start.map(|s| s + 1),
+            ..held.clone()
+        };
+        assert!(terminate(&reused, &dirs).is_err());
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("other"), "y").unwrap();
+        assert!(terminate(&held, &[elsewhere.path().to_path_buf()]).is_err());
+        assert!(alive(pid), "refused checks send nothing");
+        terminate(&held, &dirs).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(15));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::root::{Root, normalize};
@@ -94,7 +94,11 @@ impl Kubelet {
     /// Reads kubelet's configuration under `root`; `cri_override` is `--cri-endpoint`.
     pub fn discover(root: &Root, cri_override: Option<&Path>) -> Result<Kubelet> {
         let cfg_file = root.host(CONFIG);
-        let (config, cfg) = if cfg_file.exists() {
+        // A file the system does not let us see is an error, not an absent one.
+        let present = cfg_file
+            .try_exists()
+            .with_context(|| format!("reading {}", cfg_file.display()))?;
+        let (config, cfg) = if present {
             let text = crate::node::manifest::read_text(&cfg_file)?;
             let cfg: Config = yaml_serde::from_str(&text).map_err(|e| {
                 let at = e

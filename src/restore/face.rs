@@ -27,17 +27,78 @@ pub enum Answer {
     Quit,
 }
 
-/// What to do when pods outlive `--wait-timeout`.
+/// What to do when something outlives `--wait-timeout` on etcd's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitChoice {
     /// Wait another period.
     KeepWaiting,
-    /// Stop the remaining pods through CRI.
+    /// Stop the remaining pods and containers through CRI.
     ForceStop,
+    /// Send SIGTERM to the host processes holding etcd's files (asked first).
+    Terminate,
     /// Roll back.
     Rollback,
     /// Stop here (exit 3).
     Quit,
+}
+
+/// Something still running on etcd's data at `wait-stopped`, as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// A control-plane pod sandbox the runtime still lists: CRI stops it.
+    Pod {
+        /// The pod's name.
+        name: String,
+        /// The sandbox id.
+        id: String,
+    },
+    /// A container outside the control-plane pods whose process holds a
+    /// file of etcd's: CRI stops it.
+    Container {
+        /// The container's name.
+        name: String,
+        /// Its pod's name.
+        pod: String,
+        /// The container id.
+        id: String,
+        /// The process holding the file.
+        pid: i32,
+        /// The file it holds.
+        file: PathBuf,
+    },
+    /// A process on the host, in no container the runtime lists, holding a
+    /// file of etcd's: CRI cannot stop it; the operator kills it, or the
+    /// runner sends it SIGTERM once asked.
+    Process {
+        /// Its PID.
+        pid: i32,
+        /// When it started (clock ticks since boot): with the PID it names
+        /// this process even once the PID is reused.
+        start: Option<u64>,
+        /// Its command line.
+        cmdline: Vec<String>,
+        /// The file it holds.
+        file: PathBuf,
+    },
+}
+
+impl Holder {
+    /// Whether CRI can stop it.
+    pub fn by_cri(&self) -> bool {
+        !matches!(self, Holder::Process { .. })
+    }
+}
+
+/// What the runner waits on at `wait-stopped`, and how long until it asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// What still runs.
+    pub holders: Vec<Holder>,
+    /// Time left of this `--wait-timeout` period, in whole seconds (the
+    /// runner reports each second once).
+    pub left: Duration,
+    /// What runs changed since the last report.
+    pub changed: bool,
 }
 
 /// What a stage looks like before it runs.
@@ -237,8 +298,12 @@ pub trait Face {
     fn rolling_back(&mut self) {}
     /// A stage failed; returns the choice (retry = Yes).
     fn failed(&mut self, failure: &Failure) -> Answer;
-    /// Pods outlived the wait.
-    fn wait_timeout(&mut self, still: &[String]) -> WaitChoice;
+    /// What still runs on etcd's data, and the time left before the runner
+    /// asks (about every second while it waits, at once when it changes).
+    fn waiting(&mut self, _wait: &Wait) {}
+    /// `holders` outlived the wait: the choices offered follow from them
+    /// ([`render::wait_choices`]); the runner asks again on one that cannot work.
+    fn wait_timeout(&mut self, holders: &[Holder]) -> WaitChoice;
     /// The final summary.
     fn summary(&mut self, summary: &Summary);
 }
@@ -255,12 +320,13 @@ pub struct Text<R: BufRead, W: Write> {
 }
 
 /// The answers a prompt accepts: exact words (the first letter or the whole word).
-const WORDS: [(&str, &str); 6] = [
+const WORDS: [(&str, &str); 7] = [
     ("y", "yes"),
     ("q", "quit"),
     ("r", "rollback"),
     ("w", "wait"),
     ("s", "stop"),
+    ("t", "term"),
     ("n", "no"),
 ];
 
@@ -392,27 +458,42 @@ impl<R: BufRead, W: Write> Face for Text<R, W> {
             _ => Answer::Quit,
         }
     }
-    fn wait_timeout(&mut self, still: &[String]) -> WaitChoice {
-        self.write(&[format!(
-            "  still running after --wait-timeout: {}",
-            still.join(", ")
-        )]);
+    fn waiting(&mut self, wait: &Wait) {
+        // A line when what runs changes, then one every 10 s: enough for a log.
+        if wait.changed || wait.left.as_secs().is_multiple_of(10) {
+            self.write(&[format!("    {}", render::waiting(wait))]);
+        }
+    }
+    fn wait_timeout(&mut self, holders: &[Holder]) -> WaitChoice {
+        self.write(&render::wait_timeout(holders));
+        let choices = render::wait_choices(holders);
         if self.headless() {
-            return if self.force_stop {
+            return if self.force_stop && choices.contains(&WaitChoice::ForceStop) {
                 WaitChoice::ForceStop
             } else {
                 WaitChoice::Quit
             };
         }
-        match self.ask(
-            "[w = keep waiting, s = stop them through CRI, r = roll back, q = quit]",
-            &['w', 's', 'r', 'q'],
-        ) {
-            'w' => WaitChoice::KeepWaiting,
-            's' => WaitChoice::ForceStop,
-            'r' => WaitChoice::Rollback,
-            _ => WaitChoice::Quit,
+        let keys: Vec<char> = choices.iter().map(|c| render::wait_key(*c)).collect();
+        let said: Vec<String> = choices
+            .iter()
+            .map(|c| format!("{} = {}", render::wait_key(*c), render::wait_choice(*c, holders)))
+            .collect();
+        let c = self.ask(&format!("[{}]", said.join(", ")), &keys);
+        if c == 't' {
+            let pids = render::host_pids(holders);
+            let sure = self.ask(
+                &format!("Send SIGTERM to {pids}? [y = yes, n = no]"),
+                &['y', 'n'],
+            );
+            if sure != 'y' {
+                return self.wait_timeout(holders);
+            }
         }
+        choices
+            .into_iter()
+            .find(|ch| render::wait_key(*ch) == c)
+            .unwrap_or(WaitChoice::Quit)
     }
     fn summary(&mut self, summary: &Summary) {
         let mut lines = vec![String::new()];

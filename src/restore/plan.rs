@@ -29,8 +29,11 @@ use super::steps::Order;
 pub struct Options {
     /// `--root`.
     pub root: PathBuf,
-    /// `--snapshot`, as typed.
+    /// `--snapshot`, as typed (a plain file on this node).
     pub snapshot: PathBuf,
+    /// Where that file came from, when it was fetched or decrypted first (an
+    /// `s3://` URL, an encrypted `*.db.age`): what another member is told to restore.
+    pub source: Option<SnapshotSource>,
     /// `--skip-hash-check`: accept a snapshot without a sha256 trailer.
     pub skip_hash_check: bool,
     /// `--initial-cluster`.
@@ -57,6 +60,21 @@ pub struct Options {
     pub restore_in_outage: bool,
     /// The etcd client flags.
     pub conn: Connection,
+}
+
+/// A snapshot as the operator named it before it was made a plain file on
+/// this node: the flags another member restores the same backup with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotSource {
+    /// `--snapshot` as given: an `s3://BUCKET/KEY` URL or an encrypted file.
+    pub given: String,
+    /// `--identity`, when the backup is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    /// `--s3-endpoint`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
 }
 
 /// Which of etcd's dirs a swap exchanges.
@@ -244,6 +262,9 @@ pub struct Plan {
     pub mode: u32,
     /// The current data dir's revision, when its db was readable.
     pub current_revision: Option<i64>,
+    /// Where the snapshot came from, when it was fetched or decrypted first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_source: Option<SnapshotSource>,
     /// The free space where the restored copy goes, before and after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space: Option<Space>,
@@ -254,6 +275,9 @@ pub struct Plan {
     pub wait_timeout_secs: u64,
     /// `--force-stop`.
     pub force_stop: bool,
+    /// `--force`: the operator overrode the refusals (a live HA cluster among them).
+    #[serde(default)]
+    pub forced: bool,
     /// Things the operator must know.
     pub warnings: Vec<String>,
 }
@@ -285,18 +309,71 @@ impl Plan {
         Root::new(&self.root)
     }
 
-    /// The command another member runs to restore from the same snapshot.
-    pub fn member_command(&self) -> super::render::Command {
-        super::render::Command::rescue([
-            "restore".to_string(),
-            "--snapshot".into(),
-            self.snapshot.display().to_string(),
+    /// The command the member `peer` runs to restore from the same snapshot,
+    /// with every flag of this run that says where and what it acts on: its
+    /// node's root and state dir ([`peer_root`]), the snapshot, the cluster
+    /// and its token, and the flags that changed what this run accepted.
+    pub fn member_command(&self, peer: &str) -> super::render::Command {
+        let mut words = vec!["restore".to_string()];
+        let root = peer_root(&self.root, &self.name, peer);
+        let default = state_dir(&self.root(), None);
+        if let Some(r) = &root {
+            words.extend(["--root".into(), r.display().to_string()]);
+        }
+        if self.state_dir != default {
+            // Under this node's root, the peer's is at the same place under its own.
+            let sd = match (self.state_dir.strip_prefix(&self.root), &root) {
+                (Ok(rel), Some(r)) => r.join(rel),
+                _ => self.state_dir.clone(),
+            };
+            words.extend(["--state-dir".into(), sd.display().to_string()]);
+        }
+        match &self.snapshot_source {
+            Some(src) => {
+                words.extend(["--snapshot".into(), src.given.clone()]);
+                if let Some(i) = &src.identity {
+                    words.extend(["--identity".into(), i.display().to_string()]);
+                }
+                if let Some(e) = &src.s3_endpoint {
+                    words.extend(["--s3-endpoint".into(), crate::host::s3::redact(e)]);
+                }
+            }
+            None => words.extend(["--snapshot".into(), self.snapshot.display().to_string()]),
+        }
+        words.extend([
             "--initial-cluster".into(),
             self.initial_cluster.clone(),
             "--initial-cluster-token".into(),
             self.initial_cluster_token.clone(),
-        ])
+        ]);
+        if self.skip_hash_check {
+            words.push("--skip-hash-check".into());
+        }
+        if self.order == Order::InOutage {
+            words.push("--restore-in-outage".into());
+        }
+        if self.forced {
+            // The old cluster still answering refuses each member's restore;
+            // this run already decided to replace it.
+            words.push("--force".into());
+        }
+        super::render::Command::rescue(words)
     }
+}
+
+/// The root of the member `peer`'s node, for a command printed for it:
+/// `None` (no `--root`: the default `/`) when this node's root is `/`, as on
+/// real nodes; a sibling named after the peer when this root is named after
+/// this member (node trees side by side, as the drill lays them out); else
+/// a placeholder the tool refuses as it stands, never this node's own root.
+pub fn peer_root(root: &Path, me: &str, peer: &str) -> Option<PathBuf> {
+    if root == Path::new("/") {
+        return None;
+    }
+    if root.file_name().is_some_and(|n| n == me) {
+        return Some(root.with_file_name(peer));
+    }
+    Some(PathBuf::from(format!("<root of {peer}>")))
 }
 
 /// The settle period: `--settle`, lengthened (up to a minute) to kubelet's
@@ -1051,9 +1128,11 @@ impl Plan {
             mode: 0o700,
             current_revision,
             space: Some(space),
+            snapshot_source: opts.source.clone(),
             connection: node.connection.clone(),
             wait_timeout_secs: opts.wait_timeout.as_secs(),
             force_stop: opts.force_stop,
+            forced: opts.force,
             warnings,
         };
         if let Some(rev) = now_healthy(&plan)? {
@@ -1242,6 +1321,53 @@ pub fn cluster_map(ic: &str) -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's root: none on a real node, the sibling named after it when
+    /// node trees lie side by side, never this node's own otherwise.
+    #[test]
+    fn peer_roots() {
+        assert_eq!(peer_root(Path::new("/"), "cp1", "cp2"), None);
+        assert_eq!(
+            peer_root(Path::new("/tmp/d/cp1"), "cp1", "cp2"),
+            Some(PathBuf::from("/tmp/d/cp2"))
+        );
+        assert_eq!(
+            peer_root(Path::new("/mnt/node"), "cp1", "cp2"),
+            Some(PathBuf::from("<root of cp2>"))
+        );
+    }
+
+    /// The command printed for another member carries every flag that says
+    /// where and what it acts on: its root and state dir, the snapshot as
+    /// the operator named it (with its identity), the cluster, and --force.
+    #[test]
+    fn member_commands_carry_every_flag() {
+        let mut p = crate::restore::steps::example_plan();
+        p.root = "/tmp/d/cp1".into();
+        p.name = "cp1".into();
+        p.state_dir = "/tmp/d/cp1/srv/state".into();
+        p.snapshot = "/tmp/d/cp1/srv/state/snapshots/snap.db".into();
+        p.initial_cluster = "cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380".into();
+        p.forced = true;
+        p.snapshot_source = Some(SnapshotSource {
+            given: "/backup/snap.db.age".into(),
+            identity: Some("/root/key.txt".into()),
+            s3_endpoint: None,
+        });
+        let c = p.member_command("cp2").to_string();
+        assert_eq!(
+            c,
+            "etcd-rescue restore --root /tmp/d/cp2 --state-dir /tmp/d/cp2/srv/state --snapshot /backup/snap.db.age --identity /root/key.txt --initial-cluster cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380 --initial-cluster-token t --force"
+        );
+        p.root = "/".into();
+        p.state_dir = "/var/lib/etcd-rescue".into();
+        p.snapshot_source = None;
+        p.forced = false;
+        p.skip_hash_check = true;
+        let c = p.member_command("cp2").to_string();
+        assert!(c.starts_with("etcd-rescue restore --snapshot /tmp/d/cp1/srv/state/snapshots/snap.db"), "{c}");
+        assert!(c.ends_with(" --skip-hash-check"), "{c}");
+    }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter()

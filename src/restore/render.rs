@@ -5,9 +5,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::face::{Failure, Summary};
-use super::face::{Phase, Progress, ProgressOf};
+use super::face::{Holder, Phase, Progress, ProgressOf, Wait, WaitChoice};
 use super::journal::Outcome;
 use super::plan::Plan;
 use super::steps::StageId;
@@ -261,6 +262,129 @@ pub fn progress(p: &Progress) -> String {
     )
 }
 
+/// One holder as it is: `pod kube-scheduler-cp1 (sandbox 1a2b3c4d5e6f)`,
+/// `host process PID 4242 (sleep 600) holds /var/lib/etcd/member/snap/db`.
+pub fn holder(h: &Holder) -> String {
+    match h {
+        Holder::Pod { name, id } => format!("pod {name} (sandbox {})", short_id(id)),
+        Holder::Container {
+            name,
+            pod,
+            id,
+            pid,
+            file,
+        } => format!(
+            "container {name} ({}) of pod {pod}: PID {pid} holds {}",
+            short_id(id),
+            file.display()
+        ),
+        Holder::Process {
+            pid, cmdline, file, ..
+        } => format!(
+            "host process PID {pid} ({}) holds {}",
+            if cmdline.is_empty() {
+                "-".to_string()
+            } else {
+                Command(cmdline.clone()).to_string()
+            },
+            file.display()
+        ),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// What can be done about one holder.
+pub fn holder_action(h: &Holder) -> String {
+    match h {
+        Holder::Pod { .. } | Holder::Container { .. } => "CRI can stop it".into(),
+        Holder::Process { pid, .. } => format!(
+            "in no container the runtime lists, so CRI cannot stop it: kill PID {pid} yourself (`kill {pid}`), or have etcd-rescue send it SIGTERM"
+        ),
+    }
+}
+
+/// `PID 4242` or `PIDs 4242, 4243`: the host processes among `holders`.
+pub fn host_pids(holders: &[Holder]) -> String {
+    let pids: Vec<String> = holders
+        .iter()
+        .filter_map(|h| match h {
+            Holder::Process { pid, .. } => Some(pid.to_string()),
+            _ => None,
+        })
+        .collect();
+    format!("PID{} {}", if pids.len() == 1 { "" } else { "s" }, pids.join(", "))
+}
+
+/// The choices that can work on `holders`: CRI stop only for pods and
+/// containers, SIGTERM only for host processes.
+pub fn wait_choices(holders: &[Holder]) -> Vec<WaitChoice> {
+    let mut v = vec![WaitChoice::KeepWaiting];
+    if holders.iter().any(Holder::by_cri) {
+        v.push(WaitChoice::ForceStop);
+    }
+    if holders.iter().any(|h| !h.by_cri()) {
+        v.push(WaitChoice::Terminate);
+    }
+    v.extend([WaitChoice::Rollback, WaitChoice::Quit]);
+    v
+}
+
+/// The line prompt's letter for a choice.
+pub fn wait_key(c: WaitChoice) -> char {
+    match c {
+        WaitChoice::KeepWaiting => 'w',
+        WaitChoice::ForceStop => 's',
+        WaitChoice::Terminate => 't',
+        WaitChoice::Rollback => 'r',
+        WaitChoice::Quit => 'q',
+    }
+}
+
+/// A choice in words, for `holders`.
+pub fn wait_choice(c: WaitChoice, holders: &[Holder]) -> String {
+    match c {
+        WaitChoice::KeepWaiting => "keep waiting another --wait-timeout".into(),
+        WaitChoice::ForceStop => {
+            let n = holders.iter().filter(|h| h.by_cri()).count();
+            format!(
+                "stop {} through CRI",
+                if n == 1 { "it" } else { "the pods and containers" }
+            )
+        }
+        WaitChoice::Terminate => format!("send SIGTERM to {} (asks first)", host_pids(holders)),
+        WaitChoice::Rollback => "roll back".into(),
+        WaitChoice::Quit => "quit and resume later".into(),
+    }
+}
+
+/// `m:ss` of a duration.
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// While `wait-stopped` waits: what runs and the time left before it asks.
+pub fn waiting(w: &Wait) -> String {
+    let names: Vec<String> = w.holders.iter().map(holder).collect();
+    format!(
+        "still running: {}; {} left of --wait-timeout",
+        names.join(", "),
+        clock(w.left)
+    )
+}
+
+/// Something outlived `--wait-timeout`: each holder as it is and what can be done about it.
+pub fn wait_timeout(holders: &[Holder]) -> Vec<String> {
+    let mut v = vec!["  still running after --wait-timeout:".to_string()];
+    for h in holders {
+        v.push(format!("    {}: {}", holder(h), holder_action(h)));
+    }
+    v
+}
+
 /// A failed stage: the error, the journal and both ways on.
 pub fn failure(f: &Failure) -> Vec<String> {
     vec![
@@ -296,6 +420,13 @@ pub fn summary(s: &Summary) -> Vec<Line> {
         )));
         if let Some(n) = s.revisions_discarded {
             v.push(fact(format!("{n} revisions discarded.")));
+        }
+        if s.outcome == Outcome::WaitingForPeers {
+            v.push((
+                Tone::Warning,
+                "The outage goes on until the cluster is verified: a quorum of the members restored from this snapshot."
+                    .into(),
+            ));
         }
         if let Some(o) = s.outage {
             let before: Vec<&str> = s.before_outage.iter().map(|id| id.as_str()).collect();

@@ -14,12 +14,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use super::face::{
-    Answer, Face, Failure, Phase, Progress, ProgressOf, RunStart, StageView, Summary, WaitChoice,
+    Answer, Face, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait,
+    WaitChoice,
 };
 use super::journal::{self, Action, Journal, Kind, Outcome, Step, data};
 use super::plan::SwapKind;
 use super::plan::{self, Plan};
-use super::render::Command;
+use super::render::{self, Command};
 use super::steps::StageId;
 use crate::exit::{Code, Fail};
 use crate::host::cri::{self, Cri};
@@ -28,7 +29,7 @@ use crate::host::fs::{
     SELINUX, exists, fsync_dir, rename_noreplace, same_file_content, security_xattrs, set_xattr, tree,
     tree_digest, tree_meta,
 };
-use crate::host::proc::holders;
+use crate::host::proc::{Held, holders};
 
 /// Which way [`Runner::move_manifests`] moves: out of the manifests dir into the stash, or back.
 #[derive(Clone, Copy)]
@@ -49,8 +50,8 @@ impl std::fmt::Display for RollbackRequested {
 
 impl std::error::Error for RollbackRequested {}
 
-/// Control-plane pods left (sandbox id, name), and everything still running as the operator reads it.
-type Running = (Vec<(String, String)>, Vec<String>);
+/// Everything still running on etcd's data, each as it is.
+type Running = Vec<Holder>;
 
 /// Components whose pods must be gone before the swap.
 const COMPONENTS: [&str; 4] = [
@@ -92,6 +93,10 @@ struct OldDigest {
     meta: String,
     content: String,
 }
+
+/// How long an HA member whose etcd started looks for a leader before it
+/// ends `waiting-for-peers`: a few election rounds.
+const QUORUM_PROBE: Duration = Duration::from_secs(5);
 
 /// The `wait-stopped` note's key for the stopped db's revision.
 const FINAL_REVISION: &str = "finalRevision";
@@ -166,11 +171,16 @@ impl<'a> Runner<'a> {
     }
 
     fn say(&mut self, text: &str) {
+        self.log_line(text);
+        self.face.line(text);
+    }
+
+    /// A line for the run's log only (the face was told as a value).
+    fn log_line(&mut self, text: &str) {
         use std::io::Write;
         if let Some(f) = self.log.as_mut() {
             let _ = writeln!(f, "{} {text}", crate::utc::rfc3339(std::time::SystemTime::now()));
         }
-        self.face.line(text);
     }
 
     /// `etcd-rescue resume …` for this run.
@@ -384,7 +394,7 @@ impl<'a> Runner<'a> {
             peers: if outcome == Outcome::WaitingForPeers {
                 p.other_members
                     .iter()
-                    .map(|(name, _)| (name.clone(), p.member_command()))
+                    .map(|(name, _)| (name.clone(), p.member_command(name)))
                     .collect()
             } else {
                 Vec::new()
@@ -653,32 +663,112 @@ impl<'a> Runner<'a> {
             .collect())
     }
 
-    /// What still runs on etcd's data: control-plane pod sandboxes (CRI) and
-    /// processes holding files under the data and WAL dirs.
-    fn running(&mut self) -> Result<Running> {
-        let pods = match &self.plan.cri_socket {
-            Some(s) => self.rt.block_on(Self::remaining_pods(s))?,
-            None => Vec::new(),
+    /// The running containers that own `held` processes: a process belongs
+    /// to a container when its cgroup names the container's id, or it is (or
+    /// runs under) the container's main process. Each process with its
+    /// container (id, name, pod name, pod sandbox id), when it has one.
+    async fn owners(socket: &Path, held: &[Held]) -> Result<Vec<Option<[String; 4]>>> {
+        let mut c = Cri::connect(socket, Duration::from_secs(5)).await?;
+        let ctrs = c
+            .containers(&[], Some(cri::pb::ContainerState::ContainerRunning))
+            .await?;
+        let about = |ctr: &cri::pb::Container| {
+            let label = |k: &str| ctr.labels.get(k).cloned().unwrap_or_default();
+            [
+                ctr.id.clone(),
+                label(cri::CONTAINER_NAME),
+                label(cri::POD_NAME),
+                ctr.pod_sandbox_id.clone(),
+            ]
         };
+        let mut out: Vec<Option<[String; 4]>> = held
+            .iter()
+            .map(|h| {
+                ctrs.iter()
+                    .find(|ctr| crate::host::proc::in_cgroup_of(h.pid, &ctr.id))
+                    .map(about)
+            })
+            .collect();
+        if out.iter().all(Option::is_some) {
+            return Ok(out);
+        }
+        // No cgroup names them: ask each container for its main process.
+        let mut mains = Vec::new();
+        for ctr in &ctrs {
+            if let Ok(Some(pid)) = c.container_pid(&ctr.id).await
+                && pid > 0
+            {
+                mains.push((pid, about(ctr)));
+            }
+        }
+        for (h, o) in held.iter().zip(out.iter_mut()) {
+            if o.is_none() {
+                *o = mains
+                    .iter()
+                    .find(|(pid, _)| crate::host::proc::descends_from(h.pid, *pid))
+                    .map(|(_, a)| a.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// What still runs on etcd's data, each as it is: control-plane pod
+    /// sandboxes (CRI), containers of other pods holding its files, and host
+    /// processes holding files under the data and WAL dirs. A process of a
+    /// control-plane pod's container is that pod.
+    fn running(&mut self) -> Result<Running> {
         let dirs: Vec<PathBuf> = self.plan.swaps.iter().map(|s| s.live.clone()).collect();
-        let mut still: Vec<String> = pods.iter().map(|(_, n)| format!("pod {n}")).collect();
-        still.extend(
-            holders(&dirs)
-                .iter()
-                .map(|(pid, c)| format!("process {pid} ({c}) holds etcd's files")),
-        );
-        Ok((pods, still))
+        let held = holders(&dirs);
+        let (pods, owners) = match &self.plan.cri_socket {
+            Some(s) => self.rt.block_on(async {
+                let pods = Self::remaining_pods(s).await?;
+                let owners = if held.is_empty() {
+                    Vec::new()
+                } else {
+                    Self::owners(s, &held).await?
+                };
+                Ok::<_, anyhow::Error>((pods, owners))
+            })?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut still: Running = pods
+            .iter()
+            .map(|(id, name)| Holder::Pod {
+                name: name.clone(),
+                id: id.clone(),
+            })
+            .collect();
+        for (i, h) in held.into_iter().enumerate() {
+            match owners.get(i).cloned().flatten() {
+                Some([_, _, _, sandbox]) if pods.iter().any(|(id, _)| *id == sandbox) => {}
+                Some([id, name, pod, _]) => still.push(Holder::Container {
+                    name,
+                    pod,
+                    id,
+                    pid: h.pid,
+                    file: h.file,
+                }),
+                None => still.push(Holder::Process {
+                    pid: h.pid,
+                    start: h.start,
+                    cmdline: h.cmdline,
+                    file: h.file,
+                }),
+            }
+        }
+        Ok(still)
     }
 
     /// Right before and after a data-dir rename: nothing may run on the data.
     /// A kubelet that saw a manifest a moment ago can still start its pod;
     /// this is where the swap stops rather than swap under a running etcd.
     fn check_nothing_runs(&mut self) -> Result<()> {
-        let (_, still) = self.running()?;
+        let still = self.running()?;
         if !still.is_empty() {
+            let names: Vec<String> = still.iter().map(render::holder).collect();
             bail!(
                 "{} appeared while the data dirs were being swapped (a kubelet acting on a manifest it saw earlier?); nothing was overwritten",
-                still.join(", ")
+                names.join(", ")
             );
         }
         Ok(())
@@ -686,15 +776,18 @@ impl<'a> Runner<'a> {
 
     /// Waits until nothing runs on etcd's data, and stays so for the settle
     /// period: a kubelet that saw a manifest just before it moved may still
-    /// start its pod for a while after.
+    /// start its pod for a while after. The face sees what runs and the time
+    /// left each second; past `--wait-timeout` it is asked, and a choice
+    /// that cannot work on what runs is refused and asked again.
     fn wait_stopped(&mut self, step: Step) -> Result<()> {
         let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
         let settle = Duration::from_millis(self.plan.settle_ms);
         let mut start = Instant::now();
         let mut quiet_since: Option<Instant> = None;
-        let mut last = String::new();
+        let mut last: Running = Vec::new();
+        let mut told: Option<u64> = None;
         loop {
-            let (pods, still) = self.running()?;
+            let still = self.running()?;
             if still.is_empty() {
                 let since = *quiet_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= settle {
@@ -710,56 +803,136 @@ impl<'a> Runner<'a> {
             if quiet_since.take().is_some() {
                 self.say("something started again while settling; waiting again");
             }
-            let now = still.join(", ");
-            if now != last {
-                self.say(&format!("still running: {now}"));
-                last = now;
+            let left = limit.saturating_sub(start.elapsed());
+            let changed = still != last;
+            if changed || told != Some(left.as_secs()) {
+                told = Some(left.as_secs());
+                self.face.waiting(&Wait {
+                    holders: still.clone(),
+                    left: Duration::from_secs(left.as_secs()),
+                    changed,
+                });
+            }
+            if changed {
+                let names: Vec<String> = still.iter().map(render::holder).collect();
+                self.log_line(&format!("still running: {}", names.join(", ")));
+                last = still.clone();
             }
             if self.stop.load(Ordering::SeqCst) {
                 bail!("stopped by a signal while waiting");
             }
             if start.elapsed() > limit {
                 match self.face.wait_timeout(&still) {
-                    WaitChoice::KeepWaiting => start = Instant::now(),
-                    WaitChoice::ForceStop => {
-                        self.force_stop(step, &pods)?;
-                        start = Instant::now();
+                    WaitChoice::KeepWaiting => {}
+                    WaitChoice::ForceStop if still.iter().any(Holder::by_cri) => {
+                        self.force_stop(step, &still)?;
+                    }
+                    WaitChoice::Terminate if still.iter().any(|h| !h.by_cri()) => {
+                        self.terminate(step, &still)?;
+                    }
+                    WaitChoice::ForceStop | WaitChoice::Terminate => {
+                        self.say("that choice cannot work on what still runs; nothing was done");
+                        continue;
                     }
                     WaitChoice::Rollback => return Err(RollbackRequested.into()),
                     WaitChoice::Quit => {
+                        use std::fmt::Write as _;
+                        let names: Vec<String> = still.iter().map(render::holder).collect();
+                        let mut next = self.resume_hint();
+                        if still.iter().any(Holder::by_cri) {
+                            next.push_str("; or pass --force-stop to stop the pods and containers through CRI");
+                        }
+                        if still.iter().any(|h| !h.by_cri()) {
+                            let _ = write!(
+                                next,
+                                "; CRI cannot stop a host process: kill {} yourself first",
+                                render::host_pids(&still)
+                            );
+                        }
                         return Err(changed_err(
-                            format!(
-                                "control-plane pods still running after {limit:?}: {}",
-                                still.join(", ")
-                            ),
-                            format!(
-                                "{}; or pass --force-stop to stop them through CRI",
-                                self.resume_hint()
-                            ),
+                            format!("still running after {limit:?}: {}", names.join(", ")),
+                            next,
                         ));
                     }
                 }
+                start = Instant::now();
+                told = None;
+                last.clear();
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    fn force_stop(&mut self, step: Step, pods: &[(String, String)]) -> Result<()> {
+    /// Stops the pods and containers among `still` through CRI, each journaled first.
+    fn force_stop(&mut self, step: Step, still: &[Holder]) -> Result<()> {
         let Some(socket) = self.plan.cri_socket.clone() else {
             bail!("no CRI socket to stop pods through");
         };
-        for (id, name) in pods {
-            self.journal
-                .append(step, Kind::Note, None, data([("forceStop", json!(name))]))?;
-            self.say(&format!("stopping pod {name} through CRI"));
-            self.rt.block_on(async {
-                let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
-                for ctr in c.containers(&[(cri::POD_NAME, name)], None).await? {
-                    let _ = c.stop_container(&ctr.id, Duration::from_secs(2)).await;
+        for h in still {
+            match h {
+                Holder::Pod { name, id } => {
+                    self.journal
+                        .append(step, Kind::Note, None, data([("forceStop", json!(name))]))?;
+                    self.say(&format!("stopping pod {name} through CRI"));
+                    self.rt.block_on(async {
+                        let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
+                        for ctr in c.containers(&[(cri::POD_NAME, name)], None).await? {
+                            let _ = c.stop_container(&ctr.id, Duration::from_secs(2)).await;
+                        }
+                        c.stop_pod(id).await?;
+                        c.remove_pod(id).await
+                    })?;
                 }
-                c.stop_pod(id).await?;
-                c.remove_pod(id).await
-            })?;
+                Holder::Container { name, pod, id, .. } => {
+                    self.journal.append(
+                        step,
+                        Kind::Note,
+                        None,
+                        data([("forceStop", json!(format!("{pod}/{name}")))]),
+                    )?;
+                    self.say(&format!("stopping container {name} of pod {pod} through CRI"));
+                    self.rt.block_on(async {
+                        let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
+                        c.stop_container(id, Duration::from_secs(2)).await
+                    })?;
+                }
+                Holder::Process { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends SIGTERM to each host process among `still`, each journaled
+    /// first and verified again right before (the same PID and start time,
+    /// still holding a file under etcd's dirs); one that changed is left alone.
+    fn terminate(&mut self, step: Step, still: &[Holder]) -> Result<()> {
+        let dirs: Vec<PathBuf> = self.plan.swaps.iter().map(|s| s.live.clone()).collect();
+        for h in still {
+            let Holder::Process {
+                pid,
+                start,
+                cmdline,
+                file,
+            } = h
+            else {
+                continue;
+            };
+            self.journal.append(
+                step,
+                Kind::Note,
+                None,
+                data([("terminate", json!(pid)), ("terminateStart", json!(start))]),
+            )?;
+            let held = Held {
+                pid: *pid,
+                start: *start,
+                cmdline: cmdline.clone(),
+                file: file.clone(),
+            };
+            match crate::host::proc::terminate(&held, &dirs) {
+                Ok(()) => self.say(&format!("sent SIGTERM to {}", render::holder(h))),
+                Err(e) => self.say(&format!("{e:#}")),
+            }
         }
         Ok(())
     }
@@ -1117,6 +1290,12 @@ impl<'a> Runner<'a> {
                     });
                 if up {
                     self.say(&format!("etcd runs and listens for peers on {peer}"));
+                    // The member that completes a quorum sees it form within a
+                    // few election rounds: it goes on to verify instead of waiting.
+                    if self.wait_healthy(QUORUM_PROBE.min(limit)).is_ok() {
+                        self.say("cluster formed: a quorum of the restored members has a leader");
+                        return Ok(None);
+                    }
                     return Ok(Some(Outcome::WaitingForPeers));
                 }
                 if start.elapsed() > limit {

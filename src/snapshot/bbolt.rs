@@ -107,13 +107,16 @@ pub enum BoltError {
     Io(std::io::Error),
     /// The file was read but is not a sound bbolt database.
     Corrupt(Corruption),
+    /// The file was read and is no bbolt database at all (no magic where a
+    /// db has one, or too short to hold its meta pages).
+    NotADatabase(Corruption),
 }
 
 impl fmt::Display for BoltError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BoltError::Io(e) => write!(f, "cannot read the database: {e}"),
-            BoltError::Corrupt(c) => c.fmt(f),
+            BoltError::Corrupt(c) | BoltError::NotADatabase(c) => c.fmt(f),
         }
     }
 }
@@ -135,6 +138,13 @@ impl From<std::io::Error> for BoltError {
 
 /// The result type of this module.
 pub type Result<T> = std::result::Result<T, BoltError>;
+
+fn not_a_database(what: impl Into<String>) -> BoltError {
+    BoltError::NotADatabase(Corruption {
+        page: None,
+        what: what.into(),
+    })
+}
 
 fn corrupt(page: Option<u64>, what: impl Into<String>) -> BoltError {
     BoltError::Corrupt(Corruption {
@@ -340,8 +350,7 @@ impl Db {
             (Ok(a), Err(e)) => (a, vec![meta_problem(1, &e)]),
             (Err(e), Ok(b)) => (b, vec![meta_problem(0, &e)]),
             (Err(a), Err(b)) if a == BAD_MAGIC || a == CUT_SHORT => {
-                return Err(corrupt(
-                    None,
+                return Err(not_a_database(
                     match (a.as_str(), b.as_str()) {
                         (CUT_SHORT, _) => {
                             format!("not a bbolt database: the file has only {file_len} bytes")
@@ -734,7 +743,7 @@ impl<'d> Walker<'d> {
                     Some(fl),
                     format!("invalid type {:#x}, expected a freelist", u16_at(&p, 8)),
                 )?,
-                Err(BoltError::Corrupt(c)) => w.problem(c.page, c.what)?,
+                Err(BoltError::Corrupt(c) | BoltError::NotADatabase(c)) => w.problem(c.page, c.what)?,
                 Err(e) => return Err(e),
             }
         }
@@ -867,7 +876,7 @@ impl<'d> Walker<'d> {
         }
         let page = match self.db.page(id) {
             Ok(p) => p,
-            Err(BoltError::Corrupt(c)) => {
+            Err(BoltError::Corrupt(c) | BoltError::NotADatabase(c)) => {
                 self.problem(c.page, c.what)?;
                 return Ok(ControlFlow::Continue(()));
             }
@@ -1245,7 +1254,7 @@ mod tests {
     #[test]
     fn open_errors_are_clear() {
         let msg = |b: &[u8]| match Db::open(write(b).path()) {
-            Err(BoltError::Corrupt(c)) => c.to_string(),
+            Err(BoltError::Corrupt(c) | BoltError::NotADatabase(c)) => c.to_string(),
             Err(e) => panic!("unexpected {e}"),
             Ok(_) => "opened".into(),
         };

@@ -23,7 +23,7 @@ use ratatui::crossterm::event::KeyEvent;
 use super::face::{Event, Reply};
 use super::keys::{self, Ctx, Do};
 use super::picker::{self, Checked, Detail, Found};
-use crate::restore::face::{Answer, Failure, Progress, StageView, Summary, WaitChoice};
+use crate::restore::face::{Answer, Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
 use crate::restore::journal::Outcome;
 use crate::restore::render::{self, Command, Line};
 use crate::restore::steps::{STAGES, StageId};
@@ -79,6 +79,8 @@ pub enum Screen {
         done: Option<Previous>,
         /// How far it is, for a long stage that says.
         progress: Option<Progress>,
+        /// At `wait-stopped`: what still runs and the time left.
+        wait: Option<Wait>,
     },
     /// A stage failed.
     Failed {
@@ -87,12 +89,12 @@ pub enum Screen {
         /// The stage's output.
         output: Vec<String>,
     },
-    /// Pods outlived the wait.
+    /// Something outlived the wait on etcd's data.
     Waiting {
         /// The stage that waits (none while a rollback waits).
         stage: Option<StageId>,
-        /// What still runs.
-        still: Vec<String>,
+        /// What still runs, each as it is.
+        holders: Vec<Holder>,
         /// The output so far.
         output: Vec<String>,
     },
@@ -206,6 +208,8 @@ pub enum Popup {
     Stop,
     /// Roll the run back?
     Rollback,
+    /// Send SIGTERM to the host processes that outlived the wait?
+    Terminate,
 }
 
 /// What the engine asked and waits for (which one follows from the screen).
@@ -472,7 +476,7 @@ impl App {
 
     /// Where keys are on the screen itself, under any popup.
     pub fn screen_ctx(&self) -> Ctx {
-        match self.screen {
+        match &self.screen {
             Screen::Picker => Ctx::Picker,
             Screen::Planning | Screen::Starting | Screen::Applying { .. } | Screen::RollingBack { .. } => {
                 Ctx::Busy
@@ -480,7 +484,13 @@ impl App {
             Screen::Plan(_) => Ctx::Plan,
             Screen::Stage { .. } => Ctx::Stage,
             Screen::Failed { .. } => Ctx::Failed,
-            Screen::Waiting { .. } => Ctx::Waiting,
+            Screen::Waiting { holders, .. } => {
+                match (holders.iter().any(Holder::by_cri), holders.iter().any(|h| !h.by_cri())) {
+                    (true, true) => Ctx::WaitingBoth,
+                    (false, true) => Ctx::WaitingHost,
+                    _ => Ctx::Waiting,
+                }
+            }
             Screen::ConfirmRollback(_) => Ctx::ConfirmRollback,
             Screen::Summary(_) => Ctx::Summary,
         }
@@ -824,18 +834,31 @@ fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
             };
             app.ask(Screen::Failed { failure, output })
         }
-        Event::WaitTimeout(still) => {
-            app.log(format!(
-                "  still running after --wait-timeout: {}",
-                still.join(", ")
-            ));
+        Event::Waiting(w) => {
+            if w.changed {
+                app.log(format!("    {}", render::waiting(&w)));
+            }
+            match &mut app.screen {
+                Screen::Applying { wait, .. } => *wait = Some(w),
+                Screen::RollingBack { output } if w.changed => output.push(clean(&render::waiting(&w))),
+                _ => {}
+            }
+            Vec::new()
+        }
+        Event::WaitTimeout(holders) => {
+            for l in render::wait_timeout(&holders) {
+                app.log(l);
+            }
             let stage = match app.screen {
                 Screen::Applying { stage, .. } => Some(stage),
                 _ => None,
             };
             let output = app.screen.take_output();
-            let still = still.iter().map(|l| clean(l)).collect();
-            app.ask(Screen::Waiting { stage, still, output })
+            app.ask(Screen::Waiting {
+                stage,
+                holders,
+                output,
+            })
         }
         Event::Summary(summary) => {
             app.log(String::new());
@@ -928,30 +951,49 @@ fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
             if !app.question_seen(at) {
                 return Vec::new();
             }
-            let Screen::Waiting { stage, output, .. } = &mut app.screen else {
-                return Vec::new();
-            };
-            let (stage, output) = (*stage, std::mem::take(output));
-            app.question = None;
-            let (choice, said) = if what == Do::KeepWaiting {
-                (WaitChoice::KeepWaiting, "keep waiting")
+            let choice = if what == Do::KeepWaiting {
+                WaitChoice::KeepWaiting
             } else {
-                (WaitChoice::ForceStop, "stop the pods through CRI")
+                WaitChoice::ForceStop
             };
-            app.log(format!("{} answer: {said}", app.stamp()));
-            app.show(match stage {
-                Some(stage) => Screen::Applying {
-                    stage,
-                    output,
-                    done: None,
-                    progress: None,
-                },
-                None => Screen::RollingBack { output },
-            });
-            vec![Cmd::Reply(Reply::Wait(choice))]
+            answer_wait(app, choice)
+        }
+        Do::Terminate => {
+            if app.question_seen(at) {
+                app.open(Popup::Terminate);
+            }
+            Vec::new()
         }
         Do::Cancel | Do::Refresh => Vec::new(),
     }
+}
+
+/// Answers the wait-timeout question with `choice` (offered by the screen's
+/// key table) and goes back to the screen that waits.
+fn answer_wait(app: &mut App, choice: WaitChoice) -> Vec<Cmd> {
+    let Screen::Waiting {
+        stage,
+        output,
+        holders,
+    } = &mut app.screen
+    else {
+        return Vec::new();
+    };
+    let said = render::wait_choice(choice, holders);
+    let (stage, output) = (*stage, std::mem::take(output));
+    app.question = None;
+    app.log(format!("{} answer: {said}", app.stamp()));
+    app.show(match stage {
+        Some(stage) => Screen::Applying {
+            stage,
+            output,
+            done: None,
+            progress: None,
+            wait: None,
+        },
+        None => Screen::RollingBack { output },
+    });
+    vec![Cmd::Reply(Reply::Wait(choice))]
 }
 
 fn choose(app: &mut App) -> Vec<Cmd> {
@@ -1073,6 +1115,7 @@ fn yes(app: &mut App, at: Instant) -> Vec<Cmd> {
                 output: Vec::new(),
                 done: None,
                 progress: None,
+                wait: None,
             });
         }
     }
@@ -1104,6 +1147,7 @@ fn popup(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
                 Vec::new()
             }
         }
+        Popup::Terminate => answer_wait(app, WaitChoice::Terminate),
         Popup::Rollback => {
             let Some(asked) = app.question.take() else {
                 return Vec::new();

@@ -7,7 +7,9 @@
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use crate::restore::face::{Answer, Face, Failure, Progress, RunStart, StageView, Summary, WaitChoice};
+use crate::restore::face::{
+    Answer, Face, Failure, Holder, Progress, RunStart, StageView, Summary, Wait, WaitChoice,
+};
 use crate::restore::plan::Plan;
 use crate::restore::render::{self, Line};
 use crate::restore::steps::StageId;
@@ -37,8 +39,10 @@ pub enum Event {
     RollingBack,
     /// A stage failed; a question (retry = yes).
     Failed(Failure),
-    /// Pods outlived `--wait-timeout`; a question (answered with [`Reply::Wait`]).
-    WaitTimeout(Vec<String>),
+    /// What still runs on etcd's data and the time left of the wait (each second).
+    Waiting(Wait),
+    /// These outlived `--wait-timeout`; a question (answered with [`Reply::Wait`]).
+    WaitTimeout(Vec<Holder>),
     /// The final summary.
     Summary(Box<Summary>),
 }
@@ -117,8 +121,11 @@ impl Face for ChannelFace {
     fn failed(&mut self, failure: &Failure) -> Answer {
         self.answer(Event::Failed(failure.clone()))
     }
-    fn wait_timeout(&mut self, still: &[String]) -> WaitChoice {
-        match self.ask(Event::WaitTimeout(still.to_vec())) {
+    fn waiting(&mut self, wait: &Wait) {
+        (self.sink)(Event::Waiting(wait.clone()));
+    }
+    fn wait_timeout(&mut self, holders: &[Holder]) -> WaitChoice {
+        match self.ask(Event::WaitTimeout(holders.to_vec())) {
             Reply::Wait(w) => w,
             Reply::Answer(_) => WaitChoice::Quit,
         }
@@ -164,7 +171,11 @@ mod tests {
             face.plan(&crate::restore::steps::example_plan()),
             Answer::Rollback
         );
-        assert_eq!(face.wait_timeout(&["pod etcd".into()]), WaitChoice::KeepWaiting);
+        let pod = Holder::Pod {
+            name: "etcd-cp1".into(),
+            id: "1a2b".into(),
+        };
+        assert_eq!(face.wait_timeout(&[pod]), WaitChoice::KeepWaiting);
         face.rolling_back();
         drop(face);
         assert_eq!(ui.join().unwrap(), ["Line", "Plan", "WaitTimeout", "RollingBack"]);

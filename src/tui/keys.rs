@@ -17,8 +17,12 @@ pub enum Ctx {
     Stage,
     /// A stage failed.
     Failed,
-    /// Pods outlived the wait.
+    /// Pods or containers outlived the wait (CRI can stop them).
     Waiting,
+    /// Host processes outlived the wait (CRI cannot stop them).
+    WaitingHost,
+    /// Both outlived the wait.
+    WaitingBoth,
     /// `etcd-rescue rollback`: confirming which run to undo.
     ConfirmRollback,
     /// The run ended.
@@ -46,8 +50,10 @@ pub enum Do {
     Quit,
     /// Keep waiting for the pods.
     KeepWaiting,
-    /// Stop the pods through CRI.
+    /// Stop the pods and containers through CRI.
     ForceStop,
+    /// Send SIGTERM to the host processes (asks first).
+    Terminate,
     /// Choose the highlighted snapshot.
     Choose,
     /// Close a popup without doing anything.
@@ -115,8 +121,11 @@ pub struct Binding {
 
 use Ctx::{
     Browse, BrowseGroup, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary,
-    Waiting,
+    Waiting, WaitingBoth, WaitingHost,
 };
+
+/// Every wait-timeout screen.
+const WAITING: &[Ctx] = &[Waiting, WaitingHost, WaitingBoth];
 
 const SCROLLABLE: &[Ctx] = &[
     Picker,
@@ -125,6 +134,8 @@ const SCROLLABLE: &[Ctx] = &[
     Stage,
     Failed,
     Waiting,
+    WaitingHost,
+    WaitingBoth,
     ConfirmRollback,
     Summary,
 ];
@@ -136,6 +147,8 @@ const WITH_HELP: &[Ctx] = &[
     Stage,
     Failed,
     Waiting,
+    WaitingHost,
+    WaitingBoth,
     ConfirmRollback,
     Summary,
     Status,
@@ -150,6 +163,8 @@ const WIZARD: &[Ctx] = &[
     Stage,
     Failed,
     Waiting,
+    WaitingHost,
+    WaitingBoth,
     ConfirmRollback,
     Summary,
     Popup,
@@ -163,6 +178,8 @@ const EVERYWHERE: &[Ctx] = &[
     Stage,
     Failed,
     Waiting,
+    WaitingHost,
+    WaitingBoth,
     ConfirmRollback,
     Summary,
     Popup,
@@ -225,7 +242,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('w')],
         label: "w",
-        ctx: &[Waiting],
+        ctx: WAITING,
         action: Do::KeepWaiting,
         help: "keep waiting another --wait-timeout",
         bar: true,
@@ -233,15 +250,23 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('s')],
         label: "s",
-        ctx: &[Waiting],
+        ctx: &[Waiting, WaitingBoth],
         action: Do::ForceStop,
-        help: "stop the remaining pods through CRI",
+        help: "stop the remaining pods and containers through CRI (journaled)",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Char('t')],
+        label: "t",
+        ctx: &[WaitingHost, WaitingBoth],
+        action: Do::Terminate,
+        help: "send SIGTERM to the host processes listed (asks first; journaled)",
         bar: true,
     },
     Binding {
         keys: &[Key::Char('r')],
         label: "r",
-        ctx: &[Stage, Failed, Waiting],
+        ctx: &[Stage, Failed, Waiting, WaitingHost, WaitingBoth],
         action: Do::Rollback,
         help: "roll back everything this run changed (asks first)",
         bar: true,
@@ -281,7 +306,7 @@ pub const KEYS: &[Binding] = &[
     Binding {
         keys: &[Key::Char('q')],
         label: "q",
-        ctx: &[Stage, Failed, Waiting, Busy],
+        ctx: &[Stage, Failed, Waiting, WaitingHost, WaitingBoth, Busy],
         action: Do::Quit,
         help: "stop at the stage boundary, resume later (asks first)",
         bar: true,
@@ -501,10 +526,14 @@ fn short(action: Do, ctx: Ctx) -> &'static str {
         (Do::Cancel, Ctx::BrowseGroup) => "back",
         (Do::Choose, Ctx::Browse) => "open",
         (Do::Cancel, _) => "no",
-        (Do::Quit, Ctx::Stage | Ctx::Failed | Ctx::Waiting | Ctx::Busy) => "stop here",
+        (
+            Do::Quit,
+            Ctx::Stage | Ctx::Failed | Ctx::Waiting | Ctx::WaitingHost | Ctx::WaitingBoth | Ctx::Busy,
+        ) => "stop here",
         (Do::Quit, _) => "quit",
         (Do::KeepWaiting, _) => "keep waiting",
-        (Do::ForceStop, _) => "stop pods",
+        (Do::ForceStop, _) => "stop via CRI",
+        (Do::Terminate, _) => "SIGTERM",
         (Do::Choose, _) => "choose",
         (Do::Help, _) => "keys",
         (Do::Refresh, _) => "refresh",
@@ -561,6 +590,8 @@ mod tests {
             Ctx::Stage,
             Ctx::Failed,
             Ctx::Waiting,
+            Ctx::WaitingHost,
+            Ctx::WaitingBoth,
             Ctx::ConfirmRollback,
             Ctx::Popup,
         ] {

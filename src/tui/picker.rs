@@ -3,7 +3,8 @@
 //! keys), and for the highlighted one what it holds and how it differs from
 //! the node's current data. The only module of the wizard that calls
 //! [`crate::snapshot`]; it turns the reader's reports into the plain facts the
-//! screens show.
+//! screens show. Which files are snapshots is the backup listing's rule
+//! ([`crate::backup::list`], issue 25), applied to each dir walked.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -14,11 +15,8 @@ use crate::snapshot;
 /// Where snapshots are looked for under the root, after `--backup-dir`.
 pub const COMMON_DIRS: [&str; 2] = ["/backup", "/var/backups/etcd"];
 
-/// How deep the walk goes below each backup dir.
+/// How deep the walk goes below each backup dir (files at most this deep).
 const DEPTH: usize = 3;
-
-/// File name endings taken as snapshots even when the file does not start like a bbolt database.
-const ENDINGS: [&str; 4] = [".db", ".snap", ".snapshot", ".db.age"];
 
 /// One file that looks like a snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +25,8 @@ pub struct Found {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
-    /// When it was last written.
+    /// When it was taken ([`crate::backup::Entry::taken`]: from a backup's
+    /// name, else when the file was last written).
     pub modified: SystemTime,
 }
 
@@ -125,44 +124,59 @@ pub fn backup_dirs(root: &Root, typed: &[PathBuf]) -> Vec<PathBuf> {
     v
 }
 
-/// Whether the file starts like a bbolt database (the meta page's magic).
-fn bbolt_magic(path: &Path) -> bool {
-    use std::io::Read;
-    let mut b = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-        && u32::from_le_bytes([b[16], b[17], b[18], b[19]]) == 0xED0C_DAED
-}
-
-/// Snapshot files under `dirs`, newest first. A directory that is missing is skipped.
+/// Snapshot files under `dirs` (each dir, and the dirs below it, listed by
+/// [`crate::backup::list`]), newest first. A directory that is missing is skipped.
 pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     for d in dirs {
-        for e in walkdir::WalkDir::new(d).max_depth(DEPTH).into_iter().flatten() {
-            if !e.file_type().is_file() {
+        for e in walkdir::WalkDir::new(d).max_depth(DEPTH - 1).into_iter().flatten() {
+            if !e.file_type().is_dir() {
                 continue;
             }
-            let name = e.file_name().to_string_lossy();
-            if !(ENDINGS.iter().any(|x| name.ends_with(x))
-                || bbolt_magic(e.path())
-                || crate::host::age::is_sealed(e.path()))
-            {
-                continue;
+            let Ok(entries) = crate::backup::list(e.path()) else { continue };
+            for b in entries {
+                let Some(size) = b.size else { continue };
+                if out.iter().any(|f| f.path == b.path) {
+                    continue;
+                }
+                out.push(Found {
+                    path: b.path,
+                    size,
+                    modified: b.taken,
+                });
             }
-            let Ok(md) = e.metadata() else { continue };
-            if out.iter().any(|f| f.path == e.path()) {
-                continue;
-            }
-            out.push(Found {
-                path: e.path().to_path_buf(),
-                size: md.len(),
-                modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
         }
     }
     out.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.path.cmp(&b.path)));
     out
+}
+
+/// Where the cursor starts, given the checks so far (files newest first):
+/// on the newest snapshot found verified (its sidecar, or its sha256
+/// trailer); while a newer one is not checked yet, on the newest sound one
+/// before it, or on it; when none is verified, on the newest that is sound;
+/// else on the newest (issue 25: it started on a DAMAGED one). The wizard asks again as checks come in, until the operator
+/// moves the cursor.
+pub fn first_choice(checks: &[Option<Result<Checked, String>>]) -> usize {
+    let verified = |c: &Option<Result<Checked, String>>| {
+        matches!(c, Some(Ok(c)) if c.ok && c.integrity == Some(snapshot::Integrity::Verified))
+    };
+    for (i, c) in checks.iter().enumerate() {
+        if c.is_none() {
+            // Not known yet: nothing older is chosen over it, nor a newer damaged one.
+            return checks[..i]
+                .iter()
+                .position(|c| matches!(c, Some(Ok(c)) if c.ok))
+                .unwrap_or(i);
+        }
+        if verified(c) {
+            return i;
+        }
+    }
+    checks
+        .iter()
+        .position(|c| matches!(c, Some(Ok(c)) if c.ok))
+        .unwrap_or(0)
 }
 
 /// The node's current data dir, when etcd.yaml can be read.
@@ -193,6 +207,11 @@ pub fn check(path: &Path) -> Result<Checked, String> {
             sealed,
         });
     }
+    let unverified = if crate::backup::read_sidecar(path).is_some() {
+        "its sidecar does not vouch for it"
+    } else {
+        "unverified (no sidecar)"
+    };
     if sealed {
         // Nothing to read without the key: the sidecar is all there is.
         return Ok(Checked {
@@ -200,17 +219,17 @@ pub fn check(path: &Path) -> Result<Checked, String> {
             integrity: None,
             revision: 0,
             keys: 0,
-            message: "encrypted (age), no sidecar: decrypted and checked when chosen".into(),
+            message: format!("encrypted (age), {unverified}: decrypted and checked when chosen"),
             sealed,
         });
     }
-    let r = snapshot::verify(path).map_err(|e| format!("{e:#}"))?;
+    let r = snapshot::verify(path).map_err(|e| format!("{unverified}; {e:#}"))?;
     Ok(Checked {
         ok: r.ok,
         integrity: r.integrity,
         revision: r.revision,
         keys: r.total_key,
-        message: r.message,
+        message: format!("{unverified}; read here: {}", r.message),
         sealed: false,
     })
 }
@@ -370,6 +389,59 @@ mod tests {
             .map(|f| f.path.strip_prefix(&d).unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["daily/etcd-2026", "old.db"]);
+    }
+
+    /// Issue 25: the picker lists exactly what `backup list` lists for a dir
+    /// (here a backup with its sidecar and the drill's sidecar-less
+    /// `etcd-snapshot-*.db`), and says which one has no sidecar.
+    #[test]
+    fn the_picker_lists_what_backup_list_lists() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("backup");
+        std::fs::create_dir_all(&d).unwrap();
+        let drill = d.join("etcd-snapshot-20261125T100102Z.db");
+        std::fs::write(&drill, b"not a db at all").unwrap();
+        let named = d.join("snapshot-20261125T091530Z.db");
+        std::fs::write(&named, b"x").unwrap();
+        std::fs::write(d.join("snapshot-20261125T091530Z.db.part"), b"x").unwrap();
+        std::fs::write(d.join("snapshot-20261125T091530Z.db.json"), b"{}").unwrap();
+        let listed: Vec<PathBuf> = crate::backup::list(&d)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        let found: Vec<PathBuf> = scan(std::slice::from_ref(&d)).into_iter().map(|f| f.path).collect();
+        assert_eq!(found, listed);
+        assert!(found.contains(&drill) && found.contains(&named), "{found:?}");
+        let e = check(&drill).unwrap_err();
+        assert!(e.starts_with("unverified (no sidecar)"), "{e}");
+    }
+
+    /// Issue 25: the cursor starts on the newest verified snapshot, not on a
+    /// newer DAMAGED one; it waits for the newer ones' checks; with none
+    /// verified it takes the newest sound one.
+    #[test]
+    fn the_cursor_starts_on_the_newest_verified() {
+        let c = |ok: bool, integrity: Option<snapshot::Integrity>| {
+            Some(Ok(Checked {
+                ok,
+                integrity,
+                revision: 1,
+                keys: 1,
+                message: String::new(),
+                sealed: false,
+            }))
+        };
+        let damaged = c(false, Some(snapshot::Integrity::Mismatch));
+        let verified = c(true, Some(snapshot::Integrity::Verified));
+        let absent = c(true, Some(snapshot::Integrity::Absent));
+        assert_eq!(first_choice(&[damaged.clone(), verified.clone(), verified.clone()]), 1);
+        assert_eq!(first_choice(&[damaged.clone(), None, verified.clone()]), 1);
+        assert_eq!(first_choice(&[absent.clone(), damaged.clone(), verified.clone()]), 2);
+        assert_eq!(first_choice(&[damaged.clone(), absent.clone(), None]), 1);
+        assert_eq!(first_choice(&[damaged.clone(), Some(Err("x".into())), absent]), 2);
+        assert_eq!(first_choice(&[damaged]), 0);
+        assert_eq!(first_choice(&[]), 0);
     }
 
     /// `<root>/backup` and the other common dirs follow `--backup-dir`, each once.

@@ -16,7 +16,7 @@ use super::picker::{Changes, Checked, Detail, Found, Msg};
 use super::view;
 use crate::host::etcd::Connection;
 use crate::restore::face::{
-    Answer, Failure, Phase, Progress, ProgressOf, RunStart, StageView, Summary, WaitChoice,
+    Answer, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait, WaitChoice,
 };
 use crate::restore::journal::Outcome;
 use crate::restore::plan::{Plan, RestoreTool, Swap, SwapKind, ToolKind};
@@ -102,6 +102,7 @@ fn sample_plan() -> Plan {
         mode: 0o700,
         current_revision: Some(1342),
         space: None,
+        snapshot_source: None,
         connection: Connection {
             endpoints: vec!["https://127.0.0.1:2379".into()],
             cacert: Some("/node/etc/kubernetes/pki/etcd/ca.crt".into()),
@@ -112,6 +113,7 @@ fn sample_plan() -> Plan {
         },
         wait_timeout_secs: 120,
         force_stop: false,
+        forced: false,
         warnings: vec!["the node runs 2 control-plane replicas of kube-apiserver (HA notes)".into()],
     }
 }
@@ -140,7 +142,27 @@ struct Engine {
     fail_at: Option<usize>,
     hold_at: Option<usize>,
     wait_at: Option<usize>,
+    /// What outlives the wait at `wait_at`.
+    holders: Vec<Holder>,
     ended: bool,
+}
+
+/// A control-plane pod still up.
+fn pod_holder() -> Holder {
+    Holder::Pod {
+        name: "etcd-cp1".into(),
+        id: "7f3c9a1b2d4e5f60718293a4b5c6d7e8".into(),
+    }
+}
+
+/// A host process (no container) holding etcd's db.
+fn process_holder() -> Holder {
+    Holder::Process {
+        pid: 4242,
+        start: Some(1234),
+        cmdline: vec!["sleep".into(), "600".into()],
+        file: "/node/var/lib/etcd/member/snap/db".into(),
+    }
 }
 
 impl Engine {
@@ -151,6 +173,7 @@ impl Engine {
             fail_at: None,
             hold_at: None,
             wait_at: None,
+            holders: vec![pod_holder(), process_holder()],
             ended: false,
         }
     }
@@ -214,10 +237,7 @@ impl Engine {
                     return Vec::new();
                 }
                 if self.wait_at == Some(self.next) {
-                    return vec![Event::WaitTimeout(vec![
-                        "pod etcd-cp1".into(),
-                        "process 4242 (etcd) holds etcd's files".into(),
-                    ])];
+                    return vec![Event::WaitTimeout(self.holders.clone())];
                 }
                 let mut v = vec![Event::Line(format!("applying {id}"))];
                 if self.fail_at == Some(self.next) {
@@ -250,7 +270,9 @@ impl Engine {
                     self.summary(Outcome::RolledBack),
                 ]
             }
-            Reply::Wait(WaitChoice::KeepWaiting | WaitChoice::ForceStop) => Vec::new(),
+            Reply::Wait(WaitChoice::KeepWaiting | WaitChoice::ForceStop | WaitChoice::Terminate) => {
+                Vec::new()
+            }
             Reply::Answer(Answer::Quit) | Reply::Wait(WaitChoice::Quit) => {
                 self.ended = true;
                 Vec::new()
@@ -362,12 +384,25 @@ fn plan_review() {
     insta::assert_snapshot!(ui.screen());
 }
 
-/// Scrolling the plan shows the stages' exact commands further down.
+/// Scrolling the plan shows the stages' exact commands further down; each
+/// path and flag is whole on one line (issue 25 item 8: never `/node/var/lib/` / `etcd-rescue/…`).
 #[test]
 fn plan_review_scrolled() {
     let ui = scenario("<pgdn><pgdn>");
     assert!(ui.replies.is_empty());
-    insta::assert_snapshot!(ui.screen());
+    let screen = ui.screen();
+    insta::assert_snapshot!(screen);
+    let words: Vec<&str> = screen.split_whitespace().collect();
+    for w in [
+        "/node/var/lib/etcd.restore-20260101T000000Z-abcd",
+        "/node/var/lib/etcd-rescue/runs/20260101T000000Z-abcd/manifests/kube-apiserver.yaml",
+        "/node/var/lib/etcd-rescue/runs/20260101T000000Z-abcd/manifests/etcd.yaml",
+    ] {
+        assert!(words.contains(&w), "{w} not whole on a line:\n{screen}");
+    }
+    for w in &words {
+        assert!(!w.ends_with('/'), "a path cut after a slash: {w}\n{screen}");
+    }
 }
 
 /// `q` on the plan cancels before any change.
@@ -518,6 +553,64 @@ fn wait_timeout() {
             ..
         }
     ));
+}
+
+/// Issue 25 item 6: a host process outliving the wait is named as it is
+/// (PID, command line, the file it holds); CRI stop is not offered for it,
+/// `s` does nothing, and `t` asks before sending SIGTERM.
+#[test]
+fn wait_timeout_host_process() {
+    let mut ui = Ui::restore();
+    ui.engine.wait_at = Some(5);
+    ui.engine.holders = vec![process_holder()];
+    ui.keys("yyyyyyy");
+    assert_eq!(ui.app.question.map(|q| q.what), Some(Asked::Wait));
+    let screen = ui.screen();
+    insta::assert_snapshot!(screen);
+    assert!(screen.contains("PID 4242 (sleep 600)"), "{screen}");
+    assert!(!screen.contains("s stop"), "no CRI stop for a host process: {screen}");
+    assert!(!screen.contains("pods still up"), "{screen}");
+    let n = ui.replies.len();
+    ui.keys("s");
+    assert_eq!(ui.replies.len(), n, "s does nothing for a host process");
+    ui.keys("t");
+    assert_eq!(ui.app.popup.map(|p| p.what), Some(Popup::Terminate));
+    assert!(ui.screen().contains("Send SIGTERM?"), "{}", ui.screen());
+    assert_eq!(ui.replies.len(), n, "t asks first");
+    ui.keys("n");
+    assert_eq!(ui.app.popup, None);
+    ui.keys("ty");
+    assert_eq!(ui.replies.last(), Some(&Reply::Wait(WaitChoice::Terminate)));
+    assert!(matches!(
+        ui.app.screen,
+        Screen::Applying {
+            stage: StageId::WaitStopped,
+            ..
+        }
+    ));
+}
+
+/// While `wait-stopped` waits, the screen names what still runs and counts down
+/// the time left before it asks.
+#[test]
+fn waiting_counts_down() {
+    let mut ui = Ui::restore();
+    ui.engine.hold_at = Some(5);
+    ui.keys("yyyyyyy");
+    let wait = |left| {
+        Event::Waiting(Wait {
+            holders: vec![process_holder()],
+            left: Duration::from_secs(left),
+            changed: left == 120,
+        })
+    };
+    ui.event(wait(120));
+    ui.event(wait(114));
+    let screen = ui.screen();
+    insta::assert_snapshot!(screen);
+    assert!(screen.contains("1:54 left"), "{screen}");
+    ui.event(wait(113));
+    assert!(ui.screen().contains("1:53 left"), "{}", ui.screen());
 }
 
 /// A whole run: `y` at the plan and at every stage ends on the summary with the timings.

@@ -15,6 +15,7 @@ use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
 
 use super::app::{App, Engine, Mark, Mode, Popup, Screen, Viewport};
 use super::keys::{self, Ctx};
+use crate::restore::face::WaitChoice;
 use crate::restore::journal::Outcome;
 use crate::restore::render;
 use crate::restore::steps::StageId;
@@ -135,9 +136,9 @@ fn continuation(text: &str, width: usize) -> usize {
     value.unwrap_or(indent + 2).min(width / 2)
 }
 
-/// Wraps `text` to `width` columns: at spaces where possible, a word wider
-/// than a line after a `/` (paths) where possible; continuation lines start
-/// at [`continuation`].
+/// Wraps `text` to `width` columns at spaces only; continuation lines start
+/// at [`continuation`]. A word is never split (a path or URL copied from the
+/// screen must work): one wider than a line gets a line of its own.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(8);
     wrap_at(text, width, continuation(text, width))
@@ -150,70 +151,51 @@ pub fn wrap_prose(text: &str, width: usize) -> Vec<String> {
     wrap_at(text, width, indent)
 }
 
+/// Breaks only at spaces. A word that does not fit where the line is starts
+/// the next line at `cont`, or as far right as it fits whole: at column 0
+/// when it is wider than the pane (whose edge then cuts it, marked by
+/// [`fit`]; the transcript and the plain output hold it whole).
 fn wrap_at(text: &str, width: usize, cont: usize) -> Vec<String> {
     let indent = (text.len() - text.trim_start_matches(' ').len()).min(width / 2);
     let mut out: Vec<String> = Vec::new();
-    let mut cur: Vec<char> = vec![' '; indent];
+    let mut cur = " ".repeat(indent);
+    let mut cur_w = indent;
     let mut start = indent;
     for word in text.trim_start_matches(' ').split(' ') {
-        let mut w: Vec<char> = word.chars().collect();
-        let empty = cur.len() == start;
+        let w = word.chars().count();
+        let empty = cur_w == start;
         let sep = usize::from(!empty);
-        if cur.len() + sep + w.len() <= width {
+        if cur_w + sep + w <= width {
             if !empty {
                 cur.push(' ');
             }
-            cur.extend(w);
+            cur.push_str(word);
+            cur_w += sep + w;
             continue;
         }
-        if cont + w.len() <= width && !empty {
-            out.push(cur.iter().collect());
-            cur = vec![' '; cont];
-            start = cont;
-            cur.extend(w);
-            continue;
-        }
-        // Wider than any line: fill this one, breaking after a '/' where one is near the end.
+        let at = if empty { start } else { cont }.min(width.saturating_sub(w));
         if !empty {
-            if cur.len() + 2 <= width {
-                cur.push(' ');
-            } else {
-                out.push(cur.iter().collect());
-                cur = vec![' '; cont];
-                start = cont;
-            }
+            out.push(std::mem::take(&mut cur));
         }
-        while cur.len() + w.len() > width {
-            let room = width.saturating_sub(cur.len());
-            let fresh = cur.len() == start;
-            let slash = w[..room.min(w.len())]
-                .iter()
-                .rposition(|c| *c == '/')
-                .map(|i| i + 1)
-                .filter(|i| fresh || *i >= (room / 2).min(12));
-            if slash.is_none() && !fresh {
-                // Rather than cut a path anywhere, start it on a line of its own.
-                out.push(cur.iter().collect::<String>().trim_end().to_string());
-                cur = vec![' '; cont];
-                start = cont;
-                continue;
-            }
-            let cut = slash.unwrap_or(room);
-            if cut == 0 {
-                out.push(cur.iter().collect::<String>().trim_end().to_string());
-                cur = vec![' '; cont];
-                start = cont;
-                continue;
-            }
-            cur.extend(w.drain(..cut));
-            out.push(cur.iter().collect());
-            cur = vec![' '; cont];
-            start = cont;
-        }
-        cur.extend(w);
+        cur = " ".repeat(at);
+        cur.push_str(word);
+        cur_w = at + w;
+        start = at;
     }
-    out.push(cur.iter().collect());
+    out.push(cur);
     out
+}
+
+/// A wrapped line as a pane of `width` shows it: one wider (a single word
+/// longer than the pane) ends in `…` where the pane cuts it, so a cut path
+/// never passes for a whole one.
+fn fit(line: String, width: usize) -> String {
+    if line.chars().count() <= width || width == 0 {
+        return line;
+    }
+    let mut cut: String = line.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// Lines for a pane of fixed width.
@@ -234,7 +216,7 @@ impl<'a> Text<'a> {
     fn add(&mut self, text: &str, tone: Tone) {
         let st = style(self.app, tone);
         for l in wrap(text, self.width) {
-            self.lines.push(Line::styled(l, st));
+            self.lines.push(Line::styled(fit(l, self.width), st));
         }
     }
     fn plain(&mut self, text: &str) {
@@ -243,7 +225,7 @@ impl<'a> Text<'a> {
     fn prose(&mut self, text: &str, tone: Tone) {
         let st = style(self.app, tone);
         for l in wrap_prose(text, self.width) {
-            self.lines.push(Line::styled(l, st));
+            self.lines.push(Line::styled(fit(l, self.width), st));
         }
     }
     fn heading(&mut self, text: &str) {
@@ -487,9 +469,22 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             stage,
             output: out,
             progress,
+            wait,
             ..
         } => {
             stage_head(app, &mut h, Some(*stage), "applying", true);
+            if let Some(w) = wait {
+                h.add(
+                    &format!(
+                        "Still running: {} left of --wait-timeout, then it asks what to do",
+                        render::clock(w.left)
+                    ),
+                    Tone::Warn,
+                );
+                for holder in &w.holders {
+                    h.add(&format!("  {}", render::holder(holder)), Tone::Plain);
+                }
+            }
             if let Some(p) = progress {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let filled = ((p.ratio() * 20.0).round() as usize).min(20);
@@ -532,15 +527,29 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             }
             output(&mut b, out, "none");
         }
-        Screen::Waiting { stage, still, .. } => {
-            stage_head(app, &mut h, *stage, "pods still up", false);
+        Screen::Waiting { stage, holders, .. } => {
+            stage_head(app, &mut h, *stage, "still running after --wait-timeout", false);
             h.blank();
             b.heading("Still running");
-            for s in still {
-                b.plain(&format!("  {s}"));
+            for holder in holders {
+                b.add(&format!("  {}", render::holder(holder)), Tone::Bold);
+                b.prose(&format!("    {}", render::holder_action(holder)), Tone::Plain);
             }
             b.blank();
-            b.prose("w waits another --wait-timeout; s stops them through CRI (journaled); r rolls the run back; q stops here to resume later.", Tone::Plain);
+            let choices: Vec<String> = keys::bindings(app.screen_ctx())
+                .filter_map(|k| {
+                    let choice = match k.action {
+                        keys::Do::KeepWaiting => WaitChoice::KeepWaiting,
+                        keys::Do::ForceStop => WaitChoice::ForceStop,
+                        keys::Do::Terminate => WaitChoice::Terminate,
+                        keys::Do::Rollback => WaitChoice::Rollback,
+                        keys::Do::Quit => WaitChoice::Quit,
+                        _ => return None,
+                    };
+                    Some(format!("{} {}", k.label, render::wait_choice(choice, holders)))
+                })
+                .collect();
+            b.prose(&format!("{}.", choices.join("; ")), Tone::Plain);
         }
         Screen::ConfirmRollback(run) => {
             h.add("Roll back a run", Tone::Bold);
@@ -825,6 +834,10 @@ fn top(app: &App, area: Rect, buf: &mut Buffer) {
         let _ = write!(left, " · run {id}");
     }
     let right = match (&app.screen, app.screen.stage()) {
+        // The run ended; the outage did not, while the cluster waits for its members.
+        (Screen::Summary(s), _) if s.outcome == crate::restore::journal::Outcome::WaitingForPeers => {
+            "run ended, cluster waits for peers ".to_string()
+        }
         (Screen::Summary(_), _) => "ended ".to_string(),
         (_, Some(id)) => format!("stage {}/{} ", app.number(id), app.rows.len()),
         (_, None) => String::new(),
@@ -905,6 +918,18 @@ fn popup(app: &App, which: Popup, area: Rect, buf: &mut Buffer) {
             t.add("y stop here · n keep going", Tone::Bold);
             " Stop here? "
         }
+        Popup::Terminate => {
+            if let Screen::Waiting { holders, .. } = &app.screen {
+                for h in holders.iter().filter(|h| !h.by_cri()) {
+                    t.add(&render::holder(h), Tone::Plain);
+                }
+                t.blank();
+                t.prose(&format!("SIGTERM goes to {} once each is checked again: the same process (PID and start time) still holding etcd's files. It is journaled.", render::host_pids(holders)), Tone::Plain);
+            }
+            t.blank();
+            t.add("y send SIGTERM · n go back", Tone::Bold);
+            " Send SIGTERM? "
+        }
         Popup::Rollback => {
             t.prose("Every change this run made is undone from its journal, newest first: the original data dir and manifests go back and etcd restarts on them. A restored dir etcd has run on is set aside, not deleted; one it never ran on is removed.", Tone::Plain);
             t.blank();
@@ -960,25 +985,68 @@ impl Widget for &App {
 mod tests {
     use super::*;
 
-    /// Long commands wrap at spaces with a deeper indent; a word wider than the pane is cut.
+    /// Long commands wrap at spaces with a deeper indent; a word is never cut.
     #[test]
     fn wrapping() {
         assert_eq!(wrap("  mv /a/b/c /d/e/f", 12), ["  mv /a/b/c", "    /d/e/f"]);
-        assert_eq!(wrap("abcdefghijkl", 8), ["abcdefgh", "  ijkl"]);
+        assert_eq!(wrap("abcdefghijkl", 8), ["abcdefghijkl"]);
         assert_eq!(
             wrap("  stash   /var/lib/etcd-rescue/runs/x", 24),
-            [
-                "  stash   /var/lib/",
-                "          etcd-rescue/",
-                "          runs/x"
-            ]
+            ["  stash", "    /var/lib/etcd-rescue/runs/x"]
         );
         assert_eq!(wrap("", 10), [""]);
         for l in wrap(
             "        /tmp/tuidrill/usr/local/bin/etcdutl snapshot restore /tmp/tuidrill/backup/etcd-snapshot-20261125T100102Z.db --name=cp1",
             30,
         ) {
-            assert!(l.chars().count() <= 30, "{l:?}");
+            assert!(
+                l.chars().count() <= 30 || !l.trim().contains(' '),
+                "only a lone word is wider: {l:?}"
+            );
         }
+    }
+
+    /// Every word of `text` is whole on exactly one of `lines`, in order.
+    fn words_whole(text: &str, lines: &[String]) {
+        let got: Vec<&str> = lines.iter().flat_map(|l| l.split_whitespace()).collect();
+        let want: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(got, want, "{lines:#?}");
+    }
+
+    /// Issue 25 item 8: a URL, a path and a `--flag=/path` are never broken
+    /// across lines; one wider than the pane gets a line of its own.
+    #[test]
+    fn wrapping_never_splits_urls_or_paths() {
+        let url = "  cluster       cp1=https://127.0.0.11:20497,cp2=https://127.0.0.12:20498";
+        let lines = wrap(url, 40);
+        words_whole(url, &lines);
+        assert!(lines.iter().any(|l| l.trim() == "cp1=https://127.0.0.11:20497,cp2=https://127.0.0.12:20498"));
+        let path = "        mv /tmp/tuidrill/etc/kubernetes/manifests/kube-controller-manager.yaml /tmp/tuidrill/var/lib/etcd-rescue/runs/20261125T100102Z-abcd/manifests/kube-controller-manager.yaml";
+        let lines = wrap(path, 54);
+        words_whole(path, &lines);
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let flag = "    /usr/local/bin/etcdutl snapshot restore /tmp/s.db --name=cp1 --data-dir=/tmp/tuidrill/var/lib/etcd.restore-20261125T100102Z-abcd.partial --skip-hash-check";
+        for width in [30, 54, 78] {
+            let lines = wrap(flag, width);
+            words_whole(flag, &lines);
+            for l in &lines {
+                assert!(
+                    l.chars().count() <= width || !l.trim().contains(' '),
+                    "{width}: {l:?}"
+                );
+            }
+        }
+        let prose = wrap_prose("  see https://etcd.io/docs/v3.5/op-guide/recovery/#restoring-a-cluster now", 30);
+        assert_eq!(
+            prose,
+            [
+                "  see",
+                "https://etcd.io/docs/v3.5/op-guide/recovery/#restoring-a-cluster",
+                "  now"
+            ]
+        );
+        // The pane cuts a word wider than itself, and says so.
+        assert_eq!(fit("/a/very/long/path".into(), 8), "/a/very…");
+        assert_eq!(fit("  short".into(), 8), "  short");
     }
 }

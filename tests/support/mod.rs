@@ -19,6 +19,15 @@ pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The dir of the binary under test: put first on PATH, a printed
+/// `etcd-rescue …` command runs it as pasted.
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_etcd-rescue"))
+        .parent()
+        .expect("the binary has a dir")
+        .to_path_buf()
+}
+
 /// The `etcd-rescue` binary built for this test run.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etcd-rescue"));

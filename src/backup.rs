@@ -329,7 +329,7 @@ pub const SNAPSHOT_ENDINGS: [&str; 4] = [".db", ".snap", ".snapshot", ".db.age"]
 /// or an age file. Hidden files (a sidecar's temp file, the dir's lock),
 /// sidecars and what interrupted saves leave are not.
 pub fn is_snapshot_file(path: &Path, name: &str) -> bool {
-    if name.starts_with('.') || name.ends_with(".json") || leftover(name) {
+    if name.starts_with('.') || Path::new(name).extension().is_some_and(|x| x == "json") || leftover(name) {
         return false;
     }
     SNAPSHOT_ENDINGS.iter().any(|x| name.ends_with(x)) || bbolt_magic(path) || crate::host::age::is_sealed(path)
@@ -520,7 +520,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         .enable_all()
         .build()?;
     let saved: Saved = rt.block_on(async {
-        let mut client = etcd::connect(&opts.conn).await?;
+        let mut client = etcd::connect_long(&opts.conn).await?;
         etcd::save_snapshot_checked(&mut client, &plain, opts.idle_timeout, &mut |done, remaining| {
             progress(Progress {
                 doing: Doing::Save,

@@ -45,7 +45,7 @@ pub fn revision(conn: &Connection, limit: Duration) -> Result<i64> {
 pub fn compact(conn: &Connection, revision: i64, target: i64, limit: Duration) -> Result<Compacted> {
     runtime()?.block_on(async {
         tokio::time::timeout(limit, async {
-            let mut c = etcd::connect(conn).await?;
+            let mut c = etcd::connect_long(conn).await?;
             c.compact(
                 target,
                 Some(etcd_client::CompactionOptions::new().with_physical()),
@@ -140,7 +140,7 @@ pub fn defrag(
         };
         let d = rt.block_on(async {
             tokio::time::timeout(limit, async {
-                let mut c = etcd::connect(&one).await?;
+                let mut c = etcd::connect_long(&one).await?;
                 let st = c.status().await.context("asking for its status")?;
                 if st.leader() == 0 {
                     return Err(Fail::problem(
@@ -281,7 +281,7 @@ async fn member_hashes(conn: &Connection, limit: Duration) -> Result<(i64, Vec<M
     for (member, one, r) in at {
         let hash = match r {
             Err(e) => Err(e),
-            Ok(_) => match etcd::connect(&one).await {
+            Ok(_) => match etcd::connect_long(&one).await {
                 Err(e) => Err(format!("{e:#}")),
                 Ok(mut mc) => match tokio::time::timeout(limit, mc.hash_kv(rev)).await {
                     Err(_) => Err(format!("no answer within {limit:?}")),

@@ -264,6 +264,25 @@ fn diagnose_lost_quorum() {
     assert!(!s.stderr.contains("restore"), "{}", s.stderr);
     assert!(s.took < BOUND, "took {:?}", s.took);
 
+    // A read that needs a leader ends when the command timeout runs out, not later.
+    let mut c = bin();
+    c.arg("get").arg("--root").arg(d.root(0)).args([
+        "--dial-timeout",
+        "2s",
+        "--command-timeout",
+        "5s",
+        "/registry/",
+    ]);
+    let start = Instant::now();
+    let out = run_bounded(&mut c, Duration::from_secs(60));
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(
+        start.elapsed() < BOUND,
+        "get took {:?}: {:?}",
+        start.elapsed(),
+        text(&out)
+    );
+
     // The table shows the member that is up as up, without a leader.
     let mut c = bin();
     c.arg("status").arg("--root").arg(d.root(0));

@@ -2090,7 +2090,10 @@ fn host_process_holding_the_db_is_named_and_stopped_only_when_asked() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("(type one of q, r, w, t and Enter)"), "{stdout}");
-    assert!(stdout.contains(&format!("Send SIGTERM to PID {pid}?")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Send SIGTERM to PID {pid}?")),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("sent SIGTERM to {named}")), "{stdout}");
     let status = holder.wait().unwrap();
     assert_eq!(status.signal(), Some(15), "the holder got SIGTERM");

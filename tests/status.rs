@@ -74,7 +74,8 @@ fn status_matches_etcdctl_and_reports_a_member_down() {
         ".members[].raftAppliedIndex" => "[n]",
         ".leader" => "[id]",
     });
-    // The drill's backup dir holds the snapshot it took (no sidecar: not verified).
+    // The drill's backup dir holds the snapshot it took: listed as every
+    // command lists it, unverified (it has no sidecar).
     let mut c = bin();
     c.args(["status", "--root"])
         .arg(d.root(0))
@@ -83,9 +84,12 @@ fn status_matches_etcdctl_and_reports_a_member_down() {
         .args(["-w", "json"]);
     let out = run_bounded(&mut c, Duration::from_secs(120));
     let js: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(js["lastBackup"]["verified"], false, "{js}");
     assert!(
-        js["lastBackup"].is_null(),
-        "the drill's snapshot is not named as a backup: {js}"
+        js["lastBackup"]["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("etcd-snapshot-")),
+        "the drill's snapshot is the newest backup: {js}"
     );
 
     // cp3's manifest moved out: its etcd stops; status names it and exits 1.

@@ -338,7 +338,7 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
     }
     let node = &state.nodes[0];
     let conn = node_connection(node)?;
-    let mut client = etcd::connect(&conn).await?;
+    let mut client = etcd::connect_long(&conn).await?;
     let mut b = Broken {
         scenario,
         hidden,

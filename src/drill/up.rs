@@ -618,7 +618,7 @@ impl Drill {
             .dir
             .join("backup")
             .join(format!("etcd-snapshot-{}.db", crate::utc::now()));
-        let mut one = etcd::connect(&node_connection(&nodes[0])?).await?;
+        let mut one = etcd::connect_long(&node_connection(&nodes[0])?).await?;
         let size = etcd::save_snapshot(&mut one, &snap).await?;
         say(&format!(
             "snapshot saved: {} ({}) ({:.1?})",

@@ -882,10 +882,27 @@ pub async fn connect(conn: &Connection) -> Result<Client> {
 /// where a silent network would otherwise wait forever). Requests are not
 /// bounded by the command timeout (a watch is a stream).
 pub async fn connect_with_keepalive(conn: &Connection, every: Duration) -> Result<Client> {
-    connect_with(conn, Some(every)).await
+    connect_with(conn, Some(Mode::KeepAlive(every))).await
 }
 
-async fn connect_with(conn: &Connection, keepalive: Option<Duration>) -> Result<Client> {
+/// [`connect`] for requests that take as long as the data they carry (a
+/// snapshot stream, a defragmentation, a compaction, a hash of the whole
+/// store): not bounded by the command timeout, which would cut them on a
+/// large db; the caller bounds each by a limit of its own.
+pub async fn connect_long(conn: &Connection) -> Result<Client> {
+    connect_with(conn, Some(Mode::Long)).await
+}
+
+/// How a connection's requests are bounded, beyond the dial timeout.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Streams, with keep-alive pings: no request bound.
+    KeepAlive(Duration),
+    /// Long requests the caller bounds.
+    Long,
+}
+
+async fn connect_with(conn: &Connection, mode: Option<Mode>) -> Result<Client> {
     let dial = conn.dial_timeout();
     if conn.endpoints.is_empty() {
         bail!("no etcd endpoint given");
@@ -929,10 +946,11 @@ async fn connect_with(conn: &Connection, keepalive: Option<Duration>) -> Result<
         return Err(NoEndpoint(failed).into());
     }
     let mut opts = ConnectOptions::new().with_connect_timeout(dial);
-    match keepalive {
+    match mode {
+        Some(Mode::Long) => {}
         // A member cut off from quorum answers pings but sends nothing: with
         // require-leader it ends the stream instead (as kube-apiserver asks).
-        Some(every) => {
+        Some(Mode::KeepAlive(every)) => {
             opts = opts
                 .with_keep_alive(every, every)
                 .with_keep_alive_while_idle(true)

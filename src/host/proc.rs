@@ -71,7 +71,9 @@ fn files_under(dirs: &[PathBuf]) -> BTreeMap<(u64, u64), PathBuf> {
             if let Ok(md) = e.path().symlink_metadata()
                 && md.is_file()
             {
-                inodes.entry((md.dev(), md.ino())).or_insert_with(|| e.path().to_path_buf());
+                inodes
+                    .entry((md.dev(), md.ino()))
+                    .or_insert_with(|| e.path().to_path_buf());
             }
         }
     }
@@ -143,8 +145,7 @@ pub fn descends_from(pid: i32, ancestor: i32) -> bool {
 /// Whether process `pid`'s cgroup path names `id` (a container id, as
 /// containerd and CRI-O name their cgroups with either driver).
 pub fn in_cgroup_of(pid: i32, id: &str) -> bool {
-    !id.is_empty()
-        && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+    !id.is_empty() && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
 }
 
 /// Sends SIGTERM to `held`'s process, once it is verified again right
@@ -153,14 +154,22 @@ pub fn terminate(held: &Held, dirs: &[PathBuf]) -> anyhow::Result<()> {
     use nix::sys::signal::{Signal, kill};
     let pid = held.pid;
     let Some(start) = held.start else {
-        anyhow::bail!("process {pid}: its start time is unknown, so it cannot be told from a later process with its PID; not signalled");
+        anyhow::bail!(
+            "process {pid}: its start time is unknown, so it cannot be told from a later process with its PID; not signalled"
+        );
     };
     let now = u32::try_from(pid).ok().and_then(start_time);
     if !alive(pid) || now != Some(start) {
         anyhow::bail!("process {pid} is gone (or its PID now names another process); not signalled");
     }
     if holds(pid, &files_under(dirs)).is_none() {
-        anyhow::bail!("process {pid} no longer holds a file under {}; not signalled", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "process {pid} no longer holds a file under {}; not signalled",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     match kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),

@@ -482,10 +482,7 @@ impl<R: BufRead, W: Write> Face for Text<R, W> {
         let c = self.ask(&format!("[{}]", said.join(", ")), &keys);
         if c == 't' {
             let pids = render::host_pids(holders);
-            let sure = self.ask(
-                &format!("Send SIGTERM to {pids}? [y = yes, n = no]"),
-                &['y', 'n'],
-            );
+            let sure = self.ask(&format!("Send SIGTERM to {pids}? [y = yes, n = no]"), &['y', 'n']);
             if sure != 'y' {
                 return self.wait_timeout(holders);
             }

@@ -315,7 +315,11 @@ pub fn host_pids(holders: &[Holder]) -> String {
             _ => None,
         })
         .collect();
-    format!("PID{} {}", if pids.len() == 1 { "" } else { "s" }, pids.join(", "))
+    format!(
+        "PID{} {}",
+        if pids.len() == 1 { "" } else { "s" },
+        pids.join(", ")
+    )
 }
 
 /// The choices that can work on `holders`: CRI stop only for pods and
@@ -348,11 +352,15 @@ pub fn wait_choice(c: WaitChoice, holders: &[Holder]) -> String {
     match c {
         WaitChoice::KeepWaiting => "keep waiting another --wait-timeout".into(),
         WaitChoice::ForceStop => {
-            let n = holders.iter().filter(|h| h.by_cri()).count();
-            format!(
-                "stop {} through CRI",
-                if n == 1 { "it" } else { "the pods and containers" }
-            )
+            let names: Vec<String> = holders
+                .iter()
+                .filter_map(|h| match h {
+                    Holder::Pod { name, .. } => Some(format!("pod {name}")),
+                    Holder::Container { name, pod, .. } => Some(format!("container {name} of pod {pod}")),
+                    Holder::Process { .. } => None,
+                })
+                .collect();
+            format!("stop {} through CRI", names.join(", "))
         }
         WaitChoice::Terminate => format!("send SIGTERM to {} (asks first)", host_pids(holders)),
         WaitChoice::Rollback => "roll back".into(),

@@ -840,7 +840,9 @@ impl<'a> Runner<'a> {
                         let names: Vec<String> = still.iter().map(render::holder).collect();
                         let mut next = self.resume_hint();
                         if still.iter().any(Holder::by_cri) {
-                            next.push_str("; or pass --force-stop to stop the pods and containers through CRI");
+                            next.push_str(
+                                "; or pass --force-stop to stop the pods and containers through CRI",
+                            );
                         }
                         if still.iter().any(|h| !h.by_cri()) {
                             let _ = write!(

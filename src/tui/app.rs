@@ -485,7 +485,10 @@ impl App {
             Screen::Stage { .. } => Ctx::Stage,
             Screen::Failed { .. } => Ctx::Failed,
             Screen::Waiting { holders, .. } => {
-                match (holders.iter().any(Holder::by_cri), holders.iter().any(|h| !h.by_cri())) {
+                match (
+                    holders.iter().any(Holder::by_cri),
+                    holders.iter().any(|h| !h.by_cri()),
+                ) {
                     (true, true) => Ctx::WaitingBoth,
                     (false, true) => Ctx::WaitingHost,
                     _ => Ctx::Waiting,

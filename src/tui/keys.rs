@@ -532,7 +532,7 @@ fn short(action: Do, ctx: Ctx) -> &'static str {
         ) => "stop here",
         (Do::Quit, _) => "quit",
         (Do::KeepWaiting, _) => "keep waiting",
-        (Do::ForceStop, _) => "stop via CRI",
+        (Do::ForceStop, _) => "CRI stop",
         (Do::Terminate, _) => "SIGTERM",
         (Do::Choose, _) => "choose",
         (Do::Help, _) => "keys",

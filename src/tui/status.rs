@@ -192,7 +192,10 @@ fn name_width(members: &[Member], width: usize) -> usize {
 
 fn row(d: &Dash, m: &Member, rate: Option<f64>, selected: bool, nw: usize) -> Line<'static> {
     let mark = if selected { "> " } else { "  " };
-    let health = if !m.healthy {
+    let health = if !m.healthy && m.up() {
+        // It answers, without a leader (or with errors of its own): not down.
+        ("up", Tone::Warn)
+    } else if !m.healthy {
         ("DOWN", Tone::Bad)
     } else if m.is_leader {
         ("leader", Tone::Good)
@@ -276,6 +279,15 @@ fn body(d: &Dash, width: usize) -> Vec<Line<'static>> {
             out.push(Line::styled(format!("  reports: {e}"), style(d, Tone::Warn)));
         }
     }
+    if let Some(crate::status::Diagnosis::QuorumLost { up, total }) = r.diagnosis.as_deref() {
+        let text = format!("QUORUM LOST: {up} of {total} members up, NO LEADER");
+        out.push(Line::styled(text, style(d, Tone::Bad)));
+        let next =
+            "  next: start etcd again on the members that are down; a majority up elects a leader by itself";
+        for l in wrap_prose(next, width) {
+            out.push(Line::raw(l));
+        }
+    }
     for a in &r.alarms {
         let name = r
             .members
@@ -326,7 +338,7 @@ fn title(d: &Dash, width: usize) -> Line<'static> {
                 .iter()
                 .find(|m| m.is_leader)
                 .map_or("NONE", |m| m.name.as_str());
-            let up = r.members.iter().filter(|m| m.healthy).count();
+            let up = r.members.iter().filter(|m| m.up()).count();
             format!(
                 " etcd-rescue status · {up}/{} members up · leader {leader}",
                 r.members.len()
@@ -455,6 +467,7 @@ mod tests {
     fn report(index: u64) -> Report {
         let mut cp3 = member("cp3", "c3", false, 0);
         cp3.healthy = false;
+        cp3.version = String::new();
         cp3.error = Some("no answer within 5s".into());
         let mut cp2 = member("cp2", "b2", false, index);
         cp2.db_size = 1740 << 20;
@@ -587,5 +600,30 @@ mod tests {
         assert!(s.contains("no member answers"), "{s}");
         assert!(s.contains("did not answer within 5s"), "{s}");
         assert!(keys(&mut d, "j").is_empty() && d.selected == 0);
+    }
+
+    /// One member up without a leader is "up", not "DOWN", and the lost quorum is named.
+    #[test]
+    fn quorum_lost_is_named() {
+        let mut d = Dash::new(Duration::from_secs(2));
+        d.color = false;
+        let mut r = report(10);
+        for m in &mut r.members {
+            m.is_leader = false;
+            m.healthy = false;
+        }
+        r.members[0].error = Some("up, NO LEADER (no quorum)".into());
+        r.members[1].version = String::new();
+        r.leader = String::new();
+        r.diagnosis = Some(Box::new(crate::status::Diagnosis::QuorumLost { up: 1, total: 3 }));
+        update(&mut d, Msg::Polled(SystemTime::UNIX_EPOCH, Ok(r)));
+        let s = screen(&d);
+        assert!(s.contains("QUORUM LOST: 1 of 3 members up, NO LEADER"), "{s}");
+        assert!(s.contains("1/3 members up"), "{s}");
+        let cp1 = s.lines().find(|l| l.contains("cp1")).unwrap();
+        assert!(
+            cp1.contains(" up ") && cp1.contains("NO LEADER") && !cp1.contains("DOWN"),
+            "{s}"
+        );
     }
 }

@@ -175,7 +175,7 @@ fn wrap_at(text: &str, width: usize, cont: usize) -> Vec<String> {
         }
         let at = if empty { start } else { cont }.min(width.saturating_sub(w));
         if !empty {
-            out.push(std::mem::take(&mut cur));
+            out.push(std::mem::take(&mut cur).trim_end().to_string());
         }
         cur = " ".repeat(at);
         cur.push_str(word);
@@ -186,16 +186,24 @@ fn wrap_at(text: &str, width: usize, cont: usize) -> Vec<String> {
     out
 }
 
+/// What stands for the middle of a word wider than the pane.
+const CUT: char = '…';
+
 /// A wrapped line as a pane of `width` shows it: one wider (a single word
-/// longer than the pane) ends in `…` where the pane cuts it, so a cut path
-/// never passes for a whole one.
+/// longer than the whole pane) keeps its start and its end (a path's file
+/// name) around a `…`, so a cut path never passes for a whole one.
 fn fit(line: String, width: usize) -> String {
-    if line.chars().count() <= width || width == 0 {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= width || width < 8 {
         return line;
     }
-    let mut cut: String = line.chars().take(width - 1).collect();
-    cut.push('…');
-    cut
+    let head = width / 3;
+    let tail = width - head - 1;
+    chars[..head]
+        .iter()
+        .chain(std::iter::once(&CUT))
+        .chain(&chars[chars.len() - tail..])
+        .collect()
 }
 
 /// Lines for a pane of fixed width.
@@ -203,6 +211,8 @@ struct Text<'a> {
     app: &'a App,
     width: usize,
     lines: Vec<Line<'static>>,
+    /// A word wider than the pane was cut (see [`fit`]).
+    cut: bool,
 }
 
 impl<'a> Text<'a> {
@@ -211,11 +221,13 @@ impl<'a> Text<'a> {
             app,
             width: usize::from(width),
             lines: Vec::new(),
+            cut: false,
         }
     }
     fn add(&mut self, text: &str, tone: Tone) {
         let st = style(self.app, tone);
         for l in wrap(text, self.width) {
+            self.cut |= l.chars().count() > self.width;
             self.lines.push(Line::styled(fit(l, self.width), st));
         }
     }
@@ -225,6 +237,7 @@ impl<'a> Text<'a> {
     fn prose(&mut self, text: &str, tone: Tone) {
         let st = style(self.app, tone);
         for l in wrap_prose(text, self.width) {
+            self.cut |= l.chars().count() > self.width;
             self.lines.push(Line::styled(fit(l, self.width), st));
         }
     }
@@ -243,13 +256,17 @@ fn spinner(app: &App) -> &'static str {
     ["-", "\\", "|", "/"][usize::try_from(app.ticks % 4).unwrap_or(0)]
 }
 
+/// Whether the runbook is down the side: on the screens of a run, when the
+/// terminal is wide enough, and when beside it every word (a path, a URL, a
+/// `--flag=/path`) fits whole on a line; else it gives way to the words.
 fn has_side(app: &App) -> bool {
-    app.size.0 >= SIDE_MIN_WIDTH
+    let room = app.size.0 >= SIDE_MIN_WIDTH
         && match app.screen {
             Screen::Picker | Screen::Plan(_) | Screen::ConfirmRollback(_) | Screen::Starting => false,
             Screen::Planning => app.mode != Mode::Restore,
             _ => true,
-        }
+        };
+    room && !cuts(app, app.size.0.saturating_sub(SIDE + 3))
 }
 
 /// The parts of the screen.
@@ -404,6 +421,18 @@ fn output(t: &mut Text, output: &[String], empty: &str) {
 
 /// The fixed header and the scrollable body of the current screen, at `width` columns.
 fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
+    let (h, b) = texts(app, width);
+    (h.lines, b.lines)
+}
+
+/// Whether a word on the current screen is wider than a pane of `width`.
+fn cuts(app: &App, width: u16) -> bool {
+    let (h, b) = texts(app, width);
+    h.cut || b.cut
+}
+
+/// The header and body of the current screen, as [`content`] draws them.
+fn texts(app: &App, width: u16) -> (Text<'_>, Text<'_>) {
     let mut h = Text::new(app, width);
     let mut b = Text::new(app, width);
     match &app.screen {
@@ -528,7 +557,7 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             output(&mut b, out, "none");
         }
         Screen::Waiting { stage, holders, .. } => {
-            stage_head(app, &mut h, *stage, "still running after --wait-timeout", false);
+            stage_head(app, &mut h, *stage, "still running", false);
             h.blank();
             b.heading("Still running");
             for holder in holders {
@@ -604,7 +633,7 @@ fn content(app: &App, width: u16) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
             }
         }
     }
-    (h.lines, b.lines)
+    (h, b)
 }
 
 fn age(app: &App, t: std::time::SystemTime) -> String {
@@ -992,7 +1021,7 @@ mod tests {
         assert_eq!(wrap("abcdefghijkl", 8), ["abcdefghijkl"]);
         assert_eq!(
             wrap("  stash   /var/lib/etcd-rescue/runs/x", 24),
-            ["  stash", "    /var/lib/etcd-rescue/runs/x"]
+            ["  stash", "/var/lib/etcd-rescue/runs/x"]
         );
         assert_eq!(wrap("", 10), [""]);
         for l in wrap(
@@ -1020,7 +1049,11 @@ mod tests {
         let url = "  cluster       cp1=https://127.0.0.11:20497,cp2=https://127.0.0.12:20498";
         let lines = wrap(url, 40);
         words_whole(url, &lines);
-        assert!(lines.iter().any(|l| l.trim() == "cp1=https://127.0.0.11:20497,cp2=https://127.0.0.12:20498"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim() == "cp1=https://127.0.0.11:20497,cp2=https://127.0.0.12:20498")
+        );
         let path = "        mv /tmp/tuidrill/etc/kubernetes/manifests/kube-controller-manager.yaml /tmp/tuidrill/var/lib/etcd-rescue/runs/20261125T100102Z-abcd/manifests/kube-controller-manager.yaml";
         let lines = wrap(path, 54);
         words_whole(path, &lines);
@@ -1036,7 +1069,10 @@ mod tests {
                 );
             }
         }
-        let prose = wrap_prose("  see https://etcd.io/docs/v3.5/op-guide/recovery/#restoring-a-cluster now", 30);
+        let prose = wrap_prose(
+            "  see https://etcd.io/docs/v3.5/op-guide/recovery/#restoring-a-cluster now",
+            30,
+        );
         assert_eq!(
             prose,
             [
@@ -1046,7 +1082,7 @@ mod tests {
             ]
         );
         // The pane cuts a word wider than itself, and says so.
-        assert_eq!(fit("/a/very/long/path".into(), 8), "/a/very…");
+        assert_eq!(fit("/a/very/long/path.db".into(), 9), "/a/…th.db");
         assert_eq!(fit("  short".into(), 8), "  short");
     }
 }

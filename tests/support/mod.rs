@@ -35,7 +35,8 @@ pub fn bin() -> Command {
         .env_remove("ETCDCTL_CACERT")
         .env_remove("ETCDCTL_CERT")
         .env_remove("ETCDCTL_KEY")
-        .env_remove("ETCDCTL_DIAL_TIMEOUT");
+        .env_remove("ETCDCTL_DIAL_TIMEOUT")
+        .env_remove("ETCDCTL_COMMAND_TIMEOUT");
     c
 }
 

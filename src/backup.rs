@@ -9,14 +9,14 @@
 //! a killed save is removed by the next save (which holds the dir's lock).
 //! Everything a save writes before its sidecar (the `.part`s, an encrypted
 //! backup's plain copy, the backup itself) is a `host::cleanup::Temp`: gone
-//! on an error and on SIGTERM, SIGINT or SIGHUP (issue 24), kept only once
+//! on an error and on SIGTERM, SIGINT or SIGHUP, kept only once
 //! the sidecar is written.
 //!
 //! A sidecar is believed only while its file matches it: [`Entry::verified`]
 //! is false for a file of another size (or, on `backup prune`, another sha256).
 //!
 //! One listing rule ([`list_checked`]) serves `backup list`, `backup prune`,
-//! `status` and the wizard's picker (issue 25: the drill's
+//! `status` and the wizard's picker (the drill's
 //! `etcd-snapshot-*.db` were listed by the picker and "none found" by the
 //! others): every snapshot file in the dir ([`is_snapshot_file`]) is listed,
 //! one without a sidecar as [`State::NoSidecar`], and retention deletes only
@@ -273,6 +273,19 @@ pub enum State {
     Missing,
 }
 
+impl State {
+    /// How a listing names it, in a few words.
+    pub fn words(self) -> &'static str {
+        match self {
+            State::Verified => "verified",
+            State::NotVerified => "NOT verified (its check failed when saved)",
+            State::Damaged => "DAMAGED (does not match its sidecar)",
+            State::NoSidecar => "unverified (no sidecar)",
+            State::Missing => "MISSING (a sidecar without its file)",
+        }
+    }
+}
+
 /// Something in a backup dir that is named like a backup but left alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Warning {
@@ -332,7 +345,9 @@ pub fn is_snapshot_file(path: &Path, name: &str) -> bool {
     if name.starts_with('.') || Path::new(name).extension().is_some_and(|x| x == "json") || leftover(name) {
         return false;
     }
-    SNAPSHOT_ENDINGS.iter().any(|x| name.ends_with(x)) || bbolt_magic(path) || crate::host::age::is_sealed(path)
+    SNAPSHOT_ENDINGS.iter().any(|x| name.ends_with(x))
+        || bbolt_magic(path)
+        || crate::host::age::is_sealed(path)
 }
 
 /// Whether the file starts like a bbolt database (the meta page's magic).
@@ -1008,7 +1023,7 @@ mod tests {
         assert_eq!(read_sidecar(&l[3].path), None);
     }
 
-    /// Issue 25: every snapshot file is listed, whatever its name (the drill's
+    /// Every snapshot file is listed, whatever its name (the drill's
     /// `etcd-snapshot-*.db`, a `.snap`, a bbolt db or an age file named
     /// otherwise), without a sidecar as [`State::NoSidecar`] and dated by its
     /// mtime; sidecars, hidden files, leftovers, other files and links to a

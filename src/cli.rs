@@ -605,7 +605,20 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code.into(),
         Err(err) => {
-            let (code, line, next) = exit::report(&err);
+            let (code, line, mut next) = exit::report(&err);
+            // Etcd unreachable and nobody said what to do: say it by its cause.
+            if code == Code::Error
+                && !err.chain().any(|e| e.downcast_ref::<exit::Fail>().is_some())
+                && let Some(first) = err
+                    .chain()
+                    .find_map(|e| e.downcast_ref::<crate::host::etcd::NoEndpoint>())
+                    .and_then(|n| n.0.first())
+            {
+                next = format!(
+                    "nothing was changed; {}",
+                    unreachable_next(&first.cause, &first.endpoint, &cli.conn.args())
+                );
+            }
             let mut e = std::io::stderr().lock();
             let _ = writeln!(e, "{line}");
             let _ = writeln!(e, "next: {next}");
@@ -1273,8 +1286,10 @@ fn unreachable_next(
 ) -> String {
     use crate::host::etcd::{Limit, Unreachable};
     let shown = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map_or_else(|| "(none)".to_string(), |p| p.display().to_string())
+        p.as_ref().map_or_else(
+            || "found on the node (etcd-rescue node names it)".to_string(),
+            |p| p.display().to_string(),
+        )
     };
     match cause {
         Unreachable::Refused => format!(
@@ -1385,14 +1400,10 @@ fn status_table(r: &crate::status::Report) -> String {
         Some(b) => {
             let _ = writeln!(
                 t,
-                "last backup: {} ({} ago{})",
+                "last backup: {} ({} ago, {})",
                 b.path.display(),
                 crate::node::certs::residual(i64::try_from(b.age_seconds).unwrap_or(i64::MAX)),
-                if b.verified {
-                    ", verified"
-                } else {
-                    ", NOT verified"
-                }
+                b.state.words()
             );
         }
         None => t.push_str(
@@ -1632,7 +1643,7 @@ async fn run_drill(
     scenario: Option<crate::drill::scenario::Scenario>,
 ) -> Result<Code> {
     // Not `outln!`, which ends the process on a closed stdout: `drill | tee log`, and
-    // Ctrl-C ends tee too, must still stop what the drill started (issue 24: etcd was
+    // Ctrl-C ends tee too, must still stop what the drill started (etcd was
     // left running, the stand-ins leave by themselves).
     fn print(text: std::fmt::Arguments<'_>) {
         use std::io::Write as _;

@@ -88,8 +88,9 @@ impl Node {
         if let Err(e) = std::fs::metadata(&dir)
             && e.kind() == std::io::ErrorKind::PermissionDenied
         {
-            return Err(anyhow::Error::new(e)
-                .context(format!("reading the static pod directory {}", dir.display())));
+            return Err(
+                anyhow::Error::new(e).context(format!("reading the static pod directory {}", dir.display()))
+            );
         }
         if !dir.is_dir() {
             return Err(Fail::before_change(

@@ -866,13 +866,12 @@ fn bad_data(what: String) -> anyhow::Error {
 /// True when `err` says the file was read and is not a sound etcd database (a check found a
 /// problem: exit code 1), false when it could not be opened or read at all (exit code 2).
 pub fn is_corrupt(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|e| {
-            matches!(
-                e.downcast_ref::<BoltError>(),
-                Some(BoltError::Corrupt(_) | BoltError::NotADatabase(_))
-            )
-        })
+    err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<BoltError>(),
+            Some(BoltError::Corrupt(_) | BoltError::NotADatabase(_))
+        )
+    })
 }
 
 /// True when `err` says the file is no etcd database at all (not a damaged

@@ -94,8 +94,10 @@ pub struct LastBackup {
     pub path: PathBuf,
     /// Seconds since it was taken.
     pub age_seconds: u64,
-    /// Its sidecar says it verified.
+    /// Its sidecar says it verified (and the file still matches it).
     pub verified: bool,
+    /// What it is, by the one listing rule every command shares.
+    pub state: crate::backup::State,
 }
 
 /// The whole report.
@@ -437,7 +439,7 @@ fn fill(row: &mut Member, s: &etcd_client::StatusResponse, id: u64, quota: u64) 
 }
 
 /// The newest backup in `dirs`, by the one listing rule ([`crate::backup::list`]):
-/// a snapshot without a sidecar counts, unverified (issue 25).
+/// a snapshot without a sidecar counts, unverified.
 fn newest_backup(dirs: &[PathBuf]) -> Option<LastBackup> {
     let now = SystemTime::now();
     dirs.iter()
@@ -448,6 +450,7 @@ fn newest_backup(dirs: &[PathBuf]) -> Option<LastBackup> {
         .map(|e| LastBackup {
             age_seconds: now.duration_since(e.taken).unwrap_or_default().as_secs(),
             verified: e.verified(),
+            state: e.state(),
             path: e.path,
         })
 }

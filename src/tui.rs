@@ -1,5 +1,5 @@
 //! The restore wizard: a terminal UI over the same engine and journal as
-//! `--plain` and `--yes` (issue 6). It holds no logic of its own.
+//! `--plain` and `--yes`. It holds no logic of its own.
 //!
 //! Three kinds of thread: the UI thread (this module's event loop) only
 //! draws and handles keys; the engine runs `restore`/`resume`/`rollback` on a

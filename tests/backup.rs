@@ -717,7 +717,7 @@ fn upload_to_s3_list_prune_and_restore_from_it() {
     assert!(text(&out).1.contains("next:"), "{:?}", text(&out));
 }
 
-// Issue 24: what a backup dir holds is checked against its sidecars, a prune
+// What a backup dir holds is checked against its sidecars, a prune
 // says what it did, signals leave no plaintext, and the smaller holes.
 
 /// Writes a backup taken `secs_ago` seconds ago holding `content`, with a
@@ -742,7 +742,7 @@ fn sidecar_json(p: &Path, content: &[u8]) -> serde_json::Value {
     })
 }
 
-/// Issue 24 #6: the two newest backups emptied to 0 bytes, their sidecars
+/// The two newest backups emptied to 0 bytes, their sidecars
 /// intact: `list` shows them damaged with their real size, and `prune
 /// --keep-last 2` keeps the only intact one (it deleted it before). A file of
 /// the right size but other bytes is caught by `prune`'s sha256 check.
@@ -805,7 +805,7 @@ fn emptied_backups_are_not_verified_and_never_push_the_intact_one_out() {
     assert!(!newer.exists(), "the changed one goes: {:?}", text(&out));
 }
 
-/// Issue 24 #7: a dir named like a backup (with a sidecar naming it) is
+/// A dir named like a backup (with a sidecar naming it) is
 /// skipped with a warning, and the prune goes on (it stopped with `Is a
 /// directory`, exit 2, after deleting).
 #[test]
@@ -854,7 +854,7 @@ impl Drop for BindMount {
     }
 }
 
-/// Issue 24 #7: a prune that fails after deleting says so (exit 3) and names
+/// A prune that fails after deleting says so (exit 3) and names
 /// what it deleted; "nothing was changed" was a lie.
 #[test]
 fn prune_failing_half_way_says_what_it_deleted() {
@@ -925,10 +925,10 @@ fn wait_for(dir: &Path, suffix: &str, child: &mut std::process::Child) {
     }
 }
 
-/// Issue 24 #8: SIGTERM (what `systemctl stop` sends) while an encrypted
+/// SIGTERM (what `systemctl stop` sends) while an encrypted
 /// backup is saved, and again while it is encrypted (a complete plaintext db
 /// on disk): the run ends non-zero, saying so, and leaves no plaintext and no
-/// partial file. Issue 24 #7: `backup --keep-last 1` whose prune fails after
+/// partial file. `backup --keep-last 1` whose prune fails after
 /// the save says the backup is saved and what was deleted.
 #[test]
 fn sigterm_mid_encrypted_backup_leaves_no_plaintext() {
@@ -1018,7 +1018,7 @@ fn sigterm_mid_encrypted_backup_leaves_no_plaintext() {
     assert!(!err.contains("nothing was changed"), "{err}");
 }
 
-/// Issue 24 #8: `snapshot status FILE.age --identity K` decrypts into a
+/// `snapshot status FILE.age --identity K` decrypts into a
 /// scratch dir of mode 0700; SIGTERM removes it; one left by a SIGKILL is
 /// removed by the next run that makes a scratch dir.
 #[test]
@@ -1267,7 +1267,7 @@ fn saving_lines(out: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-/// Issue 25: without a terminal, a save shorter than 5 s printed one progress
+/// Without a terminal, a save shorter than 5 s printed one progress
 /// line, at 0%; now a line per tenth done (and per 5 s), ending at 100%.
 #[test]
 fn progress_without_a_terminal_is_a_line_per_tenth() {
@@ -1286,7 +1286,7 @@ fn progress_without_a_terminal_is_a_line_per_tenth() {
     assert!(lines.last().unwrap().ends_with("(100%)"), "{lines:#?}");
 }
 
-/// Issue 25: one listing rule. A backup with its sidecar and, newer, a copy
+/// One listing rule. A backup with its sidecar and, newer, a copy
 /// without one named as the drill names its snapshots: `backup list` lists
 /// both (the copy "unverified", "(no sidecar)"), `status` names the copy as
 /// the newest backup, not verified, `prune --dry-run` without a retention
@@ -1316,7 +1316,10 @@ fn one_listing_for_list_prune_status_and_the_picker() {
     };
     let c = line("etcd-snapshot-20261125T100102Z.db");
     assert!(c.contains(" unverified ") && c.ends_with("(no sidecar)"), "{c}");
-    assert!(line(&saved.file_name().unwrap().to_string_lossy()).contains(" yes "), "{t}");
+    assert!(
+        line(&saved.file_name().unwrap().to_string_lossy()).contains(" yes "),
+        "{t}"
+    );
     let js: Vec<serde_json::Value> =
         serde_json::from_slice(&backup(&["list", "--dir", d, "-w", "json"], &[]).stdout).unwrap();
     assert_eq!(js.len(), 2, "{js:?}");
@@ -1325,8 +1328,16 @@ fn one_listing_for_list_prune_status_and_the_picker() {
     assert_eq!(js[1]["state"], "verified");
 
     let mut c = bin();
-    c.args(["status", "--endpoints", &etcd.client_url, "--backup-dir", d, "-w", "json"])
-        .env("PATH", PATH);
+    c.args([
+        "status",
+        "--endpoints",
+        &etcd.client_url,
+        "--backup-dir",
+        d,
+        "-w",
+        "json",
+    ])
+    .env("PATH", PATH);
     let st = c.output().unwrap();
     let st: serde_json::Value =
         serde_json::from_slice(&st.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&st)));
@@ -1344,7 +1355,8 @@ fn one_listing_for_list_prune_status_and_the_picker() {
         "{t}"
     );
     assert!(
-        t.lines().any(|l| l.contains(&*copy.to_string_lossy()) && l.contains("never deleted")),
+        t.lines()
+            .any(|l| l.contains(&*copy.to_string_lossy()) && l.contains("never deleted")),
         "{t}"
     );
     let real = backup(&["prune", "--dir", d, "--keep-last", "1"], &[]);

@@ -344,7 +344,7 @@ fn kinds(r: &serde_json::Value, name: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Issue 24: `etcd/server.key` replaced by `etcd/peer.key` read as clean,
+/// `etcd/server.key` replaced by `etcd/peer.key` read as clean,
 /// though etcd cannot serve TLS with that pair. Now a critical finding on
 /// etcd-server naming both files and what to do; the same for a CA key, a
 /// kubeconfig's embedded key and `sa.key` against `sa.pub`.

@@ -1,4 +1,4 @@
-//! Diagnose before you restore (issue 25): every way `status` can fail to
+//! Diagnose before you restore: every way `status` can fail to
 //! reach etcd over TLS is named by its cause with its own next step, none of
 //! them advises `restore`, each ends within dial timeout + command timeout
 //! + 1 s, and `-w json` is a JSON document on every exit code.

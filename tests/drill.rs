@@ -84,7 +84,7 @@ fn node_comes_up_with_tls_etcd_and_four_containers() {
     )));
 }
 
-/// Issue 25: `certs` on a fresh drill finds nothing critical: the drill's
+/// `certs` on a fresh drill finds nothing critical: the drill's
 /// kubeconfigs (stubs once, four critical findings in every drill) embed
 /// client certificates signed by its CA, with their keys, as kubeadm's do.
 #[test]
@@ -100,7 +100,12 @@ fn certs_on_a_fresh_drill_find_nothing_critical() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
     assert_eq!(out.status.code(), Some(0), "{js:#}");
     assert!(!js.to_string().contains("\"critical\""), "{js:#}");
-    for conf in ["admin.conf", "controller-manager.conf", "scheduler.conf", "super-admin.conf"] {
+    for conf in [
+        "admin.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+        "super-admin.conf",
+    ] {
         let c = js["certificates"]
             .as_array()
             .unwrap()
@@ -474,7 +479,7 @@ fn grpcio_client_lists_containers_on_the_cri_socket() {
 }
 
 /// `drill --dir` into a node's own tree, or into any non-empty dir no drill
-/// made, is refused with exit 2 before the first write (issue 24): every file
+/// made, is refused with exit 2 before the first write: every file
 /// there is byte-identical afterwards, and no marker or state file appears.
 #[test]
 fn drill_into_a_node_tree_or_a_foreign_dir_changes_nothing() {
@@ -518,7 +523,7 @@ fn drill_into_a_node_tree_or_a_foreign_dir_changes_nothing() {
 }
 
 /// A state file planted in a drill dir cannot make `drill down` act outside
-/// it (issue 24): a mount outside the dir is refused before anything is
+/// it: a mount outside the dir is refused before anything is
 /// stopped; an unrelated process whose command line names a path inside the
 /// dir (in its own process group, recorded with or without its real start
 /// time) is left alone; a dir others can write is refused with the fix.
@@ -628,7 +633,7 @@ impl Drop for Unmount {
 }
 
 /// Ctrl-C (SIGINT) on a drill after a restore stops the etcd the restore
-/// brought back (issue 24), also when it ran as `drill | tee log`, where
+/// brought back, also when it ran as `drill | tee log`, where
 /// Ctrl-C ends tee too and the drill's stdout is closed when it says it is
 /// stopping: no etcd whose data dir is under the drill dir is left running.
 #[test]

@@ -371,7 +371,12 @@ fn usage_errors_and_foreign_files_say_what_to_do() {
         );
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.lines().last().is_some_and(|l| l.starts_with("next: nothing was changed")), "{args:?}: {err}");
+        assert!(
+            err.lines()
+                .last()
+                .is_some_and(|l| l.starts_with("next: nothing was changed")),
+            "{args:?}: {err}"
+        );
     }
     let o = crate::support::run_bounded(
         crate::support::bin().args(["--help"]),

@@ -626,7 +626,7 @@ fn a_quiet_watch_resumes_after_compaction() {
     );
 }
 
-/// Issue 24: Secret values in shapes the key path and the `data` map do not
+/// Secret values in shapes the key path and the `data` map do not
 /// catch, stored in a real etcd under keys with no `secrets` segment: a
 /// Secret whose annotations hold a YAML copy and a bare value, a JSON Secret
 /// whose `data` is a list, a SecretList, a Secret inside a `List`, a YAML

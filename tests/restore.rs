@@ -823,7 +823,10 @@ fn ha_restore_of_three_members() {
     let (stdout, _) = text(&out);
     assert!(stdout.contains(": waiting-for-peers"), "member 0: {stdout}");
     assert!(stdout.contains("etcd-rescue verify --root"), "{stdout}");
-    assert!(stdout.contains("The outage goes on until the cluster is verified"), "{stdout}");
+    assert!(
+        stdout.contains("The outage goes on until the cluster is verified"),
+        "{stdout}"
+    );
     // The commands it prints for the others work as printed: each names its
     // member's own root, the snapshot, the cluster and --force.
     for (i, other) in [(1, "cp2"), (2, "cp3")] {
@@ -857,7 +860,11 @@ fn ha_restore_of_three_members() {
         let root = d.root(i).display().to_string();
         let out = tool(&["verify", "--root", &root, "--wait-timeout", "60s"], &[]);
         assert!(out.status.success(), "verify on member {i}: {:?}", text(&out));
-        let says = if i == 0 { ": done" } else { "the cluster matches the restored snapshot" };
+        let says = if i == 0 {
+            ": done"
+        } else {
+            "the cluster matches the restored snapshot"
+        };
         assert!(text(&out).0.contains(says), "{}", text(&out).0);
     }
     let out = d.etcdctl(0, &["endpoint", "health", "--cluster"]);
@@ -2044,7 +2051,7 @@ fn staged_restore_keeps_room_for_the_serving_member() {
     assert!(inside.iter().any(|n| n.starts_with("member-old-")), "{inside:?}");
 }
 
-/// Issue 25 item 6: a host process (no pod, no container) holding etcd's db
+/// A host process (no pod, no container) holding etcd's db
 /// outlives the wait. The timeout names it as it is (PID, command line, the
 /// file it holds) and offers no CRI stop for it; headless, even with
 /// `--force-stop`, it exits 3 naming the PID and leaves the process alone. On
@@ -2052,15 +2059,25 @@ fn staged_restore_keeps_room_for_the_serving_member() {
 /// run goes on.
 #[test]
 fn host_process_holding_the_db_is_named_and_stopped_only_when_asked() {
+    /// The holder, killed however the test ends.
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let d = Drill::start(&["--keys", "50"]);
     let db = d.root(0).join("var/lib/etcd/member/snap/db");
-    let mut holder = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("exec 3<\"$0\"; exec sleep 600")
-        .arg(&db)
-        .spawn()
-        .unwrap();
-    let pid = holder.id();
+    let mut holder = Holder(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 3<\"$0\"; exec sleep 600")
+            .arg(&db)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = holder.0.id();
     let root = d.dir.display().to_string();
     let snap = d.state.snapshot.clone().unwrap();
     let out = restore(
@@ -2095,7 +2112,7 @@ fn host_process_holding_the_db_is_named_and_stopped_only_when_asked() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("sent SIGTERM to {named}")), "{stdout}");
-    let status = holder.wait().unwrap();
+    let status = holder.0.wait().unwrap();
     assert_eq!(status.signal(), Some(15), "the holder got SIGTERM");
     assert_restored(&d, &snap);
 }

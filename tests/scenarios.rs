@@ -45,7 +45,7 @@ fn restore(d: &Drill, snapshot: &std::path::Path) -> std::process::Output {
 
 /// Not recovered before, recovered after `recover`, with every check passed
 /// and a time to recover; the attempt is recorded once, however often it is
-/// graded, and never listed as its own earlier attempt (issue 25).
+/// graded, and never listed as its own earlier attempt.
 fn graded(d: &Drill, scenario: &str, failing: &[&str], recover: impl FnOnce()) {
     let (code, card) = check(d);
     assert_eq!(code, Some(1), "{card}");
@@ -194,7 +194,7 @@ fn list_and_check_without_a_scenario() {
         assert!(text(&out).0.contains(s), "{s}: {:?}", text(&out));
     }
     let d = Drill::start(&["--keys", "50"]);
-    // Issue 25: a bare drill says that nothing is broken and what to try.
+    // A bare drill says that nothing is broken and what to try.
     d.wait_until(Duration::from_secs(30), "the practice text", || {
         d.output().contains("Stop with Ctrl-C")
     });
@@ -342,7 +342,7 @@ fn random_does_not_say_which() {
     assert_eq!(card["scenario"], b.scenario.name());
 }
 
-/// Keys put back by hand are not a recovery (issue 24): `drill check`
+/// Keys put back by hand are not a recovery: `drill check`
 /// grades the restored values and revisions, not key names. Each deleted key
 /// put back with the value `junk` is not recovered; nor are the seeded values
 /// themselves, copied from the snapshot with `put` (new revisions: not the

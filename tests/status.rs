@@ -85,6 +85,7 @@ fn status_matches_etcdctl_and_reports_a_member_down() {
     let out = run_bounded(&mut c, Duration::from_secs(120));
     let js: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(js["lastBackup"]["verified"], false, "{js}");
+    assert_eq!(js["lastBackup"]["state"], "no-sidecar", "{js}");
     assert!(
         js["lastBackup"]["path"]
             .as_str()

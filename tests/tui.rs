@@ -113,14 +113,22 @@ fn wizard_picker_then_rollback_at_a_stage() {
     let stage = t.wait_for(&["Stage 6 of 10 · wait-stopped  waiting for y"], STAGE_LIMIT);
     assert!(stage.contains("OUTAGE "), "{stage}");
     t.key("r");
-    let popup = t.wait_for(&["Roll back the run?", "y yes · n no"], Duration::from_secs(10));
-    assert!(popup.contains("[x] stop-etcd"), "{popup}");
+    t.wait_for(&["Roll back the run?", "y yes · n no"], Duration::from_secs(10));
     t.key("y");
     let summary = t.wait_for(&["rolled-back", "q quit"], STAGE_LIMIT);
+    // The drill's paths are too long to stand whole beside the runbook: it
+    // gives way. The transcript's path is on a line of its own, never split:
+    // whole, or (wider than the screen) its start and its name around a `…`.
+    let transcript = d.last_run(0).join("transcript.txt").display().to_string();
     assert!(
-        summary.contains("[<] stop-etcd")
-            && summary.contains("[<] restore-snapshot")
-            && summary.contains("[ ] wait-stopped"),
+        summary.lines().any(|l| {
+            let l = l.trim();
+            l == transcript
+                || (l.contains('…')
+                    && !l.contains(' ')
+                    && transcript.starts_with(l.split('…').next().unwrap_or_default())
+                    && transcript.ends_with(l.split('…').nth(1).unwrap_or_default()))
+        }),
         "{summary}"
     );
     t.key("q");
@@ -148,16 +156,19 @@ fn wizard_resume_after_kill() {
     let root = d.root(0).display().to_string();
     let r = Tmux::run("resume", &["resume".into(), "--root".into(), root]);
     let first = r.wait_for(&["Stage 7 of 10 · swap-data-dir  waiting for y"], STAGE_LIMIT);
-    for done in [
-        "[x] preflight",
-        "[x] restore-snapshot",
-        "[x] wait-stopped",
-        "[>] swap-data-dir",
-        // The outage began in the killed session: its clock goes on from the journal.
-        "OUTAGE ",
-    ] {
-        assert!(first.contains(done), "{done}:\n{first}");
-    }
+    // The outage began in the killed session: its clock goes on from the
+    // journal. The swap's paths stand whole, each on its line (the runbook
+    // gives way to them at 80 columns; `resume_marks_done_stages` shows its marks).
+    assert!(first.contains("OUTAGE "), "{first}");
+    let data = d.root(0).join("var/lib/etcd").display().to_string();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    assert!(words.contains(&data.as_str()), "{first}");
+    assert!(
+        words
+            .iter()
+            .any(|w| w.starts_with(&format!("{data}-old-")) && !w.contains('…')),
+        "{first}"
+    );
     assert!(first.contains("etcd-rescue resume · run "), "{first}");
     r.confirm_stages(7, 10);
     r.wait_for(&[": done", "q quit"], STAGE_LIMIT);

@@ -8,7 +8,7 @@
 //! a backup is stamped in the future (a clock that was, or is, wrong).
 //!
 //! "Verified" is the sidecar's word only while the file still matches it
-//! (issue 24: two backups emptied to 0 bytes with their sidecars intact took
+//! (two backups emptied to 0 bytes with their sidecars intact took
 //! the `--keep-last 2` ranks and the only intact one was deleted): a file of
 //! another size than its sidecar says, or (`backup prune`) another sha256,
 //! counts for nothing and goes. Entries that are not regular files are left
@@ -56,9 +56,11 @@ pub enum Why {
     Daily,
     /// No retention flag was given: nothing is deleted.
     NoPolicy,
-    /// No sidecar, or not named by `backup` (not recognised as this tool's
-    /// backup): never deleted.
+    /// No sidecar (not recognised as this tool's backup): never deleted.
     Unrecognised,
+    /// A sidecar, but a name `backup` does not write (a copy renamed by
+    /// hand): never deleted.
+    NotNamedByBackup,
     /// The file does not match its sidecar (another size or sha256): deleted.
     Damaged,
     /// Kept by no rule: deleted.
@@ -126,8 +128,10 @@ pub fn decide(
             let mut why = Vec::new();
             if !e.present {
                 why.push(Why::Orphan);
-            } else if e.sidecar.is_none() || !super::is_backup_name(&e.path) {
+            } else if e.sidecar.is_none() {
                 why.push(Why::Unrecognised);
+            } else if !super::is_backup_name(&e.path) {
+                why.push(Why::NotNamedByBackup);
             } else if policy.is_empty() {
                 why.push(Why::NoPolicy);
             } else {
@@ -445,7 +449,7 @@ mod tests {
         assert_eq!(kept(&d), [0, 4, 5, 6, 7, 8]);
     }
 
-    /// Issue 24: the two newest emptied (sidecars intact) take no `--keep-last`
+    /// The two newest emptied (sidecars intact) take no `--keep-last`
     /// rank and are not the newest verified; the newest intact one is kept.
     #[test]
     fn files_that_do_not_match_their_sidecar_count_for_nothing() {
@@ -477,7 +481,7 @@ mod tests {
         assert_eq!(kept(&d), [2, 3, 5]);
     }
 
-    /// Issue 25: snapshot files `backup` did not name (the drill's
+    /// Snapshot files `backup` did not name (the drill's
     /// `etcd-snapshot-*.db`), with or without a sidecar, are listed and never
     /// deleted, and take no `--keep-last` rank from the backups.
     #[test]
@@ -503,8 +507,11 @@ mod tests {
         let r = apply(dir.path(), &p, now, None, false, false).unwrap();
         assert_eq!(r.decisions.len(), 4, "{:?}", r.decisions);
         for d in &r.decisions {
-            if d.path == bare || d.path == copied {
+            if d.path == bare {
                 assert_eq!(d.why, [Why::Unrecognised], "{d:?}");
+            }
+            if d.path == copied {
+                assert_eq!(d.why, [Why::NotNamedByBackup], "{d:?}");
             }
         }
         assert!(bare.exists() && copied.exists());
@@ -564,7 +571,7 @@ mod tests {
         );
     }
 
-    /// No flag: nothing goes, and that is the reason given (issue 25: it said
+    /// No flag: nothing goes, and that is the reason given (it said
     /// `keep-last`). An orphan sidecar goes whatever the flags.
     #[test]
     fn no_flags_keep_everything_and_orphans_go() {

@@ -11,7 +11,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Cli, Format, parse_duration, print};
-use crate::backup::{self, Decision, Entry, Mismatch, Retention, Sidecar, State, Warning, metrics, retention::Why};
+use crate::backup::{
+    self, Decision, Entry, Mismatch, Retention, Sidecar, State, Warning, metrics, retention::Why,
+};
 use crate::exit::{Code, Fail};
 use crate::root::Root;
 use crate::units::human_bytes;
@@ -192,7 +194,8 @@ fn why(w: Why) -> &'static str {
         Why::Within => "keep-within",
         Why::Daily => "keep-daily",
         Why::NoPolicy => "no retention policy given: nothing is deleted",
-        Why::Unrecognised => "unverified (no sidecar, or not named by `backup`): never deleted",
+        Why::Unrecognised => "unverified (no sidecar): never deleted",
+        Why::NotNamedByBackup => "not named by `backup`: never deleted",
         Why::Damaged => "does not match its sidecar",
         Why::Expired => "expired",
         Why::Orphan => "sidecar without its file",
@@ -225,8 +228,8 @@ fn age(t: SystemTime) -> String {
 }
 
 /// When a progress line is due without a terminal: at the start, each time
-/// another tenth is done, 5 s after the last line, and at the end (issue 25:
-/// a save shorter than 5 s printed one line, at 0%).
+/// another tenth is done, 5 s after the last line, and at the end (a save
+/// shorter than 5 s must not print one line at 0% and nothing after).
 #[derive(Debug, Default)]
 struct Lines {
     /// What the last line was about, its tenth, and when it was printed.
@@ -243,9 +246,7 @@ impl Lines {
         };
         let due = match self.last {
             None => true,
-            Some((doing, t, at)) => {
-                doing != p.doing || tenth > t || p.elapsed >= at + Duration::from_secs(5)
-            }
+            Some((doing, t, at)) => doing != p.doing || tenth > t || p.elapsed >= at + Duration::from_secs(5),
         };
         if due {
             self.last = Some((p.doing, tenth, p.elapsed));
@@ -360,7 +361,11 @@ fn list_table(entries: &[(Option<String>, Entry)]) -> String {
                 s.revision.to_string(),
                 s.total_key.to_string(),
             ),
-            None => (e.size.map_or_else(|| "-".into(), human_bytes), "-".into(), "-".into()),
+            None => (
+                e.size.map_or_else(|| "-".into(), human_bytes),
+                "-".into(),
+                "-".into(),
+            ),
         };
         let ok = match e.state() {
             State::Verified => "yes",
@@ -725,5 +730,34 @@ fn place(bucket: Option<&str>, e: &Entry) -> String {
     match bucket {
         Some(b) => format!("s3://{b}/{}", e.path.display()),
         None => e.path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a terminal, a line at the start, per tenth done, per
+    /// 5 s without one, and when the work changes; not one per chunk.
+    #[test]
+    fn a_line_per_tenth_or_per_five_seconds() {
+        let mut l = Lines::default();
+        let p = |doing, done, ms| backup::Progress {
+            doing,
+            done,
+            total: 1000,
+            elapsed: Duration::from_millis(ms),
+        };
+        let printed: Vec<u64> = (0..=100u64)
+            .map(|i| p(backup::Doing::Save, i * 10, i * 10))
+            .filter(|x| l.due(x))
+            .map(|x| x.done)
+            .collect();
+        assert_eq!(printed, [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+        let mut l = Lines::default();
+        assert!(l.due(&p(backup::Doing::Save, 1, 0)));
+        assert!(!l.due(&p(backup::Doing::Save, 2, 4_999)));
+        assert!(l.due(&p(backup::Doing::Save, 3, 5_000)));
+        assert!(l.due(&p(backup::Doing::Encrypt, 0, 5_001)));
     }
 }

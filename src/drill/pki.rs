@@ -427,7 +427,11 @@ pub fn write_kubeadm_pki(pki: &Path, spec: &PkiSpec) -> Result<()> {
 /// organization.
 pub const KUBECONFIGS: [(&str, &str, Option<&str>); 5] = [
     ("admin.conf", "kubernetes-admin", Some("kubeadm:cluster-admins")),
-    ("super-admin.conf", "kubernetes-super-admin", Some("system:masters")),
+    (
+        "super-admin.conf",
+        "kubernetes-super-admin",
+        Some("system:masters"),
+    ),
     ("controller-manager.conf", "system:kube-controller-manager", None),
     ("scheduler.conf", "system:kube-scheduler", None),
     ("kubelet.conf", "system:node:{node}", Some("system:nodes")),
@@ -437,14 +441,17 @@ pub const KUBECONFIGS: [(&str, &str, Option<&str>); 5] = [
 /// names the API server at `server`, embeds the Kubernetes CA from
 /// `pki/ca.crt`, and a client certificate for its user signed by that CA
 /// (one year, as kubeadm's) with its key, so `etcd-rescue certs` finds on a
-/// drill node what it finds on a real one (issue 25: stubs without a
+/// drill node what it finds on a real one (stubs without a
 /// certificate were four critical findings in every drill).
 pub fn write_kubeconfigs(pki: &Path, kube_dir: &Path, node_name: &str, server: &str) -> Result<()> {
     use base64::Engine as _;
     refuse_host_pki(pki)?;
     refuse_host_pki(&kube_dir.join("pki"))?;
     let ca = Ca::load_from(pki, "ca").with_context(|| {
-        format!("the ca CA must be in {} first (write_cluster_cas or copy_cluster_cas)", pki.display())
+        format!(
+            "the ca CA must be in {} first (write_cluster_cas or copy_cluster_cas)",
+            pki.display()
+        )
     })?;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let keys = generate_keys(KUBECONFIGS.len())?;

@@ -174,7 +174,7 @@ pub struct Broken {
 /// So matching revisions say the cluster is the restored one, not hand-patched,
 /// and unlike a restore run's journal (a file the trainee can edit, or a run
 /// from any snapshot) they cannot be faked through the API. The value's sha256
-/// says the content is the seeded one (issue 24: `junk` put back under each
+/// says the content is the seeded one (`junk` put back under each
 /// deleted key was graded recovered).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -466,7 +466,7 @@ pub struct Scorecard {
     #[serde(default)]
     pub broken_at: String,
     /// The other attempts graded in this drill dir, oldest first: each
-    /// once, as last graded; never this attempt (issue 25: grading twice
+    /// once, as last graded; never this attempt (grading twice
     /// listed the first grade as an earlier attempt).
     #[serde(default)]
     pub previous: Vec<Attempt>,
@@ -766,7 +766,7 @@ mod tests {
         }
     }
 
-    /// Issue 25: grading one attempt twice records it once, as last graded,
+    /// Grading one attempt twice records it once, as last graded,
     /// and never lists it as an earlier attempt; another attempt, and a
     /// record from before attempts were told apart, stay listed.
     #[test]
@@ -808,7 +808,7 @@ mod tests {
     }
 
     /// A key counts as back only with its recorded value digest and revisions: another
-    /// value, or the same value written again (a new revision), does not (issue 24).
+    /// value, or the same value written again (a new revision), does not.
     #[test]
     fn keys_back_by_value_and_revision() {
         let e = |sha: &str, rev: i64| Expected {

@@ -165,7 +165,7 @@ pub fn state_file(dir: &Path) -> PathBuf {
 /// The file that marks a directory as a drill's own: a drill lays out a
 /// whole node (manifests, kubelet config, kubeconfigs, PKI, data dir) in
 /// its directory, so it only ever writes into a new or empty directory, or
-/// one an earlier drill made (issue 24: `--dir /` overwrote the node's own).
+/// one an earlier drill made (`--dir /` overwrote the node's own).
 pub const MARKER: &str = ".etcd-rescue-drill";
 
 /// What a node's own tree holds; a directory holding any of them (without
@@ -830,7 +830,7 @@ fn within(path: &Path, dir: &Path) -> bool {
 /// (`etcd`, the drill's release) or the drill's stand-in (the etcd-rescue binary), with
 /// an argument (or a flag's value, or one of its comma-separated paths) that names a
 /// path inside `root` by whole components. A command line that merely contains the
-/// root's path as text is not enough (issue 24).
+/// root's path as text is not enough.
 fn drill_container(rec: PidRecord, root: &Path, etcd: Option<&Path>) -> bool {
     let Ok(upid) = u32::try_from(rec.pid) else {
         return false;
@@ -1171,7 +1171,7 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
             dir.display()
         );
     } else {
-        // Issue 25: a bare `drill` broke nothing and did not say so.
+        // A bare `drill` broke nothing and did not say so.
         let _ = writeln!(
             s,
             "\nNo scenario was chosen: nothing is broken, the cluster runs as seeded. To rehearse a\nrecovery, stop this drill (Ctrl-C) and start one with a scenario, e.g.:\n  {me} drill --scenario deleted-namespace\n({me} drill --list describes them all; `make drill` runs deleted-namespace.)"
@@ -1223,7 +1223,7 @@ fn self_command() -> String {
 mod tests {
     use super::*;
 
-    /// Issue 25: a drill without `--scenario` says so and names one to try;
+    /// A drill without `--scenario` says so and names one to try;
     /// one with a scenario does not.
     #[test]
     fn a_drill_without_a_scenario_says_so() {
@@ -1252,7 +1252,7 @@ mod tests {
     }
 
     /// `/` (however spelled), a node's tree and a non-empty dir no drill made are refused;
-    /// an empty dir and a drill's own are not (issue 24).
+    /// an empty dir and a drill's own are not.
     #[test]
     fn a_drill_dir_is_new_empty_or_a_drills() {
         assert!(refusal(Path::new("/")).unwrap().is_some());

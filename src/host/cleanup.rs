@@ -1,6 +1,6 @@
 //! Files that must not outlive the run that made them: a backup's plain
 //! snapshot and its `.part` files, a download or decryption half done, a
-//! scratch dir holding a decrypted snapshot (issue 24: SIGTERM from
+//! scratch dir holding a decrypted snapshot (SIGTERM from
 //! `systemctl stop` left a complete plaintext db behind).
 //!
 //! Each such path is a [`Temp`]: removed when dropped (an error, a panic

@@ -4,7 +4,7 @@
 //! handshake and the server's first HTTP/2 frame, all within the dial
 //! timeout, so a failure has a typed cause ([`Unreachable`]) instead of a
 //! gRPC error that reads the same for a dead member and a wrong certificate
-//! (issue 25). Each request is then bounded by the command timeout.
+//! Each request is then bounded by the command timeout.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};

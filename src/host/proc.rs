@@ -209,7 +209,7 @@ mod tests {
         assert!(holders(&[d.path().to_path_buf()]).is_empty());
         let mut child = std::process::Command::new("sh")
             .arg("-c")
-            .arg("exec 3<\"$0\"; sleep 5")
+            .arg("exec 3<\"$0\"; exec sleep 5")
             .arg(d.path().join("db"))
             .spawn()
             .unwrap();
@@ -244,7 +244,11 @@ mod tests {
         let dirs = [d.path().to_path_buf()];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let held = loop {
-            if let Some(h) = holders(&dirs).into_iter().find(|h| h.pid == pid) {
+            // Found once `sleep` runs: `sh` holds the file too before its exec.
+            if let Some(h) = holders(&dirs)
+                .into_iter()
+                .find(|h| h.pid == pid && h.cmdline.first().is_some_and(|c| c == "sleep"))
+            {
                 break h;
             }
             assert!(std::time::Instant::now() < deadline, "never held");
@@ -262,7 +266,7 @@ mod tests {
         assert!(terminate(&held, &[elsewhere.path().to_path_buf()]).is_err());
         assert!(alive(pid), "refused checks send nothing");
         terminate(&held, &dirs).unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(child.wait().unwrap().signal(), Some(15));
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(15));
     }
 }

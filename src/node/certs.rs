@@ -3,7 +3,7 @@
 //! markers), plus what it does not: each certificate checked against its CA's
 //! signature, the etcd server and peer certificates' SANs against the
 //! addresses in `etcd.yaml`, every private key against its certificate's
-//! public key (`keys`: a swapped key reads as clean otherwise, issue 24), and
+//! public key (`keys`: a swapped key reads as clean otherwise), and
 //! a permission audit of the private keys, kubeconfigs, pki dirs and backups.
 //! Read-only: it says how to renew and changes nothing.
 

@@ -15,7 +15,7 @@
 //! sorted (as `kubectl get -o yaml` prints them).
 //!
 //! Secrets are masked unless asked for, by kind and by shape, never by key
-//! path alone (issue 24): a `Secret` (or any object under a `secrets` key)
+//! path alone: a `Secret` (or any object under a `secrets` key)
 //! keeps its `apiVersion`, `kind`, `metadata`, `type` and `immutable`, every
 //! other field is masked whatever its shape (a `data` map value by value, a
 //! list or anything else whole), and every annotation value is masked (a
@@ -898,7 +898,7 @@ mod tests {
         assert!(a["team"].as_str().unwrap().starts_with("(masked"), "{a}");
     }
 
-    /// Secrets in unusual shapes (issue 24), masked by kind and by shape
+    /// Secrets in unusual shapes, masked by kind and by shape
     /// under keys with no `secrets` segment: annotations holding YAML or a
     /// bare value, `data` as a list, a field the Secret kind does not have,
     /// a SecretList, a Secret inside a `List`, a YAML Secret stored as text,

@@ -533,4 +533,59 @@ mod tests {
         assert_eq!(said.matches("Apply?").count(), 4, "{said}");
         assert!(said.contains("(type one of y, q, r and Enter)"), "{said}");
     }
+
+    /// The line prompt offers only what can work on a host process: `s` (CRI
+    /// stop) is asked again, `t` asks before SIGTERM, `n` goes back to the
+    /// choices; headless, `--force-stop` does not touch it (quit, exit 3).
+    #[test]
+    fn wait_prompt_offers_what_can_work() {
+        let host = [Holder::Process {
+            pid: 4242,
+            start: Some(9),
+            cmdline: vec!["sleep".into(), "600".into()],
+            file: "/var/lib/etcd/member/snap/db".into(),
+        }];
+        let mut out = Vec::new();
+        let mut face = Text {
+            input: Some(std::io::Cursor::new(b"s\nt\nn\nt\ny\n".to_vec())),
+            out: &mut out,
+            force_stop: false,
+        };
+        assert_eq!(face.wait_timeout(&host), WaitChoice::Terminate);
+        let said = String::from_utf8(out).unwrap();
+        assert!(
+            said.contains("host process PID 4242 (sleep 600) holds /var/lib/etcd/member/snap/db"),
+            "{said}"
+        );
+        assert!(!said.contains("s = "), "{said}");
+        assert!(said.contains("t = send SIGTERM to PID 4242"), "{said}");
+        assert!(said.contains("(type one of q, r, w, t and Enter)"), "{said}");
+        assert_eq!(
+            said.matches("Send SIGTERM to PID 4242? [y = yes, n = no]")
+                .count(),
+            2,
+            "{said}"
+        );
+        let mut headless = Text::<std::io::Empty, Vec<u8>> {
+            input: None,
+            out: Vec::new(),
+            force_stop: true,
+        };
+        assert_eq!(headless.wait_timeout(&host), WaitChoice::Quit);
+        // The countdown: a line when what runs changes, then one every 10 s.
+        for (left, changed) in [(119, true), (118, false), (110, false), (109, false)] {
+            headless.waiting(&Wait {
+                holders: host.to_vec(),
+                left: Duration::from_secs(left),
+                changed,
+            });
+        }
+        let said = String::from_utf8(headless.out).unwrap();
+        assert!(said.contains("still running: host process PID 4242"), "{said}");
+        assert!(said.contains("1:59 left") && said.contains("1:50 left"), "{said}");
+        assert!(
+            !said.contains("1:58 left") && !said.contains("1:49 left"),
+            "{said}"
+        );
+    }
 }

@@ -349,18 +349,17 @@ pub fn outcome(records: &[Record]) -> Option<Outcome> {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
-/// The stages finished (their `stage-done` record).
+/// The stages finished (their `stage-done` record), in the order the run
+/// did them (the staged and in-outage orders differ).
 pub fn done_stages(records: &[Record]) -> Vec<StageId> {
-    let mut v: Vec<StageId> = records
-        .iter()
-        .filter(|r| r.kind == Kind::StageDone)
-        .filter_map(|r| match r.step {
-            Step::Stage(s) => Some(s),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v.dedup();
+    let mut v: Vec<StageId> = Vec::new();
+    for r in records.iter().filter(|r| r.kind == Kind::StageDone) {
+        if let Step::Stage(s) = r.step
+            && !v.contains(&s)
+        {
+            v.push(s);
+        }
+    }
     v
 }
 
@@ -590,6 +589,35 @@ mod tests {
     }
 
     /// A record cut short is set apart as torn; the intact ones are all read.
+    /// Done stages are listed in the order the run did them, once each.
+    #[test]
+    fn done_stages_keep_the_run_order() {
+        let rec = |id: StageId| Record {
+            seq: 0,
+            at: String::new(),
+            step: Step::Stage(id),
+            kind: Kind::StageDone,
+            action: None,
+            data: serde_json::Map::new(),
+        };
+        let recs = [
+            rec(StageId::Preflight),
+            rec(StageId::RestoreSnapshot),
+            rec(StageId::SetOwnership),
+            rec(StageId::StopControlPlane),
+            rec(StageId::RestoreSnapshot),
+        ];
+        assert_eq!(
+            done_stages(&recs),
+            [
+                StageId::Preflight,
+                StageId::RestoreSnapshot,
+                StageId::SetOwnership,
+                StageId::StopControlPlane
+            ]
+        );
+    }
+
     #[test]
     fn torn_tail_is_set_apart() {
         let (_d, run) = journal_with(&["stage-done", "intent"]);

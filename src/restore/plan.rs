@@ -1349,6 +1349,7 @@ mod tests {
         p.snapshot = "/tmp/d/cp1/srv/state/snapshots/snap.db".into();
         p.initial_cluster = "cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380".into();
         p.forced = true;
+        p.order = Order::Staged;
         p.snapshot_source = Some(SnapshotSource {
             given: "/backup/snap.db.age".into(),
             identity: Some("/root/key.txt".into()),
@@ -1365,7 +1366,10 @@ mod tests {
         p.forced = false;
         p.skip_hash_check = true;
         let c = p.member_command("cp2").to_string();
-        assert!(c.starts_with("etcd-rescue restore --snapshot /tmp/d/cp1/srv/state/snapshots/snap.db"), "{c}");
+        assert!(
+            c.starts_with("etcd-rescue restore --snapshot /tmp/d/cp1/srv/state/snapshots/snap.db"),
+            "{c}"
+        );
         assert!(c.ends_with(" --skip-hash-check"), "{c}");
     }
 

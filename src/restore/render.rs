@@ -520,4 +520,70 @@ mod tests {
         assert_eq!(quote("plain/path-1.db"), "plain/path-1.db");
         assert_eq!(quote(""), "''");
     }
+
+    /// Each holder is named as it is, and only the choices that can work on
+    /// what runs are offered: CRI stop for pods and containers, SIGTERM for
+    /// host processes.
+    #[test]
+    fn holders_and_their_choices() {
+        use WaitChoice::{ForceStop, KeepWaiting, Quit, Rollback, Terminate};
+        let pod = Holder::Pod {
+            name: "etcd-cp1".into(),
+            id: "7f3c9a1b2d4e5f607182".into(),
+        };
+        let ctr = Holder::Container {
+            name: "backup".into(),
+            pod: "etcd-backup-x".into(),
+            id: "0123456789abcdef".into(),
+            pid: 77,
+            file: "/var/lib/etcd/member/snap/db".into(),
+        };
+        let host = Holder::Process {
+            pid: 4242,
+            start: Some(9),
+            cmdline: vec!["sh".into(), "-c".into(), "exec 3<db; sleep 600".into()],
+            file: "/var/lib/etcd/member/snap/db".into(),
+        };
+        assert_eq!(holder(&pod), "pod etcd-cp1 (sandbox 7f3c9a1b2d4e)");
+        assert_eq!(
+            holder(&ctr),
+            "container backup (0123456789ab) of pod etcd-backup-x: PID 77 holds /var/lib/etcd/member/snap/db"
+        );
+        assert_eq!(
+            holder(&host),
+            "host process PID 4242 (sh -c 'exec 3<db; sleep 600') holds /var/lib/etcd/member/snap/db"
+        );
+        assert!(holder_action(&host).contains("kill PID 4242 yourself"));
+        assert_eq!(
+            wait_choices(std::slice::from_ref(&host)),
+            [KeepWaiting, Terminate, Rollback, Quit]
+        );
+        assert_eq!(
+            wait_choices(&[pod.clone(), ctr.clone()]),
+            [KeepWaiting, ForceStop, Rollback, Quit]
+        );
+        let all = [pod, ctr, host];
+        assert_eq!(
+            wait_choices(&all),
+            [KeepWaiting, ForceStop, Terminate, Rollback, Quit]
+        );
+        assert_eq!(
+            wait_choice(ForceStop, &all),
+            "stop pod etcd-cp1, container backup of pod etcd-backup-x through CRI"
+        );
+        assert_eq!(
+            wait_choice(Terminate, &all),
+            "send SIGTERM to PID 4242 (asks first)"
+        );
+        let w = Wait {
+            holders: all[2..].to_vec(),
+            left: Duration::from_secs(114),
+            changed: false,
+        };
+        assert!(
+            waiting(&w).ends_with("; 1:54 left of --wait-timeout"),
+            "{}",
+            waiting(&w)
+        );
+    }
 }

@@ -816,7 +816,7 @@ impl<'a> Runner<'a> {
             if changed {
                 let names: Vec<String> = still.iter().map(render::holder).collect();
                 self.log_line(&format!("still running: {}", names.join(", ")));
-                last = still.clone();
+                last.clone_from(&still);
             }
             if self.stop.load(Ordering::SeqCst) {
                 bail!("stopped by a signal while waiting");
@@ -838,23 +838,20 @@ impl<'a> Runner<'a> {
                     WaitChoice::Quit => {
                         use std::fmt::Write as _;
                         let names: Vec<String> = still.iter().map(render::holder).collect();
-                        let mut next = self.resume_hint();
-                        if still.iter().any(Holder::by_cri) {
-                            next.push_str(
-                                "; or pass --force-stop to stop the pods and containers through CRI",
-                            );
-                        }
+                        // What can work on each, in the message itself: a
+                        // stage's failure prints its own `next:`.
+                        let mut said = format!("still running after {limit:?}: {}", names.join(", "));
                         if still.iter().any(|h| !h.by_cri()) {
                             let _ = write!(
-                                next,
-                                "; CRI cannot stop a host process: kill {} yourself first",
+                                said,
+                                "; CRI cannot stop a host process: kill {} yourself, then resume",
                                 render::host_pids(&still)
                             );
                         }
-                        return Err(changed_err(
-                            format!("still running after {limit:?}: {}", names.join(", ")),
-                            next,
-                        ));
+                        if still.iter().any(Holder::by_cri) {
+                            said.push_str("; pass --force-stop to stop the pods and containers through CRI");
+                        }
+                        return Err(changed_err(said, self.resume_hint()));
                     }
                 }
                 start = Instant::now();

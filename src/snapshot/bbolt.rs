@@ -350,16 +350,14 @@ impl Db {
             (Ok(a), Err(e)) => (a, vec![meta_problem(1, &e)]),
             (Err(e), Ok(b)) => (b, vec![meta_problem(0, &e)]),
             (Err(a), Err(b)) if a == BAD_MAGIC || a == CUT_SHORT => {
-                return Err(not_a_database(
-                    match (a.as_str(), b.as_str()) {
-                        (CUT_SHORT, _) => {
-                            format!("not a bbolt database: the file has only {file_len} bytes")
-                        }
-                        (_, BAD_MAGIC) => "not a bbolt database: bad magic at page 0 and page 1".into(),
-                        (_, BEYOND_END) => "not a bbolt database: bad magic at page 0".into(),
-                        _ => format!("not a bbolt database: bad magic at page 0, and meta page 1 {b}"),
-                    },
-                ));
+                return Err(not_a_database(match (a.as_str(), b.as_str()) {
+                    (CUT_SHORT, _) => {
+                        format!("not a bbolt database: the file has only {file_len} bytes")
+                    }
+                    (_, BAD_MAGIC) => "not a bbolt database: bad magic at page 0 and page 1".into(),
+                    (_, BEYOND_END) => "not a bbolt database: bad magic at page 0".into(),
+                    _ => format!("not a bbolt database: bad magic at page 0, and meta page 1 {b}"),
+                }));
             }
             (Err(a), Err(b)) => {
                 return Err(corrupt(

@@ -310,6 +310,8 @@ pub struct Picker {
     pub details: BTreeMap<PathBuf, Option<Result<Detail, String>>>,
     /// The highlighted file.
     pub selected: usize,
+    /// The operator moved the cursor: checks coming in no longer move it.
+    pub moved: bool,
     /// The walk has finished.
     pub found: bool,
     /// Every file is checked.
@@ -682,12 +684,20 @@ fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {
             p.data_dir = data_dir;
             p.found = true;
             p.all_checked = p.files.is_empty();
-            p.selected = 0;
+            p.selected = picker::first_choice(&p.checks);
+            p.moved = false;
             app.want_detail()
         }
         picker::Msg::Checked(i, r) => {
             if let Some(slot) = p.checks.get_mut(i) {
                 *slot = Some(r);
+            }
+            // Until the operator moves it, the cursor stays on the newest
+            // verified snapshot as the checks come in, never on a damaged one.
+            let first = picker::first_choice(&p.checks);
+            if !p.moved && first != p.selected {
+                p.selected = first;
+                return app.want_detail();
             }
             Vec::new()
         }
@@ -902,6 +912,7 @@ fn select(app: &mut App, what: Do) -> Vec<Cmd> {
         return Vec::new();
     }
     let page = 5;
+    app.picker.moved = true;
     let s = app.picker.selected;
     app.picker.selected = match what {
         Do::Up => s.saturating_sub(1),

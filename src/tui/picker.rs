@@ -4,7 +4,7 @@
 //! the node's current data. The only module of the wizard that calls
 //! [`crate::snapshot`]; it turns the reader's reports into the plain facts the
 //! screens show. Which files are snapshots is the backup listing's rule
-//! ([`crate::backup::list`], issue 25), applied to each dir walked.
+//! ([`crate::backup::list`]), applied to each dir walked.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -129,11 +129,17 @@ pub fn backup_dirs(root: &Root, typed: &[PathBuf]) -> Vec<PathBuf> {
 pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     for d in dirs {
-        for e in walkdir::WalkDir::new(d).max_depth(DEPTH - 1).into_iter().flatten() {
+        for e in walkdir::WalkDir::new(d)
+            .max_depth(DEPTH - 1)
+            .into_iter()
+            .flatten()
+        {
             if !e.file_type().is_dir() {
                 continue;
             }
-            let Ok(entries) = crate::backup::list(e.path()) else { continue };
+            let Ok(entries) = crate::backup::list(e.path()) else {
+                continue;
+            };
             for b in entries {
                 let Some(size) = b.size else { continue };
                 if out.iter().any(|f| f.path == b.path) {
@@ -155,12 +161,10 @@ pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
 /// on the newest snapshot found verified (its sidecar, or its sha256
 /// trailer); while a newer one is not checked yet, on the newest sound one
 /// before it, or on it; when none is verified, on the newest that is sound;
-/// else on the newest (issue 25: it started on a DAMAGED one). The wizard asks again as checks come in, until the operator
+/// else on the newest (it started on a DAMAGED one). The wizard asks again as checks come in, until the operator
 /// moves the cursor.
 pub fn first_choice(checks: &[Option<Result<Checked, String>>]) -> usize {
-    let verified = |c: &Option<Result<Checked, String>>| {
-        matches!(c, Some(Ok(c)) if c.ok && c.integrity == Some(snapshot::Integrity::Verified))
-    };
+    let verified = |c: &Option<Result<Checked, String>>| matches!(c, Some(Ok(c)) if c.ok && c.integrity == Some(snapshot::Integrity::Verified));
     for (i, c) in checks.iter().enumerate() {
         if c.is_none() {
             // Not known yet: nothing older is chosen over it, nor a newer damaged one.
@@ -391,7 +395,7 @@ mod tests {
         assert_eq!(names, ["daily/etcd-2026", "old.db"]);
     }
 
-    /// Issue 25: the picker lists exactly what `backup list` lists for a dir
+    /// The picker lists exactly what `backup list` lists for a dir
     /// (here a backup with its sidecar and the drill's sidecar-less
     /// `etcd-snapshot-*.db`), and says which one has no sidecar.
     #[test]
@@ -410,14 +414,17 @@ mod tests {
             .into_iter()
             .map(|e| e.path)
             .collect();
-        let found: Vec<PathBuf> = scan(std::slice::from_ref(&d)).into_iter().map(|f| f.path).collect();
+        let found: Vec<PathBuf> = scan(std::slice::from_ref(&d))
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         assert_eq!(found, listed);
         assert!(found.contains(&drill) && found.contains(&named), "{found:?}");
         let c = check(&drill).unwrap();
         assert!(!c.ok && c.message.starts_with("unverified (no sidecar)"), "{c:?}");
     }
 
-    /// Issue 25: the cursor starts on the newest verified snapshot, not on a
+    /// The cursor starts on the newest verified snapshot, not on a
     /// newer DAMAGED one; it waits for the newer ones' checks; with none
     /// verified it takes the newest sound one.
     #[test]
@@ -435,9 +442,15 @@ mod tests {
         let damaged = c(false, Some(snapshot::Integrity::Mismatch));
         let verified = c(true, Some(snapshot::Integrity::Verified));
         let absent = c(true, Some(snapshot::Integrity::Absent));
-        assert_eq!(first_choice(&[damaged.clone(), verified.clone(), verified.clone()]), 1);
+        assert_eq!(
+            first_choice(&[damaged.clone(), verified.clone(), verified.clone()]),
+            1
+        );
         assert_eq!(first_choice(&[damaged.clone(), None, verified.clone()]), 1);
-        assert_eq!(first_choice(&[absent.clone(), damaged.clone(), verified.clone()]), 2);
+        assert_eq!(
+            first_choice(&[absent.clone(), damaged.clone(), verified.clone()]),
+            2
+        );
         assert_eq!(first_choice(&[damaged.clone(), absent.clone(), None]), 1);
         assert_eq!(first_choice(&[damaged.clone(), Some(Err("x".into())), absent]), 2);
         assert_eq!(first_choice(&[damaged]), 0);

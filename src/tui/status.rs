@@ -312,17 +312,8 @@ fn body(d: &Dash, width: usize) -> Vec<Line<'static>> {
     }
     if let Some(b) = &r.last_backup {
         let age = crate::node::certs::residual(i64::try_from(b.age_seconds).unwrap_or(i64::MAX));
-        let (text, tone) = if b.verified {
-            (
-                format!("last backup {age} ago, verified: {}", b.path.display()),
-                Tone::Plain,
-            )
-        } else {
-            (
-                format!("last backup {age} ago, NOT verified: {}", b.path.display()),
-                Tone::Warn,
-            )
-        };
+        let text = format!("last backup {age} ago, {}: {}", b.state.words(), b.path.display());
+        let tone = if b.verified { Tone::Plain } else { Tone::Warn };
         for l in wrap_prose(&text, width) {
             out.push(Line::styled(l, style(d, tone)));
         }
@@ -488,6 +479,7 @@ mod tests {
                 path: "/var/backups/etcd/snapshot-20260101T000000Z.db".into(),
                 age_seconds: 7 * 3600,
                 verified: true,
+                state: crate::backup::State::Verified,
             }),
             diagnosis: None,
         }

@@ -1042,7 +1042,7 @@ mod tests {
         assert_eq!(got, want, "{lines:#?}");
     }
 
-    /// Issue 25 item 8: a URL, a path and a `--flag=/path` are never broken
+    /// A URL, a path and a `--flag=/path` are never broken
     /// across lines; one wider than the pane gets a line of its own.
     #[test]
     fn wrapping_never_splits_urls_or_paths() {

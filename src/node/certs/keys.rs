@@ -1,4 +1,4 @@
-//! Whether a private key is the other half of a public key (issue 24: a
+//! Whether a private key is the other half of a public key (a
 //! swapped `etcd/server.key` read as clean, though etcd cannot serve TLS with
 //! it). The key is parsed by rustls' ring provider (PKCS#1, PKCS#8 and SEC1
 //! PEM; RSA, ECDSA P-256/P-384, Ed25519), which derives its public key; the

@@ -431,7 +431,7 @@ fn from_rustls(
         E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
             Unreachable::NameMismatch {
                 asked: asked.to_string(),
-                presented: seen.map(sans).unwrap_or_default(),
+                presented: seen.map(|c| sans(c.as_ref())).unwrap_or_default(),
             }
         }
         E::InvalidCertificate(c) => Unreachable::ServerNotTrusted {
@@ -454,10 +454,10 @@ fn parse_cert<'a>(der: &'a CertificateDer<'_>) -> Option<x509_parser::certificat
         .map(|(_, c)| c)
 }
 
-/// The DNS names and IPs a certificate is valid for.
-fn sans(der: &CertificateDer<'_>) -> Vec<String> {
+/// The DNS names and IPs a certificate (DER) is valid for: its SANs.
+pub fn sans(der: &[u8]) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
-    let Some(c) = parse_cert(der) else {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(der) else {
         return Vec::new();
     };
     let Ok(Some(ext)) = c.subject_alternative_name() else {

@@ -451,31 +451,6 @@ fn signed_by(der: &[u8], ca_der: &[u8]) -> bool {
     x.verify_signature(Some(ca.public_key())).is_ok()
 }
 
-/// The DNS names and IPs in a certificate's SANs.
-fn sans(der: &[u8]) -> Vec<String> {
-    let Ok((_, x)) = X509Certificate::from_der(der) else {
-        return Vec::new();
-    };
-    let Ok(Some(ext)) = x.subject_alternative_name() else {
-        return Vec::new();
-    };
-    ext.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::DNSName(d) => Some((*d).to_string()),
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
-                16 => <[u8; 16]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::Ipv6Addr::from(a).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
-
 /// The hosts of URLs (no wildcard listen addresses).
 fn url_hosts(urls: &[String]) -> Vec<String> {
     let mut v: Vec<String> = urls
@@ -617,7 +592,7 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
                 }
                 _ => Vec::new(),
             };
-            let have = sans(d);
+            let have = crate::host::etcd::sans(d);
             let missing: Vec<&String> = want.iter().filter(|h| !have.contains(h)).collect();
             if !missing.is_empty() {
                 c.problems.push(finding(

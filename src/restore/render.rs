@@ -234,7 +234,7 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
 /// What the serving cluster took beyond the snapshot, said before the outage begins.
 pub fn writes_so_far(w: &super::face::WritesSoFar) -> String {
     format!(
-        "the cluster is at revision {} now: {} revisions past the snapshot (revision {}) are discarded{}; writes until this stage stops the API server are discarded too, so stop writers first",
+        "The cluster is at revision {} now: {} revisions past the snapshot (revision {}) are discarded{}; writes until this stage stops the API server are discarded too, so stop writers first",
         w.live,
         w.discarded(),
         w.snapshot,

@@ -642,8 +642,10 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
             let (next, deleted) = match e.downcast_ref::<Fail>() {
                 Some(f) => (f.next.clone(), f.code == crate::exit::Code::Changed),
                 None => (
-                    "fix the cause above, then run `etcd-rescue backup prune` with the same flags"
-                        .to_string(),
+                    format!(
+                        "fix the cause above, then run `etcd-rescue backup prune --dir {}` with the same retention flags",
+                        crate::shell::quote_path(&opts.dir)
+                    ),
                     false,
                 ),
             };
@@ -958,11 +960,7 @@ mod tests {
             assert!(!leftover(name), "{name}");
         }
         // A sidecar's temp file is a leftover once its process is gone.
-        let dead = {
-            let mut c = std::process::Command::new("true").spawn().unwrap();
-            c.wait().unwrap();
-            c.id()
-        };
+        let dead = crate::host::cleanup::ended_pid();
         assert!(stale_sidecar_tmp(&format!(
             ".snapshot-20261125T091530Z.db.age.json.tmp-{dead}"
         )));

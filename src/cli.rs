@@ -1040,7 +1040,7 @@ pub fn run(cli: &Cli) -> Result<Code> {
                     ),
                     format!(
                         "run `etcd-rescue drill down --dir {}` again, or remove them by hand",
-                        dir.display()
+                        crate::shell::quote_path(dir)
                     )
                 ));
             }

@@ -15,6 +15,7 @@ pub mod node;
 pub mod registry;
 pub mod restore;
 pub mod root;
+pub mod shell;
 pub mod snapshot;
 pub mod status;
 pub mod tui;

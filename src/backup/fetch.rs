@@ -340,11 +340,7 @@ mod tests {
     #[test]
     fn parts_of_ended_runs_go() {
         let d = tempfile::tempdir().unwrap();
-        let dead = {
-            let mut c = std::process::Command::new("true").spawn().unwrap();
-            c.wait().unwrap();
-            c.id()
-        };
+        let dead = crate::host::cleanup::ended_pid();
         let stale = d
             .path()
             .join(format!(".snapshot-20261125T091530Z.db.part-{dead}.1"));

@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 
 use super::{Entry, Mismatch, Warning};
 use crate::exit::{Code, Fail};
+use crate::host::fs::Removal;
 
 /// The retention flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -262,30 +263,19 @@ pub fn apply(
     if !dry_run {
         for d in decisions.iter().filter(|d| d.goes()) {
             for p in [d.path.clone(), super::sidecar_path(&d.path)] {
-                match std::fs::symlink_metadata(&p) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Ok(md) if !md.is_file() => {
-                        // Put there since the listing: left alone like the others.
-                        skipped.push(Warning::NotAFile {
-                            path: p,
-                            kind: if md.is_dir() {
-                                "a directory"
-                            } else {
-                                "not a regular file"
-                            },
-                        });
-                        continue;
+                match crate::host::fs::remove_regular(&p) {
+                    Ok(Removal::Removed) => deleted.push(p),
+                    Ok(Removal::Absent) => {}
+                    // Put there since the listing: left alone like the others.
+                    Ok(Removal::NotAFile { dir }) => skipped.push(Warning::NotAFile {
+                        path: p,
+                        kind: if dir { "a directory" } else { "not a regular file" },
+                    }),
+                    Err(e) => {
+                        let done: Vec<String> = deleted.iter().map(|d| d.display().to_string()).collect();
+                        return Err(failed_after(&done, &p.display().to_string(), &e));
                     }
-                    _ => {}
                 }
-                if let Err(e) = std::fs::remove_file(&p) {
-                    let done: Vec<String> = deleted
-                        .iter()
-                        .map(|d: &PathBuf| d.display().to_string())
-                        .collect();
-                    return Err(failed_after(&done, &p.display().to_string(), &e));
-                }
-                deleted.push(p);
             }
         }
         if !deleted.is_empty() {

@@ -390,7 +390,7 @@ impl Drill {
                     format!("a drill already lives in {}", d.display()),
                     format!(
                         "stop it with `etcd-rescue drill down --dir {}` or choose another --dir",
-                        d.display()
+                        crate::shell::quote_path(d)
                     )
                 ));
             }
@@ -690,7 +690,7 @@ impl Drill {
                 format!("the drill left something behind: {}", left.join("; ")),
                 format!(
                     "run `etcd-rescue drill down --dir {}` to try again",
-                    self.dir.display()
+                    crate::shell::quote_path(&self.dir)
                 )
             ));
         }
@@ -915,8 +915,8 @@ fn trusted_state(dir: &Path) -> Result<()> {
         format!(
             "nothing was stopped: make {} yours and not writable by others (`chown root {p}; chmod go-w {p}`) once you are sure its drill.json is the drill's, then run `etcd-rescue drill down --dir {}` again",
             what.display(),
-            dir.display(),
-            p = what.display()
+            crate::shell::quote_path(dir),
+            p = crate::shell::quote_path(what)
         )
     };
     if !owned(md.uid()) || md.mode() & 0o022 != 0 {
@@ -1058,7 +1058,7 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
             format!("still mounted: {}", mounted.join("; ")),
             format!(
                 "stop what uses them, then run `etcd-rescue drill down --dir {}` again",
-                dir.display()
+                crate::shell::quote_path(&dir)
             ),
         )
         .into());
@@ -1200,7 +1200,7 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
     let _ = writeln!(
         s,
         "\nStop with Ctrl-C. If this process is killed, clean up with: {me} drill down --dir {}",
-        dir.display()
+        crate::shell::quote_path(dir)
     );
     s
 }

@@ -276,6 +276,15 @@ pub fn scratch_dir_in(base: &Path) -> Result<Scratch> {
     Ok(Scratch(temp))
 }
 
+/// The PID of a process that has ended (a child started and waited for):
+/// what a SIGKILLed run's leftovers are named after, for tests.
+#[cfg(test)]
+pub(crate) fn ended_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().expect("`true` runs");
+    let _ = c.wait();
+    c.id()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,11 +295,7 @@ mod tests {
     #[test]
     fn scratch_dirs_are_private_and_stale_ones_go() {
         let base = tempfile::tempdir().unwrap();
-        let dead = {
-            let mut c = std::process::Command::new("true").spawn().unwrap();
-            c.wait().unwrap();
-            c.id()
-        };
+        let dead = crate::host::cleanup::ended_pid();
         let stale = base.path().join(format!("{SCRATCH}{dead}.1-abcDEF"));
         std::fs::create_dir(&stale).unwrap();
         std::fs::write(stale.join("snapshot.db"), b"plain").unwrap();

@@ -14,6 +14,31 @@ pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
+/// What [`remove_regular`] found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// A regular file, now removed.
+    Removed,
+    /// Nothing there.
+    Absent,
+    /// Something else (a dir when `dir`, else a symlink, a socket…): left alone.
+    NotAFile {
+        /// It is a directory.
+        dir: bool,
+    },
+}
+
+/// Removes `path` only if it is a regular file (never a dir, never through a
+/// symlink); anything else is left where it is and said.
+pub fn remove_regular(path: &Path) -> std::io::Result<Removal> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Removal::Absent),
+        Err(e) => Err(e),
+        Ok(md) if !md.is_file() => Ok(Removal::NotAFile { dir: md.is_dir() }),
+        Ok(_) => std::fs::remove_file(path).map(|()| Removal::Removed),
+    }
+}
+
 /// Fsyncs a directory, so a rename or a new file in it is on disk.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

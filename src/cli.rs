@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::exit::{self, Code};
 use crate::node::{Connection, NodeReport};
 use crate::root::Root;
+use crate::text::safe;
 
 mod dist;
 
@@ -1324,28 +1325,6 @@ fn unreachable_next(
         Unreachable::BadEndpoint { .. } => "fix --endpoints (https://IP:PORT, etcd.yaml's --advertise-client-urls), or leave it out to use this node's".into(),
         Unreachable::Other { .. } => "check etcd's log on that node (crictl logs ID) and docs/diagnose.md".into(),
     }
-}
-
-/// A character that changes what a terminal shows rather than being shown:
-/// controls (escape, carriage return) and the bidirectional overrides.
-pub(crate) fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// Text for the terminal: every unsafe character escaped, line breaks and tabs kept.
-pub(crate) fn safe(text: &str) -> String {
-    if !text.chars().any(|c| unsafe_char(c) && c != '\n' && c != '\t') {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if unsafe_char(c) && c != '\n' && c != '\t' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn status_table(r: &crate::status::Report) -> String {

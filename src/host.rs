@@ -10,4 +10,5 @@ pub mod etcdutl;
 pub mod fs;
 pub mod fsinfo;
 pub mod proc;
+pub mod rt;
 pub mod s3;

@@ -18,6 +18,7 @@ pub mod root;
 pub mod shell;
 pub mod snapshot;
 pub mod status;
+pub mod text;
 pub mod tui;
 pub mod units;
 pub mod utc;

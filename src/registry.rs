@@ -32,10 +32,7 @@ const VALUE_PAGE: i64 = 500;
 
 /// A key as text: UTF-8 when it is, else escaped.
 pub fn key_text(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(s) if !s.chars().any(char::is_control) => s.to_string(),
-        _ => key.escape_ascii().to_string(),
-    }
+    crate::text::bytes_line(key)
 }
 
 /// One resource type in one namespace, counted.

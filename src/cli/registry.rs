@@ -12,9 +12,10 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use super::{Format, parse_duration, print, print_text, safe, unsafe_char};
+use super::{Format, parse_duration, print, print_text};
 use crate::exit::{Code, Fail};
 use crate::registry::{self, Entry, Got, KeyList, Query, Stored, Watched};
+use crate::text::{safe, unsafe_char};
 
 /// How `get` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

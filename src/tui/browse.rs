@@ -269,15 +269,7 @@ pub fn value_lines(e: &Entry) -> Vec<String> {
         }
     }
     // A hostile value may hold terminal escapes: never print them raw.
-    out.into_iter()
-        .map(|l| {
-            if l.chars().any(char::is_control) {
-                l.escape_debug().to_string()
-            } else {
-                l
-            }
-        })
-        .collect()
+    out.into_iter().map(|l| crate::text::safe_line(&l)).collect()
 }
 
 fn bold() -> Style {
@@ -349,11 +341,7 @@ fn list_lines(b: &Browser, rows: usize, width: usize) -> Vec<Line<'static>> {
     }
     let start = cursor.saturating_sub(rows.saturating_sub(1));
     for (i, item) in items.iter().enumerate().skip(start).take(rows) {
-        let text = if item.chars().any(char::is_control) {
-            item.escape_debug().to_string()
-        } else {
-            item.clone()
-        };
+        let text = crate::text::safe_line(item);
         if i == cursor {
             out.push(Line::styled(
                 format!("> {text}"),

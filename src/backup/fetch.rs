@@ -1,7 +1,9 @@
 //! Getting a backup ready to read or restore: a remote one downloaded onto
 //! this node's disk and checked against its sidecar, an encrypted one
 //! decrypted (and checked against the sidecar's sha256 of the snapshot
-//! inside). What comes out is a plain snapshot file.
+//! inside). What comes out is a plain snapshot file: [`for_restore`] is the
+//! one way to get it, and [`place`] decides where a copy goes (a scratch dir
+//! to read it, the state dir to restore from it, nowhere for a plain file).
 //!
 //! Nothing half-written ever carries a snapshot's name: a download or a
 //! decryption goes into `.<name>.part-<pid>.<start>` (a [`Temp`]: removed on

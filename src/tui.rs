@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Result, anyhow};
 use ratatui::crossterm::event as term;
 
+use crate::backup::fetch;
 use crate::exit::Code;
 use crate::restore::face::Face;
 use crate::restore::journal;
@@ -85,19 +86,18 @@ impl Work {
             Work::Restore(mut opts, identity) => {
                 if let Some(s) = snapshot {
                     // An encrypted backup is decrypted into the state dir, where a resume finds it.
-                    opts.snapshot = if crate::host::age::is_sealed(&s) {
+                    let state_dir = plan::state_dir(&Root::new(&opts.root), opts.state_dir.as_deref());
+                    let src = fetch::Source::File(s.clone());
+                    let to = fetch::Use::Restore { state_dir };
+                    let ready = fetch::for_restore(&src, identity.as_deref(), &to, &mut |_| {})?;
+                    if ready.path != s {
                         opts.source = Some(plan::SnapshotSource {
                             given: s.display().to_string(),
                             identity: identity.clone(),
                             s3_endpoint: None,
                         });
-                        let into = plan::state_dir(&Root::new(&opts.root), opts.state_dir.as_deref())
-                            .join("snapshots");
-                        let src = crate::backup::fetch::Source::File(s);
-                        crate::backup::fetch::ready(&src, identity.as_deref(), &into, &mut |_| {})?.path
-                    } else {
-                        s
-                    };
+                    }
+                    opts.snapshot = ready.path;
                 }
                 crate::restore::restore(&opts, false, face).map(|e| match e {
                     crate::restore::Ended::Cancelled => Code::Cancelled,
@@ -602,21 +602,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     // Unanswered questions now read "quit": the engine stops at its stage boundary.
     drop(replies);
     drop(rx);
-    let result = match engine {
-        None => Ok(Code::Cancelled),
-        Some(h) => h.join().unwrap_or_else(|p| {
-            let what = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_default();
-            Err(anyhow!(
-                "the engine stopped unexpectedly ({what}); the journal holds every change: run `{}` or `{}`",
-                app.later.resume,
-                app.later.rollback
-            ))
-        }),
-    };
+    let result = engine_result(engine, &app.later);
     drop(signals);
     save_transcript(&app, &mut saved);
     let mut said = Vec::new();
@@ -632,4 +618,24 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
         }
     }
     result.map(|code| Ended { code, said })
+}
+
+/// What the engine thread returned once it has ended: cancelled when it
+/// never started, an error naming the next commands when it panicked.
+fn engine_result(engine: Option<JoinHandle<Result<Code>>>, later: &Later) -> Result<Code> {
+    match engine {
+        None => Ok(Code::Cancelled),
+        Some(h) => h.join().unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            Err(anyhow!(
+                "the engine stopped unexpectedly ({what}); the journal holds every change: run `{}` or `{}`",
+                later.resume,
+                later.rollback
+            ))
+        }),
+    }
 }

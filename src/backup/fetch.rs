@@ -1,7 +1,9 @@
 //! Getting a backup ready to read or restore: a remote one downloaded onto
 //! this node's disk and checked against its sidecar, an encrypted one
 //! decrypted (and checked against the sidecar's sha256 of the snapshot
-//! inside). What comes out is a plain snapshot file.
+//! inside). What comes out is a plain snapshot file: [`for_restore`] is the
+//! one way to get it, and [`place`] decides where a copy goes (a scratch dir
+//! to read it, the state dir to restore from it, nowhere for a plain file).
 //!
 //! Nothing half-written ever carries a snapshot's name: a download or a
 //! decryption goes into `.<name>.part-<pid>.<start>` (a [`Temp`]: removed on
@@ -17,6 +19,7 @@ use anyhow::{Context, Result};
 use super::{Doing, Progress, Remote, Sidecar};
 use crate::exit::Fail;
 use crate::host::cleanup::{self, Temp};
+use crate::host::rt::block_on;
 use crate::host::s3::{self, Url};
 
 /// Where a snapshot comes from.
@@ -72,11 +75,119 @@ pub enum Step {
 
 /// A plain snapshot, ready.
 #[derive(Debug, Clone)]
-pub struct Ready {
+struct Ready {
     /// The plain snapshot file.
     pub path: PathBuf,
     /// What was done to get it (nothing for a plain local file).
     pub steps: Vec<Step>,
+}
+
+/// What a snapshot is made ready for, which decides where a plain copy of
+/// it goes (see [`place`]).
+#[derive(Debug, Clone)]
+pub enum Use {
+    /// Read once (a `snapshot` command, a restore's dry run): a copy goes
+    /// into a scratch dir that is removed when the [`Prepared`] is dropped,
+    /// or on SIGTERM, SIGINT or SIGHUP, which `stopped` then reports.
+    Read {
+        /// Reports what a signal removed.
+        stopped: fn(&cleanup::Stopped),
+    },
+    /// Restored from: a copy goes into `<state_dir>/snapshots` (0700), where
+    /// a resume finds it again. No signal handler is installed: the restore
+    /// answers signals at a stage boundary, and what a killed fetch leaves
+    /// there is removed by the next fetch.
+    Restore {
+        /// The run's state dir.
+        state_dir: PathBuf,
+    },
+}
+
+/// Where the plain snapshot to use is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// The file as given: a plain local snapshot.
+    AsGiven,
+    /// A copy in a scratch dir of its own, removed at the end.
+    Scratch,
+    /// A copy in this dir, kept.
+    Kept(PathBuf),
+}
+
+/// Where the plain snapshot goes: a plain local file (`copied` false) is
+/// used where it is; a download or a decryption goes where `to` says.
+#[must_use]
+pub fn place(copied: bool, to: &Use) -> Place {
+    match (copied, to) {
+        (false, _) => Place::AsGiven,
+        (true, Use::Read { .. }) => Place::Scratch,
+        (true, Use::Restore { state_dir }) => Place::Kept(state_dir.join("snapshots")),
+    }
+}
+
+/// A snapshot made ready for its [`Use`]: the plain file, what was done to
+/// get it, and the scratch dir holding it (if any), removed when this is
+/// dropped.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The plain snapshot file.
+    pub path: PathBuf,
+    /// What was done to get it (nothing for a plain local file).
+    pub steps: Vec<Step>,
+    _scratch: Option<Held>,
+}
+
+/// A scratch dir and the signal guard that removes it on a signal; the dir
+/// goes first when dropped.
+#[derive(Debug)]
+struct Held {
+    dir: cleanup::Scratch,
+    _guard: cleanup::Guard,
+}
+
+/// Makes `src` a plain snapshot file for `to`: a plain local file as it
+/// is; a remote one downloaded, an encrypted one decrypted with `identity`,
+/// each checked against its sidecar, into the place [`place`] gives.
+pub fn for_restore(
+    src: &Source,
+    identity: Option<&Path>,
+    to: &Use,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Prepared> {
+    let copied = match src {
+        Source::File(p) => crate::host::age::is_sealed(p),
+        Source::Remote(_) => true,
+    };
+    let (into, held) = match place(copied, to) {
+        Place::AsGiven => {
+            let Source::File(p) = src else {
+                unreachable!("a remote snapshot is always copied")
+            };
+            return Ok(Prepared {
+                path: p.clone(),
+                steps: Vec::new(),
+                _scratch: None,
+            });
+        }
+        Place::Scratch => {
+            let Use::Read { stopped } = to else {
+                unreachable!("only a read goes into a scratch dir")
+            };
+            let guard = cleanup::on_signals(*stopped)?;
+            let held = Held {
+                dir: cleanup::scratch_dir()?,
+                _guard: guard,
+            };
+            (held.dir.path().to_path_buf(), Some(held))
+        }
+        Place::Kept(dir) => (dir, None),
+    };
+    let ready = ready(src, identity, &into, progress)?;
+    Ok(Prepared {
+        path: ready.path,
+        steps: ready.steps,
+        _scratch: held,
+    })
 }
 
 /// `dir/name`, or `dir/name.1`, `.2`… when taken.
@@ -134,7 +245,7 @@ fn earlier(dir: &Path, name: &str, sha256: Option<&str>) -> Option<PathBuf> {
 /// Makes `src` a plain snapshot file: downloads a remote one into `into`,
 /// decrypts an encrypted one there with `identity`. A plain local file is
 /// used where it is. `into` is created private (0700) when needed.
-pub fn ready(
+fn ready(
     src: &Source,
     identity: Option<&Path>,
     into: &Path,
@@ -153,91 +264,7 @@ pub fn ready(
             (p.clone(), super::read_sidecar(p))
         }
         Source::Remote(r) => {
-            let name = r.url.name().to_string();
-            if name.is_empty() {
-                return Err(Fail::before_change(
-                    format!("{} names a bucket, not a backup in it", r.url),
-                    "give the backup's whole key (etcd-rescue backup list --remote s3://BUCKET/PREFIX lists them)",
-                )
-                .into());
-            }
-            let bucket = s3::open(&r.url.bucket, r.endpoint.as_deref())?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let side_url = Url {
-                bucket: r.url.bucket.clone(),
-                key: format!("{}.json", r.url.key),
-            };
-            let sidecar = match rt.block_on(bucket.get(&side_url))? {
-                None => None,
-                Some(b) => Some(
-                    super::parse_sidecar(&String::from_utf8_lossy(&b), &name).ok_or_else(|| {
-                        Fail::problem(
-                            format!("{side_url} is not a sidecar of {name}: the copy cannot be checked"),
-                            "restore from another backup, or download it by hand and check it yourself",
-                        )
-                    })?,
-                ),
-            };
-            if super::is_sealed_name(&name) && identity.is_none() {
-                return Err(Fail::before_change(
-                    format!("{} is encrypted with age", r.url),
-                    "pass --identity FILE: the age key file whose public key it was encrypted to",
-                )
-                .into());
-            }
-            crate::host::fs::ensure_private_dir(into)?;
-            cleanup::remove_stale(into, part_owner);
-            let path = if let Some(p) = earlier(into, &name, sidecar.as_ref().map(|s| s.sha256.as_str())) {
-                steps.push(Step::Reused(p.clone()));
-                p
-            } else {
-                // The size is known before a byte is written: the download, and
-                // the decrypted copy beside it while both exist.
-                let size = rt.block_on(bucket.size(&r.url))?.unwrap_or(0);
-                let need = if super::is_sealed_name(&name) {
-                    let plain = sidecar
-                        .as_ref()
-                        .and_then(|s| s.encryption.as_ref())
-                        .map_or(size, |e| e.plain_size);
-                    size.saturating_add(plain)
-                } else {
-                    size
-                };
-                room(into, need, &format!("downloading {}", r.url))?;
-                let to = fresh(into, &name);
-                let part = part(into, &name);
-                let w = rt.block_on(bucket.download(&r.url, Some(part.path()), &mut |done, total| {
-                    progress(Progress {
-                        doing: Doing::Download,
-                        done,
-                        total,
-                        elapsed: began.elapsed(),
-                    });
-                }))?;
-                if let Some(s) = &sidecar
-                    && s.sha256 != w.sha256
-                {
-                    return Err(Fail::problem(
-                        format!(
-                            "{} downloads with sha256 {} but its sidecar says {}: the copy is damaged",
-                            r.url, w.sha256, s.sha256
-                        ),
-                        "restore from another backup (etcd-rescue backup list --remote lists them)",
-                    )
-                    .into());
-                }
-                crate::host::fs::rename_noreplace(part.path(), &to)?;
-                part.keep();
-                steps.push(Step::Downloaded {
-                    from: r.url.clone(),
-                    to: to.clone(),
-                    size: w.size,
-                    matched_sidecar: sidecar.is_some(),
-                });
-                to
-            };
+            let (path, sidecar) = block_on(download(r, identity, into, &mut steps, progress, began))??;
             if !crate::host::age::is_sealed(&path) {
                 return Ok(Ready { path, steps });
             }
@@ -257,6 +284,104 @@ pub fn ready(
         std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
     }
     Ok(Ready { path, steps })
+}
+
+/// Downloads `r` (and its sidecar, when there is one) into `into`, or finds
+/// an earlier download of the same content there; the copy's sha256 is
+/// checked against the sidecar.
+async fn download(
+    r: &Remote,
+    identity: Option<&Path>,
+    into: &Path,
+    steps: &mut Vec<Step>,
+    progress: &mut dyn FnMut(Progress),
+    began: Instant,
+) -> Result<(PathBuf, Option<Sidecar>)> {
+    let name = r.url.name().to_string();
+    if name.is_empty() {
+        return Err(Fail::before_change(
+            format!("{} names a bucket, not a backup in it", r.url),
+            "give the backup's whole key (etcd-rescue backup list --remote s3://BUCKET/PREFIX lists them)",
+        )
+        .into());
+    }
+    let bucket = s3::open(&r.url.bucket, r.endpoint.as_deref())?;
+    let side_url = Url {
+        bucket: r.url.bucket.clone(),
+        key: format!("{}.json", r.url.key),
+    };
+    let sidecar = match bucket.get(&side_url).await? {
+        None => None,
+        Some(b) => Some(
+            super::parse_sidecar(&String::from_utf8_lossy(&b), &name).ok_or_else(|| {
+                Fail::problem(
+                    format!("{side_url} is not a sidecar of {name}: the copy cannot be checked"),
+                    "restore from another backup, or download it by hand and check it yourself",
+                )
+            })?,
+        ),
+    };
+    if super::is_sealed_name(&name) && identity.is_none() {
+        return Err(Fail::before_change(
+            format!("{} is encrypted with age", r.url),
+            "pass --identity FILE: the age key file whose public key it was encrypted to",
+        )
+        .into());
+    }
+    crate::host::fs::ensure_private_dir(into)?;
+    cleanup::remove_stale(into, part_owner);
+    let path = if let Some(p) = earlier(into, &name, sidecar.as_ref().map(|s| s.sha256.as_str())) {
+        steps.push(Step::Reused(p.clone()));
+        p
+    } else {
+        // The size is known before a byte is written: the download, and
+        // the decrypted copy beside it while both exist.
+        let size = bucket.size(&r.url).await?.unwrap_or(0);
+        let need = if super::is_sealed_name(&name) {
+            let plain = sidecar
+                .as_ref()
+                .and_then(|s| s.encryption.as_ref())
+                .map_or(size, |e| e.plain_size);
+            size.saturating_add(plain)
+        } else {
+            size
+        };
+        room(into, need, &format!("downloading {}", r.url))?;
+        let to = fresh(into, &name);
+        let part = part(into, &name);
+        let w = bucket
+            .download(&r.url, Some(part.path()), &mut |done, total| {
+                progress(Progress {
+                    doing: Doing::Download,
+                    done,
+                    total,
+                    elapsed: began.elapsed(),
+                });
+            })
+            .await?;
+        if let Some(s) = &sidecar
+            && s.sha256 != w.sha256
+        {
+            return Err(Fail::problem(
+                format!(
+                    "{} downloads with sha256 {} but its sidecar says {}: the copy is damaged",
+                    r.url, w.sha256, s.sha256
+                ),
+                "restore from another backup (etcd-rescue backup list --remote lists them)",
+            )
+            .into());
+        }
+        crate::host::fs::rename_noreplace(part.path(), &to)?;
+        part.keep();
+        steps.push(Step::Downloaded {
+            from: r.url.clone(),
+            to: to.clone(),
+            size: w.size,
+            matched_sidecar: sidecar.is_some(),
+        });
+        to
+    };
+    Ok((path, sidecar))
 }
 
 fn decrypt(
@@ -361,5 +486,61 @@ mod tests {
         let p = mine.path().to_path_buf();
         drop(mine);
         assert!(!p.exists(), "a part goes when its fetch fails");
+    }
+
+    /// A plain local file is used where it is, whatever the use; a copy
+    /// goes into a scratch dir to be read, into `<state dir>/snapshots` to
+    /// be restored from.
+    #[test]
+    fn where_a_copy_goes() {
+        let read = Use::Read { stopped: |_| {} };
+        let restore = Use::Restore {
+            state_dir: PathBuf::from("/var/lib/etcd-rescue"),
+        };
+        assert_eq!(place(false, &read), Place::AsGiven);
+        assert_eq!(place(false, &restore), Place::AsGiven);
+        assert_eq!(place(true, &read), Place::Scratch);
+        assert_eq!(
+            place(true, &restore),
+            Place::Kept(PathBuf::from("/var/lib/etcd-rescue/snapshots"))
+        );
+    }
+
+    /// A plain snapshot is restored from where it is and nothing is written;
+    /// an encrypted one is decrypted into the state dir's `snapshots` (0700)
+    /// and kept there.
+    #[test]
+    fn a_restore_decrypts_into_the_state_dir() {
+        use age::secrecy::ExposeSecret;
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let plain = d.path().join("snapshot.db");
+        std::fs::write(&plain, b"not really bbolt, but plain").unwrap();
+        let state_dir = d.path().join("state");
+        let to = Use::Restore {
+            state_dir: state_dir.clone(),
+        };
+        let got = for_restore(&Source::File(plain.clone()), None, &to, &mut |_| {}).unwrap();
+        assert_eq!(got.path, plain);
+        assert!(got.steps.is_empty() && !state_dir.exists());
+
+        let id = age::x25519::Identity::generate();
+        let key = d.path().join("key.txt");
+        std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        let recipients = crate::host::age::recipients(&[id.to_public().to_string()]).unwrap();
+        let sealed = d.path().join("snapshot.db.age");
+        crate::host::age::seal(&plain, &sealed, &recipients, &mut |_| {}).unwrap();
+        let got = for_restore(&Source::File(sealed.clone()), Some(&key), &to, &mut |_| {}).unwrap();
+        let want = state_dir.join("snapshots").join("snapshot.db");
+        assert_eq!(got.path, want);
+        assert_eq!(std::fs::read(&want).unwrap(), std::fs::read(&plain).unwrap());
+        assert!(matches!(&got.steps[..], [Step::Decrypted { to, .. }] if *to == want));
+        let mode = std::fs::metadata(state_dir.join("snapshots"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(got);
+        assert!(want.exists(), "a restore's copy is kept for a resume");
     }
 }

@@ -433,7 +433,7 @@ fn warn_skipped(skipped: &[Warning]) {
 }
 
 /// What SIGTERM, SIGINT or SIGHUP stopped, on stderr: the one place the signal thread reports.
-fn stopped(s: &crate::host::cleanup::Stopped) {
+pub(super) fn stopped(s: &crate::host::cleanup::Stopped) {
     let mut e = std::io::stderr().lock();
     let removed: Vec<String> = s.removed.iter().map(|p| p.display().to_string()).collect();
     let _ = writeln!(
@@ -452,27 +452,6 @@ fn stopped(s: &crate::host::cleanup::Stopped) {
 /// While the guard lives, a signal removes this run's temporary and partial files and ends it (exit 130).
 pub(super) fn cleanup_on_signals() -> Result<crate::host::cleanup::Guard> {
     crate::host::cleanup::on_signals(stopped)
-}
-
-/// A scratch dir that a signal removes too.
-pub(super) struct Scratch {
-    dir: crate::host::cleanup::Scratch,
-    _guard: crate::host::cleanup::Guard,
-}
-
-impl Scratch {
-    pub(super) fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-}
-
-/// A private scratch dir (0700) in `$TMPDIR` or `/var/tmp`, removed at the end or on a signal.
-pub(super) fn scratch() -> Result<Scratch> {
-    let guard = cleanup_on_signals()?;
-    Ok(Scratch {
-        dir: crate::host::cleanup::scratch_dir()?,
-        _guard: guard,
-    })
 }
 
 fn prune_table(d: &Vec<DecisionReport>) -> String {

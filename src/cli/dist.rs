@@ -1,6 +1,6 @@
 //! What ships beside the binary, generated from the clap definitions so it can
 //! never drift from them: the version line, shell completions and man pages
-//! (`make dist` puts them in the release tarball, issue 14).
+//! (`make dist` puts them in the release tarball).
 
 use std::path::{Path, PathBuf};
 

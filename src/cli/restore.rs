@@ -1,0 +1,285 @@
+//! `restore`, `resume`, `rollback` and `verify`: the engine behind the wizard,
+//! the line prompt or `--yes`, and what each prints once it has ended.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Cli, Command, parse_duration, print_text};
+use crate::backup::fetch::{self, Step};
+use crate::exit::Code;
+
+/// The run-selection flags of `resume`, `rollback` and `verify`.
+#[derive(Debug, Args)]
+pub struct RunSelectArgs {
+    /// The run (default: the newest; when an older run is unfinished, name the one you mean).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// The state dir (default /var/lib/etcd-rescue under --root).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl RunSelectArgs {
+    fn select(&self, root: &Path) -> crate::restore::RunSelect {
+        crate::restore::RunSelect {
+            root: root.to_path_buf(),
+            state_dir: self.state_dir.clone(),
+            run: self.run.clone(),
+        }
+    }
+}
+
+/// `etcd-rescue restore` flags.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot file (used as given). Without it, the wizard lists the
+    /// snapshots in the backup dirs to choose from.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// A directory the wizard looks in for snapshots (repeatable), before
+    /// `/backup` and `/var/backups/etcd` under --root.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Vec<PathBuf>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer yes to every stage (headless, for automation).
+    #[arg(long)]
+    pub yes: bool,
+    /// Use the line prompt instead of the terminal wizard.
+    #[arg(long)]
+    pub plain: bool,
+    /// Accept a snapshot without a sha256 trailer (never one whose trailer mismatches).
+    #[arg(long)]
+    pub skip_hash_check: bool,
+    /// `name=peerURL,...` for the restored cluster (default: the snapshot's members).
+    #[arg(long, value_name = "LIST")]
+    pub initial_cluster: Option<String>,
+    /// The restored cluster's token (default: derived from the snapshot's sha256).
+    #[arg(long, value_name = "TOKEN")]
+    pub initial_cluster_token: Option<String>,
+    /// The etcdutl binary to use (default: PATH, the node, the etcd image).
+    #[arg(long, value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+    /// The CRI socket (default: kubelet's).
+    #[arg(long, value_name = "SOCKET")]
+    pub cri_endpoint: Option<PathBuf>,
+    /// Where runs are journaled (default /var/lib/etcd-rescue under --root).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How long to wait for pods to stop and etcd to come up.
+    #[arg(long, value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
+    pub wait_timeout: Duration,
+    /// Stop pods through CRI when they outlive --wait-timeout.
+    #[arg(long)]
+    pub force_stop: bool,
+    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved).
+    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
+    pub settle: Duration,
+    /// Override a refusal that says --force is possible.
+    #[arg(long)]
+    pub force: bool,
+    /// Restore the snapshot after the control plane stops (the order before 0.2) instead of before, while the cluster still serves.
+    #[arg(long)]
+    pub restore_in_outage: bool,
+}
+
+/// The face the operator asked for when the wizard is not wanted (see
+/// [`crate::tui::wanted`]): headless with `--yes`, else the line prompt.
+fn face(yes: bool, force_stop: bool) -> Box<dyn crate::restore::face::Face> {
+    Box::new(crate::restore::face::Text {
+        input: (!yes).then(|| std::io::BufReader::new(std::io::stdin())),
+        out: std::io::stdout(),
+        force_stop,
+    })
+}
+
+/// What a wizard session left to say, printed once the terminal is back.
+fn wizard_ended(ended: &crate::tui::Ended) -> Result<Code> {
+    let mut text = ended.said.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    print_text(&text)?;
+    Ok(ended.code)
+}
+
+/// What `restore` ended with, as an exit code (the dry-run's plan printed).
+fn restore_ended(ended: crate::restore::Ended) -> Result<Code> {
+    use crate::restore::{Ended, render};
+    match ended {
+        Ended::DryRun(plan) => {
+            let mut text = render::text(&render::plan(&plan)).join("\n");
+            text.push_str("\n\n--dry-run: nothing was changed.\n");
+            print_text(&text)?;
+            Ok(Code::Done)
+        }
+        Ended::Cancelled => Ok(Code::Cancelled),
+        Ended::Finished(_) => Ok(Code::Done),
+    }
+}
+
+/// `restore`: in the wizard, at the line prompt, headless (`--yes`) or as a dry run.
+pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
+    let wizard = !a.dry_run && crate::tui::wanted(a.yes, a.plain);
+    if a.snapshot.is_none() && !wizard {
+        return Err(crate::exit::Fail::before_change(
+            "no snapshot given",
+            "pass --snapshot FILE (with --yes, --plain, --dry-run or without a terminal the wizard cannot ask which one)",
+        )
+        .into());
+    }
+    // An encrypted or remote snapshot becomes a plain file on this node's
+    // disk first, in the state dir, where a resume finds it again.
+    // (--dry-run: into a scratch dir, removed at the end.)
+    let ready = match &a.snapshot {
+        Some(given) => Some(ready(cli, a, given)?),
+        None => None,
+    };
+    let snapshot = ready.as_ref().map(|r| r.path.clone());
+    let source = a
+        .snapshot
+        .as_ref()
+        .filter(|given| snapshot.as_ref() != Some(*given))
+        .map(|given| crate::restore::plan::SnapshotSource {
+            given: given.display().to_string(),
+            identity: cli.sealed.identity.clone(),
+            s3_endpoint: cli.sealed.s3_endpoint.clone(),
+        });
+    let opts = crate::restore::plan::Options {
+        root: cli.root.clone(),
+        snapshot: snapshot.clone().unwrap_or_default(),
+        source,
+        skip_hash_check: a.skip_hash_check,
+        initial_cluster: a.initial_cluster.clone(),
+        initial_cluster_token: a.initial_cluster_token.clone(),
+        etcdutl: a.etcdutl.clone(),
+        cri_endpoint: a.cri_endpoint.clone(),
+        state_dir: a.state_dir.clone(),
+        wait_timeout: a.wait_timeout,
+        force_stop: a.force_stop,
+        force: a.force,
+        settle: a.settle,
+        dry_run: a.dry_run,
+        restore_in_outage: a.restore_in_outage,
+        conn: cli.conn.args(),
+    };
+    if wizard {
+        return wizard_ended(&crate::tui::restore(
+            opts,
+            snapshot,
+            &a.backup_dir,
+            cli.sealed.identity.clone(),
+        )?);
+    }
+    let mut f = face(a.yes, a.force_stop);
+    restore_ended(crate::restore::restore(&opts, a.dry_run, f.as_mut())?)
+}
+
+/// `resume`: this node's unfinished run, from its journal.
+pub(super) fn resume(cli: &Cli, select: &RunSelectArgs, yes: bool, plain: bool) -> Result<Code> {
+    let sel = select.select(&cli.root);
+    if crate::tui::wanted(yes, plain) {
+        return wizard_ended(&crate::tui::resume(&sel)?);
+    }
+    let mut f = face(yes, false);
+    crate::restore::resume(&sel, f.as_mut()).map(|_| Code::Done)
+}
+
+/// `rollback`: the node back to its state before a run.
+pub(super) fn rollback(cli: &Cli) -> Result<Code> {
+    let Command::Rollback {
+        select,
+        yes,
+        plain,
+        discard_writes,
+        force,
+    } = &cli.command
+    else {
+        unreachable!("restore::rollback runs `rollback` only");
+    };
+    let sel = select.select(&cli.root);
+    if crate::tui::wanted(*yes, *plain) {
+        return wizard_ended(&crate::tui::rollback(&sel, *discard_writes, *force)?);
+    }
+    let mut f = face(*yes, false);
+    crate::restore::rollback(&sel, *discard_writes, *force, f.as_mut()).map(|_| Code::Done)
+}
+
+/// `verify`: the restored cluster checked against the last run.
+pub(super) fn verify(cli: &Cli, select: &RunSelectArgs, wait_timeout: Duration) -> Result<Code> {
+    let mut f = face(true, false);
+    match crate::restore::verify(&select.select(&cli.root), wait_timeout, f.as_mut())? {
+        crate::restore::Verified::Matches { run } => {
+            print_text(&format!("run {run}: the cluster matches the restored snapshot\n"))?;
+        }
+        crate::restore::Verified::Finished(_) => {}
+    }
+    Ok(Code::Done)
+}
+
+/// `restore --snapshot`: a plain file as given; an encrypted or remote one
+/// downloaded and decrypted into `<state dir>/snapshots` (mode 0700; with
+/// `--dry-run` a scratch dir a signal removes too), checked against its
+/// sidecar, with a line per step on stderr.
+fn ready(cli: &Cli, a: &RestoreArgs, given: &Path) -> Result<fetch::Prepared> {
+    let src = fetch::Source::parse(given, cli.sealed.s3_endpoint.as_deref())?;
+    let to = if a.dry_run {
+        fetch::Use::Read {
+            stopped: super::backup::stopped,
+        }
+    } else {
+        fetch::Use::Restore {
+            state_dir: crate::restore::plan::state_dir(
+                &crate::root::Root::new(&cli.root),
+                a.state_dir.as_deref(),
+            ),
+        }
+    };
+    let mut bar = super::backup::progress_printer();
+    let ready = fetch::for_restore(&src, cli.sealed.identity.as_deref(), &to, &mut bar)?;
+    let mut e = std::io::stderr().lock();
+    for s in &ready.steps {
+        let _ = match s {
+            Step::Downloaded {
+                from,
+                to,
+                size,
+                matched_sidecar,
+            } => writeln!(
+                e,
+                "downloaded {from} to {} ({}{})",
+                to.display(),
+                crate::units::human_bytes(*size),
+                if *matched_sidecar {
+                    ", sha256 matches its sidecar"
+                } else {
+                    "; no sidecar to check it against"
+                }
+            ),
+            Step::Decrypted {
+                from,
+                to,
+                size,
+                matched_sidecar,
+            } => writeln!(
+                e,
+                "decrypted {} to {} ({}{})",
+                from.display(),
+                to.display(),
+                crate::units::human_bytes(*size),
+                if *matched_sidecar {
+                    ", sha256 matches its sidecar"
+                } else {
+                    "; no sidecar to check it against"
+                }
+            ),
+            Step::Reused(p) => writeln!(e, "using {} (the same content, fetched earlier)", p.display()),
+        };
+    }
+    Ok(ready)
+}

@@ -422,7 +422,7 @@ fn minor(v: &str) -> Option<(u32, u32)> {
 
 /// The sha256 of a snapshot without a trailer: of the whole file.
 pub fn snapshot_digest(path: &Path) -> Result<String> {
-    content_digest(&std::fs::File::open(path)?, true)
+    crate::host::fs::file_sha256(path)
 }
 
 /// The sha256 that identifies an open snapshot as the plan records it: of
@@ -654,24 +654,10 @@ fn check_space(
     Ok(())
 }
 
-/// Whether kubelet answers its healthz.
+/// Whether kubelet answers its healthz (`addr` is `host:port`) with 200.
 fn kubelet_healthy(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(sa) = addr.parse::<std::net::SocketAddr>().or_else(|_| {
-        std::net::ToSocketAddrs::to_socket_addrs(addr)
-            .map_err(|_| ())
-            .and_then(|mut a| a.next().ok_or(()))
-    }) else {
-        return false;
-    };
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(2)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = write!(s, "GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.") && out.contains(" 200 ")
+    crate::host::http::get(&format!("http://{addr}/healthz"), Duration::from_secs(4))
+        .is_ok_and(|r| r.status == 200)
 }
 
 impl Plan {

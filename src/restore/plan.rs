@@ -22,7 +22,8 @@ use crate::node::Node;
 use crate::root::Root;
 use crate::snapshot::{self, Integrity};
 
-use super::steps::Order;
+use super::command::{self, Command};
+use super::stage::Order;
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Default)]
@@ -298,10 +299,10 @@ impl Plan {
         self.connection.with_dial_timeout(dial_timeout_ms)
     }
 
-    /// `--root R [--state-dir S]` as words, for a [`super::render::Command`].
+    /// `--root R [--state-dir S]` as words, for a [`Command`].
     pub fn node_words(&self) -> Vec<String> {
         let default = state_dir(&self.root(), None);
-        super::render::node_words(&self.root, Some(&self.state_dir).filter(|sd| **sd != default))
+        command::node_words(&self.root, Some(&self.state_dir).filter(|sd| **sd != default))
     }
 
     /// The root as a [`Root`].
@@ -313,7 +314,7 @@ impl Plan {
     /// with every flag of this run that says where and what it acts on: its
     /// node's root and state dir ([`peer_root`]), the snapshot, the cluster
     /// and its token, and the flags that changed what this run accepted.
-    pub fn member_command(&self, peer: &str) -> super::render::Command {
+    pub fn member_command(&self, peer: &str) -> Command {
         let mut words = vec!["restore".to_string()];
         let root = peer_root(&self.root, &self.name, peer);
         let default = state_dir(&self.root(), None);
@@ -357,7 +358,7 @@ impl Plan {
             // this run already decided to replace it.
             words.push("--force".into());
         }
-        super::render::Command::rescue(words)
+        Command::rescue(words)
     }
 }
 
@@ -1304,6 +1305,25 @@ pub fn cluster_map(ic: &str) -> BTreeMap<String, Vec<String>> {
     m
 }
 
+/// A plan with placeholder paths, for the generated runbook.
+pub(crate) fn example_plan() -> Plan {
+    serde_json::from_value(serde_json::json!({
+        "id": "ID", "created": "", "root": "/", "stateDir": "/var/lib/etcd-rescue",
+        "runDir": "/var/lib/etcd-rescue/runs/ID", "snapshot": "/backup/snap.db", "snapshotSha256": "0".repeat(64),
+        "snapshotIntegrity": "verified", "snapshotRevision": 1, "snapshotLiveKeys": 1, "snapshotSize": 1,
+        "skipHashCheck": false, "name": "cp1", "manifestsDir": "/etc/kubernetes/manifests",
+        "stashDir": "/var/lib/etcd-rescue/runs/ID/manifests", "controlPlaneManifests": [],
+        "etcdManifest": "etcd.yaml", "manifestsBefore": [], "strayManifests": [], "criSocket": null,
+        "kubeletHealthz": "127.0.0.1:10248", "dataDir": "/var/lib/etcd", "walDir": null, "swaps": [],
+        "initialCluster": "cp1=https://10.0.0.1:2380", "initialClusterToken": "t", "peerUrls": [],
+        "otherMembers": [], "tool": {"name": "etcdutl", "path": "/usr/local/bin/etcdutl", "version": "3.5.15",
+        "found": "PATH", "bumpRevision": true}, "restoreArgv": [], "uid": 0, "gid": 0, "mode": 448,
+        "currentRevision": null, "endpoints": [], "cacert": null, "cert": null, "key": null,
+        "waitTimeoutSecs": 120, "forceStop": false, "warnings": []
+    }))
+    .unwrap_or_else(|e| panic!("the example plan no longer matches Plan: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1328,7 +1348,7 @@ mod tests {
     /// the operator named it (with its identity), the cluster, and --force.
     #[test]
     fn member_commands_carry_every_flag() {
-        let mut p = crate::restore::steps::example_plan();
+        let mut p = example_plan();
         p.root = "/tmp/d/cp1".into();
         p.name = "cp1".into();
         p.state_dir = "/tmp/d/cp1/srv/state".into();

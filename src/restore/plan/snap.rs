@@ -20,18 +20,20 @@ pub fn snapshot_digest(path: &Path) -> Result<String> {
 /// the database bytes before the 32-byte trailer, or of the whole file when
 /// it has none (`whole`, `--skip-hash-check`).
 pub fn content_digest(f: &std::fs::File, whole: bool) -> Result<String> {
-    use std::os::unix::fs::FileExt;
+    use std::io::{Read, Seek};
     let len = f.metadata()?.len();
     let covered = if whole { len } else { len.saturating_sub(32) };
+    let mut from_start: &std::fs::File = f;
+    from_start.rewind()?;
     let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < covered {
-        let n = usize::try_from(covered - at).map_or(buf.len(), |left| left.min(buf.len()));
-        f.read_exact_at(&mut buf[..n], at)?;
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
+    let read = std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, from_start.take(covered)),
+        &mut h,
+    )?;
+    anyhow::ensure!(
+        read == covered,
+        "the file ended after {read} of {covered} bytes while it was hashed"
+    );
     Ok(hex(&h.finalize()))
 }
 
@@ -147,4 +149,26 @@ pub(super) fn check(snapshot: &Path, skip_hash_check: bool) -> Result<Checked> {
             .collect(),
         cluster_version: inspected.cluster_version.clone().unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// The digest covers the bytes before the trailer (or the whole file),
+    /// from the start whatever was read through the file before.
+    #[test]
+    fn content_digest_covers_the_bytes_before_the_trailer() {
+        let d = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (all, db) = (d.path().join("all"), d.path().join("db"));
+        std::fs::write(&all, &bytes).unwrap();
+        std::fs::write(&db, &bytes[..bytes.len() - 32]).unwrap();
+        let mut f = std::fs::File::open(&all).unwrap();
+        f.read_exact(&mut [0u8; 100]).unwrap();
+        assert_eq!(content_digest(&f, true).unwrap(), snapshot_digest(&all).unwrap());
+        assert_eq!(content_digest(&f, false).unwrap(), snapshot_digest(&db).unwrap());
+    }
 }

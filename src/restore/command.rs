@@ -38,7 +38,7 @@ pub fn mv(from: &Path, to: &Path) -> String {
     format!("mv {} {}", quote_path(from), quote_path(to))
 }
 
-/// `--root R [--state-dir S]` as words (see [`super::plan::Plan::node_words`]).
+/// `--root R [--state-dir S]` as words (what `Plan::node_words` gives for a plan).
 pub fn node_words(root: &Path, state_dir: Option<&PathBuf>) -> Vec<String> {
     let mut v = vec!["--root".to_string(), root.display().to_string()];
     if let Some(sd) = state_dir {

@@ -4,6 +4,11 @@
 //! restore tool and makes every refusal of the pre-flight stage (exit 2,
 //! nothing changed). The plan is the journal's first record; `resume` and
 //! `rollback` load it from there and never recompute it.
+//!
+//! Each concern of the computation is a module of its own: the snapshot
+//! (`snap`), etcd's dirs (`dirs`), the restore tool (`tool`), kubelet and
+//! its manifests (`manifests`), the members (`members`), the swaps
+//! (`swaps`) and the room they need (`space`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -418,6 +423,7 @@ pub fn state_dir(root: &Root, typed: Option<&Path>) -> PathBuf {
     typed.map_or_else(|| root.host(DEFAULT_STATE_DIR), Path::to_path_buf)
 }
 
+/// A refusal before any change (exit 2), with the way forward.
 fn refuse(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
     Fail::before_change(message, next).into()
 }

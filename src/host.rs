@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod etcdutl;
 pub mod fs;
 pub mod fsinfo;
+pub mod http;
 pub mod proc;
 pub mod rt;
 pub mod s3;

@@ -5,12 +5,15 @@
 //! carries out the stages of [`steps`] and undoes them; [`face`] is what the
 //! operator sees and [`render`] the one text renderer of what it is shown.
 
+pub mod command;
 pub mod face;
 pub mod journal;
 pub mod plan;
 pub mod render;
 pub mod runner;
+pub mod stage;
 pub mod steps;
+pub mod view;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

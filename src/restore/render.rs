@@ -3,60 +3,16 @@
 //! faces print its lines; the wizard styles them by their [`Tone`], never by
 //! their words.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::face::{Failure, Summary};
-use super::face::{Holder, Phase, Progress, ProgressOf, Wait, WaitChoice};
 use super::journal::Outcome;
 use super::plan::Plan;
-use super::steps::StageId;
+use super::stage::{Order, StageId};
+use super::steps;
+use super::view::{Failure, Holder, Phase, Progress, ProgressOf, Summary, Wait, WaitChoice, WritesSoFar};
 use crate::units::human_bytes;
 
-/// A command line the operator can paste into a POSIX shell: each argument
-/// quoted when it needs it, so a path with a space or a `;` stays one word.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command(pub Vec<String>);
-
-impl Command {
-    /// `etcd-rescue <words…>`.
-    pub fn rescue<I, S>(words: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Command(
-            std::iter::once("etcd-rescue".to_string())
-                .chain(words.into_iter().map(Into::into))
-                .collect(),
-        )
-    }
-}
-
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<String> = self.0.iter().map(|w| quote(w)).collect();
-        f.write_str(&words.join(" "))
-    }
-}
-
-pub use crate::shell::{quote, quote_path};
-
-/// `mv FROM TO`, quoted.
-pub fn mv(from: &Path, to: &Path) -> String {
-    format!("mv {} {}", quote_path(from), quote_path(to))
-}
-
-/// `--root R [--state-dir S]` as words (see [`super::node_words`]).
-pub fn node_words(root: &Path, state_dir: Option<&PathBuf>) -> Vec<String> {
-    let mut v = vec!["--root".to_string(), root.display().to_string()];
-    if let Some(sd) = state_dir {
-        v.push("--state-dir".into());
-        v.push(sd.display().to_string());
-    }
-    v
-}
+pub use super::command::{Command, mv, node_words, quote, quote_path};
 
 /// What a line is, for a face that styles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +111,7 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
         ),
         None => "  loses         unknown (the current data dir's db is not readable)".into(),
     }));
-    if plan.order == super::steps::Order::Staged {
+    if plan.order == Order::Staged {
         out.push((
             Tone::Warning,
             "  writes        the cluster serves until stop-control-plane: what it takes until then is discarded too (counted again at that stage and once etcd has stopped); stop writers first".into(),
@@ -190,7 +146,7 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
     out.push(blank());
     out.push((Tone::Heading, "Stages:".into()));
     for (i, id) in plan.order.stages().iter().enumerate() {
-        let s = id.stage();
+        let s = steps::of(*id);
         match (i, Phase::of(plan.order, *id)) {
             (1, Phase::Serving) => out.push((
                 Tone::Heading,
@@ -215,7 +171,7 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
 }
 
 /// What the serving cluster took beyond the snapshot, said before the outage begins.
-pub fn writes_so_far(w: &super::face::WritesSoFar) -> String {
+pub fn writes_so_far(w: &WritesSoFar) -> String {
     format!(
         "The cluster is at revision {} now: {} revisions past the snapshot (revision {}) are discarded{}; writes until this stage stops the API server are discarded too, so stop writers first",
         w.live,

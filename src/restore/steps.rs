@@ -6,139 +6,28 @@ use std::fmt::Write as _;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use super::command::{Command, mv, quote_path};
 use super::plan::Plan;
 
-/// A stage's stable id. Its kebab-case name is the journal key (written by
-/// every release so far) and is never renamed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StageId {
-    /// Check the node before changing anything.
-    Preflight,
-    /// Control-plane manifests out.
-    StopControlPlane,
-    /// etcd's manifest out.
-    StopEtcd,
-    /// Wait until nothing runs on the data dir.
-    WaitStopped,
-    /// The restore command into a new dir.
-    RestoreSnapshot,
-    /// Owner, mode and labels of the restored tree.
-    SetOwnership,
-    /// The two renames.
-    SwapDataDir,
-    /// etcd's manifest back, wait until healthy.
-    StartEtcd,
-    /// Members, keys and revision as planned.
-    Verify,
-    /// Control-plane manifests back.
-    StartControlPlane,
-}
+pub(crate) use super::plan::example_plan;
+pub use super::stage::{Order, StageId};
 
+/// A stage's place and entry in the runbook table, asked of its id.
 impl StageId {
-    /// The journal key (`stop-etcd`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageId::Preflight => "preflight",
-            StageId::StopControlPlane => "stop-control-plane",
-            StageId::StopEtcd => "stop-etcd",
-            StageId::WaitStopped => "wait-stopped",
-            StageId::RestoreSnapshot => "restore-snapshot",
-            StageId::SetOwnership => "set-ownership",
-            StageId::SwapDataDir => "swap-data-dir",
-            StageId::StartEtcd => "start-etcd",
-            StageId::Verify => "verify",
-            StageId::StartControlPlane => "start-control-plane",
-        }
-    }
-
     /// The stage's place in [`STAGES`].
     pub fn index(self) -> usize {
         STAGES.iter().position(|s| s.id == self).unwrap_or(0)
     }
 
-    /// The stage's title and texts.
+    /// The stage's title and texts (as [`of`]).
     pub fn stage(self) -> &'static Stage {
-        &STAGES[self.index()]
+        of(self)
     }
 }
 
-/// The order a run applies its stages in, fixed in its plan when it starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Order {
-    /// The snapshot is restored while the cluster still serves: the outage
-    /// holds only the stop, the swap, the start and the check. The default.
-    Staged,
-    /// The snapshot is restored after the control plane stops
-    /// (`--restore-in-outage`), as every run journaled before the staged
-    /// order existed: a plan without an order reads as this one.
-    #[default]
-    InOutage,
-}
-
-impl Order {
-    /// The stages in the order the run applies them.
-    pub fn stages(self) -> &'static [StageId; 10] {
-        use StageId::{
-            Preflight, RestoreSnapshot, SetOwnership, StartControlPlane, StartEtcd, StopControlPlane,
-            StopEtcd, SwapDataDir, Verify, WaitStopped,
-        };
-        match self {
-            Order::Staged => &[
-                Preflight,
-                RestoreSnapshot,
-                SetOwnership,
-                StopControlPlane,
-                StopEtcd,
-                WaitStopped,
-                SwapDataDir,
-                StartEtcd,
-                Verify,
-                StartControlPlane,
-            ],
-            Order::InOutage => &[
-                Preflight,
-                StopControlPlane,
-                StopEtcd,
-                WaitStopped,
-                RestoreSnapshot,
-                SetOwnership,
-                SwapDataDir,
-                StartEtcd,
-                Verify,
-                StartControlPlane,
-            ],
-        }
-    }
-
-    /// The stage's place in this order, from 0.
-    pub fn position(self, id: StageId) -> usize {
-        self.stages().iter().position(|s| *s == id).unwrap_or(0)
-    }
-
-    /// Whether `id` runs inside the outage: from the first manifest moved
-    /// out (`stop-control-plane`) until etcd is verified (`verify`).
-    pub fn in_outage(self, id: StageId) -> bool {
-        let p = self.position(id);
-        p >= self.position(StageId::StopControlPlane) && p <= self.position(StageId::Verify)
-    }
-
-    /// `staged` or `in-outage`, as the journal writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Order::Staged => "staged",
-            Order::InOutage => "in-outage",
-        }
-    }
-}
-
-impl std::fmt::Display for StageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
+/// The runbook entry of a stage: its title, why and preview.
+pub fn of(id: StageId) -> &'static Stage {
+    &STAGES[id.index()]
 }
 
 /// One stage of the runbook.
@@ -152,8 +41,6 @@ pub struct Stage {
     /// Exact paths and commands it will touch.
     pub preview: fn(&Plan) -> Vec<String>,
 }
-
-use super::render::{Command, mv, quote_path};
 
 /// The stages, in the default (staged) order: [`Order::stages`] gives a run's.
 pub const STAGES: [Stage; 10] = [
@@ -366,25 +253,6 @@ pub fn markdown() -> String {
         s.push('\n');
     }
     s
-}
-
-/// A plan with placeholder paths, for the generated runbook.
-pub(crate) fn example_plan() -> Plan {
-    serde_json::from_value(serde_json::json!({
-        "id": "ID", "created": "", "root": "/", "stateDir": "/var/lib/etcd-rescue",
-        "runDir": "/var/lib/etcd-rescue/runs/ID", "snapshot": "/backup/snap.db", "snapshotSha256": "0".repeat(64),
-        "snapshotIntegrity": "verified", "snapshotRevision": 1, "snapshotLiveKeys": 1, "snapshotSize": 1,
-        "skipHashCheck": false, "name": "cp1", "manifestsDir": "/etc/kubernetes/manifests",
-        "stashDir": "/var/lib/etcd-rescue/runs/ID/manifests", "controlPlaneManifests": [],
-        "etcdManifest": "etcd.yaml", "manifestsBefore": [], "strayManifests": [], "criSocket": null,
-        "kubeletHealthz": "127.0.0.1:10248", "dataDir": "/var/lib/etcd", "walDir": null, "swaps": [],
-        "initialCluster": "cp1=https://10.0.0.1:2380", "initialClusterToken": "t", "peerUrls": [],
-        "otherMembers": [], "tool": {"name": "etcdutl", "path": "/usr/local/bin/etcdutl", "version": "3.5.15",
-        "found": "PATH", "bumpRevision": true}, "restoreArgv": [], "uid": 0, "gid": 0, "mode": 448,
-        "currentRevision": null, "endpoints": [], "cacert": null, "cert": null, "key": null,
-        "waitTimeoutSecs": 120, "forceStop": false, "warnings": []
-    }))
-    .unwrap_or_else(|e| panic!("the example plan no longer matches Plan: {e}"))
 }
 
 #[cfg(test)]

@@ -281,7 +281,7 @@ fn ready(
     })?;
     // A downloaded encrypted copy has served its purpose: the run uses the plain one.
     if matches!(src, Source::Remote(_)) && file.parent() == Some(into) {
-        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        crate::host::fs::remove_regular(&file).with_context(|| format!("removing {}", file.display()))?;
     }
     Ok(Ready { path, steps })
 }

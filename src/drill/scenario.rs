@@ -312,19 +312,22 @@ pub struct Attempt {
     pub broken_at: String,
 }
 
-/// Looks at the sandbox now and grades the recovery from `broken`.
-pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecard {
-    let mut checks = Vec::new();
-    let node = &state.nodes[0];
-    let mut check = |name: &str, passed: bool, detail: String| {
-        checks.push(Check {
-            name: name.into(),
-            passed,
-            detail,
-        });
-    };
-    let conn = node_connection(node);
-    let answered = match &conn {
+/// One check's result.
+fn check(name: &str, passed: bool, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        passed,
+        detail,
+    }
+}
+
+/// What the first member says: its leader, its cluster, the members it
+/// lists and every key under `/registry/`.
+type Answered = (u64, u64, usize, BTreeMap<String, Expected>);
+
+/// Asks `node`'s etcd (within 10s) what [`Answered`] holds.
+async fn ask_first(node: &DrillNode) -> Result<Answered> {
+    match &node_connection(node) {
         Ok(c) => tokio::time::timeout(Duration::from_secs(10), async {
             let mut client = etcd::connect(c).await?;
             let st = client.status().await?;
@@ -337,9 +340,13 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         .map_err(|_| anyhow::anyhow!("no answer within 10s"))
         .and_then(|r| r),
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
-    };
-    // On an HA drill, every other member must answer with a leader too, in node 0's cluster.
-    let first_cluster = answered.as_ref().ok().map(|a| a.1);
+    }
+}
+
+/// On an HA drill, every member but the first must answer with a leader
+/// too, in the first one's cluster (`first_cluster`).
+async fn other_members(state: &DrillState, first_cluster: Option<u64>, checks: &mut Vec<Check>) {
+    let node = &state.nodes[0];
     for n in &state.nodes[1..] {
         let name = format!("etcd on {} answers with a leader", n.spec.name);
         let st = match node_connection(n) {
@@ -348,8 +355,8 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         };
         match st {
             Ok(s) => {
-                check(&name, s.leader != 0, format!("leader {:x}", s.leader));
-                check(
+                checks.push(check(&name, s.leader != 0, format!("leader {:x}", s.leader)));
+                checks.push(check(
                     &format!("{} is in {}'s cluster", n.spec.name, node.spec.name),
                     first_cluster == Some(s.cluster_id),
                     format!(
@@ -358,91 +365,93 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                         node.spec.name,
                         first_cluster.map_or_else(|| "unknown".to_string(), |c| format!("{c:x}"))
                     ),
-                );
+                ));
             }
-            Err(e) => check(&name, false, short(&e)),
+            Err(e) => checks.push(check(&name, false, short(&e))),
         }
     }
-    match &answered {
-        Ok((leader, _, members, keys)) => {
-            check(
-                &if state.nodes.len() == 1 {
-                    "etcd answers with a leader".to_string()
-                } else {
-                    format!("etcd on {} answers with a leader", node.spec.name)
-                },
-                *leader != 0,
-                format!("leader {leader:x}"),
-            );
-            check(
-                "members",
-                *members == state.nodes.len(),
-                format!("{members} member(s), {} expected", state.nodes.len()),
-            );
-            if !broken.keys_back.is_empty() || broken.live_keys > 0 {
-                let name = if broken.live_keys > 0 {
-                    "the last good snapshot's keys are there".to_string()
-                } else {
-                    format!("the {NAMESPACE} namespace is back")
-                };
-                if broken.expected.is_empty() {
-                    // A drill.json from before values were recorded: names (or a count) only.
-                    let back = broken.keys_back.iter().filter(|k| keys.contains_key(*k)).count();
-                    let n = keys.len() as u64;
-                    check(
-                        &name,
-                        back == broken.keys_back.len() && n >= broken.live_keys,
-                        format!(
-                            "{back} of {} keys, {n} under /registry/ (by name only: this drill recorded no values)",
-                            broken.keys_back.len()
-                        ),
-                    );
-                } else {
-                    let (same, changed, missing) = compare(&broken.expected, keys);
-                    check(
-                        &name,
-                        same == broken.expected.len(),
-                        key_detail(same, changed, missing, broken.expected.len()),
-                    );
-                }
-            }
+}
+
+/// The first member's checks: a leader, the members, and the keys back as
+/// `broken` recorded them.
+fn first_member(state: &DrillState, broken: &Broken, answered: &Result<Answered>, checks: &mut Vec<Check>) {
+    let node = &state.nodes[0];
+    let leader_name = if state.nodes.len() == 1 {
+        "etcd answers with a leader".to_string()
+    } else {
+        format!("etcd on {} answers with a leader", node.spec.name)
+    };
+    let (leader, members, keys) = match answered {
+        Ok((leader, _, members, keys)) => (leader, members, keys),
+        Err(e) => {
+            checks.push(check(&leader_name, false, short(e)));
+            return;
         }
-        Err(e) => check(
-            &if state.nodes.len() == 1 {
-                "etcd answers with a leader".to_string()
-            } else {
-                format!("etcd on {} answers with a leader", node.spec.name)
-            },
-            false,
-            short(e),
-        ),
+    };
+    checks.push(check(&leader_name, *leader != 0, format!("leader {leader:x}")));
+    checks.push(check(
+        "members",
+        *members == state.nodes.len(),
+        format!("{members} member(s), {} expected", state.nodes.len()),
+    ));
+    if broken.keys_back.is_empty() && broken.live_keys == 0 {
+        return;
     }
-    if broken.stray.is_some() {
-        // Any etcd pod kubelet loads besides etcd.yaml (a rename inside the dir is not enough).
-        let strays: Vec<String> =
-            crate::node::Node::discover(&Root::new(&node.root), None, &etcd::Connection::default())
-                .map(|n| {
-                    n.manifests
-                        .into_iter()
-                        .filter(|m| {
-                            m.loaded_by_kubelet
-                                && m.file != "etcd.yaml"
-                                && m.component.as_deref() == Some("etcd")
-                        })
-                        .map(|m| m.file)
-                        .collect()
-                })
-                .unwrap_or_default();
-        check(
-            "no stray etcd manifest",
-            strays.is_empty(),
-            if strays.is_empty() {
-                "kubelet loads etcd.yaml alone".into()
-            } else {
-                format!("kubelet still loads {} as a second etcd", strays.join(", "))
-            },
-        );
+    let name = if broken.live_keys > 0 {
+        "the last good snapshot's keys are there".to_string()
+    } else {
+        format!("the {NAMESPACE} namespace is back")
+    };
+    if broken.expected.is_empty() {
+        // A drill.json from before values were recorded: names (or a count) only.
+        let back = broken.keys_back.iter().filter(|k| keys.contains_key(*k)).count();
+        let n = keys.len() as u64;
+        checks.push(check(
+            &name,
+            back == broken.keys_back.len() && n >= broken.live_keys,
+            format!(
+                "{back} of {} keys, {n} under /registry/ (by name only: this drill recorded no values)",
+                broken.keys_back.len()
+            ),
+        ));
+    } else {
+        let (same, changed, missing) = compare(&broken.expected, keys);
+        checks.push(check(
+            &name,
+            same == broken.expected.len(),
+            key_detail(same, changed, missing, broken.expected.len()),
+        ));
     }
+}
+
+/// No etcd pod kubelet loads on `node` besides etcd.yaml (a rename inside
+/// the manifests dir is not enough).
+fn no_stray(node: &DrillNode) -> Check {
+    let strays: Vec<String> =
+        crate::node::Node::discover(&Root::new(&node.root), None, &etcd::Connection::default())
+            .map(|n| {
+                n.manifests
+                    .into_iter()
+                    .filter(|m| {
+                        m.loaded_by_kubelet && m.file != "etcd.yaml" && m.component.as_deref() == Some("etcd")
+                    })
+                    .map(|m| m.file)
+                    .collect()
+            })
+            .unwrap_or_default();
+    check(
+        "no stray etcd manifest",
+        strays.is_empty(),
+        if strays.is_empty() {
+            "kubelet loads etcd.yaml alone".into()
+        } else {
+            format!("kubelet still loads {} as a second etcd", strays.join(", "))
+        },
+    )
+}
+
+/// Every old data dir the runs set aside is still there.
+fn old_data_kept(runs: &Runs) -> Check {
     let kept = runs.kept.iter().filter(|(_, k)| *k).count();
     check(
         "the old data dir is kept",
@@ -456,7 +465,21 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                 .collect::<Vec<_>>()
                 .join(", ")
         },
-    );
+    )
+}
+
+/// Looks at the sandbox now and grades the recovery from `broken`.
+pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecard {
+    let mut checks = Vec::new();
+    let node = &state.nodes[0];
+    let answered = ask_first(node).await;
+    let first_cluster = answered.as_ref().ok().map(|a| a.1);
+    other_members(state, first_cluster, &mut checks).await;
+    first_member(state, broken, &answered, &mut checks);
+    if broken.stray.is_some() {
+        checks.push(no_stray(node));
+    }
+    checks.push(old_data_kept(runs));
     let recovered = checks.iter().all(|c| c.passed);
     let at = crate::utc::parse_rfc3339(&broken.at);
     let end = if recovered {

@@ -18,9 +18,12 @@
 
 pub mod app;
 pub mod browse;
+mod engine_events;
 pub mod face;
+mod key_input;
 pub mod keys;
 pub mod picker;
+mod picker_view;
 pub mod status;
 #[cfg(test)]
 mod tests;

@@ -637,57 +637,7 @@ pub async fn teardown(paths: &Paths) -> Teardown {
         ..Teardown::default()
     };
     if let Some(pid) = running_pid(paths) {
-        if let Ok(mut cri) = Cri::connect(&paths.socket, Duration::from_secs(3)).await {
-            let step = Duration::from_secs(20);
-            let pods = tokio::time::timeout(step, cri.pods(&[])).await;
-            for p in pods.ok().and_then(Result::ok).unwrap_or_default() {
-                let _ = tokio::time::timeout(step, cri.stop_pod(&p.id)).await;
-                if matches!(
-                    tokio::time::timeout(step, cri.remove_pod(&p.id)).await,
-                    Ok(Ok(()))
-                ) {
-                    t.pods_removed += 1;
-                }
-            }
-            let containers = tokio::time::timeout(step, cri.containers(&[], None)).await;
-            for c in containers.ok().and_then(Result::ok).unwrap_or_default() {
-                let _ = tokio::time::timeout(step, cri.remove_container(&c.id)).await;
-            }
-        }
-        if let Some(bin) = which("ctr") {
-            let base = [
-                "--address".to_string(),
-                paths.socket.display().to_string(),
-                "-n".into(),
-                NAMESPACE.into(),
-            ];
-            let run = |more: &[&str]| {
-                let args: Vec<String> = base
-                    .iter()
-                    .cloned()
-                    .chain(more.iter().map(|s| (*s).to_string()))
-                    .collect();
-                let bin = bin.clone();
-                async move { ctr(&bin, &args, Duration::from_secs(20)).await }
-            };
-            let tasks = run(&["tasks", "ls", "-q"]).await.unwrap_or_default();
-            for id in tasks.split_whitespace() {
-                let _ = run(&["tasks", "kill", "-a", "-s", "SIGKILL", id]).await;
-                if run(&["tasks", "delete", "-f", id]).await.is_ok() {
-                    t.tasks_killed += 1;
-                }
-            }
-            let containers = run(&["containers", "ls", "-q"]).await.unwrap_or_default();
-            for id in containers.split_whitespace() {
-                let _ = run(&["containers", "rm", id]).await;
-            }
-        }
-        let p = Pid::from_raw(pid);
-        let _ = kill(p, Signal::SIGTERM);
-        if !wait_gone(&[pid], Duration::from_secs(10)).await {
-            let _ = kill(p, Signal::SIGKILL);
-            wait_gone(&[pid], Duration::from_secs(5)).await;
-        }
+        stop_containerd(paths, pid, &mut t).await;
         t.containerd_pid = u32::try_from(pid).ok();
     }
     let _ = std::fs::remove_file(&paths.pid_file);
@@ -717,31 +667,7 @@ pub async fn teardown(paths: &Paths) -> Teardown {
         t.left_behind
             .push(format!("processes still alive after SIGKILL: {left:?}"));
     }
-    // Tasks of a containerd that died: runc's state (which also frees their cgroups).
-    let runc_root = paths.state.join("runc");
-    for (ns, id) in subdirs2(&runc_root) {
-        let ns_root = runc_root.join(&ns);
-        let deleted = match which("runc") {
-            Some(runc) => {
-                let mut cmd = tokio::process::Command::new(runc);
-                cmd.arg("--root")
-                    .arg(&ns_root)
-                    .args(["delete", "--force", &id])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .kill_on_drop(true);
-                matches!(
-                    tokio::time::timeout(Duration::from_secs(20), cmd.status()).await,
-                    Ok(Ok(s)) if s.success()
-                )
-            }
-            None => false,
-        };
-        if !deleted && std::fs::remove_dir_all(ns_root.join(&id)).is_err() {
-            t.left_behind.push(format!("runc container {ns}/{id}"));
-        }
-    }
+    delete_runc_state(paths, &mut t).await;
     // Mounts under the node root, deepest (latest) first.
     let prefix = paths.root.clone();
     let under: Vec<PathBuf> = fsinfo::mounts()
@@ -772,7 +698,96 @@ pub async fn teardown(paths: &Paths) -> Teardown {
             Err(e) => t.left_behind.push(format!("task bundle {}: {e}", b.display())),
         }
     }
-    // The node's cgroups, once their processes are gone.
+    remove_cgroups(paths, &mut t).await;
+    t
+}
+
+/// Removes every pod and container through CRI, every task and container
+/// through `ctr`, then stops containerd (`pid`): SIGTERM, SIGKILL after 10s.
+async fn stop_containerd(paths: &Paths, pid: i32, t: &mut Teardown) {
+    if let Ok(mut cri) = Cri::connect(&paths.socket, Duration::from_secs(3)).await {
+        let step = Duration::from_secs(20);
+        let pods = tokio::time::timeout(step, cri.pods(&[])).await;
+        for p in pods.ok().and_then(Result::ok).unwrap_or_default() {
+            let _ = tokio::time::timeout(step, cri.stop_pod(&p.id)).await;
+            if matches!(
+                tokio::time::timeout(step, cri.remove_pod(&p.id)).await,
+                Ok(Ok(()))
+            ) {
+                t.pods_removed += 1;
+            }
+        }
+        let containers = tokio::time::timeout(step, cri.containers(&[], None)).await;
+        for c in containers.ok().and_then(Result::ok).unwrap_or_default() {
+            let _ = tokio::time::timeout(step, cri.remove_container(&c.id)).await;
+        }
+    }
+    if let Some(bin) = which("ctr") {
+        let base = [
+            "--address".to_string(),
+            paths.socket.display().to_string(),
+            "-n".into(),
+            NAMESPACE.into(),
+        ];
+        let run = |more: &[&str]| {
+            let args: Vec<String> = base
+                .iter()
+                .cloned()
+                .chain(more.iter().map(|s| (*s).to_string()))
+                .collect();
+            let bin = bin.clone();
+            async move { ctr(&bin, &args, Duration::from_secs(20)).await }
+        };
+        let tasks = run(&["tasks", "ls", "-q"]).await.unwrap_or_default();
+        for id in tasks.split_whitespace() {
+            let _ = run(&["tasks", "kill", "-a", "-s", "SIGKILL", id]).await;
+            if run(&["tasks", "delete", "-f", id]).await.is_ok() {
+                t.tasks_killed += 1;
+            }
+        }
+        let containers = run(&["containers", "ls", "-q"]).await.unwrap_or_default();
+        for id in containers.split_whitespace() {
+            let _ = run(&["containers", "rm", id]).await;
+        }
+    }
+    let p = Pid::from_raw(pid);
+    let _ = kill(p, Signal::SIGTERM);
+    if !wait_gone(&[pid], Duration::from_secs(10)).await {
+        let _ = kill(p, Signal::SIGKILL);
+        wait_gone(&[pid], Duration::from_secs(5)).await;
+    }
+}
+
+/// Deletes the runc state of a containerd that died (which also frees their cgroups).
+async fn delete_runc_state(paths: &Paths, t: &mut Teardown) {
+    let runc_root = paths.state.join("runc");
+    for (ns, id) in subdirs2(&runc_root) {
+        let ns_root = runc_root.join(&ns);
+        let deleted = match which("runc") {
+            Some(runc) => {
+                let mut cmd = tokio::process::Command::new(runc);
+                cmd.arg("--root")
+                    .arg(&ns_root)
+                    .args(["delete", "--force", &id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true);
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(20), cmd.status()).await,
+                    Ok(Ok(s)) if s.success()
+                )
+            }
+            None => false,
+        };
+        if !deleted && std::fs::remove_dir_all(ns_root.join(&id)).is_err() {
+            t.left_behind.push(format!("runc container {ns}/{id}"));
+        }
+    }
+}
+
+/// Removes the node's cgroups, once their processes are gone (waiting up to 5s for each).
+async fn remove_cgroups(paths: &Paths, t: &mut Teardown) {
     for dir in cgroup_dirs(&paths.cgroup_parent) {
         let start = Instant::now();
         loop {
@@ -790,7 +805,6 @@ pub async fn teardown(paths: &Paths) -> Teardown {
             }
         }
     }
-    t
 }
 
 /// `(name, child)` for every directory two levels below `dir` (namespace, then ID).

@@ -1431,6 +1431,70 @@ mod tests {
         cmd.args(args).stdin(Stdio::null()).output().unwrap()
     }
 
+    /// The client URL of `m`.
+    fn endpoint(m: &Member) -> String {
+        format!("https://127.0.0.1:{}", m.client_port)
+    }
+
+    /// Starts `m` of `cluster` with client and peer mutual TLS from its node's
+    /// pki, its data in `dir` and its log in `log`.
+    fn start_member(bins: &Path, m: &Member, cluster: &str, dir: &Path, log: &Path) -> Child {
+        let client = format!("https://127.0.0.1:{}", m.client_port);
+        let peer = format!("https://127.0.0.1:{}", m.peer_port);
+        Command::new(bins.join("etcd"))
+            .args([
+                format!("--name={}", m.name),
+                format!("--data-dir={}", dir.join("data").display()),
+                format!("--listen-client-urls={client}"),
+                format!("--advertise-client-urls={client}"),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
+                format!("--initial-cluster={cluster}"),
+                "--initial-cluster-state=new".to_owned(),
+                "--initial-cluster-token=pki-test".to_owned(),
+                format!("--cert-file={}", p(&m.pki, "etcd/server.crt")),
+                format!("--key-file={}", p(&m.pki, "etcd/server.key")),
+                format!("--trusted-ca-file={}", p(&m.pki, "etcd/ca.crt")),
+                "--client-cert-auth=true".to_owned(),
+                format!("--peer-cert-file={}", p(&m.pki, "etcd/peer.crt")),
+                format!("--peer-key-file={}", p(&m.pki, "etcd/peer.key")),
+                format!("--peer-trusted-ca-file={}", p(&m.pki, "etcd/ca.crt")),
+                "--peer-client-cert-auth=true".to_owned(),
+                "--log-level=warn".to_owned(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether every member answers `endpoint health` through the healthcheck
+    /// client within 30 s (false at once when one exits: its log says why).
+    fn wait_healthy(guard: &mut EtcdGuard, members: &[Member]) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            if guard.0.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_)))) {
+                return false;
+            }
+            let healthy = members.iter().all(|m| {
+                etcdctl(
+                    &m.pki,
+                    &endpoint(m),
+                    Some("etcd/healthcheck-client"),
+                    &["endpoint", "health"],
+                )
+                .status
+                .success()
+            });
+            if healthy {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+
     /// Two etcd 3.5 members on loopback, each serving client and peer mutual TLS with its own
     /// node's certificates (node 2's from copy_cluster_cas + write_node_certs), form one cluster:
     /// `endpoint health` passes with healthcheck-client and apiserver-etcd-client, a write on one
@@ -1473,61 +1537,12 @@ mod tests {
                 let dir = tmp.path().join(format!("{}-{attempt}", m.name));
                 fs::create_dir_all(&dir).unwrap();
                 let log = dir.join("etcd.log");
-                let client = format!("https://127.0.0.1:{}", m.client_port);
-                let peer = format!("https://127.0.0.1:{}", m.peer_port);
-                let child = Command::new(bins.join("etcd"))
-                    .args([
-                        format!("--name={}", m.name),
-                        format!("--data-dir={}", dir.join("data").display()),
-                        format!("--listen-client-urls={client}"),
-                        format!("--advertise-client-urls={client}"),
-                        format!("--listen-peer-urls={peer}"),
-                        format!("--initial-advertise-peer-urls={peer}"),
-                        format!("--initial-cluster={cluster}"),
-                        "--initial-cluster-state=new".to_owned(),
-                        "--initial-cluster-token=pki-test".to_owned(),
-                        format!("--cert-file={}", p(&m.pki, "etcd/server.crt")),
-                        format!("--key-file={}", p(&m.pki, "etcd/server.key")),
-                        format!("--trusted-ca-file={}", p(&m.pki, "etcd/ca.crt")),
-                        "--client-cert-auth=true".to_owned(),
-                        format!("--peer-cert-file={}", p(&m.pki, "etcd/peer.crt")),
-                        format!("--peer-key-file={}", p(&m.pki, "etcd/peer.key")),
-                        format!("--peer-trusted-ca-file={}", p(&m.pki, "etcd/ca.crt")),
-                        "--peer-client-cert-auth=true".to_owned(),
-                        "--log-level=warn".to_owned(),
-                    ])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(fs::File::create(&log).unwrap())
-                    .spawn()
-                    .unwrap();
-                guard.0.push(child);
+                guard.0.push(start_member(&bins, m, &cluster, &dir, &log));
                 logs.push(log);
             }
-            let endpoint = |m: &Member| format!("https://127.0.0.1:{}", m.client_port);
 
             // Bounded wait: both members healthy through the healthcheck client within 30 s.
-            let start = Instant::now();
-            let mut healthy = false;
-            while start.elapsed() < std::time::Duration::from_secs(30) {
-                if guard.0.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_)))) {
-                    break; // a member exited: its log says why
-                }
-                healthy = members.iter().all(|m| {
-                    etcdctl(
-                        &m.pki,
-                        &endpoint(m),
-                        Some("etcd/healthcheck-client"),
-                        &["endpoint", "health"],
-                    )
-                    .status
-                    .success()
-                });
-                if healthy {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+            let healthy = wait_healthy(&mut guard, &members);
             if !healthy {
                 last_failure = logs
                     .iter()

@@ -226,7 +226,7 @@ impl ProcessRuntime {
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let pid_file = self.pid_dir.join(format!("{id}.pid"));
         // With its start time, so `drill down` never kills a process that reused the PID.
-        let _ = std::fs::write(&pid_file, super::up::PidRecord::line(pid));
+        let _ = std::fs::write(&pid_file, super::down::PidRecord::line(pid));
         {
             let mut st = self.lock();
             if let Some(c) = st.containers.get_mut(id) {

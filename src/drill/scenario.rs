@@ -9,195 +9,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use clap::ValueEnum;
 use etcd_client::GetOptions;
 use serde::{Deserialize, Serialize};
 
-use super::up::{Drill, DrillNode, DrillState, node_connection};
+pub use super::broken::{Broken, Expected, Scenario};
+use super::state::{DrillNode, DrillState, Running, node_connection, state_file};
 use crate::exit::Fail;
 use crate::host::etcd;
 use crate::root::Root;
 
 /// The namespace `deleted-namespace` (and the scenarios built on it) deletes.
 pub const NAMESPACE: &str = "payments";
-
-/// A way the sandbox breaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// A namespace and everything in it deleted after the last backup.
-    DeletedNamespace,
-    /// etcd's database damaged: etcd crash-loops.
-    CorruptDataDir,
-    /// The newest backup is corrupt; the one before it is good.
-    BadBackup,
-    /// A leftover etcd.yaml.bak makes kubelet run a second etcd on the same data.
-    StrayManifest,
-    /// Three members; two lose their data: no quorum, the API is down (HA).
-    LostQuorum,
-    /// The namespace deleted, and the data dir's filesystem nearly full: the restore's pre-flight refuses (root: a tmpfs).
-    FullDisk,
-    /// One of the above, not said which: find out what broke.
-    Random,
-}
-
-impl Scenario {
-    /// Every scenario a drill can run (not `random`, which picks one of these).
-    pub const ALL: [Scenario; 6] = [
-        Scenario::DeletedNamespace,
-        Scenario::CorruptDataDir,
-        Scenario::BadBackup,
-        Scenario::StrayManifest,
-        Scenario::LostQuorum,
-        Scenario::FullDisk,
-    ];
-
-    /// The size of the filesystem the scenario gives etcd's data dir: room
-    /// for etcd and its 64 MiB WAL segment, the filler, then a restore beside
-    /// the old data once the filler is gone.
-    pub fn data_fs_size(self) -> Option<u64> {
-        (self == Scenario::FullDisk).then_some(256 << 20)
-    }
-
-    /// The members the sandbox needs for it (`random`: one, and it picks among the one-member scenarios).
-    pub fn members(self) -> usize {
-        if self == Scenario::LostQuorum { 3 } else { 1 }
-    }
-
-    /// Its name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::DeletedNamespace => "deleted-namespace",
-            Scenario::CorruptDataDir => "corrupt-data-dir",
-            Scenario::BadBackup => "bad-backup",
-            Scenario::StrayManifest => "stray-manifest",
-            Scenario::LostQuorum => "lost-quorum",
-            Scenario::FullDisk => "full-disk",
-            Scenario::Random => "random",
-        }
-    }
-
-    /// What happens, for `drill --list` (and the trainee, unless random).
-    pub fn story(self) -> &'static str {
-        match self {
-            Scenario::DeletedNamespace => {
-                "Someone ran `kubectl delete namespace payments` after the last backup: the namespace and everything in it is gone. Bring it back from the backup (`etcd-rescue snapshot diff` shows what the restore returns)."
-            }
-            Scenario::CorruptDataDir => {
-                "etcd's database on the node is damaged and etcd crash-loops: the API is down. Restore the member from the last good snapshot."
-            }
-            Scenario::BadBackup => {
-                "The payments namespace was deleted, and the newest backup is corrupt (a flipped byte). Notice it, and restore from the previous good one."
-            }
-            Scenario::StrayManifest => {
-                "The payments namespace was deleted, and someone left etcd.yaml.bak in the manifests dir: kubelet runs a second etcd on the same data. See it (`etcd-rescue node` flags it), deal with it, then restore."
-            }
-            Scenario::LostQuorum => {
-                "A three-member cluster: two members' data is destroyed and their etcd crash-loops; the last one has no quorum and the API is down. Restore all three members from one snapshot."
-            }
-            Scenario::FullDisk => {
-                "The payments namespace was deleted, and the filesystem of etcd's data dir is nearly full (someone left a big copy there). The restore's pre-flight refuses: find what fills it, make room, then restore."
-            }
-            Scenario::Random => {
-                "One of the one-member scenarios, not said which: find out what broke, then recover."
-            }
-        }
-    }
-
-    /// What `drill check` looks at, in the trainee's words.
-    pub fn recovered_means(self) -> &'static str {
-        match self {
-            Scenario::DeletedNamespace | Scenario::BadBackup => {
-                "every key of the payments namespace is back as the good backup holds it (its value and revisions: restored, not put back by hand), etcd answers with a leader, the members are right, the old data dir is kept"
-            }
-            Scenario::CorruptDataDir => {
-                "etcd answers with a leader and holds the last good snapshot's keys with their values and revisions, the members are right, the damaged data dir is kept"
-            }
-            Scenario::StrayManifest => {
-                "no stray etcd manifest in the manifests dir, every key of the payments namespace is back, etcd answers with a leader, the old data dir is kept"
-            }
-            Scenario::LostQuorum => {
-                "every member answers with a leader, three members in one cluster, the last good snapshot's keys there, every old data dir kept"
-            }
-            Scenario::FullDisk => {
-                "every key of the payments namespace is back, etcd answers with a leader, the old data dir is kept"
-            }
-            Scenario::Random => "what the scenario it picked means",
-        }
-    }
-}
-
-/// What a scenario broke and what recovering means, kept in `drill.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Broken {
-    /// The scenario run (never `random`: the one it picked).
-    pub scenario: Scenario,
-    /// `random` picked it: the trainee was not told.
-    #[serde(default)]
-    pub hidden: bool,
-    /// When the sandbox was broken (RFC 3339): the recovery clock starts there.
-    pub at: String,
-    /// Keys that must be there again.
-    #[serde(default)]
-    pub keys_back: Vec<String>,
-    /// Keys under `/registry/` the good snapshot holds (`corrupt-data-dir`).
-    #[serde(default)]
-    pub live_keys: u64,
-    /// The good snapshot.
-    pub good_snapshot: Option<PathBuf>,
-    /// The corrupt one (`bad-backup`).
-    #[serde(default)]
-    pub bad_snapshot: Option<PathBuf>,
-    /// The stray manifest (`stray-manifest`).
-    #[serde(default)]
-    pub stray: Option<PathBuf>,
-    /// What fills the data dir's filesystem (`full-disk`).
-    #[serde(default)]
-    pub filler: Option<PathBuf>,
-    /// Each key that must be back (`keys_back`, or every key under `/registry/`
-    /// for the scenarios that count `live_keys`) as the good snapshot holds it:
-    /// [`grade`] counts a key back only with this value and these revisions.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub expected: BTreeMap<String, Expected>,
-}
-
-/// A key as the drill seeded it, recorded when the sandbox was broken (nothing
-/// writes between the snapshot and the break, so the good snapshot holds the
-/// same).
-///
-/// Why revisions: a restore from a snapshot brings every key back with the
-/// `create_revision` and `mod_revision` it had in the snapshot (etcd assigns
-/// them when a key is written, and `snapshot restore`, with or without
-/// `--bump-revision`, keeps them), while any write through etcd's API, by
-/// `etcdctl put` or a program, gives the key a new revision above the break's.
-/// So matching revisions say the cluster is the restored one, not hand-patched,
-/// and unlike a restore run's journal (a file the trainee can edit, or a run
-/// from any snapshot) they cannot be faked through the API. The value's sha256
-/// says the content is the seeded one (`junk` put back under each
-/// deleted key was graded recovered).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Expected {
-    /// The value's sha256, hex.
-    pub sha256: String,
-    /// The revision that created the key.
-    pub create_revision: i64,
-    /// The revision of its last change.
-    pub mod_revision: i64,
-}
-
-impl Expected {
-    /// What `kv` holds now.
-    pub fn of(kv: &etcd_client::KeyValue) -> Expected {
-        use sha2::Digest;
-        Expected {
-            sha256: crate::hex::hex(&sha2::Sha256::digest(kv.value())),
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-        }
-    }
-}
 
 /// Every key under `/registry/` with what it holds, from `client`'s cluster.
 async fn registry(client: &mut etcd_client::Client) -> Result<BTreeMap<String, Expected>> {
@@ -315,12 +137,12 @@ async fn destroy(state: &DrillState, node: &DrillNode) -> Result<()> {
 
 /// Breaks the running sandbox as `scenario` says; returns what was done and
 /// what recovering means.
-pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
+pub async fn apply(scenario: Scenario, drill: &impl Running) -> Result<Broken> {
     let (scenario, hidden) = match scenario {
         Scenario::Random => (pick(), true),
         s => (s, false),
     };
-    let state = &drill.state;
+    let state = drill.state();
     if state.nodes.len() != scenario.members() {
         return Err(Fail::before_change(
             format!(
@@ -361,7 +183,7 @@ pub async fn apply(scenario: Scenario, drill: &Drill) -> Result<Broken> {
             // A second later, so its name (stamped to the second) is newer and never the good one's.
             tokio::time::sleep(Duration::from_millis(1100)).await;
             let newer = drill
-                .dir
+                .dir()
                 .join("backup")
                 .join(format!("etcd-snapshot-{}.db", crate::utc::now()));
             if crate::host::fs::exists(&newer) || Some(&newer) == state.snapshot.as_ref() {
@@ -490,19 +312,22 @@ pub struct Attempt {
     pub broken_at: String,
 }
 
-/// Looks at the sandbox now and grades the recovery from `broken`.
-pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecard {
-    let mut checks = Vec::new();
-    let node = &state.nodes[0];
-    let mut check = |name: &str, passed: bool, detail: String| {
-        checks.push(Check {
-            name: name.into(),
-            passed,
-            detail,
-        });
-    };
-    let conn = node_connection(node);
-    let answered = match &conn {
+/// One check's result.
+fn check(name: &str, passed: bool, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        passed,
+        detail,
+    }
+}
+
+/// What the first member says: its leader, its cluster, the members it
+/// lists and every key under `/registry/`.
+type Answered = (u64, u64, usize, BTreeMap<String, Expected>);
+
+/// Asks `node`'s etcd (within 10s) what [`Answered`] holds.
+async fn ask_first(node: &DrillNode) -> Result<Answered> {
+    match &node_connection(node) {
         Ok(c) => tokio::time::timeout(Duration::from_secs(10), async {
             let mut client = etcd::connect(c).await?;
             let st = client.status().await?;
@@ -515,9 +340,13 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         .map_err(|_| anyhow::anyhow!("no answer within 10s"))
         .and_then(|r| r),
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
-    };
-    // On an HA drill, every other member must answer with a leader too, in node 0's cluster.
-    let first_cluster = answered.as_ref().ok().map(|a| a.1);
+    }
+}
+
+/// On an HA drill, every member but the first must answer with a leader
+/// too, in the first one's cluster (`first_cluster`).
+async fn other_members(state: &DrillState, first_cluster: Option<u64>, checks: &mut Vec<Check>) {
+    let node = &state.nodes[0];
     for n in &state.nodes[1..] {
         let name = format!("etcd on {} answers with a leader", n.spec.name);
         let st = match node_connection(n) {
@@ -526,8 +355,8 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
         };
         match st {
             Ok(s) => {
-                check(&name, s.leader != 0, format!("leader {:x}", s.leader));
-                check(
+                checks.push(check(&name, s.leader != 0, format!("leader {:x}", s.leader)));
+                checks.push(check(
                     &format!("{} is in {}'s cluster", n.spec.name, node.spec.name),
                     first_cluster == Some(s.cluster_id),
                     format!(
@@ -536,91 +365,93 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                         node.spec.name,
                         first_cluster.map_or_else(|| "unknown".to_string(), |c| format!("{c:x}"))
                     ),
-                );
+                ));
             }
-            Err(e) => check(&name, false, short(&e)),
+            Err(e) => checks.push(check(&name, false, short(&e))),
         }
     }
-    match &answered {
-        Ok((leader, _, members, keys)) => {
-            check(
-                &if state.nodes.len() == 1 {
-                    "etcd answers with a leader".to_string()
-                } else {
-                    format!("etcd on {} answers with a leader", node.spec.name)
-                },
-                *leader != 0,
-                format!("leader {leader:x}"),
-            );
-            check(
-                "members",
-                *members == state.nodes.len(),
-                format!("{members} member(s), {} expected", state.nodes.len()),
-            );
-            if !broken.keys_back.is_empty() || broken.live_keys > 0 {
-                let name = if broken.live_keys > 0 {
-                    "the last good snapshot's keys are there".to_string()
-                } else {
-                    format!("the {NAMESPACE} namespace is back")
-                };
-                if broken.expected.is_empty() {
-                    // A drill.json from before values were recorded: names (or a count) only.
-                    let back = broken.keys_back.iter().filter(|k| keys.contains_key(*k)).count();
-                    let n = keys.len() as u64;
-                    check(
-                        &name,
-                        back == broken.keys_back.len() && n >= broken.live_keys,
-                        format!(
-                            "{back} of {} keys, {n} under /registry/ (by name only: this drill recorded no values)",
-                            broken.keys_back.len()
-                        ),
-                    );
-                } else {
-                    let (same, changed, missing) = compare(&broken.expected, keys);
-                    check(
-                        &name,
-                        same == broken.expected.len(),
-                        key_detail(same, changed, missing, broken.expected.len()),
-                    );
-                }
-            }
+}
+
+/// The first member's checks: a leader, the members, and the keys back as
+/// `broken` recorded them.
+fn first_member(state: &DrillState, broken: &Broken, answered: &Result<Answered>, checks: &mut Vec<Check>) {
+    let node = &state.nodes[0];
+    let leader_name = if state.nodes.len() == 1 {
+        "etcd answers with a leader".to_string()
+    } else {
+        format!("etcd on {} answers with a leader", node.spec.name)
+    };
+    let (leader, members, keys) = match answered {
+        Ok((leader, _, members, keys)) => (leader, members, keys),
+        Err(e) => {
+            checks.push(check(&leader_name, false, short(e)));
+            return;
         }
-        Err(e) => check(
-            &if state.nodes.len() == 1 {
-                "etcd answers with a leader".to_string()
-            } else {
-                format!("etcd on {} answers with a leader", node.spec.name)
-            },
-            false,
-            short(e),
-        ),
+    };
+    checks.push(check(&leader_name, *leader != 0, format!("leader {leader:x}")));
+    checks.push(check(
+        "members",
+        *members == state.nodes.len(),
+        format!("{members} member(s), {} expected", state.nodes.len()),
+    ));
+    if broken.keys_back.is_empty() && broken.live_keys == 0 {
+        return;
     }
-    if broken.stray.is_some() {
-        // Any etcd pod kubelet loads besides etcd.yaml (a rename inside the dir is not enough).
-        let strays: Vec<String> =
-            crate::node::Node::discover(&Root::new(&node.root), None, &etcd::Connection::default())
-                .map(|n| {
-                    n.manifests
-                        .into_iter()
-                        .filter(|m| {
-                            m.loaded_by_kubelet
-                                && m.file != "etcd.yaml"
-                                && m.component.as_deref() == Some("etcd")
-                        })
-                        .map(|m| m.file)
-                        .collect()
-                })
-                .unwrap_or_default();
-        check(
-            "no stray etcd manifest",
-            strays.is_empty(),
-            if strays.is_empty() {
-                "kubelet loads etcd.yaml alone".into()
-            } else {
-                format!("kubelet still loads {} as a second etcd", strays.join(", "))
-            },
-        );
+    let name = if broken.live_keys > 0 {
+        "the last good snapshot's keys are there".to_string()
+    } else {
+        format!("the {NAMESPACE} namespace is back")
+    };
+    if broken.expected.is_empty() {
+        // A drill.json from before values were recorded: names (or a count) only.
+        let back = broken.keys_back.iter().filter(|k| keys.contains_key(*k)).count();
+        let n = keys.len() as u64;
+        checks.push(check(
+            &name,
+            back == broken.keys_back.len() && n >= broken.live_keys,
+            format!(
+                "{back} of {} keys, {n} under /registry/ (by name only: this drill recorded no values)",
+                broken.keys_back.len()
+            ),
+        ));
+    } else {
+        let (same, changed, missing) = compare(&broken.expected, keys);
+        checks.push(check(
+            &name,
+            same == broken.expected.len(),
+            key_detail(same, changed, missing, broken.expected.len()),
+        ));
     }
+}
+
+/// No etcd pod kubelet loads on `node` besides etcd.yaml (a rename inside
+/// the manifests dir is not enough).
+fn no_stray(node: &DrillNode) -> Check {
+    let strays: Vec<String> =
+        crate::node::Node::discover(&Root::new(&node.root), None, &etcd::Connection::default())
+            .map(|n| {
+                n.manifests
+                    .into_iter()
+                    .filter(|m| {
+                        m.loaded_by_kubelet && m.file != "etcd.yaml" && m.component.as_deref() == Some("etcd")
+                    })
+                    .map(|m| m.file)
+                    .collect()
+            })
+            .unwrap_or_default();
+    check(
+        "no stray etcd manifest",
+        strays.is_empty(),
+        if strays.is_empty() {
+            "kubelet loads etcd.yaml alone".into()
+        } else {
+            format!("kubelet still loads {} as a second etcd", strays.join(", "))
+        },
+    )
+}
+
+/// Every old data dir the runs set aside is still there.
+fn old_data_kept(runs: &Runs) -> Check {
     let kept = runs.kept.iter().filter(|(_, k)| *k).count();
     check(
         "the old data dir is kept",
@@ -634,7 +465,21 @@ pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecar
                 .collect::<Vec<_>>()
                 .join(", ")
         },
-    );
+    )
+}
+
+/// Looks at the sandbox now and grades the recovery from `broken`.
+pub async fn grade(state: &DrillState, broken: &Broken, runs: &Runs) -> Scorecard {
+    let mut checks = Vec::new();
+    let node = &state.nodes[0];
+    let answered = ask_first(node).await;
+    let first_cluster = answered.as_ref().ok().map(|a| a.1);
+    other_members(state, first_cluster, &mut checks).await;
+    first_member(state, broken, &answered, &mut checks);
+    if broken.stray.is_some() {
+        checks.push(no_stray(node));
+    }
+    checks.push(old_data_kept(runs));
     let recovered = checks.iter().all(|c| c.passed);
     let at = crate::utc::parse_rfc3339(&broken.at);
     let end = if recovered {
@@ -727,7 +572,7 @@ pub fn record(dir: &Path, card: &Scorecard) -> Result<()> {
 
 /// The drill in `dir`, with its scenario; refuses (exit 2) a dir without one.
 pub fn load(dir: &Path) -> Result<(DrillState, Broken)> {
-    let path = super::up::state_file(dir);
+    let path = state_file(dir);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         Fail::before_change(
             format!("no drill in {} ({e})", dir.display()),
@@ -747,6 +592,8 @@ pub fn load(dir: &Path) -> Result<(DrillState, Broken)> {
 
 #[cfg(test)]
 mod tests {
+    use clap::ValueEnum;
+
     use super::*;
 
     /// The command line, drill.json and the printed name agree; `random` is never recorded.

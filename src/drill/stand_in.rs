@@ -25,10 +25,7 @@ pub fn run(name: &str) -> ExitCode {
         "{name} (etcd-rescue drill stand-in, pid {}): the drill has no {name} binary; this process holds its place",
         std::process::id()
     );
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-        return ExitCode::FAILURE;
-    };
-    rt.block_on(async move {
+    crate::host::rt::block_on(async move {
         let parent = nix::unistd::getppid();
         let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
             return ExitCode::FAILURE;
@@ -53,4 +50,5 @@ pub fn run(name: &str) -> ExitCode {
             }
         }
     })
+    .unwrap_or(ExitCode::FAILURE)
 }

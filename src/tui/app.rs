@@ -12,6 +12,9 @@
 //! Confirmation is data, as in gitui: `r` and `q` open a popup holding the
 //! pending choice, and only a `y` read after the popup (or the question) was
 //! on screen sends it. Keys typed before a question appeared are discarded.
+//!
+//! [`update`] hands engine and picker reports to `engine_events` and keys to
+//! `key_input`; this module holds the state and its small helpers.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,13 +24,12 @@ use std::time::{Duration, Instant, SystemTime};
 use ratatui::crossterm::event::KeyEvent;
 
 use super::face::{Event, Reply};
-use super::keys::{self, Ctx, Do};
+use super::keys::Ctx;
 use super::picker::{self, Checked, Detail, Found};
+use super::{engine_events, key_input};
 use crate::restore::face::{Answer, Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
-use crate::restore::journal::Outcome;
-use crate::restore::render::{self, Command, Line};
+use crate::restore::render::{Command, Line};
 use crate::restore::steps::{STAGES, StageId};
-use crate::snapshot::Integrity;
 
 /// Which command the wizard serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +134,7 @@ impl Screen {
         }
     }
 
-    fn output_mut(&mut self) -> Option<&mut Vec<String>> {
+    pub(super) fn output_mut(&mut self) -> Option<&mut Vec<String>> {
         match self {
             Screen::Applying { output, .. }
             | Screen::Failed { output, .. }
@@ -142,12 +144,12 @@ impl Screen {
         }
     }
 
-    fn take_output(&mut self) -> Vec<String> {
+    pub(super) fn take_output(&mut self) -> Vec<String> {
         self.output_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The question a screen asks the engine's way, if it asks one.
-    fn question(&self) -> Option<Asked> {
+    pub(super) fn question(&self) -> Option<Asked> {
         match self {
             Screen::Plan(_) => Some(Asked::Plan),
             Screen::Stage { .. } => Some(Asked::Stage),
@@ -158,7 +160,7 @@ impl Screen {
     }
 
     /// Whether the view keeps the end of the output in sight by default.
-    fn follows(&self) -> bool {
+    pub(super) fn follows(&self) -> bool {
         matches!(self, Screen::Applying { .. } | Screen::RollingBack { .. })
     }
 
@@ -236,11 +238,11 @@ pub struct Pending<T> {
 }
 
 impl<T> Pending<T> {
-    fn new(what: T) -> Pending<T> {
+    pub(super) fn new(what: T) -> Pending<T> {
         Pending { what, shown: None }
     }
     /// Whether a key read at `at` may answer it.
-    fn seen_by(&self, at: Instant) -> bool {
+    pub(super) fn seen_by(&self, at: Instant) -> bool {
         self.shown.is_some_and(|s| at >= s)
     }
 }
@@ -516,15 +518,15 @@ impl App {
         }
     }
 
-    fn log(&mut self, line: impl Into<String>) {
+    pub(super) fn log(&mut self, line: impl Into<String>) {
         self.transcript.push(line.into());
     }
 
-    fn stamp(&self) -> String {
+    pub(super) fn stamp(&self) -> String {
         crate::utc::rfc3339(self.now)
     }
 
-    fn row(&mut self, id: StageId) -> Option<&mut Row> {
+    pub(super) fn row(&mut self, id: StageId) -> Option<&mut Row> {
         self.rows.iter_mut().find(|r| r.id == id)
     }
 
@@ -534,7 +536,7 @@ impl App {
     }
 
     /// Puts `screen` on show, scrolled to its top (or following its output).
-    fn show(&mut self, screen: Screen) {
+    pub(super) fn show(&mut self, screen: Screen) {
         self.follow = screen.follows();
         self.screen = screen;
         self.scroll = 0;
@@ -542,7 +544,7 @@ impl App {
 
     /// A screen that asks the engine's question; the transcript so far is
     /// saved first, so a session killed while it waits keeps its record.
-    fn ask(&mut self, screen: Screen) -> Vec<Cmd> {
+    pub(super) fn ask(&mut self, screen: Screen) -> Vec<Cmd> {
         self.question = screen.question().map(Pending::new);
         self.show(screen);
         if let Some(why) = self.stopping.clone() {
@@ -552,7 +554,7 @@ impl App {
         vec![Cmd::Save]
     }
 
-    fn reply_quit(&mut self) -> Cmd {
+    pub(super) fn reply_quit(&mut self) -> Cmd {
         let r = match self.question.take().map(|q| q.what) {
             Some(Asked::Wait) => Reply::Wait(WaitChoice::Quit),
             _ => Reply::Answer(Answer::Quit),
@@ -561,17 +563,17 @@ impl App {
         Cmd::Reply(r)
     }
 
-    fn open(&mut self, popup: Popup) {
+    pub(super) fn open(&mut self, popup: Popup) {
         self.popup = Some(Pending::new(popup));
     }
 
     /// Whether the engine's question was on screen before a key read at `at`.
-    fn question_seen(&self, at: Instant) -> bool {
+    pub(super) fn question_seen(&self, at: Instant) -> bool {
         self.question.is_some_and(|q| q.seen_by(at))
     }
 
     /// The selected snapshot's detail, asked for once.
-    fn want_detail(&mut self) -> Vec<Cmd> {
+    pub(super) fn want_detail(&mut self) -> Vec<Cmd> {
         let Some(f) = self.picker.files.get(self.picker.selected) else {
             return Vec::new();
         };
@@ -620,9 +622,9 @@ pub fn clean(text: &str) -> String {
 /// Changes the state for one action; returns what the event loop must do.
 pub fn update(app: &mut App, action: Action) -> Vec<Cmd> {
     match action {
-        Action::Key(ev, at) => key(app, &ev, at),
-        Action::Engine(ev) => engine(app, ev),
-        Action::Picker(msg) => picked(app, msg),
+        Action::Key(ev, at) => key_input::key(app, &ev, at),
+        Action::Engine(ev) => engine_events::engine(app, ev),
+        Action::Picker(msg) => engine_events::picked(app, msg),
         Action::Drawn(at, viewport) => {
             app.viewport = viewport;
             app.scroll = app.scroll.min(viewport.limit());
@@ -666,512 +668,6 @@ pub fn update(app: &mut App, action: Action) -> Vec<Cmd> {
                 app.exit = true;
             }
             Vec::new()
-        }
-    }
-}
-
-fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {
-    let p = &mut app.picker;
-    match msg {
-        picker::Msg::Found {
-            files,
-            dirs,
-            data_dir,
-        } => {
-            p.checks = vec![None; files.len()];
-            p.files = files;
-            p.dirs = dirs;
-            p.data_dir = data_dir;
-            p.found = true;
-            p.all_checked = p.files.is_empty();
-            p.selected = picker::first_choice(&p.checks);
-            p.moved = false;
-            app.want_detail()
-        }
-        picker::Msg::Checked(i, r) => {
-            if let Some(slot) = p.checks.get_mut(i) {
-                *slot = Some(r);
-            }
-            // Until the operator moves it, the cursor stays on the newest
-            // verified snapshot as the checks come in, never on a damaged one.
-            let first = picker::first_choice(&p.checks);
-            if !p.moved && first != p.selected {
-                p.selected = first;
-                return app.want_detail();
-            }
-            Vec::new()
-        }
-        picker::Msg::AllChecked => {
-            p.all_checked = true;
-            Vec::new()
-        }
-        picker::Msg::Detail(path, d) => {
-            p.details.insert(path, Some(*d));
-            Vec::new()
-        }
-        picker::Msg::Skipped(path) => {
-            p.details.remove(&path);
-            app.want_detail()
-        }
-    }
-}
-
-fn engine(app: &mut App, ev: Event) -> Vec<Cmd> {
-    match ev {
-        Event::Begin(run) => {
-            let marks: BTreeMap<StageId, Row> = app.rows.drain(..).map(|r| (r.id, r)).collect();
-            app.rows = run
-                .order
-                .stages()
-                .iter()
-                .map(|id| {
-                    marks.get(id).cloned().unwrap_or(Row {
-                        id: *id,
-                        mark: Mark::Pending,
-                        took: None,
-                    })
-                })
-                .collect();
-            if let Some(began) = run.outage_began {
-                app.outage = Some((began, None));
-            }
-            for id in &run.done {
-                if let Some(r) = app.row(*id) {
-                    r.mark = Mark::Done;
-                }
-            }
-            app.log(format!(
-                "{} run {} (journal {})",
-                app.stamp(),
-                run.run_dir.file_name().unwrap_or_default().to_string_lossy(),
-                run.run_dir.join("journal.jsonl").display()
-            ));
-            if !run.done.is_empty() {
-                let done: Vec<&str> = run.done.iter().map(|d| d.as_str()).collect();
-                app.log(format!("  done before this session: {}", done.join(", ")));
-            }
-            if run.rolling_back && !matches!(app.screen, Screen::RollingBack { .. }) {
-                app.show(Screen::RollingBack { output: Vec::new() });
-            }
-            app.run_dir = Some(run.run_dir);
-            Vec::new()
-        }
-        Event::Plan(lines) => {
-            app.log(format!("{} plan:", app.stamp()));
-            app.transcript.extend(render::text(&lines));
-            let lines = lines.into_iter().map(|(t, l)| (t, clean(&l))).collect();
-            app.ask(Screen::Plan(lines))
-        }
-        Event::Stage(view) => {
-            for (i, r) in app.rows.iter_mut().enumerate() {
-                if i + 1 < view.number && r.mark == Mark::Pending {
-                    r.mark = Mark::Done;
-                }
-                if i + 1 == view.number {
-                    r.mark = Mark::Current;
-                }
-            }
-            app.log(format!(
-                "\n{} [{}/{}] {}: {}",
-                app.stamp(),
-                view.number,
-                view.of,
-                view.id,
-                view.title
-            ));
-            let mut why: Vec<String> = view.why.iter().map(|w| format!("  {w}")).collect();
-            if let Some(w) = &view.writes_so_far {
-                why.push(format!("  {}", crate::restore::render::writes_so_far(w)));
-            }
-            let preview: Vec<String> = view.preview.iter().map(|p| format!("    {p}")).collect();
-            app.transcript.extend(why);
-            app.transcript.extend(preview);
-            let previous = match &mut app.screen {
-                Screen::Applying { done, .. } => done.take(),
-                _ => None,
-            };
-            app.ask(Screen::Stage { view, previous })
-        }
-        Event::Line(text) => {
-            app.log(format!("    {text}"));
-            if let Some(out) = app.screen.output_mut() {
-                out.push(clean(&text));
-            }
-            Vec::new()
-        }
-        Event::Progress(p) => {
-            if let Screen::Applying { progress, .. } = &mut app.screen {
-                *progress = Some(p);
-            }
-            Vec::new()
-        }
-        Event::StageDone { id, took } => {
-            app.log(format!("  done: {id} ({took:.1?})"));
-            if let Some(r) = app.row(id) {
-                r.mark = Mark::Done;
-                r.took = Some(took);
-            }
-            if id == StageId::Verify
-                && let Some((_, ended)) = &mut app.outage
-            {
-                ended.get_or_insert(app.now);
-            }
-            if let Screen::Applying { output, done, .. } = &mut app.screen {
-                *done = Some(Previous {
-                    id,
-                    took,
-                    last: output.last().cloned(),
-                });
-            }
-            Vec::new()
-        }
-        Event::RollingBack => {
-            app.log(format!("{} rolling back", app.stamp()));
-            app.question = None;
-            if !matches!(app.screen, Screen::RollingBack { .. }) {
-                app.show(Screen::RollingBack { output: Vec::new() });
-            }
-            Vec::new()
-        }
-        Event::Failed(f) => {
-            for l in render::failure(&f) {
-                app.log(l);
-            }
-            if let Some(r) = app.row(f.stage) {
-                r.mark = Mark::Failed;
-            }
-            let output = app.screen.take_output();
-            let failure = Failure {
-                error: clean(&f.error),
-                ..f
-            };
-            app.ask(Screen::Failed { failure, output })
-        }
-        Event::Waiting(w) => {
-            if w.changed {
-                app.log(format!("    {}", render::waiting(&w)));
-            }
-            match &mut app.screen {
-                Screen::Applying { wait, .. } => *wait = Some(w),
-                Screen::RollingBack { output } if w.changed => output.push(clean(&render::waiting(&w))),
-                _ => {}
-            }
-            Vec::new()
-        }
-        Event::WaitTimeout(holders) => {
-            for l in render::wait_timeout(&holders) {
-                app.log(l);
-            }
-            let stage = match app.screen {
-                Screen::Applying { stage, .. } => Some(stage),
-                _ => None,
-            };
-            let output = app.screen.take_output();
-            app.ask(Screen::Waiting {
-                stage,
-                holders,
-                output,
-            })
-        }
-        Event::Summary(summary) => {
-            app.log(String::new());
-            app.transcript.extend(render::text(&render::summary(&summary)));
-            if summary.outcome == Outcome::RolledBack {
-                for r in &mut app.rows {
-                    r.mark = match r.mark {
-                        Mark::Pending | Mark::Current => Mark::Pending,
-                        _ => Mark::RolledBack,
-                    };
-                }
-            }
-            app.question = None;
-            app.show(Screen::Summary(summary));
-            vec![Cmd::Save]
-        }
-    }
-}
-
-fn scroll(app: &mut App, what: Do) {
-    let limit = app.viewport.limit();
-    let page = app.viewport.page();
-    let from = if app.follow { limit } else { app.scroll.min(limit) };
-    app.scroll = match what {
-        Do::Up => from.saturating_sub(1),
-        Do::Down => (from + 1).min(limit),
-        Do::PageUp => from.saturating_sub(page),
-        Do::PageDown => (from + page).min(limit),
-        Do::Top => 0,
-        _ => limit,
-    };
-    app.follow = app.screen.follows() && app.scroll == limit;
-}
-
-fn select(app: &mut App, what: Do) -> Vec<Cmd> {
-    let n = app.picker.files.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let page = 5;
-    app.picker.moved = true;
-    let s = app.picker.selected;
-    app.picker.selected = match what {
-        Do::Up => s.saturating_sub(1),
-        Do::Down => (s + 1).min(n - 1),
-        Do::PageUp => s.saturating_sub(page),
-        Do::PageDown => (s + page).min(n - 1),
-        Do::Top => 0,
-        _ => n - 1,
-    };
-    app.want_detail()
-}
-
-fn key(app: &mut App, ev: &KeyEvent, at: Instant) -> Vec<Cmd> {
-    let ctx = app.ctx();
-    let Some(what) = keys::lookup(ctx, ev) else {
-        return Vec::new();
-    };
-    app.notice = None;
-    match ctx {
-        Ctx::Help => {
-            app.popup = None;
-            return Vec::new();
-        }
-        Ctx::Popup => return popup(app, what, at),
-        _ => {}
-    }
-    match what {
-        Do::Help => {
-            app.open(Popup::Help);
-            Vec::new()
-        }
-        Do::Up | Do::Down | Do::PageUp | Do::PageDown | Do::Top | Do::Bottom => {
-            if matches!(app.screen, Screen::Picker) {
-                select(app, what)
-            } else {
-                scroll(app, what);
-                Vec::new()
-            }
-        }
-        Do::Choose => choose(app),
-        Do::Interrupt | Do::Quit => quit(app, what, at),
-        Do::Yes => yes(app, at),
-        Do::Rollback => {
-            if app.question_seen(at) {
-                app.open(Popup::Rollback);
-            }
-            Vec::new()
-        }
-        Do::KeepWaiting | Do::ForceStop => {
-            if !app.question_seen(at) {
-                return Vec::new();
-            }
-            let choice = if what == Do::KeepWaiting {
-                WaitChoice::KeepWaiting
-            } else {
-                WaitChoice::ForceStop
-            };
-            answer_wait(app, choice)
-        }
-        Do::Terminate => {
-            if app.question_seen(at) {
-                app.open(Popup::Terminate);
-            }
-            Vec::new()
-        }
-        Do::Cancel | Do::Refresh => Vec::new(),
-    }
-}
-
-/// Answers the wait-timeout question with `choice` (offered by the screen's
-/// key table) and goes back to the screen that waits.
-fn answer_wait(app: &mut App, choice: WaitChoice) -> Vec<Cmd> {
-    let Screen::Waiting {
-        stage,
-        output,
-        holders,
-    } = &mut app.screen
-    else {
-        return Vec::new();
-    };
-    let said = render::wait_choice(choice, holders);
-    let (stage, output) = (*stage, std::mem::take(output));
-    app.question = None;
-    app.log(format!("{} answer: {said}", app.stamp()));
-    app.show(match stage {
-        Some(stage) => Screen::Applying {
-            stage,
-            output,
-            done: None,
-            progress: None,
-            wait: None,
-        },
-        None => Screen::RollingBack { output },
-    });
-    vec![Cmd::Reply(Reply::Wait(choice))]
-}
-
-fn choose(app: &mut App) -> Vec<Cmd> {
-    let p = &app.picker;
-    let Some(f) = p.files.get(p.selected) else {
-        return Vec::new();
-    };
-    match p.checks.get(p.selected).cloned().flatten() {
-        Some(Err(e)) => {
-            app.notice = Some(format!("not readable as a snapshot: {e}"));
-            return Vec::new();
-        }
-        Some(Ok(c)) if !c.ok => {
-            app.notice = Some(format!("this snapshot has a problem: {}", c.message));
-            return Vec::new();
-        }
-        Some(Ok(c)) if c.sealed && !app.identity => {
-            app.notice = Some(
-                "encrypted with age: run again with --identity FILE (the key file whose public key it was encrypted to)"
-                    .into(),
-            );
-            return Vec::new();
-        }
-        Some(Ok(c)) if c.integrity == Some(Integrity::Absent) && !app.skip_hash_check => {
-            app.notice = Some(
-                "no sha256 trailer (a copy of a data dir's db?): run again with --skip-hash-check to restore it"
-                    .into(),
-            );
-            return Vec::new();
-        }
-        _ => {}
-    }
-    let path = f.path.clone();
-    app.log(format!("{} snapshot chosen: {}", app.stamp(), path.display()));
-    app.show(Screen::Planning);
-    app.engine = Engine::Running;
-    vec![Cmd::Start(Some(path))]
-}
-
-fn quit(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
-    match app.screen {
-        Screen::Picker | Screen::ConfirmRollback(_) | Screen::Summary(_) => {
-            app.exit = true;
-            Vec::new()
-        }
-        Screen::Plan(_) => {
-            if what == Do::Quit && !app.question_seen(at) {
-                return Vec::new();
-            }
-            app.stopping = Some(Stop::Cancelled);
-            if app.question.is_some() {
-                return vec![app.reply_quit()];
-            }
-            Vec::new()
-        }
-        // Only a restore still computing its plan has changed nothing; a resume, or a
-        // restore whose plan was accepted (its journal exists), stops at a stage boundary.
-        Screen::Planning if app.mode == Mode::Restore => {
-            app.stopping = Some(Stop::Cancelled);
-            app.notice = Some("cancelling: nothing was changed".into());
-            Vec::new()
-        }
-        Screen::Planning
-        | Screen::Starting
-        | Screen::Stage { .. }
-        | Screen::Applying { .. }
-        | Screen::Failed { .. }
-        | Screen::Waiting { .. } => {
-            if app.stopping.is_none() {
-                app.open(Popup::Stop);
-            }
-            Vec::new()
-        }
-        Screen::RollingBack { .. } => {
-            app.notice =
-                Some("the rollback asks nothing and finishes by itself; wait for its summary".into());
-            Vec::new()
-        }
-    }
-}
-
-fn yes(app: &mut App, at: Instant) -> Vec<Cmd> {
-    if matches!(app.screen, Screen::ConfirmRollback(_)) {
-        app.log(format!("{} answer: roll back", app.stamp()));
-        app.show(Screen::RollingBack { output: Vec::new() });
-        app.engine = Engine::Running;
-        return vec![Cmd::Start(None)];
-    }
-    if !app.question_seen(at) {
-        return Vec::new();
-    }
-    let stage = match &app.screen {
-        Screen::Plan(_) => None,
-        Screen::Stage { view, .. } => Some(view.id),
-        Screen::Failed { failure, .. } => Some(failure.stage),
-        _ => return Vec::new(),
-    };
-    app.question = None;
-    match stage {
-        None => {
-            app.log(format!("{} answer: start", app.stamp()));
-            app.show(Screen::Starting);
-        }
-        Some(id) => {
-            let retry = matches!(app.screen, Screen::Failed { .. });
-            app.log(format!(
-                "{} answer: {} {id}",
-                app.stamp(),
-                if retry { "retry" } else { "apply" },
-            ));
-            if let Some(r) = app.row(id) {
-                r.mark = Mark::Running;
-            }
-            if id == StageId::StopControlPlane && app.outage.is_none() {
-                app.outage = Some((app.now, None));
-            }
-            app.show(Screen::Applying {
-                stage: id,
-                output: Vec::new(),
-                done: None,
-                progress: None,
-                wait: None,
-            });
-        }
-    }
-    vec![Cmd::Reply(Reply::Answer(Answer::Yes))]
-}
-
-fn popup(app: &mut App, what: Do, at: Instant) -> Vec<Cmd> {
-    let Some(p) = app.popup else {
-        return Vec::new();
-    };
-    match what {
-        Do::Yes if p.seen_by(at) => {}
-        Do::Cancel => {
-            app.popup = None;
-            return Vec::new();
-        }
-        Do::Interrupt if p.what == Popup::Stop => {}
-        _ => return Vec::new(),
-    }
-    app.popup = None;
-    match p.what {
-        Popup::Help => Vec::new(),
-        Popup::Stop => {
-            app.stopping = Some(Stop::Operator);
-            app.notice = Some("stopping at the next stage boundary; the journal keeps the way back".into());
-            if app.question.is_some() {
-                vec![app.reply_quit()]
-            } else {
-                Vec::new()
-            }
-        }
-        Popup::Terminate => answer_wait(app, WaitChoice::Terminate),
-        Popup::Rollback => {
-            let Some(asked) = app.question.take() else {
-                return Vec::new();
-            };
-            app.log(format!("{} answer: roll back", app.stamp()));
-            app.show(Screen::RollingBack { output: Vec::new() });
-            vec![Cmd::Reply(match asked.what {
-                Asked::Wait => Reply::Wait(WaitChoice::Rollback),
-                _ => Reply::Answer(Answer::Rollback),
-            })]
         }
     }
 }

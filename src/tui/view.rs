@@ -13,20 +13,18 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
 
-use super::app::{App, Engine, Mark, Mode, Popup, Screen, Viewport};
+use super::app::{App, Engine, Mark, Mode, Popup, Previous, Screen, Viewport};
 use super::keys::{self, Ctx};
-use crate::restore::face::WaitChoice;
+use super::picker_view;
+use crate::restore::face::{Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
 use crate::restore::journal::Outcome;
 use crate::restore::render;
 use crate::restore::steps::StageId;
-use crate::snapshot::Integrity;
 
 /// Columns of the runbook down the side (`[x] start-control-plane` and a margin).
 const SIDE: u16 = 23;
 /// Narrower than this, the runbook is left out.
 const SIDE_MIN_WIDTH: u16 = 64;
-/// Rows of the picker's list at most.
-const LIST_ROWS: usize = 7;
 
 /// What a piece of text means, as every view colours it.
 #[derive(Clone, Copy)]
@@ -44,7 +42,7 @@ pub(crate) enum Tone {
     Selected,
 }
 
-fn style(app: &App, tone: Tone) -> Style {
+pub(super) fn style(app: &App, tone: Tone) -> Style {
     paint(app.color, tone)
 }
 
@@ -207,9 +205,10 @@ fn fit(line: String, width: usize) -> String {
 }
 
 /// Lines for a pane of fixed width.
-struct Text<'a> {
+pub(super) struct Text<'a> {
     app: &'a App,
-    width: usize,
+    /// Columns of the pane.
+    pub(super) width: usize,
     lines: Vec<Line<'static>>,
     /// A word wider than the pane was cut (see [`fit`]).
     cut: bool,
@@ -224,35 +223,35 @@ impl<'a> Text<'a> {
             cut: false,
         }
     }
-    fn add(&mut self, text: &str, tone: Tone) {
+    pub(super) fn add(&mut self, text: &str, tone: Tone) {
         let st = style(self.app, tone);
         for l in wrap(text, self.width) {
             self.cut |= l.chars().count() > self.width;
             self.lines.push(Line::styled(fit(l, self.width), st));
         }
     }
-    fn plain(&mut self, text: &str) {
+    pub(super) fn plain(&mut self, text: &str) {
         self.add(text, Tone::Plain);
     }
-    fn prose(&mut self, text: &str, tone: Tone) {
+    pub(super) fn prose(&mut self, text: &str, tone: Tone) {
         let st = style(self.app, tone);
         for l in wrap_prose(text, self.width) {
             self.cut |= l.chars().count() > self.width;
             self.lines.push(Line::styled(fit(l, self.width), st));
         }
     }
-    fn heading(&mut self, text: &str) {
+    pub(super) fn heading(&mut self, text: &str) {
         self.add(text, Tone::Heading);
     }
-    fn blank(&mut self) {
+    pub(super) fn blank(&mut self) {
         self.lines.push(Line::default());
     }
-    fn spans(&mut self, spans: Vec<Span<'static>>) {
+    pub(super) fn spans(&mut self, spans: Vec<Span<'static>>) {
         self.lines.push(Line::from(spans));
     }
 }
 
-fn spinner(app: &App) -> &'static str {
+pub(super) fn spinner(app: &App) -> &'static str {
     ["-", "\\", "|", "/"][usize::try_from(app.ticks % 4).unwrap_or(0)]
 }
 
@@ -435,387 +434,237 @@ fn cuts(app: &App, width: u16) -> bool {
 fn texts(app: &App, width: u16) -> (Text<'_>, Text<'_>) {
     let mut h = Text::new(app, width);
     let mut b = Text::new(app, width);
+    let (hd, bd) = (&mut h, &mut b);
     match &app.screen {
-        Screen::Picker => picker(app, &mut h, &mut b),
-        Screen::Planning | Screen::Starting => {
-            let computing = app.mode == Mode::Restore && matches!(app.screen, Screen::Planning);
-            let what = match app.mode {
-                Mode::Restore if computing => "Planning",
-                Mode::Restore => "Starting the run",
-                Mode::Resume | Mode::Rollback => "Opening the journal",
-            };
-            h.spans(vec![
-                Span::styled(what.to_string(), style(app, Tone::Bold)),
-                Span::raw(format!("  {}", spinner(app))),
-            ]);
-            if computing {
-                b.prose("Discovering the node, checking the snapshot natively (sha256 trailer, pages, revision, keys) and finding the restore tool.", Tone::Plain);
-                b.blank();
-                b.prose("Nothing changes before you confirm the plan.", Tone::Plain);
-            }
-        }
-        Screen::Plan(plan) => {
-            h.add("Review the plan: nothing has changed yet", Tone::Bold);
-            h.add(
-                "Each stage shows its exact commands again and asks before it runs.",
-                Tone::Dim,
-            );
-            for (kind, l) in plan {
-                let tone = match kind {
-                    render::Tone::Warning => Tone::Warn,
-                    render::Tone::Heading => Tone::Heading,
-                    _ => Tone::Plain,
-                };
-                b.add(l, tone);
-            }
-        }
-        Screen::Stage { view, previous } => {
-            stage_head(app, &mut h, Some(view.id), "waiting for y", false);
-            h.blank();
-            b.heading("Why");
-            for w in &view.why {
-                b.prose(&format!("  {w}"), Tone::Plain);
-            }
-            if let Some(w) = &view.writes_so_far {
-                b.prose(&format!("  {}", render::writes_so_far(w)), Tone::Warn);
-            }
-            b.heading("What it does, exactly");
-            for p in &view.preview {
-                b.plain(&format!("  {p}"));
-            }
-            if let Some(p) = previous {
-                b.blank();
-                b.add(
-                    &format!("Previous stage {}: done and verified in {:.1?}", p.id, p.took),
-                    Tone::Good,
-                );
-                if let Some(l) = &p.last {
-                    b.add(&format!("  {l}"), Tone::Dim);
-                }
-            }
-        }
+        Screen::Picker => picker_view::picker(app, hd, bd),
+        Screen::Planning | Screen::Starting => planning(app, hd, bd),
+        Screen::Plan(lines) => plan(hd, bd, lines),
+        Screen::Stage { view, previous } => stage(app, hd, bd, view, previous.as_ref()),
         Screen::Applying {
             stage,
-            output: out,
+            output,
             progress,
             wait,
             ..
-        } => {
-            stage_head(app, &mut h, Some(*stage), "applying", true);
-            if let Some(w) = wait {
-                h.add(
-                    &format!(
-                        "Still running: {} left of --wait-timeout, then it asks what to do",
-                        render::clock(w.left)
-                    ),
-                    Tone::Warn,
-                );
-                for holder in &w.holders {
-                    h.add(&format!("  {}", render::holder(holder)), Tone::Plain);
-                }
-            }
-            if let Some(p) = progress {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let filled = ((p.ratio() * 20.0).round() as usize).min(20);
-                h.add(
-                    &format!(
-                        "[{}{}] {}",
-                        "#".repeat(filled),
-                        ".".repeat(20 - filled),
-                        render::progress(p)
-                    ),
-                    Tone::Bold,
-                );
-            }
-            h.blank();
-            output(&mut b, out, "nothing yet");
-        }
-        Screen::Failed {
-            failure: f,
-            output: out,
-        } => {
-            let n = app.number(f.stage);
-            h.spans(vec![Span::styled(
-                format!("FAILED · stage {n} of {} · {}", app.rows.len(), f.stage),
-                style(app, Tone::Bad),
-            )]);
-            h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
-            h.blank();
-            b.heading("What failed");
-            b.prose(&format!("  {}", f.error), Tone::Plain);
-            b.heading("Journal, and how to go on later");
-            b.prose(
-                &format!(
-                    "  the journal is {}; resume to go on, or roll back to undo:",
-                    f.journal.display()
-                ),
-                Tone::Plain,
-            );
-            for cmd in [&f.resume, &f.rollback] {
-                b.add(&format!("  $ {cmd}"), Tone::Bold);
-            }
-            output(&mut b, out, "none");
-        }
-        Screen::Waiting { stage, holders, .. } => {
-            stage_head(app, &mut h, *stage, "still running", false);
-            h.blank();
-            b.heading("Still running");
-            for holder in holders {
-                b.add(&format!("  {}", render::holder(holder)), Tone::Bold);
-                b.prose(&format!("    {}", render::holder_action(holder)), Tone::Plain);
-            }
-            b.blank();
-            let choices: Vec<String> = keys::bindings(app.screen_ctx())
-                .filter_map(|k| {
-                    let choice = match k.action {
-                        keys::Do::KeepWaiting => WaitChoice::KeepWaiting,
-                        keys::Do::ForceStop => WaitChoice::ForceStop,
-                        keys::Do::Terminate => WaitChoice::Terminate,
-                        keys::Do::Rollback => WaitChoice::Rollback,
-                        keys::Do::Quit => WaitChoice::Quit,
-                        _ => return None,
-                    };
-                    Some(format!("{} {}", k.label, render::wait_choice(choice, holders)))
-                })
-                .collect();
-            b.prose(&format!("{}.", choices.join("; ")), Tone::Plain);
-        }
-        Screen::ConfirmRollback(run) => {
-            h.add("Roll back a run", Tone::Bold);
-            h.add(
-                "Every change it made is undone from its journal, newest first.",
-                Tone::Dim,
-            );
-            h.blank();
-            for l in run {
-                b.plain(l);
-            }
-        }
-        Screen::RollingBack { output: out } => {
-            h.spans(vec![
-                Span::styled("Rolling back".to_string(), style(app, Tone::Undone)),
-                Span::raw(format!("  {}", spinner(app))),
-            ]);
-            h.add(
-                "Manifests out, original dirs back, then every manifest back in.",
-                Tone::Plain,
-            );
-            h.blank();
-            output(&mut b, out, "");
-        }
-        Screen::Summary(summary) => {
-            let lines = render::summary(summary);
-            let tone = if summary.outcome == Outcome::RolledBack {
-                Tone::Undone
-            } else {
-                Tone::Good
-            };
-            let mut lines = lines.into_iter();
-            if let Some((_, first)) = lines.next() {
-                h.add(&first, tone);
-            }
-            h.blank();
-            let mut timings = false;
-            for (kind, l) in lines {
-                let timing = kind == render::Tone::Timing;
-                if timing && !timings {
-                    b.heading("Time per stage");
-                }
-                timings = timing;
-                b.plain(&l);
-            }
-            if let Some(d) = &app.run_dir {
-                b.blank();
-                b.add(
-                    &format!("Transcript: {}", d.join("transcript.txt").display()),
-                    Tone::Dim,
-                );
-            }
-        }
+        } => applying(app, hd, bd, *stage, output, progress.as_ref(), wait.as_ref()),
+        Screen::Failed { failure, output } => failed(app, hd, bd, failure, output),
+        Screen::Waiting { stage, holders, .. } => waiting(app, hd, bd, *stage, holders),
+        Screen::ConfirmRollback(run) => confirm_rollback(hd, bd, run),
+        Screen::RollingBack { output } => rolling_back(app, hd, bd, output),
+        Screen::Summary(s) => summary(app, hd, bd, s),
     }
     (h, b)
 }
 
-fn age(app: &App, t: std::time::SystemTime) -> String {
-    let s = app.now.duration_since(t).map_or(0, |d| d.as_secs());
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
+/// The engine plans or opens the journal.
+fn planning(app: &App, h: &mut Text, b: &mut Text) {
+    let computing = app.mode == Mode::Restore && matches!(app.screen, Screen::Planning);
+    let what = match app.mode {
+        Mode::Restore if computing => "Planning",
+        Mode::Restore => "Starting the run",
+        Mode::Resume | Mode::Rollback => "Opening the journal",
+    };
+    h.spans(vec![
+        Span::styled(what.to_string(), style(app, Tone::Bold)),
+        Span::raw(format!("  {}", spinner(app))),
+    ]);
+    if computing {
+        b.prose("Discovering the node, checking the snapshot natively (sha256 trailer, pages, revision, keys) and finding the restore tool.", Tone::Plain);
+        b.blank();
+        b.prose("Nothing changes before you confirm the plan.", Tone::Plain);
     }
 }
 
-fn picker(app: &App, head: &mut Text, body: &mut Text) {
-    let pick = &app.picker;
-    let done = pick.checks.iter().filter(|c| c.is_some()).count();
-    let mut spans = vec![Span::styled(
-        "Choose the snapshot to restore".to_string(),
-        style(app, Tone::Bold),
-    )];
-    if !pick.found {
-        spans.push(Span::raw(format!("  {} looking", spinner(app))));
-    } else if !pick.all_checked {
-        spans.push(Span::raw(format!(
-            "  {} checking {}/{}",
-            spinner(app),
-            done + 1,
-            pick.files.len()
-        )));
-    }
-    head.spans(spans);
-    if !pick.found {
-        return;
-    }
-    if pick.files.is_empty() {
-        head.blank();
-        head.add("No snapshot found in:", Tone::Warn);
-        for d in &pick.dirs {
-            head.plain(&format!("  {}", d.display()));
-        }
-        head.blank();
-        head.plain("Pass --snapshot FILE, or --backup-dir DIR to look elsewhere.");
-        return;
-    }
-    let width = head.width;
-    let file_w = width.saturating_sub(2 + 5 + 11 + 10 + 9 + 8);
-    head.spans(vec![Span::styled(
-        format!(
-            "  {:<5}{:>10} {:<10}{:>8} {:>7} {}",
-            "AGE", "SIZE", "CHECK", "REV", "KEYS", "FILE"
-        ),
-        style(app, Tone::Dim),
-    )]);
-    let first = pick.selected.saturating_sub(LIST_ROWS - 1);
-    for (i, f) in pick.files.iter().enumerate().skip(first).take(LIST_ROWS) {
-        let (check, rev, keys, tone) = match pick.checks.get(i).cloned().flatten() {
-            None => ("...".to_string(), String::new(), String::new(), Tone::Plain),
-            Some(Err(_)) => ("unreadable".into(), "-".into(), "-".into(), Tone::Bad),
-            Some(Ok(c)) => (
-                if c.ok {
-                    c.integrity.map_or("unknown", Integrity::as_str).to_string()
-                } else {
-                    "DAMAGED".into()
-                },
-                c.revision.to_string(),
-                c.keys.to_string(),
-                if c.ok { Tone::Plain } else { Tone::Bad },
-            ),
+/// The plan, before anything changes.
+fn plan(h: &mut Text, b: &mut Text, plan: &[render::Line]) {
+    h.add("Review the plan: nothing has changed yet", Tone::Bold);
+    h.add(
+        "Each stage shows its exact commands again and asks before it runs.",
+        Tone::Dim,
+    );
+    for (kind, l) in plan {
+        let tone = match kind {
+            render::Tone::Warning => Tone::Warn,
+            render::Tone::Heading => Tone::Heading,
+            _ => Tone::Plain,
         };
-        let name = pick
-            .dirs
-            .iter()
-            .find_map(|d| f.path.strip_prefix(d).ok())
-            .unwrap_or(&f.path)
-            .display()
-            .to_string();
-        let chars: Vec<char> = name.chars().collect();
-        let name: String = if chars.len() > file_w {
-            std::iter::once('~')
-                .chain(chars[chars.len() - file_w + 1..].iter().copied())
-                .collect()
-        } else {
-            name
-        };
-        let sel = i == pick.selected;
-        let mut st = style(app, tone);
-        if sel {
-            st = st.add_modifier(Modifier::REVERSED);
-        }
-        head.spans(vec![Span::styled(
-            format!(
-                "{}{:<5}{:>10} {:<10}{:>8} {:>7} {name}",
-                if sel { "> " } else { "  " },
-                age(app, f.modified),
-                crate::units::human_bytes(f.size),
-                check,
-                rev,
-                keys
-            ),
-            st,
-        )]);
+        b.add(l, tone);
     }
-    if pick.files.len() > LIST_ROWS {
-        head.add(
-            &format!("  ({} snapshots; ↑/↓ to move)", pick.files.len()),
-            Tone::Dim,
+}
+
+/// A stage waits for `y`.
+fn stage(app: &App, h: &mut Text, b: &mut Text, view: &StageView, previous: Option<&Previous>) {
+    stage_head(app, h, Some(view.id), "waiting for y", false);
+    h.blank();
+    b.heading("Why");
+    for w in &view.why {
+        b.prose(&format!("  {w}"), Tone::Plain);
+    }
+    if let Some(w) = &view.writes_so_far {
+        b.prose(&format!("  {}", render::writes_so_far(w)), Tone::Warn);
+    }
+    b.heading("What it does, exactly");
+    for p in &view.preview {
+        b.plain(&format!("  {p}"));
+    }
+    if let Some(p) = previous {
+        b.blank();
+        b.add(
+            &format!("Previous stage {}: done and verified in {:.1?}", p.id, p.took),
+            Tone::Good,
+        );
+        if let Some(l) = &p.last {
+            b.add(&format!("  {l}"), Tone::Dim);
+        }
+    }
+}
+
+/// A stage runs.
+fn applying(
+    app: &App,
+    h: &mut Text,
+    b: &mut Text,
+    stage: StageId,
+    out: &[String],
+    progress: Option<&Progress>,
+    wait: Option<&Wait>,
+) {
+    stage_head(app, h, Some(stage), "applying", true);
+    if let Some(w) = wait {
+        h.add(
+            &format!(
+                "Still running: {} left of --wait-timeout, then it asks what to do",
+                render::clock(w.left)
+            ),
+            Tone::Warn,
+        );
+        for holder in &w.holders {
+            h.add(&format!("  {}", render::holder(holder)), Tone::Plain);
+        }
+    }
+    if let Some(p) = progress {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let filled = ((p.ratio() * 20.0).round() as usize).min(20);
+        h.add(
+            &format!(
+                "[{}{}] {}",
+                "#".repeat(filled),
+                ".".repeat(20 - filled),
+                render::progress(p)
+            ),
+            Tone::Bold,
         );
     }
-    head.blank();
-    let Some(f) = pick.files.get(pick.selected) else {
-        return;
-    };
-    body.add(&f.path.display().to_string(), Tone::Bold);
-    match pick.checks.get(pick.selected).cloned().flatten() {
-        Some(Ok(c)) => {
-            body.add(
-                &format!("{}: {}", if c.ok { "sound" } else { "PROBLEM" }, c.message),
-                if c.ok { Tone::Good } else { Tone::Bad },
-            );
-            if c.ok && c.integrity == Some(Integrity::Absent) {
-                body.add(
-                    "no sha256 trailer: restoring it needs --skip-hash-check",
-                    Tone::Warn,
-                );
-            }
-        }
-        Some(Err(e)) => body.add(&e, Tone::Bad),
-        None => {}
+    h.blank();
+    output(b, out, "nothing yet");
+}
+
+/// A stage failed.
+fn failed(app: &App, h: &mut Text, b: &mut Text, f: &Failure, out: &[String]) {
+    let n = app.number(f.stage);
+    h.spans(vec![Span::styled(
+        format!("FAILED · stage {n} of {} · {}", app.rows.len(), f.stage),
+        style(app, Tone::Bad),
+    )]);
+    h.add("The node is as the journal says; nothing is lost.", Tone::Plain);
+    h.blank();
+    b.heading("What failed");
+    b.prose(&format!("  {}", f.error), Tone::Plain);
+    b.heading("Journal, and how to go on later");
+    b.prose(
+        &format!(
+            "  the journal is {}; resume to go on, or roll back to undo:",
+            f.journal.display()
+        ),
+        Tone::Plain,
+    );
+    for cmd in [&f.resume, &f.rollback] {
+        b.add(&format!("  $ {cmd}"), Tone::Bold);
     }
-    match pick.details.get(&f.path) {
-        None | Some(None) => body.add(&format!("{} reading what it holds", spinner(app)), Tone::Dim),
-        Some(Some(Err(e))) => body.add(e, Tone::Bad),
-        Some(Some(Ok(d))) => {
-            body.plain(&format!("members    {}", d.members.join("; ")));
-            body.plain(&format!(
-                "live keys  {} (compacted at {})",
-                d.live_keys, d.compact_revision
-            ));
-            let top: Vec<String> = d
-                .resources
-                .iter()
-                .take(8)
-                .map(|(r, n)| format!("{r} {n}"))
-                .collect();
-            body.plain(&format!("resources  {}", top.join(" · ")));
-            match &d.diff {
-                Err(e) => body.add(&format!("vs now     no comparison: {e}"), Tone::Dim),
-                Ok(c) => {
-                    body.plain(&format!(
-                        "vs now     {} (revision {})",
-                        c.current, c.current_revision
-                    ));
-                    body.add(
-                        &format!(
-                            "           brings back {} · loses {} · rolls back {} · {} the same",
-                            c.brought_back, c.lost, c.changed, c.unchanged
-                        ),
-                        if c.lost > 0 || c.changed > 0 {
-                            Tone::Warn
-                        } else {
-                            Tone::Plain
-                        },
-                    );
-                    for (r, ns, back, lost, changed) in c.groups.iter().take(6) {
-                        let mut parts = Vec::new();
-                        if *back > 0 {
-                            parts.push(format!("+{back} back"));
-                        }
-                        if *lost > 0 {
-                            parts.push(format!("-{lost} lost"));
-                        }
-                        if *changed > 0 {
-                            parts.push(format!("~{changed} changed"));
-                        }
-                        body.plain(&format!(
-                            "           {r}{}: {}",
-                            ns.as_ref().map_or(String::new(), |n| format!(" in {n}")),
-                            parts.join(", ")
-                        ));
-                    }
-                }
-            }
+    output(b, out, "none");
+}
+
+/// Something outlived the wait on etcd's data.
+fn waiting(app: &App, h: &mut Text, b: &mut Text, stage: Option<StageId>, holders: &[Holder]) {
+    stage_head(app, h, stage, "still running", false);
+    h.blank();
+    b.heading("Still running");
+    for holder in holders {
+        b.add(&format!("  {}", render::holder(holder)), Tone::Bold);
+        b.prose(&format!("    {}", render::holder_action(holder)), Tone::Plain);
+    }
+    b.blank();
+    let choices: Vec<String> = keys::bindings(app.screen_ctx())
+        .filter_map(|k| {
+            let choice = match k.action {
+                keys::Do::KeepWaiting => WaitChoice::KeepWaiting,
+                keys::Do::ForceStop => WaitChoice::ForceStop,
+                keys::Do::Terminate => WaitChoice::Terminate,
+                keys::Do::Rollback => WaitChoice::Rollback,
+                keys::Do::Quit => WaitChoice::Quit,
+                _ => return None,
+            };
+            Some(format!("{} {}", k.label, render::wait_choice(choice, holders)))
+        })
+        .collect();
+    b.prose(&format!("{}.", choices.join("; ")), Tone::Plain);
+}
+
+/// The rollback of a run, described before anything changes.
+fn confirm_rollback(h: &mut Text, b: &mut Text, run: &[String]) {
+    h.add("Roll back a run", Tone::Bold);
+    h.add(
+        "Every change it made is undone from its journal, newest first.",
+        Tone::Dim,
+    );
+    h.blank();
+    for l in run {
+        b.plain(l);
+    }
+}
+
+/// The rollback runs.
+fn rolling_back(app: &App, h: &mut Text, b: &mut Text, out: &[String]) {
+    h.spans(vec![
+        Span::styled("Rolling back".to_string(), style(app, Tone::Undone)),
+        Span::raw(format!("  {}", spinner(app))),
+    ]);
+    h.add(
+        "Manifests out, original dirs back, then every manifest back in.",
+        Tone::Plain,
+    );
+    h.blank();
+    output(b, out, "");
+}
+
+/// The run ended.
+fn summary(app: &App, h: &mut Text, b: &mut Text, summary: &Summary) {
+    let lines = render::summary(summary);
+    let tone = if summary.outcome == Outcome::RolledBack {
+        Tone::Undone
+    } else {
+        Tone::Good
+    };
+    let mut lines = lines.into_iter();
+    if let Some((_, first)) = lines.next() {
+        h.add(&first, tone);
+    }
+    h.blank();
+    let mut timings = false;
+    for (kind, l) in lines {
+        let timing = kind == render::Tone::Timing;
+        if timing && !timings {
+            b.heading("Time per stage");
         }
+        timings = timing;
+        b.plain(&l);
+    }
+    if let Some(d) = &app.run_dir {
+        b.blank();
+        b.add(
+            &format!("Transcript: {}", d.join("transcript.txt").display()),
+            Tone::Dim,
+        );
     }
 }
 

@@ -4,20 +4,18 @@
 //! and `rollback` undoes it from the journal alone.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::json;
 
 use super::face::{
     Answer, Face, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait,
     WaitChoice,
 };
-use super::journal::{self, Action, Journal, Kind, Outcome, Step, data};
+use super::journal::{self, Action, Journal, Kind, Note, Outcome, Step};
 use super::plan::SwapKind;
 use super::plan::{self, Plan};
 use super::render::{self, Command};
@@ -26,8 +24,8 @@ use crate::exit::{Code, Fail};
 use crate::host::cri::{self, Cri};
 use crate::host::etcd::Connection;
 use crate::host::fs::{
-    SELINUX, exists, fsync_dir, rename_noreplace, same_file_content, security_xattrs, set_xattr, tree,
-    tree_digest, tree_meta,
+    SELINUX, chown_tree, create_dir_durably, exists, fsync_dir, remove_file_durably, remove_tree,
+    rename_noreplace, same_file_content, security_xattrs, set_mode, set_xattr, tree, tree_digest, tree_meta,
 };
 use crate::host::proc::{Held, holders};
 
@@ -98,8 +96,21 @@ struct OldDigest {
 /// ends `waiting-for-peers`: a few election rounds.
 const QUORUM_PROBE: Duration = Duration::from_secs(5);
 
-/// The `wait-stopped` note's key for the stopped db's revision.
-const FINAL_REVISION: &str = "finalRevision";
+/// A `done` record's note: the change was found already made, and how.
+fn found(how: &str) -> Note {
+    Note {
+        found: Some(how.to_string()),
+        ..Note::default()
+    }
+}
+
+/// A note naming what is about to be stopped through CRI.
+fn force_stop(what: String) -> Note {
+    Note {
+        force_stop: Some(what),
+        ..Note::default()
+    }
+}
 
 fn changed_err(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
     changed(message, next).into()
@@ -123,10 +134,7 @@ impl<'a> Runner<'a> {
             order: plan.order,
             outage_began: journal::outage(&journal.records).map(|(began, _)| began),
         });
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let rt = crate::host::rt::multi_thread()?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();
@@ -283,7 +291,10 @@ impl<'a> Runner<'a> {
                             stage.id,
                             Kind::StageDone,
                             None,
-                            data([("seconds", json!(took.as_secs_f64()))]),
+                            Note {
+                                seconds: Some(took.as_secs_f64()),
+                                ..Note::default()
+                            },
                         )?;
                         self.face.stage_done(stage.id, took);
                         if stage.id == StageId::Verify {
@@ -294,8 +305,15 @@ impl<'a> Runner<'a> {
                     Err(e) if e.is::<RollbackRequested>() => return self.rollback_inner(false, false),
                     Err(e) => {
                         let msg = format!("{e:#}");
-                        self.journal
-                            .append(stage.id, Kind::Failed, None, data([("error", json!(msg))]))?;
+                        self.journal.append(
+                            stage.id,
+                            Kind::Failed,
+                            None,
+                            Note {
+                                error: Some(msg.clone()),
+                                ..Note::default()
+                            },
+                        )?;
                         let failure = Failure {
                             stage: stage.id,
                             error: msg,
@@ -326,7 +344,7 @@ impl<'a> Runner<'a> {
             self.finish_old_digests()?;
         }
         self.journal
-            .append(Step::End, Kind::End, None, data([("outcome", json!(outcome))]))?;
+            .append(Step::End, Kind::End, None, Note::outcome(outcome))?;
         let summary = self.summary(outcome);
         let text = super::render::text(&super::render::summary(&summary));
         let _ = std::fs::write(self.plan.run_dir.join("summary.txt"), text.join("\n") + "\n");
@@ -374,11 +392,7 @@ impl<'a> Runner<'a> {
                 .iter()
                 .filter(|r| r.kind == Kind::StageDone)
                 .filter_map(|r| match r.step {
-                    Step::Stage(id) => r
-                        .data
-                        .get("seconds")
-                        .and_then(serde_json::Value::as_f64)
-                        .map(|s| (id, Duration::from_secs_f64(s.max(0.0)))),
+                    Step::Stage(id) => r.data.seconds.map(|s| (id, Duration::from_secs_f64(s.max(0.0)))),
                     _ => None,
                 })
                 .collect(),
@@ -420,14 +434,14 @@ impl<'a> Runner<'a> {
                 self.wait_stopped(id.into())?;
                 // The baseline rollback checks, without reading a file: the
                 // content is hashed once the dirs are set aside (start_old_digests).
-                let mut d = serde_json::Map::new();
+                let mut d = Note::default();
                 for s in self.plan.swaps.clone() {
-                    d.insert(s.what.meta_key().into(), json!(tree_meta(&s.live)?));
+                    d.set_meta(s.what, tree_meta(&s.live)?);
                 }
                 // What the restore really discards: the stopped db's revision,
                 // with every write taken since the plan.
                 if let Some(rev) = self.stopped_revision() {
-                    d.insert(FINAL_REVISION.into(), json!(rev));
+                    d.final_revision = Some(rev);
                     let n = (rev - self.plan.snapshot_revision).max(0);
                     let more = self.plan.current_revision.map_or(0, |p| (rev - p).max(0));
                     self.say(&format!(
@@ -540,40 +554,32 @@ impl<'a> Runner<'a> {
         match (exists(from), exists(to)) {
             (false, true) => {
                 if !recorded {
-                    self.journal.append(
-                        step,
-                        Kind::Done,
-                        Some(action),
-                        data([("found", json!("already in place"))]),
-                    )?;
+                    self.journal
+                        .append(step, Kind::Done, Some(action), found("already in place"))?;
                 }
                 self.say(&format!("already moved: {} -> {}", from.display(), to.display()));
                 Ok(())
             }
             (true, false) => {
                 if let Some(p) = to.parent() {
-                    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-                    fsync_dir(p)?;
+                    create_dir_durably(p)?;
                 }
                 self.journal
-                    .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
+                    .append(step, Kind::Intent, Some(action.clone()), Note::default())?;
                 rename_noreplace(from, to)?;
                 self.journal
-                    .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
+                    .append(step, Kind::Done, Some(action), Note::default())?;
                 self.say(&format!("moved {} -> {}", from.display(), to.display()));
                 Ok(())
             }
             (true, true) if same_file_content(from, to) && self.last_is_intent(step, &action) => {
                 // Killed between the copy across filesystems and the unlink of the source.
-                std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
-                if let Some(p) = from.parent() {
-                    fsync_dir(p)?;
-                }
+                remove_file_durably(from)?;
                 self.journal.append(
                     step,
                     Kind::Done,
                     Some(action),
-                    data([("found", json!("copied, source removed now"))]),
+                    found("copied, source removed now"),
                 )?;
                 self.say(&format!("finished moving {} -> {}", from.display(), to.display()));
                 Ok(())
@@ -871,7 +877,7 @@ impl<'a> Runner<'a> {
             match h {
                 Holder::Pod { name, id } => {
                     self.journal
-                        .append(step, Kind::Note, None, data([("forceStop", json!(name))]))?;
+                        .append(step, Kind::Note, None, force_stop(name.clone()))?;
                     self.say(&format!("stopping pod {name} through CRI"));
                     self.rt.block_on(async {
                         let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
@@ -883,12 +889,8 @@ impl<'a> Runner<'a> {
                     })?;
                 }
                 Holder::Container { name, pod, id, .. } => {
-                    self.journal.append(
-                        step,
-                        Kind::Note,
-                        None,
-                        data([("forceStop", json!(format!("{pod}/{name}")))]),
-                    )?;
+                    self.journal
+                        .append(step, Kind::Note, None, force_stop(format!("{pod}/{name}")))?;
                     self.say(&format!("stopping container {name} of pod {pod} through CRI"));
                     self.rt.block_on(async {
                         let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
@@ -920,7 +922,11 @@ impl<'a> Runner<'a> {
                 step,
                 Kind::Note,
                 None,
-                data([("terminate", json!(pid)), ("terminateStart", json!(start))]),
+                Note {
+                    terminate: Some(*pid),
+                    terminate_start: *start,
+                    ..Note::default()
+                },
             )?;
             let held = Held {
                 pid: *pid,
@@ -949,11 +955,8 @@ impl<'a> Runner<'a> {
                 (Kind::Done, Some(Action::Restore { .. })) => done = true,
                 (Kind::Intent | Kind::Failed, Some(Action::Restore { .. })) => done = false,
                 (Kind::Note, None) => {
-                    if let Some(pid) = r.data.get("childPid").and_then(serde_json::Value::as_i64) {
-                        child = Some((
-                            i32::try_from(pid).unwrap_or(0),
-                            r.data.get("childStart").and_then(serde_json::Value::as_u64),
-                        ));
+                    if let Some(pid) = r.data.child_pid {
+                        child = Some((i32::try_from(pid).unwrap_or(0), r.data.child_start));
                     }
                 }
                 _ => {}
@@ -968,25 +971,16 @@ impl<'a> Runner<'a> {
         let Some((pid, start)) = child else {
             return Ok(());
         };
-        let same = crate::host::proc::alive(pid)
-            && start.is_some()
-            && u32::try_from(pid).ok().and_then(crate::host::proc::start_time) == start;
-        if !same {
+        if !crate::host::proc::same_process(pid, start) {
             return Ok(());
         }
         self.say(&format!(
             "the restore command of the killed attempt (pid {pid}) still runs: stopping it"
         ));
-        let pg = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while crate::host::proc::alive(pid) {
-            if Instant::now() > deadline {
-                bail!(
-                    "the restore command of the killed attempt (pid {pid}) does not stop; stop it, then resume"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !crate::host::proc::kill_group(pid, Duration::from_secs(10)) {
+            bail!(
+                "the restore command of the killed attempt (pid {pid}) does not stop; stop it, then resume"
+            );
         }
         Ok(())
     }
@@ -1015,11 +1009,10 @@ impl<'a> Runner<'a> {
                     path: s.partial.clone(),
                 };
                 self.journal
-                    .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-                std::fs::remove_dir_all(&s.partial)
-                    .with_context(|| format!("removing the partial restore {}", s.partial.display()))?;
+                    .append(step, Kind::Intent, Some(action.clone()), Note::default())?;
+                remove_tree(&s.partial).context("removing the partial restore")?;
                 self.journal
-                    .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
+                    .append(step, Kind::Done, Some(action), Note::default())?;
                 self.say(&format!(
                     "removed this run's partial restore {}",
                     s.partial.display()
@@ -1049,7 +1042,7 @@ impl<'a> Runner<'a> {
             creates: swaps.iter().map(|s| s.partial.clone()).collect(),
         };
         self.journal
-            .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
+            .append(step, Kind::Intent, Some(action.clone()), Note::default())?;
         self.say(&format!(
             "$ {} (the snapshot read from {fd_path}, the file whose sha256 was just checked)",
             Command(self.plan.restore_argv.clone())
@@ -1061,11 +1054,14 @@ impl<'a> Runner<'a> {
                 step,
                 Kind::Failed,
                 Some(action),
-                data([("exit", json!(status.code()))]),
+                Note {
+                    exit: status.code(),
+                    ..Note::default()
+                },
             );
             for s in &swaps {
                 if exists(&s.partial) {
-                    let _ = std::fs::remove_dir_all(&s.partial);
+                    let _ = remove_tree(&s.partial);
                 }
             }
             bail!(
@@ -1084,7 +1080,10 @@ impl<'a> Runner<'a> {
             step,
             Kind::Done,
             Some(action),
-            data([("restoredRevision", json!(restored))]),
+            Note {
+                restored_revision: Some(restored),
+                ..Note::default()
+            },
         )?;
         for s in &swaps {
             self.move_file(step, &s.partial, &s.restored)?;
@@ -1130,59 +1129,22 @@ impl<'a> Runner<'a> {
     /// in it, its output to the face and the run log; its PID and start time
     /// are journaled so that a resume after a kill stops it first.
     fn run_child(&mut self, argv: &[String], keep: &std::fs::File) -> Result<std::process::ExitStatus> {
-        use std::io::{BufRead, BufReader};
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let fd = std::os::fd::AsFd::as_fd(keep);
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-            .context("passing the snapshot to the restore command")?;
-        let spawned = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("ETCDCTL_API", "3")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn();
-        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
-        let mut child = spawned.with_context(|| format!("starting {}", argv[0]))?;
-        let pid = child.id();
+        let mut child = crate::host::proc::spawn_group(argv, &[("ETCDCTL_API", "3")], keep)?;
         self.journal.append(
             StageId::RestoreSnapshot,
             Kind::Note,
             None,
-            data([
-                ("childPid", json!(pid)),
-                ("childStart", json!(crate::host::proc::start_time(pid))),
-            ]),
+            Note {
+                child_pid: Some(child.pid),
+                child_start: child.start,
+                ..Note::default()
+            },
         )?;
         if journal::crash_point("during-restore") {
             std::thread::sleep(Duration::from_millis(150));
             journal::crash("while the restore command runs");
         }
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let mut readers = Vec::new();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            readers.push(std::thread::spawn(move || {
-                for l in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(l);
-                }
-            }));
-        }
-        drop(tx);
+        let rx = child.lines();
         // The restored db grows towards the snapshot's size: reported every second.
         let db = self.plan.swaps.first().map(|s| s.partial.join("member/snap/db"));
         let (began, mut last) = (Instant::now(), Instant::now());
@@ -1207,10 +1169,7 @@ impl<'a> Runner<'a> {
                 });
             }
         }
-        for r in readers {
-            let _ = r.join();
-        }
-        Ok(child.wait()?)
+        child.wait()
     }
 
     fn set_ownership(&mut self, step: StageId) -> Result<()> {
@@ -1225,20 +1184,10 @@ impl<'a> Runner<'a> {
                 xattrs: xattrs.iter().map(|(n, _)| n.clone()).collect(),
             };
             self.journal
-                .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-            for e in walkdir::WalkDir::new(&s.restored).contents_first(true) {
-                let e = e?;
-                std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))
-                    .with_context(|| format!("chown {uid}:{gid} {}", e.path().display()))?;
-                if (e.file_type().is_file() || e.file_type().is_dir())
-                    && let Ok(f) = std::fs::File::open(e.path())
-                {
-                    let _ = f.sync_all();
-                }
-            }
+                .append(step, Kind::Intent, Some(action.clone()), Note::default())?;
+            chown_tree(&s.restored, uid, gid)?;
             for d in [&s.incoming, &s.restored] {
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("chmod {mode:o} {}", d.display()))?;
+                set_mode(d, mode)?;
             }
             for (name, value) in &xattrs {
                 // The SELinux label goes on the whole tree (as a relabel would); ACLs on the top dir.
@@ -1256,7 +1205,7 @@ impl<'a> Runner<'a> {
                 fsync_dir(p)?;
             }
             self.journal
-                .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
+                .append(step, Kind::Done, Some(action), Note::default())?;
             self.say(&format!(
                 "{} owned by {uid}:{gid}, mode {mode:o}",
                 s.restored.display()
@@ -1354,7 +1303,10 @@ impl<'a> Runner<'a> {
             StageId::StartEtcd,
             Kind::StageDone,
             None,
-            data([("quorum", json!(true))]),
+            Note {
+                quorum: Some(true),
+                ..Note::default()
+            },
         )?;
         self.run()
     }
@@ -1430,7 +1382,11 @@ impl<'a> Runner<'a> {
                 StageId::Verify,
                 Kind::Note,
                 None,
-                data([("revision", json!(rev)), ("keys", json!(count))]),
+                Note {
+                    revision: Some(rev),
+                    keys: Some(count),
+                    ..Note::default()
+                },
             )?;
         }
         self.say(&format!(
@@ -1478,16 +1434,16 @@ impl<'a> Runner<'a> {
     /// natively after the restore), else the one verify recorded, else the
     /// snapshot's: whatever is above it was written since.
     fn restored_baseline(&self) -> i64 {
-        let find = |step: StageId, key: &str| {
+        let find = |step: StageId, key: fn(&Note) -> Option<i64>| {
             self.journal
                 .records
                 .iter()
                 .rev()
                 .filter(|r| r.step == Step::Stage(step))
-                .find_map(|r| r.data.get(key).and_then(serde_json::Value::as_i64))
+                .find_map(|r| key(&r.data))
         };
-        find(StageId::RestoreSnapshot, "restoredRevision")
-            .or_else(|| find(StageId::Verify, "revision"))
+        find(StageId::RestoreSnapshot, |n| n.restored_revision)
+            .or_else(|| find(StageId::Verify, |n| n.revision))
             .unwrap_or(self.plan.snapshot_revision)
     }
 
@@ -1584,11 +1540,11 @@ impl<'a> Runner<'a> {
             Step::Rollback,
             Kind::Intent,
             Some(action.clone()),
-            serde_json::Map::new(),
+            Note::default(),
         )?;
-        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+        remove_tree(path)?;
         self.journal
-            .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
+            .append(Step::Rollback, Kind::Done, Some(action), Note::default())?;
         Ok(())
     }
 
@@ -1619,28 +1575,27 @@ impl<'a> Runner<'a> {
     /// stopped (every write until then counted), else as planned.
     fn revisions_discarded(&self) -> Option<i64> {
         self.baseline()
-            .get(FINAL_REVISION)
-            .and_then(serde_json::Value::as_i64)
+            .final_revision
             .map(|r| (r - self.plan.snapshot_revision).max(0))
             .or_else(|| self.plan.revisions_discarded())
     }
 
     /// The `wait-stopped` note: the baseline of the dirs before anything touched them.
-    fn baseline(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn baseline(&self) -> Note {
         self.note(StageId::WaitStopped)
     }
 
     /// Every note a stage journaled, merged (a later key wins): the
     /// `wait-stopped` baseline and a `forceStop` note live side by side.
-    fn note(&self, id: StageId) -> serde_json::Map<String, serde_json::Value> {
-        let mut out = serde_json::Map::new();
+    fn note(&self, id: StageId) -> Note {
+        let mut out = Note::default();
         for r in self
             .journal
             .records
             .iter()
             .filter(|r| r.step == Step::Stage(id) && r.kind == Kind::Note)
         {
-            out.extend(r.data.clone());
+            out.merge(&r.data);
         }
         out
     }
@@ -1661,7 +1616,7 @@ impl<'a> Runner<'a> {
             .plan
             .swaps
             .iter()
-            .filter(|s| base.contains_key(s.what.meta_key()) && exists(&s.old))
+            .filter(|s| base.meta(s.what).is_some() && exists(&s.old))
             .map(|s| (s.what, s.old.clone()))
             .collect();
         if dirs.is_empty() {
@@ -1724,17 +1679,17 @@ impl<'a> Runner<'a> {
             }
         };
         let base = self.baseline();
-        let mut d = serde_json::Map::new();
+        let mut d = Note::default();
         for o in got {
             let s = self.plan.swaps.iter().find(|s| s.what == o.what).cloned();
             let old = s.map(|s| s.old.display().to_string()).unwrap_or_default();
-            if base.get(o.what.meta_key()).and_then(serde_json::Value::as_str) == Some(o.meta.as_str()) {
+            if base.meta(o.what) == Some(o.meta.as_str()) {
                 self.say(&format!(
                     "{} dir set aside as {old}: content sha256 {}",
                     o.what,
                     o.content.get(..16).unwrap_or("")
                 ));
-                d.insert(o.what.digest_key().into(), json!(o.content));
+                d.set_digest(o.what, o.content);
             } else {
                 self.say(&format!(
                     "warning: the set-aside {} dir {old} changed after etcd stopped (names, sizes or times differ from the wait-stopped record): a rollback will refuse to put it back",
@@ -1757,8 +1712,8 @@ impl<'a> Runner<'a> {
             if !exists(&s.old) {
                 continue;
             }
-            let Some(meta) = base.get(s.what.meta_key()).and_then(serde_json::Value::as_str) else {
-                if base.contains_key(s.what.digest_key()) {
+            let Some(meta) = base.meta(s.what) else {
+                if base.digest(s.what).is_some() {
                     // A run journaled before the staged order: its content is checked after the move.
                     continue;
                 }
@@ -1790,10 +1745,7 @@ impl<'a> Runner<'a> {
             if tree_meta(&s.old)? != meta {
                 return Err(differs("names, sizes or times"));
             }
-            if let Some(want) = content
-                .get(s.what.digest_key())
-                .and_then(serde_json::Value::as_str)
-            {
+            if let Some(want) = content.digest(s.what) {
                 self.say(&format!(
                     "checking the content of {} against its hash",
                     s.old.display()
@@ -1833,7 +1785,7 @@ impl<'a> Runner<'a> {
             }
             self.check_set_aside()?;
             self.journal
-                .append(Step::Rollback, Kind::RollbackBegin, None, serde_json::Map::new())?;
+                .append(Step::Rollback, Kind::RollbackBegin, None, Note::default())?;
         }
         self.face.rolling_back();
         self.say("rolling back");
@@ -1914,12 +1866,9 @@ impl<'a> Runner<'a> {
         let b = self.baseline();
         if !b.is_empty() {
             for s in self.plan.swaps.clone() {
-                let (want, have) = match b.get(s.what.meta_key()).and_then(|v| v.as_str()) {
+                let (want, have) = match b.meta(s.what) {
                     Some(meta) => (meta, tree_meta(&s.live)?),
-                    None => (
-                        b.get(s.what.digest_key()).and_then(|v| v.as_str()).unwrap_or(""),
-                        tree_digest(&s.live)?,
-                    ),
+                    None => (b.digest(s.what).unwrap_or(""), tree_digest(&s.live)?),
                 };
                 if want != have {
                     bail!(changed(
@@ -1988,7 +1937,7 @@ mod tests {
             Err(_) => Journal::create(&b.plan.run_dir, &b.plan).unwrap(),
         };
         for (k, a) in records {
-            j.append(StageId::StopEtcd, *k, Some(a.clone()), serde_json::Map::new())
+            j.append(StageId::StopEtcd, *k, Some(a.clone()), Note::default())
                 .unwrap();
         }
         let mut face = Text::<std::io::Empty, Vec<u8>> {
@@ -2052,10 +2001,7 @@ mod tests {
             r.move_file(StageId::StopEtcd, &from, &to).unwrap();
             let last = r.journal.records.last().unwrap();
             assert_eq!(last.kind, Kind::Done);
-            assert_eq!(
-                last.data.get("found").and_then(|v| v.as_str()),
-                Some("already in place")
-            );
+            assert_eq!(last.data.found.as_deref(), Some("already in place"));
         });
     }
 
@@ -2124,10 +2070,7 @@ mod tests {
         with_runner(&b, &[(Kind::Intent, mv(&from, &to))], |r| {
             r.move_file(StageId::StopEtcd, &from, &to).unwrap();
             let last = r.journal.records.last().unwrap();
-            assert_eq!(
-                last.data.get("found").and_then(|v| v.as_str()),
-                Some("copied, source removed now")
-            );
+            assert_eq!(last.data.found.as_deref(), Some("copied, source removed now"));
         });
         assert!(!from.exists());
     }
@@ -2146,14 +2089,18 @@ mod tests {
             StageId::RestoreSnapshot,
             Kind::Intent,
             Some(restore.clone()),
-            serde_json::Map::new(),
+            Note::default(),
         )
         .unwrap();
         j.append(
             StageId::RestoreSnapshot,
             Kind::Note,
             None,
-            data([("childPid", json!(4242)), ("childStart", json!(99))]),
+            Note {
+                child_pid: Some(4242),
+                child_start: Some(99),
+                ..Note::default()
+            },
         )
         .unwrap();
         drop(j);
@@ -2164,7 +2111,7 @@ mod tests {
                     StageId::RestoreSnapshot,
                     Kind::Done,
                     Some(restore.clone()),
-                    serde_json::Map::new(),
+                    Note::default(),
                 )
                 .unwrap();
             assert!(r.restore_state().0);

@@ -430,32 +430,7 @@ impl<'a> Runner<'a> {
                 let names = [self.plan.etcd_manifest.clone()];
                 self.move_manifests(id, &names, Direction::Out).map(|()| None)
             }
-            StageId::WaitStopped => {
-                self.wait_stopped(id.into())?;
-                // The baseline rollback checks, without reading a file: the
-                // content is hashed once the dirs are set aside (start_old_digests).
-                let mut d = Note::default();
-                for s in self.plan.swaps.clone() {
-                    d.set_meta(s.what, tree_meta(&s.live)?);
-                }
-                // What the restore really discards: the stopped db's revision,
-                // with every write taken since the plan.
-                if let Some(rev) = self.stopped_revision() {
-                    d.final_revision = Some(rev);
-                    let n = (rev - self.plan.snapshot_revision).max(0);
-                    let more = self.plan.current_revision.map_or(0, |p| (rev - p).max(0));
-                    self.say(&format!(
-                        "etcd stopped at revision {rev}: {n} revisions discarded{}",
-                        if more > 0 {
-                            format!(" ({more} taken since the plan)")
-                        } else {
-                            String::new()
-                        }
-                    ));
-                }
-                self.journal.append(id, Kind::Note, None, d)?;
-                Ok(None)
-            }
+            StageId::WaitStopped => self.stopped(id).map(|()| None),
             StageId::RestoreSnapshot => {
                 self.check_manifests_still_out()?;
                 self.restore(id).map(|()| None)
@@ -463,34 +438,10 @@ impl<'a> Runner<'a> {
             StageId::SetOwnership => {
                 self.check_manifests_still_out()?;
                 self.set_ownership(id)?;
-                if self.plan.order == super::steps::Order::Staged {
-                    // Before the outage a whole read of the restored db costs no
-                    // downtime: a damaged copy is caught here, not by etcd's start.
-                    if let Some(s) = self.plan.swaps.first().cloned() {
-                        let db = s.restored.join("member/snap/db");
-                        let st = crate::snapshot::status(&db)
-                            .with_context(|| format!("checking the restored db {}", db.display()))?;
-                        self.say(&format!(
-                            "restored db checked natively: revision {}, {} keys, its page trees sound",
-                            st.revision, st.total_key
-                        ));
-                    }
-                }
+                self.check_restored_db()?;
                 Ok(None)
             }
-            StageId::SwapDataDir => {
-                self.check_manifests_still_out()?;
-                for s in self.plan.swaps.clone() {
-                    self.check_nothing_runs()?;
-                    self.move_file(id, &s.live, &s.old)?;
-                    if journal::crash_point("swap-between-renames") {
-                        journal::crash("between the two renames of the swap");
-                    }
-                    self.move_file(id, &s.incoming, &s.live)?;
-                }
-                self.check_nothing_runs()?;
-                Ok(None)
-            }
+            StageId::SwapDataDir => self.swap(id).map(|()| None),
             StageId::StartEtcd => {
                 let names = [self.plan.etcd_manifest.clone()];
                 self.move_manifests(id, &names, Direction::In)?;
@@ -504,6 +455,68 @@ impl<'a> Runner<'a> {
                 Ok(None)
             }
         }
+    }
+
+    /// `wait-stopped`: once nothing runs on the data, the baseline a
+    /// rollback checks (each dir's shape, no file read: the content is hashed
+    /// once the dirs are set aside) and the stopped db's revision, journaled.
+    fn stopped(&mut self, id: StageId) -> Result<()> {
+        self.wait_stopped(id.into())?;
+        let mut d = Note::default();
+        for s in self.plan.swaps.clone() {
+            d.set_meta(s.what, tree_meta(&s.live)?);
+        }
+        // What the restore really discards: the stopped db's revision,
+        // with every write taken since the plan.
+        if let Some(rev) = self.stopped_revision() {
+            d.final_revision = Some(rev);
+            let n = (rev - self.plan.snapshot_revision).max(0);
+            let more = self.plan.current_revision.map_or(0, |p| (rev - p).max(0));
+            self.say(&format!(
+                "etcd stopped at revision {rev}: {n} revisions discarded{}",
+                if more > 0 {
+                    format!(" ({more} taken since the plan)")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        self.journal.append(id, Kind::Note, None, d)?;
+        Ok(())
+    }
+
+    /// In the staged order, a whole read of the restored db: before the
+    /// outage it costs no downtime, and a damaged copy is caught here, not by
+    /// etcd's start.
+    fn check_restored_db(&mut self) -> Result<()> {
+        if self.plan.order != super::steps::Order::Staged {
+            return Ok(());
+        }
+        if let Some(s) = self.plan.swaps.first().cloned() {
+            let db = s.restored.join("member/snap/db");
+            let st = crate::snapshot::status(&db)
+                .with_context(|| format!("checking the restored db {}", db.display()))?;
+            self.say(&format!(
+                "restored db checked natively: revision {}, {} keys, its page trees sound",
+                st.revision, st.total_key
+            ));
+        }
+        Ok(())
+    }
+
+    /// `swap-data-dir`: each live dir set aside and the restored one moved
+    /// in its place, nothing running on the data before and after each rename.
+    fn swap(&mut self, id: StageId) -> Result<()> {
+        self.check_manifests_still_out()?;
+        for s in self.plan.swaps.clone() {
+            self.check_nothing_runs()?;
+            self.move_file(id, &s.live, &s.old)?;
+            if journal::crash_point("swap-between-renames") {
+                journal::crash("between the two renames of the swap");
+            }
+            self.move_file(id, &s.incoming, &s.live)?;
+        }
+        self.check_nothing_runs()
     }
 
     fn preflight(&mut self) -> Result<Option<Outcome>> {
@@ -1005,14 +1018,8 @@ impl<'a> Runner<'a> {
         // A partial restore from a killed attempt is this run's own: remove it and restore again.
         for s in &swaps {
             if exists(&s.partial) {
-                let action = Action::RemoveOwn {
-                    path: s.partial.clone(),
-                };
-                self.journal
-                    .append(step, Kind::Intent, Some(action.clone()), Note::default())?;
-                remove_tree(&s.partial).context("removing the partial restore")?;
-                self.journal
-                    .append(step, Kind::Done, Some(action), Note::default())?;
+                self.remove_own(step, &s.partial)
+                    .context("removing the partial restore")?;
                 self.say(&format!(
                     "removed this run's partial restore {}",
                     s.partial.display()
@@ -1528,24 +1535,16 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Returns the node to its state before the run: stop what runs on the
-    /// restored data, put the original dirs back, set aside what the run
-    /// created, move every manifest back. Itself journaled and resumable.
     /// Removes a dir the run itself created, journaled (`RemoveOwn` intent, then done).
-    fn remove_own(&mut self, path: &Path) -> Result<()> {
+    fn remove_own(&mut self, step: impl Into<Step>, path: &Path) -> Result<()> {
+        let step: Step = step.into();
         let action = Action::RemoveOwn {
             path: path.to_path_buf(),
         };
-        self.journal.append(
-            Step::Rollback,
-            Kind::Intent,
-            Some(action.clone()),
-            Note::default(),
-        )?;
-        remove_tree(path)?;
         self.journal
-            .append(Step::Rollback, Kind::Done, Some(action), Note::default())?;
-        Ok(())
+            .append(step, Kind::Intent, Some(action.clone()), Note::default())?;
+        remove_tree(path)?;
+        self.journal.append(step, Kind::Done, Some(action), Note::default())
     }
 
     /// The serving cluster's revision against the snapshot's, asked just
@@ -1759,6 +1758,9 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// Returns the node to its state before the run: stop what runs on the
+    /// restored data, put the original dirs back, set aside what the run
+    /// created, move every manifest back. Itself journaled and resumable.
     pub fn rollback(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
         self.rollback_inner(discard_writes, force)
             .map_err(|e| self.seal(e))
@@ -1766,31 +1768,62 @@ impl<'a> Runner<'a> {
 
     fn rollback_inner(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
         let recs = self.journal.records.clone();
-        let already = recs.iter().any(|r| r.kind == Kind::RollbackBegin);
-        if !already {
-            if self.plan.ha() && !force {
-                bail!(Fail::before_change(
-                    format!(
-                        "{} is one member of an HA cluster: rolling back one member alone splits it",
-                        self.plan.name
-                    ),
-                    format!(
-                        "roll back every member, each with `{} --force`",
-                        self.rollback_command()
-                    )
-                ));
-            }
-            if !discard_writes {
-                self.guard_writes()?;
-            }
-            self.check_set_aside()?;
-            self.journal
-                .append(Step::Rollback, Kind::RollbackBegin, None, Note::default())?;
+        if !recs.iter().any(|r| r.kind == Kind::RollbackBegin) {
+            self.begin_rollback(discard_writes, force)?;
         }
         self.face.rolling_back();
         self.say("rolling back");
-        let data_moves: Vec<(PathBuf, PathBuf)> = recs
+        let data_moves = self.data_moves(&recs);
+        let data_changed = data_moves
             .iter()
+            .any(|(from, to)| self.plan.swaps.iter().any(|s| *from == s.live || *to == s.live) && exists(to));
+        // 1. Stop what may run on the restored data: every manifest of the run out.
+        if data_changed {
+            self.stop_for_rollback()?;
+        }
+        // 2. Undo the data moves, newest first, nothing running on the data before and after each.
+        self.undo_moves(&data_moves)?;
+        if data_changed {
+            self.check_nothing_runs()?;
+        }
+        // 3. Partial restores are the run's own; a restored dir etcd ran on stays set aside.
+        self.remove_own_dirs(&recs)?;
+        // 4. The data as at the baseline.
+        self.check_baseline()?;
+        // 5. Manifests back: etcd first, then the control plane.
+        self.manifests_back()?;
+        self.end(Outcome::RolledBack)
+    }
+
+    /// Before a rollback changes anything: refused for one member of an HA
+    /// cluster without `force`, and unless no writes are lost (or
+    /// `discard_writes`) and the set-aside dirs are as set aside; then its
+    /// `rollback-begin` journaled.
+    fn begin_rollback(&mut self, discard_writes: bool, force: bool) -> Result<()> {
+        if self.plan.ha() && !force {
+            bail!(Fail::before_change(
+                format!(
+                    "{} is one member of an HA cluster: rolling back one member alone splits it",
+                    self.plan.name
+                ),
+                format!(
+                    "roll back every member, each with `{} --force`",
+                    self.rollback_command()
+                )
+            ));
+        }
+        if !discard_writes {
+            self.guard_writes()?;
+        }
+        self.check_set_aside()?;
+        self.journal
+            .append(Step::Rollback, Kind::RollbackBegin, None, Note::default())
+    }
+
+    /// The data-dir moves the run made (intent or done, each once, in
+    /// order): not the manifests' and not the partial restore's rename.
+    fn data_moves(&self, recs: &[journal::Record]) -> Vec<(PathBuf, PathBuf)> {
+        recs.iter()
             .filter(|r| r.step != Step::Rollback)
             .filter_map(|r| match (&r.kind, &r.action) {
                 (Kind::Intent | Kind::Done, Some(Action::Move { from, to }))
@@ -1807,90 +1840,64 @@ impl<'a> Runner<'a> {
                     v.push(m);
                 }
                 v
-            });
-        let data_changed = data_moves
+            })
+    }
+
+    /// Every manifest of the run out of the manifests dir, then a wait until
+    /// nothing runs on the restored data.
+    fn stop_for_rollback(&mut self) -> Result<()> {
+        for m in self
+            .plan
+            .control_plane_manifests
+            .clone()
             .iter()
-            .any(|(from, to)| self.plan.swaps.iter().any(|s| *from == s.live || *to == s.live) && exists(to));
-        // 1. Stop what may run on the restored data: every manifest of the run out.
-        if data_changed {
-            for m in self
-                .plan
-                .control_plane_manifests
-                .clone()
-                .iter()
-                .chain(std::iter::once(&self.plan.etcd_manifest.clone()))
-            {
-                let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
-                if exists(&live) && !exists(&stash) {
-                    self.move_file(Step::Rollback, &live, &stash)?;
-                }
-            }
-            self.wait_stopped(Step::Rollback)?;
-        }
-        // 2. Undo the data moves, newest first, nothing running on the data before and after each.
-        for (from, to) in data_moves.iter().rev() {
-            if exists(to) && !exists(from) {
-                self.check_nothing_runs()?;
-                self.move_file(Step::Rollback, to, from)?;
+            .chain(std::iter::once(&self.plan.etcd_manifest.clone()))
+        {
+            let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
+            if exists(&live) && !exists(&stash) {
+                self.move_file(Step::Rollback, &live, &stash)?;
             }
         }
-        if data_changed {
-            self.check_nothing_runs()?;
-        }
-        // 3. Partial restores are the run's own; a restored dir etcd ran on stays set aside.
-        let (_, child) = self.restore_state();
-        self.stop_orphan(child)?;
-        for s in self.plan.swaps.clone() {
-            if exists(&s.partial) {
-                self.remove_own(&s.partial)?;
-            }
-        }
-        // A restored dir that never became the live one (the rollback came
-        // before the swap) held nothing but the snapshot's data: it goes too.
-        for s in self.plan.swaps.clone() {
-            let went_live = recs.iter().any(|r| {
-                r.step != Step::Rollback
-                    && matches!(&r.action, Some(Action::Move { to, .. }) if *to == s.live)
-            });
-            if !went_live && exists(&s.restored) {
-                self.remove_own(&s.restored)?;
-                self.say(&format!(
-                    "removed {}: etcd never ran on it (the snapshot still holds its data)",
-                    s.restored.display()
-                ));
-            }
-        }
-        // 4. Check the data is as at the baseline: its shape (the content was
-        // checked before anything moved), or its content for a run journaled
-        // before the staged order.
+        self.wait_stopped(Step::Rollback)
+    }
+
+    /// The data as at the baseline: its shape (the content was checked
+    /// before anything moved), or its content for a run journaled before the
+    /// staged order. Nothing to check without a baseline.
+    fn check_baseline(&mut self) -> Result<()> {
         let b = self.baseline();
-        if !b.is_empty() {
-            for s in self.plan.swaps.clone() {
-                let (want, have) = match b.meta(s.what) {
-                    Some(meta) => (meta, tree_meta(&s.live)?),
-                    None => (b.digest(s.what).unwrap_or(""), tree_digest(&s.live)?),
-                };
-                if want != have {
-                    bail!(changed(
-                        format!(
-                            "the {} dir {} differs from the digest recorded before the restore",
-                            s.what,
-                            s.live.display()
-                        ),
-                        format!(
-                            "nothing was deleted; compare it with the journal {} before restarting etcd",
-                            self.journal.path().display()
-                        )
-                    ));
-                }
-                self.say(&format!(
-                    "{} dir {} matches its pre-run digest",
-                    s.what,
-                    s.live.display()
+        if b.is_empty() {
+            return Ok(());
+        }
+        for s in self.plan.swaps.clone() {
+            let (want, have) = match b.meta(s.what) {
+                Some(meta) => (meta, tree_meta(&s.live)?),
+                None => (b.digest(s.what).unwrap_or(""), tree_digest(&s.live)?),
+            };
+            if want != have {
+                bail!(changed(
+                    format!(
+                        "the {} dir {} differs from the digest recorded before the restore",
+                        s.what,
+                        s.live.display()
+                    ),
+                    format!(
+                        "nothing was deleted; compare it with the journal {} before restarting etcd",
+                        self.journal.path().display()
+                    )
                 ));
             }
+            self.say(&format!(
+                "{} dir {} matches its pre-run digest",
+                s.what,
+                s.live.display()
+            ));
         }
-        // 5. Manifests back: etcd first, then the control plane.
+        Ok(())
+    }
+
+    /// Every manifest still in the run's stash back: etcd first, then the control plane.
+    fn manifests_back(&mut self) -> Result<()> {
         for m in
             std::iter::once(self.plan.etcd_manifest.clone()).chain(self.plan.control_plane_manifests.clone())
         {
@@ -1899,7 +1906,47 @@ impl<'a> Runner<'a> {
                 self.move_file(Step::Rollback, &stash, &live)?;
             }
         }
-        self.end(Outcome::RolledBack)
+        Ok(())
+    }
+
+    /// Undoes the data moves, newest first, nothing running on the data
+    /// before each; a move already undone (or never made) is left.
+    fn undo_moves(&mut self, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
+        for (from, to) in moves.iter().rev() {
+            if exists(to) && !exists(from) {
+                self.check_nothing_runs()?;
+                self.move_file(Step::Rollback, to, from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what the run created and etcd never ran on: a partial
+    /// restore (after stopping the restore command a killed attempt left
+    /// running), and a restored dir that never became the live one (the
+    /// rollback came before the swap), which held nothing but the snapshot's data.
+    fn remove_own_dirs(&mut self, recs: &[journal::Record]) -> Result<()> {
+        let (_, child) = self.restore_state();
+        self.stop_orphan(child)?;
+        for s in self.plan.swaps.clone() {
+            if exists(&s.partial) {
+                self.remove_own(Step::Rollback, &s.partial)?;
+            }
+        }
+        for s in self.plan.swaps.clone() {
+            let went_live = recs.iter().any(|r| {
+                r.step != Step::Rollback
+                    && matches!(&r.action, Some(Action::Move { to, .. }) if *to == s.live)
+            });
+            if !went_live && exists(&s.restored) {
+                self.remove_own(Step::Rollback, &s.restored)?;
+                self.say(&format!(
+                    "removed {}: etcd never ran on it (the snapshot still holds its data)",
+                    s.restored.display()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -394,6 +394,18 @@ pub fn create_private(path: &Path) -> Result<File> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
+/// Opens `path` for appending, creating it (mode 0600) when absent, never
+/// through a symlink.
+pub fn open_append_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
 /// Writes `bytes` to `path` durably: a temp file beside it (mode `mode`),
 /// fsync, rename over `path`, fsync of the dir.
 pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -598,6 +610,12 @@ mod tests {
         let mut ro = File::open(&p).unwrap();
         assert!(append_durably(&mut ro, b"two\n", 5).is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"head\n");
+        // Opened for appending, created private, never through a symlink.
+        let log = d.path().join("log");
+        drop(open_append_private(&log).unwrap());
+        assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o600);
+        std::os::unix::fs::symlink(&log, d.path().join("link")).unwrap();
+        assert!(open_append_private(&d.path().join("link")).is_err());
     }
 
     /// The owner and mode walk reaches every path; removals take files and trees.

@@ -859,6 +859,55 @@ mod tests {
         assert!(read_all(j.path()).unwrap().torn.is_none());
     }
 
+    /// A note is written under the keys every release has written and read
+    /// back the same; a key this build does not know is ignored; a later
+    /// note's facts win when merged.
+    #[test]
+    fn notes_keep_their_keys() {
+        let n = Note {
+            seconds: Some(1.5),
+            child_pid: Some(42),
+            child_start: Some(7),
+            force_stop: Some("kube-system/etcd".into()),
+            restored_revision: Some(9),
+            final_revision: Some(11),
+            data_meta: Some("m".into()),
+            wal_digest: Some("w".into()),
+            torn_tail_hex: Some("7b".into()),
+            outcome: Some(Outcome::WaitingForPeers),
+            ..Note::default()
+        };
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "seconds": 1.5, "childPid": 42, "childStart": 7, "forceStop": "kube-system/etcd",
+                "restoredRevision": 9, "finalRevision": 11, "dataMeta": "m", "walDigest": "w",
+                "tornTailHex": "7b", "outcome": "waiting-for-peers"
+            })
+        );
+        assert_eq!(serde_json::from_value::<Note>(v).unwrap(), n);
+        let old: Note = serde_json::from_str(r#"{"childPid":5,"childStart":null,"someday":true}"#).unwrap();
+        assert_eq!((old.child_pid, old.child_start), (Some(5), None));
+        assert!(Note::default().is_empty() && !old.is_empty());
+        let mut m = n.clone();
+        m.merge(&Note {
+            final_revision: Some(12),
+            ..Note::default()
+        });
+        assert_eq!((m.final_revision, m.meta(SwapKind::Data)), (Some(12), Some("m")));
+        assert_eq!(m.digest(SwapKind::Wal), Some("w"));
+        let rec = Record {
+            seq: 1,
+            at: String::new(),
+            step: Step::End,
+            kind: Kind::End,
+            action: None,
+            data: Note::default(),
+        };
+        assert!(!serde_json::to_string(&rec).unwrap().contains("data"));
+    }
+
     /// Journals written by earlier releases name steps and outcomes as text; they read back typed.
     #[test]
     fn earlier_releases_journal_reads() {

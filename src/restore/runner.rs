@@ -136,16 +136,7 @@ impl<'a> Runner<'a> {
                 stop.store(true, Ordering::SeqCst);
             });
         }
-        let log = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-                .open(plan.run_dir.join("run.log"))
-                .ok()
-        };
+        let log = crate::host::fs::open_append_private(&plan.run_dir.join("run.log")).ok();
         let opened_at = journal.records.len();
         Ok(Runner {
             plan,

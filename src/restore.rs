@@ -13,6 +13,7 @@ pub mod render;
 pub mod runner;
 pub mod stage;
 pub mod steps;
+pub mod tally;
 pub mod view;
 
 use std::fs::File;
@@ -271,11 +272,10 @@ async fn working_member(conn: &Connection, endpoints: &[String]) -> Option<Worki
 /// revision when this member answers, for "revisions discarded".
 fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
     let conn = plan.connection(1500);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let own = crate::host::etcd::status(&conn, Duration::from_secs(3)).await.ok();
+    crate::host::rt::block_on(async {
+        let own = crate::host::etcd::status(&conn, Duration::from_secs(3))
+            .await
+            .ok();
         if !plan.ha() || force {
             return Ok(own.map(|s| s.revision));
         }
@@ -324,7 +324,7 @@ fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
             ),
         )
         .into())
-    })
+    })?
 }
 
 /// What `resume`, `rollback` or `verify` is for, when no `--run` names the run.
@@ -554,13 +554,8 @@ mod tests {
         plan.created = created.into();
         let mut j = Journal::create(&state.join("runs").join(id), &plan).unwrap();
         if let Some(o) = outcome {
-            j.append(
-                Step::End,
-                Kind::End,
-                None,
-                journal::data([("outcome", serde_json::json!(o))]),
-            )
-            .unwrap();
+            j.append(Step::End, Kind::End, None, journal::Note::outcome(o))
+                .unwrap();
         }
     }
 

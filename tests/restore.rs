@@ -1993,7 +1993,7 @@ fn writes_while_the_cluster_still_serves_are_counted() {
     let fin = recs
         .iter()
         .filter(|r| r.step == journal::Step::Stage(StageId::WaitStopped) && r.kind == journal::Kind::Note)
-        .find_map(|r| r.data.get("finalRevision").and_then(serde_json::Value::as_i64))
+        .find_map(|r| r.data.final_revision)
         .expect("the stopped db's revision is journaled");
     assert!(fin >= planned + 40, "final {fin}, planned {planned}");
     let n = fin - plan.snapshot_revision;

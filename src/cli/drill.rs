@@ -144,7 +144,7 @@ fn drill_runs(
     let mut all = crate::drill::scenario::Runs::default();
     let mut every_node = true;
     for node in &state.nodes {
-        let r = node_runs(&node.root, since)?;
+        let r = crate::restore::tally::node(&node.root, since)?;
         every_node &= r.recovered_at.is_some();
         all.recovered_at = all.recovered_at.max(r.recovered_at);
         all.started += r.started;
@@ -156,41 +156,6 @@ fn drill_runs(
         all.recovered_at = None;
     }
     Ok(all)
-}
-
-fn node_runs(root: &Path, since: Option<SystemTime>) -> Result<crate::drill::scenario::Runs> {
-    use crate::restore::journal::{self, Outcome};
-    let sd = crate::restore::plan::state_dir(&crate::root::Root::new(root), None);
-    let mut r = crate::drill::scenario::Runs::default();
-    for run in crate::restore::runs(&sd)? {
-        let (plan, records) = journal::read(&run.dir.join("journal.jsonl"))?;
-        let created = crate::utc::parse_rfc3339(&plan.created);
-        if since.is_some_and(|s| created.is_some_and(|c| c < s)) {
-            continue;
-        }
-        r.started += 1;
-        r.warnings += plan.warnings.len();
-        match run.outcome {
-            Some(Outcome::RolledBack) => r.rolled_back += 1,
-            Some(Outcome::Done) => {
-                // The last run that restored and verified (runs come oldest first): the one that fixed it.
-                {
-                    // This run's last verify record (an HA member's comes from the later `etcd-rescue verify`).
-                    r.recovered_at = records
-                        .iter()
-                        .rev()
-                        .find(|x| x.step == journal::Step::Stage(crate::restore::steps::StageId::Verify))
-                        .and_then(|x| crate::utc::parse_rfc3339(&x.at))
-                        .or_else(|| journal::outage(&records).and_then(|(_, end)| end));
-                }
-                for s in &plan.swaps {
-                    r.kept.push((s.old.clone(), crate::host::fs::exists(&s.old)));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(r)
 }
 
 /// `drill check`.

@@ -394,6 +394,18 @@ pub fn create_private(path: &Path) -> Result<File> {
         .with_context(|| format!("creating {}", path.display()))
 }
 
+/// Opens `path` for appending, creating it (mode 0600) when absent, never
+/// through a symlink.
+pub fn open_append_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
 /// Writes `bytes` to `path` durably: a temp file beside it (mode `mode`),
 /// fsync, rename over `path`, fsync of the dir.
 pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -429,6 +441,86 @@ pub fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    fsync_dir(dir)
+}
+
+/// Creates `path` (which must not exist) holding `bytes`, open for
+/// appending: the file and its directory fsynced before it returns.
+pub fn create_durably(path: &Path, bytes: &[u8]) -> Result<File> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(file)
+}
+
+/// Appends `bytes` to `file` (open for appending) and fsyncs it. Should the
+/// write fail part-way (a full disk), the file is cut back to `keep` bytes,
+/// its length before, so no fragment stays for the next append to glue onto;
+/// the write's error is returned either way.
+pub fn append_durably(file: &mut File, bytes: &[u8], keep: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let r = file.write_all(bytes).and_then(|()| file.sync_all());
+    if r.is_err() {
+        let _ = file.set_len(keep).and_then(|()| file.sync_all());
+    }
+    r
+}
+
+/// Cuts `file` to its first `len` bytes, fsynced before and after.
+pub fn truncate_durably(file: &File, len: u64) -> std::io::Result<()> {
+    file.sync_all()
+        .and_then(|()| file.set_len(len))
+        .and_then(|()| file.sync_all())
+}
+
+/// Sets the owner of every path of the tree at `top` (symlinks themselves,
+/// not their targets), deepest first, each file and dir fsynced after.
+pub fn chown_tree(top: &Path, uid: u32, gid: u32) -> Result<()> {
+    for e in walkdir::WalkDir::new(top).contents_first(true) {
+        let e = e?;
+        std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))
+            .with_context(|| format!("chown {uid}:{gid} {}", e.path().display()))?;
+        if (e.file_type().is_file() || e.file_type().is_dir())
+            && let Ok(f) = File::open(e.path())
+        {
+            let _ = f.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Sets the permission bits of `path` to `mode`.
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+/// Removes the directory tree at `path` and everything in it.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+}
+
+/// Removes the file at `path`, then fsyncs its directory.
+pub fn remove_file_durably(path: &Path) -> Result<()> {
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    if let Some(p) = path.parent() {
+        fsync_dir(p)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents, then fsyncs it (the new entries
+/// in its parent are on disk once the next change in it is).
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fsync_dir(dir)
 }
 
@@ -501,6 +593,56 @@ fn real(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A durable create refuses a file that exists; an append lands whole, and
+    /// a truncate cuts back to a length.
+    #[test]
+    fn durable_create_append_truncate() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j");
+        let mut f = create_durably(&p, b"head\n").unwrap();
+        assert!(create_durably(&p, b"again").is_err());
+        append_durably(&mut f, b"one\n", 5).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"head\none\n");
+        truncate_durably(&f, 5).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"head\n");
+        // A file not open for writing: the append fails and nothing is added.
+        let mut ro = File::open(&p).unwrap();
+        assert!(append_durably(&mut ro, b"two\n", 5).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"head\n");
+        // Opened for appending, created private, never through a symlink.
+        let log = d.path().join("log");
+        drop(open_append_private(&log).unwrap());
+        assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o600);
+        std::os::unix::fs::symlink(&log, d.path().join("link")).unwrap();
+        assert!(open_append_private(&d.path().join("link")).is_err());
+    }
+
+    /// The owner and mode walk reaches every path; removals take files and trees.
+    #[test]
+    fn chown_mode_and_removals() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("t");
+        create_dir_durably(&top.join("a/b")).unwrap();
+        std::fs::write(top.join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/nonexistent", top.join("a/l")).unwrap();
+        let md = std::fs::metadata(d.path()).unwrap();
+        chown_tree(&top, md.uid(), md.gid()).unwrap();
+        for p in tree(&top) {
+            assert_eq!(std::fs::symlink_metadata(&p).unwrap().uid(), md.uid());
+        }
+        set_mode(&top, 0o700).unwrap();
+        assert_eq!(
+            std::fs::metadata(&top).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        remove_file_durably(&top.join("a/b/f")).unwrap();
+        assert!(!exists(&top.join("a/b/f")));
+        assert!(remove_file_durably(&top.join("a/b/f")).is_err());
+        remove_tree(&top).unwrap();
+        assert!(!exists(&top));
+    }
 
     /// The shape digest holds when the tree is renamed (set aside) and moves
     /// with any write, create, delete or rename inside it, without reading a file.

@@ -177,9 +177,149 @@ pub fn terminate(held: &Held, dirs: &[PathBuf]) -> anyhow::Result<()> {
     }
 }
 
+/// A command running in a process group of its own, its output read line by line.
+pub struct Group {
+    child: std::process::Child,
+    /// Its PID, which is also its process group's id.
+    pub pid: u32,
+    /// When it started ([`start_time`]), read right after the spawn.
+    pub start: Option<u64>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `argv` in a process group of its own (so [`kill_group`] reaches
+/// everything it starts), with `env` added, stdin from `/dev/null`, and
+/// `keep` left open in it (every other descriptor of this process is closed
+/// on exec). Its stdout and stderr come line by line through [`Group::lines`].
+///
+/// # Errors
+/// When `argv` is empty or the command cannot be started.
+pub fn spawn_group(argv: &[String], env: &[(&str, &str)], keep: &std::fs::File) -> anyhow::Result<Group> {
+    use anyhow::Context as _;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let (program, args) = argv.split_first().context("no command to start")?;
+    let fd = std::os::fd::AsFd::as_fd(keep);
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+        .context("passing an open file to the command")?;
+    let spawned = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    let child = spawned.with_context(|| format!("starting {program}"))?;
+    let pid = child.id();
+    Ok(Group {
+        child,
+        pid,
+        start: start_time(pid),
+        readers: Vec::new(),
+    })
+}
+
+impl Group {
+    /// Its stdout and stderr lines as they come, interleaved; the channel
+    /// closes once both pipes are closed. Only the first call gets them.
+    pub fn lines(&mut self) -> std::sync::mpsc::Receiver<String> {
+        use std::io::{BufRead, BufReader};
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let pipes = [
+            self.child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            self.child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ];
+        for pipe in pipes.into_iter().flatten() {
+            let tx = tx.clone();
+            self.readers.push(std::thread::spawn(move || {
+                for l in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(l);
+                }
+            }));
+        }
+        rx
+    }
+
+    /// Waits for the command to exit (its output readers first).
+    ///
+    /// # Errors
+    /// When waiting fails.
+    pub fn wait(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Ok(self.child.wait()?)
+    }
+}
+
+/// Whether `pid` is still the process that started at `start`: alive, and
+/// its start time known and the same (a reused PID names another process).
+pub fn same_process(pid: i32, start: Option<u64>) -> bool {
+    alive(pid) && start.is_some() && u32::try_from(pid).ok().and_then(start_time) == start
+}
+
+/// Sends SIGKILL to process group `pgid` and waits up to `within` for its
+/// leader to be gone; whether it is.
+pub fn kill_group(pgid: i32, within: std::time::Duration) -> bool {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = std::time::Instant::now() + within;
+    while alive(pgid) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A group's output comes line by line and its exit status after; the
+    /// kept file is readable in it; the group dies with its children.
+    #[test]
+    fn a_group_runs_reports_and_is_killed() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("kept");
+        std::fs::write(&f, "from the kept file").unwrap();
+        let keep = std::fs::File::open(&f).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&keep);
+        let argv = [
+            "sh",
+            "-c",
+            &format!("cat /dev/fd/{fd}; echo; echo \"$X\" >&2; exit 3"),
+        ]
+        .map(String::from);
+        let mut g = spawn_group(&argv, &[("X", "env set")], &keep).unwrap();
+        assert!(g.start.is_some());
+        let mut got: Vec<String> = g.lines().iter().collect();
+        got.sort();
+        assert_eq!(got, ["env set", "from the kept file"]);
+        assert_eq!(g.wait().unwrap().code(), Some(3));
+        assert!(spawn_group(&[], &[], &keep).is_err());
+        // A group that runs until killed: its leader is gone after the kill.
+        let argv = ["sh", "-c", "sleep 30 & wait"].map(String::from);
+        let g = spawn_group(&argv, &[], &keep).unwrap();
+        let pid = i32::try_from(g.pid).unwrap();
+        assert!(same_process(pid, g.start));
+        assert!(!same_process(pid, g.start.map(|s| s + 1)));
+        let waiter = std::thread::spawn(move || g.wait());
+        assert!(kill_group(pid, std::time::Duration::from_secs(10)));
+        let status = waiter.join().unwrap().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    }
 
     /// This process is alive and has a start time; a reaped child is not alive; a zombie is not either.
     #[test]

@@ -7,17 +7,16 @@
 //! killed anywhere can be resumed or rolled back from this file alone.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::plan::Plan;
-use super::steps::StageId;
+use super::plan::{Plan, SwapKind};
+use super::stage::StageId;
 use crate::exit::Fail;
-use crate::host::fs::fsync_dir;
+use crate::host::fs::{append_durably, create_durably, fsync_dir, truncate_durably};
 
 /// What a record belongs to: a stage, the rollback, the end of the run, or
 /// the journal itself (a torn tail removed). Written as the stage's kebab-case
@@ -187,9 +186,161 @@ pub struct Record {
     /// The change, for intent/done/failed/rolled-back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
-    /// Free-form facts: digests, revisions, errors, the outcome.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub data: serde_json::Map<String, serde_json::Value>,
+    /// The facts it records: digests, revisions, errors, the outcome.
+    #[serde(default, skip_serializing_if = "Note::is_empty")]
+    pub data: Note,
+}
+
+/// The facts a record carries (its `data`), each under the JSON key every
+/// release has written it with. A key this build does not know is ignored
+/// on reading; an absent one is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    /// How long a stage took (`stage-done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Why a stage failed (`failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How the run ended (`end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// A change found already made on resume, and how (`done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// The restore command's PID (it runs in its own process group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_pid: Option<u32>,
+    /// The restore command's start time ([`crate::host::proc::start_time`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_start: Option<u64>,
+    /// The exit code of a restore command that failed (none when a signal ended it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// A pod (`name`) or container (`pod/name`) about to be stopped through CRI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_stop: Option<String>,
+    /// A host process about to get SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate: Option<i32>,
+    /// That process's start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_start: Option<u64>,
+    /// The restored db's revision, read before etcd ever ran on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_revision: Option<i64>,
+    /// The stopped db's revision (`wait-stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_revision: Option<i64>,
+    /// `start-etcd` recorded done once a quorum answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<bool>,
+    /// The revision verify saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// The keys verify counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<i64>,
+    /// The data dir's shape digest ([`crate::host::fs::tree_meta`]), at `wait-stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_meta: Option<String>,
+    /// The WAL dir's shape digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_meta: Option<String>,
+    /// The data dir's content digest ([`crate::host::fs::tree_digest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_digest: Option<String>,
+    /// The WAL dir's content digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_digest: Option<String>,
+    /// Bytes of a torn last record cut off the journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_tail_removed: Option<usize>,
+    /// Those bytes, in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_tail_hex: Option<String>,
+}
+
+impl Note {
+    /// Whether it carries nothing (then the record has no `data`).
+    pub fn is_empty(&self) -> bool {
+        *self == Note::default()
+    }
+
+    /// `other` laid over this note: each fact `other` has replaces this one's.
+    pub fn merge(&mut self, other: &Note) {
+        macro_rules! over {
+            ($($f:ident),*) => {$(
+                if other.$f.is_some() {
+                    self.$f.clone_from(&other.$f);
+                }
+            )*};
+        }
+        over!(
+            seconds,
+            error,
+            outcome,
+            found,
+            child_pid,
+            child_start,
+            exit,
+            force_stop,
+            terminate,
+            terminate_start,
+            restored_revision,
+            final_revision,
+            quorum,
+            revision,
+            keys,
+            data_meta,
+            wal_meta,
+            data_digest,
+            wal_digest,
+            torn_tail_removed,
+            torn_tail_hex
+        );
+    }
+
+    /// The shape digest of the `what` dir.
+    pub fn meta(&self, what: SwapKind) -> Option<&str> {
+        match what {
+            SwapKind::Data => self.data_meta.as_deref(),
+            SwapKind::Wal => self.wal_meta.as_deref(),
+        }
+    }
+
+    /// The content digest of the `what` dir.
+    pub fn digest(&self, what: SwapKind) -> Option<&str> {
+        match what {
+            SwapKind::Data => self.data_digest.as_deref(),
+            SwapKind::Wal => self.wal_digest.as_deref(),
+        }
+    }
+
+    /// Records the shape digest of the `what` dir.
+    pub fn set_meta(&mut self, what: SwapKind, meta: String) {
+        match what {
+            SwapKind::Data => self.data_meta = Some(meta),
+            SwapKind::Wal => self.wal_meta = Some(meta),
+        }
+    }
+
+    /// Records the content digest of the `what` dir.
+    pub fn set_digest(&mut self, what: SwapKind, digest: String) {
+        match what {
+            SwapKind::Data => self.data_digest = Some(digest),
+            SwapKind::Wal => self.wal_digest = Some(digest),
+        }
+    }
+
+    /// An `end` record's note.
+    pub fn outcome(outcome: Outcome) -> Note {
+        Note {
+            outcome: Some(outcome),
+            ..Note::default()
+        }
+    }
 }
 
 /// The first line.
@@ -216,20 +367,13 @@ impl Journal {
     pub fn create(run_dir: &Path, plan: &Plan) -> Result<Journal> {
         std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
         let path = run_dir.join("journal.jsonl");
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("creating the journal {}", path.display()))?;
         let head = Head {
             format: FORMAT,
             plan: plan.clone(),
         };
         let line = serde_json::to_string(&head)? + "\n";
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing the journal {}", path.display()))?;
-        fsync_dir(run_dir)?;
+        let file = create_durably(&path, line.as_bytes())
+            .with_context(|| format!("creating the journal {}", path.display()))?;
         if let Some(parent) = run_dir.parent() {
             fsync_dir(parent)?;
         }
@@ -262,25 +406,21 @@ impl Journal {
             crash_after: crash_after(),
         };
         if let Some(torn) = read.torn {
-            journal
-                .file
-                .sync_all()
-                .and_then(|()| journal.file.set_len(torn.offset))
-                .and_then(|()| journal.file.sync_all())
-                .with_context(|| {
-                    format!(
-                        "cutting the torn last record off the journal {}",
-                        journal.path.display()
-                    )
-                })?;
+            truncate_durably(&journal.file, torn.offset).with_context(|| {
+                format!(
+                    "cutting the torn last record off the journal {}",
+                    journal.path.display()
+                )
+            })?;
             journal.append(
                 Step::Journal,
                 Kind::Note,
                 None,
-                data([
-                    ("tornTailRemoved", serde_json::json!(torn.bytes.len())),
-                    ("tornTailHex", serde_json::json!(crate::hex::hex(&torn.bytes))),
-                ]),
+                Note {
+                    torn_tail_removed: Some(torn.bytes.len()),
+                    torn_tail_hex: Some(crate::hex::hex(&torn.bytes)),
+                    ..Note::default()
+                },
             )?;
         }
         Ok((read.plan, journal))
@@ -297,7 +437,7 @@ impl Journal {
         step: impl Into<Step>,
         kind: Kind,
         action: Option<Action>,
-        data: serde_json::Map<String, serde_json::Value>,
+        data: Note,
     ) -> Result<()> {
         let rec = Record {
             seq: self.records.len() as u64 + 1,
@@ -308,15 +448,10 @@ impl Journal {
             data,
         };
         let line = serde_json::to_string(&rec)? + "\n";
-        if let Err(e) = self
-            .file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.sync_all())
-        {
-            // A part of the line may be on disk (a full disk): cut it off so the
-            // next record does not glue onto it. Should that fail too, the next
-            // open cuts it (a torn tail).
-            let _ = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+        // A part of the line left on disk (a full disk) is cut off so the next
+        // record does not glue onto it. Should that fail too, the next open
+        // cuts it (a torn tail).
+        if let Err(e) = append_durably(&mut self.file, line.as_bytes(), self.len) {
             return Err(anyhow::Error::new(e).context(format!(
                 "writing the journal {} (the change it announces was not made)",
                 self.path.display()
@@ -345,8 +480,7 @@ pub fn outcome(records: &[Record]) -> Option<Outcome> {
         .rev()
         .find(|r| r.kind == Kind::End || r.kind == Kind::RollbackBegin)
         .filter(|r| r.kind == Kind::End)
-        .and_then(|r| r.data.get("outcome"))
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .and_then(|r| r.data.outcome)
 }
 
 /// The stages finished (their `stage-done` record), in the order the run
@@ -507,13 +641,6 @@ pub fn started(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.contains(&b'\n'))
 }
 
-/// A data map from pairs, for records.
-pub fn data<const N: usize>(
-    pairs: [(&str, serde_json::Value); N],
-) -> serde_json::Map<String, serde_json::Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
 /// Test hook: `ETCD_RESCUE_CRASH_AT=record:N` kills the process with SIGKILL
 /// right after journal record N is on disk; `ETCD_RESCUE_CRASH_AT=<point>` at
 /// a named point (`swap-between-renames`, `during-restore`). Used by the
@@ -542,6 +669,7 @@ pub fn crash(at: &str) -> ! {
 mod tests {
     use super::*;
     use crate::restore::steps::example_plan;
+    use std::io::Write;
 
     fn journal_with(lines: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
@@ -557,22 +685,17 @@ mod tests {
                             from: "/m/etcd.yaml".into(),
                             to: "/s/etcd.yaml".into(),
                         }),
-                        serde_json::Map::new(),
+                        Note::default(),
                     )
                     .unwrap(),
                 "stage-done" => j
-                    .append(StageId::Preflight, Kind::StageDone, None, serde_json::Map::new())
+                    .append(StageId::Preflight, Kind::StageDone, None, Note::default())
                     .unwrap(),
                 "end-done" => j
-                    .append(
-                        Step::End,
-                        Kind::End,
-                        None,
-                        data([("outcome", serde_json::json!("done"))]),
-                    )
+                    .append(Step::End, Kind::End, None, Note::outcome(Outcome::Done))
                     .unwrap(),
                 "rollback" => j
-                    .append(Step::Rollback, Kind::RollbackBegin, None, serde_json::Map::new())
+                    .append(Step::Rollback, Kind::RollbackBegin, None, Note::default())
                     .unwrap(),
                 other => panic!("{other}"),
             }
@@ -598,7 +721,7 @@ mod tests {
             step: Step::Stage(id),
             kind: Kind::StageDone,
             action: None,
-            data: serde_json::Map::new(),
+            data: Note::default(),
         };
         let recs = [
             rec(StageId::Preflight),
@@ -649,13 +772,8 @@ mod tests {
         let (_d, run) = journal_with(&["stage-done"]);
         append_raw(&run, b"{\"seq\":2,\"at");
         let (_, mut j) = Journal::open(&run).unwrap();
-        j.append(
-            StageId::StopControlPlane,
-            Kind::StageDone,
-            None,
-            serde_json::Map::new(),
-        )
-        .unwrap();
+        j.append(StageId::StopControlPlane, Kind::StageDone, None, Note::default())
+            .unwrap();
         let r = read_all(&run.join("journal.jsonl")).unwrap();
         assert!(r.torn.is_none());
         let steps: Vec<Step> = r.records.iter().map(|r| r.step).collect();
@@ -668,7 +786,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            r.records[1].data.get("tornTailHex").and_then(|v| v.as_str()),
+            r.records[1].data.torn_tail_hex.as_deref(),
             Some(crate::hex::hex(b"{\"seq\":2,\"at").as_str())
         );
         assert_eq!(r.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
@@ -736,9 +854,58 @@ mod tests {
         j.file.write_all(b"{\"seq\":9").unwrap();
         let _ = j.file.set_len(j.len);
         assert_eq!(std::fs::metadata(j.path()).unwrap().len(), before);
-        j.append(StageId::StopEtcd, Kind::StageDone, None, serde_json::Map::new())
+        j.append(StageId::StopEtcd, Kind::StageDone, None, Note::default())
             .unwrap();
         assert!(read_all(j.path()).unwrap().torn.is_none());
+    }
+
+    /// A note is written under the keys every release has written and read
+    /// back the same; a key this build does not know is ignored; a later
+    /// note's facts win when merged.
+    #[test]
+    fn notes_keep_their_keys() {
+        let n = Note {
+            seconds: Some(1.5),
+            child_pid: Some(42),
+            child_start: Some(7),
+            force_stop: Some("kube-system/etcd".into()),
+            restored_revision: Some(9),
+            final_revision: Some(11),
+            data_meta: Some("m".into()),
+            wal_digest: Some("w".into()),
+            torn_tail_hex: Some("7b".into()),
+            outcome: Some(Outcome::WaitingForPeers),
+            ..Note::default()
+        };
+        let v = serde_json::to_value(&n).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "seconds": 1.5, "childPid": 42, "childStart": 7, "forceStop": "kube-system/etcd",
+                "restoredRevision": 9, "finalRevision": 11, "dataMeta": "m", "walDigest": "w",
+                "tornTailHex": "7b", "outcome": "waiting-for-peers"
+            })
+        );
+        assert_eq!(serde_json::from_value::<Note>(v).unwrap(), n);
+        let old: Note = serde_json::from_str(r#"{"childPid":5,"childStart":null,"someday":true}"#).unwrap();
+        assert_eq!((old.child_pid, old.child_start), (Some(5), None));
+        assert!(Note::default().is_empty() && !old.is_empty());
+        let mut m = n.clone();
+        m.merge(&Note {
+            final_revision: Some(12),
+            ..Note::default()
+        });
+        assert_eq!((m.final_revision, m.meta(SwapKind::Data)), (Some(12), Some("m")));
+        assert_eq!(m.digest(SwapKind::Wal), Some("w"));
+        let rec = Record {
+            seq: 1,
+            at: String::new(),
+            step: Step::End,
+            kind: Kind::End,
+            action: None,
+            data: Note::default(),
+        };
+        assert!(!serde_json::to_string(&rec).unwrap().contains("data"));
     }
 
     /// Journals written by earlier releases name steps and outcomes as text; they read back typed.

@@ -3,33 +3,27 @@
 //! effect is already there), so `resume` finishes what a killed run started
 //! and `rollback` undoes it from the journal alone.
 
+mod actions;
+mod digests;
+mod rollback;
+mod stages;
+mod waits;
+
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde_json::json;
+use anyhow::Result;
 
-use super::face::{
-    Answer, Face, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait,
-    WaitChoice,
-};
-use super::journal::{self, Action, Journal, Kind, Outcome, Step, data};
-use super::plan::SwapKind;
+use super::face::{Answer, Face, Failure, Holder, Phase, RunStart, StageView, Summary};
+use super::journal::{self, Journal, Kind, Note, Outcome, Step};
 use super::plan::{self, Plan};
-use super::render::{self, Command};
+use super::render::Command;
 use super::steps::StageId;
 use crate::exit::{Code, Fail};
-use crate::host::cri::{self, Cri};
 use crate::host::etcd::Connection;
-use crate::host::fs::{
-    SELINUX, exists, fsync_dir, rename_noreplace, same_file_content, security_xattrs, set_xattr, tree,
-    tree_digest, tree_meta,
-};
-use crate::host::proc::{Held, holders};
+use crate::host::fs::exists;
 
 /// Which way [`Runner::move_manifests`] moves: out of the manifests dir into the stash, or back.
 #[derive(Clone, Copy)]
@@ -76,30 +70,28 @@ pub struct Runner<'a> {
     opened_at: usize,
     /// The set-aside dirs' content, hashed on a thread of its own once the
     /// outage is over: the thread, the bytes it has read, the bytes in all, when it began.
-    old_digests: Option<OldDigests>,
-}
-
-/// The thread hashing the set-aside dirs, and how far it is.
-struct OldDigests {
-    thread: std::thread::JoinHandle<Result<Vec<OldDigest>>>,
-    read: Arc<std::sync::atomic::AtomicU64>,
-    total: u64,
-    began: Instant,
-}
-
-/// A set-aside dir's shape and content digests.
-struct OldDigest {
-    what: SwapKind,
-    meta: String,
-    content: String,
+    old_digests: Option<digests::OldDigests>,
 }
 
 /// How long an HA member whose etcd started looks for a leader before it
 /// ends `waiting-for-peers`: a few election rounds.
 const QUORUM_PROBE: Duration = Duration::from_secs(5);
 
-/// The `wait-stopped` note's key for the stopped db's revision.
-const FINAL_REVISION: &str = "finalRevision";
+/// A `done` record's note: the change was found already made, and how.
+fn found(how: &str) -> Note {
+    Note {
+        found: Some(how.to_string()),
+        ..Note::default()
+    }
+}
+
+/// A note naming what is about to be stopped through CRI.
+fn force_stop(what: String) -> Note {
+    Note {
+        force_stop: Some(what),
+        ..Note::default()
+    }
+}
 
 fn changed_err(message: impl Into<String>, next: impl Into<String>) -> anyhow::Error {
     changed(message, next).into()
@@ -123,10 +115,7 @@ impl<'a> Runner<'a> {
             order: plan.order,
             outage_began: journal::outage(&journal.records).map(|(began, _)| began),
         });
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+        let rt = crate::host::rt::multi_thread()?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let stop = stop.clone();
@@ -147,16 +136,7 @@ impl<'a> Runner<'a> {
                 stop.store(true, Ordering::SeqCst);
             });
         }
-        let log = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-                .open(plan.run_dir.join("run.log"))
-                .ok()
-        };
+        let log = crate::host::fs::open_append_private(&plan.run_dir.join("run.log")).ok();
         let opened_at = journal.records.len();
         Ok(Runner {
             plan,
@@ -283,7 +263,10 @@ impl<'a> Runner<'a> {
                             stage.id,
                             Kind::StageDone,
                             None,
-                            data([("seconds", json!(took.as_secs_f64()))]),
+                            Note {
+                                seconds: Some(took.as_secs_f64()),
+                                ..Note::default()
+                            },
                         )?;
                         self.face.stage_done(stage.id, took);
                         if stage.id == StageId::Verify {
@@ -294,8 +277,15 @@ impl<'a> Runner<'a> {
                     Err(e) if e.is::<RollbackRequested>() => return self.rollback_inner(false, false),
                     Err(e) => {
                         let msg = format!("{e:#}");
-                        self.journal
-                            .append(stage.id, Kind::Failed, None, data([("error", json!(msg))]))?;
+                        self.journal.append(
+                            stage.id,
+                            Kind::Failed,
+                            None,
+                            Note {
+                                error: Some(msg.clone()),
+                                ..Note::default()
+                            },
+                        )?;
                         let failure = Failure {
                             stage: stage.id,
                             error: msg,
@@ -326,7 +316,7 @@ impl<'a> Runner<'a> {
             self.finish_old_digests()?;
         }
         self.journal
-            .append(Step::End, Kind::End, None, data([("outcome", json!(outcome))]))?;
+            .append(Step::End, Kind::End, None, Note::outcome(outcome))?;
         let summary = self.summary(outcome);
         let text = super::render::text(&super::render::summary(&summary));
         let _ = std::fs::write(self.plan.run_dir.join("summary.txt"), text.join("\n") + "\n");
@@ -374,11 +364,7 @@ impl<'a> Runner<'a> {
                 .iter()
                 .filter(|r| r.kind == Kind::StageDone)
                 .filter_map(|r| match r.step {
-                    Step::Stage(id) => r
-                        .data
-                        .get("seconds")
-                        .and_then(serde_json::Value::as_f64)
-                        .map(|s| (id, Duration::from_secs_f64(s.max(0.0)))),
+                    Step::Stage(id) => r.data.seconds.map(|s| (id, Duration::from_secs_f64(s.max(0.0)))),
                     _ => None,
                 })
                 .collect(),
@@ -416,32 +402,7 @@ impl<'a> Runner<'a> {
                 let names = [self.plan.etcd_manifest.clone()];
                 self.move_manifests(id, &names, Direction::Out).map(|()| None)
             }
-            StageId::WaitStopped => {
-                self.wait_stopped(id.into())?;
-                // The baseline rollback checks, without reading a file: the
-                // content is hashed once the dirs are set aside (start_old_digests).
-                let mut d = serde_json::Map::new();
-                for s in self.plan.swaps.clone() {
-                    d.insert(s.what.meta_key().into(), json!(tree_meta(&s.live)?));
-                }
-                // What the restore really discards: the stopped db's revision,
-                // with every write taken since the plan.
-                if let Some(rev) = self.stopped_revision() {
-                    d.insert(FINAL_REVISION.into(), json!(rev));
-                    let n = (rev - self.plan.snapshot_revision).max(0);
-                    let more = self.plan.current_revision.map_or(0, |p| (rev - p).max(0));
-                    self.say(&format!(
-                        "etcd stopped at revision {rev}: {n} revisions discarded{}",
-                        if more > 0 {
-                            format!(" ({more} taken since the plan)")
-                        } else {
-                            String::new()
-                        }
-                    ));
-                }
-                self.journal.append(id, Kind::Note, None, d)?;
-                Ok(None)
-            }
+            StageId::WaitStopped => self.stopped(id).map(|()| None),
             StageId::RestoreSnapshot => {
                 self.check_manifests_still_out()?;
                 self.restore(id).map(|()| None)
@@ -449,34 +410,10 @@ impl<'a> Runner<'a> {
             StageId::SetOwnership => {
                 self.check_manifests_still_out()?;
                 self.set_ownership(id)?;
-                if self.plan.order == super::steps::Order::Staged {
-                    // Before the outage a whole read of the restored db costs no
-                    // downtime: a damaged copy is caught here, not by etcd's start.
-                    if let Some(s) = self.plan.swaps.first().cloned() {
-                        let db = s.restored.join("member/snap/db");
-                        let st = crate::snapshot::status(&db)
-                            .with_context(|| format!("checking the restored db {}", db.display()))?;
-                        self.say(&format!(
-                            "restored db checked natively: revision {}, {} keys, its page trees sound",
-                            st.revision, st.total_key
-                        ));
-                    }
-                }
+                self.check_restored_db()?;
                 Ok(None)
             }
-            StageId::SwapDataDir => {
-                self.check_manifests_still_out()?;
-                for s in self.plan.swaps.clone() {
-                    self.check_nothing_runs()?;
-                    self.move_file(id, &s.live, &s.old)?;
-                    if journal::crash_point("swap-between-renames") {
-                        journal::crash("between the two renames of the swap");
-                    }
-                    self.move_file(id, &s.incoming, &s.live)?;
-                }
-                self.check_nothing_runs()?;
-                Ok(None)
-            }
+            StageId::SwapDataDir => self.swap(id).map(|()| None),
             StageId::StartEtcd => {
                 let names = [self.plan.etcd_manifest.clone()];
                 self.move_manifests(id, &names, Direction::In)?;
@@ -492,1465 +429,8 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn preflight(&mut self) -> Result<Option<Outcome>> {
-        for s in &self.plan.swaps {
-            if !exists(&s.live) {
-                bail!(Fail::before_change(
-                    format!("the {} dir {} does not exist", s.what, s.live.display()),
-                    "check etcd.yaml's --data-dir / --wal-dir and its hostPath volumes"
-                ));
-            }
-        }
-        self.say("node checked: manifests, data dir, kubelet, snapshot and restore tool as planned");
-        Ok(None)
-    }
-
-    /// Moves manifests between the manifests dir and the run's stash, each journaled.
-    fn move_manifests(&mut self, step: StageId, names: &[String], way: Direction) -> Result<()> {
-        for m in names {
-            let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
-            match way {
-                Direction::Out => self.move_file(step, &live, &stash)?,
-                Direction::In => self.move_file(step, &stash, &live)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves a file or dir, journaled; already moved is done, anything else is a conflict.
-    fn move_file(&mut self, step: impl Into<Step>, from: &Path, to: &Path) -> Result<()> {
-        let step: Step = step.into();
-        let action = Action::Move {
-            from: from.to_path_buf(),
-            to: to.to_path_buf(),
-        };
-        // Done before (this step, this exact move): a later move may have re-used `from`.
-        let recorded = self
-            .journal
-            .records
-            .iter()
-            .rev()
-            .take_while(|r| r.kind != Kind::RollbackBegin || step == Step::Rollback)
-            .find(|r| r.step == step && r.action.as_ref() == Some(&action))
-            .is_some_and(|r| r.kind == Kind::Done);
-        if recorded && exists(to) {
-            self.say(&format!("already moved: {} -> {}", from.display(), to.display()));
-            return Ok(());
-        }
-        match (exists(from), exists(to)) {
-            (false, true) => {
-                if !recorded {
-                    self.journal.append(
-                        step,
-                        Kind::Done,
-                        Some(action),
-                        data([("found", json!("already in place"))]),
-                    )?;
-                }
-                self.say(&format!("already moved: {} -> {}", from.display(), to.display()));
-                Ok(())
-            }
-            (true, false) => {
-                if let Some(p) = to.parent() {
-                    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-                    fsync_dir(p)?;
-                }
-                self.journal
-                    .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-                rename_noreplace(from, to)?;
-                self.journal
-                    .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
-                self.say(&format!("moved {} -> {}", from.display(), to.display()));
-                Ok(())
-            }
-            (true, true) if same_file_content(from, to) && self.last_is_intent(step, &action) => {
-                // Killed between the copy across filesystems and the unlink of the source.
-                std::fs::remove_file(from).with_context(|| format!("removing {}", from.display()))?;
-                if let Some(p) = from.parent() {
-                    fsync_dir(p)?;
-                }
-                self.journal.append(
-                    step,
-                    Kind::Done,
-                    Some(action),
-                    data([("found", json!("copied, source removed now"))]),
-                )?;
-                self.say(&format!("finished moving {} -> {}", from.display(), to.display()));
-                Ok(())
-            }
-            (true, true) => Err(anyhow!(
-                "both {} and {} exist; refusing to overwrite either (look at both and move one aside)",
-                from.display(),
-                to.display()
-            )),
-            (false, false) => Err(anyhow!(
-                "neither {} nor {} exists: it was moved or deleted outside this run",
-                from.display(),
-                to.display()
-            )),
-        }
-    }
-
-    /// Whether the last record of `action` in `step` is its intent (the change may be half made).
-    fn last_is_intent(&self, step: Step, action: &Action) -> bool {
-        self.journal
-            .records
-            .iter()
-            .rev()
-            .find(|r| r.step == step && r.action.as_ref() == Some(action))
-            .is_some_and(|r| r.kind == Kind::Intent)
-    }
-
-    /// After resume: every move recorded done must still be in place (later moves taken into account).
-    fn check_done_moves(&self) -> Result<()> {
-        let mut expect: std::collections::BTreeMap<PathBuf, bool> = std::collections::BTreeMap::new();
-        for r in &self.journal.records {
-            if r.kind == Kind::RollbackBegin {
-                return Ok(());
-            }
-            if let (Kind::Done, Some(Action::Move { from, to })) = (r.kind, &r.action) {
-                expect.insert(from.clone(), false);
-                expect.insert(to.clone(), true);
-            }
-        }
-        for (p, there) in expect {
-            if there && !exists(&p) {
-                bail!(changed(
-                    format!(
-                        "{} should be there after this run's earlier stages, and is not",
-                        p.display()
-                    ),
-                    format!(
-                        "find out what moved it; the journal {} lists every move",
-                        self.journal.path().display()
-                    )
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_manifests_still_out(&self) -> Result<()> {
-        for m in self
-            .plan
-            .control_plane_manifests
-            .iter()
-            .chain(std::iter::once(&self.plan.etcd_manifest))
-        {
-            if exists(&self.plan.manifests_dir.join(m)) && exists(&self.plan.stash_dir.join(m)) {
-                bail!(
-                    "{} reappeared in {} while the run keeps it in {} (configuration management?); stop whatever puts it back, remove the new copy and retry",
-                    m,
-                    self.plan.manifests_dir.display(),
-                    self.plan.stash_dir.display()
-                );
-            }
-        }
-        Ok(())
-    }
-
-    async fn remaining_pods(socket: &Path) -> Result<Vec<(String, String)>> {
-        let mut c = Cri::connect(socket, Duration::from_secs(5)).await?;
-        Ok(c.pods(&[])
-            .await?
-            .into_iter()
-            .filter_map(|p| {
-                let md = p.metadata?;
-                (md.namespace == "kube-system"
-                    && COMPONENTS.iter().any(|c| md.name.starts_with(&format!("{c}-"))))
-                .then_some((p.id, md.name))
-            })
-            .collect())
-    }
-
-    /// The running containers that own `held` processes: a process belongs
-    /// to a container when its cgroup names the container's id, or it is (or
-    /// runs under) the container's main process. Each process with its
-    /// container (id, name, pod name, pod sandbox id), when it has one.
-    async fn owners(socket: &Path, held: &[Held]) -> Result<Vec<Option<[String; 4]>>> {
-        let mut c = Cri::connect(socket, Duration::from_secs(5)).await?;
-        let ctrs = c
-            .containers(&[], Some(cri::pb::ContainerState::ContainerRunning))
-            .await?;
-        let about = |ctr: &cri::pb::Container| {
-            let label = |k: &str| ctr.labels.get(k).cloned().unwrap_or_default();
-            [
-                ctr.id.clone(),
-                label(cri::CONTAINER_NAME),
-                label(cri::POD_NAME),
-                ctr.pod_sandbox_id.clone(),
-            ]
-        };
-        let mut out: Vec<Option<[String; 4]>> = held
-            .iter()
-            .map(|h| {
-                ctrs.iter()
-                    .find(|ctr| crate::host::proc::in_cgroup_of(h.pid, &ctr.id))
-                    .map(about)
-            })
-            .collect();
-        if out.iter().all(Option::is_some) {
-            return Ok(out);
-        }
-        // No cgroup names them: ask each container for its main process.
-        let mut mains = Vec::new();
-        for ctr in &ctrs {
-            if let Ok(Some(pid)) = c.container_pid(&ctr.id).await
-                && pid > 0
-            {
-                mains.push((pid, about(ctr)));
-            }
-        }
-        for (h, o) in held.iter().zip(out.iter_mut()) {
-            if o.is_none() {
-                *o = mains
-                    .iter()
-                    .find(|(pid, _)| crate::host::proc::descends_from(h.pid, *pid))
-                    .map(|(_, a)| a.clone());
-            }
-        }
-        Ok(out)
-    }
-
-    /// What still runs on etcd's data, each as it is: control-plane pod
-    /// sandboxes (CRI), containers of other pods holding its files, and host
-    /// processes holding files under the data and WAL dirs. A process of a
-    /// control-plane pod's container is that pod.
-    fn running(&mut self) -> Result<Running> {
-        let dirs: Vec<PathBuf> = self.plan.swaps.iter().map(|s| s.live.clone()).collect();
-        let held = holders(&dirs);
-        let (pods, owners) = match &self.plan.cri_socket {
-            Some(s) => self.rt.block_on(async {
-                let pods = Self::remaining_pods(s).await?;
-                let owners = if held.is_empty() {
-                    Vec::new()
-                } else {
-                    Self::owners(s, &held).await?
-                };
-                Ok::<_, anyhow::Error>((pods, owners))
-            })?,
-            None => (Vec::new(), Vec::new()),
-        };
-        let mut still: Running = pods
-            .iter()
-            .map(|(id, name)| Holder::Pod {
-                name: name.clone(),
-                id: id.clone(),
-            })
-            .collect();
-        for (i, h) in held.into_iter().enumerate() {
-            match owners.get(i).cloned().flatten() {
-                Some([_, _, _, sandbox]) if pods.iter().any(|(id, _)| *id == sandbox) => {}
-                Some([id, name, pod, _]) => still.push(Holder::Container {
-                    name,
-                    pod,
-                    id,
-                    pid: h.pid,
-                    file: h.file,
-                }),
-                None => still.push(Holder::Process {
-                    pid: h.pid,
-                    start: h.start,
-                    cmdline: h.cmdline,
-                    file: h.file,
-                }),
-            }
-        }
-        Ok(still)
-    }
-
-    /// Right before and after a data-dir rename: nothing may run on the data.
-    /// A kubelet that saw a manifest a moment ago can still start its pod;
-    /// this is where the swap stops rather than swap under a running etcd.
-    fn check_nothing_runs(&mut self) -> Result<()> {
-        let still = self.running()?;
-        if !still.is_empty() {
-            let names: Vec<String> = still.iter().map(render::holder).collect();
-            bail!(
-                "{} appeared while the data dirs were being swapped (a kubelet acting on a manifest it saw earlier?); nothing was overwritten",
-                names.join(", ")
-            );
-        }
-        Ok(())
-    }
-
-    /// Waits until nothing runs on etcd's data, and stays so for the settle
-    /// period: a kubelet that saw a manifest just before it moved may still
-    /// start its pod for a while after. The face sees what runs and the time
-    /// left each second; past `--wait-timeout` it is asked, and a choice
-    /// that cannot work on what runs is refused and asked again.
-    fn wait_stopped(&mut self, step: Step) -> Result<()> {
-        let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
-        let settle = Duration::from_millis(self.plan.settle_ms);
-        let mut start = Instant::now();
-        let mut quiet_since: Option<Instant> = None;
-        let mut last: Running = Vec::new();
-        let mut told: Option<u64> = None;
-        loop {
-            let still = self.running()?;
-            if still.is_empty() {
-                let since = *quiet_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= settle {
-                    self.say(&format!(
-                        "no control-plane pod sandbox left, no process holds the data dir, for {settle:.1?}"
-                    ));
-                    return Ok(());
-                }
-                last.clear();
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-            if quiet_since.take().is_some() {
-                self.say("something started again while settling; waiting again");
-            }
-            let left = limit.saturating_sub(start.elapsed());
-            let changed = still != last;
-            if changed || told != Some(left.as_secs()) {
-                told = Some(left.as_secs());
-                self.face.waiting(&Wait {
-                    holders: still.clone(),
-                    left: Duration::from_secs(left.as_secs()),
-                    changed,
-                });
-            }
-            if changed {
-                let names: Vec<String> = still.iter().map(render::holder).collect();
-                self.log_line(&format!("still running: {}", names.join(", ")));
-                last.clone_from(&still);
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                bail!("stopped by a signal while waiting");
-            }
-            if start.elapsed() > limit {
-                match self.face.wait_timeout(&still) {
-                    WaitChoice::KeepWaiting => {}
-                    WaitChoice::ForceStop if still.iter().any(Holder::by_cri) => {
-                        self.force_stop(step, &still)?;
-                    }
-                    WaitChoice::Terminate if still.iter().any(|h| !h.by_cri()) => {
-                        self.terminate(step, &still)?;
-                    }
-                    WaitChoice::ForceStop | WaitChoice::Terminate => {
-                        self.say("that choice cannot work on what still runs; nothing was done");
-                        continue;
-                    }
-                    WaitChoice::Rollback => return Err(RollbackRequested.into()),
-                    WaitChoice::Quit => {
-                        use std::fmt::Write as _;
-                        let names: Vec<String> = still.iter().map(render::holder).collect();
-                        // What can work on each, in the message itself: a
-                        // stage's failure prints its own `next:`.
-                        let mut said = format!("still running after {limit:?}: {}", names.join(", "));
-                        if still.iter().any(|h| !h.by_cri()) {
-                            let _ = write!(
-                                said,
-                                "; CRI cannot stop a host process: kill {} yourself, then resume",
-                                render::host_pids(&still)
-                            );
-                        }
-                        if still.iter().any(Holder::by_cri) {
-                            said.push_str("; pass --force-stop to stop the pods and containers through CRI");
-                        }
-                        return Err(changed_err(said, self.resume_hint()));
-                    }
-                }
-                start = Instant::now();
-                told = None;
-                last.clear();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Stops the pods and containers among `still` through CRI, each journaled first.
-    fn force_stop(&mut self, step: Step, still: &[Holder]) -> Result<()> {
-        let Some(socket) = self.plan.cri_socket.clone() else {
-            bail!("no CRI socket to stop pods through");
-        };
-        for h in still {
-            match h {
-                Holder::Pod { name, id } => {
-                    self.journal
-                        .append(step, Kind::Note, None, data([("forceStop", json!(name))]))?;
-                    self.say(&format!("stopping pod {name} through CRI"));
-                    self.rt.block_on(async {
-                        let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
-                        for ctr in c.containers(&[(cri::POD_NAME, name)], None).await? {
-                            let _ = c.stop_container(&ctr.id, Duration::from_secs(2)).await;
-                        }
-                        c.stop_pod(id).await?;
-                        c.remove_pod(id).await
-                    })?;
-                }
-                Holder::Container { name, pod, id, .. } => {
-                    self.journal.append(
-                        step,
-                        Kind::Note,
-                        None,
-                        data([("forceStop", json!(format!("{pod}/{name}")))]),
-                    )?;
-                    self.say(&format!("stopping container {name} of pod {pod} through CRI"));
-                    self.rt.block_on(async {
-                        let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
-                        c.stop_container(id, Duration::from_secs(2)).await
-                    })?;
-                }
-                Holder::Process { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends SIGTERM to each host process among `still`, each journaled
-    /// first and verified again right before (the same PID and start time,
-    /// still holding a file under etcd's dirs); one that changed is left alone.
-    fn terminate(&mut self, step: Step, still: &[Holder]) -> Result<()> {
-        let dirs: Vec<PathBuf> = self.plan.swaps.iter().map(|s| s.live.clone()).collect();
-        for h in still {
-            let Holder::Process {
-                pid,
-                start,
-                cmdline,
-                file,
-            } = h
-            else {
-                continue;
-            };
-            self.journal.append(
-                step,
-                Kind::Note,
-                None,
-                data([("terminate", json!(pid)), ("terminateStart", json!(start))]),
-            )?;
-            let held = Held {
-                pid: *pid,
-                start: *start,
-                cmdline: cmdline.clone(),
-                file: file.clone(),
-            };
-            match crate::host::proc::terminate(&held, &dirs) {
-                Ok(()) => self.say(&format!("sent SIGTERM to {}", render::holder(h))),
-                Err(e) => self.say(&format!("{e:#}")),
-            }
-        }
-        Ok(())
-    }
-
-    /// The restore command's journaled state: whether it finished (its
-    /// `done`), and the child recorded by a killed attempt.
-    fn restore_state(&self) -> (bool, Option<(i32, Option<u64>)>) {
-        let mut done = false;
-        let mut child = None;
-        for r in &self.journal.records {
-            if r.step != Step::Stage(StageId::RestoreSnapshot) {
-                continue;
-            }
-            match (&r.kind, &r.action) {
-                (Kind::Done, Some(Action::Restore { .. })) => done = true,
-                (Kind::Intent | Kind::Failed, Some(Action::Restore { .. })) => done = false,
-                (Kind::Note, None) => {
-                    if let Some(pid) = r.data.get("childPid").and_then(serde_json::Value::as_i64) {
-                        child = Some((
-                            i32::try_from(pid).unwrap_or(0),
-                            r.data.get("childStart").and_then(serde_json::Value::as_u64),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-        }
-        (done, child)
-    }
-
-    /// A restore command started by a killed attempt may still be writing
-    /// (it runs in its own process group): stop it before anything touches its dirs.
-    fn stop_orphan(&mut self, child: Option<(i32, Option<u64>)>) -> Result<()> {
-        let Some((pid, start)) = child else {
-            return Ok(());
-        };
-        let same = crate::host::proc::alive(pid)
-            && start.is_some()
-            && u32::try_from(pid).ok().and_then(crate::host::proc::start_time) == start;
-        if !same {
-            return Ok(());
-        }
-        self.say(&format!(
-            "the restore command of the killed attempt (pid {pid}) still runs: stopping it"
-        ));
-        let pg = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while crate::host::proc::alive(pid) {
-            if Instant::now() > deadline {
-                bail!(
-                    "the restore command of the killed attempt (pid {pid}) does not stop; stop it, then resume"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    fn restore(&mut self, step: StageId) -> Result<()> {
-        let swaps = self.plan.swaps.clone();
-        if swaps.iter().all(|s| exists(&s.restored)) {
-            self.say("the restored directories are already there");
-            return Ok(());
-        }
-        let (finished, child) = self.restore_state();
-        self.stop_orphan(child)?;
-        if finished {
-            // The command finished before the kill: only its renames are left.
-            for s in &swaps {
-                if !exists(&s.restored) {
-                    self.move_file(step, &s.partial, &s.restored)?;
-                }
-            }
-            return Ok(());
-        }
-        // A partial restore from a killed attempt is this run's own: remove it and restore again.
-        for s in &swaps {
-            if exists(&s.partial) {
-                let action = Action::RemoveOwn {
-                    path: s.partial.clone(),
-                };
-                self.journal
-                    .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-                std::fs::remove_dir_all(&s.partial)
-                    .with_context(|| format!("removing the partial restore {}", s.partial.display()))?;
-                self.journal
-                    .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
-                self.say(&format!(
-                    "removed this run's partial restore {}",
-                    s.partial.display()
-                ));
-            }
-        }
-        // Exactly the planned bytes: the file is opened once, its content
-        // checked against the plan's sha256 through that descriptor, and the
-        // restore command reads the same open file (`/dev/fd/N`), so a file
-        // renamed over the path meanwhile (backup rotation) is never restored.
-        let snap = self.open_planned_snapshot()?;
-        let fd_path = format!("/dev/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&snap));
-        let argv: Vec<String> = self
-            .plan
-            .restore_argv
-            .iter()
-            .map(|a| {
-                if *a == self.plan.snapshot.display().to_string() {
-                    fd_path.clone()
-                } else {
-                    a.clone()
-                }
-            })
-            .collect();
-        let action = Action::Restore {
-            argv: self.plan.restore_argv.clone(),
-            creates: swaps.iter().map(|s| s.partial.clone()).collect(),
-        };
-        self.journal
-            .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-        self.say(&format!(
-            "$ {} (the snapshot read from {fd_path}, the file whose sha256 was just checked)",
-            Command(self.plan.restore_argv.clone())
-        ));
-        let status = self.run_child(&argv, &snap)?;
-        drop(snap);
-        if !status.success() {
-            let _ = self.journal.append(
-                step,
-                Kind::Failed,
-                Some(action),
-                data([("exit", json!(status.code()))]),
-            );
-            for s in &swaps {
-                if exists(&s.partial) {
-                    let _ = std::fs::remove_dir_all(&s.partial);
-                }
-            }
-            bail!(
-                "{} exited with {status}; its output is above and in {}",
-                self.plan.tool.name,
-                self.plan.run_dir.join("run.log").display()
-            );
-        }
-        // What was restored, read natively before etcd ever runs on it: the
-        // baseline for verify and for rollback's write guard. Only the pages
-        // down to the last revision key are read, not the whole new db.
-        let db = swaps[0].partial.join("member/snap/db");
-        let restored = crate::snapshot::revision(&db)
-            .with_context(|| format!("reading the restored db {}", db.display()))?;
-        self.journal.append(
-            step,
-            Kind::Done,
-            Some(action),
-            data([("restoredRevision", json!(restored))]),
-        )?;
-        for s in &swaps {
-            self.move_file(step, &s.partial, &s.restored)?;
-        }
-        Ok(())
-    }
-
-    /// Opens the snapshot and checks its content against the plan's sha256 through the open file.
-    fn open_planned_snapshot(&mut self) -> Result<std::fs::File> {
-        let path = &self.plan.snapshot;
-        let f = std::fs::File::open(path).map_err(|e| {
-            Fail::before_change(
-                format!("cannot open the snapshot {}: {e}", path.display()),
-                "put the same snapshot back at that path (the journal has its sha256), or roll back",
-            )
-        })?;
-        let id = f.metadata().map(|m| crate::host::fs::FileId::of(&m)).ok();
-        if id.is_some() && id == self.plan.snapshot_file {
-            self.say(&format!(
-                "snapshot unchanged since it was hashed while planning (same inode, size, modification and change times): sha256 {} holds",
-                self.plan.snapshot_sha256.get(..16).unwrap_or("")
-            ));
-            return Ok(f);
-        }
-        let now = plan::content_digest(&f, self.plan.skip_hash_check)
-            .with_context(|| format!("reading the snapshot {}", path.display()))?;
-        if now != self.plan.snapshot_sha256 {
-            bail!(
-                "the snapshot {} is not the one planned (sha256 {} now, {} planned): it was replaced or changed; nothing was restored",
-                path.display(),
-                now.get(..16).unwrap_or(""),
-                self.plan.snapshot_sha256.get(..16).unwrap_or("")
-            );
-        }
-        self.say(&format!(
-            "snapshot content checked: sha256 {} as planned",
-            now.get(..16).unwrap_or("")
-        ));
-        Ok(f)
-    }
-
-    /// Runs the restore command in its own process group with `keep` open
-    /// in it, its output to the face and the run log; its PID and start time
-    /// are journaled so that a resume after a kill stops it first.
-    fn run_child(&mut self, argv: &[String], keep: &std::fs::File) -> Result<std::process::ExitStatus> {
-        use std::io::{BufRead, BufReader};
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let fd = std::os::fd::AsFd::as_fd(keep);
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-            .context("passing the snapshot to the restore command")?;
-        let spawned = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("ETCDCTL_API", "3")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn();
-        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
-        let mut child = spawned.with_context(|| format!("starting {}", argv[0]))?;
-        let pid = child.id();
-        self.journal.append(
-            StageId::RestoreSnapshot,
-            Kind::Note,
-            None,
-            data([
-                ("childPid", json!(pid)),
-                ("childStart", json!(crate::host::proc::start_time(pid))),
-            ]),
-        )?;
-        if journal::crash_point("during-restore") {
-            std::thread::sleep(Duration::from_millis(150));
-            journal::crash("while the restore command runs");
-        }
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let mut readers = Vec::new();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            readers.push(std::thread::spawn(move || {
-                for l in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(l);
-                }
-            }));
-        }
-        drop(tx);
-        // The restored db grows towards the snapshot's size: reported every second.
-        let db = self.plan.swaps.first().map(|s| s.partial.join("member/snap/db"));
-        let (began, mut last) = (Instant::now(), Instant::now());
-        let every = Duration::from_secs(1);
-        loop {
-            match rx.recv_timeout(every.saturating_sub(last.elapsed())) {
-                Ok(l) => self.say(&l),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            if last.elapsed() >= every {
-                last = Instant::now();
-                let done = db
-                    .as_ref()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .map_or(0, |m| m.len());
-                self.face.progress(&Progress {
-                    what: ProgressOf::Restore,
-                    done,
-                    total: self.plan.snapshot_size,
-                    elapsed: began.elapsed(),
-                });
-            }
-        }
-        for r in readers {
-            let _ = r.join();
-        }
-        Ok(child.wait()?)
-    }
-
-    fn set_ownership(&mut self, step: StageId) -> Result<()> {
-        let (uid, gid, mode) = (self.plan.uid, self.plan.gid, self.plan.mode);
-        for s in self.plan.swaps.clone() {
-            let xattrs = security_xattrs(&s.live);
-            let action = Action::Chown {
-                path: s.restored.clone(),
-                uid,
-                gid,
-                mode,
-                xattrs: xattrs.iter().map(|(n, _)| n.clone()).collect(),
-            };
-            self.journal
-                .append(step, Kind::Intent, Some(action.clone()), serde_json::Map::new())?;
-            for e in walkdir::WalkDir::new(&s.restored).contents_first(true) {
-                let e = e?;
-                std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))
-                    .with_context(|| format!("chown {uid}:{gid} {}", e.path().display()))?;
-                if (e.file_type().is_file() || e.file_type().is_dir())
-                    && let Ok(f) = std::fs::File::open(e.path())
-                {
-                    let _ = f.sync_all();
-                }
-            }
-            for d in [&s.incoming, &s.restored] {
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("chmod {mode:o} {}", d.display()))?;
-            }
-            for (name, value) in &xattrs {
-                // The SELinux label goes on the whole tree (as a relabel would); ACLs on the top dir.
-                let targets: Vec<PathBuf> = if name == SELINUX {
-                    tree(&s.restored)
-                } else {
-                    vec![s.incoming.clone(), s.restored.clone()]
-                };
-                for t in targets {
-                    set_xattr(&t, name, value)?;
-                }
-                self.say(&format!("{name} of {} carried over", s.live.display()));
-            }
-            if let Some(p) = s.restored.parent() {
-                fsync_dir(p)?;
-            }
-            self.journal
-                .append(step, Kind::Done, Some(action), serde_json::Map::new())?;
-            self.say(&format!(
-                "{} owned by {uid}:{gid}, mode {mode:o}",
-                s.restored.display()
-            ));
-        }
-        Ok(())
-    }
-
     fn connection(&self) -> Connection {
         self.plan.connection(2000)
-    }
-
-    fn wait_etcd(&mut self) -> Result<Option<Outcome>> {
-        let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
-        let start = Instant::now();
-        if self.plan.ha() {
-            let peer = self.plan.peer_urls.first().cloned().unwrap_or_default();
-            let addr = peer
-                .split("://")
-                .nth(1)
-                .unwrap_or(&peer)
-                .trim_end_matches('/')
-                .to_string();
-            loop {
-                let up = std::net::ToSocketAddrs::to_socket_addrs(&addr)
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .is_some_and(|a| {
-                        std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()
-                    });
-                if up {
-                    self.say(&format!("etcd runs and listens for peers on {peer}"));
-                    // The member that completes a quorum sees it form within a
-                    // few election rounds: it goes on to verify instead of waiting.
-                    if self.wait_healthy(QUORUM_PROBE.min(limit)).is_ok() {
-                        self.say("cluster formed: a quorum of the restored members has a leader");
-                        return Ok(None);
-                    }
-                    return Ok(Some(Outcome::WaitingForPeers));
-                }
-                if start.elapsed() > limit {
-                    bail!(
-                        "etcd's peer listener {peer} did not come up within {limit:?}; look at etcd's container log"
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        self.wait_healthy(limit).map(|_| None)
-    }
-
-    /// Waits until this member answers with a leader (a quorum formed); returns the revision.
-    fn wait_healthy(&mut self, limit: Duration) -> Result<i64> {
-        let start = Instant::now();
-        let conn = self.connection();
-        loop {
-            let r = self
-                .rt
-                .block_on(crate::host::etcd::status(&conn, Duration::from_secs(3)))
-                .and_then(|st| {
-                    anyhow::ensure!(st.leader != 0, "no leader yet");
-                    Ok(st.revision)
-                });
-            match r {
-                Ok(rev) => {
-                    self.say(&format!("etcd is healthy at revision {rev}"));
-                    return Ok(rev);
-                }
-                Err(e) if start.elapsed() > limit => {
-                    bail!("etcd did not become healthy within {limit:?}: {e:#}");
-                }
-                Err(_) => {}
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// An HA member that ended `waiting-for-peers`: once a quorum answers,
-    /// record start-etcd as done and go on with verify and start-control-plane.
-    pub fn finish_waiting(&mut self, limit: Duration) -> Result<Outcome> {
-        match self.wait_healthy(limit) {
-            Ok(_) => {}
-            Err(e) => {
-                return Err(e.context(Fail::problem(
-                    format!("member {} still waits for its peers", self.plan.name),
-                    format!(
-                        "restore every other member from the same snapshot ({}), then run `{}` again",
-                        self.plan.snapshot.display(),
-                        Command::rescue(std::iter::once("verify".to_string()).chain(self.plan.node_words()))
-                    ),
-                )));
-            }
-        }
-        self.journal.append(
-            StageId::StartEtcd,
-            Kind::StageDone,
-            None,
-            data([("quorum", json!(true))]),
-        )?;
-        self.run()
-    }
-
-    /// After a finished run: the same checks as the verify stage, read-only.
-    pub fn check(&mut self) -> Result<()> {
-        self.wait_healthy(Duration::from_secs(5))?;
-        self.verify_cluster(false)
-    }
-
-    fn verify(&mut self) -> Result<()> {
-        self.verify_cluster(true)
-    }
-
-    fn verify_cluster(&mut self, record: bool) -> Result<()> {
-        let conn = self.connection();
-        let want = plan::cluster_map(&self.plan.initial_cluster);
-        let (members, count, rev) = self.rt.block_on(async {
-            let mut c = crate::host::etcd::connect(&conn).await?;
-            let ml = c.member_list().await?;
-            let mut members: Vec<(String, Vec<String>)> = Vec::new();
-            for m in ml.members() {
-                let mut urls = m.peer_urls().to_vec();
-                urls.sort();
-                members.push((m.name().to_string(), urls));
-            }
-            let r = c
-                .get(
-                    vec![0u8],
-                    Some(etcd_client::GetOptions::new().with_from_key().with_count_only()),
-                )
-                .await?;
-            let rev = r.header().map_or(0, etcd_client::ResponseHeader::revision);
-            Ok::<_, anyhow::Error>((members, r.count(), rev))
-        })?;
-        let mut want_sorted = want.clone();
-        for v in want_sorted.values_mut() {
-            v.sort();
-        }
-        // A member that has not published its name yet (it just started) is
-        // listed with an empty name: it is matched by its peer URLs alone.
-        let matched: std::collections::BTreeMap<String, Vec<String>> = members
-            .iter()
-            .map(|(name, urls)| {
-                let name = if name.is_empty() {
-                    want_sorted
-                        .iter()
-                        .find(|(_, u)| *u == urls)
-                        .map_or_else(String::new, |(n, _)| n.clone())
-                } else {
-                    name.clone()
-                };
-                (name, urls.clone())
-            })
-            .collect();
-        if matched.len() != members.len() || matched != want_sorted {
-            bail!("the restored cluster's members {members:?} differ from the plan's {want_sorted:?}");
-        }
-        if u64::try_from(count).unwrap_or(0) != self.plan.snapshot_live_keys {
-            bail!(
-                "etcd holds {count} keys, the snapshot {}: the restore is incomplete",
-                self.plan.snapshot_live_keys
-            );
-        }
-        if rev < self.plan.snapshot_revision {
-            bail!(
-                "etcd is at revision {rev}, below the snapshot's {}",
-                self.plan.snapshot_revision
-            );
-        }
-        if record {
-            self.journal.append(
-                StageId::Verify,
-                Kind::Note,
-                None,
-                data([("revision", json!(rev)), ("keys", json!(count))]),
-            )?;
-        }
-        self.say(&format!(
-            "members as planned, {count} keys as in the snapshot, revision {rev}"
-        ));
-        Ok(())
-    }
-
-    fn wait_control_plane(&mut self) -> Result<()> {
-        let Some(socket) = self.plan.cri_socket.clone() else {
-            return Ok(());
-        };
-        let want: Vec<String> = self
-            .plan
-            .control_plane_manifests
-            .iter()
-            .map(|m| m.trim_end_matches(".yaml").to_string())
-            .collect();
-        let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
-        let start = Instant::now();
-        loop {
-            let running: Vec<String> = self.rt.block_on(async {
-                let mut c = Cri::connect(&socket, Duration::from_secs(5)).await?;
-                Ok::<_, anyhow::Error>(
-                    c.containers(&[], Some(cri::pb::ContainerState::ContainerRunning))
-                        .await?
-                        .into_iter()
-                        .filter_map(|c| c.labels.get(cri::CONTAINER_NAME).cloned())
-                        .collect(),
-                )
-            })?;
-            let missing: Vec<&String> = want.iter().filter(|w| !running.contains(w)).collect();
-            if missing.is_empty() {
-                self.say(&format!("running again: {}", want.join(", ")));
-                return Ok(());
-            }
-            if start.elapsed() > limit {
-                bail!("not running after {limit:?}: {missing:?}; look at kubelet's log");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// The revision of the restored data before etcd ever ran on it (read
-    /// natively after the restore), else the one verify recorded, else the
-    /// snapshot's: whatever is above it was written since.
-    fn restored_baseline(&self) -> i64 {
-        let find = |step: StageId, key: &str| {
-            self.journal
-                .records
-                .iter()
-                .rev()
-                .filter(|r| r.step == Step::Stage(step))
-                .find_map(|r| r.data.get(key).and_then(serde_json::Value::as_i64))
-        };
-        find(StageId::RestoreSnapshot, "restoredRevision")
-            .or_else(|| find(StageId::Verify, "revision"))
-            .unwrap_or(self.plan.snapshot_revision)
-    }
-
-    /// Whether etcd may have run on the restored data: its manifest was moved
-    /// back in by `start-etcd` (intent or done) and no rollback began since.
-    fn etcd_ran_on_restored(&self) -> bool {
-        let back = Action::Move {
-            from: self.plan.stash_dir.join(&self.plan.etcd_manifest),
-            to: self.plan.manifests_dir.join(&self.plan.etcd_manifest),
-        };
-        let recorded = |kind: Kind| {
-            self.journal.records.iter().any(|r| {
-                r.step == Step::Stage(StageId::StartEtcd)
-                    && r.kind == kind
-                    && r.action.as_ref() == Some(&back)
-            })
-        };
-        // An intent without its done: the rename happened if the manifest is in place.
-        recorded(Kind::Done)
-            || (recorded(Kind::Intent) && exists(&self.plan.manifests_dir.join(&self.plan.etcd_manifest)))
-    }
-
-    /// Rollback's write guard: refuses unless it is proven that the restored
-    /// cluster took no writes since it was restored. etcd's own answer proves
-    /// it; when etcd does not answer, its db read natively can prove writes
-    /// but never their absence (writes may still be only in its WAL).
-    fn guard_writes(&mut self) -> Result<()> {
-        if !self.etcd_ran_on_restored() {
-            return Ok(());
-        }
-        let baseline = self.restored_baseline();
-        let conn = self.connection();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let answer = loop {
-            match self
-                .rt
-                .block_on(crate::host::etcd::status(&conn, Duration::from_secs(3)))
-            {
-                Ok(st) => break Ok(st.revision),
-                Err(e) if Instant::now() > deadline => break Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(300)),
-            }
-        };
-        let writes = |now: i64| {
-            Fail::before_change(
-                format!(
-                    "the restored cluster has moved from revision {baseline} to {now} since it was restored: rolling back loses those writes"
-                ),
-                "pass --discard-writes to roll back anyway (the restored data is kept aside, nothing is deleted)",
-            )
-        };
-        match answer {
-            Ok(now) if now > baseline => Err(writes(now).into()),
-            Ok(now) => {
-                self.say(&format!(
-                    "etcd answers at revision {now}, the restored revision: no writes to lose"
-                ));
-                Ok(())
-            }
-            Err(e) => {
-                let db = self.plan.swaps[0].live.join("member/snap/db");
-                let on_disk = crate::snapshot::status(&db).map(|s| s.revision);
-                if let Ok(now) = on_disk
-                    && now > baseline
-                {
-                    return Err(writes(now).into());
-                }
-                Err(Fail::before_change(
-                    format!(
-                        "etcd does not answer ({e:#}), so there is no proof that the restored cluster took no writes since revision {baseline}{}",
-                        match on_disk {
-                            Ok(now) => format!(
-                                " (its db on disk is at revision {now}; writes still only in its WAL are not counted)"
-                            ),
-                            Err(_) => String::new(),
-                        }
-                    ),
-                    "bring etcd up so it can answer and run rollback again, or pass --discard-writes if losing any writes since the restore is acceptable",
-                )
-                .into())
-            }
-        }
-    }
-
-    /// Returns the node to its state before the run: stop what runs on the
-    /// restored data, put the original dirs back, set aside what the run
-    /// created, move every manifest back. Itself journaled and resumable.
-    /// Removes a dir the run itself created, journaled (`RemoveOwn` intent, then done).
-    fn remove_own(&mut self, path: &Path) -> Result<()> {
-        let action = Action::RemoveOwn {
-            path: path.to_path_buf(),
-        };
-        self.journal.append(
-            Step::Rollback,
-            Kind::Intent,
-            Some(action.clone()),
-            serde_json::Map::new(),
-        )?;
-        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
-        self.journal
-            .append(Step::Rollback, Kind::Done, Some(action), serde_json::Map::new())?;
-        Ok(())
-    }
-
-    /// The serving cluster's revision against the snapshot's, asked just
-    /// before the outage begins (bounded to 2 s; `None` when it does not answer).
-    fn writes_so_far(&self) -> Option<super::face::WritesSoFar> {
-        let conn = self.connection();
-        let st = self
-            .rt
-            .block_on(crate::host::etcd::status(&conn, Duration::from_secs(2)))
-            .ok()?;
-        Some(super::face::WritesSoFar {
-            live: st.revision,
-            snapshot: self.plan.snapshot_revision,
-            planned: self.plan.current_revision,
-        })
-    }
-
-    /// The revision of the stopped member's db, read natively (only the
-    /// pages on the way to its last key); `None` when it cannot be read (a
-    /// damaged data dir is a reason to restore, not to stop).
-    fn stopped_revision(&self) -> Option<i64> {
-        let s = self.plan.swaps.iter().find(|s| s.what == SwapKind::Data)?;
-        crate::snapshot::revision(&s.live.join("member/snap/db")).ok()
-    }
-
-    /// Revisions the restore discards: from the stopped db once etcd has
-    /// stopped (every write until then counted), else as planned.
-    fn revisions_discarded(&self) -> Option<i64> {
-        self.baseline()
-            .get(FINAL_REVISION)
-            .and_then(serde_json::Value::as_i64)
-            .map(|r| (r - self.plan.snapshot_revision).max(0))
-            .or_else(|| self.plan.revisions_discarded())
-    }
-
-    /// The `wait-stopped` note: the baseline of the dirs before anything touched them.
-    fn baseline(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.note(StageId::WaitStopped)
-    }
-
-    /// Every note a stage journaled, merged (a later key wins): the
-    /// `wait-stopped` baseline and a `forceStop` note live side by side.
-    fn note(&self, id: StageId) -> serde_json::Map<String, serde_json::Value> {
-        let mut out = serde_json::Map::new();
-        for r in self
-            .journal
-            .records
-            .iter()
-            .filter(|r| r.step == Step::Stage(id) && r.kind == Kind::Note)
-        {
-            out.extend(r.data.clone());
-        }
-        out
-    }
-
-    /// Once the swap is done and the outage over, hashes the set-aside dirs'
-    /// content on a thread of its own: nothing can write to them any more,
-    /// and nothing in the outage waits for it. A run journaled before the
-    /// staged order hashed at `wait-stopped` and needs nothing here.
-    fn start_old_digests(&mut self) {
-        if self.old_digests.is_some()
-            || !self.note(StageId::SwapDataDir).is_empty()
-            || !journal::done_stages(&self.journal.records).contains(&StageId::SwapDataDir)
-        {
-            return;
-        }
-        let base = self.baseline();
-        let dirs: Vec<(SwapKind, PathBuf)> = self
-            .plan
-            .swaps
-            .iter()
-            .filter(|s| base.contains_key(s.what.meta_key()) && exists(&s.old))
-            .map(|s| (s.what, s.old.clone()))
-            .collect();
-        if dirs.is_empty() {
-            return;
-        }
-        self.say("hashing the set-aside dirs' content in the background: the baseline a rollback checks");
-        let total = dirs.iter().map(|(_, d)| crate::host::fs::tree_size(d)).sum();
-        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = read.clone();
-        let thread = std::thread::spawn(move || {
-            dirs.into_iter()
-                .map(|(what, dir)| {
-                    Ok(OldDigest {
-                        what,
-                        meta: tree_meta(&dir)?,
-                        content: crate::host::fs::tree_digest_counted(&dir, &counter)?,
-                    })
-                })
-                .collect()
-        });
-        self.old_digests = Some(OldDigests {
-            thread,
-            read,
-            total,
-            began: Instant::now(),
-        });
-    }
-
-    /// Waits for the set-aside dirs' hashes and journals them, each only if
-    /// the dir's shape still matches the `wait-stopped` baseline.
-    fn finish_old_digests(&mut self) -> Result<()> {
-        let Some(h) = self.old_digests.take() else {
-            return Ok(());
-        };
-        while !h.thread.is_finished() {
-            std::thread::sleep(Duration::from_millis(250));
-            if h.thread.is_finished() {
-                break;
-            }
-            self.face.progress(&Progress {
-                what: ProgressOf::Hash,
-                done: h.read.load(Ordering::Relaxed),
-                total: h.total,
-                elapsed: h.began.elapsed(),
-            });
-            std::thread::sleep(Duration::from_millis(750));
-        }
-        let got = match h.thread.join() {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                self.say(&format!(
-                    "warning: hashing the set-aside dirs failed ({e:#}); a rollback checks their names, sizes and times only"
-                ));
-                return Ok(());
-            }
-            Err(_) => {
-                // The restore itself is done: say so, and let a rollback fall back to the shape check.
-                self.say("warning: hashing the set-aside dirs stopped unexpectedly; a rollback checks their names, sizes and times only");
-                return Ok(());
-            }
-        };
-        let base = self.baseline();
-        let mut d = serde_json::Map::new();
-        for o in got {
-            let s = self.plan.swaps.iter().find(|s| s.what == o.what).cloned();
-            let old = s.map(|s| s.old.display().to_string()).unwrap_or_default();
-            if base.get(o.what.meta_key()).and_then(serde_json::Value::as_str) == Some(o.meta.as_str()) {
-                self.say(&format!(
-                    "{} dir set aside as {old}: content sha256 {}",
-                    o.what,
-                    o.content.get(..16).unwrap_or("")
-                ));
-                d.insert(o.what.digest_key().into(), json!(o.content));
-            } else {
-                self.say(&format!(
-                    "warning: the set-aside {} dir {old} changed after etcd stopped (names, sizes or times differ from the wait-stopped record): a rollback will refuse to put it back",
-                    o.what
-                ));
-            }
-        }
-        if !d.is_empty() {
-            self.journal.append(StageId::SwapDataDir, Kind::Note, None, d)?;
-        }
-        Ok(())
-    }
-
-    /// Before a rollback moves anything: each set-aside dir is still what was
-    /// set aside (its shape against `wait-stopped`, its content against the
-    /// hash taken once set aside), read while the cluster still serves.
-    fn check_set_aside(&mut self) -> Result<()> {
-        let (base, content) = (self.baseline(), self.note(StageId::SwapDataDir));
-        for s in self.plan.swaps.clone() {
-            if !exists(&s.old) {
-                continue;
-            }
-            let Some(meta) = base.get(s.what.meta_key()).and_then(serde_json::Value::as_str) else {
-                if base.contains_key(s.what.digest_key()) {
-                    // A run journaled before the staged order: its content is checked after the move.
-                    continue;
-                }
-                return Err(changed_err(
-                    format!(
-                        "the {} dir {} is set aside but the journal holds no baseline for it",
-                        s.what,
-                        s.old.display()
-                    ),
-                    format!(
-                        "nothing was moved; compare it with what the journal {} says before putting it back by hand",
-                        self.journal.path().display()
-                    ),
-                ));
-            };
-            let journal = self.journal.path().display().to_string();
-            let differs = |what: &str| {
-                changed_err(
-                    format!(
-                        "the set-aside {} dir {} differs from what was set aside ({what})",
-                        s.what,
-                        s.old.display()
-                    ),
-                    format!(
-                        "nothing was moved; find what wrote to it before putting it back by hand (journal {journal})"
-                    ),
-                )
-            };
-            if tree_meta(&s.old)? != meta {
-                return Err(differs("names, sizes or times"));
-            }
-            if let Some(want) = content
-                .get(s.what.digest_key())
-                .and_then(serde_json::Value::as_str)
-            {
-                self.say(&format!(
-                    "checking the content of {} against its hash",
-                    s.old.display()
-                ));
-                if tree_digest(&s.old)? != want {
-                    return Err(differs("content"));
-                }
-            }
-            self.say(&format!("{} is as it was set aside", s.old.display()));
-        }
-        Ok(())
-    }
-
-    pub fn rollback(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
-        self.rollback_inner(discard_writes, force)
-            .map_err(|e| self.seal(e))
-    }
-
-    fn rollback_inner(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
-        let recs = self.journal.records.clone();
-        let already = recs.iter().any(|r| r.kind == Kind::RollbackBegin);
-        if !already {
-            if self.plan.ha() && !force {
-                bail!(Fail::before_change(
-                    format!(
-                        "{} is one member of an HA cluster: rolling back one member alone splits it",
-                        self.plan.name
-                    ),
-                    format!(
-                        "roll back every member, each with `{} --force`",
-                        self.rollback_command()
-                    )
-                ));
-            }
-            if !discard_writes {
-                self.guard_writes()?;
-            }
-            self.check_set_aside()?;
-            self.journal
-                .append(Step::Rollback, Kind::RollbackBegin, None, serde_json::Map::new())?;
-        }
-        self.face.rolling_back();
-        self.say("rolling back");
-        let data_moves: Vec<(PathBuf, PathBuf)> = recs
-            .iter()
-            .filter(|r| r.step != Step::Rollback)
-            .filter_map(|r| match (&r.kind, &r.action) {
-                (Kind::Intent | Kind::Done, Some(Action::Move { from, to }))
-                    if !from.starts_with(&self.plan.manifests_dir)
-                        && !to.starts_with(&self.plan.manifests_dir)
-                        && !self.plan.swaps.iter().any(|s| *from == s.partial) =>
-                {
-                    Some((from.clone(), to.clone()))
-                }
-                _ => None,
-            })
-            .fold(Vec::new(), |mut v, m| {
-                if !v.contains(&m) {
-                    v.push(m);
-                }
-                v
-            });
-        let data_changed = data_moves
-            .iter()
-            .any(|(from, to)| self.plan.swaps.iter().any(|s| *from == s.live || *to == s.live) && exists(to));
-        // 1. Stop what may run on the restored data: every manifest of the run out.
-        if data_changed {
-            for m in self
-                .plan
-                .control_plane_manifests
-                .clone()
-                .iter()
-                .chain(std::iter::once(&self.plan.etcd_manifest.clone()))
-            {
-                let (live, stash) = (self.plan.manifests_dir.join(m), self.plan.stash_dir.join(m));
-                if exists(&live) && !exists(&stash) {
-                    self.move_file(Step::Rollback, &live, &stash)?;
-                }
-            }
-            self.wait_stopped(Step::Rollback)?;
-        }
-        // 2. Undo the data moves, newest first, nothing running on the data before and after each.
-        for (from, to) in data_moves.iter().rev() {
-            if exists(to) && !exists(from) {
-                self.check_nothing_runs()?;
-                self.move_file(Step::Rollback, to, from)?;
-            }
-        }
-        if data_changed {
-            self.check_nothing_runs()?;
-        }
-        // 3. Partial restores are the run's own; a restored dir etcd ran on stays set aside.
-        let (_, child) = self.restore_state();
-        self.stop_orphan(child)?;
-        for s in self.plan.swaps.clone() {
-            if exists(&s.partial) {
-                self.remove_own(&s.partial)?;
-            }
-        }
-        // A restored dir that never became the live one (the rollback came
-        // before the swap) held nothing but the snapshot's data: it goes too.
-        for s in self.plan.swaps.clone() {
-            let went_live = recs.iter().any(|r| {
-                r.step != Step::Rollback
-                    && matches!(&r.action, Some(Action::Move { to, .. }) if *to == s.live)
-            });
-            if !went_live && exists(&s.restored) {
-                self.remove_own(&s.restored)?;
-                self.say(&format!(
-                    "removed {}: etcd never ran on it (the snapshot still holds its data)",
-                    s.restored.display()
-                ));
-            }
-        }
-        // 4. Check the data is as at the baseline: its shape (the content was
-        // checked before anything moved), or its content for a run journaled
-        // before the staged order.
-        let b = self.baseline();
-        if !b.is_empty() {
-            for s in self.plan.swaps.clone() {
-                let (want, have) = match b.get(s.what.meta_key()).and_then(|v| v.as_str()) {
-                    Some(meta) => (meta, tree_meta(&s.live)?),
-                    None => (
-                        b.get(s.what.digest_key()).and_then(|v| v.as_str()).unwrap_or(""),
-                        tree_digest(&s.live)?,
-                    ),
-                };
-                if want != have {
-                    bail!(changed(
-                        format!(
-                            "the {} dir {} differs from the digest recorded before the restore",
-                            s.what,
-                            s.live.display()
-                        ),
-                        format!(
-                            "nothing was deleted; compare it with the journal {} before restarting etcd",
-                            self.journal.path().display()
-                        )
-                    ));
-                }
-                self.say(&format!(
-                    "{} dir {} matches its pre-run digest",
-                    s.what,
-                    s.live.display()
-                ));
-            }
-        }
-        // 5. Manifests back: etcd first, then the control plane.
-        for m in
-            std::iter::once(self.plan.etcd_manifest.clone()).chain(self.plan.control_plane_manifests.clone())
-        {
-            let (live, stash) = (self.plan.manifests_dir.join(&m), self.plan.stash_dir.join(&m));
-            if exists(&stash) && !exists(&live) {
-                self.move_file(Step::Rollback, &stash, &live)?;
-            }
-        }
-        self.end(Outcome::RolledBack)
     }
 }
 
@@ -1958,7 +438,9 @@ impl<'a> Runner<'a> {
 mod tests {
     use super::*;
     use crate::restore::face::Text;
+    use crate::restore::journal::Action;
     use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
 
     struct Bed {
         _dir: tempfile::TempDir,
@@ -1988,7 +470,7 @@ mod tests {
             Err(_) => Journal::create(&b.plan.run_dir, &b.plan).unwrap(),
         };
         for (k, a) in records {
-            j.append(StageId::StopEtcd, *k, Some(a.clone()), serde_json::Map::new())
+            j.append(StageId::StopEtcd, *k, Some(a.clone()), Note::default())
                 .unwrap();
         }
         let mut face = Text::<std::io::Empty, Vec<u8>> {
@@ -2052,10 +534,7 @@ mod tests {
             r.move_file(StageId::StopEtcd, &from, &to).unwrap();
             let last = r.journal.records.last().unwrap();
             assert_eq!(last.kind, Kind::Done);
-            assert_eq!(
-                last.data.get("found").and_then(|v| v.as_str()),
-                Some("already in place")
-            );
+            assert_eq!(last.data.found.as_deref(), Some("already in place"));
         });
     }
 
@@ -2124,10 +603,7 @@ mod tests {
         with_runner(&b, &[(Kind::Intent, mv(&from, &to))], |r| {
             r.move_file(StageId::StopEtcd, &from, &to).unwrap();
             let last = r.journal.records.last().unwrap();
-            assert_eq!(
-                last.data.get("found").and_then(|v| v.as_str()),
-                Some("copied, source removed now")
-            );
+            assert_eq!(last.data.found.as_deref(), Some("copied, source removed now"));
         });
         assert!(!from.exists());
     }
@@ -2146,14 +622,18 @@ mod tests {
             StageId::RestoreSnapshot,
             Kind::Intent,
             Some(restore.clone()),
-            serde_json::Map::new(),
+            Note::default(),
         )
         .unwrap();
         j.append(
             StageId::RestoreSnapshot,
             Kind::Note,
             None,
-            data([("childPid", json!(4242)), ("childStart", json!(99))]),
+            Note {
+                child_pid: Some(4242),
+                child_start: Some(99),
+                ..Note::default()
+            },
         )
         .unwrap();
         drop(j);
@@ -2164,7 +644,7 @@ mod tests {
                     StageId::RestoreSnapshot,
                     Kind::Done,
                     Some(restore.clone()),
-                    serde_json::Map::new(),
+                    Note::default(),
                 )
                 .unwrap();
             assert!(r.restore_state().0);

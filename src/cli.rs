@@ -120,7 +120,7 @@ pub enum Command {
         dir: Option<PathBuf>,
         /// The etcd release to run.
         #[arg(long = "etcd", value_enum, default_value = "3.5")]
-        release: crate::drill::up::Release,
+        release: crate::drill::state::Release,
         /// etcd members, one sandbox node each (1, or 3 for an HA cluster).
         #[arg(long, default_value_t = 1)]
         members: usize,
@@ -136,14 +136,14 @@ pub enum Command {
         /// The CRI runtime: `process` (containers are processes, no root) or
         /// `containerd` (a private real containerd per node; root, etcd 3.5).
         #[arg(long, value_enum, default_value = "process")]
-        runtime: crate::drill::up::Runtime,
+        runtime: crate::drill::state::Runtime,
         /// The kubelet's time from seeing a manifest to starting its pod (a
         /// pod it decided on starts even if its manifest has left meanwhile).
         #[arg(long, value_parser = parse_duration, default_value = "100ms", value_name = "DURATION")]
         kubelet_start_delay: Duration,
         /// Break the sandbox this way once it is up (`drill --list` describes each; `random` does not say which).
         #[arg(long, value_enum, value_name = "NAME")]
-        scenario: Option<crate::drill::scenario::Scenario>,
+        scenario: Option<crate::drill::broken::Scenario>,
         /// Describe the scenarios and exit.
         #[arg(long)]
         list: bool,

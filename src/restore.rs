@@ -25,11 +25,12 @@ use anyhow::{Context, Result};
 use crate::exit::Fail;
 use crate::host::etcd::Connection;
 use crate::root::Root;
-use face::{Answer, Face};
+use command::Command;
+use face::Face;
 use journal::{Journal, Outcome};
 use plan::{Options, Plan};
-use render::Command;
 use runner::Runner;
+use view::Answer;
 
 /// An exclusive lock (`flock` on an open file: closing it, even by a SIGKILL, releases it).
 pub struct Lock(#[allow(dead_code)] File);
@@ -92,7 +93,7 @@ pub fn lock_node(manifests_dir: &Path) -> Result<Lock> {
 pub fn node_words(root: &Path, state_dir: Option<&Path>) -> Vec<String> {
     let default = plan::state_dir(&Root::new(root), None);
     let sd = state_dir.filter(|sd| *sd != default).map(Path::to_path_buf);
-    render::node_words(root, sd.as_ref())
+    command::node_words(root, sd.as_ref())
 }
 
 /// A run recorded in a state dir.
@@ -171,7 +172,7 @@ pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<End
             let words = |verb: &str| {
                 Command::rescue(
                     std::iter::once(verb.to_string())
-                        .chain(render::node_words(&opts.root, opts.state_dir.as_ref()))
+                        .chain(command::node_words(&opts.root, opts.state_dir.as_ref()))
                         .chain(["--run".to_string(), run.id.clone()]),
                 )
             };
@@ -298,14 +299,14 @@ fn live_cluster_checks(plan: &Plan, force: bool) -> Result<Option<i64>> {
         if let Some((id, _, _)) = me {
             steps.push(format!(
                 "etcdctl --endpoints {} member remove {id:x}",
-                render::quote(&w.endpoint)
+                command::quote(&w.endpoint)
             ));
         }
         steps.push(format!(
             "etcdctl --endpoints {} member add {} --peer-urls={}",
-            render::quote(&w.endpoint),
-            render::quote(&plan.name),
-            render::quote(&peer)
+            command::quote(&w.endpoint),
+            command::quote(&plan.name),
+            command::quote(&peer)
         ));
         steps.push(format!(
             "then on this node: move etcd.yaml out of {}, move the data dir {} aside, set --initial-cluster-state=existing (and --initial-cluster as `member add` prints) in etcd.yaml, move it back",
@@ -549,7 +550,7 @@ mod tests {
 
     /// A run `id` planned at `created`, ended with `outcome` (or unfinished).
     fn run(state: &Path, id: &str, created: &str, outcome: Option<Outcome>) {
-        let mut plan = steps::example_plan();
+        let mut plan = plan::example_plan();
         plan.id = id.into();
         plan.created = created.into();
         let mut j = Journal::create(&state.join("runs").join(id), &plan).unwrap();

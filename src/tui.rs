@@ -6,7 +6,7 @@
 //! worker thread with a [`face::ChannelFace`] that blocks on the operator's
 //! answers; the picker checks snapshots on threads of its own. Everything
 //! reaches the UI thread as an [`app::Action`] on one channel, is applied by
-//! [`app::update`], and the next frame is drawn from the state.
+//! [`update::update`], and the next frame is drawn from the state.
 //!
 //! The terminal is given back on every way out: normal return, an error, a
 //! panic on any thread (ratatui's hook), SIGTERM/SIGHUP/SIGINT (a flag the
@@ -23,10 +23,10 @@ pub mod face;
 mod key_input;
 pub mod keys;
 pub mod picker;
-mod picker_view;
 pub mod status;
 #[cfg(test)]
 mod tests;
+pub mod update;
 pub mod view;
 
 use std::fmt::Write as _;
@@ -43,10 +43,10 @@ use ratatui::crossterm::event as term;
 
 use crate::backup::fetch;
 use crate::exit::Code;
+use crate::restore::command::Command;
 use crate::restore::face::Face;
 use crate::restore::journal;
 use crate::restore::plan::{self, Options};
-use crate::restore::render::Command;
 use crate::restore::{Purpose, RunSelect};
 use crate::root::Root;
 use app::{Action, App, Cmd, Later, Mode, Screen};
@@ -210,7 +210,7 @@ fn describe_run(dir: &Path) -> Option<Vec<String>> {
     let (plan, recs) = journal::read(&dir.join("journal.jsonl")).ok()?;
     let done: Vec<&str> = journal::done_stages(&recs)
         .into_iter()
-        .map(crate::restore::steps::StageId::as_str)
+        .map(crate::restore::stage::StageId::as_str)
         .collect();
     let mut v = vec![
         format!("run       {}", plan.id),
@@ -537,7 +537,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                 timings.note(what, now - k);
             }
             let viewport = view::measure(&app);
-            app::update(&mut app, Action::Drawn(now, viewport));
+            update::update(&mut app, Action::Drawn(now, viewport));
             dirty = false;
         }
         if app.exit || PANICKED.load(Ordering::SeqCst) {
@@ -570,7 +570,7 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
                 }
                 _ => dirty = true,
             }
-            for cmd in app::update(&mut app, action) {
+            for cmd in update::update(&mut app, action) {
                 match cmd {
                     Cmd::Reply(r) => {
                         if let Some(s) = &replies {

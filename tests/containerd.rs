@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use etcd_rescue::drill::containerd::{self, Paths};
-use etcd_rescue::drill::up::{DrillNode, node_connection};
+use etcd_rescue::drill::state::{DrillNode, node_connection};
 use etcd_rescue::host::cri::{self, Cri, pb};
 use etcd_rescue::root::Root;
 use nix::sys::signal::Signal;

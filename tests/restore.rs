@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use etcd_rescue::drill::up::node_connection;
+use etcd_rescue::drill::state::node_connection;
 use etcd_rescue::restore::journal;
-use etcd_rescue::restore::steps::StageId;
+use etcd_rescue::restore::stage::StageId;
 
 use crate::support::drill::MANIFESTS;
 use crate::support::drill::{Drill, block_on};
@@ -333,7 +333,7 @@ fn crash_in_the_restore_in_outage_order() {
     let full = restore(d.root(0), &snap, &["--yes", "--restore-in-outage"], &[]);
     assert!(full.status.success(), "{:?}", text(&full));
     let (plan, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
-    assert_eq!(plan.order, etcd_rescue::restore::steps::Order::InOutage);
+    assert_eq!(plan.order, etcd_rescue::restore::stage::Order::InOutage);
     let at = |step: StageId, kind: journal::Kind| {
         recs.iter()
             .position(|r| r.step == journal::Step::Stage(step) && r.kind == kind)
@@ -377,7 +377,7 @@ fn before_the_outage_resume_asks_and_rollback_only_removes_its_dir() {
     let full = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(full.status.success(), "{:?}", text(&full));
     let (plan, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
-    assert_eq!(plan.order, etcd_rescue::restore::steps::Order::Staged);
+    assert_eq!(plan.order, etcd_rescue::restore::stage::Order::Staged);
     let at = recs
         .iter()
         .position(|r| {
@@ -1566,7 +1566,7 @@ fn assert_restored_keys(d: &Drill, snap: &Path) {
 #[test]
 fn rollback_waits_out_a_kubelet_acting_late() {
     use etcd_rescue::restore::journal::{Kind, Step};
-    use etcd_rescue::restore::steps::StageId;
+    use etcd_rescue::restore::stage::StageId;
     let d = Drill::start(&["--keys", "50", "--kubelet-start-delay", "1500ms"]);
     d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
@@ -1846,7 +1846,7 @@ fn previous_release_journal_resumes_and_rolls_back() {
     let at = recs
         .iter()
         .position(|r| {
-            r.step == journal::Step::Stage(etcd_rescue::restore::steps::StageId::SwapDataDir)
+            r.step == journal::Step::Stage(etcd_rescue::restore::stage::StageId::SwapDataDir)
                 && r.kind == journal::Kind::StageDone
         })
         .expect("swap-data-dir is journaled done")
@@ -2043,7 +2043,7 @@ fn staged_restore_keeps_room_for_the_serving_member() {
     let out = restore(d.root(0), &snap, &["--yes"], &[]);
     assert!(out.status.success(), "{:?}", text(&out));
     let (plan, _) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
-    assert_eq!(plan.order, etcd_rescue::restore::steps::Order::InOutage);
+    assert_eq!(plan.order, etcd_rescue::restore::stage::Order::InOutage);
     std::fs::remove_file(&filler).unwrap();
     wait_healthy(&d);
     assert_eq!(etcd_contents(&d), snapshot_contents(&snap));

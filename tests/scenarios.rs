@@ -359,7 +359,7 @@ fn keys_put_back_by_hand_are_not_recovered() {
             .map(|kv| (kv.key, kv.value))
             .collect();
     let put_back = |value: &dyn Fn(&str) -> Vec<u8>| {
-        let conn = etcd_rescue::drill::up::node_connection(&d.state.nodes[0]).unwrap();
+        let conn = etcd_rescue::drill::state::node_connection(&d.state.nodes[0]).unwrap();
         crate::support::drill::block_on(async {
             let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
             for k in &keys {

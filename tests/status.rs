@@ -405,7 +405,7 @@ fn member_remove_counts_voters_only() {
 
 /// Raises a CORRUPT alarm for member `node` of the drill through etcd's API.
 fn raise_corrupt(d: &Drill) {
-    let conn = etcd_rescue::drill::up::node_connection(&d.state.nodes[0]).unwrap();
+    let conn = etcd_rescue::drill::state::node_connection(&d.state.nodes[0]).unwrap();
     crate::support::drill::block_on(async move {
         let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
         let id = c.status().await.unwrap().header().unwrap().member_id();

@@ -70,14 +70,14 @@ pub(super) fn up(command: &Command) -> Result<Code> {
         ready_timeout: Duration::from_secs(60),
         runtime: *runtime,
         kubelet_start_delay: *kubelet_start_delay,
-        data_fs_size: scenario.and_then(crate::drill::scenario::Scenario::data_fs_size),
+        data_fs_size: scenario.and_then(crate::drill::broken::Scenario::data_fs_size),
     };
     crate::host::rt::multi_thread()?.block_on(run_drill(opts, *scenario))
 }
 
 /// `drill down --dir DIR`: stops what a killed drill left running.
 pub(super) fn down(dir: &Path) -> Result<Code> {
-    let r = crate::drill::up::down_dir(dir, Duration::from_secs(90))?;
+    let r = crate::drill::down::down_dir(dir, Duration::from_secs(90))?;
     if let Some(p) = r.drill_pid {
         outln!("asked the drill (pid {p}) to stop");
     }
@@ -120,7 +120,7 @@ pub(super) fn down(dir: &Path) -> Result<Code> {
 
 /// `drill --list`.
 fn print_scenarios() -> Result<Code> {
-    use crate::drill::scenario::Scenario;
+    use crate::drill::broken::Scenario;
     let mut t = String::new();
     for s in Scenario::ALL.iter().chain([&Scenario::Random]) {
         let _ = writeln!(
@@ -138,7 +138,7 @@ fn print_scenarios() -> Result<Code> {
 /// What the restore runs on the drill's nodes did since `since`, from their
 /// journals: recovered once every node has a run that verified (the last of them).
 fn drill_runs(
-    state: &crate::drill::up::DrillState,
+    state: &crate::drill::state::DrillState,
     since: Option<SystemTime>,
 ) -> Result<crate::drill::scenario::Runs> {
     let mut all = crate::drill::scenario::Runs::default();
@@ -233,7 +233,7 @@ fn scorecard_table(c: &crate::drill::scenario::Scorecard) -> String {
 
 async fn run_drill(
     opts: crate::drill::up::Options,
-    scenario: Option<crate::drill::scenario::Scenario>,
+    scenario: Option<crate::drill::broken::Scenario>,
 ) -> Result<Code> {
     // Not `outln!`, which ends the process on a closed stdout: `drill | tee log`, and
     // Ctrl-C ends tee too, must still stop what the drill started (etcd was
@@ -264,7 +264,7 @@ async fn run_drill(
     }
     print(format_args!(
         "\n{}",
-        crate::drill::up::practice_text(&drill.dir, &drill.state)
+        crate::drill::practice::practice_text(&drill.dir, &drill.state)
     ));
     stop.await;
     print(format_args!(

@@ -173,8 +173,8 @@ mod tests {
         assert!(t.contains("No scenario was chosen: nothing is broken"), "{t}");
         assert!(t.contains(" drill --scenario deleted-namespace"), "{t}");
         assert!(t.contains("Snapshot taken after seeding: /d/backup/s.db"), "{t}");
-        state.scenario = Some(super::super::scenario::Broken {
-            scenario: super::super::scenario::Scenario::DeletedNamespace,
+        state.scenario = Some(super::super::broken::Broken {
+            scenario: super::super::broken::Scenario::DeletedNamespace,
             hidden: false,
             at: String::new(),
             keys_back: Vec::new(),

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use etcd_client::GetOptions;
 use serde::{Deserialize, Serialize};
 
-pub use super::broken::{Broken, Expected, Scenario};
+use super::broken::{Broken, Expected, Scenario};
 use super::state::{DrillNode, DrillState, Running, node_connection, state_file};
 use crate::exit::Fail;
 use crate::host::etcd;

@@ -21,11 +21,9 @@ use crate::host::cri::{self, Cri, pb};
 use crate::host::{etcd, etcdutl};
 use crate::root::Root;
 
-pub use super::down::{DownReport, PidRecord, down_dir};
 use super::down::{kill_recorded, wait_gone};
-pub use super::practice::practice_text;
 use super::state::Running;
-pub use super::state::{DrillNode, DrillState, Release, Runtime, node_connection, state_file};
+use super::state::{DrillNode, DrillState, Release, Runtime, node_connection, state_file};
 
 /// What to bring up.
 #[derive(Debug, Clone)]

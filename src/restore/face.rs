@@ -13,10 +13,7 @@ use std::time::Duration;
 use super::plan::Plan;
 use super::render;
 use super::stage::StageId;
-pub use super::view::{
-    Answer, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait, WaitChoice,
-    WritesSoFar,
-};
+use super::view::{Answer, Failure, Holder, Phase, Progress, RunStart, StageView, Summary, Wait, WaitChoice};
 
 /// Everything the runner shows or asks.
 pub trait Face {

@@ -668,7 +668,7 @@ pub fn crash(at: &str) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::steps::example_plan;
+    use crate::restore::plan::example_plan;
     use std::io::Write;
 
     fn journal_with(lines: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -938,7 +938,7 @@ mod tests {
         );
         assert!(!r.records.iter().any(|x| x.step == Step::Rollback));
         // Written before the staged order: it resumes in the order it was run in.
-        assert_eq!(r.plan.order, crate::restore::steps::Order::InOutage);
+        assert_eq!(r.plan.order, crate::restore::stage::Order::InOutage);
         // Its outage began with the first manifest out and has not ended.
         assert_eq!(
             outage(&r.records),

@@ -12,7 +12,7 @@ use super::steps;
 use super::view::{Failure, Holder, Phase, Progress, ProgressOf, Summary, Wait, WaitChoice, WritesSoFar};
 use crate::units::human_bytes;
 
-pub use super::command::{Command, mv, node_words, quote, quote_path};
+use super::command::Command;
 
 /// What a line is, for a face that styles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,6 +424,7 @@ pub fn summary(s: &Summary) -> Vec<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::command::quote;
 
     /// Every printed command survives a POSIX shell word for word, whatever its paths hold.
     #[test]

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::face::{Answer, Face, Failure, Holder, Phase, RunStart, StageView, Summary};
+use super::command::Command;
+use super::face::Face;
 use super::journal::{self, Journal, Kind, Note, Outcome, Step};
 use super::plan::{self, Plan};
-use super::render::Command;
-use super::steps::StageId;
+use super::stage::StageId;
+use super::view::{Answer, Failure, Holder, Phase, RunStart, StageView, Summary};
 use crate::exit::{Code, Fail};
 use crate::host::etcd::Connection;
 use crate::host::fs::exists;
@@ -451,7 +452,7 @@ mod tests {
     fn bed() -> Bed {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().to_path_buf();
-        let mut plan = crate::restore::steps::example_plan();
+        let mut plan = crate::restore::plan::example_plan();
         plan.run_dir = base.join("state/runs/ID");
         plan.state_dir = base.join("state");
         plan.manifests_dir = base.join("manifests");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::command::{Command, mv, quote_path};
 use super::plan::Plan;
 
-pub(crate) use super::plan::example_plan;
-pub use super::stage::{Order, StageId};
+use super::plan::example_plan;
+use super::stage::StageId;
 
 /// A stage's place and entry in the runbook table, asked of its id.
 impl StageId {
@@ -258,6 +258,8 @@ pub fn markdown() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::restore::plan::example_plan;
+    use crate::restore::stage::Order;
 
     /// Both orders hold every stage once; the staged one restores before the
     /// outage, the other inside it; the outage is stop-control-plane to verify.

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use anyhow::Result;
 
 use super::journal::{self, Outcome, Record, Step};
-use super::steps::StageId;
+use super::stage::StageId;
 
 /// The restore runs of one node, counted from their journals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,7 +76,7 @@ mod tests {
     /// A run planned at `created` under the node at `root`, with `records`
     /// (stage, kind) and ended with `outcome` (or unfinished).
     fn run(root: &Path, id: &str, created: &str, stages: &[StageId], outcome: Option<Outcome>) {
-        let mut plan = crate::restore::steps::example_plan();
+        let mut plan = crate::restore::plan::example_plan();
         plan.id = id.into();
         plan.created = created.into();
         plan.warnings = vec!["a warning".into()];
@@ -113,7 +113,7 @@ mod tests {
         let all = node(d.path(), None).unwrap();
         assert_eq!((all.started, all.rolled_back, all.warnings), (3, 1, 3));
         assert!(all.recovered_at.is_some());
-        let plan = crate::restore::steps::example_plan();
+        let plan = crate::restore::plan::example_plan();
         assert_eq!(
             all.kept,
             plan.swaps

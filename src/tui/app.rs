@@ -13,7 +13,7 @@
 //! pending choice, and only a `y` read after the popup (or the question) was
 //! on screen sends it. Keys typed before a question appeared are discarded.
 //!
-//! [`update`] hands engine and picker reports to `engine_events` and keys to
+//! `update` hands engine and picker reports to `engine_events` and keys to
 //! `key_input`; this module holds the state and its small helpers.
 
 use std::collections::BTreeMap;
@@ -26,10 +26,11 @@ use ratatui::crossterm::event::KeyEvent;
 use super::face::{Event, Reply};
 use super::keys::Ctx;
 use super::picker::{self, Checked, Detail, Found};
-use super::{engine_events, key_input};
-use crate::restore::face::{Answer, Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
-use crate::restore::render::{Command, Line};
-use crate::restore::steps::{STAGES, StageId};
+use crate::restore::command::Command;
+use crate::restore::render::Line;
+use crate::restore::stage::StageId;
+use crate::restore::steps::STAGES;
+use crate::restore::view::{Answer, Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
 
 /// Which command the wizard serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -617,57 +618,4 @@ pub fn clean(text: &str) -> String {
         }
     }
     out
-}
-
-/// Changes the state for one action; returns what the event loop must do.
-pub fn update(app: &mut App, action: Action) -> Vec<Cmd> {
-    match action {
-        Action::Key(ev, at) => key_input::key(app, &ev, at),
-        Action::Engine(ev) => engine_events::engine(app, ev),
-        Action::Picker(msg) => engine_events::picked(app, msg),
-        Action::Drawn(at, viewport) => {
-            app.viewport = viewport;
-            app.scroll = app.scroll.min(viewport.limit());
-            for shown in [
-                app.question.as_mut().map(|q| &mut q.shown),
-                app.popup.as_mut().map(|p| &mut p.shown),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                shown.get_or_insert(at);
-            }
-            Vec::new()
-        }
-        Action::Tick(now) => {
-            app.ticks += 1;
-            app.now = now;
-            Vec::new()
-        }
-        Action::Resize(w, h) => {
-            app.size = (w, h);
-            Vec::new()
-        }
-        Action::Signal(why) => {
-            app.notice = Some(format!("{why}: stopping at the next stage boundary"));
-            app.log(format!("{} {why}", app.stamp()));
-            if app.engine != Engine::Running {
-                app.exit = true;
-                return Vec::new();
-            }
-            app.stopping = Some(Stop::Signal(why));
-            app.popup = None;
-            if app.question.is_some() {
-                return vec![app.reply_quit()];
-            }
-            Vec::new()
-        }
-        Action::Finished => {
-            app.engine = Engine::Returned;
-            if !matches!(app.screen, Screen::Summary(_)) || app.stopping.is_some() {
-                app.exit = true;
-            }
-            Vec::new()
-        }
-    }
 }

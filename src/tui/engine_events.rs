@@ -9,10 +9,10 @@ use std::time::Duration;
 use super::app::{App, Cmd, Mark, Previous, Row, Screen, clean};
 use super::face::Event;
 use super::picker;
-use crate::restore::face::{Failure, Holder, RunStart, StageView, Summary, Wait};
 use crate::restore::journal::Outcome;
 use crate::restore::render;
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
+use crate::restore::view::{Failure, Holder, RunStart, StageView, Summary, Wait};
 
 /// Applies a picker report.
 pub(super) fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {

@@ -7,12 +7,13 @@
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use crate::restore::face::{
-    Answer, Face, Failure, Holder, Progress, RunStart, StageView, Summary, Wait, WaitChoice,
-};
+use crate::restore::face::Face;
 use crate::restore::plan::Plan;
 use crate::restore::render::{self, Line};
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
+use crate::restore::view::{
+    Answer, Failure, Holder, Progress, RunStart, StageView, Summary, Wait, WaitChoice,
+};
 
 /// What the engine shows or asks, as the UI thread receives it.
 #[derive(Debug, Clone)]
@@ -167,10 +168,7 @@ mod tests {
             seen
         });
         face.line("hello");
-        assert_eq!(
-            face.plan(&crate::restore::steps::example_plan()),
-            Answer::Rollback
-        );
+        assert_eq!(face.plan(&crate::restore::plan::example_plan()), Answer::Rollback);
         let pod = Holder::Pod {
             name: "etcd-cp1".into(),
             id: "1a2b".into(),
@@ -186,8 +184,8 @@ mod tests {
             stage: StageId::Verify,
             error: "boom".into(),
             journal: "/j".into(),
-            resume: render::Command::rescue(["resume"]),
-            rollback: render::Command::rescue(["rollback"]),
+            resume: crate::restore::command::Command::rescue(["resume"]),
+            rollback: crate::restore::command::Command::rescue(["rollback"]),
         };
         assert_eq!(orphan.failed(&failure), Answer::Quit);
         assert_eq!(orphan.wait_timeout(&[]), WaitChoice::Quit);

@@ -9,9 +9,9 @@ use ratatui::crossterm::event::KeyEvent;
 use super::app::{App, Asked, Cmd, Engine, Mark, Mode, Popup, Screen, Stop};
 use super::face::Reply;
 use super::keys::{self, Ctx, Do};
-use crate::restore::face::{Answer, WaitChoice};
 use crate::restore::render;
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
+use crate::restore::view::{Answer, WaitChoice};
 use crate::snapshot::Integrity;
 
 fn scroll(app: &mut App, what: Do) {

@@ -15,13 +15,15 @@ use super::keys;
 use super::picker::{Changes, Checked, Detail, Found, Msg};
 use super::view;
 use crate::host::etcd::Connection;
-use crate::restore::face::{
-    Answer, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait, WaitChoice,
-};
+use crate::restore::command::Command;
 use crate::restore::journal::Outcome;
 use crate::restore::plan::{Plan, RestoreTool, Swap, SwapKind, ToolKind};
-use crate::restore::render::{self, Command};
-use crate::restore::steps::{Order, STAGES, StageId};
+use crate::restore::render;
+use crate::restore::stage::{Order, StageId};
+use crate::restore::steps::STAGES;
+use crate::restore::view::{
+    Answer, Failure, Holder, Phase, Progress, ProgressOf, RunStart, StageView, Summary, Wait, WaitChoice,
+};
 use crate::snapshot::Integrity;
 
 const RUN: &str = "20260101T000000Z-abcd";
@@ -325,11 +327,11 @@ impl Ui {
         let app = &self.app;
         self.term.draw(|f| f.render_widget(app, f.area())).unwrap();
         let viewport = view::measure(&self.app);
-        app::update(&mut self.app, Action::Drawn(Instant::now(), viewport));
+        super::update::update(&mut self.app, Action::Drawn(Instant::now(), viewport));
     }
 
     fn act(&mut self, a: Action) {
-        let cmds = app::update(&mut self.app, a);
+        let cmds = super::update::update(&mut self.app, a);
         self.draw();
         for c in cmds {
             if let Cmd::Reply(r) = c {
@@ -444,9 +446,9 @@ fn keys_before_the_question_are_discarded() {
     ui.act(Action::Key(y, early));
     assert_eq!(ui.replies.len(), 1, "the early y was discarded");
     let mut fresh = App::new(Mode::Restore, Screen::Planning);
-    app::update(&mut fresh, Action::Engine(Event::Stage(view(&sample_plan(), 0))));
+    super::update::update(&mut fresh, Action::Engine(Event::Stage(view(&sample_plan(), 0))));
     assert!(
-        app::update(&mut fresh, Action::Key(y, Instant::now())).is_empty(),
+        super::update::update(&mut fresh, Action::Key(y, Instant::now())).is_empty(),
         "not drawn yet"
     );
     ui.keys("y");
@@ -982,7 +984,7 @@ fn output_is_cleaned() {
 fn quit_while_a_resume_opens_asks_instead_of_claiming_no_change() {
     let q = keys::parse("q")[0];
     let mut resume = App::new(Mode::Resume, Screen::Planning);
-    app::update(&mut resume, Action::Key(q, Instant::now()));
+    super::update::update(&mut resume, Action::Key(q, Instant::now()));
     assert_eq!(resume.popup.map(|p| p.what), Some(Popup::Stop));
     assert!(
         resume
@@ -992,7 +994,7 @@ fn quit_while_a_resume_opens_asks_instead_of_claiming_no_change() {
     );
     // A restore still computing its plan has changed nothing and says so.
     let mut planning = App::new(Mode::Restore, Screen::Planning);
-    app::update(&mut planning, Action::Key(q, Instant::now()));
+    super::update::update(&mut planning, Action::Key(q, Instant::now()));
     assert_eq!(planning.popup, None);
     assert_eq!(
         planning.notice.as_deref(),

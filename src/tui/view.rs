@@ -15,11 +15,12 @@ use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
 
 use super::app::{App, Engine, Mark, Mode, Popup, Previous, Screen, Viewport};
 use super::keys::{self, Ctx};
-use super::picker_view;
-use crate::restore::face::{Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
 use crate::restore::journal::Outcome;
 use crate::restore::render;
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
+mod picker;
+
+use crate::restore::view::{Failure, Holder, Progress, StageView, Summary, Wait, WaitChoice};
 
 /// Columns of the runbook down the side (`[x] start-control-plane` and a margin).
 const SIDE: u16 = 23;
@@ -436,7 +437,7 @@ fn texts(app: &App, width: u16) -> (Text<'_>, Text<'_>) {
     let mut b = Text::new(app, width);
     let (hd, bd) = (&mut h, &mut b);
     match &app.screen {
-        Screen::Picker => picker_view::picker(app, hd, bd),
+        Screen::Picker => picker::picker(app, hd, bd),
         Screen::Planning | Screen::Starting => planning(app, hd, bd),
         Screen::Plan(lines) => plan(hd, bd, lines),
         Screen::Stage { view, previous } => stage(app, hd, bd, view, previous.as_ref()),

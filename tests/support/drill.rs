@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_rescue::drill::up::DrillState;
+use etcd_rescue::drill::state::DrillState;
 use etcd_rescue::host::cri::{self, Cri};
 use etcd_rescue::node::kubelet::Kubelet;
 use etcd_rescue::root::Root;

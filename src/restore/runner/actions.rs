@@ -12,7 +12,7 @@ use crate::host::fs::{
     create_dir_durably, exists, remove_file_durably, remove_tree, rename_noreplace, same_file_content,
 };
 use crate::restore::journal::{self, Action, Kind, Note, Step};
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
 
 impl Runner<'_> {
     /// Moves manifests between the manifests dir and the run's stash, each journaled.

@@ -12,10 +12,10 @@ use anyhow::Result;
 
 use super::{Runner, changed_err};
 use crate::host::fs::{exists, tree_digest, tree_meta};
-use crate::restore::face::{Progress, ProgressOf};
 use crate::restore::journal::{self, Kind, Note, Step};
 use crate::restore::plan::SwapKind;
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
+use crate::restore::view::{Progress, ProgressOf};
 
 /// The thread hashing the set-aside dirs, and how far it is.
 pub(super) struct OldDigests {

@@ -12,7 +12,7 @@ use super::{Runner, changed};
 use crate::exit::Fail;
 use crate::host::fs::{exists, tree_digest, tree_meta};
 use crate::restore::journal::{self, Action, Kind, Note, Outcome, Step};
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
 
 impl Runner<'_> {
     /// Returns the node to its state before the run: stop what runs on the

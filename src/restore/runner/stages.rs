@@ -14,11 +14,11 @@ use crate::host::fs::{
     SELINUX, chown_tree, exists, fsync_dir, remove_tree, security_xattrs, set_mode, set_xattr, tree,
     tree_meta,
 };
-use crate::restore::face::{Progress, ProgressOf};
+use crate::restore::command::Command;
 use crate::restore::journal::{self, Action, Kind, Note, Outcome, Step};
 use crate::restore::plan;
-use crate::restore::render::Command;
-use crate::restore::steps::StageId;
+use crate::restore::stage::StageId;
+use crate::restore::view::{Progress, ProgressOf};
 
 impl Runner<'_> {
     /// `wait-stopped`: once nothing runs on the data, the baseline a
@@ -53,7 +53,7 @@ impl Runner<'_> {
     /// outage it costs no downtime, and a damaged copy is caught here, not by
     /// etcd's start.
     pub(super) fn check_restored_db(&mut self) -> Result<()> {
-        if self.plan.order != crate::restore::steps::Order::Staged {
+        if self.plan.order != crate::restore::stage::Order::Staged {
             return Ok(());
         }
         if let Some(s) = self.plan.swaps.first().cloned() {

@@ -12,10 +12,11 @@ use super::{COMPONENTS, QUORUM_PROBE, RollbackRequested, Runner, Running, change
 use crate::exit::Fail;
 use crate::host::cri::{self, Cri};
 use crate::host::proc::{Held, holders};
-use crate::restore::face::{Holder, Wait, WaitChoice};
+use crate::restore::command::Command;
 use crate::restore::journal::{Kind, Note, Outcome, Step};
-use crate::restore::render::{self, Command};
-use crate::restore::steps::StageId;
+use crate::restore::render;
+use crate::restore::stage::StageId;
+use crate::restore::view::{Holder, Wait, WaitChoice};
 
 impl Runner<'_> {
     pub(super) async fn remaining_pods(socket: &Path) -> Result<Vec<(String, String)>> {
@@ -441,13 +442,13 @@ impl Runner<'_> {
 
     /// The serving cluster's revision against the snapshot's, asked just
     /// before the outage begins (bounded to 2 s; `None` when it does not answer).
-    pub(super) fn writes_so_far(&self) -> Option<crate::restore::face::WritesSoFar> {
+    pub(super) fn writes_so_far(&self) -> Option<crate::restore::view::WritesSoFar> {
         let conn = self.connection();
         let st = self
             .rt
             .block_on(crate::host::etcd::status(&conn, Duration::from_secs(2)))
             .ok()?;
-        Some(crate::restore::face::WritesSoFar {
+        Some(crate::restore::view::WritesSoFar {
             live: st.revision,
             snapshot: self.plan.snapshot_revision,
             planned: self.plan.current_revision,

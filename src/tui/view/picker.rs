@@ -4,10 +4,10 @@
 use ratatui::style::Modifier;
 use ratatui::text::Span;
 
-use super::app::App;
-use super::picker::Found;
-use super::view::{Text, Tone, spinner, style};
+use super::{Text, Tone, spinner, style};
 use crate::snapshot::Integrity;
+use crate::tui::app::App;
+use crate::tui::picker::Found;
 
 /// Rows of the picker's list at most.
 const LIST_ROWS: usize = 7;

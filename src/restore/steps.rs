@@ -1,5 +1,5 @@
 //! The runbook as data: the stages in order, each with its why and its exact
-//! preview. What each stage does lives in `runner.rs`; its journal key (`id`)
+//! preview. What each stage does lives in `runner/stages.rs`; its journal key (`id`)
 //! is stable and never renamed.
 
 use std::fmt::Write as _;

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::Fail;
 use crate::host::etcd::{self, Connection, Saved};
+use crate::host::rt::block_on;
 use crate::snapshot;
 
 pub use retention::{Decision, Retention};
@@ -488,17 +489,7 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
 /// Saves a snapshot into `opts.dir`, checks it, writes its sidecar, then
 /// applies the retention. `progress` is called as the stream comes in.
 pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
-    if opts.conn.endpoints.len() != 1 {
-        return Err(Fail::before_change(
-            format!(
-                "a backup is saved from exactly one member; {} endpoints given ({})",
-                opts.conn.endpoints.len(),
-                opts.conn.endpoints.join(",")
-            ),
-            "pass one with --endpoints (the local member on a control-plane node)",
-        )
-        .into());
-    }
+    one_endpoint(opts)?;
     crate::host::fs::ensure_private_dir(&opts.dir)?;
     let _lock = lock(&opts.dir)?;
     let cleaned = clean_parts(&opts.dir)?;
@@ -531,10 +522,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let _plain = sealed.then(|| crate::host::cleanup::Temp::new(plain.clone()));
     let _sealed_part = sealed.then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
     let unfinished = crate::host::cleanup::Temp::new(path.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let saved: Saved = rt.block_on(async {
+    let saved: Saved = block_on(async {
         let mut client = etcd::connect_long(&opts.conn).await?;
         etcd::save_snapshot_checked(&mut client, &plain, opts.idle_timeout, &mut |done, remaining| {
             progress(Progress {
@@ -545,7 +533,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
             });
         })
         .await
-    })?;
+    })??;
     // Everything checked natively; the trailer against the hash taken while
     // streaming, so the file is not hashed a second time.
     let report = snapshot::verify_saved(&plain, &saved.content_sha256)
@@ -561,7 +549,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
             });
         });
         // The plain copy goes whatever happened: an encrypted backup leaves no plain one behind.
-        let removed = std::fs::remove_file(&plain)
+        let removed = remove_file(&plain)
             .with_context(|| format!("removing the plain copy {}", plain.display()))
             .and_then(|()| crate::host::fs::fsync_dir(&opts.dir));
         let w = match (sealed, removed) {
@@ -627,66 +615,10 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         }
         .into());
     }
-    let pruned = if opts.retention.is_empty() {
-        retention::Pruned::default()
-    } else {
-        retention::apply(
-            &opts.dir,
-            &opts.retention,
-            SystemTime::now(),
-            Some(&path),
-            false,
-            false,
-        )
-        .map_err(|e| {
-            let (next, deleted) = match e.downcast_ref::<Fail>() {
-                Some(f) => (f.next.clone(), f.code == crate::exit::Code::Changed),
-                None => (
-                    format!(
-                        "fix the cause above, then run `etcd-rescue backup prune --dir {}` with the same retention flags",
-                        crate::shell::quote_path(&opts.dir)
-                    ),
-                    false,
-                ),
-            };
-            Fail::problem(
-                format!(
-                    "{} is saved and verified, but the retention failed{}: {e:#}",
-                    path.display(),
-                    if deleted {
-                        " after deleting some backups"
-                    } else {
-                        ""
-                    }
-                ),
-                format!("{next}; the new backup is kept"),
-            )
-        })?
-    };
+    let pruned = prune_after(opts, &path)?;
     let uploaded = match &opts.upload {
         None => None,
-        Some(r) => Some(
-            rt.block_on(remote::push(r, &path, &sidecar, &opts.retention, progress))
-                .map_err(|e| {
-                    let next = e
-                        .downcast_ref::<Fail>()
-                        .map_or_else(|| "check the store (credentials, endpoint, quota)".to_string(), |f| f.next.clone());
-                    let here = if pruned.deleted.is_empty() {
-                        String::new()
-                    } else {
-                        let names: Vec<String> = pruned.deleted.iter().map(|p| p.display().to_string()).collect();
-                        format!(" (the retention here deleted {})", names.join(", "))
-                    };
-                    Fail::problem(
-                        format!(
-                            "{} is saved and verified on this node{here}, but its copy to {} failed: {e:#}",
-                            path.display(),
-                            r.url
-                        ),
-                        format!("{next}; the backup on this node is kept (copy it and its .json by hand, or let the next run upload its own)"),
-                    )
-                })?,
-        ),
+        Some(r) => Some(upload(r, opts, &path, &sidecar, &pruned, progress)?),
     };
     Ok(Done {
         path,
@@ -696,6 +628,94 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         skipped: pruned.skipped,
         uploaded,
     })
+}
+
+/// A backup is saved from exactly one member: refused before anything else otherwise.
+fn one_endpoint(opts: &Options) -> Result<()> {
+    if opts.conn.endpoints.len() == 1 {
+        return Ok(());
+    }
+    Err(Fail::before_change(
+        format!(
+            "a backup is saved from exactly one member; {} endpoints given ({})",
+            opts.conn.endpoints.len(),
+            opts.conn.endpoints.join(",")
+        ),
+        "pass one with --endpoints (the local member on a control-plane node)",
+    )
+    .into())
+}
+
+/// The retention after a saved and verified backup `path` (kept whatever the policy says).
+fn prune_after(opts: &Options, path: &Path) -> Result<retention::Pruned> {
+    if opts.retention.is_empty() {
+        return Ok(retention::Pruned::default());
+    }
+    retention::apply(
+        &opts.dir,
+        &opts.retention,
+        SystemTime::now(),
+        Some(path),
+        false,
+        false,
+    )
+    .map_err(|e| {
+        let (next, deleted) = match e.downcast_ref::<Fail>() {
+            Some(f) => (f.next.clone(), f.code == crate::exit::Code::Changed),
+            None => (
+                format!(
+                    "fix the cause above, then run `etcd-rescue backup prune --dir {}` with the same retention flags",
+                    crate::shell::quote_path(&opts.dir)
+                ),
+                false,
+            ),
+        };
+        Fail::problem(
+            format!(
+                "{} is saved and verified, but the retention failed{}: {e:#}",
+                path.display(),
+                if deleted {
+                    " after deleting some backups"
+                } else {
+                    ""
+                }
+            ),
+            format!("{next}; the new backup is kept"),
+        )
+        .into()
+    })
+}
+
+/// Copies the saved backup `path` and its sidecar to the remote store `r`.
+fn upload(
+    r: &Remote,
+    opts: &Options,
+    path: &Path,
+    sidecar: &Sidecar,
+    pruned: &retention::Pruned,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Uploaded> {
+    block_on(remote::push(r, path, sidecar, &opts.retention, progress))?
+        .map_err(|e| {
+            let next = e
+                .downcast_ref::<Fail>()
+                .map_or_else(|| "check the store (credentials, endpoint, quota)".to_string(), |f| f.next.clone());
+            let here = if pruned.deleted.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = pruned.deleted.iter().map(|p| p.display().to_string()).collect();
+                format!(" (the retention here deleted {})", names.join(", "))
+            };
+            Fail::problem(
+                format!(
+                    "{} is saved and verified on this node{here}, but its copy to {} failed: {e:#}",
+                    path.display(),
+                    r.url
+                ),
+                format!("{next}; the backup on this node is kept (copy it and its .json by hand, or let the next run upload its own)"),
+            )
+        })
+    .map_err(Into::into)
 }
 
 /// `path` with `suffix` appended to its name.
@@ -715,7 +735,7 @@ fn seal(
     let part = with_suffix(path, ".part");
     let w = crate::host::age::seal(plain, &part, to, progress)?;
     if let Err(e) = crate::host::fs::rename_noreplace(&part, path) {
-        let _ = std::fs::remove_file(&part);
+        let _ = crate::host::fs::remove_regular(&part);
         return Err(e);
     }
     Ok(w)
@@ -728,6 +748,15 @@ fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
     crate::host::fs::write_durably(&path, text.as_bytes(), 0o600)
 }
 
+/// Removes the regular file `path` this run wrote; anything else there
+/// (gone, a directory, a symlink) is an error, as a failed removal is.
+fn remove_file(path: &Path) -> Result<()> {
+    match crate::host::fs::remove_regular(path)? {
+        crate::host::fs::Removal::Removed => Ok(()),
+        other => anyhow::bail!("not removed: {other:?}"),
+    }
+}
+
 /// Removes what interrupted saves left (see [`leftover`]): with the dir's lock held, no save is writing them.
 pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -735,7 +764,7 @@ pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
         let name = e.file_name().to_string_lossy().into_owned();
         // Only files: a directory by that name is not a save's.
         if (leftover(&name) || stale_sidecar_tmp(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            remove_file(&e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }
     }

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::snapshot::bbolt::{BoltError, Capped, Corruption, Db, ScanOutcome, Visit};
 use crate::units::si_bytes;
+use crate::wire::varint;
 
 /// Bytes of the sha256 trailer that `etcdctl snapshot save` appends.
 const TRAILER: u64 = 32;
@@ -375,20 +376,6 @@ struct KvRef<'a> {
     key: &'a [u8],
     value: &'a [u8],
     ints: [i64; 4],
-}
-
-/// Reads a protobuf varint at `at`, moving past it.
-pub(crate) fn varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..70).step_by(7) {
-        let b = *buf.get(*at).ok_or("a varint runs past the end")?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("a varint is longer than 10 bytes".into())
 }
 
 /// Decodes a protobuf `mvccpb.KeyValue` (fields 1 key, 2-4 revisions, 5 value, 6 lease).
@@ -1250,13 +1237,7 @@ mod tests {
         k
     }
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
+    use crate::wire::put_varint as varint;
 
     /// Encodes a KeyValue protobuf the way Go's gogoproto does (zero fields left out).
     fn kv_bytes(kv: &KeyValue) -> Vec<u8> {

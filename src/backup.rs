@@ -4,7 +4,7 @@
 //! recognises; `list` reads the sidecars. Nothing here prints: the CLI renders
 //! what these functions return, and progress goes through a callback.
 //!
-//! Files: `snapshot-<UTC stamp>.db` (mode 0600) and `snapshot-<UTC stamp>.db.json`.
+//! Files: `snapshot-<UTC stamp>.db` (mode 0600; the stamp to the millisecond, `20261125T093000.123Z`, or whole seconds in older backups) and `snapshot-<UTC stamp>.db.json`.
 //! A save in progress writes `snapshot-<UTC stamp>.db.part`; a `.part` left by
 //! a killed save is removed by the next save (which holds the dir's lock).
 //! Everything a save writes before its sidecar (the `.part`s, an encrypted
@@ -309,23 +309,39 @@ fn not_a_file(t: Option<std::fs::FileType>) -> Option<&'static str> {
     }
 }
 
-/// `snapshot-20261125T093000Z.db` for `t`.
+/// `snapshot-20261125T093000.123Z.db` for `t` (UTC, to the millisecond).
 pub fn file_name(t: SystemTime) -> String {
-    format!("snapshot-{}.db", crate::utc::stamp(t))
+    let whole = crate::utc::stamp(t);
+    let seconds = whole.strip_suffix('Z').unwrap_or(&whole);
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!("snapshot-{seconds}.{ms:03}Z.db")
 }
 
-/// `snapshot-20261125T093000Z.db.age`: an encrypted backup's name.
+/// `snapshot-20261125T093000.123Z.db.age`: an encrypted backup's name.
 pub fn sealed_name(t: SystemTime) -> String {
     format!("{}.age", file_name(t))
 }
 
-/// When a backup named by [`file_name`] or [`sealed_name`] was taken; `None` for any other name.
+/// When a backup named by [`file_name`] or [`sealed_name`] was taken; `None`
+/// for any other name. Names with whole seconds
+/// (`snapshot-20261125T093000Z.db`, as earlier versions wrote) read too.
 pub fn taken(name: &str) -> Option<SystemTime> {
     let rest = name.strip_prefix("snapshot-")?;
     let stamp = rest
         .strip_suffix(".db")
         .or_else(|| rest.strip_suffix(".db.age"))?;
-    crate::utc::parse_stamp(stamp)
+    match stamp.strip_suffix('Z').and_then(|s| s.split_once('.')) {
+        None => crate::utc::parse_stamp(stamp),
+        Some((seconds, ms)) => {
+            if ms.len() != 3 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let whole = crate::utc::parse_stamp(&format!("{seconds}Z"))?;
+            Some(whole + Duration::from_millis(ms.parse().ok()?))
+        }
+    }
 }
 
 /// Whether `path` is named as `backup` names its files (`snapshot-<stamp>.db[.age]`):
@@ -509,8 +525,11 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     };
     if path.exists() || plain.exists() {
         return Err(Fail::before_change(
-            format!("{} exists already (two backups in one second?)", path.display()),
-            "run the backup again in a second",
+            format!(
+                "{} exists already (two backups in one millisecond?)",
+                path.display()
+            ),
+            "run the backup again",
         )
         .into());
     }
@@ -954,17 +973,57 @@ mod tests {
     #[test]
     fn names() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
-        assert_eq!(file_name(t), "snapshot-20261125T091530Z.db");
+        assert_eq!(file_name(t), "snapshot-20261125T091530.000Z.db");
         assert_eq!(taken("snapshot-20261125T091530Z.db"), Some(t));
+        assert_eq!(taken("snapshot-20261125T091530.000Z.db"), Some(t));
+        let later = t + Duration::from_millis(7);
+        assert_eq!(file_name(later), "snapshot-20261125T091530.007Z.db");
+        assert_eq!(taken(&file_name(later)), Some(later));
+        assert_eq!(taken(&sealed_name(later)), Some(later));
         for other in [
             "snapshot-20261125T091530Z.db.part",
             "snapshot-20261125T091530Z.db.json",
             "etcd-snapshot-20261125T091530Z.db",
             "snapshot-2026.db",
             "snapshot-20261325T091530Z.db",
+            "snapshot-20261125T091530.12Z.db",
+            "snapshot-20261125T091530.1234Z.db",
+            "snapshot-20261125T091530.+12Z.db",
+            "snapshot-20261125T091530.123.db",
         ] {
             assert_eq!(taken(other), None, "{other}");
         }
+    }
+
+    /// Whole-second names (older backups) and millisecond names list in time
+    /// order together, the newest first, also within one second.
+    #[test]
+    fn old_and_new_names_list_in_time_order() {
+        let d = tempfile::tempdir().unwrap();
+        let names = [
+            "snapshot-20261125T091530Z.db",
+            "snapshot-20261125T091530.500Z.db",
+            "snapshot-20261125T091529.999Z.db",
+            "snapshot-20261125T091531Z.db",
+        ];
+        for n in names {
+            std::fs::write(d.path().join(n), b"x").unwrap();
+        }
+        let (l, _) = list_checked(d.path()).unwrap();
+        let got: Vec<String> = l
+            .iter()
+            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "snapshot-20261125T091531Z.db",
+                "snapshot-20261125T091530.500Z.db",
+                "snapshot-20261125T091530Z.db",
+                "snapshot-20261125T091529.999Z.db",
+            ]
+        );
+        assert!(names.iter().all(|n| is_backup_name(Path::new(n))));
     }
 
     /// What interrupted saves leave, plain or encrypted, and nothing else.

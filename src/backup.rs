@@ -4,7 +4,9 @@
 //! recognises; `list` reads the sidecars. Nothing here prints: the CLI renders
 //! what these functions return, and progress goes through a callback.
 //!
-//! Files: `snapshot-<UTC stamp>.db` (mode 0600; the stamp to the millisecond, `20261125T093000.123Z`, or whole seconds in older backups) and `snapshot-<UTC stamp>.db.json`.
+//! Files: `snapshot-<UTC stamp>.db` (mode 0600) and `snapshot-<UTC stamp>.db.json`,
+//! the stamp to the millisecond (`20261125T093000.123Z`; older backups have
+//! whole seconds, `20261125T093000Z`, and read, list and prune the same).
 //! A save in progress writes `snapshot-<UTC stamp>.db.part`; a `.part` left by
 //! a killed save is removed by the next save (which holds the dir's lock).
 //! Everything a save writes before its sidecar (the `.part`s, an encrypted

@@ -4,7 +4,9 @@
 //! recognises; `list` reads the sidecars. Nothing here prints: the CLI renders
 //! what these functions return, and progress goes through a callback.
 //!
-//! Files: `snapshot-<UTC stamp>.db` (mode 0600) and `snapshot-<UTC stamp>.db.json`.
+//! Files: `snapshot-<UTC stamp>.db` (mode 0600) and `snapshot-<UTC stamp>.db.json`,
+//! the stamp to the millisecond (`20261125T093000.123Z`; older backups have
+//! whole seconds, `20261125T093000Z`, and read, list and prune the same).
 //! A save in progress writes `snapshot-<UTC stamp>.db.part`; a `.part` left by
 //! a killed save is removed by the next save (which holds the dir's lock).
 //! Everything a save writes before its sidecar (the `.part`s, an encrypted
@@ -35,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exit::Fail;
 use crate::host::etcd::{self, Connection, Saved};
+use crate::host::rt::block_on;
 use crate::snapshot;
 
 pub use retention::{Decision, Retention};
@@ -308,23 +311,39 @@ fn not_a_file(t: Option<std::fs::FileType>) -> Option<&'static str> {
     }
 }
 
-/// `snapshot-20261125T093000Z.db` for `t`.
+/// `snapshot-20261125T093000.123Z.db` for `t` (UTC, to the millisecond).
 pub fn file_name(t: SystemTime) -> String {
-    format!("snapshot-{}.db", crate::utc::stamp(t))
+    let whole = crate::utc::stamp(t);
+    let seconds = whole.strip_suffix('Z').unwrap_or(&whole);
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!("snapshot-{seconds}.{ms:03}Z.db")
 }
 
-/// `snapshot-20261125T093000Z.db.age`: an encrypted backup's name.
+/// `snapshot-20261125T093000.123Z.db.age`: an encrypted backup's name.
 pub fn sealed_name(t: SystemTime) -> String {
     format!("{}.age", file_name(t))
 }
 
-/// When a backup named by [`file_name`] or [`sealed_name`] was taken; `None` for any other name.
+/// When a backup named by [`file_name`] or [`sealed_name`] was taken; `None`
+/// for any other name. Names with whole seconds
+/// (`snapshot-20261125T093000Z.db`, as earlier versions wrote) read too.
 pub fn taken(name: &str) -> Option<SystemTime> {
     let rest = name.strip_prefix("snapshot-")?;
     let stamp = rest
         .strip_suffix(".db")
         .or_else(|| rest.strip_suffix(".db.age"))?;
-    crate::utc::parse_stamp(stamp)
+    match stamp.strip_suffix('Z').and_then(|s| s.split_once('.')) {
+        None => crate::utc::parse_stamp(stamp),
+        Some((seconds, ms)) => {
+            if ms.len() != 3 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let whole = crate::utc::parse_stamp(&format!("{seconds}Z"))?;
+            Some(whole + Duration::from_millis(ms.parse().ok()?))
+        }
+    }
 }
 
 /// Whether `path` is named as `backup` names its files (`snapshot-<stamp>.db[.age]`):
@@ -488,17 +507,7 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
 /// Saves a snapshot into `opts.dir`, checks it, writes its sidecar, then
 /// applies the retention. `progress` is called as the stream comes in.
 pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
-    if opts.conn.endpoints.len() != 1 {
-        return Err(Fail::before_change(
-            format!(
-                "a backup is saved from exactly one member; {} endpoints given ({})",
-                opts.conn.endpoints.len(),
-                opts.conn.endpoints.join(",")
-            ),
-            "pass one with --endpoints (the local member on a control-plane node)",
-        )
-        .into());
-    }
+    one_endpoint(opts)?;
     crate::host::fs::ensure_private_dir(&opts.dir)?;
     let _lock = lock(&opts.dir)?;
     let cleaned = clean_parts(&opts.dir)?;
@@ -518,8 +527,11 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     };
     if path.exists() || plain.exists() {
         return Err(Fail::before_change(
-            format!("{} exists already (two backups in one second?)", path.display()),
-            "run the backup again in a second",
+            format!(
+                "{} exists already (two backups in one millisecond?)",
+                path.display()
+            ),
+            "run the backup again",
         )
         .into());
     }
@@ -531,10 +543,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let _plain = sealed.then(|| crate::host::cleanup::Temp::new(plain.clone()));
     let _sealed_part = sealed.then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
     let unfinished = crate::host::cleanup::Temp::new(path.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let saved: Saved = rt.block_on(async {
+    let saved: Saved = block_on(async {
         let mut client = etcd::connect_long(&opts.conn).await?;
         etcd::save_snapshot_checked(&mut client, &plain, opts.idle_timeout, &mut |done, remaining| {
             progress(Progress {
@@ -545,7 +554,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
             });
         })
         .await
-    })?;
+    })??;
     // Everything checked natively; the trailer against the hash taken while
     // streaming, so the file is not hashed a second time.
     let report = snapshot::verify_saved(&plain, &saved.content_sha256)
@@ -561,7 +570,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
             });
         });
         // The plain copy goes whatever happened: an encrypted backup leaves no plain one behind.
-        let removed = std::fs::remove_file(&plain)
+        let removed = remove_file(&plain)
             .with_context(|| format!("removing the plain copy {}", plain.display()))
             .and_then(|()| crate::host::fs::fsync_dir(&opts.dir));
         let w = match (sealed, removed) {
@@ -627,66 +636,10 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         }
         .into());
     }
-    let pruned = if opts.retention.is_empty() {
-        retention::Pruned::default()
-    } else {
-        retention::apply(
-            &opts.dir,
-            &opts.retention,
-            SystemTime::now(),
-            Some(&path),
-            false,
-            false,
-        )
-        .map_err(|e| {
-            let (next, deleted) = match e.downcast_ref::<Fail>() {
-                Some(f) => (f.next.clone(), f.code == crate::exit::Code::Changed),
-                None => (
-                    format!(
-                        "fix the cause above, then run `etcd-rescue backup prune --dir {}` with the same retention flags",
-                        crate::shell::quote_path(&opts.dir)
-                    ),
-                    false,
-                ),
-            };
-            Fail::problem(
-                format!(
-                    "{} is saved and verified, but the retention failed{}: {e:#}",
-                    path.display(),
-                    if deleted {
-                        " after deleting some backups"
-                    } else {
-                        ""
-                    }
-                ),
-                format!("{next}; the new backup is kept"),
-            )
-        })?
-    };
+    let pruned = prune_after(opts, &path)?;
     let uploaded = match &opts.upload {
         None => None,
-        Some(r) => Some(
-            rt.block_on(remote::push(r, &path, &sidecar, &opts.retention, progress))
-                .map_err(|e| {
-                    let next = e
-                        .downcast_ref::<Fail>()
-                        .map_or_else(|| "check the store (credentials, endpoint, quota)".to_string(), |f| f.next.clone());
-                    let here = if pruned.deleted.is_empty() {
-                        String::new()
-                    } else {
-                        let names: Vec<String> = pruned.deleted.iter().map(|p| p.display().to_string()).collect();
-                        format!(" (the retention here deleted {})", names.join(", "))
-                    };
-                    Fail::problem(
-                        format!(
-                            "{} is saved and verified on this node{here}, but its copy to {} failed: {e:#}",
-                            path.display(),
-                            r.url
-                        ),
-                        format!("{next}; the backup on this node is kept (copy it and its .json by hand, or let the next run upload its own)"),
-                    )
-                })?,
-        ),
+        Some(r) => Some(upload(r, opts, &path, &sidecar, &pruned, progress)?),
     };
     Ok(Done {
         path,
@@ -696,6 +649,94 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         skipped: pruned.skipped,
         uploaded,
     })
+}
+
+/// A backup is saved from exactly one member: refused before anything else otherwise.
+fn one_endpoint(opts: &Options) -> Result<()> {
+    if opts.conn.endpoints.len() == 1 {
+        return Ok(());
+    }
+    Err(Fail::before_change(
+        format!(
+            "a backup is saved from exactly one member; {} endpoints given ({})",
+            opts.conn.endpoints.len(),
+            opts.conn.endpoints.join(",")
+        ),
+        "pass one with --endpoints (the local member on a control-plane node)",
+    )
+    .into())
+}
+
+/// The retention after a saved and verified backup `path` (kept whatever the policy says).
+fn prune_after(opts: &Options, path: &Path) -> Result<retention::Pruned> {
+    if opts.retention.is_empty() {
+        return Ok(retention::Pruned::default());
+    }
+    retention::apply(
+        &opts.dir,
+        &opts.retention,
+        SystemTime::now(),
+        Some(path),
+        false,
+        false,
+    )
+    .map_err(|e| {
+        let (next, deleted) = match e.downcast_ref::<Fail>() {
+            Some(f) => (f.next.clone(), f.code == crate::exit::Code::Changed),
+            None => (
+                format!(
+                    "fix the cause above, then run `etcd-rescue backup prune --dir {}` with the same retention flags",
+                    crate::shell::quote_path(&opts.dir)
+                ),
+                false,
+            ),
+        };
+        Fail::problem(
+            format!(
+                "{} is saved and verified, but the retention failed{}: {e:#}",
+                path.display(),
+                if deleted {
+                    " after deleting some backups"
+                } else {
+                    ""
+                }
+            ),
+            format!("{next}; the new backup is kept"),
+        )
+        .into()
+    })
+}
+
+/// Copies the saved backup `path` and its sidecar to the remote store `r`.
+fn upload(
+    r: &Remote,
+    opts: &Options,
+    path: &Path,
+    sidecar: &Sidecar,
+    pruned: &retention::Pruned,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Uploaded> {
+    block_on(remote::push(r, path, sidecar, &opts.retention, progress))?
+        .map_err(|e| {
+            let next = e
+                .downcast_ref::<Fail>()
+                .map_or_else(|| "check the store (credentials, endpoint, quota)".to_string(), |f| f.next.clone());
+            let here = if pruned.deleted.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = pruned.deleted.iter().map(|p| p.display().to_string()).collect();
+                format!(" (the retention here deleted {})", names.join(", "))
+            };
+            Fail::problem(
+                format!(
+                    "{} is saved and verified on this node{here}, but its copy to {} failed: {e:#}",
+                    path.display(),
+                    r.url
+                ),
+                format!("{next}; the backup on this node is kept (copy it and its .json by hand, or let the next run upload its own)"),
+            )
+        })
+    .map_err(Into::into)
 }
 
 /// `path` with `suffix` appended to its name.
@@ -715,7 +756,7 @@ fn seal(
     let part = with_suffix(path, ".part");
     let w = crate::host::age::seal(plain, &part, to, progress)?;
     if let Err(e) = crate::host::fs::rename_noreplace(&part, path) {
-        let _ = std::fs::remove_file(&part);
+        let _ = crate::host::fs::remove_regular(&part);
         return Err(e);
     }
     Ok(w)
@@ -728,6 +769,15 @@ fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
     crate::host::fs::write_durably(&path, text.as_bytes(), 0o600)
 }
 
+/// Removes the regular file `path` this run wrote; anything else there
+/// (gone, a directory, a symlink) is an error, as a failed removal is.
+fn remove_file(path: &Path) -> Result<()> {
+    match crate::host::fs::remove_regular(path)? {
+        crate::host::fs::Removal::Removed => Ok(()),
+        other => anyhow::bail!("not removed: {other:?}"),
+    }
+}
+
 /// Removes what interrupted saves left (see [`leftover`]): with the dir's lock held, no save is writing them.
 pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -735,7 +785,7 @@ pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
         let name = e.file_name().to_string_lossy().into_owned();
         // Only files: a directory by that name is not a save's.
         if (leftover(&name) || stale_sidecar_tmp(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            remove_file(&e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }
     }
@@ -925,17 +975,57 @@ mod tests {
     #[test]
     fn names() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
-        assert_eq!(file_name(t), "snapshot-20261125T091530Z.db");
+        assert_eq!(file_name(t), "snapshot-20261125T091530.000Z.db");
         assert_eq!(taken("snapshot-20261125T091530Z.db"), Some(t));
+        assert_eq!(taken("snapshot-20261125T091530.000Z.db"), Some(t));
+        let later = t + Duration::from_millis(7);
+        assert_eq!(file_name(later), "snapshot-20261125T091530.007Z.db");
+        assert_eq!(taken(&file_name(later)), Some(later));
+        assert_eq!(taken(&sealed_name(later)), Some(later));
         for other in [
             "snapshot-20261125T091530Z.db.part",
             "snapshot-20261125T091530Z.db.json",
             "etcd-snapshot-20261125T091530Z.db",
             "snapshot-2026.db",
             "snapshot-20261325T091530Z.db",
+            "snapshot-20261125T091530.12Z.db",
+            "snapshot-20261125T091530.1234Z.db",
+            "snapshot-20261125T091530.+12Z.db",
+            "snapshot-20261125T091530.123.db",
         ] {
             assert_eq!(taken(other), None, "{other}");
         }
+    }
+
+    /// Whole-second names (older backups) and millisecond names list in time
+    /// order together, the newest first, also within one second.
+    #[test]
+    fn old_and_new_names_list_in_time_order() {
+        let d = tempfile::tempdir().unwrap();
+        let names = [
+            "snapshot-20261125T091530Z.db",
+            "snapshot-20261125T091530.500Z.db",
+            "snapshot-20261125T091529.999Z.db",
+            "snapshot-20261125T091531Z.db",
+        ];
+        for n in names {
+            std::fs::write(d.path().join(n), b"x").unwrap();
+        }
+        let (l, _) = list_checked(d.path()).unwrap();
+        let got: Vec<String> = l
+            .iter()
+            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "snapshot-20261125T091531Z.db",
+                "snapshot-20261125T091530.500Z.db",
+                "snapshot-20261125T091530Z.db",
+                "snapshot-20261125T091529.999Z.db",
+            ]
+        );
+        assert!(names.iter().all(|n| is_backup_name(Path::new(n))));
     }
 
     /// What interrupted saves leave, plain or encrypted, and nothing else.

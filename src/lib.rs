@@ -22,6 +22,7 @@ pub mod text;
 pub mod tui;
 pub mod units;
 pub mod utc;
+pub mod wire;
 
 /// The version and commit, as backups' sidecars record it.
 pub const VERSION: &str = concat!(

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::exit::Fail;
 use crate::host::etcd::{self, Connection};
+use crate::host::rt::block_on;
 
 /// A compaction done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,20 +31,14 @@ pub fn compact_target(revision: i64, keep: u64) -> Option<i64> {
     (t >= 1).then_some(t)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// The store's current revision.
 pub fn revision(conn: &Connection, limit: Duration) -> Result<i64> {
-    Ok(runtime()?.block_on(etcd::status(conn, limit))?.revision)
+    Ok(block_on(etcd::status(conn, limit))??.revision)
 }
 
 /// Compacts to `target` (physically, so the space is free for a defrag).
 pub fn compact(conn: &Connection, revision: i64, target: i64, limit: Duration) -> Result<Compacted> {
-    runtime()?.block_on(async {
+    block_on(async {
         tokio::time::timeout(limit, async {
             let mut c = etcd::connect_long(conn).await?;
             c.compact(
@@ -59,7 +54,7 @@ pub fn compact(conn: &Connection, revision: i64, target: i64, limit: Duration) -
             revision,
             compacted_to: target,
         })
-    })
+    })?
 }
 
 /// One member of a defragmentation, in the order it is done.
@@ -93,7 +88,7 @@ pub struct Defragged {
 /// The members to defragment, in order: `cluster` every member, followers
 /// first and the leader last; else only the member `conn` names.
 pub fn defrag_order(conn: &Connection, cluster: bool, limit: Duration) -> Result<Vec<Member>> {
-    runtime()?.block_on(async {
+    block_on(async {
         tokio::time::timeout(limit, async {
             let mut c = etcd::connect(conn).await?;
             let st = c.status().await.context("asking for the status")?;
@@ -120,7 +115,7 @@ pub fn defrag_order(conn: &Connection, cluster: bool, limit: Duration) -> Result
         })
         .await
         .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
-    })
+    })?
 }
 
 /// Defragments `members` in order; before each, the member must answer
@@ -131,14 +126,13 @@ pub fn defrag(
     limit: Duration,
     done: &mut dyn FnMut(&Defragged),
 ) -> Result<Vec<Defragged>> {
-    let rt = runtime()?;
     let mut out = Vec::new();
     for m in members {
         let one = Connection {
             endpoints: vec![m.endpoint.clone()],
             ..conn.clone()
         };
-        let d = rt.block_on(async {
+        let d = block_on(async {
             tokio::time::timeout(limit, async {
                 let mut c = etcd::connect_long(&one).await?;
                 let st = c.status().await.context("asking for its status")?;
@@ -169,7 +163,7 @@ pub fn defrag(
             })
             .await
             .map_err(|_| anyhow::anyhow!("member {} did not finish within {limit:?}", m.name))?
-        });
+        })?;
         match d {
             Ok(d) => {
                 done(&d);
@@ -297,7 +291,7 @@ async fn member_hashes(conn: &Connection, limit: Duration) -> Result<(i64, Vec<M
 
 /// The alarms raised.
 pub fn alarms(conn: &Connection, limit: Duration) -> Result<Vec<Alarm>> {
-    runtime()?.block_on(async {
+    block_on(async {
         tokio::time::timeout(limit, async {
             let mut c = etcd::connect(conn).await?;
             let r = c
@@ -316,14 +310,14 @@ pub fn alarms(conn: &Connection, limit: Duration) -> Result<Vec<Alarm>> {
         })
         .await
         .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
-    })
+    })?
 }
 
 /// Disarms every alarm raised and returns them. A CORRUPT alarm is refused
 /// (exit 2, nothing disarmed) unless every voting member's store hashes the
 /// same at one revision (`hashkv`), or `force`.
 pub fn disarm(conn: &Connection, force: bool, limit: Duration) -> Result<Vec<Alarm>> {
-    runtime()?.block_on(async {
+    block_on(async {
         tokio::time::timeout(limit, Box::pin(async {
             let mut c = etcd::connect(conn).await?;
             let r = c
@@ -365,7 +359,7 @@ pub fn disarm(conn: &Connection, force: bool, limit: Duration) -> Result<Vec<Ala
         }))
         .await
         .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
-    })
+    })?
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::exit::Fail;
 use crate::host::etcd::{self, Connection};
+use crate::host::rt::block_on;
 use crate::snapshot::kube::{OTHER, classify};
 pub use decode::{Decoded, Stored};
 
@@ -208,12 +209,6 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 fn unreachable(conn: &Connection, e: &anyhow::Error) -> anyhow::Error {
     Fail::problem(
         format!("etcd at {} does not answer: {e:#}", conn.endpoints.join(",")),
@@ -332,7 +327,7 @@ pub fn list_live(
         rev,
         limit,
     };
-    let (revision, kvs, truncated) = runtime()?.block_on(range(conn, q, true, Duration::from_secs(30)))?;
+    let (revision, kvs, truncated) = block_on(range(conn, q, true, Duration::from_secs(30)))??;
     Ok((
         revision,
         kvs.into_iter().map(|k| k.key().to_vec()).collect(),
@@ -354,7 +349,7 @@ pub fn keys_live(
 
 /// `get KEY [--prefix]` on the live cluster.
 pub fn get_live(conn: &Connection, q: Query<'_>, show_secrets: bool) -> Result<Got> {
-    let (revision, kvs, truncated) = runtime()?.block_on(range(conn, q, false, Duration::from_secs(60)))?;
+    let (revision, kvs, truncated) = block_on(range(conn, q, false, Duration::from_secs(60)))??;
     let entries: Vec<Entry> = kvs
         .iter()
         .map(|k| {
@@ -701,7 +696,6 @@ pub fn watch(
     stop: &AtomicBool,
     on: &mut dyn FnMut(Watched) -> ControlFlow<()>,
 ) -> Result<WatchEnd> {
-    let rt = runtime()?;
     let end = prefix_end(prefix);
     let start_key = if prefix.is_empty() {
         vec![0]
@@ -713,7 +707,7 @@ pub fn watch(
         resumed: false,
     };
     let mut attempt = 0u32;
-    rt.block_on(async {
+    block_on(async {
         loop {
             match watch_once(conn, &start_key, &end, keepalive, &mut cur, stop, on).await? {
                 Dropped::Stop => return Ok(WatchEnd::Stopped),
@@ -737,7 +731,7 @@ pub fn watch(
                 }
             }
         }
-    })
+    })?
 }
 
 fn compacted(next: i64, to: i64) -> anyhow::Error {

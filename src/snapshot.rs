@@ -17,22 +17,28 @@
 
 pub mod bbolt;
 mod diff;
+mod hash;
 mod inspect;
 pub mod kube;
+mod kv;
 mod table;
 
 pub use diff::{DiffGroup, DiffKeys, DiffReport, DiffSide, diff};
 pub use inspect::{Count, InspectReport, LargeKey, MemberInfo, inspect};
 pub use kube::{Placement, classify};
+pub(crate) use kv::show_key;
+pub use kv::{KeyValue, Revision, parse_revision_key};
+
+use hash::{Sha, hash_and_scan, hash_and_scan_known};
+use kv::{KvRef, parse_kv};
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -318,145 +324,6 @@ impl Buckets {
     }
 }
 
-/// A key as text: as it is when it is printable UTF-8, escaped otherwise (so that no key can
-/// send control sequences to a terminal).
-pub(crate) fn show_key(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(s) if !s.chars().any(char::is_control) => s.to_string(),
-        _ => key.escape_ascii().to_string(),
-    }
-}
-
-/// A revision of etcd's MVCC store: the transaction (main) and the change within it (sub).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Revision {
-    /// The transaction's revision.
-    pub main: i64,
-    /// The change's index within the transaction.
-    pub sub: i64,
-}
-
-/// Parses a `key` bucket key: 8-byte main, `_`, 8-byte sub, and `t` for a tombstone.
-pub fn parse_revision_key(key: &[u8]) -> Option<(Revision, bool)> {
-    let tombstone = match key.len() {
-        17 => false,
-        18 if key[17] == b't' => true,
-        _ => return None,
-    };
-    if key[8] != b'_' {
-        return None;
-    }
-    let main = i64::from_be_bytes(key[..8].try_into().ok()?);
-    let sub = i64::from_be_bytes(key[9..17].try_into().ok()?);
-    Some((Revision { main, sub }, tombstone))
-}
-
-/// An etcd `mvccpb.KeyValue`: one version of one key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyValue {
-    /// The user's key.
-    pub key: Vec<u8>,
-    /// Revision of the key's creation.
-    pub create_revision: i64,
-    /// Revision of this version.
-    pub mod_revision: i64,
-    /// Number of changes since creation.
-    pub version: i64,
-    /// The user's value.
-    pub value: Vec<u8>,
-    /// The attached lease id, 0 for none.
-    pub lease: i64,
-}
-
-/// Borrowed fields of a `KeyValue`, decoded without allocating.
-#[derive(Default)]
-struct KvRef<'a> {
-    key: &'a [u8],
-    value: &'a [u8],
-    ints: [i64; 4],
-}
-
-/// Reads a protobuf varint at `at`, moving past it.
-pub(crate) fn varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..70).step_by(7) {
-        let b = *buf.get(*at).ok_or("a varint runs past the end")?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("a varint is longer than 10 bytes".into())
-}
-
-/// Decodes a protobuf `mvccpb.KeyValue` (fields 1 key, 2-4 revisions, 5 value, 6 lease).
-fn parse_kv(buf: &[u8]) -> Result<KvRef<'_>, String> {
-    let mut kv = KvRef::default();
-    let mut at = 0;
-    while at < buf.len() {
-        let tag = varint(buf, &mut at)?;
-        let (field, wire) = (tag >> 3, tag & 7);
-        let want = match field {
-            0 => return Err("field number 0".into()),
-            1 | 5 => Some(2),
-            2..=4 | 6 => Some(0),
-            _ => None,
-        };
-        if want.is_some_and(|w| w != wire) {
-            return Err(format!("field {field} has wire type {wire}"));
-        }
-        let skip = match wire {
-            0 => {
-                let v = varint(buf, &mut at)?.cast_signed();
-                let slot = match field {
-                    2 => 0,
-                    3 => 1,
-                    4 => 2,
-                    6 => 3,
-                    _ => continue,
-                };
-                kv.ints[slot] = v;
-                0
-            }
-            2 => {
-                let len = usize::try_from(varint(buf, &mut at)?).unwrap_or(usize::MAX);
-                let data = at.checked_add(len).and_then(|end| buf.get(at..end));
-                let data = data.ok_or_else(|| format!("field {field} runs past the end"))?;
-                match field {
-                    1 => kv.key = data,
-                    5 => kv.value = data,
-                    _ => {}
-                }
-                len
-            }
-            1 => 8,
-            5 => 4,
-            _ => return Err(format!("unsupported wire type {wire}")),
-        };
-        at = at
-            .checked_add(skip)
-            .filter(|&e| e <= buf.len())
-            .ok_or("a field runs past the end")?;
-    }
-    Ok(kv)
-}
-
-impl KvRef<'_> {
-    fn to_owned(&self) -> KeyValue {
-        let [create_revision, mod_revision, version, lease] = self.ints;
-        KeyValue {
-            key: self.key.to_vec(),
-            create_revision,
-            mod_revision,
-            version,
-            value: self.value.to_vec(),
-            lease,
-        }
-    }
-}
-
 /// A cluster member as etcd stores it in the `members` bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -677,13 +544,6 @@ impl Tally {
     }
 }
 
-/// The outcome of the sha256 pass: the trailer check, the hex digest and the bytes it covers.
-struct Sha {
-    integrity: Integrity,
-    hex: String,
-    covered: u64,
-}
-
 /// Walks and checks the whole database once, adding up the numbers (and the live keys, when
 /// `live` is given).
 pub(crate) fn tally(db: &Db, live: Option<LiveIndex>) -> bbolt::Result<(Tally, ScanOutcome)> {
@@ -696,104 +556,6 @@ pub(crate) fn tally(db: &Db, live: Option<LiveIndex>) -> bbolt::Result<(Tally, S
         Visit::Entry { key, value, bucket } => t.entry(key, value, bucket),
     })?;
     Ok((t, outcome))
-}
-
-/// Sha256 of the first `len` bytes, read sequentially into one small reused buffer (measured:
-/// a separate reader thread is slower here, as the hashing core then misses its cache).
-fn sha256_of(file: &File, len: u64) -> std::io::Result<[u8; 32]> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; HASH_BUFFER];
-    let mut at = 0;
-    while at < len {
-        let n = usize::try_from(len - at).map_or(HASH_BUFFER, |left| left.min(HASH_BUFFER));
-        file.read_exact_at(&mut buf[..n], at)?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(hasher.finalize().into())
-}
-
-/// Hashes the database bytes sequentially and compares them with the trailer, if there is one.
-fn sha_check(file: &File, file_len: u64, db_size: u64) -> std::io::Result<Sha> {
-    // etcd's own rule (snapshot restore): a trailer is there when the size is 32 past a multiple of 512.
-    let trailer = file_len % 512 == TRAILER;
-    let covered = if trailer {
-        file_len - TRAILER
-    } else {
-        db_size.min(file_len)
-    };
-    let digest = sha256_of(file, covered)?;
-    let integrity = if trailer {
-        let mut stored = [0u8; 32];
-        file.read_exact_at(&mut stored, covered)?;
-        if stored[..] == digest[..] {
-            Integrity::Verified
-        } else {
-            Integrity::Mismatch
-        }
-    } else {
-        Integrity::Absent
-    };
-    let hex = crate::hex::hex(&digest);
-    Ok(Sha {
-        integrity,
-        hex,
-        covered,
-    })
-}
-
-/// Runs the sha256 pass on a second thread while this one walks and checks the trees.
-/// Both read through the database's own file handle: a snapshot replaced on
-/// disk meanwhile (backup rotation) cannot make the two passes see different files.
-fn hash_and_scan(path: &Path, db: &Db) -> anyhow::Result<(Sha, bbolt::Result<(Tally, ScanOutcome)>)> {
-    hash_and_scan_known(path, db, None)
-}
-
-/// [`hash_and_scan`], or with `known` (the hex sha256 of the bytes before the
-/// trailer, hashed as they were written) only the trailer is read and compared.
-fn hash_and_scan_known(
-    path: &Path,
-    db: &Db,
-    known: Option<&str>,
-) -> anyhow::Result<(Sha, bbolt::Result<(Tally, ScanOutcome)>)> {
-    let file = db.file();
-    let (file_len, size) = (db.file_len(), db.size().unwrap_or_default());
-    if let Some(hex) = known {
-        let trailer = file_len % 512 == TRAILER && file_len >= TRAILER;
-        let covered = if trailer {
-            file_len - TRAILER
-        } else {
-            size.min(file_len)
-        };
-        let mut stored = [0u8; 32];
-        let integrity = if trailer {
-            file.read_exact_at(&mut stored, covered)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if crate::hex::hex(&stored) == hex {
-                Integrity::Verified
-            } else {
-                Integrity::Mismatch
-            }
-        } else {
-            Integrity::Absent
-        };
-        let sha = Sha {
-            integrity,
-            hex: hex.to_string(),
-            covered,
-        };
-        return Ok((sha, tally(db, None)));
-    }
-    let (sha, scanned) = std::thread::scope(|s| {
-        let sha = s.spawn(|| sha_check(file, file_len, size));
-        let scanned = tally(db, None);
-        (sha.join(), scanned)
-    });
-    let sha = sha.map_err(|_| anyhow!("the sha256 thread panicked"))?;
-    Ok((
-        sha.with_context(|| format!("cannot read {}", path.display()))?,
-        scanned,
-    ))
 }
 
 /// The database file a path means: the path itself, or for an etcd data dir its `member/snap/db`
@@ -1250,13 +1012,7 @@ mod tests {
         k
     }
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
+    use crate::wire::put_varint as varint;
 
     /// Encodes a KeyValue protobuf the way Go's gogoproto does (zero fields left out).
     fn kv_bytes(kv: &KeyValue) -> Vec<u8> {

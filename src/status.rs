@@ -10,6 +10,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::host::etcd::{self, Connection, Unreachable};
+use crate::host::rt::block_on;
 
 /// etcd's default `--quota-backend-bytes` (2 GiB) when the manifest sets none.
 pub const DEFAULT_QUOTA: u64 = 2 << 30;
@@ -173,11 +174,8 @@ pub enum Diagnosis {
 /// is a report too, with the typed cause per endpoint. `quota` is the
 /// manifest's `--quota-backend-bytes` (etcd's default when `None`).
 pub fn check(conn: &Connection, quota: Option<u64>, backup_dirs: &[PathBuf]) -> Result<Report> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let quota = quota.unwrap_or(DEFAULT_QUOTA);
-    let mut report = rt.block_on(ask(conn, quota));
+    let mut report = block_on(ask(conn, quota))?;
     report.last_backup = newest_backup(backup_dirs);
     Ok(report)
 }
@@ -286,44 +284,65 @@ async fn ask(conn: &Connection, quota: u64) -> Report {
         m.is_leader = !leader_hex.is_empty() && m.id == leader_hex;
     }
     // The alarm list goes through raft: asked only with a leader, from one that answered.
-    let mut alarms = Vec::new();
     let mut warnings = Vec::new();
+    let mut alarms = Vec::new();
     if leader.is_some()
         && let Some(u) = out.iter().find(|m| m.up()).map(|m| m.endpoint.clone())
     {
-        let one = conn.to_endpoint(&u);
-        let got = async {
-            let mut c = etcd::connect(&one).await?;
-            etcd::request(
-                &one,
-                c.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None),
-            )
-            .await
-        }
-        .await;
-        match got {
-            Err(e) => warnings.push(Warning {
-                message: format!("the alarms could not be read from {u}: {}", etcd::cause_of(&e)),
-                next: "ask again (etcd-rescue alarm list) before trusting that no alarm is raised".into(),
-            }),
-            Ok(a) => {
-                alarms = a
-                    .alarms()
-                    .iter()
-                    .map(|a| {
-                        let name = crate::maintenance::alarm_name(a.alarm());
-                        Alarm {
-                            member_id: format!("{:x}", a.member_id()),
-                            alarm: name.into(),
-                            next: alarm_next(name),
-                        }
-                    })
-                    .collect();
-            }
+        match read_alarms(conn, &u).await {
+            Ok(a) => alarms = a,
+            Err(w) => warnings.push(w),
         }
     }
     let diagnosis = diagnose(&out, leader.is_some(), &answers);
-    for m in &out {
+    warnings.extend(member_warnings(&out, &alarms));
+    Report {
+        members: out,
+        alarms,
+        leader: leader_hex,
+        warnings,
+        last_backup: None,
+        diagnosis: diagnosis.map(Box::new),
+    }
+}
+
+/// The alarms, asked of the member at `u`; a warning when they cannot be read.
+async fn read_alarms(conn: &Connection, u: &str) -> Result<Vec<Alarm>, Warning> {
+    let one = conn.to_endpoint(u);
+    let got = async {
+        let mut c = etcd::connect(&one).await?;
+        etcd::request(
+            &one,
+            c.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None),
+        )
+        .await
+    }
+    .await;
+    match got {
+        Err(e) => Err(Warning {
+            message: format!("the alarms could not be read from {u}: {}", etcd::cause_of(&e)),
+            next: "ask again (etcd-rescue alarm list) before trusting that no alarm is raised".into(),
+        }),
+        Ok(a) => Ok(a
+            .alarms()
+            .iter()
+            .map(|a| {
+                let name = crate::maintenance::alarm_name(a.alarm());
+                Alarm {
+                    member_id: format!("{:x}", a.member_id()),
+                    alarm: name.into(),
+                    next: alarm_next(name),
+                }
+            })
+            .collect()),
+    }
+}
+
+/// What the members' rows need attention for: errors a member reports (when
+/// no alarm already says it) and a database near its quota.
+fn member_warnings(out: &[Member], alarms: &[Alarm]) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for m in out {
         // A raised alarm is what a member's own errors say; listed once, as the alarm.
         if m.up() && !m.errors.is_empty() && alarms.is_empty() {
             warnings.push(Warning {
@@ -349,14 +368,7 @@ async fn ask(conn: &Connection, quota: u64) -> Report {
             });
         }
     }
-    Report {
-        members: out,
-        alarms,
-        leader: leader_hex,
-        warnings,
-        last_backup: None,
-        diagnosis: diagnosis.map(Box::new),
-    }
+    warnings
 }
 
 /// The cluster's state from the rows: quorum held or lost, or nobody asked.

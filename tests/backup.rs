@@ -185,7 +185,6 @@ fn interrupted_saves_leave_nothing_complete() {
     );
     // etcd frozen mid-stream (SIGSTOP: it answers nothing, and the connection
     // stays up): the backup gives up after --idle-timeout, keeps nothing new.
-    std::thread::sleep(Duration::from_millis(1100));
     let mut child = backup_mid_stream(&d, &dir, &args, &["--idle-timeout", "2s"]);
     let etcd = nix::unistd::Pid::from_raw(etcd_pid(&d));
     nix::sys::signal::kill(etcd, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -545,7 +544,6 @@ fn upload_to_s3_list_prune_and_restore_from_it() {
     let prefix = format!("s3://{}/cluster-a", s3.bucket);
     let mut names = Vec::new();
     for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1100));
         let out = backup(
             &[
                 "--root",

@@ -604,8 +604,17 @@ fn a_quiet_watch_resumes_after_compaction() {
         cl.compact(rev, None).await.unwrap();
         rev
     });
-    // Three progress rounds (one every --keepalive) after the compaction, then the cut.
-    std::thread::sleep(Duration::from_secs(16));
+    // Two progress answers sent after the compaction (one every --keepalive),
+    // so the watch has read one past it and asked again, then the cut.
+    let sent = watch_messages_sent(&w.server.client_url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while watch_messages_sent(&w.server.client_url) < sent + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress answers within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     w.proxy.cut();
     w.wait("the cut is noticed", &|l| {
         of_type(l, "reconnecting").next().is_some()
@@ -624,6 +633,26 @@ fn a_quiet_watch_resumes_after_compaction() {
         resumed > last,
         "resumed from {resumed}, past the compaction at {last}"
     );
+}
+
+/// How many messages etcd at `client_url` has sent on watch streams (its
+/// `/metrics`): with nothing written under the watched prefix, the watch's
+/// progress answers.
+fn watch_messages_sent(client_url: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let addr = client_url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let line = body
+        .lines()
+        .find(|l| {
+            l.starts_with("grpc_server_msg_sent_total{") && l.contains(r#"grpc_service="etcdserverpb.Watch""#)
+        })
+        .unwrap_or_else(|| panic!("no watch counter in etcd's metrics"));
+    line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap()
 }
 
 /// Secret values in shapes the key path and the `data` map do not

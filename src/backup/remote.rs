@@ -12,6 +12,7 @@ use anyhow::Result;
 
 use super::{Decision, Doing, Entry, Progress, Remote, Retention, Sidecar, Uploaded};
 use crate::exit::Fail;
+use crate::host::rt::block_on;
 use crate::host::s3::{self, Bucket, Url};
 
 /// Uploads the backup at `path` with its sidecar, checks the copy, then
@@ -187,20 +188,14 @@ pub async fn apply(
     Ok(decisions)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// `backup list --remote`.
 pub fn list(r: &Remote) -> Result<Vec<Entry>> {
     let bucket = s3::open(&r.url.bucket, r.endpoint.as_deref())?;
-    runtime()?.block_on(entries(&bucket, &r.url))
+    block_on(entries(&bucket, &r.url))?
 }
 
 /// `backup prune --remote`.
 pub fn prune(r: &Remote, policy: &Retention, dry_run: bool) -> Result<Vec<Decision>> {
     let bucket = s3::open(&r.url.bucket, r.endpoint.as_deref())?;
-    runtime()?.block_on(apply(&bucket, &r.url, policy, SystemTime::now(), None, dry_run))
+    block_on(apply(&bucket, &r.url, policy, SystemTime::now(), None, dry_run))?
 }

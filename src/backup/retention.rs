@@ -629,4 +629,40 @@ mod tests {
             "each kept snapshot and its sidecar, nothing else: {names:?}"
         );
     }
+
+    /// Whole-second names (older backups) and millisecond names in one dir
+    /// rank by their time together: the oldest go, whatever their format.
+    #[test]
+    fn old_and_new_names_rank_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_598_130);
+        let mut paths = Vec::new();
+        for i in 0..6u64 {
+            let t = start + Duration::from_secs(i * H);
+            let name = if i < 3 {
+                format!("snapshot-{}.db", crate::utc::stamp(t))
+            } else {
+                file_name(t)
+            };
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"db").unwrap();
+            super::super::write_sidecar(&p, &crate::backup::tests::sample(&p)).unwrap();
+            paths.push(p);
+        }
+        let policy = Retention {
+            keep_last: Some(4),
+            ..Retention::default()
+        };
+        let now = start + Duration::from_secs(6 * H);
+        apply(dir.path(), &policy, now, None, false, false).unwrap();
+        let left: Vec<PathBuf> = crate::backup::list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        let want: Vec<PathBuf> = paths[2..].iter().rev().cloned().collect();
+        assert_eq!(left, want, "the four newest, newest first");
+        assert!(!paths[0].exists() && !paths[1].exists());
+        assert!(!crate::backup::sidecar_path(&paths[0]).exists());
+    }
 }

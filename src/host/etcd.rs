@@ -6,17 +6,22 @@
 //! gRPC error that reads the same for a dead member and a wrong certificate
 //! Each request is then bounded by the command timeout.
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+
+mod probe;
+mod save;
+
+pub use probe::probe;
+use probe::probe_with;
+pub use save::{Saved, save_snapshot, save_snapshot_checked};
 
 /// etcdctl's default `--dial-timeout`.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -653,159 +658,6 @@ fn tls_config(conn: &Connection) -> Result<Tls> {
     })
 }
 
-/// HTTP/2's client preface and an empty SETTINGS frame: what a gRPC client sends first.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-
-/// Dials `endpoint` as a gRPC client would and sees the server's first
-/// frame: TCP connect, the TLS handshake (for https), the HTTP/2 preface
-/// and the server's answer, all within `dial`. A server that rejects the
-/// client certificate says so only after the handshake (TLS 1.3), which is
-/// why the first frame is read.
-pub async fn probe(conn: &Connection, endpoint: &str) -> Result<(), Unreachable> {
-    let tls = if endpoint.starts_with("https://") {
-        match tls_config(conn) {
-            Ok(t) => Some(t),
-            Err(e) => return Err(cause_of(&e)),
-        }
-    } else {
-        None
-    };
-    probe_with(endpoint, tls, conn.dial_timeout()).await
-}
-
-async fn probe_with(endpoint: &str, tls: Option<Tls>, dial: Duration) -> Result<(), Unreachable> {
-    let endpoint = endpoint.to_string();
-    let timeout = || Unreachable::Timeout {
-        limit: Limit::Dial,
-        after_ms: u64::try_from(dial.as_millis()).unwrap_or(u64::MAX),
-    };
-    let task = tokio::task::spawn_blocking(move || probe_blocking(&endpoint, tls.as_ref(), dial));
-    match tokio::time::timeout(dial + Duration::from_millis(200), task).await {
-        Ok(Ok(r)) => r.map_err(|u| match u {
-            Unreachable::Timeout {
-                limit: Limit::Dial, ..
-            } => timeout(),
-            other => other,
-        }),
-        Ok(Err(e)) => Err(Unreachable::Other {
-            message: format!("dialling: {e}"),
-        }),
-        Err(_) => Err(timeout()),
-    }
-}
-
-fn probe_blocking(endpoint: &str, tls: Option<&Tls>, dial: Duration) -> Result<(), Unreachable> {
-    use std::net::ToSocketAddrs as _;
-    let deadline = Instant::now() + dial;
-    let bad = |problem: String| Unreachable::BadEndpoint { problem };
-    let uri: tonic::transport::Uri = endpoint
-        .parse()
-        .map_err(|e| bad(format!("{endpoint} is not a URL: {e}")))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| bad(format!("{endpoint} names no host")))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(bad(format!("{endpoint}: use http:// or https://"))),
-    };
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addrs: Vec<std::net::SocketAddr> = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| bad(format!("{host} does not resolve: {e}")))?
-        .collect();
-    let left = |deadline: Instant| {
-        let d = deadline.saturating_duration_since(Instant::now());
-        if d.is_zero() {
-            Err(Unreachable::Timeout {
-                limit: Limit::Dial,
-                after_ms: 0,
-            })
-        } else {
-            Ok(d)
-        }
-    };
-    let io_cause = |e: &std::io::Error, seen: Option<&CertificateDer<'_>>| -> Unreachable {
-        if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return from_rustls(t, seen, &host, tls.and_then(|t| t.ca.as_deref()));
-        }
-        match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => Unreachable::Refused,
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Unreachable::Timeout {
-                limit: Limit::Dial,
-                after_ms: 0,
-            },
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset if tls.is_some() => {
-                Unreachable::NotTls
-            }
-            _ => Unreachable::Other {
-                message: e.to_string(),
-            },
-        }
-    };
-    let mut last = Unreachable::BadEndpoint {
-        problem: format!("{host} resolves to no address"),
-    };
-    let mut tcp = None;
-    for a in &addrs {
-        match std::net::TcpStream::connect_timeout(a, left(deadline)?) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = io_cause(&e, None),
-        }
-    }
-    let mut tcp = tcp.ok_or(last)?;
-    let set = |tcp: &std::net::TcpStream| -> Result<(), Unreachable> {
-        let d = left(deadline)?;
-        tcp.set_read_timeout(Some(d))
-            .and_then(|()| tcp.set_write_timeout(Some(d)))
-            .map_err(|e| io_cause(&e, None))
-    };
-    let mut first = [0u8; 9];
-    let Some(tls) = tls else {
-        set(&tcp)?;
-        tcp.write_all(H2_PREFACE).map_err(|e| io_cause(&e, None))?;
-        return match tcp.read(&mut first) {
-            Ok(0) => Err(Unreachable::Other {
-                message: "the server closed the connection without a word".into(),
-            }),
-            Ok(_) => Ok(()),
-            Err(e) => Err(io_cause(&e, None)),
-        };
-    };
-    let name = ServerName::try_from(host.clone()).map_err(|e| bad(format!("{host}: {e}")))?;
-    let mut c = rustls::ClientConnection::new(tls.config.clone(), name).map_err(|e| Unreachable::Other {
-        message: format!("TLS: {e}"),
-    })?;
-    let seen = || tls.seen.lock().ok().and_then(|s| s.clone());
-    let result = (|| {
-        while c.is_handshaking() {
-            set(&tcp)?;
-            c.complete_io(&mut tcp)
-                .map_err(|e| io_cause(&e, seen().as_ref()))?;
-        }
-        set(&tcp)?;
-        let mut s = rustls::Stream::new(&mut c, &mut tcp);
-        s.write_all(H2_PREFACE)
-            .map_err(|e| io_cause(&e, seen().as_ref()))?;
-        match s.read(&mut first) {
-            Ok(0) => Err(Unreachable::Other {
-                message: "the server closed the connection after the TLS handshake".into(),
-            }),
-            Ok(_) => Ok(()),
-            Err(e) => Err(io_cause(&e, seen().as_ref())),
-        }
-    })();
-    c.send_close_notify();
-    let _ = c.write_tls(&mut tcp);
-    result
-}
-
 /// What one member says about itself and the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
@@ -976,150 +828,10 @@ async fn connect_with(conn: &Connection, mode: Option<Mode>) -> Result<Client> {
         .with_context(|| format!("connecting to etcd at {}", up.join(",")))
 }
 
-/// Saves a snapshot from the one member `client` talks to into `path`
-/// ([`save_snapshot_checked`] without progress); returns the file's size.
-pub async fn save_snapshot(client: &mut Client, path: &Path) -> Result<u64> {
-    save_snapshot_checked(client, path, Duration::from_secs(60), &mut |_, _| {})
-        .await
-        .map(|s| s.size)
-}
-
-/// A snapshot saved and checked by [`save_snapshot_checked`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Saved {
-    /// Bytes written (the db and its 32-byte sha256 trailer).
-    pub size: u64,
-    /// sha256 of the whole file.
-    pub sha256: String,
-    /// sha256 of the bytes before the trailer (what the trailer holds), hex.
-    pub content_sha256: String,
-    /// The member that sent it.
-    pub member_id: u64,
-    /// Its cluster.
-    pub cluster_id: u64,
-    /// The etcd version it reported (3.5 and later; empty before).
-    pub version: String,
-}
-
-/// Saves a snapshot from the one member `client` talks to into `path`,
-/// byte for byte as the server streams it (what `etcdctl snapshot save`
-/// writes): into `<path>.part` (mode 0600), hashing as it writes, then the
-/// server's sha256 trailer is checked against the bytes before it, the file
-/// fsynced and renamed, the dir fsynced. On any failure the `.part` is
-/// removed. `progress(received, remaining)` follows the stream. A member
-/// that answers nothing for `idle` (frozen, or its disk hung) fails the save.
-pub async fn save_snapshot_checked(
-    client: &mut Client,
-    path: &Path,
-    idle: Duration,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<Saved> {
-    use sha2::Digest;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut part = path.as_os_str().to_owned();
-    part.push(".part");
-    let part = PathBuf::from(part);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(&part)
-        .with_context(|| format!("creating {}", part.display()))?;
-    let mut file = tokio::fs::File::from_std(file);
-    let result = async {
-        // Who sends it: the stream's own headers carry no member (etcd leaves them empty).
-        let quiet = |after: u64| -> anyhow::Error {
-            crate::exit::Fail::problem(
-                format!("etcd sent nothing for {idle:?} after {after} bytes: the member is frozen or its disk hangs"),
-                "check the member (etcd-rescue node; its log; a full or hung disk); nothing was kept",
-            )
-            .into()
-        };
-        let st = tokio::time::timeout(idle, client.status())
-            .await
-            .map_err(|_| quiet(0))?
-            .context("asking the member for its status")?;
-        let (member_id, cluster_id) = st.header().map_or((0, 0), |h| (h.member_id(), h.cluster_id()));
-        let mut version = st.version().to_string();
-        let mut stream = tokio::time::timeout(idle, client.snapshot())
-            .await
-            .map_err(|_| quiet(0))?
-            .context("starting the snapshot stream")?;
-        let (mut whole, mut content) = (sha2::Sha256::new(), sha2::Sha256::new());
-        // The last 32 bytes seen: the trailer, once the stream ends.
-        let mut tail: Vec<u8> = Vec::with_capacity(64);
-        let (mut total, mut last_remaining) = (0u64, None);
-        while let Some(msg) = tokio::time::timeout(idle, stream.message())
-            .await
-            .map_err(|_| quiet(total))?
-            .context("reading the snapshot stream")?
-        {
-            if version.is_empty() {
-                version = msg.version().to_string();
-            }
-            let blob = msg.blob();
-            file.write_all(blob).await?;
-            whole.update(blob);
-            tail.extend_from_slice(blob);
-            if tail.len() > 32 {
-                let cut = tail.len() - 32;
-                content.update(&tail[..cut]);
-                tail.drain(..cut);
-            }
-            total += blob.len() as u64;
-            last_remaining = Some(msg.remaining_bytes());
-            progress(total, msg.remaining_bytes());
-            // Test hook: a slow reader, so a test can kill the server (or this
-            // process) mid-stream for real. Never set in normal use.
-            if let Some(ms) = std::env::var("ETCD_RESCUE_TEST_SNAPSHOT_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-        }
-        if last_remaining != Some(0) || total % 512 != 32 || tail.len() != 32 {
-            bail!("the snapshot stream ended early after {total} bytes");
-        }
-        let content = content.finalize();
-        if content.as_slice() != tail.as_slice() {
-            bail!(
-                "the snapshot's sha256 trailer does not match the {} bytes before it: the stream was damaged",
-                total - 32
-            );
-        }
-        file.sync_all().await?;
-        Ok(Saved {
-            size: total,
-            sha256: crate::hex::hex(&whole.finalize()),
-            content_sha256: crate::hex::hex(&content),
-            member_id,
-            cluster_id,
-            version,
-        })
-    }
-    .await;
-    match result {
-        Ok(saved) => {
-            drop(file);
-            std::fs::rename(&part, path).with_context(|| format!("renaming into {}", path.display()))?;
-            if let Some(dir) = path.parent() {
-                crate::host::fs::fsync_dir(dir)?;
-            }
-            Ok(saved)
-        }
-        Err(e) => {
-            drop(file);
-            let _ = std::fs::remove_file(&part);
-            Err(e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     /// etcd's refusals that only a message tells apart: no leader and auth; other unavailability is not guessed at.
     #[test]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::exit::Fail;
 use crate::host::etcd::{self, Connection};
+use crate::host::rt::block_on;
 
 /// One member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,12 +129,6 @@ fn settling(e: &etcd_client::Error) -> bool {
         if s.code() == tonic::Code::Unavailable && s.message().contains("unhealthy cluster"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 async fn members(conn: &Connection, limit: Duration) -> Result<Vec<Member>> {
     let mut c = etcd::connect(conn).await?;
     let list = tokio::time::timeout(limit, c.member_list())
@@ -168,7 +163,7 @@ async fn members(conn: &Connection, limit: Duration) -> Result<Vec<Member>> {
 
 /// Every member, each asked whether it is healthy.
 pub fn list(conn: &Connection, limit: Duration) -> Result<Vec<Member>> {
-    runtime()?.block_on(members(conn, limit))
+    block_on(members(conn, limit))?
 }
 
 /// The member named `which` (by name or hex id).
@@ -190,7 +185,7 @@ fn id_of(m: &Member) -> Result<u64> {
 
 /// Removes `which`; refused (exit 2) when the rest would lose quorum, unless `force`.
 pub fn remove(conn: &Connection, which: &str, force: bool, limit: Duration) -> Result<Member> {
-    runtime()?.block_on(async {
+    block_on(async {
         let all = members(conn, limit).await?;
         let m = find(&all, which)?.clone();
         let voters = Voters::of(&all);
@@ -223,7 +218,7 @@ pub fn remove(conn: &Connection, which: &str, force: bool, limit: Duration) -> R
             }
         }
         Ok(m)
-    })
+    })?
 }
 
 /// Adds a member at `peer_urls` (a learner with `learner`), named `name`;
@@ -238,7 +233,7 @@ pub fn add(
     force: bool,
     limit: Duration,
 ) -> Result<Added> {
-    runtime()?.block_on(async {
+    block_on(async {
         let v = Voters::of(&members(conn, limit).await?);
         if !force && v.after_addition(learner).is_none() {
             return Err(Fail::before_change(
@@ -285,13 +280,13 @@ pub fn add(
             initial_cluster: parts.join(","),
             initial_cluster_state: "existing".into(),
         })
-    })
+    })?
 }
 
 /// Promotes the learner `which` to a voting member; refused (unless `force`)
 /// when the healthy voters after it would not be a quorum.
 pub fn promote(conn: &Connection, which: &str, force: bool, limit: Duration) -> Result<Member> {
-    runtime()?.block_on(async {
+    block_on(async {
         let all = members(conn, limit).await?;
         let m = find(&all, which)?.clone();
         if !m.is_learner {
@@ -320,7 +315,7 @@ pub fn promote(conn: &Connection, which: &str, force: bool, limit: Duration) -> 
             .map_err(|_| anyhow::anyhow!("etcd did not answer within {limit:?}"))?
             .context("promoting (a learner is promoted once it has caught up with the leader)")?;
         Ok(m)
-    })
+    })?
 }
 
 #[cfg(test)]

@@ -188,17 +188,6 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-fn uvarint(b: &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 /// The etcd image's layer dirs in containerd's overlayfs store, bottom first.
 fn containerd_layers(root: &Root, image: &str) -> Result<Vec<PathBuf>, Missing> {
     let store = root.host(CONTAINERD);
@@ -248,7 +237,10 @@ fn containerd_layers(root: &Root, image: &str) -> Result<Vec<PathBuf>, Missing> 
         .and_then(|b| b.get(b"name".as_slice()).cloned())
         .ok_or_else(|| Missing::NoImage(format!("the layer {chain} of {wanted} is not unpacked")))?;
         let id = bucket(&snaps, &[b"v1", b"snapshots", &name])
-            .and_then(|b| b.get(b"id".as_slice()).and_then(|v| uvarint(v)))
+            .and_then(|b| {
+                b.get(b"id".as_slice())
+                    .and_then(|v| crate::wire::varint(v, &mut 0).ok())
+            })
             .ok_or_else(|| {
                 Missing::NoImage(format!(
                     "the overlayfs snapshotter does not know {}",

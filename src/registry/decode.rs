@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::schema::{self, Field, Msg, Ty};
-use crate::snapshot::varint;
+use crate::wire::varint;
 
 /// The envelope's magic.
 pub const PROTOBUF_MAGIC: &[u8] = b"k8s\x00";
@@ -736,12 +736,8 @@ fn generic(w: Wire<'_>, depth: usize) -> Result<Value, String> {
 #[cfg(test)]
 pub mod pb {
     /// A varint.
-    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
-            v >>= 7;
-        }
-        out.push(u8::try_from(v).unwrap_or(0));
+    pub fn varint(v: u64, out: &mut Vec<u8>) {
+        crate::wire::put_varint(v, out);
     }
     /// A length-delimited field.
     pub fn bytes(num: u32, b: &[u8], out: &mut Vec<u8>) {

@@ -570,7 +570,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
             });
         });
         // The plain copy goes whatever happened: an encrypted backup leaves no plain one behind.
-        let removed = remove_file(&plain)
+        let removed = remove_existing(&plain)
             .with_context(|| format!("removing the plain copy {}", plain.display()))
             .and_then(|()| crate::host::fs::fsync_dir(&opts.dir));
         let w = match (sealed, removed) {
@@ -771,7 +771,7 @@ fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
 
 /// Removes the regular file `path` this run wrote; anything else there
 /// (gone, a directory, a symlink) is an error, as a failed removal is.
-fn remove_file(path: &Path) -> Result<()> {
+fn remove_existing(path: &Path) -> Result<()> {
     match crate::host::fs::remove_regular(path)? {
         crate::host::fs::Removal::Removed => Ok(()),
         other => anyhow::bail!("not removed: {other:?}"),
@@ -785,7 +785,7 @@ pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
         let name = e.file_name().to_string_lossy().into_owned();
         // Only files: a directory by that name is not a save's.
         if (leftover(&name) || stale_sidecar_tmp(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
-            remove_file(&e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            remove_existing(&e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }
     }

@@ -14,7 +14,8 @@ use std::path::Path;
 /// What each layer may use, and nothing else (beside itself). The picture:
 /// `cli` → `tui` → `restore` → `node`/`snapshot` → `host`/`root`/`exit`, with
 /// `drill`, `backup`, `registry`, `status` and `maintenance` beside
-/// `restore` (`status` reads alarms through `maintenance`); `hex`, `shell`, `text`, `units`, `utc` and `wire` at the bottom.
+/// `restore` (`status` reads alarms through `maintenance`; `node` reads
+/// containerd's bbolt metadata with `snapshot`'s reader, never the reverse); `hex`, `shell`, `text`, `units`, `utc` and `wire` at the bottom.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["*"]),
     (
@@ -44,7 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "maintenance",
         &["node", "snapshot", "host", "root", "exit", "bottom"],
     ),
-    ("node", &["host", "root", "exit", "bottom"]),
+    ("node", &["snapshot", "host", "root", "exit", "bottom"]),
     ("snapshot", &["host", "root", "exit", "bottom"]),
     ("host", &["root", "exit", "bottom"]),
     ("root", &["exit", "bottom"]),
@@ -64,6 +65,8 @@ const SIDE_EFFECTS: &[&str] = &[
     "lchown(",
 ];
 const SIDE_EFFECT_HOMES: &[&str] = &["host", "drill"];
+/// A tokio runtime is built in one place, `host::rt`, outside tests.
+const RUNTIME_BUILDS: &[&str] = &["runtime::Builder", "Runtime::new("];
 
 /// One source file: its module path (`["restore", "runner"]`) and its text.
 pub(crate) struct Source {
@@ -321,8 +324,21 @@ pub(crate) fn violations(sources: &[Source], tops: &BTreeSet<String>) -> Vec<Str
         } else {
             rooms.entry(me.to_string()).or_default();
         }
+        if src.module != ["host", "rt"] {
+            let code = code_only(&without_tests(&src.text));
+            let builds = RUNTIME_BUILDS.iter().any(|b| {
+                code.match_indices(b)
+                    .any(|(at, _)| !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+            });
+            if builds {
+                wrong.push(format!(
+                    "{} builds a runtime outside host::rt",
+                    src.module.join("::")
+                ));
+            }
+        }
         if !SIDE_EFFECT_HOMES.contains(&me) {
-            let code = code_only(src.text.split("\n#[cfg(test)]").next().unwrap_or(""));
+            let code = code_only(&without_tests(&src.text));
             for call in SIDE_EFFECTS {
                 // `host::fs::remove_file(…)` is host's own; any other is not.
                 let outside = code
@@ -341,6 +357,31 @@ pub(crate) fn violations(sources: &[Source], tops: &BTreeSet<String>) -> Vec<Str
         }
     }
     wrong
+}
+
+/// The text with every `#[cfg(test)]` item left out (a `mod tests { … }`
+/// block to its closing brace at the same indentation, or one line).
+fn without_tests(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() != "#[cfg(test)]" {
+            out.push_str(l);
+            out.push('\n');
+            continue;
+        }
+        let indent = &l[..l.len() - l.trim_start().len()];
+        let Some(item) = lines.next() else { break };
+        if item.trim_end().ends_with('{') {
+            let close = format!("{indent}}}");
+            for m in lines.by_ref() {
+                if m == close {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A loop in a module's own files, as the files on it.
@@ -534,6 +575,19 @@ mod tests {
             let wrong = violations(std::slice::from_ref(&planted), &t);
             assert!(wrong.iter().any(|w| w == want), "{want}: got {wrong:?}");
         }
+        let rt = src(
+            "registry",
+            "fn f() { tokio::runtime::Builder::new_current_thread(); }\n",
+        );
+        let wrong = violations(std::slice::from_ref(&rt), &t);
+        assert_eq!(wrong, ["registry builds a runtime outside host::rt"]);
+        // Code after a test module nested in the file is still read.
+        let after = src(
+            "backup",
+            "    #[cfg(test)]\n    mod tests {\n    }\nfn h() { std::fs::remove_file(p); }\n",
+        );
+        let wrong = violations(std::slice::from_ref(&after), &t);
+        assert_eq!(wrong, ["backup calls remove_file outside host/"]);
         let looped = [
             src("restore::a", "use super::b::X;\n"),
             src("restore::b", "use super::{a::Y, c};\n"),
@@ -567,6 +621,10 @@ mod tests {
                 "restore::runner",
                 "let c = r#\"Command::new\"#; let ch = '\"'; use crate::text::safe;\n",
             ),
+            src(
+                "backup",
+                "fn f() {}\n    #[cfg(test)]\n    mod tests {\n        fn g() { std::fs::remove_file(p); }\n    }\nfn h() {}\n",
+            ),
         ];
         for f in fine {
             let wrong = violations(std::slice::from_ref(&f), &t);
@@ -578,9 +636,17 @@ mod tests {
     /// drew (`Action::Drawn`), so the app/view loop stays one way.
     #[test]
     fn wizard_state_does_not_use_the_view() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui/app.rs");
-        let text = std::fs::read_to_string(src).unwrap();
-        assert!(!text.contains("view::"), "tui/app.rs calls into the view");
+        let (all, tops) = sources();
+        let app = all
+            .iter()
+            .find(|s| s.module == ["tui", "app"])
+            .expect("src/tui/app.rs");
+        let (_, siblings) = named(app, &tops);
+        assert!(
+            siblings.contains("face"),
+            "the check sees app's own imports: {siblings:?}"
+        );
+        assert!(!siblings.contains("view"), "tui/app.rs calls into the view");
     }
 
     #[test]

@@ -96,8 +96,10 @@ fn status_matches_etcdctl_and_reports_a_member_down() {
     // cp3's manifest moved out: its etcd stops; status names it and exits 1.
     let m = d.manifests(2).join("etcd.yaml");
     std::fs::rename(&m, d.dir.join("cp3-etcd.yaml")).unwrap();
+    // `endpoint health` already fails while the CORRUPT alarm is raised;
+    // `endpoint status` answers until etcd itself is gone.
     d.wait_until(Duration::from_secs(60), "cp3's etcd stops", || {
-        !d.etcdctl(2, &["endpoint", "health"]).status.success()
+        !d.etcdctl(2, &["endpoint", "status"]).status.success()
     });
     let (code, r, err) = status(&d);
     assert_eq!(code, Some(1), "{r}\n{err}");
@@ -271,8 +273,10 @@ fn member_remove_and_add_round_trip() {
         .unwrap()
         .to_string();
     std::fs::rename(d.manifests(2).join("etcd.yaml"), d.dir.join("cp3-etcd.yaml")).unwrap();
+    // `endpoint health` already fails while the CORRUPT alarm is raised;
+    // `endpoint status` answers until etcd itself is gone.
     d.wait_until(Duration::from_secs(60), "cp3's etcd stops", || {
-        !d.etcdctl(2, &["endpoint", "health"]).status.success()
+        !d.etcdctl(2, &["endpoint", "status"]).status.success()
     });
     let out = tool(&d, &["member", "remove", "cp2"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
@@ -432,8 +436,10 @@ fn corrupt_alarm_is_disarmed_only_when_the_hashes_agree() {
     let listed = |d: &Drill| text(&tool(d, &["alarm", "list"])).0;
     assert!(listed(&d).contains("CORRUPT"), "{}", listed(&d));
     std::fs::rename(d.manifests(2).join("etcd.yaml"), d.dir.join("cp3-etcd.yaml")).unwrap();
+    // `endpoint health` already fails while the CORRUPT alarm is raised;
+    // `endpoint status` answers until etcd itself is gone.
     d.wait_until(Duration::from_secs(60), "cp3's etcd stops", || {
-        !d.etcdctl(2, &["endpoint", "health"]).status.success()
+        !d.etcdctl(2, &["endpoint", "status"]).status.success()
     });
     let out = tool(&d, &["alarm", "disarm", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));

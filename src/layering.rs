@@ -53,7 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// The bottom layer: small pure helpers every layer may use; they use none.
-const BOTTOM: &[&str] = &["hex", "shell", "text", "units", "utc", "wire"];
+const BOTTOM: &[&str] = &["hex", "shell", "text", "units", "utc", "wire", "yaml"];
 
 /// Where the calls that change a node may appear (outside tests).
 const SIDE_EFFECTS: &[&str] = &[

@@ -23,6 +23,7 @@ pub mod tui;
 pub mod units;
 pub mod utc;
 pub mod wire;
+pub mod yaml;
 
 /// The version and commit, as backups' sidecars record it.
 pub const VERSION: &str = concat!(

@@ -94,6 +94,21 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch, before 1970 too (as
+/// Go's `time.Time` formats a protobuf `Timestamp`); years outside 0..=9999
+/// are written as they are.
+#[must_use]
+pub fn date_time(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -112,6 +127,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn date_times_before_and_after_the_epoch() {
+        assert_eq!(date_time(0), "1970-01-01T00:00:00");
+        assert_eq!(date_time(-1), "1969-12-31T23:59:59");
+        assert_eq!(date_time(-86_400), "1969-12-31T00:00:00");
+        assert_eq!(date_time(-2_208_988_800), "1900-01-01T00:00:00");
+        assert_eq!(date_time(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(date_time(1_796_083_200), "2026-12-01T00:00:00");
+    }
 
     /// Known instants format as their calendar dates, leap days included.
     #[test]

@@ -232,7 +232,7 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
     match a.write_out {
         GetFormat::Json => print(Format::Json, &got, |_| String::new())?,
         GetFormat::Table => print_text(&safe(&get_table(&got)))?,
-        GetFormat::Yaml => print_text(&safe(&get_yaml(&got)?))?,
+        GetFormat::Yaml => print_text(&safe(&get_yaml(&got)))?,
         GetFormat::Raw => {
             if let Some(e) = got.entries.first() {
                 if e.is_secret() && !a.show_secrets {
@@ -331,12 +331,9 @@ fn header(e: &Entry) -> String {
     h
 }
 
-fn yaml(v: &Value) -> Result<String> {
-    let mut y = yaml_serde::to_string(v)?;
-    if !y.ends_with('\n') {
-        y.push('\n');
-    }
-    Ok(y)
+/// A document kubectl reads back as the same JSON.
+fn yaml(v: &Value) -> String {
+    crate::yaml::to_string(v)
 }
 
 fn get_table(g: &Got) -> String {
@@ -350,7 +347,7 @@ fn get_table(g: &Got) -> String {
         match d.stored {
             Stored::Protobuf | Stored::Json => {
                 if let Some(o) = &d.object {
-                    t.push_str(&yaml(o).unwrap_or_else(|e| format!("# not shown as YAML: {e}\n")));
+                    t.push_str(&yaml(o));
                 }
             }
             Stored::Encrypted => {
@@ -385,7 +382,7 @@ fn get_table(g: &Got) -> String {
 }
 
 /// YAML documents; a key that holds no object is a comment, so the whole stays valid YAML.
-fn get_yaml(g: &Got) -> Result<String> {
+fn get_yaml(g: &Got) -> String {
     let mut t = String::new();
     for (i, e) in g.entries.iter().enumerate() {
         if i > 0 {
@@ -395,7 +392,7 @@ fn get_yaml(g: &Got) -> Result<String> {
             let _ = writeln!(t, "# {}: Secret values masked (--show-secrets shows them)", e.key);
         }
         match &e.value.object {
-            Some(o) => t.push_str(&yaml(o)?),
+            Some(o) => t.push_str(&yaml(o)),
             None => {
                 let _ = writeln!(
                     t,
@@ -410,7 +407,7 @@ fn get_yaml(g: &Got) -> Result<String> {
             }
         }
     }
-    Ok(t)
+    t
 }
 
 /// Runs `watch` until Ctrl-C or SIGTERM.

@@ -589,7 +589,14 @@ fn int(w: Wire<'_>) -> Result<i64, String> {
     }
 }
 
+/// A `Time` or `MicroTime` as kube-apiserver prints it: RFC 3339 in UTC,
+/// before 1970 too, with microseconds for `MicroTime`. Only an empty message
+/// is an unset time (`null`); one that holds the epoch (its `seconds: 0` on
+/// the wire) is `1970-01-01T00:00:00Z`.
 fn time(b: &[u8], micro: bool) -> Result<Value, String> {
+    if b.is_empty() {
+        return Ok(Value::Null);
+    }
     let (mut secs, mut nanos) = (0i64, 0i64);
     for (n, w) in fields(b)? {
         match n {
@@ -598,20 +605,9 @@ fn time(b: &[u8], micro: bool) -> Result<Value, String> {
             _ => {}
         }
     }
-    if secs == 0 && nanos == 0 {
-        return Ok(Value::Null);
-    }
-    let at = u64::try_from(secs)
-        .ok()
-        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
-    let Some(at) = at else {
-        return Ok(Value::from(secs));
-    };
-    // `2026-01-01T00:00:00`, then the fraction MicroTime keeps.
-    let s = crate::utc::rfc3339(at);
-    let whole = s.get(..19).unwrap_or(&s);
+    let whole = crate::utc::date_time(secs);
     Ok(Value::String(if micro {
-        format!("{whole}.{:06}Z", nanos / 1000)
+        format!("{whole}.{:06}Z", nanos.clamp(0, 999_999_999) / 1000)
     } else {
         format!("{whole}Z")
     }))
@@ -778,6 +774,36 @@ pub mod pb {
 mod tests {
     use super::pb::{bytes, entry, envelope, int};
     use super::*;
+
+    /// Times as kube-apiserver prints them: before 1970 as dates, the epoch
+    /// (seconds 0 on the wire) as a date, only an empty message as unset.
+    #[test]
+    fn times_before_and_at_the_epoch() {
+        let ts = |secs: i64, nanos: Option<i64>| {
+            let mut b = vec![0x08];
+            crate::wire::put_varint(secs.cast_unsigned(), &mut b);
+            if let Some(n) = nanos {
+                b.push(0x10);
+                crate::wire::put_varint(n.cast_unsigned(), &mut b);
+            }
+            b
+        };
+        assert_eq!(time(&[], false).unwrap(), Value::Null);
+        assert_eq!(time(&ts(0, None), false).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            time(&ts(0, Some(0)), true).unwrap(),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(time(&ts(-86_400, None), false).unwrap(), "1969-12-31T00:00:00Z");
+        assert_eq!(
+            time(&ts(-1, Some(500_000_000)), true).unwrap(),
+            "1969-12-31T23:59:59.500000Z"
+        );
+        assert_eq!(
+            time(&ts(1_796_083_200, Some(123_456_789)), true).unwrap(),
+            "2026-12-01T00:00:00.123456Z"
+        );
+    }
 
     /// The annotation `kubectl apply` keeps the whole last manifest in (a Secret's data too).
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

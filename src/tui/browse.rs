@@ -244,10 +244,7 @@ pub fn value_lines(e: &Entry) -> Vec<String> {
     }
     out.push(String::new());
     match (&e.value.object, &e.value.encryption, &e.value.text) {
-        (Some(o), _, _) => match yaml_serde::to_string(o) {
-            Ok(y) => out.extend(y.lines().map(String::from)),
-            Err(err) => out.push(format!("not shown as YAML: {err}")),
-        },
+        (Some(o), _, _) => out.extend(crate::yaml::to_string(o).lines().map(String::from)),
         (None, Some(x), _) => {
             out.push(format!(
                 "provider {} ({}), key {}",

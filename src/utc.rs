@@ -109,6 +109,13 @@ pub fn date_time(secs: i64) -> String {
     )
 }
 
+/// The UTC year and month (1 to 12) of seconds since the epoch.
+#[must_use]
+pub fn year_month(secs: i64) -> (i64, u32) {
+    let (y, m, _) = civil_from_days(secs.div_euclid(86_400));
+    (y, m)
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

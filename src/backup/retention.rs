@@ -1,5 +1,9 @@
-//! Which backups to keep: `--keep-last N`, `--keep-within DURATION` and
-//! `--keep-daily N` together keep the union of what each keeps, counting
+//! Which backups to keep: `--keep-last N`, `--keep-within DURATION`,
+//! `--keep-daily N`, `--keep-weekly N` and `--keep-monthly N` together keep
+//! the union of what each keeps, as restic's `forget` does: each of the
+//! bucket rules keeps the newest backup of each of the N most recent days
+//! (UTC), ISO weeks (Monday to Sunday, UTC) or calendar months (UTC) that
+//! have one, counting
 //! verified backups only (a run of failed backups never pushes the good ones
 //! out). Whatever the flags, the backup just taken and the newest verified one
 //! are kept, a file without its sidecar (or not named by `backup`: the drill's
@@ -33,12 +37,20 @@ pub struct Retention {
     pub keep_within: Option<Duration>,
     /// Keep the newest of each of the N most recent days (UTC) that have backups.
     pub keep_daily: Option<usize>,
+    /// Keep the newest of each of the N most recent ISO weeks that have backups.
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest of each of the N most recent months that have backups.
+    pub keep_monthly: Option<usize>,
 }
 
 impl Retention {
     /// No flag given: keep everything.
     pub fn is_empty(&self) -> bool {
-        self.keep_last.is_none() && self.keep_within.is_none() && self.keep_daily.is_none()
+        self.keep_last.is_none()
+            && self.keep_within.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
     }
 }
 
@@ -55,6 +67,10 @@ pub enum Why {
     Within,
     /// The newest of its day, within `--keep-daily`.
     Daily,
+    /// The newest of its ISO week, within `--keep-weekly`.
+    Weekly,
+    /// The newest of its month, within `--keep-monthly`.
+    Monthly,
     /// No retention flag was given: nothing is deleted.
     NoPolicy,
     /// No sidecar (not recognised as this tool's backup): never deleted.
@@ -90,10 +106,48 @@ impl Decision {
     }
 }
 
-/// The UTC day of `t`.
-fn day(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400)
+/// The periods the bucket rules count in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+/// Which `period` `t` falls in, as a number that grows with time: the UTC
+/// day, the ISO week (weeks start on Monday; 1970-01-01 was a Thursday), or
+/// the calendar month.
+fn period(t: SystemTime, p: Period) -> i64 {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let day = secs.div_euclid(86_400);
+    match p {
+        Period::Day => day,
+        Period::Week => (day + 3).div_euclid(7),
+        Period::Month => {
+            let (y, m) = crate::utc::year_month(secs);
+            y * 12 + i64::from(m)
+        }
+    }
+}
+
+/// The newest backup of each of the `n` most recent periods that have one,
+/// for `recognised` newest first.
+fn newest_per_period(recognised: &[&Entry], n: Option<usize>, p: Period) -> BTreeSet<PathBuf> {
+    let mut kept = BTreeSet::new();
+    let Some(n) = n else { return kept };
+    let mut seen = Vec::new();
+    for e in recognised {
+        let at = period(e.taken, p);
+        if !seen.contains(&at) {
+            seen.push(at);
+            if seen.len() <= n {
+                kept.insert(e.path.clone());
+            }
+        }
+    }
+    kept
 }
 
 /// Decides, for `entries` newest first (as [`super::list`] gives them).
@@ -110,19 +164,9 @@ pub fn decide(
         .filter(|e| e.verified() && super::is_backup_name(&e.path))
         .collect();
     let newest_verified = recognised.first().map(|e| e.path.clone());
-    let mut daily: BTreeSet<PathBuf> = BTreeSet::new();
-    if let Some(n) = policy.keep_daily {
-        let mut days_seen = Vec::new();
-        for e in &recognised {
-            let d = day(e.taken);
-            if !days_seen.contains(&d) {
-                days_seen.push(d);
-                if days_seen.len() <= n {
-                    daily.insert(e.path.clone());
-                }
-            }
-        }
-    }
+    let daily = newest_per_period(&recognised, policy.keep_daily, Period::Day);
+    let weekly = newest_per_period(&recognised, policy.keep_weekly, Period::Week);
+    let monthly = newest_per_period(&recognised, policy.keep_monthly, Period::Month);
     entries
         .iter()
         .map(|e| {
@@ -157,6 +201,12 @@ pub fn decide(
                 }
                 if daily.contains(&e.path) {
                     why.push(Why::Daily);
+                }
+                if weekly.contains(&e.path) {
+                    why.push(Why::Weekly);
+                }
+                if monthly.contains(&e.path) {
+                    why.push(Why::Monthly);
                 }
                 if why.is_empty() {
                     why.push(if e.mismatch.is_some() {
@@ -326,6 +376,99 @@ pub fn prune(dir: &Path, policy: &Retention, dry_run: bool) -> Result<Pruned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn day(t: SystemTime) -> i64 {
+        period(t, Period::Day)
+    }
+
+    /// Weeks start on Monday and months on the 1st, in UTC; a bucket rule
+    /// keeps the newest of each of its N most recent periods.
+    #[test]
+    fn weekly_and_monthly_buckets() {
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        // 2026-11-29 was a Sunday, 2026-11-30 a Monday.
+        let sun = at(1_796_083_200 - 2 * 86_400 + 23 * 3600);
+        let mon = at(1_796_083_200 - 86_400 + 3600);
+        assert_ne!(period(sun, Period::Week), period(mon, Period::Week));
+        assert_eq!(
+            period(mon, Period::Week),
+            period(at(1_796_083_200 + 5 * 86_400), Period::Week)
+        );
+        assert_eq!(
+            period(at(0), Period::Week),
+            period(at(3 * 86_400), Period::Week),
+            "Thu 1 Jan to Sun 4 Jan 1970"
+        );
+        assert_ne!(
+            period(at(3 * 86_400), Period::Week),
+            period(at(4 * 86_400), Period::Week)
+        );
+        // 2026-11-30 and 2026-12-01 are in different months.
+        assert_ne!(
+            period(mon, Period::Month),
+            period(at(1_796_083_200), Period::Month)
+        );
+        assert_eq!(
+            period(at(1_796_083_200), Period::Month) - period(mon, Period::Month),
+            1
+        );
+        // A backup every day for 120 days: --keep-weekly 4 --keep-monthly 3.
+        let now = at(1_796_083_200 + 12 * 3600);
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        for i in 0..120u64 {
+            let t = now - Duration::from_secs(i * 86_400);
+            let p = dir.path().join(file_name(t));
+            std::fs::write(&p, b"db").unwrap();
+            super::super::write_sidecar(&p, &crate::backup::tests::sample(&p)).unwrap();
+            entries.push(p);
+        }
+        let listed = crate::backup::list(dir.path()).unwrap();
+        let policy = Retention {
+            keep_weekly: Some(4),
+            keep_monthly: Some(3),
+            ..Retention::default()
+        };
+        let d = decide(&listed, &policy, now, None);
+        let weekly: Vec<i64> = d
+            .iter()
+            .filter(|x| x.why.contains(&Why::Weekly))
+            .map(|x| period(x.taken, Period::Week))
+            .collect();
+        let monthly: Vec<i64> = d
+            .iter()
+            .filter(|x| x.why.contains(&Why::Monthly))
+            .map(|x| period(x.taken, Period::Month))
+            .collect();
+        assert_eq!(weekly.len(), 4, "{weekly:?}");
+        assert_eq!(monthly.len(), 3, "{monthly:?}");
+        assert!(
+            weekly.windows(2).all(|w| w[0] == w[1] + 1),
+            "four consecutive weeks: {weekly:?}"
+        );
+        assert!(
+            monthly.windows(2).all(|w| w[0] == w[1] + 1),
+            "three consecutive months: {monthly:?}"
+        );
+        // Each kept is the newest of its period: nothing newer in the same period.
+        for x in d.iter().filter(|x| x.why.contains(&Why::Monthly)) {
+            let p = period(x.taken, Period::Month);
+            assert!(
+                d.iter()
+                    .all(|y| period(y.taken, Period::Month) != p || y.taken <= x.taken)
+            );
+        }
+        let kept = d.iter().filter(|x| !x.goes()).count();
+        assert!(
+            kept <= 4 + 3 + 1,
+            "the weekly and monthly picks (some shared) and the newest verified: {kept}"
+        );
+        assert!(
+            d[0].why.contains(&Why::NewestVerified)
+                && d[0].why.contains(&Why::Weekly)
+                && d[0].why.contains(&Why::Monthly)
+        );
+    }
     use crate::backup::{Entry, file_name};
 
     const H: u64 = 3600;
@@ -393,6 +536,7 @@ mod tests {
                 keep_last: None,
                 keep_within: Some(Duration::from_secs(24 * H)),
                 keep_daily: Some(7),
+                ..Retention::default()
             },
             now,
             Some(&e[0].path),
@@ -404,7 +548,7 @@ mod tests {
             assert!(k.contains(&i), "{i} is within a day: {k:?}");
         }
         assert!(d[0].why.contains(&Why::JustTaken));
-        let days: BTreeSet<u64> = d
+        let days: BTreeSet<i64> = d
             .iter()
             .filter(|d| d.why.contains(&Why::Daily))
             .map(|d| day(d.taken))
@@ -588,6 +732,7 @@ mod tests {
             keep_last: Some(4),
             keep_within: None,
             keep_daily: Some(7),
+            ..Retention::default()
         };
         let mut last = PathBuf::new();
         for i in 0..120u64 {
@@ -608,7 +753,7 @@ mod tests {
             .map(|i| start + Duration::from_secs(i * 6 * H))
             .collect();
         let mut want: BTreeSet<SystemTime> = times[116..].iter().copied().collect();
-        let mut days: Vec<u64> = times.iter().map(|t| day(*t)).collect();
+        let mut days: Vec<i64> = times.iter().map(|t| day(*t)).collect();
         days.dedup();
         for d in &days[days.len() - 7..] {
             want.insert(*times.iter().filter(|t| day(**t) == *d).max().unwrap());

@@ -31,6 +31,12 @@ pub struct RetentionArgs {
     /// Keep the newest backup of each of the N most recent days that have one.
     #[arg(long, value_name = "N")]
     pub keep_daily: Option<usize>,
+    /// Keep the newest backup of each of the N most recent ISO weeks (UTC) that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest backup of each of the N most recent months (UTC) that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
 }
 
 impl RetentionArgs {
@@ -39,6 +45,8 @@ impl RetentionArgs {
             keep_last: self.keep_last,
             keep_within: self.keep_within,
             keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
         }
     }
 
@@ -52,6 +60,12 @@ impl RetentionArgs {
         }
         if let Some(n) = self.keep_daily {
             v.extend(["--keep-daily".into(), n.to_string()]);
+        }
+        if let Some(n) = self.keep_weekly {
+            v.extend(["--keep-weekly".into(), n.to_string()]);
+        }
+        if let Some(n) = self.keep_monthly {
+            v.extend(["--keep-monthly".into(), n.to_string()]);
         }
         v
     }
@@ -193,6 +207,8 @@ fn why(w: Why) -> &'static str {
         Why::Last => "keep-last",
         Why::Within => "keep-within",
         Why::Daily => "keep-daily",
+        Why::Weekly => "keep-weekly",
+        Why::Monthly => "keep-monthly",
         Why::NoPolicy => "no retention policy given: nothing is deleted",
         Why::Unrecognised => "unverified (no sidecar): never deleted",
         Why::NotNamedByBackup => "not named by `backup`: never deleted",

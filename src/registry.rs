@@ -5,6 +5,7 @@
 //! or from a snapshot file at any revision it still holds.
 
 pub mod decode;
+pub mod encryption;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -124,8 +125,28 @@ pub struct Entry {
     pub bytes: Vec<u8>,
 }
 
+/// How values are read: Secrets shown or masked, and the API server's
+/// encryption keys when given (`--encryption-config`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading<'a> {
+    /// Secret values shown (`--show-secrets`).
+    pub show_secrets: bool,
+    /// The keys values encrypted at rest are opened with.
+    pub keys: Option<&'a encryption::Keys>,
+}
+
+impl Reading<'_> {
+    /// Secrets shown or not, no keys.
+    pub fn plain(show_secrets: bool) -> Reading<'static> {
+        Reading {
+            show_secrets,
+            keys: None,
+        }
+    }
+}
+
 impl Entry {
-    fn new(key: &[u8], value: &[u8], revs: (i64, i64, i64, i64), show_secrets: bool) -> Entry {
+    fn new(key: &[u8], value: &[u8], revs: (i64, i64, i64, i64), how: Reading<'_>) -> Entry {
         let (create_revision, mod_revision, version, lease) = revs;
         Entry {
             key: key_text(key),
@@ -135,7 +156,7 @@ impl Entry {
             lease,
             size: value.len(),
             bytes: Vec::new(),
-            value: decode::decode(key, value, mod_revision, show_secrets),
+            value: decode::decode_with(key, value, mod_revision, how.show_secrets, how.keys),
         }
         .with_bytes(value)
     }
@@ -348,7 +369,7 @@ pub fn keys_live(
 }
 
 /// `get KEY [--prefix]` on the live cluster.
-pub fn get_live(conn: &Connection, q: Query<'_>, show_secrets: bool) -> Result<Got> {
+pub fn get_live(conn: &Connection, q: Query<'_>, how: Reading<'_>) -> Result<Got> {
     let (revision, kvs, truncated) = block_on(range(conn, q, false, Duration::from_secs(60)))??;
     let entries: Vec<Entry> = kvs
         .iter()
@@ -357,7 +378,7 @@ pub fn get_live(conn: &Connection, q: Query<'_>, show_secrets: bool) -> Result<G
                 k.key(),
                 k.value(),
                 (k.create_revision(), k.mod_revision(), k.version(), k.lease()),
-                show_secrets,
+                how,
             )
         })
         .collect();
@@ -399,7 +420,7 @@ pub fn keys_file(
 
 /// `snapshot get FILE KEY [--prefix]`: a key not there at that revision but
 /// deleted with its history still in the file says which `--rev` reads it.
-pub fn get_file(path: &Path, q: Query<'_>, show_secrets: bool) -> Result<Got> {
+pub fn get_file(path: &Path, q: Query<'_>, how: Reading<'_>) -> Result<Got> {
     let at = crate::snapshot::at_revision(path, q.rev, &|k| in_query(&q, k), true)?;
     let want = usize::try_from(q.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
     let mut entries: Vec<Entry> = Vec::new();
@@ -416,7 +437,7 @@ pub fn get_file(path: &Path, q: Query<'_>, show_secrets: bool) -> Result<Got> {
             k,
             &kv.value,
             (kv.create_revision, kv.mod_revision, kv.version, kv.lease),
-            show_secrets,
+            how,
         ));
     }
     let missing = (!q.prefix && entries.is_empty()).then(|| Missing {
@@ -465,14 +486,14 @@ impl Opened {
     }
 
     /// One key's value, decoded.
-    pub fn get(&self, key: &[u8], show_secrets: bool) -> Result<Entry> {
+    pub fn get(&self, key: &[u8], how: Reading<'_>) -> Result<Entry> {
         if self.values {
             let kv = self.at.live.get(key).context("no such key")?;
             return Ok(Entry::new(
                 key,
                 &kv.value,
                 (kv.create_revision, kv.mod_revision, kv.version, kv.lease),
-                show_secrets,
+                how,
             ));
         }
         let q = Query {
@@ -481,7 +502,7 @@ impl Opened {
             rev: Some(self.at.revision),
             limit: None,
         };
-        get_file(&self.path, q, show_secrets)?
+        get_file(&self.path, q, how)?
             .entries
             .into_iter()
             .next()

@@ -175,12 +175,12 @@ fn string(s: &str, indent: usize) -> String {
 
 /// `|`, `|-` or `|+` and the lines, when the text reads back exactly that
 /// way: more than one line, no control character but the line breaks and
-/// tabs, no first line starting with a space (that needs an indentation
-/// indicator) and no line that is only spaces.
+/// tabs, no first non-empty line starting with a space or tab (the block's
+/// indentation is read from it) and no line that is only spaces.
 fn literal(s: &str, indent: usize) -> Option<String> {
     let body = s.trim_end_matches('\n');
     if !body.contains('\n')
-        || s.starts_with([' ', '\t'])
+        || s.trim_start_matches('\n').starts_with([' ', '\t'])
         || s.chars()
             .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}' || c == '\u{85}')
         || s.chars().any(|c| matches!(c, '\u{2028}' | '\u{2029}'))
@@ -362,6 +362,9 @@ mod tests {
         "ünïcode",
         "spaces  inside",
         "line\n  indented\n",
+        "\n  a\nb",
+        "\n\nx\n",
+        "\n\tt\nu",
     ];
 
     /// What needs no quotes stays bare, as kubectl writes it.

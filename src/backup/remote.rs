@@ -28,10 +28,10 @@ pub async fn push(
     let began = Instant::now();
     let obj = r.url.join(&sidecar.file);
     let total = sidecar.size;
-    // Never over another backup of that name (another node's, in the same second).
+    // Never over another backup of that name (another node's, in the same millisecond).
     if bucket.exists(&obj).await? || bucket.exists(&sidecar_url(&obj)).await? {
         return Err(Fail::problem(
-            format!("{obj} exists already: another backup of that name (another node's, taken in the same second?)"),
+            format!("{obj} exists already: another backup of that name (another node's, taken in the same millisecond?)"),
             "give each node its own prefix (--upload s3://BUCKET/PREFIX/NODE); the copy on this node is kept",
         )
         .into());

@@ -68,6 +68,9 @@ pub struct GetArgs {
     /// Show Secret values (masked by default).
     #[arg(long)]
     pub show_secrets: bool,
+    /// The API server's encryption configuration (`--encryption-provider-config`, e.g. from a node backup): values encrypted at rest with its aescbc, aesgcm or secretbox keys are decrypted (Secrets stay masked without --show-secrets).
+    #[arg(long, value_name = "FILE")]
+    pub encryption_config: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = GetFormat::Table)]
     pub write_out: GetFormat,
@@ -101,6 +104,23 @@ pub struct BrowseArgs {
     /// Show Secret values (masked by default).
     #[arg(long)]
     pub show_secrets: bool,
+    /// The API server's encryption configuration (`--encryption-provider-config`, e.g. from a node backup): values encrypted at rest with its aescbc, aesgcm or secretbox keys are decrypted (Secrets stay masked without --show-secrets).
+    #[arg(long, value_name = "FILE")]
+    pub encryption_config: Option<std::path::PathBuf>,
+}
+
+/// The keys of `--encryption-config`, read before anything else.
+fn encryption_keys(path: Option<&std::path::Path>) -> Result<Option<registry::encryption::Keys>> {
+    path.map(|p| {
+        registry::encryption::Keys::read(p).map_err(|e| {
+            Fail::before_change(
+                format!("{e:#}"),
+                "pass the file kube-apiserver's --encryption-provider-config names (an EncryptionConfiguration with aescbc, aesgcm or secretbox keys)",
+            )
+            .into()
+        })
+    })
+    .transpose()
 }
 
 /// `browse` needs a terminal: said before anything is read, downloaded or decrypted.
@@ -121,6 +141,7 @@ pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
     need_terminal()?;
     let prefix = a.prefix.as_bytes().to_vec();
     let show = a.show_secrets;
+    let enc = encryption_keys(a.encryption_config.as_deref())?;
     match from {
         From::Live(c) => {
             let (revision, keys, _) = registry::list_live(c, &prefix, a.rev, None)?;
@@ -142,7 +163,11 @@ pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
                         rev: at,
                         limit: None,
                     };
-                    let got = registry::get_live(&conn, q, show)?;
+                    let how = registry::Reading {
+                        show_secrets: show,
+                        keys: enc.as_ref(),
+                    };
+                    let got = registry::get_live(&conn, q, how)?;
                     got.entries.into_iter().next().ok_or_else(|| {
                         anyhow::anyhow!("deleted since the listing (at revision {})", got.revision)
                     })
@@ -156,7 +181,13 @@ pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
                 revision: opened.revision(),
                 keys: opened.keys(),
             };
-            run(listing, move |k| opened.get(k, show))?;
+            run(listing, move |k| {
+                let how = registry::Reading {
+                    show_secrets: show,
+                    keys: enc.as_ref(),
+                };
+                opened.get(k, how)
+            })?;
         }
     }
     Ok(Code::Done)
@@ -219,6 +250,11 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
         )
         .into());
     }
+    let enc = encryption_keys(a.encryption_config.as_deref())?;
+    let how = registry::Reading {
+        show_secrets: a.show_secrets,
+        keys: enc.as_ref(),
+    };
     let q = Query {
         key: a.object_key.as_bytes(),
         prefix: a.prefix,
@@ -226,8 +262,8 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
         limit: a.limit,
     };
     let got = match from {
-        From::Live(c) => registry::get_live(c, q, a.show_secrets)?,
-        From::File(p) => registry::get_file(p, q, a.show_secrets)?,
+        From::Live(c) => registry::get_live(c, q, how)?,
+        From::File(p) => registry::get_file(p, q, how)?,
     };
     match a.write_out {
         GetFormat::Json => print(Format::Json, &got, |_| String::new())?,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::journal::Outcome;
 use super::plan::Plan;
+use super::settle::{self, By, Settle};
 use super::stage::{Order, StageId};
 use super::steps;
 use super::view::{Failure, Holder, Phase, Progress, ProgressOf, Summary, Wait, WaitChoice, WritesSoFar};
@@ -103,6 +104,7 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
     )));
     out.push(fact(format!("  cluster       {}", plan.initial_cluster)));
     out.push(fact(format!("  token         {}", plan.initial_cluster_token)));
+    out.push(fact(format!("  settle        {}", steps::settle_rule(plan))));
     out.push(fact(match plan.revisions_discarded() {
         Some(n) => format!(
             "  loses         {n} revisions discarded (data dir at revision {}, snapshot at {})",
@@ -307,6 +309,45 @@ pub fn wait_choice(c: WaitChoice, holders: &[Holder]) -> String {
     }
 }
 
+/// Milliseconds as seconds with one decimal (`0.5 s`).
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
+}
+
+/// The settle period `wait-stopped` decided on, and why.
+pub fn settle(s: &Settle) -> String {
+    let reaction = s
+        .reaction_ms
+        .map(|r| format!("the kubelet's reaction here was {}", secs(r)));
+    let period = secs(s.period_ms);
+    match s.by {
+        By::Measured => format!(
+            "settling {period}: {}x {}",
+            settle::FACTOR,
+            reaction.unwrap_or_default()
+        ),
+        By::Floor => format!("settling {period}, the floor: {}", reaction.unwrap_or_default()),
+        By::Ceiling => format!("settling {period}, the ceiling: {}", reaction.unwrap_or_default()),
+        By::Unmeasured => format!(
+            "settling {period}, the ceiling: no manifest move of this session to measure the kubelet's reaction from"
+        ),
+        By::Flag => format!("settling {period} (--settle)"),
+    }
+}
+
+/// A late pod or process the watch caught after `wait-stopped`.
+pub fn late(h: &Holder) -> String {
+    format!(
+        "late: {} appeared after the settle period; {}",
+        holder(h),
+        if h.by_cri() {
+            "stopping it through CRI"
+        } else {
+            "CRI cannot stop a host process: the set-aside dirs are checked"
+        }
+    )
+}
+
 /// `m:ss` of a duration.
 pub fn clock(d: Duration) -> String {
     let s = d.as_secs();
@@ -386,6 +427,15 @@ pub fn summary(s: &Summary) -> Vec<Line> {
                     format!(" ({} ran before it, while the cluster served)", before.join(", "))
                 }
             )));
+        }
+        if let Some(st) = &s.settle {
+            v.push(fact(format!("Settle: {}.", settle(st))));
+        }
+        for l in &s.late {
+            v.push((
+                Tone::Warning,
+                format!("Late, caught by the watch and stopped: {l}."),
+            ));
         }
         for (what, p) in &s.kept {
             v.push(fact(format!("Old {what} dir kept at {}", p.display())));

@@ -314,25 +314,26 @@ fn secs(ms: u64) -> String {
     format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
 }
 
-/// The settle period `wait-stopped` decided on, and why.
+/// The settle period `wait-stopped` decided on, and why (`0.5 s, the floor: …`).
 pub fn settle(s: &Settle) -> String {
-    let reaction = s
-        .reaction_ms
-        .map(|r| format!("the kubelet's reaction here was {}", secs(r)));
+    let reaction = s.reaction_ms.map_or_else(String::new, |r| {
+        format!("the kubelet's reaction here was {}", secs(r))
+    });
     let period = secs(s.period_ms);
     match s.by {
-        By::Measured => format!(
-            "settling {period}: {}x {}",
-            settle::FACTOR,
-            reaction.unwrap_or_default()
-        ),
-        By::Floor => format!("settling {period}, the floor: {}", reaction.unwrap_or_default()),
-        By::Ceiling => format!("settling {period}, the ceiling: {}", reaction.unwrap_or_default()),
+        By::Measured => format!("{period}, {}x {reaction}", settle::FACTOR),
+        By::Floor => format!("{period}, the floor ({}x {reaction})", settle::FACTOR),
+        By::Ceiling => format!("{period}, the ceiling ({}x {reaction})", settle::FACTOR),
         By::Unmeasured => format!(
-            "settling {period}, the ceiling: no manifest move of this session to measure the kubelet's reaction from"
+            "{period}, the ceiling: no manifest move of this session to measure the kubelet's reaction from"
         ),
-        By::Flag => format!("settling {period} (--settle)"),
+        By::Flag => format!("{period} (--settle)"),
     }
+}
+
+/// `wait-stopped` saw nothing left and settles.
+pub fn settling(s: &Settle) -> String {
+    format!("nothing runs on the data; settling {}", settle(s))
 }
 
 /// A late pod or process the watch caught after `wait-stopped`.
@@ -429,7 +430,7 @@ pub fn summary(s: &Summary) -> Vec<Line> {
             )));
         }
         if let Some(st) = &s.settle {
-            v.push(fact(format!("Settle: {}.", settle(st))));
+            v.push(fact(format!("Settle period {}.", settle(st))));
         }
         for l in &s.late {
             v.push((

@@ -165,7 +165,7 @@ impl Runner<'_> {
                         u64::try_from(r.as_millis()).ok()
                     });
                     let decided = settle::decide(rule, reaction);
-                    self.say(&render::settle(&decided));
+                    self.say(&render::settling(&decided));
                     *quiet.insert((Instant::now(), decided))
                 };
                 let period = Duration::from_millis(decided.period_ms);

@@ -101,6 +101,9 @@ pub struct Runner<'a> {
     /// The journal.
     pub journal: Journal,
     face: &'a mut dyn Face,
+    /// The watch for late pods, from the end of `wait-stopped` until `verify`
+    /// is done (declared before `rt`: dropped, so stopped, before it).
+    watch: Option<watch::Watch>,
     rt: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
     log: Option<std::fs::File>,
@@ -110,8 +113,6 @@ pub struct Runner<'a> {
     /// The set-aside dirs' content, hashed on a thread of its own once the
     /// outage is over: the thread, the bytes it has read, the bytes in all, when it began.
     old_digests: Option<digests::OldDigests>,
-    /// The watch for late pods, from the end of `wait-stopped` until `verify` is done.
-    watch: Option<watch::Watch>,
     /// Each live dir swapped in this session, with its device and inode right after.
     swapped: Vec<(std::path::PathBuf, (u64, u64))>,
 }

@@ -117,6 +117,14 @@ impl Scope {
         let after = self.out();
         let counts = |name: &str| before.iter().any(|m| after.contains(m) && pod_of(name, m));
         let pods: Vec<(String, String)> = pods.into_iter().filter(|(_, n)| counts(n)).collect();
+        // A live dir counts only while etcd.yaml stayed out the whole look.
+        let live_counts = after.contains(&self.etcd_manifest);
+        let (held, owners): (Vec<_>, Vec<_>) = held
+            .into_iter()
+            .zip(owners.into_iter().map(Some).chain(std::iter::repeat(None)))
+            .filter(|(h, _)| live_counts || self.dirs.iter().any(|(_, old)| h.file.starts_with(old)))
+            .unzip();
+        let owners: Vec<Option<[String; 4]>> = owners.into_iter().map(Option::flatten).collect();
         Ok(super::classify(&pods, held, &owners))
     }
 }
@@ -285,5 +293,20 @@ impl Runner<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pod_of;
+
+    /// A static pod is named after its manifest and the node; nothing else matches.
+    #[test]
+    fn pods_are_matched_to_their_manifest() {
+        assert!(pod_of("etcd-cp1", "etcd.yaml"));
+        assert!(pod_of("kube-apiserver-cp1", "kube-apiserver.yaml"));
+        assert!(!pod_of("etcdx-cp1", "etcd.yaml"));
+        assert!(!pod_of("etcd", "etcd.yaml"));
+        assert!(!pod_of("kube-apiserver-cp1", "kube-scheduler.yaml"));
     }
 }

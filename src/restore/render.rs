@@ -331,6 +331,20 @@ pub fn settle(s: &Settle) -> String {
     }
 }
 
+/// The summary's line on the settle period: how long, and whether it was
+/// measured (the floor or the ceiling holding is in the stage's own line).
+pub fn settle_summary(s: &Settle) -> String {
+    let period = secs(s.period_ms);
+    match (s.by, s.reaction_ms) {
+        (By::Measured | By::Floor | By::Ceiling, Some(r)) => format!(
+            "Settle period {period}, measured: the kubelet's reaction here was {}.",
+            secs(r)
+        ),
+        (By::Flag, _) => format!("Settle period {period} (--settle)."),
+        _ => format!("Settle period {period}, the ceiling: nothing measured."),
+    }
+}
+
 /// `wait-stopped` saw nothing left and settles.
 pub fn settling(s: &Settle) -> String {
     format!("nothing runs on the data; settling {}", settle(s))
@@ -430,7 +444,7 @@ pub fn summary(s: &Summary) -> Vec<Line> {
             )));
         }
         if let Some(st) = &s.settle {
-            v.push(fact(format!("Settle period {}.", settle(st))));
+            v.push(fact(settle_summary(st)));
         }
         for l in &s.late {
             v.push((

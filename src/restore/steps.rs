@@ -164,7 +164,7 @@ pub const STAGES: [Stage; 10] = [
                     "Nothing may run on the data for the settle period, {}: a kubelet that saw a manifest a moment ago can still start its pod.",
                     settle_rule(p)
                 ),
-                "From then until verify is done a watch looks every 100 ms for a control-plane pod whose manifest is still out and for a process on the set-aside dirs: one that appears is journaled, stopped through CRI, and the swapped dirs are checked again.".into(),
+                "From then until verify is done a watch looks every 20 ms for a control-plane pod whose manifest is still out and every 100 ms for a process on the set-aside dirs: one that appears is journaled, stopped through CRI, and the swapped dirs are checked again.".into(),
             ]
         },
         preview: |p| {

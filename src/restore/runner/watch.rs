@@ -1,5 +1,5 @@
 //! The watch from the end of `wait-stopped` until `verify` is done: a
-//! thread polls every 100 ms for a control-plane pod whose manifest is still
+//! thread polls every 20 ms for a control-plane pod whose manifest is still
 //! out of the manifests dir (a kubelet acting on a decision taken before the
 //! manifest moved, later than the settle period) and for a process holding
 //! the set-aside dirs (or the live ones while etcd.yaml is out). The thread
@@ -24,8 +24,13 @@ use crate::restore::render;
 use crate::restore::stage::StageId;
 use crate::restore::view::Holder;
 
-/// How often the watch polls.
-const EVERY: Duration = Duration::from_millis(100);
+/// How often the watch lists the pods (one CRI call): a late pod's
+/// sandbox may live only as long as its kubelet takes to stop it again.
+const EVERY: Duration = Duration::from_millis(20);
+
+/// Every how many polls it also looks for processes holding the dirs (a
+/// walk of `/proc/*/fd`): every 100 ms.
+const HOLDERS_EVERY: u32 = 5;
 
 /// What the watch looks at, taken from the plan.
 #[derive(Clone)]
@@ -89,7 +94,7 @@ impl Scope {
     /// What runs that must not: pods whose manifests are out (before and
     /// after the look, so a pod of a manifest just moved back never counts),
     /// and whatever holds a set-aside dir, or a live one while etcd.yaml is out.
-    fn scan(&self, rt: &tokio::runtime::Handle) -> Result<Running> {
+    fn scan(&self, rt: &tokio::runtime::Handle, with_holders: bool) -> Result<Running> {
         let before = self.out();
         let etcd_out = before.contains(&self.etcd_manifest);
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -101,7 +106,7 @@ impl Scope {
                 dirs.push(live.clone());
             }
         }
-        let held = holders(&dirs);
+        let held = if with_holders { holders(&dirs) } else { Vec::new() };
         let (pods, owners) = match &self.socket {
             Some(s) => rt.block_on(async {
                 let pods = Runner::remaining_pods(s).await?;
@@ -139,8 +144,10 @@ fn watch(
 ) {
     let began = Instant::now();
     let mut known: Vec<Holder> = Vec::new();
+    let mut polls = 0u32;
     while !stop.load(Ordering::SeqCst) && began.elapsed() < limit {
-        if let Ok(now) = scope.scan(rt) {
+        polls = polls.wrapping_add(1);
+        if let Ok(now) = scope.scan(rt, polls % HOLDERS_EVERY == 1) {
             let at = SystemTime::now();
             for h in now {
                 if !known.contains(&h) {
@@ -236,7 +243,7 @@ impl Runner<'_> {
             )?;
             self.say(&render::late(h));
         }
-        let now = self.watch_scope().scan(self.rt.handle())?;
+        let now = self.watch_scope().scan(self.rt.handle(), true)?;
         if now.iter().any(Holder::by_cri) {
             self.force_stop(id.into(), &now)?;
         }

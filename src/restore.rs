@@ -11,6 +11,7 @@ pub mod journal;
 pub mod plan;
 pub mod render;
 pub mod runner;
+pub mod settle;
 pub mod stage;
 pub mod steps;
 pub mod tally;

@@ -1646,6 +1646,117 @@ fn rollback_waits_out_a_kubelet_acting_late() {
     assert!(d.has_late_key(), "the original data is back");
 }
 
+/// A kubelet acting later than the measured settle period (the default
+/// `--settle auto`): kube-apiserver's manifest changes, the kubelet decides on
+/// its new pod, and the run (killed just before the outage) resumes at once.
+/// The pod starts after `wait-stopped` settled, while its manifest is still
+/// out: the watch catches it (journaled, stopped through CRI, the swapped dirs
+/// checked again), no etcd starts on the swapped dir before start-etcd moved
+/// etcd.yaml back, and the run ends restored and verified.
+#[test]
+fn a_pod_later_than_the_measured_settle_is_caught_by_the_watch() {
+    use etcd_rescue::restore::journal::{Kind, Step};
+    let d = Drill::start(&["--keys", "50", "--kubelet-start-delay", "2500ms"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let at = record_of_a_full_run(&d, StageId::SetOwnership, Kind::StageDone);
+    let killed = restore(
+        d.root(0),
+        &snap,
+        &["--yes", "--settle", "auto"],
+        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+    let log = d.root(0).join("var/log/drill-kubelet.log");
+    let kubelet_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let decided = || {
+        kubelet_log()
+            .matches("manifest kube-apiserver.yaml: starting pod")
+            .count()
+    };
+    let before = decided();
+    let manifest = d.manifests(0).join("kube-apiserver.yaml");
+    let mut changed = std::fs::read_to_string(&manifest).unwrap();
+    changed.push_str("# changed by hand\n");
+    std::fs::write(&manifest, changed).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while decided() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kubelet never saw kube-apiserver.yaml change"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The kubelet has decided on the new pod; it starts it 2.5 s later.
+    let out = tool(&["resume", "--root", &root, "--yes"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_restored(&d, &snap);
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    let time_of = |step: StageId, kind: Kind| {
+        recs.iter()
+            .find(|r| r.step == Step::Stage(step) && r.kind == kind)
+            .map_or_else(|| panic!("{step} {kind:?} is journaled"), |r| r.at.clone())
+    };
+    let settled = time_of(StageId::WaitStopped, Kind::StageDone);
+    let verified = time_of(StageId::Verify, Kind::StageDone);
+    let settle = recs
+        .iter()
+        .find_map(|r| r.data.settle)
+        .expect("wait-stopped journals its settle period");
+    assert!(
+        settle.reaction_ms.is_some() && settle.period_ms < 2500,
+        "the settle period was measured, and shorter than the kubelet's delay: {settle:?}"
+    );
+    // The late pod started after wait-stopped was done, and before verify was.
+    let kubelet_log = kubelet_log();
+    let late_start = kubelet_log
+        .lines()
+        .filter(|l| l.contains("manifest kube-apiserver.yaml: starting pod"))
+        .nth(before)
+        .and_then(|decision| {
+            kubelet_log
+                .lines()
+                .skip_while(|l| *l != decision)
+                .find(|l| l.contains("container kube-apiserver started"))
+        })
+        .and_then(|l| l.split(' ').next())
+        .expect("the late kube-apiserver pod started")
+        .to_string();
+    assert!(
+        settled < late_start && late_start < verified,
+        "the late pod started at {late_start}: after wait-stopped ({settled}), before verify ({verified})\n{stdout}"
+    );
+    let late: Vec<&String> = recs.iter().filter_map(|r| r.data.late.as_ref()).collect();
+    assert!(
+        late.iter().any(|l| l.contains("kube-apiserver")),
+        "the watch journaled the late pod: {late:?}\n{stdout}"
+    );
+    assert!(
+        stdout.contains("late: pod kube-apiserver")
+            && stdout.contains("as wait-stopped and the swap left it"),
+        "{stdout}"
+    );
+    // No etcd ran on a swapped dir before start-etcd moved etcd.yaml back:
+    // its only start decided after the crash follows that move.
+    let etcd_back = recs
+        .iter()
+        .find(|r| r.step == Step::Stage(StageId::StartEtcd) && r.kind == Kind::Done)
+        .map(|r| r.at.clone())
+        .expect("start-etcd moved etcd.yaml back");
+    let swapped = time_of(StageId::SwapDataDir, Kind::StageDone);
+    for l in kubelet_log
+        .lines()
+        .filter(|l| l.contains("container etcd started"))
+    {
+        let t = l.split(' ').next().unwrap_or("");
+        assert!(
+            !(t > settled.as_str() && t < etcd_back.as_str()),
+            "an etcd container started at {t}, between wait-stopped ({settled}) and etcd.yaml moved back ({etcd_back}; swapped {swapped})"
+        );
+    }
+}
+
 /// A state dir inside the data dir (swapped away with it) or a WAL dir
 /// inside the data dir (the swap would move one under the other) is refused
 /// before anything changes; a data dir that is a symlink to another disk is

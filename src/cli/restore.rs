@@ -77,9 +77,9 @@ pub struct RestoreArgs {
     /// Stop pods through CRI when they outlive --wait-timeout.
     #[arg(long)]
     pub force_stop: bool,
-    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved).
-    #[arg(long, value_parser = parse_duration, default_value = "3s", value_name = "DURATION")]
-    pub settle: Duration,
+    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved). `auto`: twice the kubelet's reaction measured in the run, at least 0.5 s, at most 3 s (or kubelet's longer fileCheckFrequency).
+    #[arg(long, value_parser = parse_settle, default_value = "auto", value_name = "DURATION|auto")]
+    pub settle: Settle,
     /// Override a refusal that says --force is possible.
     #[arg(long)]
     pub force: bool,
@@ -163,7 +163,7 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
         wait_timeout: a.wait_timeout,
         force_stop: a.force_stop,
         force: a.force,
-        settle: a.settle,
+        settle: a.settle.0,
         dry_run: a.dry_run,
         restore_in_outage: a.restore_in_outage,
         conn: cli.conn.args(),
@@ -282,4 +282,34 @@ fn ready(cli: &Cli, a: &RestoreArgs, given: &Path) -> Result<fetch::Prepared> {
         };
     }
     Ok(ready)
+}
+
+/// `--settle`: a duration, or `auto` (`None`: measured in the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settle(pub Option<Duration>);
+
+/// Reads `--settle`: `auto`, or a duration as [`parse_duration`] reads it.
+fn parse_settle(s: &str) -> anyhow::Result<Settle> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Settle(None));
+    }
+    parse_duration(s).map(|d| Settle(Some(d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--settle` takes `auto` (measured) or a duration, nothing else.
+    #[test]
+    fn settle_is_auto_or_a_duration() {
+        assert_eq!(parse_settle("auto").unwrap(), Settle(None));
+        assert_eq!(parse_settle("AUTO").unwrap(), Settle(None));
+        assert_eq!(parse_settle("3s").unwrap(), Settle(Some(Duration::from_secs(3))));
+        assert_eq!(
+            parse_settle("500ms").unwrap(),
+            Settle(Some(Duration::from_millis(500)))
+        );
+        assert!(parse_settle("soon").is_err());
+    }
 }

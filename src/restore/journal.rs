@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Plan, SwapKind};
+use super::settle::Settle;
 use super::stage::StageId;
 use crate::exit::Fail;
 use crate::host::fs::{append_durably, create_durably, fsync_dir, truncate_durably};
@@ -254,6 +255,13 @@ pub struct Note {
     /// The WAL dir's content digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_digest: Option<String>,
+    /// The settle period and what decided it (`wait-stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<Settle>,
+    /// A control-plane pod whose manifest was still out, or a process on a
+    /// set-aside dir, caught by the watch after `wait-stopped` (as rendered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<String>,
     /// Bytes of a torn last record cut off the journal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torn_tail_removed: Option<usize>,
@@ -298,7 +306,9 @@ impl Note {
             data_digest,
             wal_digest,
             torn_tail_removed,
-            torn_tail_hex
+            torn_tail_hex,
+            settle,
+            late
         );
     }
 

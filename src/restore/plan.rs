@@ -70,8 +70,9 @@ pub struct Options {
     pub force_stop: bool,
     /// `--force`: override the refusals that say so.
     pub force: bool,
-    /// `--settle`: how long nothing may run on the data before it is touched.
-    pub settle: Duration,
+    /// `--settle`: how long nothing may run on the data before it is
+    /// touched; `None` (the default, `auto`): measured in the run.
+    pub settle: Option<Duration>,
     /// `--dry-run`: plan only, and run nothing found outside PATH and `--etcdutl`.
     pub dry_run: bool,
     /// `--restore-in-outage`: restore after the control plane stops, not before.
@@ -250,9 +251,14 @@ pub struct Plan {
     /// The data dir as etcd.yaml names it, when that is a symlink to [`Plan::data_dir`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir_link: Option<PathBuf>,
-    /// How long nothing may run on the data before it is swapped (milliseconds).
+    /// How long nothing may run on the data before it is swapped
+    /// (milliseconds): `--settle`, or the ceiling of a measured period.
     #[serde(default = "default_settle_ms")]
     pub settle_ms: u64,
+    /// The settle period is measured in the run, at most [`Plan::settle_ms`]
+    /// (a journal written before it was has none: `--settle` as given).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settle_measured: bool,
     /// The order of the stages (a journal written before the staged order has none: in-outage).
     #[serde(default)]
     pub order: Order,
@@ -301,6 +307,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The rule the settle period follows in this run.
+    pub fn settle_rule(&self) -> crate::restore::settle::Rule {
+        use crate::restore::settle::Rule;
+        if self.settle_measured {
+            Rule::Measured {
+                ceiling_ms: self.settle_ms,
+            }
+        } else {
+            Rule::Fixed(self.settle_ms)
+        }
+    }
+
     /// Whether more than one member is restored.
     pub fn ha(&self) -> bool {
         !self.other_members.is_empty()
@@ -394,7 +412,7 @@ pub fn peer_root(root: &Path, me: &str, peer: &str) -> Option<PathBuf> {
     Some(PathBuf::from(format!("<root of {peer}>")))
 }
 
-/// The settle period: `--settle`, lengthened (up to a minute) to kubelet's
+/// The settle period (`--settle`, or the measured one's ceiling), lengthened (up to a minute) to kubelet's
 /// `fileCheckFrequency` when its config sets a longer one: a kubelet that
 /// re-reads its manifests that rarely can act on one that long after it moved.
 fn settle_ms(typed: Duration, file_check_ms: Option<u64>, warnings: &mut Vec<String>) -> u64 {
@@ -402,7 +420,7 @@ fn settle_ms(typed: Duration, file_check_ms: Option<u64>, warnings: &mut Vec<Str
     match file_check_ms.map(|f| f.min(60_000)) {
         Some(f) if f > typed => {
             warnings.push(format!(
-                "the settle period is {:.1} s, kubelet's fileCheckFrequency, longer than --settle",
+                "the settle period is {:.1} s (at most, when measured), kubelet's fileCheckFrequency, longer than --settle or the 3 s ceiling",
                 Duration::from_millis(f).as_secs_f64()
             ));
             f
@@ -525,7 +543,13 @@ impl Plan {
             kubelet_healthz: node.kubelet.healthz.clone(),
             data_dir: dirs.data_dir,
             data_dir_link: dirs.data_dir_link,
-            settle_ms: settle_ms(opts.settle, node.kubelet.file_check_frequency_ms, &mut warnings),
+            settle_ms: settle_ms(
+                opts.settle
+                    .unwrap_or(Duration::from_millis(crate::restore::settle::CEILING_MS)),
+                node.kubelet.file_check_frequency_ms,
+                &mut warnings,
+            ),
+            settle_measured: opts.settle.is_none(),
             order: if restore_in_outage {
                 Order::InOutage
             } else {
@@ -591,7 +615,7 @@ fn current_revision(data_dir: &Path, inside_mount: bool) -> Option<i64> {
 
 /// A plan with placeholder paths, for the generated runbook.
 pub(crate) fn example_plan() -> Plan {
-    serde_json::from_value(serde_json::json!({
+    let mut p: Plan = serde_json::from_value(serde_json::json!({
         "id": "ID", "created": "", "root": "/", "stateDir": "/var/lib/etcd-rescue",
         "runDir": "/var/lib/etcd-rescue/runs/ID", "snapshot": "/backup/snap.db", "snapshotSha256": "0".repeat(64),
         "snapshotIntegrity": "verified", "snapshotRevision": 1, "snapshotLiveKeys": 1, "snapshotSize": 1,
@@ -605,7 +629,9 @@ pub(crate) fn example_plan() -> Plan {
         "currentRevision": null, "endpoints": [], "cacert": null, "cert": null, "key": null,
         "waitTimeoutSecs": 120, "forceStop": false, "warnings": []
     }))
-    .unwrap_or_else(|e| panic!("the example plan no longer matches Plan: {e}"))
+    .unwrap_or_else(|e| panic!("the example plan no longer matches Plan: {e}"));
+    p.settle_measured = true;
+    p
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::journal::Outcome;
 use super::plan::Plan;
+use super::settle::{self, By, Settle};
 use super::stage::{Order, StageId};
 use super::steps;
 use super::view::{Failure, Holder, Phase, Progress, ProgressOf, Summary, Wait, WaitChoice, WritesSoFar};
@@ -103,6 +104,7 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
     )));
     out.push(fact(format!("  cluster       {}", plan.initial_cluster)));
     out.push(fact(format!("  token         {}", plan.initial_cluster_token)));
+    out.push(fact(format!("  settle        {}", steps::settle_rule(plan))));
     out.push(fact(match plan.revisions_discarded() {
         Some(n) => format!(
             "  loses         {n} revisions discarded (data dir at revision {}, snapshot at {})",
@@ -307,6 +309,60 @@ pub fn wait_choice(c: WaitChoice, holders: &[Holder]) -> String {
     }
 }
 
+/// Milliseconds as seconds with one decimal (`0.5 s`).
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
+}
+
+/// The settle period `wait-stopped` decided on, and why (`0.5 s, the floor: …`).
+pub fn settle(s: &Settle) -> String {
+    let reaction = s.reaction_ms.map_or_else(String::new, |r| {
+        format!("the kubelet's reaction here was {}", secs(r))
+    });
+    let period = secs(s.period_ms);
+    match s.by {
+        By::Measured => format!("{period}, {}x {reaction}", settle::FACTOR),
+        By::Floor => format!("{period}, the floor ({}x {reaction})", settle::FACTOR),
+        By::Ceiling => format!("{period}, the ceiling ({}x {reaction})", settle::FACTOR),
+        By::Unmeasured => format!(
+            "{period}, the ceiling: no manifest move of this session to measure the kubelet's reaction from"
+        ),
+        By::Flag => format!("{period} (--settle)"),
+    }
+}
+
+/// The summary's line on the settle period: how long, and whether it was
+/// measured (the floor or the ceiling holding is in the stage's own line).
+pub fn settle_summary(s: &Settle) -> String {
+    let period = secs(s.period_ms);
+    match (s.by, s.reaction_ms) {
+        (By::Measured | By::Floor | By::Ceiling, Some(r)) => format!(
+            "Settle period {period}, measured: the kubelet's reaction here was {}.",
+            secs(r)
+        ),
+        (By::Flag, _) => format!("Settle period {period} (--settle)."),
+        _ => format!("Settle period {period}, the ceiling: nothing measured."),
+    }
+}
+
+/// `wait-stopped` saw nothing left and settles.
+pub fn settling(s: &Settle) -> String {
+    format!("nothing runs on the data; settling {}", settle(s))
+}
+
+/// A late pod or process the watch caught after `wait-stopped`.
+pub fn late(h: &Holder) -> String {
+    format!(
+        "late: {} appeared after the settle period; {}",
+        holder(h),
+        if h.by_cri() {
+            "stopping it through CRI"
+        } else {
+            "CRI cannot stop a host process: the set-aside dirs are checked"
+        }
+    )
+}
+
 /// `m:ss` of a duration.
 pub fn clock(d: Duration) -> String {
     let s = d.as_secs();
@@ -386,6 +442,15 @@ pub fn summary(s: &Summary) -> Vec<Line> {
                     format!(" ({} ran before it, while the cluster served)", before.join(", "))
                 }
             )));
+        }
+        if let Some(st) = &s.settle {
+            v.push(fact(settle_summary(st)));
+        }
+        for l in &s.late {
+            v.push((
+                Tone::Warning,
+                format!("Late, caught by the watch and stopped: {l}."),
+            ));
         }
         for (what, p) in &s.kept {
             v.push(fact(format!("Old {what} dir kept at {}", p.display())));

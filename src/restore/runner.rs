@@ -8,6 +8,7 @@ mod digests;
 mod rollback;
 mod stages;
 mod waits;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -48,6 +49,43 @@ impl std::error::Error for RollbackRequested {}
 /// Everything still running on etcd's data, each as it is.
 type Running = Vec<Holder>;
 
+/// What runs on etcd's data, each as it is: the control-plane `pods`
+/// (id, name) and the `held` processes, each with the container that owns
+/// it (`owners`, by position: id, name, pod name, sandbox id). A process of
+/// a listed pod's container is that pod.
+fn classify(
+    pods: &[(String, String)],
+    held: Vec<crate::host::proc::Held>,
+    owners: &[Option<[String; 4]>],
+) -> Running {
+    let mut still: Running = pods
+        .iter()
+        .map(|(id, name)| Holder::Pod {
+            name: name.clone(),
+            id: id.clone(),
+        })
+        .collect();
+    for (i, h) in held.into_iter().enumerate() {
+        match owners.get(i).cloned().flatten() {
+            Some([_, _, _, sandbox]) if pods.iter().any(|(id, _)| *id == sandbox) => {}
+            Some([id, name, pod, _]) => still.push(Holder::Container {
+                name,
+                pod,
+                id,
+                pid: h.pid,
+                file: h.file,
+            }),
+            None => still.push(Holder::Process {
+                pid: h.pid,
+                start: h.start,
+                cmdline: h.cmdline,
+                file: h.file,
+            }),
+        }
+    }
+    still
+}
+
 /// Components whose pods must be gone before the swap.
 const COMPONENTS: [&str; 4] = [
     "etcd",
@@ -63,6 +101,9 @@ pub struct Runner<'a> {
     /// The journal.
     pub journal: Journal,
     face: &'a mut dyn Face,
+    /// The watch for late pods, from the end of `wait-stopped` until `verify`
+    /// is done (declared before `rt`: dropped, so stopped, before it).
+    watch: Option<watch::Watch>,
     rt: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
     log: Option<std::fs::File>,
@@ -72,6 +113,8 @@ pub struct Runner<'a> {
     /// The set-aside dirs' content, hashed on a thread of its own once the
     /// outage is over: the thread, the bytes it has read, the bytes in all, when it began.
     old_digests: Option<digests::OldDigests>,
+    /// Each live dir swapped in this session, with its device and inode right after.
+    swapped: Vec<(std::path::PathBuf, (u64, u64))>,
 }
 
 /// How long an HA member whose etcd started looks for a leader before it
@@ -148,6 +191,8 @@ impl<'a> Runner<'a> {
             log,
             opened_at,
             old_digests: None,
+            watch: None,
+            swapped: Vec::new(),
         })
     }
 
@@ -256,7 +301,7 @@ impl<'a> Runner<'a> {
             }
             loop {
                 let started = Instant::now();
-                match self.apply(stage.id) {
+                match self.apply_watched(stage.id) {
                     Ok(Some(outcome)) => return self.end(outcome),
                     Ok(None) => {
                         let took = started.elapsed();
@@ -312,6 +357,7 @@ impl<'a> Runner<'a> {
     }
 
     fn end(&mut self, outcome: Outcome) -> Result<Outcome> {
+        self.watch = None;
         if outcome != Outcome::RolledBack {
             self.start_old_digests();
             self.finish_old_digests()?;
@@ -388,7 +434,35 @@ impl<'a> Runner<'a> {
             },
             verify: (outcome == Outcome::WaitingForPeers)
                 .then(|| Command::rescue(std::iter::once("verify".to_string()).chain(p.node_words()))),
+            settle: self.journal.records.iter().rev().find_map(|r| r.data.settle),
+            late: self
+                .journal
+                .records
+                .iter()
+                .filter_map(|r| r.data.late.clone())
+                .collect(),
         }
+    }
+
+    /// Applies one stage with the late-pod watch around it: started once
+    /// `wait-stopped` is done (or on a resume past it), acted on after each
+    /// stage it covers, and ended with `verify`.
+    fn apply_watched(&mut self, id: StageId) -> Result<Option<Outcome>> {
+        let order = self.plan.order;
+        let after_wait = order.position(id) > order.position(StageId::WaitStopped);
+        if after_wait && order.position(id) <= order.position(StageId::Verify) {
+            self.start_watch();
+        }
+        let r = self.apply(id)?;
+        match (r, id) {
+            (None, StageId::WaitStopped) => self.start_watch(),
+            (None, StageId::Verify) => self.end_watch(id)?,
+            (None, _) => self.watch_tick(id)?,
+            (Some(_), _) => {
+                self.end_watch(id)?;
+            }
+        }
+        Ok(r)
     }
 
     /// Applies one stage; `Some(outcome)` ends the run early.

@@ -8,9 +8,29 @@ use std::time::Duration;
 
 use super::command::{Command, mv, quote_path};
 use super::plan::Plan;
+use super::settle::{self, Rule};
 
 use super::plan::example_plan;
 use super::stage::StageId;
+
+/// The settle period's rule as the plan fixes it: measured in the run, or `--settle`.
+pub fn settle_rule(p: &Plan) -> String {
+    let secs = |ms: u64| Duration::from_millis(ms).as_secs_f64();
+    match p.settle_rule() {
+        Rule::Measured { ceiling_ms } => format!(
+            "measured: {}x the kubelet's reaction (from the last manifest moved out until nothing runs), at least {:.1} s, at most {:.1} s{}",
+            settle::FACTOR,
+            secs(settle::FLOOR_MS.min(ceiling_ms)),
+            secs(ceiling_ms),
+            if ceiling_ms > settle::CEILING_MS {
+                " (kubelet's fileCheckFrequency)"
+            } else {
+                ""
+            }
+        ),
+        Rule::Fixed(ms) => format!("--settle {:.1} s", secs(ms)),
+    }
+}
 
 /// A stage's place and entry in the runbook table, asked of its id.
 impl StageId {
@@ -136,11 +156,15 @@ pub const STAGES: [Stage; 10] = [
     Stage {
         id: StageId::WaitStopped,
         title: "wait until the control-plane pods are gone and no process holds etcd's files",
-        why: |_| {
+        why: |p| {
             vec![
                 "A crash-looping etcd has no running container between restarts: wait for the pod sandboxes themselves to go.".into(),
                 "Records the data and WAL dirs' names, sizes, inodes and times without reading a file: the baseline rollback checks. Their content is hashed once they are set aside and the outage is over.".into(),
-                "Nothing may run on the data for the settle period: a kubelet that saw a manifest a moment ago can still start its pod.".into(),
+                format!(
+                    "Nothing may run on the data for the settle period, {}: a kubelet that saw a manifest a moment ago can still start its pod.",
+                    settle_rule(p)
+                ),
+                "From then until verify is done a watch looks every 20 ms for a control-plane pod whose manifest is still out and every 100 ms for a process on the set-aside dirs: one that appears is journaled, stopped through CRI, and the swapped dirs are checked again.".into(),
             ]
         },
         preview: |p| {
@@ -152,10 +176,7 @@ pub const STAGES: [Stage; 10] = [
                         .map_or("-".into(), |s| s.display().to_string())
                 ),
                 format!("/proc/*/fd: nothing open under {}", p.data_dir.display()),
-                format!(
-                    "both stable for {:.1} s (--settle)",
-                    Duration::from_millis(p.settle_ms).as_secs_f64()
-                ),
+                format!("both stable for the settle period: {}", settle_rule(p)),
                 format!(
                     "at most {} s, then {}",
                     p.wait_timeout_secs,

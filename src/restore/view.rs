@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::command::Command;
 use super::journal::Outcome;
 use super::plan::SwapKind;
+use super::settle::Settle;
 use super::stage::{Order, StageId};
 
 /// The operator's answer at a stage.
@@ -273,4 +274,8 @@ pub struct Summary {
     pub peers: Vec<(String, Command)>,
     /// For an HA member waiting for its peers: the command that finishes the run.
     pub verify: Option<Command>,
+    /// The settle period `wait-stopped` decided on, and why.
+    pub settle: Option<Settle>,
+    /// What the watch after `wait-stopped` caught (as journaled).
+    pub late: Vec<String>,
 }

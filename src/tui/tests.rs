@@ -78,6 +78,7 @@ fn sample_plan() -> Plan {
         data_dir: "/node/var/lib/etcd".into(),
         data_dir_link: None,
         settle_ms: 3000,
+        settle_measured: false,
         order: Order::Staged,
         wal_dir: None,
         restore_argv: vec![
@@ -213,6 +214,8 @@ impl Engine {
             before_outage: vec![StageId::RestoreSnapshot, StageId::SetOwnership],
             peers: Vec::new(),
             verify: None,
+            settle: None,
+            late: Vec::new(),
         }))
     }
 

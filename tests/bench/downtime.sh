@@ -128,13 +128,15 @@ PY
     mv "$man/kube-apiserver.yaml" "$man/kube-controller-manager.yaml" "$man/kube-scheduler.yaml" "$stash/"
     mv "$man/etcd.yaml" "$stash/"
     n=0
+    # Until no etcd runs on the data dir: its host path (process runtime) or
+    # the path inside its container (containerd: the manifest's /var/lib/etcd).
     while python3 - "$data" <<'PY'
 import os, sys
-want = ("--data-dir=" + sys.argv[1]).encode()
+want = {("--data-dir=" + sys.argv[1]).encode(), b"--data-dir=/var/lib/etcd"}
 for p in os.listdir("/proc"):
     if p.isdigit() and int(p) != os.getpid():
         try:
-            if want in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0"):
+            if want & set(open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")):
                 sys.exit(0)
         except OSError:
             pass

@@ -921,7 +921,7 @@ pub mod metrics {
                     .unwrap()
                     .contains("etcd_rescue_backup_failures_total 1\n")
             );
-            std::fs::remove_file(&tmp).unwrap();
+            crate::host::fs::remove_file_durably(&tmp).unwrap();
             std::fs::hard_link(&target, &tmp).unwrap();
             write(&p, Run::Failed { at: 2.0 }).unwrap();
             assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");

@@ -622,7 +622,7 @@ mod tests {
             std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        crate::host::fs::set_mode(&state, 0o777).unwrap();
         let e = lock(&state).err().unwrap();
         assert!(format!("{e:#}").contains("only its owner may write"), "{e:#}");
     }

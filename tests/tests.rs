@@ -16,6 +16,8 @@ mod diagnose;
 mod drill;
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
+// What the tool prints, read back by a shell, bash and a YAML 1.1 reader.
+mod output;
 // `keys`, `get`, `watch` and `snapshot keys|get`: Kubernetes objects read from etcd, live and offline.
 mod registry;
 // Whole restores on the sandbox node: the drill's command, crashes, refusals.

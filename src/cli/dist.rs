@@ -107,35 +107,6 @@ mod tests {
         }
     }
 
-    /// Bash completes subcommands, flags and values below the top level too
-    /// (clap_complete alone does not for a program name with a `-`).
-    #[test]
-    fn bash_completes_below_the_top_level() {
-        let script = completions(Shell::Bash);
-        let complete = |words: &str| {
-            let out = std::process::Command::new("bash")
-                .args(["--norc", "--noprofile", "-c"])
-                .arg(format!(
-                    "{script}\ncomplete -p etcd-rescue >/dev/null || exit 9\n\
-                     COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n\
-                     _etcd_rescue etcd-rescue \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
-                     printf '%s\\n' \"${{COMPREPLY[@]}}\""
-                ))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{words}: {out:?}");
-            String::from_utf8(out.stdout).unwrap()
-        };
-        assert!(complete("etcd-rescue ''").lines().any(|l| l == "restore"));
-        assert!(complete("etcd-rescue snapshot ''").lines().any(|l| l == "status"));
-        assert!(
-            complete("etcd-rescue restore --sn")
-                .lines()
-                .any(|l| l == "--snapshot")
-        );
-        assert!(complete("etcd-rescue node -w ''").lines().any(|l| l == "json"));
-    }
-
     /// The man pages cover every visible command, and the hidden `man` has none.
     #[test]
     fn man_pages_cover_the_commands() {

@@ -344,19 +344,18 @@ mod tests {
     /// A file that is not root's, is writable by others, or sits behind a symlink is not run.
     #[test]
     fn only_root_owned_files_are_taken() {
-        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let layer = d.path().join("fs");
         std::fs::create_dir_all(layer.join("usr/local/bin")).unwrap();
         let tool = layer.join("usr/local/bin/etcdutl");
         std::fs::write(&tool, "x").unwrap();
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::host::fs::set_mode(&tool, 0o755).unwrap();
         let dirs = vec![layer.clone()];
         if nix::unistd::geteuid().is_root() {
             assert_eq!(in_layers(&dirs, "etcdutl"), Ok(tool.clone()));
-            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o777)).unwrap();
+            crate::host::fs::set_mode(&tool, 0o777).unwrap();
             assert!(matches!(in_layers(&dirs, "etcdutl"), Err(Missing::Unsafe(_))));
-            std::fs::remove_file(&tool).unwrap();
+            crate::host::fs::remove_regular(&tool).unwrap();
             std::os::unix::fs::symlink("/bin/true", &tool).unwrap();
             assert!(matches!(in_layers(&dirs, "etcdutl"), Err(Missing::Unsafe(_))));
         } else {

@@ -489,42 +489,6 @@ pub fn summary(s: &Summary) -> Vec<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::command::quote;
-
-    /// Every printed command survives a POSIX shell word for word, whatever its paths hold.
-    #[test]
-    fn commands_are_quoted_for_a_shell() {
-        let hostile = [
-            "/tmp/a b/root",
-            "/x;rm -rf /",
-            "it's",
-            "$(reboot)",
-            "`id`",
-            "a\nb",
-            "",
-            "plain/path-1.db",
-        ];
-        let cmd = Command::rescue(hostile.iter().copied());
-        let script = format!("for w in {cmd}; do printf '%s\\0' \"$w\"; done");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        let words: Vec<String> = out
-            .stdout
-            .split(|b| *b == 0)
-            .filter(|w| !w.is_empty())
-            .map(|w| String::from_utf8_lossy(w).into_owned())
-            .collect();
-        let want: Vec<String> = std::iter::once("etcd-rescue")
-            .chain(hostile.iter().copied().filter(|w| !w.is_empty()))
-            .map(String::from)
-            .collect();
-        assert_eq!(words, want, "{cmd}");
-        assert_eq!(quote("plain/path-1.db"), "plain/path-1.db");
-        assert_eq!(quote(""), "''");
-    }
 
     /// Each holder is named as it is, and only the choices that can work on
     /// what runs are offered: CRI stop for pods and containers, SIGTERM for

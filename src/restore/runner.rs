@@ -366,7 +366,11 @@ impl<'a> Runner<'a> {
             .append(Step::End, Kind::End, None, Note::outcome(outcome))?;
         let summary = self.summary(outcome);
         let text = super::render::text(&super::render::summary(&summary));
-        let _ = std::fs::write(self.plan.run_dir.join("summary.txt"), text.join("\n") + "\n");
+        let _ = crate::host::fs::write_durably(
+            &self.plan.run_dir.join("summary.txt"),
+            (text.join("\n") + "\n").as_bytes(),
+            0o600,
+        );
         self.face.summary(&summary);
         Ok(outcome)
     }

@@ -1467,15 +1467,16 @@ fn etcdutl_is_found_in_cri_o_storage() {
     // Only the etcd image counts: without its etcdutl, the workload's is not taken, and --dry-run runs nothing.
     std::fs::rename(layer.join("etcdutl"), d.dir.join("etcdutl.aside")).unwrap();
     let plan = restore(d.root(0), &snap, &["--dry-run"], &[("PATH", "/nonexistent")]);
-    assert!(!plan.status.success(), "{:?}", text(&plan));
+    assert!(plan.status.success(), "{:?}", text(&plan));
     assert!(
-        text(&plan).1.contains("has no usr/local/bin/etcdutl"),
-        "{:?}",
+        text(&plan).0.contains("has no usr/local/bin/etcdutl")
+            && text(&plan).0.contains("restore tool  native"),
+        "without a fitting etcdutl the native restore is planned, saying why: {:?}",
         text(&plan)
     );
     assert!(!marker.exists(), "a workload image's etcdutl was run");
     std::fs::rename(d.dir.join("etcdutl.aside"), layer.join("etcdutl")).unwrap();
-    // And with none anywhere, the refusal says what to install.
+    // And with none anywhere, `--restore-tool etcdutl` refuses and says what to install.
     std::fs::remove_file(layer.join("etcdutl")).unwrap();
     refuses(
         &d,
@@ -1485,6 +1486,8 @@ fn etcdutl_is_found_in_cri_o_storage() {
             &root,
             "--snapshot",
             snap.to_str().unwrap(),
+            "--restore-tool",
+            "etcdutl",
             "--yes",
         ],
         &[("PATH", "/nonexistent")],

@@ -128,13 +128,16 @@ pub(super) fn choose(
         return Ok(native("--restore-tool native".into()));
     }
     let found = find_tool(root, opts.etcdutl.as_deref(), image, image_version, !opts.dry_run)
-        .and_then(|t| check_tool(&t, cluster_version, warnings).map(|()| t));
+        .and_then(|t| check_tool(&t, cluster_version).map(|()| t));
     match found {
         Ok(t) => Ok(t),
         Err(e) if opts.restore_tool == ToolChoice::Auto && opts.etcdutl.is_none() => {
             let why = e
                 .downcast_ref::<crate::exit::Fail>()
                 .map_or_else(|| format!("{e:#}"), |f| f.message.clone());
+            warnings.push(format!(
+                "{why}: this program restores the snapshot itself (the native restore); pass --restore-tool etcdutl with --etcdutl PATH to use etcd's own"
+            ));
             Ok(native(format!("{why}: the native restore")))
         }
         Err(e) => Err(e),
@@ -155,11 +158,7 @@ fn native(found: String) -> RestoreTool {
 
 /// Refuses a tool older than the snapshot's etcd (or an etcdctl of another
 /// minor version), and says what the plan does not know of it or it lacks.
-pub(super) fn check_tool(
-    tool: &RestoreTool,
-    cluster_version: &str,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
+pub(super) fn check_tool(tool: &RestoreTool, cluster_version: &str) -> Result<()> {
     if let (Some(have), Some(need)) = (minor(&tool.version), minor(cluster_version)) {
         if have < need {
             return Err(refuse(
@@ -182,12 +181,6 @@ pub(super) fn check_tool(
                 format!("install etcdutl {}.{} and pass --etcdutl PATH", need.0, need.1),
             ));
         }
-    }
-    if !tool.probed {
-        warnings.push(format!(
-            "--dry-run did not run {} to see whether it has --bump-revision/--mark-compacted; the real run asks it",
-            tool.path.display()
-        ));
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ mod hash;
 mod inspect;
 pub mod kube;
 mod kv;
+pub mod native;
 mod table;
 
 pub use diff::{DiffGroup, DiffKeys, DiffReport, DiffSide, diff};

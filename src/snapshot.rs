@@ -16,6 +16,7 @@
 //! (19 MB on a 1.2 GB snapshot); [`inspect`] and [`diff`] add one small entry per live key.
 
 pub mod bbolt;
+mod bump;
 mod diff;
 mod hash;
 mod inspect;
@@ -24,6 +25,7 @@ mod kv;
 pub mod native;
 mod table;
 
+pub use bump::{Raised, raise_revision, revision_key};
 pub use diff::{DiffGroup, DiffKeys, DiffReport, DiffSide, diff};
 pub use inspect::{Count, InspectReport, LargeKey, MemberInfo, inspect};
 pub use kube::{Placement, classify};

@@ -460,6 +460,29 @@ pub fn create_durably(path: &Path, bytes: &[u8]) -> Result<File> {
     Ok(file)
 }
 
+/// Opens an existing regular file to change it in place (read and write,
+/// never created, never through a symlink): a bbolt file a write transaction edits.
+pub fn open_for_update(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// Writes `bytes` at `offset` of `file` (a page of a file being edited in place).
+pub fn write_at(file: &File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, offset)
+}
+
+/// Flushes `file`'s data to the disk (the barrier between a write
+/// transaction's pages and the meta page that makes them current).
+pub fn sync_data(file: &File) -> std::io::Result<()> {
+    file.sync_data()
+}
+
 /// Appends `bytes` to `file` (open for appending) and fsyncs it. Should the
 /// write fail part-way (a full disk), the file is cut back to `keep` bytes,
 /// its length before, so no fragment stays for the next append to glue onto;

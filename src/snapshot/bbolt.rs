@@ -15,6 +15,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
 
+pub mod write;
+
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
 const HEADER: usize = 16;

@@ -503,6 +503,8 @@ fn refusals_match_etcdutl() {
     );
     assert!(!out_etcdutl.status.success(), "etcdutl refuses it too");
 
+    // etcdutl 3.5 takes an empty data dir that exists (etcdctl 3.4 does not).
+    std::fs::create_dir_all(&out.data_dir).unwrap();
     let r = native::restore(&File::open(&raw).unwrap(), &p(true), &out).unwrap();
     assert!(!r.hash_checked);
     let real = run_bounded(
@@ -521,4 +523,67 @@ fn refusals_match_etcdutl() {
     );
     assert!(real.status.success(), "{}", String::from_utf8_lossy(&real.stderr));
     compare(&raw, (&m.real, &m.native), &r, Like::Etcdutl35);
+}
+
+/// `--wal-dir` elsewhere: the segment is written there (the dir 0700, appearing whole), byte
+/// for byte what etcdutl writes there, and the data dir has no `member/wal`.
+#[test]
+fn separate_wal_dir_like_etcdutl() {
+    let work = tempfile::tempdir().unwrap();
+    let src = source(Version::V35, work.path());
+    let members = plan(1, work.path());
+    let m = &members[0];
+    let (real_wal, native_wal) = (work.path().join("real-wal"), work.path().join("native-wal"));
+    let out = run_bounded(
+        Command::new(etcd::status_tool(Version::V35)).args([
+            "snapshot",
+            "restore",
+            &src.snapshot.to_string_lossy(),
+            &format!("--data-dir={}", m.real.join("etcd-data").display()),
+            &format!("--wal-dir={}", real_wal.display()),
+            &format!("--name={}", m.name),
+            &format!("--initial-cluster={}={}", m.name, peer_url(m)),
+            &format!("--initial-cluster-token={TOKEN}"),
+            &format!("--initial-advertise-peer-urls={}", peer_url(m)),
+        ]),
+        Duration::from_mins(1),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p = Params {
+        name: m.name.clone(),
+        initial_cluster: vec![(m.name.clone(), vec![peer_url(m)])],
+        token: TOKEN.to_string(),
+        skip_hash_check: false,
+        like: Like::Etcdutl35,
+    };
+    let o = Out {
+        data_dir: m.native.join("etcd-data"),
+        wal_dir: Some(native_wal.clone()),
+    };
+    let r = native::restore(&File::open(&src.snapshot).unwrap(), &p, &o).unwrap();
+    assert_eq!(r.wal, native_wal.join(wal::FIRST_SEGMENT));
+    assert_eq!(modes(&real_wal), modes(&native_wal));
+    assert_eq!(modes(&m.real.join("etcd-data")), modes(&o.data_dir));
+    assert!(!o.data_dir.join("member/wal").exists());
+    assert!(!work.path().join("native-wal.tmp").exists());
+    let mode = |d: &Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&native_wal), 0o700);
+    let seg = |d: &Path| std::fs::read(d.join(wal::FIRST_SEGMENT)).unwrap();
+    assert!(
+        seg(&real_wal) == seg(&native_wal),
+        "the WAL segments are byte for byte the same"
+    );
+    let again = native::restore(
+        &File::open(&src.snapshot).unwrap(),
+        &p,
+        &Out {
+            data_dir: work.path().join("other"),
+            wal_dir: Some(native_wal.clone()),
+        },
+    );
+    assert!(
+        again.unwrap_err().to_string().contains("wal dir"),
+        "an existing wal dir is refused"
+    );
+    assert!(!work.path().join("other").exists());
 }

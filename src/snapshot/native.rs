@@ -31,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::exit::Fail;
 use crate::host::fs;
+use crate::snapshot::bbolt::write::Tx;
 
 pub use ids::{Cluster, Member, bootstrap, cluster_id, member_id};
 use raftpb::{CONF_CHANGE_ADD_NODE, ConfChange, ConfState, ENTRY_CONF_CHANGE, Entry, HardState};
@@ -441,10 +442,21 @@ fn copy_db(snapshot: &File, len: u64, trailer: bool, skip: bool, db: &Path) -> R
     Ok(true)
 }
 
-/// Applies the db changes with the bbolt writer.
+/// Applies the db changes in one bbolt write transaction (committed with an
+/// fsync before and after its meta page).
 fn apply_db_changes(db: &Path, changes: &DbChanges) -> Result<()> {
-    let _ = (db, changes);
-    anyhow::bail!("the native bbolt writer is not available yet")
+    let at = || format!("rewriting the membership in {}", db.display());
+    let mut tx = Tx::begin(db).with_context(at)?;
+    for b in &changes.delete_buckets {
+        tx.delete_bucket(b).with_context(at)?;
+    }
+    for b in &changes.create_buckets {
+        tx.create_bucket(b).with_context(at)?;
+    }
+    for (b, k, v) in &changes.puts {
+        tx.put(b, k, v).with_context(at)?;
+    }
+    tx.commit().with_context(at)
 }
 
 /// Writes the WAL into `<wal_dir>.tmp`, then renames that to `wal_dir`, so the

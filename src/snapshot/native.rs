@@ -302,13 +302,26 @@ fn check_out(out: &Out, like: Like) -> Result<()> {
     let d = &out.data_dir;
     if fs::exists(d) {
         let empty = std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_none());
-        if like == Like::Etcdctl34 || !empty {
+        let why = match like {
+            Like::Etcdctl34 => "exists (etcdctl 3.4 restores only into a new dir)",
+            Like::Etcdutl35 if !empty => "exists and is not empty",
+            Like::Etcdutl35 => "",
+        };
+        if !why.is_empty() {
             return Err(Fail::before_change(
-                format!("the data dir {} exists and is not empty", d.display()),
+                format!("the data dir {} {why}", d.display()),
                 "restore into a new data dir (etcd's own is set aside first, never overwritten)",
             )
             .into());
         }
+    }
+    let tmp = wal_tmp(&out.wal_dir());
+    if fs::exists(&tmp) {
+        return Err(Fail::before_change(
+            format!("{} exists (a WAL left half-made)", tmp.display()),
+            "remove it, or give another --wal-dir",
+        )
+        .into());
     }
     if let Some(w) = &out.wal_dir
         && fs::exists(w)
@@ -323,7 +336,8 @@ fn check_out(out: &Out, like: Like) -> Result<()> {
 }
 
 /// What a failed restore removes: the data dir if it created it (else its
-/// `member` dir) and the wal dir when it is elsewhere.
+/// `member` dir) and the wal dir (and its `.tmp`) when it is elsewhere; none
+/// of them existed when the restore started.
 struct Created {
     paths: Vec<PathBuf>,
 }
@@ -377,7 +391,8 @@ fn write_all(
 
     let wal_dir = out.wal_dir();
     let wal = write_wal(&wal_dir, &wal_bytes(cluster, p.like))?;
-    for d in [&snap_dir, &out.data_dir.join("member"), &out.data_dir] {
+    let parent = out.data_dir.parent().unwrap_or(Path::new("."));
+    for d in [&snap_dir, &out.data_dir.join("member"), &out.data_dir, parent] {
         fs::fsync_dir(d)?;
     }
     Ok(Restored {
@@ -463,9 +478,6 @@ fn apply_db_changes(db: &Path, changes: &DbChanges) -> Result<()> {
 /// WAL appears whole or not at all (as `wal.Create` does). Returns the segment's path.
 fn write_wal(wal_dir: &Path, records: &[u8]) -> Result<PathBuf> {
     let tmp = wal_tmp(wal_dir);
-    if fs::exists(&tmp) {
-        fs::remove_tree(&tmp)?;
-    }
     fs::create_dir_private(&tmp)?;
     let seg = tmp.join(wal::FIRST_SEGMENT);
     let f = fs::create_preallocated(&seg, wal::SEGMENT_BYTES)?;

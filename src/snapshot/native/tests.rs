@@ -170,6 +170,23 @@ fn refusals_write_nothing() {
     assert!(restore(&bad, &p, &out).is_err());
 
     std::fs::create_dir(&out.data_dir).unwrap();
+    let mut p34 = params(true);
+    p34.like = Like::Etcdctl34;
+    let e = restore(&bad, &p34, &out).unwrap_err();
+    assert!(
+        e.to_string().contains("etcdctl 3.4 restores only into a new dir"),
+        "{e:#}"
+    );
+
+    let wal_dir = t.path().join("w");
+    std::fs::create_dir(t.path().join("w.tmp")).unwrap();
+    let elsewhere = Out {
+        data_dir: out.data_dir.clone(),
+        wal_dir: Some(wal_dir),
+    };
+    let e = restore(&bad, &params(true), &elsewhere).unwrap_err();
+    assert!(e.to_string().contains("a WAL left half-made"), "{e:#}");
+
     std::fs::write(out.data_dir.join("x"), b"x").unwrap();
     let e = restore(&bad, &params(true), &out).unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e:#}");

@@ -39,7 +39,8 @@ struct Source {
 }
 
 /// Starts a one-member server of `v`, writes keys (puts, an overwrite, a delete, binary and
-/// empty values), takes its `hashkv`, and saves a snapshot with its etcdctl.
+/// empty values, a compaction, a few hundred keys, a value of 100 KB, keys on a lease), takes
+/// its `hashkv`, and saves a snapshot with its etcdctl.
 fn source(v: Version, dir: &Path) -> Source {
     std::fs::create_dir_all(dir.join("source")).unwrap();
     let server = Etcd::start(v, &dir.join("source"));
@@ -62,6 +63,38 @@ fn source(v: Version, dir: &Path) -> Source {
     live.insert(b"empty".to_vec(), b"now full".to_vec());
     server.call("/v3/kv/deleterange", &json!({"key": b64(b"gone")}));
     live.remove(&b"gone"[..]);
+    let compact_at = server.revision();
+    server.call(
+        "/v3/kv/compaction",
+        &json!({"revision": compact_at.to_string(), "physical": true}),
+    );
+    // Enough keys for a key bucket of many pages, a value on overflow pages, keys on a lease.
+    for batch in 0..4 {
+        let ops: Vec<Value> = (0..50)
+            .map(|i| {
+                let k = format!("/registry/configmaps/ns-{batch}/cm-{i:03}");
+                let v = format!("{k}:{}", "x".repeat(300));
+                live.insert(k.clone().into_bytes(), v.clone().into_bytes());
+                json!({"requestPut": {"key": b64(k.as_bytes()), "value": b64(v.as_bytes())}})
+            })
+            .collect();
+        server.call("/v3/kv/txn", &json!({ "success": ops }));
+    }
+    let big = vec![b'b'; 100_000];
+    server.call("/v3/kv/put", &json!({"key": b64(b"big"), "value": b64(&big)}));
+    live.insert(b"big".to_vec(), big);
+    let lease = server.call("/v3/lease/grant", &json!({"TTL": 3600}))["ID"]
+        .as_str()
+        .expect("lease id")
+        .to_string();
+    for i in 0..3 {
+        let k = format!("/registry/events/default/ev-{i}");
+        server.call(
+            "/v3/kv/put",
+            &json!({"key": b64(k.as_bytes()), "value": b64(b"event"), "lease": lease}),
+        );
+        live.insert(k.into_bytes(), b"event".to_vec());
+    }
     let revision = server.revision();
     let hash = hashkv(&server);
     let snapshot = dir.join("snapshot.db");

@@ -620,3 +620,56 @@ fn separate_wal_dir_like_etcdutl() {
     );
     assert!(!work.path().join("other").exists());
 }
+
+/// Names and URLs that test the details: a name Go's JSON escapes (`<`, `&`, `>`, a quote,
+/// non-ASCII), a member with two peer URLs given out of order, an IPv6 peer URL. The WAL and
+/// `.snap` must still be etcdutl's bytes and the db its entries.
+#[test]
+fn escaped_names_and_several_urls_like_etcdutl() {
+    let work = tempfile::tempdir().unwrap();
+    let src = source(Version::V35, work.path());
+    let odd = "m<&>\"é";
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let odd_urls = vec![format!("http://[::1]:{p1}")];
+    let b_urls = vec![format!("http://127.0.0.2:{p2}"), format!("http://127.0.0.1:{p3}")];
+    let cluster = format!("{odd}={},b={},b={}", odd_urls[0], b_urls[0], b_urls[1]);
+    for (name, urls, dir) in [(odd, &odd_urls, "odd"), ("b", &b_urls, "b")] {
+        let (real, nat) = (
+            work.path().join(format!("real-{dir}")),
+            work.path().join(format!("native-{dir}")),
+        );
+        let out = run_bounded(
+            Command::new(etcd::status_tool(Version::V35)).args([
+                "snapshot",
+                "restore",
+                &src.snapshot.to_string_lossy(),
+                &format!("--data-dir={}", real.join("etcd-data").display()),
+                &format!("--name={name}"),
+                &format!("--initial-cluster={cluster}"),
+                &format!("--initial-cluster-token={TOKEN}"),
+                &format!("--initial-advertise-peer-urls={}", urls.join(",")),
+            ]),
+            Duration::from_mins(1),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let p = Params {
+            name: name.to_string(),
+            initial_cluster: vec![
+                (odd.to_string(), odd_urls.clone()),
+                ("b".to_string(), vec![b_urls[0].clone()]),
+                ("b".to_string(), vec![b_urls[1].clone()]),
+            ],
+            token: TOKEN.to_string(),
+            skip_hash_check: false,
+            like: Like::Etcdutl35,
+        };
+        let o = Out {
+            data_dir: nat.join("etcd-data"),
+            wal_dir: None,
+        };
+        let r = native::restore(&File::open(&src.snapshot).unwrap(), &p, &o).unwrap();
+        let b = r.members.iter().find(|m| m.name == "b").unwrap();
+        assert_eq!(b.peer_urls, [b_urls[1].clone(), b_urls[0].clone()], "sorted");
+        compare(&src.snapshot, (&real, &nat), &r, Like::Etcdutl35);
+    }
+}

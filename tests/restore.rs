@@ -817,6 +817,9 @@ fn ha_restore_of_three_members() {
     let d = Drill::start(&["--members", "3", "--keys", "300"]);
     d.put_late_key();
     let snap = d.state.snapshot.clone().unwrap();
+    let out = d.etcdctl(0, &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let old_revision = v[0]["Status"]["header"]["revision"].as_i64().unwrap();
     // The first sees the rest of the old cluster still working: --force, as the refusal says.
     let out = restore(d.root(0), &snap, &["--yes", "--force"], &[]);
     assert!(out.status.success(), "member 0: {:?}", text(&out));
@@ -875,6 +878,22 @@ fn ha_restore_of_three_members() {
         text(&out)
     );
     assert_eq!(etcd_contents(&d), snapshot_contents(&snap));
+    // Every member raised to the same revision, above the old cluster's, and
+    // their key-value hashes agree.
+    let out = d.etcdctl(0, &["endpoint", "hashkv", "--cluster", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members = v.as_array().unwrap();
+    assert_eq!(members.len(), 3, "{v}");
+    for m in members {
+        let rev = m["HashKV"]["header"]["revision"].as_i64().unwrap();
+        assert!(rev > old_revision, "{rev} above {old_revision}: {v}");
+        assert!(m["HashKV"]["hash"].is_u64(), "{v}");
+        assert_eq!(m["HashKV"]["hash"], members[0]["HashKV"]["hash"], "{v}");
+        assert_eq!(
+            m["HashKV"]["compact_revision"], members[0]["HashKV"]["compact_revision"],
+            "{v}"
+        );
+    }
     for i in 0..3 {
         d.wait_until(Duration::from_secs(10), "control plane back", || {
             d.running(i).len() == 4
@@ -887,7 +906,8 @@ fn ha_restore_of_three_members() {
 
 /// `--bump-revision`: no etcd binary here has it, so a stand-in etcdutl that
 /// advertises the flags, records its arguments and runs the real etcdutl
-/// without them stands for one that does.
+/// without them stands for one that does (a fake: no real etcdutl of this
+/// machine has the flags). The revision read back after it is still raised.
 #[test]
 fn bump_revision_is_used_when_the_tool_has_it() {
     let d = Drill::start(&["--keys", "50"]);
@@ -939,8 +959,14 @@ exec "{real}" $args
     );
     let args = std::fs::read_to_string(&record).unwrap();
     assert!(
-        args.contains("--bump-revision=1000000000") && args.contains("--mark-compacted"),
+        args.contains("--bump-revision=") && args.contains("--mark-compacted"),
         "{args}"
+    );
+    // The stand-in dropped the flags: the native check after it raised the revision.
+    assert!(
+        text(&out).0.contains("restored revision raised natively"),
+        "{}",
+        text(&out).0
     );
     assert!(args.contains("snapshot restore"), "{args}");
     assert_restored(&d, &snap);

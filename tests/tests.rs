@@ -24,6 +24,8 @@ mod output;
 mod registry;
 // Whole restores on the sandbox node: the drill's command, crashes, refusals.
 mod restore;
+// Revisions never go backwards: an informer's watch across a restore, on 3.4 and 3.5.
+mod revisions;
 // `drill --scenario`: each breaks the sandbox, a headless recovery fixes it, `drill check` grades it.
 mod scenarios;
 // The native snapshot reader against real etcd 3.4 and 3.5 snapshots, damaged copies, fuzzing.

@@ -86,6 +86,26 @@ pub struct RestoreArgs {
     /// Restore the snapshot after the control plane stops (the order before 0.2) instead of before, while the cluster still serves.
     #[arg(long)]
     pub restore_in_outage: bool,
+    /// Raise the restored revision N past the snapshot's and mark the older ones compacted (etcdutl's --bump-revision --mark-compacted, done natively on every etcd version). Default: past the last revision the old cluster served (its data dir or the live member) by 1,000,000; 1,000,000,000 past the snapshot when nothing can be read or several members are restored.
+    #[arg(long, value_name = "N", conflicts_with = "no_bump")]
+    pub bump_revision: Option<i64>,
+    /// Keep the snapshot's revision: clients that watched the old cluster (kube-apiserver's watch cache, informers) then act on stale state until they relist.
+    #[arg(long)]
+    pub no_bump: bool,
+    /// Which program restores the snapshot: `auto` (etcdutl, or etcdctl 3.4, of a fitting version when found; else the native restore), `etcdutl` (refuse without one), `native` (this program, no etcd binary).
+    #[arg(long, value_enum, default_value = "auto", value_name = "TOOL")]
+    pub restore_tool: RestoreToolArg,
+}
+
+/// `--restore-tool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreToolArg {
+    /// etcdutl when a fitting one is found, else native.
+    Auto,
+    /// etcdutl (or etcdctl 3.4) only.
+    Etcdutl,
+    /// The native restore.
+    Native,
 }
 
 /// The face the operator asked for when the wizard is not wanted (see
@@ -166,6 +186,16 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
         settle: a.settle.0,
         dry_run: a.dry_run,
         restore_in_outage: a.restore_in_outage,
+        bump: match (a.no_bump, a.bump_revision) {
+            (true, _) => crate::restore::plan::bump::Choice::Off,
+            (false, Some(n)) => crate::restore::plan::bump::Choice::Amount(n),
+            (false, None) => crate::restore::plan::bump::Choice::Auto,
+        },
+        restore_tool: match a.restore_tool {
+            RestoreToolArg::Auto => crate::restore::plan::ToolChoice::Auto,
+            RestoreToolArg::Etcdutl => crate::restore::plan::ToolChoice::Etcdutl,
+            RestoreToolArg::Native => crate::restore::plan::ToolChoice::Native,
+        },
         conn: cli.conn.args(),
     };
     if wizard {

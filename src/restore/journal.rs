@@ -234,6 +234,10 @@ pub struct Note {
     /// The stopped db's revision (`wait-stopped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_revision: Option<i64>,
+    /// The revision the restored db is raised to once the stopped db's was
+    /// read, when that is past the plan's (`wait-stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raised_revision: Option<i64>,
     /// `start-etcd` recorded done once a quorum answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<bool>,
@@ -298,6 +302,7 @@ impl Note {
             terminate_start,
             restored_revision,
             final_revision,
+            raised_revision,
             quorum,
             revision,
             keys,

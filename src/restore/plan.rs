@@ -28,6 +28,7 @@ use crate::snapshot::{self, Integrity};
 use super::command::{self, Command};
 use super::stage::Order;
 
+pub mod bump;
 mod dirs;
 mod manifests;
 mod members;
@@ -77,6 +78,10 @@ pub struct Options {
     pub dry_run: bool,
     /// `--restore-in-outage`: restore after the control plane stops, not before.
     pub restore_in_outage: bool,
+    /// `--bump-revision N` / `--no-bump` (default: the policy in [`bump`]).
+    pub bump: bump::Choice,
+    /// `--restore-tool`.
+    pub restore_tool: ToolChoice,
     /// The etcd client flags.
     pub conn: Connection,
 }
@@ -143,6 +148,21 @@ pub enum ToolKind {
     Etcdutl,
     /// `etcdctl snapshot restore` (3.4, deprecated in 3.5).
     Etcdctl,
+    /// `etcd-rescue snapshot restore`: this program's own restore, no etcd binary.
+    Native,
+}
+
+/// `--restore-tool`: which program restores the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// etcdutl (or etcdctl 3.4) of a compatible version when one is found
+    /// (PATH, the node, the etcd image), else the native restore.
+    #[default]
+    Auto,
+    /// etcdutl or etcdctl only: refused when none fits.
+    Etcdutl,
+    /// The native restore, whatever is installed.
+    Native,
 }
 
 impl std::fmt::Display for ToolKind {
@@ -150,6 +170,7 @@ impl std::fmt::Display for ToolKind {
         f.pad(match self {
             ToolKind::Etcdutl => "etcdutl",
             ToolKind::Etcdctl => "etcdctl",
+            ToolKind::Native => "native",
         })
     }
 }
@@ -286,6 +307,10 @@ pub struct Plan {
     pub mode: u32,
     /// The current data dir's revision, when its db was readable.
     pub current_revision: Option<i64>,
+    /// How far the restored revision is raised (`None`: `--no-bump`, or a
+    /// journal from before the raise existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bump: Option<bump::Bump>,
     /// Where the snapshot came from, when it was fetched or decrypted first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_source: Option<SnapshotSource>,
@@ -385,6 +410,14 @@ impl Plan {
         if self.skip_hash_check {
             words.push("--skip-hash-check".into());
         }
+        // Every member raises its revision to the same one.
+        match &self.bump {
+            Some(b) if b.basis == bump::Basis::Flag => {
+                words.extend(["--bump-revision".into(), b.amount.to_string()]);
+            }
+            Some(_) => {}
+            None => words.push("--no-bump".into()),
+        }
         if self.order == Order::InOutage {
             words.push("--restore-in-outage".into());
         }
@@ -477,15 +510,15 @@ impl Plan {
         let snapshot = snap::locate(opts)?;
         let dirs = dirs::etcd_dirs(&root, &node, &state_dir, &manifests_dir, &snapshot)?;
         let checked = snap::check(&snapshot, opts.skip_hash_check)?;
-        let tool = find_tool(
+        let mut warnings = Vec::new();
+        let tool = tool::choose(
             &root,
-            opts.etcdutl.as_deref(),
+            opts,
             &node.etcd.image,
             node.etcd.etcd_version.as_deref(),
-            !opts.dry_run,
+            &checked.cluster_version,
+            &mut warnings,
         )?;
-        let mut warnings = Vec::new();
-        tool::check_tool(&tool, &checked.cluster_version, &mut warnings)?;
         manifests::require_kubelet(&node.kubelet.healthz)?;
         let manifests = manifests::sort_manifests(&node, &manifests_dir, opts.force, &mut warnings)?;
         let (cluster, token) =
@@ -567,6 +600,7 @@ impl Plan {
             gid,
             mode: 0o700,
             current_revision,
+            bump: None,
             space: Some(space),
             snapshot_source: opts.source.clone(),
             connection: node.connection.clone(),
@@ -575,8 +609,31 @@ impl Plan {
             forced: opts.force,
             warnings,
         };
-        if let Some(rev) = now_healthy(&plan)? {
+        let live = now_healthy(&plan)?;
+        if let Some(rev) = live {
             plan.current_revision = Some(rev.max(plan.current_revision.unwrap_or(0)));
+        }
+        plan.bump = bump::decide(
+            opts.bump,
+            1 + plan.other_members.len(),
+            plan.snapshot_revision,
+            current_revision,
+            live,
+        )
+        .map_err(|(why, next)| refuse(why, next))?;
+        match &plan.bump {
+            Some(b) if plan.tool.bump_revision => plan.restore_argv.extend([
+                format!("--bump-revision={}", b.amount),
+                "--mark-compacted".to_string(),
+            ]),
+            Some(_) => {}
+            None => plan.warnings.push(
+                "--no-bump: the restored revision is the snapshot's, below what the old cluster served: \
+                 kube-apiserver's watch cache and every informer keep watching from revisions the restored \
+                 cluster has not reached and act on stale state until they relist; restart every \
+                 kube-apiserver and the kubelets, or leave --no-bump out"
+                    .into(),
+            ),
         }
         Ok(plan)
     }
@@ -622,7 +679,8 @@ pub(crate) fn example_plan() -> Plan {
         "skipHashCheck": false, "name": "cp1", "manifestsDir": "/etc/kubernetes/manifests",
         "stashDir": "/var/lib/etcd-rescue/runs/ID/manifests", "controlPlaneManifests": [],
         "etcdManifest": "etcd.yaml", "manifestsBefore": [], "strayManifests": [], "criSocket": null,
-        "kubeletHealthz": "127.0.0.1:10248", "dataDir": "/var/lib/etcd", "walDir": null, "swaps": [],
+        "kubeletHealthz": "127.0.0.1:10248", "dataDir": "/var/lib/etcd",
+        "walDir": null, "swaps": [],
         "initialCluster": "cp1=https://10.0.0.1:2380", "initialClusterToken": "t", "peerUrls": [],
         "otherMembers": [], "tool": {"name": "etcdutl", "path": "/usr/local/bin/etcdutl", "version": "3.5.15",
         "found": "PATH", "bumpRevision": true}, "restoreArgv": [], "uid": 0, "gid": 0, "mode": 448,
@@ -630,6 +688,7 @@ pub(crate) fn example_plan() -> Plan {
         "waitTimeoutSecs": 120, "forceStop": false, "warnings": []
     }))
     .unwrap_or_else(|e| panic!("the example plan no longer matches Plan: {e}"));
+    p.bump = bump::decide(bump::Choice::Auto, 1, 1, None, None).ok().flatten();
     p.settle_measured = true;
     p
 }

@@ -113,6 +113,13 @@ pub fn plan(plan: &Plan) -> Vec<Line> {
         ),
         None => "  loses         unknown (the current data dir's db is not readable)".into(),
     }));
+    out.push(match &plan.bump {
+        Some(b) => fact(format!("  revision      {}", bump_words(b, plan.snapshot_revision))),
+        None => (
+            Tone::Warning,
+            "  revision      kept at the snapshot's (--no-bump): clients that watched the old cluster act on stale state until they relist".into(),
+        ),
+    });
     if plan.order == Order::Staged {
         out.push((
             Tone::Warning,
@@ -484,6 +491,36 @@ pub fn summary(s: &Summary) -> Vec<Line> {
         }
     }
     v
+}
+
+/// The plan's revision raise in words: the numbers and where they came from.
+pub fn bump_words(b: &crate::restore::plan::bump::Bump, snapshot: i64) -> String {
+    use crate::restore::plan::bump::{Basis, MARGIN, Source};
+    let why = match b.basis {
+        Basis::Served { revision, from } => format!(
+            "the old cluster served up to revision {revision} ({}), plus {MARGIN}",
+            match from {
+                Source::DataDir => "its data dir, read natively",
+                Source::Live => "the live member",
+            }
+        ),
+        Basis::Default => "nothing could be read of the old cluster's revision: the Kubernetes docs' 1000000000 past the snapshot".into(),
+        Basis::Members { served: Some(s) } => format!(
+            "the same on every member: 1000000000 past the snapshot, above the {s} the old cluster served"
+        ),
+        Basis::Members { served: None } => "the same on every member: 1000000000 past the snapshot".into(),
+        Basis::Flag => "--bump-revision".into(),
+    };
+    format!(
+        "raised to {} ({} past the snapshot's {snapshot}) and every older revision marked compacted: {why}{}",
+        b.to,
+        b.amount,
+        if b.follow_stop {
+            "; raised further if etcd stops at or past it"
+        } else {
+            ""
+        }
+    )
 }
 
 #[cfg(test)]

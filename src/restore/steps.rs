@@ -92,10 +92,20 @@ pub const STAGES: [Stage; 10] = [
             vec![
                 "The restore writes to a new directory on the same filesystem; the live data dir is not touched, so in the default order it runs while the cluster still serves (nothing is stopped yet).".into(),
                 "It is renamed from .partial only when the command succeeded.".into(),
+                "Before the rename, its revision is raised past the old cluster's and the older ones marked compacted, so clients that watched the old cluster relist.".into(),
             ]
         },
         preview: |p| {
             let mut v = vec![Command(p.restore_argv.clone()).to_string()];
+            if let Some(b) = p.bump.as_ref().filter(|_| !p.tool.bump_revision) {
+                let db = p.swaps.first().map(|s| s.partial.join("member/snap/db"));
+                v.push(format!(
+                    "(native) put key/{{{}, 0}} = \"\" and meta/scheduledCompactRev = {{{}, 0}} in {}",
+                    b.to,
+                    b.to,
+                    db.map_or_else(String::new, |d| quote_path(&d))
+                ));
+            }
             for s in &p.swaps {
                 v.push(mv(&s.partial, &s.restored));
             }

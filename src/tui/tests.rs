@@ -91,7 +91,7 @@ fn sample_plan() -> Plan {
             "--initial-cluster-token=etcd-rescue-625f2f3a0f6569ae".into(),
             "--initial-advertise-peer-urls=https://10.0.0.11:2380".into(),
             format!("--data-dir=/node/var/lib/etcd.restore-{RUN}.partial"),
-            "--bump-revision=1000000000".into(),
+            "--bump-revision=1000142".into(),
             "--mark-compacted".into(),
         ],
         swaps,
@@ -104,6 +104,15 @@ fn sample_plan() -> Plan {
         gid: 0,
         mode: 0o700,
         current_revision: Some(1342),
+        bump: Some(crate::restore::plan::bump::Bump {
+            to: 1_001_342,
+            amount: 1_000_142,
+            basis: crate::restore::plan::bump::Basis::Served {
+                revision: 1342,
+                from: crate::restore::plan::bump::Source::DataDir,
+            },
+            follow_stop: true,
+        }),
         space: None,
         snapshot_source: None,
         connection: Connection {
@@ -393,7 +402,7 @@ fn plan_review() {
 /// path and flag is whole on one line (never `/node/var/lib/` / `etcd-rescue/…`).
 #[test]
 fn plan_review_scrolled() {
-    let ui = scenario("<pgdn><pgdn>");
+    let ui = scenario("<pgdn><pgdn><down><down><down><down>");
     assert!(ui.replies.is_empty());
     let screen = ui.screen();
     insta::assert_snapshot!(screen);

@@ -104,9 +104,5 @@ pub(super) fn restore_argv(
     if skip_hash_check {
         v.push("--skip-hash-check=true".into());
     }
-    if tool.bump_revision {
-        v.push("--bump-revision=1000000000".into());
-        v.push("--mark-compacted".into());
-    }
     v
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{RestoreTool, ToolKind, refuse};
+use super::{Options, RestoreTool, ToolChoice, ToolKind, refuse};
 use crate::host::etcdutl;
 use crate::root::Root;
 
@@ -113,6 +113,46 @@ pub fn find_tool(
     })
 }
 
+/// The restore tool `--restore-tool` asks for: etcdutl (or etcdctl 3.4)
+/// found and fit for this snapshot, else (`auto`) the native restore, with
+/// the reason in its `found`.
+pub(super) fn choose(
+    root: &Root,
+    opts: &Options,
+    image: &str,
+    image_version: Option<&str>,
+    cluster_version: &str,
+    warnings: &mut Vec<String>,
+) -> Result<RestoreTool> {
+    if opts.restore_tool == ToolChoice::Native {
+        return Ok(native("--restore-tool native".into()));
+    }
+    let found = find_tool(root, opts.etcdutl.as_deref(), image, image_version, !opts.dry_run)
+        .and_then(|t| check_tool(&t, cluster_version, warnings).map(|()| t));
+    match found {
+        Ok(t) => Ok(t),
+        Err(e) if opts.restore_tool == ToolChoice::Auto && opts.etcdutl.is_none() => {
+            let why = e
+                .downcast_ref::<crate::exit::Fail>()
+                .map_or_else(|| format!("{e:#}"), |f| f.message.clone());
+            Ok(native(format!("{why}: the native restore")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The native restore: this very program, `snapshot restore`.
+fn native(found: String) -> RestoreTool {
+    RestoreTool {
+        name: ToolKind::Native,
+        path: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("etcd-rescue")),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        found,
+        bump_revision: false,
+        probed: true,
+    }
+}
+
 /// Refuses a tool older than the snapshot's etcd (or an etcdctl of another
 /// minor version), and says what the plan does not know of it or it lacks.
 pub(super) fn check_tool(
@@ -147,11 +187,6 @@ pub(super) fn check_tool(
         warnings.push(format!(
             "--dry-run did not run {} to see whether it has --bump-revision/--mark-compacted; the real run asks it",
             tool.path.display()
-        ));
-    } else if !tool.bump_revision {
-        warnings.push(format!(
-            "{} {} has no --bump-revision/--mark-compacted: kube-apiserver's watch cache may serve data newer than the snapshot until it restarts; the control plane is restarted at the end of the run, restart any other apiserver (and the kubelets' watches) by hand",
-            tool.name, tool.version
         ));
     }
     Ok(())

@@ -179,7 +179,10 @@ impl Runner<'_> {
                 .filter(|r| r.step == Step::Stage(step))
                 .find_map(|r| key(&r.data))
         };
-        find(StageId::RestoreSnapshot, |n| n.restored_revision)
+        let restored = find(StageId::RestoreSnapshot, |n| n.restored_revision);
+        let raised = find(StageId::WaitStopped, |n| n.raised_revision);
+        restored
+            .map(|r| raised.map_or(r, |x| x.max(r)))
             .or_else(|| find(StageId::Verify, |n| n.revision))
             .unwrap_or(self.plan.snapshot_revision)
     }

@@ -37,6 +37,7 @@ impl Runner<'_> {
         // with every write taken since the plan.
         if let Some(rev) = self.stopped_revision() {
             d.final_revision = Some(rev);
+            d.raised_revision = self.raise_after_stop(rev)?;
             let n = (rev - self.plan.snapshot_revision).max(0);
             let more = self.plan.current_revision.map_or(0, |p| (rev - p).max(0));
             self.say(&format!(
@@ -50,6 +51,63 @@ impl Runner<'_> {
         }
         self.journal.append(id, Kind::Note, None, d)?;
         Ok(())
+    }
+
+    /// The revision the restored db is raised to: the plan's, or the one
+    /// `wait-stopped` raised it to from the stopped db's exact revision.
+    pub(super) fn bump_target(&self) -> Option<i64> {
+        let b = self.plan.bump?;
+        Some(
+            self.note(StageId::WaitStopped)
+                .raised_revision
+                .unwrap_or(b.to)
+                .max(b.to),
+        )
+    }
+
+    /// Raises the restored db at `db` to `to` and marks the older revisions
+    /// compacted (nothing when it is there already, or with `--no-bump`).
+    pub(super) fn raise(&mut self, db: &std::path::Path, to: Option<i64>) -> Result<()> {
+        let Some(to) = to else { return Ok(()) };
+        let r = crate::snapshot::raise_revision(db, to)
+            .with_context(|| format!("raising the revision of the restored db {}", db.display()))?;
+        if r.from != r.to {
+            self.say(&format!(
+                "restored revision raised natively from {} to {} and everything up to it marked compacted: watches from the old cluster's revisions get \"compacted\" and list again",
+                r.from, r.to
+            ));
+        }
+        Ok(())
+    }
+
+    /// Once etcd has stopped at revision `last`: when writes since the plan
+    /// reached the planned revision, one member raises further (the restored
+    /// db too, when it is already there); several members stop here, before
+    /// the swap, since their revision must agree.
+    fn raise_after_stop(&mut self, last: i64) -> Result<Option<i64>> {
+        let Some(b) = self.plan.bump else {
+            return Ok(None);
+        };
+        match b.after_stop(last) {
+            Ok(to) if to == b.to => Ok(None),
+            Ok(to) => {
+                self.say(&format!(
+                    "etcd stopped at revision {last}, at or past the planned {}: the restored revision goes to {to}",
+                    b.to
+                ));
+                if let Some(s) = self.plan.swaps.first().cloned()
+                    && exists(&s.restored)
+                {
+                    self.raise(&s.restored.join("member/snap/db"), Some(to))?;
+                }
+                Ok(Some(to))
+            }
+            Err(last) => bail!(
+                "etcd stopped at revision {last}, at or past {} the members' restored revision was planned at: the restored cluster would go backwards; roll back, then restore every member again with the same --bump-revision {} or more",
+                b.to,
+                last - self.plan.snapshot_revision + crate::restore::plan::bump::MARGIN
+            ),
+        }
     }
 
     /// In the staged order, a whole read of the restored db: before the
@@ -248,6 +306,7 @@ impl Runner<'_> {
         // baseline for verify and for rollback's write guard. Only the pages
         // down to the last revision key are read, not the whole new db.
         let db = swaps[0].partial.join("member/snap/db");
+        self.raise(&db, self.bump_target())?;
         let restored = crate::snapshot::revision(&db)
             .with_context(|| format!("reading the restored db {}", db.display()))?;
         self.journal.append(

@@ -22,6 +22,7 @@ mod hash;
 mod inspect;
 pub mod kube;
 mod kv;
+pub mod native;
 mod table;
 
 pub use bump::{Raised, raise_revision, revision_key};

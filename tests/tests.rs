@@ -14,6 +14,8 @@ mod containerd;
 mod diagnose;
 // The sandbox node on the process runtime: manifests in and out, restarts, teardown.
 mod drill;
+// The native `snapshot restore` against etcdutl 3.5 and etcdctl 3.4, byte for byte, then real etcd on its output.
+mod native_restore;
 // `etcd-rescue node` on every fixture node, good and broken.
 mod node;
 // What the tool prints, read back by a shell, bash and a YAML 1.1 reader.

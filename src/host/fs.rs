@@ -613,6 +613,47 @@ fn real(p: &Path) -> PathBuf {
     p.to_path_buf()
 }
 
+/// Creates the directory `dir` and its missing parents with mode 0700 (an
+/// existing one is left as it is), then fsyncs it and its parent.
+pub fn create_dir_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    fsync_dir(dir)?;
+    fsync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
+/// Creates `path` (new only, mode 0600, never through a symlink) allocated
+/// to `size` zero bytes, as etcd preallocates a WAL segment (`fallocate`;
+/// `set_len` where the filesystem cannot allocate ahead). Open for reading
+/// and writing.
+pub fn create_preallocated(path: &Path, size: u64) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    match rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+            f.set_len(size)
+                .with_context(|| format!("sizing {}", path.display()))?;
+        }
+        Err(e) => {
+            return Err(std::io::Error::from(e))
+                .with_context(|| format!("allocating {size} bytes for {}", path.display()));
+        }
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

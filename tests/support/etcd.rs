@@ -180,9 +180,25 @@ impl Etcd {
         name: &str,
         cluster: &[String],
     ) -> Etcd {
-        let data_dir = dir.join("etcd-data");
         // A failed attempt's data dir holds its peer URL: start each attempt afresh.
-        let _ = std::fs::remove_dir_all(&data_dir);
+        let _ = std::fs::remove_dir_all(dir.join("etcd-data"));
+        Etcd::spawn_on(v, bins, dir, (cp, pp), name, cluster)
+    }
+
+    /// Starts etcd `v` as member `name` on the data dir `dir/etcd-data` as it is
+    /// (a restored one), its client URL on port `cp` and its peer URL on `pp`,
+    /// with `args` added (`--initial-cluster=…`); does not wait: see
+    /// [`Etcd::wait_until_healthy`]. Its log is `dir/etcd.log`.
+    pub fn spawn_on(
+        v: Version,
+        bins: &Path,
+        dir: &Path,
+        (cp, pp): (u16, u16),
+        name: &str,
+        args: &[String],
+    ) -> Etcd {
+        let cluster = args;
+        let data_dir = dir.join("etcd-data");
         let log = dir.join("etcd.log");
         let client_url = format!("http://127.0.0.1:{cp}");
         let peer_url = format!("http://127.0.0.1:{pp}");
@@ -210,6 +226,12 @@ impl Etcd {
             peer_url,
             log,
         }
+    }
+
+    /// Waits until `/health` says true, the process dies, or `limit` passes; the
+    /// log when it did not become healthy.
+    pub fn wait_until_healthy(&mut self, limit: Duration) -> Result<(), String> {
+        self.wait_healthy(limit)
     }
 
     /// Waits until `/health` says true, the process dies, or `limit` passes.

@@ -13,6 +13,9 @@ use etcd_rescue::drill::state::node_connection;
 use crate::support::drill::{Drill, block_on};
 use crate::support::{SYSTEM_PATH as PATH, bin, text};
 
+/// A PATH with no etcd tool on it.
+const NO_TOOLS: &str = "/nonexistent";
+
 /// `etcd-rescue restore --root ROOT --snapshot SNAP --yes EXTRA...` with a short settle.
 fn restore(root: &Path, snap: &Path, extra: &[&str], path: &str) -> Output {
     let mut c = bin();
@@ -91,6 +94,15 @@ fn snapshot_contents(snap: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 fn informer_relists(etcd: &str, extra: &[&str], path: &str) -> String {
     let d = Drill::start(&["--etcd", etcd, "--keys", "100"]);
     let snap = d.state.snapshot.clone().unwrap();
+    if path == NO_TOOLS {
+        // The node's own copies go too: nothing but etcd itself is left.
+        for t in ["etcdctl", "etcdutl"] {
+            let p = d.root(0).join("usr/local/bin").join(t);
+            if p.exists() {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
     for i in 0..30 {
         let out = d.etcdctl(0, &["put", &format!("/registry/late/{i}"), "after the snapshot"]);
         assert!(out.status.success(), "{out:?}");
@@ -160,4 +172,23 @@ fn without_the_raise_the_informer_waits_on_stale_revisions() {
         v["header"]["revision"].as_i64().unwrap() <= r,
         "a revision the informer already saw"
     );
+}
+
+/// `--restore-tool native` on etcd 3.5: no etcd binary restores; the same informer relists.
+#[test]
+fn informer_relists_after_a_native_restore_3_5() {
+    let out = informer_relists("3.5", &["--restore-tool", "native"], PATH);
+    assert!(out.contains("restore tool  native"), "{out}");
+    assert!(out.contains("natively (as etcdutl 3.5 does)"), "{out}");
+}
+
+/// A node with no etcdutl or etcdctl anywhere (PATH empty of them, none on
+/// the node or in an image store): the plan picks the native restore by
+/// itself, says why, and the restored etcd 3.4 member serves the snapshot.
+#[test]
+fn a_node_without_any_etcd_tool_restores_natively() {
+    let out = informer_relists("3.4", &[], NO_TOOLS);
+    assert!(out.contains("restore tool  native"), "{out}");
+    assert!(out.contains("no etcdutl or etcdctl found"), "{out}");
+    assert!(out.contains("natively (as etcdctl 3.4 does)"), "{out}");
 }

@@ -1,7 +1,8 @@
 //! `snapshot status|verify|inspect|keys|get|browse|diff`: snapshot files read
 //! natively, an encrypted or remote one first made a plain copy in a scratch
-//! dir.
+//! dir; `snapshot restore`: etcdutl's restore, natively.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -83,6 +84,42 @@ pub enum SnapshotAction {
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
     },
+    /// Restore a snapshot into a new data dir as `etcdutl snapshot restore` does, with no etcd binary: the db with the new membership, the member's WAL and the .snap, with etcd's member and cluster IDs; `--bump-revision N --mark-compacted` as etcdutl 3.6 (for every etcd version). `restore` runs this when no fitting etcdutl is found (or with --restore-tool native).
+    Restore(Box<NativeRestoreArgs>),
+}
+
+/// `snapshot restore`: etcdutl's flags, with etcdutl's defaults.
+#[derive(Debug, clap::Args)]
+pub struct NativeRestoreArgs {
+    /// The snapshot (saved by `etcdctl snapshot save`, or a data dir's member/snap/db with --skip-hash-check).
+    file: PathBuf,
+    /// This member's name.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Every member as name=peer-URL, comma-separated (a name repeated for several URLs).
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    initial_cluster: String,
+    /// The restored cluster's token (member and cluster IDs derive from it).
+    #[arg(long, default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// This member's peer URLs, comma-separated: they must be its URLs in --initial-cluster.
+    #[arg(long, default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: String,
+    /// The data dir to create (default: <name>.etcd).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A WAL dir apart from the data dir.
+    #[arg(long, value_name = "DIR")]
+    wal_dir: Option<PathBuf>,
+    /// Accept a snapshot without its sha256 trailer.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    skip_hash_check: Option<bool>,
+    /// Raise the restored revision N past the snapshot's (with --mark-compacted).
+    #[arg(long, value_name = "N", requires = "mark_compacted")]
+    bump_revision: Option<i64>,
+    /// Mark every revision up to the raised one compacted (with --bump-revision).
+    #[arg(long, requires = "bump_revision")]
+    mark_compacted: bool,
 }
 
 /// A snapshot to read: the file as given, or a plain copy of an encrypted or
@@ -173,6 +210,7 @@ pub(super) fn run(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code>
             registry::get(&registry::From::File(readable), args, Some(file))
                 .map_err(|e| snapshot_error(&[readable], e))
         }
+        SnapshotAction::Restore(a) => native_restore(a),
         SnapshotAction::Diff {
             a,
             b,
@@ -207,4 +245,94 @@ fn snapshot_error(files: &[&Path], e: anyhow::Error) -> anyhow::Error {
     } else {
         e
     }
+}
+
+/// `snapshot restore`: the native restore, then the revision raise when asked.
+fn native_restore(a: &NativeRestoreArgs) -> Result<Code> {
+    use crate::snapshot::native;
+    let mut initial_cluster: Vec<(String, Vec<String>)> = Vec::new();
+    for part in a.initial_cluster.split(',').filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            return Err(exit::Fail::before_change(
+                format!("--initial-cluster: {part:?} is not name=peer-URL"),
+                "give every member as name=peer-URL, comma-separated",
+            )
+            .into());
+        };
+        match initial_cluster.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => initial_cluster.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    let mut own: Vec<&str> = a
+        .initial_advertise_peer_urls
+        .split(',')
+        .filter(|u| !u.is_empty())
+        .collect();
+    let mut listed: Vec<&str> = initial_cluster
+        .iter()
+        .filter(|(n, _)| *n == a.name)
+        .flat_map(|(_, u)| u.iter().map(String::as_str))
+        .collect();
+    own.sort_unstable();
+    listed.sort_unstable();
+    if own != listed {
+        return Err(exit::Fail::before_change(
+            format!(
+                "--initial-advertise-peer-urls {} are not {}'s URLs in --initial-cluster ({})",
+                a.initial_advertise_peer_urls,
+                a.name,
+                listed.join(",")
+            ),
+            "give this member's peer URLs the same in both flags",
+        )
+        .into());
+    }
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", a.name)));
+    let file = std::fs::File::open(&a.file).map_err(|e| {
+        exit::Fail::before_change(
+            format!("cannot open the snapshot {}: {e}", a.file.display()),
+            "give the path of a snapshot file",
+        )
+    })?;
+    let like = native::like_of(&a.file)?;
+    let p = native::Params {
+        name: a.name.clone(),
+        initial_cluster,
+        token: a.initial_cluster_token.clone(),
+        skip_hash_check: a.skip_hash_check.unwrap_or(false),
+        like,
+    };
+    let out = native::Out {
+        data_dir,
+        wal_dir: a.wal_dir.clone(),
+    };
+    let r = native::restore(&file, &p, &out)?;
+    let mut text = format!(
+        "restored {} into {} natively (as {}): member {} {:x}, cluster {:x}, {} members\n",
+        a.file.display(),
+        out.data_dir.display(),
+        match like {
+            native::Like::Etcdctl34 => "etcdctl 3.4 does",
+            native::Like::Etcdutl35 => "etcdutl 3.5 does",
+        },
+        a.name,
+        r.member_id,
+        r.cluster_id,
+        r.members.len()
+    );
+    if let Some(n) = a.bump_revision {
+        let from = crate::snapshot::revision(&r.db)?;
+        let raised = crate::snapshot::raise_revision(&r.db, from.saturating_add(n))?;
+        let _ = writeln!(
+            text,
+            "revision raised from {} to {} and every older revision marked compacted",
+            raised.from, raised.to
+        );
+    }
+    print_text(&text)?;
+    Ok(Code::Done)
 }

@@ -50,6 +50,26 @@ pub enum Like {
     Etcdutl35,
 }
 
+/// Whose restore to reproduce for the snapshot at `path`: etcdctl 3.4's
+/// for a 3.4 cluster (its `clusterVersion`), else etcdutl 3.5's.
+pub fn like_of(path: &Path) -> Result<Like> {
+    let db = crate::snapshot::bbolt::Db::open(path)
+        .map_err(|e| anyhow::anyhow!("reading the snapshot {}: {e}", path.display()))?;
+    let mut version = None;
+    db.for_each(&[b"cluster"], &mut |k: &[u8], v: &[u8], _| {
+        if k == b"clusterVersion" {
+            version = Some(String::from_utf8_lossy(v).into_owned());
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .map_err(|e| anyhow::anyhow!("reading the snapshot {}: {e}", path.display()))?;
+    Ok(match version.as_deref() {
+        Some(v) if v.starts_with("3.4.") || v.starts_with("3.3.") => Like::Etcdctl34,
+        _ => Like::Etcdutl35,
+    })
+}
+
 /// What `etcdutl snapshot restore` is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {

@@ -151,7 +151,7 @@ fn native(found: String) -> RestoreTool {
         path: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("etcd-rescue")),
         version: env!("CARGO_PKG_VERSION").to_string(),
         found,
-        bump_revision: false,
+        bump_revision: true,
         probed: true,
     }
 }

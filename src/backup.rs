@@ -25,9 +25,16 @@
 //! files named by `backup` that have their sidecar.
 
 pub mod fetch;
+mod names;
 pub mod remote;
 pub mod retention;
 pub mod timer;
+
+pub use names::{
+    SNAPSHOT_ENDINGS, backup_name, file_name, is_backup_name, is_sealed_name, is_snapshot_file, sealed_name,
+    taken,
+};
+use names::{leftover, stale_sidecar_tmp};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -83,6 +90,25 @@ pub struct Sidecar {
     /// and `size` above are then of the encrypted file, as stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// How the snapshot is compressed (absent: it is not). With encryption
+    /// too, the file is compressed, then encrypted: `encryption` says what
+    /// decrypts (the compressed bytes), this says what decompresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+/// A compressed backup's facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compression {
+    /// `zstd`: `zstd -d FILE` decompresses it.
+    pub format: String,
+    /// The level it was compressed at.
+    pub level: i32,
+    /// sha256 of the snapshot inside (what `sha256sum` prints once decompressed).
+    pub plain_sha256: String,
+    /// Its size.
+    pub plain_size: u64,
 }
 
 /// An encrypted backup's facts.
@@ -110,6 +136,8 @@ pub struct Options {
     pub retention: Retention,
     /// Encrypt to these recipients (none: the file is the plain snapshot).
     pub encrypt_to: Vec<crate::host::age::Recipient>,
+    /// Compress with zstd at this level first (`--compress zstd`).
+    pub compress: Option<i32>,
     /// Copy each backup there too, and apply the retention there.
     pub upload: Option<Remote>,
     /// Give up when the member sends nothing for this long.
@@ -130,6 +158,8 @@ pub struct Remote {
 pub enum Doing {
     /// Receiving the snapshot from etcd.
     Save,
+    /// Compressing it.
+    Compress,
     /// Encrypting it.
     Encrypt,
     /// Uploading it.
@@ -140,6 +170,8 @@ pub enum Doing {
     Download,
     /// Decrypting one.
     Decrypt,
+    /// Decompressing one.
+    Decompress,
 }
 
 /// How far a save is.
@@ -311,97 +343,6 @@ fn not_a_file(t: Option<std::fs::FileType>) -> Option<&'static str> {
     }
 }
 
-/// `snapshot-20261125T093000.123Z.db` for `t` (UTC, to the millisecond).
-pub fn file_name(t: SystemTime) -> String {
-    let whole = crate::utc::stamp(t);
-    let seconds = whole.strip_suffix('Z').unwrap_or(&whole);
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_millis());
-    format!("snapshot-{seconds}.{ms:03}Z.db")
-}
-
-/// `snapshot-20261125T093000.123Z.db.age`: an encrypted backup's name.
-pub fn sealed_name(t: SystemTime) -> String {
-    format!("{}.age", file_name(t))
-}
-
-/// When a backup named by [`file_name`] or [`sealed_name`] was taken; `None`
-/// for any other name. Names with whole seconds
-/// (`snapshot-20261125T093000Z.db`, as earlier versions wrote) read too.
-pub fn taken(name: &str) -> Option<SystemTime> {
-    let rest = name.strip_prefix("snapshot-")?;
-    let stamp = rest
-        .strip_suffix(".db")
-        .or_else(|| rest.strip_suffix(".db.age"))?;
-    match stamp.strip_suffix('Z').and_then(|s| s.split_once('.')) {
-        None => crate::utc::parse_stamp(stamp),
-        Some((seconds, ms)) => {
-            if ms.len() != 3 || !ms.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let whole = crate::utc::parse_stamp(&format!("{seconds}Z"))?;
-            Some(whole + Duration::from_millis(ms.parse().ok()?))
-        }
-    }
-}
-
-/// Whether `path` is named as `backup` names its files (`snapshot-<stamp>.db[.age]`):
-/// only such files (with their sidecar) are ever deleted by retention.
-pub fn is_backup_name(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| taken(&n.to_string_lossy()).is_some())
-}
-
-/// Name endings taken as a snapshot whatever comes before them.
-pub const SNAPSHOT_ENDINGS: [&str; 4] = [".db", ".snap", ".snapshot", ".db.age"];
-
-/// Whether the regular file `path`, named `name`, is listed as a snapshot:
-/// named like one ([`SNAPSHOT_ENDINGS`]), or starting like a bbolt database
-/// or an age file. Hidden files (a sidecar's temp file, the dir's lock),
-/// sidecars and what interrupted saves leave are not.
-pub fn is_snapshot_file(path: &Path, name: &str) -> bool {
-    if name.starts_with('.') || Path::new(name).extension().is_some_and(|x| x == "json") || leftover(name) {
-        return false;
-    }
-    SNAPSHOT_ENDINGS.iter().any(|x| name.ends_with(x))
-        || bbolt_magic(path)
-        || crate::host::age::is_sealed(path)
-}
-
-/// Whether the file starts like a bbolt database (the meta page's magic).
-fn bbolt_magic(path: &Path) -> bool {
-    use std::io::Read;
-    let mut b = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-        && u32::from_le_bytes([b[16], b[17], b[18], b[19]]) == 0xED0C_DAED
-}
-
-/// Whether a backup's name says it is encrypted.
-pub fn is_sealed_name(name: &str) -> bool {
-    name.ends_with(".db.age")
-}
-
-/// Whether `name` is what an interrupted save leaves: `<backup>.part`, the
-/// plain snapshot of an encrypted one (`snapshot-<stamp>.db.plain`), or its `.part`.
-fn leftover(name: &str) -> bool {
-    let a = name.strip_suffix(".part");
-    let b = a.unwrap_or(name).strip_suffix(".plain");
-    (a.is_some() || b.is_some()) && taken(b.or(a).unwrap_or(name)).is_some()
-}
-
-/// Whether `name` is a sidecar's temp file (`.<backup>.json.tmp-<pid>[-n]`,
-/// what `write_durably` writes) whose process has ended: a SIGKILL's leftover.
-fn stale_sidecar_tmp(name: &str) -> bool {
-    let Some((file, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".json.tmp-")) else {
-        return false;
-    };
-    let pid = pid.split('-').next().and_then(|p| p.parse::<i32>().ok());
-    taken(file).is_some() && pid.is_some_and(|p| !crate::host::proc::alive(p))
-}
-
 /// The sidecar's path for a backup.
 pub fn sidecar_path(snapshot: &Path) -> PathBuf {
     let mut s = snapshot.as_os_str().to_owned();
@@ -514,18 +455,18 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let began = Instant::now();
     let created = SystemTime::now();
     let sealed = !opts.encrypt_to.is_empty();
-    let path = opts.dir.join(if sealed {
-        sealed_name(created)
-    } else {
-        file_name(created)
-    });
-    // An encrypted backup is saved plain first (mode 0600, beside it), checked, then encrypted.
-    let plain = if sealed {
+    let compressed = opts.compress.is_some();
+    let path = opts.dir.join(backup_name(created, compressed, sealed));
+    // A compressed or encrypted backup is saved plain first (mode 0600,
+    // beside it), checked, then compressed, then encrypted; each
+    // intermediate copy goes once the next is written.
+    let plain = if sealed || compressed {
         opts.dir.join(format!("{}.plain", file_name(created)))
     } else {
         path.clone()
     };
-    if path.exists() || plain.exists() {
+    let zst = (compressed && sealed).then(|| opts.dir.join(format!("{}.zst.plain", file_name(created))));
+    if path.exists() || plain.exists() || zst.as_ref().is_some_and(|z| z.exists()) {
         return Err(Fail::before_change(
             format!(
                 "{} exists already (two backups in one millisecond?)",
@@ -536,12 +477,17 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         .into());
     }
     // However this run ends (an error, a panic, SIGTERM), what it wrote goes
-    // unless kept: the `.part`s, the plain copy of an encrypted backup, and the
-    // backup itself until its sidecar is written. Registered in the order they
-    // are made, so a signal removes a `.part` before what it is renamed to.
+    // unless kept: the `.part`s, the intermediate copies, and the backup
+    // itself until its sidecar is written. Registered in the order they are
+    // made, so a signal removes a `.part` before what it is renamed to.
     let _plain_part = crate::host::cleanup::Temp::new(with_suffix(&plain, ".part"));
-    let _plain = sealed.then(|| crate::host::cleanup::Temp::new(plain.clone()));
-    let _sealed_part = sealed.then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
+    let _plain = (sealed || compressed).then(|| crate::host::cleanup::Temp::new(plain.clone()));
+    let _zst_part = zst
+        .as_ref()
+        .map(|z| crate::host::cleanup::Temp::new(with_suffix(z, ".part")));
+    let _zst = zst.as_ref().map(|z| crate::host::cleanup::Temp::new(z.clone()));
+    let _final_part =
+        (sealed || compressed).then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
     let unfinished = crate::host::cleanup::Temp::new(path.clone());
     let saved: Saved = block_on(async {
         let mut client = etcd::connect_long(&opts.conn).await?;
@@ -560,41 +506,8 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let report = snapshot::verify_saved(&plain, &saved.content_sha256)
         .with_context(|| format!("verifying {}", plain.display()));
     let report = report?;
-    let (sha256, size, encryption) = if sealed {
-        let sealed = seal(&plain, &path, &opts.encrypt_to, &mut |done| {
-            progress(Progress {
-                doing: Doing::Encrypt,
-                done,
-                total: saved.size,
-                elapsed: began.elapsed(),
-            });
-        });
-        // The plain copy goes whatever happened: an encrypted backup leaves no plain one behind.
-        let removed = remove_existing(&plain)
-            .with_context(|| format!("removing the plain copy {}", plain.display()))
-            .and_then(|()| crate::host::fs::fsync_dir(&opts.dir));
-        let w = match (sealed, removed) {
-            (Ok(w), Ok(())) => w,
-            (Err(e), Err(r)) => return Err(e.context(format!("and the plain copy was not removed: {r:#}"))),
-            (Err(e), Ok(())) | (Ok(_), Err(e)) => return Err(e),
-        };
-        (
-            w.sha256,
-            w.size,
-            Some(Encryption {
-                format: "age".into(),
-                recipients: opts
-                    .encrypt_to
-                    .iter()
-                    .map(crate::host::age::Recipient::text)
-                    .collect(),
-                plain_sha256: saved.sha256.clone(),
-                plain_size: saved.size,
-            }),
-        )
-    } else {
-        (saved.sha256.clone(), saved.size, None)
-    };
+    let (sha256, size, compression, encryption) =
+        compress_and_seal(opts, (&plain, zst.as_deref(), &path), &saved, began, progress)?;
     let sidecar = Sidecar {
         format: SIDECAR_FORMAT,
         file: path
@@ -615,6 +528,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         verify_message: report.message.clone(),
         tool: crate::VERSION.to_string(),
         encryption,
+        compression,
     };
     let _sidecar_tmp = crate::host::cleanup::Temp::new(opts.dir.join(format!(
         ".{}.json.tmp-{}",
@@ -746,20 +660,92 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Encrypts the plain snapshot into `<path>.part`, then renames it to `path` (dir fsynced).
-fn seal(
-    plain: &Path,
-    path: &Path,
-    to: &[crate::host::age::Recipient],
-    progress: &mut dyn FnMut(u64),
-) -> Result<crate::host::age::Written> {
-    let part = with_suffix(path, ".part");
-    let w = crate::host::age::seal(plain, &part, to, progress)?;
-    if let Err(e) = crate::host::fs::rename_noreplace(&part, path) {
-        let _ = crate::host::fs::remove_regular(&part);
-        return Err(e);
+/// Compresses (`--compress`) and encrypts (`--encrypt-to`) the saved plain
+/// snapshot in that order, each step through [`transform`]; returns the
+/// stored file's sha256 and size, and what the sidecar says of each step.
+fn compress_and_seal(
+    opts: &Options,
+    (plain, zst, path): (&Path, Option<&Path>, &Path),
+    saved: &Saved,
+    began: Instant,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(String, u64, Option<Compression>, Option<Encryption>)> {
+    let sealed = !opts.encrypt_to.is_empty();
+    let (mut sha256, mut size) = (saved.sha256.clone(), saved.size);
+    let mut current = plain.to_path_buf();
+    let mut compression = None;
+    if let Some(level) = opts.compress {
+        let target = zst.map_or_else(|| path.to_path_buf(), Path::to_path_buf);
+        let w = transform(&current, &target, &opts.dir, &mut |src, part| {
+            crate::host::zstd::compress(src, part, level, &mut |done| {
+                progress(Progress {
+                    doing: Doing::Compress,
+                    done,
+                    total: saved.size,
+                    elapsed: began.elapsed(),
+                });
+            })
+        })?;
+        compression = Some(Compression {
+            format: "zstd".into(),
+            level,
+            plain_sha256: saved.sha256.clone(),
+            plain_size: saved.size,
+        });
+        (sha256, size, current) = (w.sha256, w.size, target);
     }
-    Ok(w)
+    let mut encryption = None;
+    if sealed {
+        let w = transform(&current, path, &opts.dir, &mut |src, part| {
+            crate::host::age::seal(src, part, &opts.encrypt_to, &mut |done| {
+                progress(Progress {
+                    doing: Doing::Encrypt,
+                    done,
+                    total: size,
+                    elapsed: began.elapsed(),
+                });
+            })
+        })?;
+        encryption = Some(Encryption {
+            format: "age".into(),
+            recipients: opts
+                .encrypt_to
+                .iter()
+                .map(crate::host::age::Recipient::text)
+                .collect(),
+            plain_sha256: sha256.clone(),
+            plain_size: size,
+        });
+        (sha256, size) = (w.sha256, w.size);
+    }
+    Ok((sha256, size, compression, encryption))
+}
+
+/// Writes `to` from `from` through `write` (into `<to>.part`, then renamed
+/// to `to`), then removes `from`, an intermediate copy this run made: it goes
+/// whatever happened, so no plain copy stays behind (`dir` fsynced).
+fn transform(
+    from: &Path,
+    to: &Path,
+    dir: &Path,
+    write: &mut dyn FnMut(&Path, &Path) -> Result<crate::host::age::Written>,
+) -> Result<crate::host::age::Written> {
+    let part = with_suffix(to, ".part");
+    let written = write(from, &part).and_then(|w| match crate::host::fs::rename_noreplace(&part, to) {
+        Ok(()) => Ok(w),
+        Err(e) => {
+            let _ = crate::host::fs::remove_regular(&part);
+            Err(e)
+        }
+    });
+    let removed = remove_existing(from)
+        .with_context(|| format!("removing the intermediate copy {}", from.display()))
+        .and_then(|()| crate::host::fs::fsync_dir(dir));
+    match (written, removed) {
+        (Ok(w), Ok(())) => Ok(w),
+        (Err(e), Err(r)) => Err(e.context(format!("and {} was not removed: {r:#}", from.display()))),
+        (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 /// Writes `<snapshot>.json` durably (a temp file, fsync, rename, fsync of the dir).
@@ -1235,6 +1221,7 @@ mod tests {
             verify_message: String::new(),
             tool: String::new(),
             encryption: None,
+            compression: None,
         }
     }
 }

@@ -1367,3 +1367,125 @@ fn one_listing_for_list_prune_status_and_the_picker() {
         .collect();
     assert_eq!(found, [copy, saved]);
 }
+
+/// `backup --compress zstd`: the file is zstd (the `zstd` CLI restores the
+/// snapshot its sidecar describes), no plain copy is left; `snapshot status`
+/// and `restore --dry-run` read it; with `--encrypt-to` too it is compressed
+/// then encrypted (`.db.zst.age`) and every reader undoes both.
+#[test]
+fn compressed_backups_open_with_the_zstd_cli_and_every_reader() {
+    let drill = Drill::start(&["--keys", "200"]);
+    let dir = drill.dir.join("backups");
+    let root = drill.root(0).display().to_string();
+    let out = backup(
+        &[
+            "--root",
+            &root,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--compress",
+            "zstd",
+            "-w",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packed = PathBuf::from(report["path"].as_str().unwrap());
+    let name = packed.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(".db.zst"), "{name}");
+    assert_eq!(
+        dbs(&dir),
+        [name.clone(), format!("{name}.json")],
+        "no plain copy is left"
+    );
+    let side = &report["sidecar"];
+    assert_eq!(side["sha256"].as_str().unwrap(), sha256_of(&packed));
+    assert_eq!(side["compression"]["format"], "zstd");
+    assert_eq!(side["compression"]["level"], 3);
+    let plain_size = side["compression"]["plainSize"].as_u64().unwrap();
+    assert!(side["size"].as_u64().unwrap() < plain_size, "{side}");
+    // The zstd CLI decompresses it to the snapshot the sidecar describes.
+    let plain = drill.dir.join("plain.db");
+    let out = tool(
+        "zstd",
+        &[
+            "-d",
+            "-q",
+            "-o",
+            plain.to_str().unwrap(),
+            packed.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        side["compression"]["plainSha256"].as_str().unwrap(),
+        sha256_of(&plain)
+    );
+    // Readers: snapshot status, restore --dry-run.
+    let mut c = bin();
+    c.args(["snapshot", "status", "-w", "json"]).arg(&packed);
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(60));
+    assert!(out.status.success(), "{:?}", text(&out));
+    let js: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(js["revision"], side["revision"]);
+    let state = drill.dir.join("state");
+    let (key, recipient) = age_key(&drill.dir, "key.txt");
+    let out = restore_dry(&root, &state, packed.to_str().unwrap(), &key, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).1.contains("decompressed "), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("sha256 matches its sidecar"),
+        "{:?}",
+        text(&out)
+    );
+
+    // Compressed, then encrypted.
+    let out = backup(
+        &[
+            "--root",
+            &root,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--compress",
+            "zstd",
+            "--encrypt-to",
+            &recipient,
+            "-w",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = PathBuf::from(report["path"].as_str().unwrap());
+    let sname = sealed.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(sname.ends_with(".db.zst.age"), "{sname}");
+    assert_eq!(
+        dbs(&dir).len(),
+        4,
+        "two backups and their sidecars, nothing else: {:?}",
+        dbs(&dir)
+    );
+    let side = &report["sidecar"];
+    assert_eq!(side["compression"]["format"], "zstd");
+    assert_eq!(side["encryption"]["format"], "age");
+    let out = restore_dry(&root, &state, sealed.to_str().unwrap(), &key, &[]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(
+        err.contains("decrypted ") && err.contains("decompressed "),
+        "{err}"
+    );
+    // Both list.
+    let mut c = bin();
+    c.args(["backup", "list", "--dir"]).arg(&dir);
+    let out = crate::support::run_bounded(&mut c, Duration::from_secs(60));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains(&name) && text(&out).0.contains(&sname),
+        "{}",
+        text(&out).0
+    );
+}

@@ -69,6 +69,17 @@ pub enum Step {
         /// The snapshot's sha256 matched the sidecar's (`false`: there was no sidecar).
         matched_sidecar: bool,
     },
+    /// Decompressed.
+    Decompressed {
+        /// From.
+        from: PathBuf,
+        /// To.
+        to: PathBuf,
+        /// Bytes.
+        size: u64,
+        /// The snapshot's sha256 matched the sidecar's (`false`: there was no sidecar).
+        matched_sidecar: bool,
+    },
     /// An earlier download or decryption of the same content was found and used.
     Reused(PathBuf),
 }
@@ -155,7 +166,7 @@ pub fn for_restore(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Prepared> {
     let copied = match src {
-        Source::File(p) => crate::host::age::is_sealed(p),
+        Source::File(p) => transformed(p),
         Source::Remote(_) => true,
     };
     let (into, held) = match place(copied, to) {
@@ -255,7 +266,7 @@ fn ready(
     let mut steps = Vec::new();
     let (file, sidecar) = match src {
         Source::File(p) => {
-            if !crate::host::age::is_sealed(p) {
+            if !transformed(p) {
                 return Ok(Ready {
                     path: p.clone(),
                     steps,
@@ -265,25 +276,110 @@ fn ready(
         }
         Source::Remote(r) => {
             let (path, sidecar) = block_on(download(r, identity, into, &mut steps, progress, began))??;
-            if !crate::host::age::is_sealed(&path) {
+            if !transformed(&path) {
                 return Ok(Ready { path, steps });
             }
             (path, sidecar)
         }
     };
-    let path = decrypt(&file, sidecar.as_ref(), identity, into, &mut steps, &mut |done| {
-        progress(Progress {
-            doing: Doing::Decrypt,
-            done,
-            total: sidecar.as_ref().map_or(0, |s| s.size),
-            elapsed: began.elapsed(),
-        });
-    })?;
-    // A downloaded encrypted copy has served its purpose: the run uses the plain one.
-    if matches!(src, Source::Remote(_)) && file.parent() == Some(into) {
+    let mut path = file.clone();
+    if crate::host::age::is_sealed(&file) {
+        path = decrypt(&file, sidecar.as_ref(), identity, into, &mut steps, &mut |done| {
+            progress(Progress {
+                doing: Doing::Decrypt,
+                done,
+                total: sidecar.as_ref().map_or(0, |s| s.size),
+                elapsed: began.elapsed(),
+            });
+        })?;
+    }
+    if crate::host::zstd::is_compressed(&path) {
+        let compressed = path;
+        path = decompress(&compressed, sidecar.as_ref(), into, &mut steps, &mut |done| {
+            progress(Progress {
+                doing: Doing::Decompress,
+                done,
+                total: sidecar
+                    .as_ref()
+                    .and_then(|s| s.compression.as_ref())
+                    .map_or(0, |c| c.plain_size),
+                elapsed: began.elapsed(),
+            });
+        })?;
+        // A decrypted compressed copy made here has served its purpose.
+        if compressed != file && compressed.parent() == Some(into) {
+            crate::host::fs::remove_regular(&compressed)
+                .with_context(|| format!("removing {}", compressed.display()))?;
+        }
+    }
+    // A downloaded copy has served its purpose: the run uses the plain one.
+    if matches!(src, Source::Remote(_)) && file.parent() == Some(into) && file != path {
         crate::host::fs::remove_regular(&file).with_context(|| format!("removing {}", file.display()))?;
     }
     Ok(Ready { path, steps })
+}
+
+/// Whether a snapshot file must be made plain first: encrypted or compressed.
+fn transformed(p: &Path) -> bool {
+    crate::host::age::is_sealed(p) || crate::host::zstd::is_compressed(p)
+}
+
+/// Decompresses `file` into `into` (`<name>` without `.zst`), checked
+/// against the sidecar's sha256 of the snapshot inside, or finds an earlier
+/// decompression of the same content there.
+fn decompress(
+    file: &Path,
+    sidecar: Option<&Sidecar>,
+    into: &Path,
+    steps: &mut Vec<Step>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PathBuf> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let plain_name = match name.strip_suffix(".zst") {
+        Some(p) => p.to_string(),
+        None => format!("{name}.plain"),
+    };
+    let compression = sidecar.and_then(|s| s.compression.as_ref());
+    let want = compression.map(|c| c.plain_sha256.clone());
+    crate::host::fs::ensure_private_dir(into)?;
+    cleanup::remove_stale(into, part_owner);
+    if let Some(p) = earlier(into, &plain_name, want.as_deref()) {
+        steps.push(Step::Reused(p.clone()));
+        return Ok(p);
+    }
+    let need = compression
+        .map(|c| c.plain_size)
+        .or_else(|| std::fs::metadata(file).ok().map(|m| m.len().saturating_mul(4)))
+        .unwrap_or(0);
+    room(into, need, &format!("decompressing {}", file.display()))?;
+    let to = fresh(into, &plain_name);
+    let part = part(into, &plain_name);
+    let w = crate::host::zstd::decompress(file, part.path(), progress)?;
+    if let Some(want) = &want
+        && *want != w.sha256
+    {
+        return Err(Fail::problem(
+            format!(
+                "{} decompresses to a snapshot with sha256 {} but its sidecar says {want}",
+                file.display(),
+                w.sha256
+            ),
+            "restore from another backup",
+        )
+        .into());
+    }
+    crate::host::fs::rename_noreplace(part.path(), &to)?;
+    part.keep();
+    steps.push(Step::Decompressed {
+        from: file.to_path_buf(),
+        to: to.clone(),
+        size: w.size,
+        matched_sidecar: want.is_some(),
+    });
+    Ok(to)
 }
 
 /// Downloads `r` (and its sidecar, when there is one) into `into`, or finds

@@ -72,6 +72,13 @@ impl RetentionArgs {
 }
 
 /// `etcd-rescue backup`.
+/// `--compress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressArg {
+    /// zstd (multi-threaded).
+    Zstd,
+}
+
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BackupArgs {
@@ -90,6 +97,12 @@ pub struct BackupArgs {
     /// Encrypt each backup to this age recipient (age1..., or a file of them; repeatable): `age -d -i KEY` decrypts it.
     #[arg(long, value_name = "RECIPIENT")]
     pub encrypt_to: Vec<String>,
+    /// Compress each backup (`snapshot-<stamp>.db.zst`, `zstd -d` decompresses it; with --encrypt-to compressed first, then encrypted: `.db.zst.age`). Every reader (`snapshot *`, `restore`, the picker) reads it.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compress: Option<CompressArg>,
+    /// The zstd level (1 fastest … 19 smallest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), value_name = "N")]
+    pub compress_level: i32,
     /// Copy each backup to S3-compatible storage (s3://BUCKET/PREFIX), check the copy, and apply the retention there too.
     #[arg(long, value_name = "S3_URL")]
     pub upload: Option<String>,
@@ -154,6 +167,12 @@ pub enum BackupAction {
         /// The service encrypts each backup to this recipient (repeatable).
         #[arg(long, value_name = "RECIPIENT")]
         encrypt_to: Vec<String>,
+        /// The service compresses each backup.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        compress: Option<CompressArg>,
+        /// The zstd level the service uses.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), value_name = "N")]
+        compress_level: i32,
         /// The service copies each backup there (credentials in /etc/etcd-rescue/backup.env).
         #[arg(long, value_name = "S3_URL")]
         upload: Option<String>,
@@ -287,6 +306,8 @@ pub(super) fn progress_printer() -> impl FnMut(backup::Progress) {
         let doing = match p.doing {
             backup::Doing::Save => "saving",
             backup::Doing::Encrypt => "encrypting",
+            backup::Doing::Compress => "compressing",
+            backup::Doing::Decompress => "decompressing",
             backup::Doing::Upload => "uploading",
             backup::Doing::Check => "reading the upload back",
             backup::Doing::Download => "downloading",
@@ -584,6 +605,8 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             retention,
             metrics_file,
             encrypt_to,
+            compress,
+            compress_level,
             upload,
             bin,
             force,
@@ -607,6 +630,14 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             }
             for r in encrypt_to {
                 args.extend(["--encrypt-to".into(), r.clone()]);
+            }
+            if let Some(CompressArg::Zstd) = compress {
+                args.extend([
+                    "--compress".into(),
+                    "zstd".into(),
+                    "--compress-level".into(),
+                    compress_level.to_string(),
+                ]);
             }
             if let Some(u) = upload {
                 crate::host::s3::Url::parse(u)?;
@@ -691,6 +722,7 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
         },
         upload: remote(cli, a.upload.as_deref())?,
         idle_timeout: a.idle_timeout,
+        compress: a.compress.map(|CompressArg::Zstd| a.compress_level),
     };
     let _guard = cleanup_on_signals()?;
     let mut bar = progress_printer();

@@ -291,6 +291,23 @@ fn ready(cli: &Cli, a: &RestoreArgs, given: &Path) -> Result<fetch::Prepared> {
                     "; no sidecar to check it against"
                 }
             ),
+            Step::Decompressed {
+                from,
+                to,
+                size,
+                matched_sidecar,
+            } => writeln!(
+                e,
+                "decompressed {} to {} ({}{})",
+                from.display(),
+                to.display(),
+                crate::units::human_bytes(*size),
+                if *matched_sidecar {
+                    ", sha256 matches its sidecar"
+                } else {
+                    "; no sidecar to check it against"
+                }
+            ),
             Step::Decrypted {
                 from,
                 to,

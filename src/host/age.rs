@@ -99,7 +99,7 @@ pub struct Written {
 }
 
 /// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
+pub(super) struct Hashing<W> {
     inner: W,
     hash: sha2::Sha256,
     size: u64,
@@ -119,7 +119,11 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// Copies `from` into `to` in chunks, calling `progress` with the bytes read so far.
-fn pump(from: &mut dyn Read, to: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> std::io::Result<u64> {
+pub(super) fn pump(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     // Test hook: slow encryption and decryption, so a test can signal this
@@ -165,7 +169,10 @@ pub fn seal(
 
 /// Writes the new file `dst` (mode 0600) through `fill`, hashing and
 /// counting what goes in, fsynced; removed again when anything fails.
-fn write_new(dst: &Path, fill: impl FnOnce(&mut Hashing<BufWriter<File>>) -> Result<()>) -> Result<Written> {
+pub(super) fn write_new(
+    dst: &Path,
+    fill: impl FnOnce(&mut Hashing<BufWriter<File>>) -> Result<()>,
+) -> Result<Written> {
     let out = crate::host::fs::create_private(dst)?;
     let result = (|| -> Result<Written> {
         let mut hashed = Hashing {

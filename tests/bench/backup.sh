@@ -1,7 +1,8 @@
 #!/bin/sh
 # `etcd-rescue backup` (save, sha256 trailer check while streaming, native
 # verify, sidecar) against `etcdctl snapshot save` on the same ~1.2 GB etcd,
-# alternated, RUNS each: wall time and peak RSS (median).
+# alternated, RUNS each: wall time and peak RSS (median); and `backup
+# --compress zstd` (level 3) in the same rounds: time, RSS, and the size ratio.
 # Usage: tests/bench/backup.sh [SNAPSHOT] [RUNS]
 # Without SNAPSHOT: the one tests/bench/snapshot-status.sh makes (SNAPSHOT_ONLY=1).
 set -eu
@@ -46,10 +47,16 @@ while [ $i -lt "$runs" ]; do
     cat "$work/t" >>"$work/ours"
     grep -q '^verified' "$work/out-$i" || { cat "$work/out-$i"; exit 1; }
     rm -f "$work"/backups/snapshot-*
+    /usr/bin/time -f "%e %M" -o "$work/t" "$bin" backup --endpoints "http://127.0.0.1:$cport" \
+        --dir "$work/backups" --compress zstd >"$work/outz-$i" 2>&1 || { cat "$work/outz-$i"; exit 1; }
+    cat "$work/t" >>"$work/zstd"
+    stat -c %s "$work"/backups/snapshot-*.db.zst >>"$work/zsize"
+    rm -f "$work"/backups/snapshot-*
 done
 echo "snapshot $snap ($(du -h "$snap" | cut -f1)), $runs alternated runs each"
 echo "etcdctl snapshot save:                 median $(cut -d' ' -f1 "$work/etcdctl" | median) s, peak RSS $(cut -d' ' -f2 "$work/etcdctl" | median) KB"
 echo "etcd-rescue backup (verify + sidecar): median $(cut -d' ' -f1 "$work/ours" | median) s, peak RSS $(cut -d' ' -f2 "$work/ours" | median) KB"
+echo "etcd-rescue backup --compress zstd:    median $(cut -d' ' -f1 "$work/zstd" | median) s, peak RSS $(cut -d' ' -f2 "$work/zstd" | median) KB, $(median <"$work/zsize") bytes (the snapshot $(stat -c %s "$snap") bytes: $(echo "$(stat -c %s "$snap") $(median <"$work/zsize")" | awk '{ printf "%.2f", $1 / $2 }')x smaller)"
 kill -TERM $epid
 wait $epid 2>/dev/null || true
 trap 'rm -rf "$work"' EXIT

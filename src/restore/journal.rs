@@ -904,6 +904,7 @@ mod tests {
             wal_digest: Some("w".into()),
             torn_tail_hex: Some("7b".into()),
             outcome: Some(Outcome::WaitingForPeers),
+            paused_after: Some(StageId::SetOwnership),
             ..Note::default()
         };
         let v = serde_json::to_value(&n).unwrap();
@@ -912,7 +913,7 @@ mod tests {
             serde_json::json!({
                 "seconds": 1.5, "childPid": 42, "childStart": 7, "forceStop": "kube-system/etcd",
                 "restoredRevision": 9, "finalRevision": 11, "dataMeta": "m", "walDigest": "w",
-                "tornTailHex": "7b", "outcome": "waiting-for-peers"
+                "tornTailHex": "7b", "outcome": "waiting-for-peers", "pausedAfter": "set-ownership"
             })
         );
         assert_eq!(serde_json::from_value::<Note>(v).unwrap(), n);

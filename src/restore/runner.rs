@@ -757,6 +757,38 @@ mod tests {
         assert!(!from.exists());
     }
 
+    /// `--until preflight`: preflight is applied, then the run pauses, journaled
+    /// once however often it is asked to stop there again; the next stage is untouched.
+    #[test]
+    fn until_pauses_after_the_stage_and_journals_it_once() {
+        let b = bed();
+        let etcd = b.plan.manifests_dir.join(&b.plan.etcd_manifest);
+        std::fs::write(&etcd, "pod").unwrap();
+        for _ in 0..2 {
+            with_runner(&b, &[], |r| {
+                r.set_until(Some(StageId::Preflight));
+                assert_eq!(r.run().unwrap(), RunEnd::Paused(StageId::Preflight));
+            });
+        }
+        let (_, recs) = journal::read(&b.plan.run_dir.join("journal.jsonl")).unwrap();
+        let kinds: Vec<(Step, Kind)> = recs.iter().map(|r| (r.step, r.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Step::Stage(StageId::Preflight), Kind::StageDone),
+                (Step::Stage(StageId::Preflight), Kind::Note)
+            ]
+        );
+        assert_eq!(journal::paused(&recs), Some(StageId::Preflight));
+        assert_eq!(journal::outcome(&recs), None, "the run stays unfinished");
+        assert!(etcd.is_file(), "nothing past preflight was applied");
+        let summary = std::fs::read_to_string(b.plan.run_dir.join("summary.txt")).unwrap();
+        assert!(
+            summary.contains("paused after preflight: go on with `etcd-rescue resume --root"),
+            "{summary}"
+        );
+    }
+
     /// Resume's choice per stage: a restore whose command finished is not run again, a
     /// killed one's child is remembered.
     #[test]

@@ -167,6 +167,11 @@ fn until_pauses_a_run_that_resume_and_rollback_take_up() {
     assert!(s["restoredRevision"].is_i64(), "{s}");
     assert_eq!(s["snapshotSha256"], plan["snapshotSha256"], "{s}");
     assert_eq!(s["stages"].as_array().unwrap().len(), 10, "{s}");
+    let table = ok(&["journal", "--root", &root]);
+    assert!(
+        table.contains("paused after set-ownership") && table.contains("resumable          yes"),
+        "{table}"
+    );
 
     // Behind the run: refused before any change, with the stages still possible.
     let journal_len = std::fs::metadata(d.last_run(0).join("journal.jsonl"))

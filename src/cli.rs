@@ -164,6 +164,19 @@ pub enum Command {
         /// Use the line prompt.
         #[arg(long)]
         plain: bool,
+        /// Apply the stages up to and including STAGE, then pause again (a stage already done: nothing to apply).
+        #[arg(long, value_parser = restore::parse_stage, value_name = "STAGE")]
+        until: Option<crate::restore::stage::StageId>,
+    },
+    /// The state of this node's newest run (or --run ID), from its journal: stages done, paused
+    /// or ended, resumable (exit 1 when there is no run).
+    Journal {
+        /// Which run.
+        #[command(flatten)]
+        select: RunSelectArgs,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
     },
     /// Return the node to its state before a run (the newest; an older one only with --run).
     Rollback {
@@ -440,7 +453,13 @@ pub fn run(cli: &Cli) -> Result<Code> {
         Command::Completions { shell } => completions(*shell),
         Command::Man { dir } => man(dir.as_deref()),
         Command::Restore(a) => restore::restore(cli, a),
-        Command::Resume { select, yes, plain } => restore::resume(cli, select, *yes, *plain),
+        Command::Resume {
+            select,
+            yes,
+            plain,
+            until,
+        } => restore::resume(cli, select, *yes, *plain, *until),
+        Command::Journal { select, write_out } => restore::journal(cli, select, *write_out),
         Command::Rollback { .. } => restore::rollback(cli),
         Command::Verify { select, wait_timeout } => restore::verify(cli, select, *wait_timeout),
         Command::Drill {

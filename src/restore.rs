@@ -10,6 +10,7 @@ pub mod face;
 pub mod journal;
 pub mod plan;
 pub mod render;
+pub mod run_state;
 pub mod runner;
 pub mod settle;
 pub mod stage;
@@ -31,7 +32,8 @@ use face::Face;
 use journal::{Journal, Outcome};
 use plan::{Options, Plan};
 use runner::Runner;
-use view::Answer;
+use stage::StageId;
+use view::{Answer, RunEnd};
 
 /// An exclusive lock (`flock` on an open file: closing it, even by a SIGKILL, releases it).
 pub struct Lock(#[allow(dead_code)] File);
@@ -160,12 +162,12 @@ pub enum Ended {
     DryRun(Box<Plan>),
     /// The operator said no to the plan.
     Cancelled,
-    /// The run ended.
-    Finished(Outcome),
+    /// The session ended: the run ended, or it paused (`--until`).
+    Finished(RunEnd),
 }
 
-/// `etcd-rescue restore`.
-pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<Ended> {
+/// `etcd-rescue restore`; with `until`, the run pauses after that stage.
+pub fn restore(opts: &Options, dry_run: bool, until: Option<StageId>, face: &mut dyn Face) -> Result<Ended> {
     let root = Root::new(&opts.root);
     let state_dir = plan::state_dir(&root, opts.state_dir.as_deref());
     let refuse_unfinished = || -> Result<()> {
@@ -192,6 +194,9 @@ pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<End
     refuse_unfinished()?;
     // Planning only reads; the locks (which create the state dir) come after it.
     let plan = Plan::compute(opts, &mut |p| live_cluster_checks(p, opts.force))?;
+    if let Some(u) = until {
+        stage::stages_until(plan.order, &[], u)?;
+    }
     if dry_run {
         return Ok(Ended::DryRun(Box::new(plan)));
     }
@@ -203,6 +208,7 @@ pub fn restore(opts: &Options, dry_run: bool, face: &mut dyn Face) -> Result<End
     }
     let journal = Journal::create(&plan.run_dir, &plan)?;
     let mut runner = Runner::new(plan, journal, face)?;
+    runner.set_until(until);
     runner.run().map(Ended::Finished)
 }
 
@@ -424,31 +430,47 @@ pub struct RunSelect {
     pub run: Option<String>,
 }
 
-/// `etcd-rescue resume`.
-pub fn resume(sel: &RunSelect, face: &mut dyn Face) -> Result<Outcome> {
+/// `etcd-rescue resume`; with `until`, the run pauses after that stage
+/// (refused before any change when the run already went past it).
+pub fn resume(sel: &RunSelect, until: Option<StageId>, face: &mut dyn Face) -> Result<RunEnd> {
     let (_locks, plan, journal) = open_run(sel, Purpose::Resume)?;
-    if journal.outcome() == Some(Outcome::WaitingForPeers) {
+    let rolling_back = journal.outcome().is_none()
+        && journal
+            .records
+            .iter()
+            .any(|r| r.kind == journal::Kind::RollbackBegin);
+    // Nothing left to apply before the pause: no wait for peers, no snapshot read.
+    let mut reached = false;
+    if let Some(u) = until {
+        if rolling_back {
+            return Err(Fail::before_change(
+                format!("run {} is rolling back: --until {u} does not apply", plan.id),
+                "nothing was changed; finish the rollback with `etcd-rescue resume` (no --until) or `etcd-rescue rollback`",
+            )
+            .into());
+        }
+        reached = stage::stages_until(plan.order, &journal::done_stages(&journal.records), u)?.is_empty();
+    }
+    if journal.outcome() == Some(Outcome::WaitingForPeers) && !reached {
         let limit = Duration::from_secs(plan.wait_timeout_secs.max(1));
         let mut runner = Runner::new(plan, journal, face)?;
+        runner.set_until(until);
         return runner.finish_waiting(limit);
     }
-    if let Some(o) = journal.outcome() {
+    if let Some(o) = journal.outcome().filter(|o| *o != Outcome::WaitingForPeers) {
         return Err(
             Fail::before_change(format!("run {} already ended: {o}", plan.id), "nothing to resume").into(),
         );
     }
-    if journal
-        .records
-        .iter()
-        .any(|r| r.kind == journal::Kind::RollbackBegin)
-    {
+    if rolling_back {
         let mut runner = Runner::new(plan, journal, face)?;
-        return runner.rollback(false, true);
+        return runner.rollback(false, true).map(RunEnd::Ended);
     }
-    if needs_snapshot(&journal) {
+    if needs_snapshot(&journal) && !reached {
         recheck_snapshot(&plan)?;
     }
     let mut runner = Runner::new(plan, journal, face)?;
+    runner.set_until(until);
     runner.run()
 }
 
@@ -503,7 +525,7 @@ pub fn rollback(sel: &RunSelect, discard_writes: bool, force: bool, face: &mut d
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
     /// A waiting HA member's run was finished.
-    Finished(Outcome),
+    Finished(RunEnd),
     /// After a finished run: the cluster matches the restored snapshot.
     Matches {
         /// The run.

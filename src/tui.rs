@@ -102,12 +102,12 @@ impl Work {
                     }
                     opts.snapshot = ready.path;
                 }
-                crate::restore::restore(&opts, false, face).map(|e| match e {
+                crate::restore::restore(&opts, false, None, face).map(|e| match e {
                     crate::restore::Ended::Cancelled => Code::Cancelled,
                     _ => Code::Done,
                 })
             }
-            Work::Resume(sel) => crate::restore::resume(&sel, face).map(|_| Code::Done),
+            Work::Resume(sel) => crate::restore::resume(&sel, None, face).map(|_| Code::Done),
             Work::Rollback {
                 select,
                 discard_writes,

@@ -131,7 +131,11 @@ fn commands_are_quoted_for_a_shell() {
 fn bash_completes_below_the_top_level() {
     let out = bin().args(["completions", "bash"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    let script = String::from_utf8(out.stdout).unwrap();
+    // Sourced from a file: the script outgrows what one argument (`bash -c`) may hold (128 KiB).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etcd-rescue.bash");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let script = format!(". {}", file.display());
     let complete = |words: &str| {
         let out = std::process::Command::new("bash")
             .args(["--norc", "--noprofile", "-c"])

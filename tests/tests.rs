@@ -34,5 +34,7 @@ mod snapshot;
 mod status;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.
 mod testbed;
+// Runs paused at a barrier (`--until`) and taken up again: one node, and three members in lockstep.
+mod until;
 // The wizard end to end in tmux on the sandbox node: full restore, rollback, resume after a kill.
 mod tui;

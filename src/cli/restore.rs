@@ -1,6 +1,7 @@
 //! `restore`, `resume`, `rollback` and `verify`: the engine behind the wizard,
 //! the line prompt or `--yes`, and what each prints once it has ended.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,9 +9,10 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::{Cli, Command, parse_duration, print_text};
+use super::{Cli, Command, Format, parse_duration, print_text};
 use crate::backup::fetch::{self, Step};
 use crate::exit::Code;
+use crate::restore::stage::StageId;
 
 /// The run-selection flags of `resume`, `rollback` and `verify`.
 #[derive(Debug, Args)]
@@ -47,6 +49,12 @@ pub struct RestoreArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: the plan as text (`table`) or as one JSON document, exactly as the journal holds it (`json`).
+    #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+    pub write_out: Format,
+    /// Apply the stages up to and including STAGE, then pause: the run stays unfinished and `resume` goes on.
+    #[arg(long, value_parser = parse_stage, value_name = "STAGE")]
+    pub until: Option<StageId>,
     /// Answer yes to every stage (headless, for automation).
     #[arg(long)]
     pub yes: bool,
@@ -129,9 +137,13 @@ fn wizard_ended(ended: &crate::tui::Ended) -> Result<Code> {
 }
 
 /// What `restore` ended with, as an exit code (the dry-run's plan printed).
-fn restore_ended(ended: crate::restore::Ended) -> Result<Code> {
+fn restore_ended(ended: crate::restore::Ended, write_out: Format) -> Result<Code> {
     use crate::restore::{Ended, render};
     match ended {
+        Ended::DryRun(plan) if write_out == Format::Json => {
+            print_text(&(serde_json::to_string_pretty(&plan)? + "\n"))?;
+            Ok(Code::Done)
+        }
         Ended::DryRun(plan) => {
             let mut text = render::text(&render::plan(&plan)).join("\n");
             text.push_str("\n\n--dry-run: nothing was changed.\n");
@@ -145,7 +157,15 @@ fn restore_ended(ended: crate::restore::Ended) -> Result<Code> {
 
 /// `restore`: in the wizard, at the line prompt, headless (`--yes`) or as a dry run.
 pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
-    let wizard = !a.dry_run && crate::tui::wanted(a.yes, a.plain);
+    if a.write_out == Format::Json && !a.dry_run {
+        return Err(crate::exit::Fail::before_change(
+            "-w json prints the plan of a --dry-run only",
+            "nothing was changed; add --dry-run, or leave -w out to restore (`etcd-rescue journal -w json` reports a run)",
+        )
+        .into());
+    }
+    // The wizard has no --until: a pause is for the line prompt or --yes.
+    let wizard = !a.dry_run && crate::tui::wanted(a.yes, a.plain || a.until.is_some());
     if a.snapshot.is_none() && !wizard {
         return Err(crate::exit::Fail::before_change(
             "no snapshot given",
@@ -207,17 +227,97 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
         )?);
     }
     let mut f = face(a.yes, a.force_stop);
-    restore_ended(crate::restore::restore(&opts, a.dry_run, f.as_mut())?)
+    restore_ended(
+        crate::restore::restore(&opts, a.dry_run, a.until, f.as_mut())?,
+        a.write_out,
+    )
 }
 
-/// `resume`: this node's unfinished run, from its journal.
-pub(super) fn resume(cli: &Cli, select: &RunSelectArgs, yes: bool, plain: bool) -> Result<Code> {
+/// `resume`: this node's unfinished run, from its journal; with `until`, up to that stage.
+pub(super) fn resume(
+    cli: &Cli,
+    select: &RunSelectArgs,
+    yes: bool,
+    plain: bool,
+    until: Option<StageId>,
+) -> Result<Code> {
     let sel = select.select(&cli.root);
-    if crate::tui::wanted(yes, plain) {
+    if crate::tui::wanted(yes, plain || until.is_some()) {
         return wizard_ended(&crate::tui::resume(&sel)?);
     }
     let mut f = face(yes, false);
-    crate::restore::resume(&sel, f.as_mut()).map(|_| Code::Done)
+    crate::restore::resume(&sel, until, f.as_mut()).map(|_| Code::Done)
+}
+
+/// `journal`: the state of this node's newest run (or the one named), as
+/// JSON or as a few lines of text. No run is exit 1.
+pub(super) fn journal(cli: &Cli, select: &RunSelectArgs, write_out: Format) -> Result<Code> {
+    let state_dir =
+        crate::restore::plan::state_dir(&crate::root::Root::new(&cli.root), select.state_dir.as_deref());
+    let state = crate::restore::run_state::of(&state_dir, select.run.as_deref())?;
+    super::print(write_out, &state, run_state_table)?;
+    Ok(Code::Done)
+}
+
+/// A run's state as lines of text.
+fn run_state_table(s: &crate::restore::run_state::RunState) -> String {
+    let ids = |v: &[StageId]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let status = match (s.paused_after, s.outcome) {
+        (Some(after), _) => format!("paused after {after}"),
+        (None, Some(o)) => format!("ended: {o}"),
+        (None, None) => serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    };
+    let rows = [
+        ("run", s.run.clone()),
+        ("member", s.member.clone()),
+        ("created", s.created.clone()),
+        ("status", status),
+        ("resumable", if s.resumable { "yes" } else { "no" }.to_string()),
+        ("order", format!("{} ({})", s.order.as_str(), ids(&s.stages))),
+        ("done", ids(&s.done)),
+        ("next", opt(s.next.map(|n| n.to_string()))),
+        (
+            "last record",
+            opt(s.last.map(|l| {
+                format!(
+                    "#{} {} {}",
+                    l.seq,
+                    l.step,
+                    serde_json::to_value(l.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                )
+            })),
+        ),
+        (
+            "restored revision",
+            opt(s.restored_revision.map(|r| r.to_string())),
+        ),
+        ("snapshot", s.snapshot.clone()),
+        ("snapshot sha256", s.snapshot_sha256.clone()),
+    ];
+    let mut out = String::new();
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k:<18} {v}");
+    }
+    out
+}
+
+/// Reads `--until`: a stage id as the journal writes it (`set-ownership`).
+pub(super) fn parse_stage(s: &str) -> Result<StageId> {
+    StageId::parse(s.trim()).ok_or_else(|| {
+        let names: Vec<&str> = crate::restore::stage::Order::Staged
+            .stages()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        anyhow::anyhow!("no stage {s:?}; the stages: {}", names.join(", "))
+    })
 }
 
 /// `rollback`: the node back to its state before a run.

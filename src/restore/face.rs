@@ -13,7 +13,9 @@ use std::time::Duration;
 use super::plan::Plan;
 use super::render;
 use super::stage::StageId;
-use super::view::{Answer, Failure, Holder, Phase, Progress, RunStart, StageView, Summary, Wait, WaitChoice};
+use super::view::{
+    Answer, Failure, Holder, Paused, Phase, Progress, RunStart, StageView, Summary, Wait, WaitChoice,
+};
 
 /// Everything the runner shows or asks.
 pub trait Face {
@@ -41,6 +43,9 @@ pub trait Face {
     fn wait_timeout(&mut self, holders: &[Holder]) -> WaitChoice;
     /// The final summary.
     fn summary(&mut self, summary: &Summary);
+    /// The session stopped after a stage on purpose (`--until`): the run is
+    /// paused, unfinished and resumable.
+    fn paused(&mut self, paused: &Paused);
 }
 
 /// The text faces: headless (`input` is `None`: every stage is a yes, a
@@ -230,6 +235,11 @@ impl<R: BufRead, W: Write> Face for Text<R, W> {
     fn summary(&mut self, summary: &Summary) {
         let mut lines = vec![String::new()];
         lines.extend(render::text(&render::summary(summary)));
+        self.write(&lines);
+    }
+    fn paused(&mut self, paused: &Paused) {
+        let mut lines = vec![String::new()];
+        lines.extend(render::text(&render::paused(paused)));
         self.write(&lines);
     }
 }

@@ -266,6 +266,10 @@ pub struct Note {
     /// set-aside dir, caught by the watch after `wait-stopped` (as rendered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late: Option<String>,
+    /// The session stopped here on purpose (`--until`): the run is paused
+    /// after this stage, unfinished and resumable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_after: Option<StageId>,
     /// Bytes of a torn last record cut off the journal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torn_tail_removed: Option<usize>,
@@ -313,7 +317,8 @@ impl Note {
             torn_tail_removed,
             torn_tail_hex,
             settle,
-            late
+            late,
+            paused_after
         );
     }
 
@@ -496,6 +501,15 @@ pub fn outcome(records: &[Record]) -> Option<Outcome> {
         .find(|r| r.kind == Kind::End || r.kind == Kind::RollbackBegin)
         .filter(|r| r.kind == Kind::End)
         .and_then(|r| r.data.outcome)
+}
+
+/// The stage a run is paused after (`--until`): its last record is the
+/// pause note. Anything journaled after it (a resume began) ends the pause.
+pub fn paused(records: &[Record]) -> Option<StageId> {
+    records
+        .last()
+        .filter(|r| r.kind == Kind::Note)
+        .and_then(|r| r.data.paused_after)
 }
 
 /// The stages finished (their `stage-done` record), in the order the run
@@ -890,6 +904,7 @@ mod tests {
             wal_digest: Some("w".into()),
             torn_tail_hex: Some("7b".into()),
             outcome: Some(Outcome::WaitingForPeers),
+            paused_after: Some(StageId::SetOwnership),
             ..Note::default()
         };
         let v = serde_json::to_value(&n).unwrap();
@@ -898,7 +913,7 @@ mod tests {
             serde_json::json!({
                 "seconds": 1.5, "childPid": 42, "childStart": 7, "forceStop": "kube-system/etcd",
                 "restoredRevision": 9, "finalRevision": 11, "dataMeta": "m", "walDigest": "w",
-                "tornTailHex": "7b", "outcome": "waiting-for-peers"
+                "tornTailHex": "7b", "outcome": "waiting-for-peers", "pausedAfter": "set-ownership"
             })
         );
         assert_eq!(serde_json::from_value::<Note>(v).unwrap(), n);

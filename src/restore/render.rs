@@ -10,7 +10,9 @@ use super::plan::Plan;
 use super::settle::{self, By, Settle};
 use super::stage::{Order, StageId};
 use super::steps;
-use super::view::{Failure, Holder, Phase, Progress, ProgressOf, Summary, Wait, WaitChoice, WritesSoFar};
+use super::view::{
+    Failure, Holder, Paused, Phase, Progress, ProgressOf, Summary, Wait, WaitChoice, WritesSoFar,
+};
 use crate::units::human_bytes;
 
 use super::command::Command;
@@ -403,6 +405,29 @@ pub fn failure(f: &Failure) -> Vec<String> {
         format!("  to go on:  {}", f.resume),
         format!("  to undo:   {}", f.rollback),
     ]
+}
+
+/// A run paused after a stage (`--until`): where, and the ways on.
+pub fn paused(p: &Paused) -> Vec<Line> {
+    let mut v = vec![
+        (Tone::Heading, format!("Run {}: paused after {}", p.run, p.after)),
+        (
+            Tone::Command,
+            format!(
+                "paused after {}: go on with `{} [--until STAGE]`",
+                p.after, p.resume
+            ),
+        ),
+    ];
+    if let Some(next) = p.next {
+        v.push((
+            Tone::Fact,
+            format!("The run is unfinished; a resume applies {next} first."),
+        ));
+    }
+    v.push((Tone::Fact, format!("The journal is {}", p.journal.display())));
+    v.push((Tone::Command, format!("To undo: {}", p.rollback)));
+    v
 }
 
 /// The summary of an ended run.

@@ -22,7 +22,7 @@ use super::face::Face;
 use super::journal::{self, Journal, Kind, Note, Outcome, Step};
 use super::plan::{self, Plan};
 use super::stage::StageId;
-use super::view::{Answer, Failure, Holder, Phase, RunStart, StageView, Summary};
+use super::view::{Answer, Failure, Holder, Paused, Phase, RunEnd, RunStart, StageView, Summary};
 use crate::exit::{Code, Fail};
 use crate::host::etcd::Connection;
 use crate::host::fs::exists;
@@ -115,6 +115,8 @@ pub struct Runner<'a> {
     old_digests: Option<digests::OldDigests>,
     /// Each live dir swapped in this session, with its device and inode right after.
     swapped: Vec<(std::path::PathBuf, (u64, u64))>,
+    /// The stage this session stops after (`--until`), if any.
+    until: Option<StageId>,
 }
 
 /// How long an HA member whose etcd started looks for a leader before it
@@ -193,6 +195,7 @@ impl<'a> Runner<'a> {
             old_digests: None,
             watch: None,
             swapped: Vec::new(),
+            until: None,
         })
     }
 
@@ -253,12 +256,13 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs (or resumes) every stage not yet done.
-    pub fn run(&mut self) -> Result<Outcome> {
+    /// Runs (or resumes) every stage not yet done, up to and including the
+    /// `--until` stage when one is set (then the run pauses there).
+    pub fn run(&mut self) -> Result<RunEnd> {
         self.run_stages().map_err(|e| self.seal(e))
     }
 
-    fn run_stages(&mut self) -> Result<Outcome> {
+    fn run_stages(&mut self) -> Result<RunEnd> {
         let done: BTreeSet<StageId> = journal::done_stages(&self.journal.records).into_iter().collect();
         self.check_done_moves()?;
         let order = self.plan.order.stages();
@@ -268,6 +272,11 @@ impl<'a> Runner<'a> {
                     self.start_old_digests();
                 }
                 continue;
+            }
+            if let Some(until) = self.until
+                && self.plan.order.position(stage.id) > self.plan.order.position(until)
+            {
+                return self.pause(until);
             }
             if self.stop.load(Ordering::SeqCst) {
                 return Err(changed_err(
@@ -291,7 +300,7 @@ impl<'a> Runner<'a> {
             };
             match self.face.stage(&view) {
                 Answer::Yes => {}
-                Answer::Rollback => return self.rollback_inner(false, false),
+                Answer::Rollback => return self.rollback_inner(false, false).map(RunEnd::Ended),
                 Answer::Quit => {
                     return Err(changed_err(
                         format!("stopped before stage {} at the operator's request", stage.id),
@@ -302,7 +311,7 @@ impl<'a> Runner<'a> {
             loop {
                 let started = Instant::now();
                 match self.apply_watched(stage.id) {
-                    Ok(Some(outcome)) => return self.end(outcome),
+                    Ok(Some(outcome)) => return self.end(outcome).map(RunEnd::Ended),
                     Ok(None) => {
                         let took = started.elapsed();
                         self.journal.append(
@@ -320,7 +329,9 @@ impl<'a> Runner<'a> {
                         }
                         break;
                     }
-                    Err(e) if e.is::<RollbackRequested>() => return self.rollback_inner(false, false),
+                    Err(e) if e.is::<RollbackRequested>() => {
+                        return self.rollback_inner(false, false).map(RunEnd::Ended);
+                    }
                     Err(e) => {
                         let msg = format!("{e:#}");
                         self.journal.append(
@@ -341,7 +352,7 @@ impl<'a> Runner<'a> {
                         };
                         match self.face.failed(&failure) {
                             Answer::Yes => {}
-                            Answer::Rollback => return self.rollback_inner(false, false),
+                            Answer::Rollback => return self.rollback_inner(false, false).map(RunEnd::Ended),
                             Answer::Quit => {
                                 return Err(e.context(changed(
                                     format!("stage {} failed", stage.id),
@@ -353,7 +364,66 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        self.end(Outcome::Done)
+        self.end(Outcome::Done).map(RunEnd::Ended)
+    }
+
+    /// Ends the session after `after` (`--until`): the pause journaled (once:
+    /// a run already paused there is not journaled again), the face told, the
+    /// run left unfinished and resumable. Hashing of the set-aside dirs begun
+    /// after `verify` is finished first, as at the end of a run.
+    fn pause(&mut self, after: StageId) -> Result<RunEnd> {
+        self.watch = None;
+        if self.old_digests.is_some() {
+            self.finish_old_digests()?;
+        }
+        if journal::paused(&self.journal.records) != Some(after) {
+            self.journal.append(
+                after,
+                Kind::Note,
+                None,
+                Note {
+                    paused_after: Some(after),
+                    ..Note::default()
+                },
+            )?;
+        }
+        let paused = Paused {
+            run: self.plan.id.clone(),
+            after,
+            next: self
+                .plan
+                .order
+                .stages()
+                .iter()
+                .skip_while(|s| **s != after)
+                .nth(1)
+                .copied(),
+            resume: self.resume_command(),
+            rollback: self.rollback_command(),
+            journal: self.journal.path().to_path_buf(),
+        };
+        let text = super::render::text(&super::render::paused(&paused));
+        let _ = crate::host::fs::write_durably(
+            &self.plan.run_dir.join("summary.txt"),
+            (text.join("\n") + "\n").as_bytes(),
+            0o600,
+        );
+        self.face.paused(&paused);
+        Ok(RunEnd::Paused(after))
+    }
+
+    /// Sets the stage the session stops after (`--until`); `None` runs to the end.
+    pub fn set_until(&mut self, until: Option<StageId>) {
+        self.until = until;
+    }
+
+    /// Whether this session goes past `start-etcd` in lockstep with the other
+    /// members (`--until` at or after it): an HA member then waits for the
+    /// quorum its peers form in parallel rather than ending `waiting-for-peers`.
+    fn lockstep(&self) -> bool {
+        let o = self.plan.order;
+        self.until
+            .is_some_and(|u| o.position(u) >= o.position(StageId::StartEtcd))
     }
 
     fn end(&mut self, outcome: Outcome) -> Result<Outcome> {
@@ -685,6 +755,38 @@ mod tests {
             assert_eq!(last.data.found.as_deref(), Some("copied, source removed now"));
         });
         assert!(!from.exists());
+    }
+
+    /// `--until preflight`: preflight is applied, then the run pauses, journaled
+    /// once however often it is asked to stop there again; the next stage is untouched.
+    #[test]
+    fn until_pauses_after_the_stage_and_journals_it_once() {
+        let b = bed();
+        let etcd = b.plan.manifests_dir.join(&b.plan.etcd_manifest);
+        std::fs::write(&etcd, "pod").unwrap();
+        for _ in 0..2 {
+            with_runner(&b, &[], |r| {
+                r.set_until(Some(StageId::Preflight));
+                assert_eq!(r.run().unwrap(), RunEnd::Paused(StageId::Preflight));
+            });
+        }
+        let (_, recs) = journal::read(&b.plan.run_dir.join("journal.jsonl")).unwrap();
+        let kinds: Vec<(Step, Kind)> = recs.iter().map(|r| (r.step, r.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Step::Stage(StageId::Preflight), Kind::StageDone),
+                (Step::Stage(StageId::Preflight), Kind::Note)
+            ]
+        );
+        assert_eq!(journal::paused(&recs), Some(StageId::Preflight));
+        assert_eq!(journal::outcome(&recs), None, "the run stays unfinished");
+        assert!(etcd.is_file(), "nothing past preflight was applied");
+        let summary = std::fs::read_to_string(b.plan.run_dir.join("summary.txt")).unwrap();
+        assert!(
+            summary.contains("paused after preflight: go on with `etcd-rescue resume --root"),
+            "{summary}"
+        );
     }
 
     /// Resume's choice per stage: a restore whose command finished is not run again, a

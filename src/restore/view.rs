@@ -279,3 +279,30 @@ pub struct Summary {
     /// What the watch after `wait-stopped` caught (as journaled).
     pub late: Vec<String>,
 }
+
+/// How a session of a run ended: the run ended (its journal's `end`), or it
+/// paused after a stage (`--until`), unfinished and resumable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The run ended.
+    Ended(Outcome),
+    /// The run paused after this stage.
+    Paused(StageId),
+}
+
+/// A run paused after a stage (`--until`), and the ways on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    /// The run id.
+    pub run: String,
+    /// The last stage applied.
+    pub after: StageId,
+    /// The stage a resume applies first.
+    pub next: Option<StageId>,
+    /// The exact command that goes on.
+    pub resume: Command,
+    /// The exact command that undoes the run.
+    pub rollback: Command,
+    /// The journal.
+    pub journal: PathBuf,
+}

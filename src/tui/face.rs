@@ -12,7 +12,7 @@ use crate::restore::plan::Plan;
 use crate::restore::render::{self, Line};
 use crate::restore::stage::StageId;
 use crate::restore::view::{
-    Answer, Failure, Holder, Progress, RunStart, StageView, Summary, Wait, WaitChoice,
+    Answer, Failure, Holder, Paused, Progress, RunStart, StageView, Summary, Wait, WaitChoice,
 };
 
 /// What the engine shows or asks, as the UI thread receives it.
@@ -133,6 +133,12 @@ impl Face for ChannelFace {
     }
     fn summary(&mut self, summary: &Summary) {
         (self.sink)(Event::Summary(Box::new(summary.clone())));
+    }
+    fn paused(&mut self, paused: &Paused) {
+        // The wizard has no --until: a pause is shown as the plain lines of its summary.
+        for l in render::text(&render::paused(paused)) {
+            (self.sink)(Event::Line(l));
+        }
     }
 }
 

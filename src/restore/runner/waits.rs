@@ -17,7 +17,7 @@ use crate::restore::journal::{Kind, Note, Outcome, Step};
 use crate::restore::render;
 use crate::restore::settle::{self, Settle};
 use crate::restore::stage::StageId;
-use crate::restore::view::{Holder, Wait, WaitChoice};
+use crate::restore::view::{Holder, RunEnd, Wait, WaitChoice};
 
 impl Runner<'_> {
     pub(super) async fn remaining_pods(socket: &Path) -> Result<Vec<(String, String)>> {
@@ -337,7 +337,14 @@ impl Runner<'_> {
                     self.say(&format!("etcd runs and listens for peers on {peer}"));
                     // The member that completes a quorum sees it form within a
                     // few election rounds: it goes on to verify instead of waiting.
-                    if self.wait_healthy(QUORUM_PROBE.min(limit)).is_ok() {
+                    // In lockstep (`--until` at or past start-etcd) the peers
+                    // start in parallel: wait for them as long as etcd may take.
+                    let probe = if self.lockstep() {
+                        limit.saturating_sub(start.elapsed()).max(QUORUM_PROBE)
+                    } else {
+                        QUORUM_PROBE.min(limit)
+                    };
+                    if self.wait_healthy(probe).is_ok() {
                         self.say("cluster formed: a quorum of the restored members has a leader");
                         return Ok(None);
                     }
@@ -385,7 +392,7 @@ impl Runner<'_> {
 
     /// An HA member that ended `waiting-for-peers`: once a quorum answers,
     /// record start-etcd as done and go on with verify and start-control-plane.
-    pub fn finish_waiting(&mut self, limit: Duration) -> Result<Outcome> {
+    pub fn finish_waiting(&mut self, limit: Duration) -> Result<RunEnd> {
         match self.wait_healthy(limit) {
             Ok(_) => {}
             Err(e) => {

@@ -13,7 +13,7 @@ use super::stage::{Order, StageId};
 use crate::exit::Fail;
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Stopped (or still running) between its first and last stage, not on purpose: resume or roll back.
@@ -31,7 +31,7 @@ pub enum Status {
 }
 
 /// The last record of the journal: its place, stage and kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Last {
     /// Its sequence number.
@@ -43,7 +43,7 @@ pub struct Last {
 }
 
 /// One run's state, from its journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunState {
     /// The run id.

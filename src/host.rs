@@ -13,3 +13,4 @@ pub mod http;
 pub mod proc;
 pub mod rt;
 pub mod s3;
+pub mod ssh;

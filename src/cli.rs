@@ -147,6 +147,10 @@ pub enum Command {
         /// Describe the scenarios and exit.
         #[arg(long)]
         list: bool,
+        /// Also run an sshd (Debian's openssh-server) in front of each node, on loopback,
+        /// and write `<dir>/ssh_config` and `<dir>/nodes.yaml` for a restore over ssh.
+        #[arg(long)]
+        ssh: bool,
     },
     /// Restore etcd on this node from a snapshot, stage by stage, journaled and reversible.
     Restore(Box<RestoreArgs>),

@@ -12,6 +12,7 @@ pub mod practice;
 pub mod process_runtime;
 pub mod scenario;
 pub mod seed;
+pub mod sshd;
 pub mod stand_in;
 pub mod state;
 pub mod up;

@@ -13,4 +13,5 @@ pub mod http;
 pub mod proc;
 pub mod rt;
 pub mod s3;
+pub mod ssh;
 pub mod zstd;

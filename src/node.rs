@@ -9,6 +9,7 @@ pub mod certs;
 pub mod image_store;
 pub mod kubelet;
 pub mod manifest;
+pub mod nodes_file;
 
 use std::path::{Path, PathBuf};
 

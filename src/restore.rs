@@ -8,6 +8,7 @@
 pub mod command;
 pub mod face;
 pub mod journal;
+pub mod nodes;
 pub mod plan;
 pub mod render;
 pub mod run_state;

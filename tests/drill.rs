@@ -665,3 +665,91 @@ fn interrupt_after_a_restore_leaves_no_etcd() {
     );
     assert!(!d.dir.join("drill.json").exists());
 }
+
+/// Runs `ssh -F <drill>/ssh_config <node> <command…>` (batch mode, at most 30 s).
+fn ssh_to(d: &Drill, node: &str, command: &[&str]) -> std::process::Output {
+    crate::support::run_bounded(
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(d.dir.join("ssh_config"))
+            .args(["-o", "BatchMode=yes", node])
+            .args(command),
+        Duration::from_secs(30),
+    )
+}
+
+/// `drill --members 3 --ssh`: each node's sshd answers `ssh -F <dir>/ssh_config cpN` as this
+/// user, `nodes.yaml` reads as a fleet file naming the three nodes with their roots, the fleet
+/// command follows the snapshot line, and Ctrl-C stops every sshd by its PID.
+#[test]
+fn ssh_in_front_of_each_node() {
+    use etcd_rescue::restore::nodes::NodesFile;
+    let mut d = Drill::start(&["--members", "3", "--keys", "50", "--ssh"]);
+    assert_eq!(d.state.ssh.len(), 3, "{:?}", d.state.ssh);
+    for (i, node) in ["cp1", "cp2", "cp3"].iter().enumerate() {
+        let out = ssh_to(&d, node, &["id", "-u", ";", "ls"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{node}: {stderr}");
+        assert_eq!(
+            stdout.lines().next(),
+            Some(nix::unistd::geteuid().to_string().as_str())
+        );
+        assert!(d.state.ssh[i].address.ip().is_loopback());
+        assert_eq!(d.state.ssh[i].node, *node);
+    }
+    let fleet = NodesFile::read(&d.dir.join("nodes.yaml")).unwrap();
+    assert_eq!(fleet.ssh_config, Some(d.dir.join("ssh_config")));
+    let names: Vec<&str> = fleet.nodes.iter().map(|n| n.destination.as_str()).collect();
+    assert_eq!(names, ["cp1", "cp2", "cp3"]);
+    for (i, n) in fleet.nodes.iter().enumerate() {
+        assert_eq!(n.root.as_deref(), Some(d.root(i)));
+    }
+    let out = d.output();
+    let snap = d.state.snapshot.clone().unwrap();
+    let after = out
+        .split_once("snapshot saved:")
+        .map(|(_, rest)| rest)
+        .expect("the snapshot line");
+    assert!(
+        after.contains(&format!(
+            " restore --nodes-file {} --snapshot {}",
+            d.dir.join("nodes.yaml").display(),
+            snap.display()
+        )),
+        "{out}"
+    );
+    let pids: Vec<i32> = d
+        .state
+        .ssh
+        .iter()
+        .map(|r| i32::try_from(r.pid).unwrap())
+        .collect();
+    assert!(pids.iter().all(|p| alive(*p)));
+    let st = d.stop();
+    assert!(st.success(), "{st}\n{}", d.output());
+    for p in &pids {
+        assert!(!alive(*p), "sshd {p} survived the teardown");
+    }
+    assert!(
+        etcd_rescue::host::proc::holders(&[d.dir.join("ssh")]).is_empty(),
+        "nothing holds the drill's ssh files open"
+    );
+}
+
+/// A drill killed with SIGKILL leaves its sshd running; `drill down` stops it by its recorded PID.
+#[test]
+fn drill_down_stops_the_sshd_of_a_killed_drill() {
+    let mut d = Drill::start(&["--keys", "10", "--ssh"]);
+    let pid = i32::try_from(d.state.ssh[0].pid).unwrap();
+    d.kill_drill();
+    assert!(alive(pid), "sshd outlives its drill");
+    assert!(ssh_to(&d, "cp1", &["true"]).status.success());
+    let out = bin()
+        .args(["drill", "down", "--dir"])
+        .arg(&d.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("killed 1 sshd(s)"), "{:?}", text(&out));
+    assert!(!alive(pid), "sshd stopped by drill down");
+}

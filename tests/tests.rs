@@ -30,6 +30,8 @@ mod revisions;
 mod scenarios;
 // The native snapshot reader against real etcd 3.4 and 3.5 snapshots, damaged copies, fuzzing.
 mod snapshot;
+// host::ssh against a real sshd on loopback: exit codes, ssh's own failures, timeouts, send_file, the shared master.
+mod ssh;
 // `status` on a three-member sandbox: etcdctl's facts, a member down.
 mod status;
 // The test bed itself: real etcd 3.4 and 3.5 start, answer and stop.

@@ -46,6 +46,7 @@ pub(super) fn up(command: &Command) -> Result<Code> {
         kubelet_start_delay,
         scenario,
         list,
+        ssh,
     } = command
     else {
         unreachable!("drill::up runs `drill` without a subcommand");
@@ -71,6 +72,7 @@ pub(super) fn up(command: &Command) -> Result<Code> {
         runtime: *runtime,
         kubelet_start_delay: *kubelet_start_delay,
         data_fs_size: scenario.and_then(crate::drill::broken::Scenario::data_fs_size),
+        ssh: *ssh,
     };
     crate::host::rt::multi_thread()?.block_on(run_drill(opts, *scenario))
 }
@@ -86,6 +88,9 @@ pub(super) fn down(dir: &Path) -> Result<Code> {
         r.killed.len(),
         r.stale.len()
     );
+    if !r.sshd.is_empty() {
+        outln!("killed {} sshd(s) of the nodes", r.sshd.len());
+    }
     for t in &r.containerd {
         outln!(
             "node {}: containerd {}; {} pod(s) removed, {} task(s) killed, {} stale task(s) removed, {} container process(es) and {} shim(s) killed, {} mount(s) unmounted, {} cgroup(s) removed",

@@ -26,6 +26,8 @@ pub struct DownReport {
     pub stale: Vec<PathBuf>,
     /// Each containerd node's teardown.
     pub containerd: Vec<Teardown>,
+    /// The nodes' sshds (`drill --ssh`) killed by their recorded PIDs.
+    pub sshd: Vec<i32>,
 }
 
 /// A container process as the process runtime recorded it in its pid file
@@ -274,7 +276,15 @@ pub fn down_dir(dir: &Path, wait: Duration) -> Result<DownReport> {
             report.stale.extend(stale);
         }
     }
+    for rec in &state.ssh {
+        if super::sshd::is_drills(rec, &dir) {
+            let pid = i32::try_from(rec.pid).unwrap_or(0);
+            crate::host::proc::kill(pid)?;
+            report.sshd.push(pid);
+        }
+    }
     wait_gone(&report.killed, Duration::from_secs(10));
+    wait_gone(&report.sshd, Duration::from_secs(10));
     if state.runtime == Runtime::Containerd {
         for n in &state.nodes {
             let paths = containerd::Paths::new(&Root::new(resolved(&n.root)));

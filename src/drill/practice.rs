@@ -135,12 +135,58 @@ pub fn practice_text(dir: &Path, state: &DrillState) -> String {
             );
         }
     }
+    ssh_text(&mut s, dir, state);
     let _ = writeln!(
         s,
         "\nStop with Ctrl-C. If this process is killed, clean up with: {me} drill down --dir {}",
         crate::shell::quote_path(dir)
     );
     s
+}
+
+/// What `drill --ssh` adds: how to reach each node and the one fleet restore command.
+fn ssh_text(s: &mut String, dir: &Path, state: &DrillState) {
+    use std::fmt::Write;
+    if state.ssh.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nEach node has an sshd on loopback (the fleet file {} names them):",
+        dir.join("nodes.yaml").display()
+    );
+    for r in &state.ssh {
+        let _ = writeln!(
+            s,
+            "  ssh -F {} {}    # {}, sshd pid {}",
+            crate::shell::quote_path(&dir.join("ssh_config")),
+            r.node,
+            r.address,
+            r.pid
+        );
+    }
+    if let Some(snap) = state
+        .scenario
+        .as_ref()
+        .and_then(|b| b.good_snapshot.as_ref())
+        .or(state.snapshot.as_ref())
+    {
+        let _ = writeln!(
+            s,
+            "Restore every node from here, over ssh:\n  {}",
+            fleet_command(dir, snap)
+        );
+    }
+}
+
+/// The one command that restores every node of a `drill --ssh` over ssh, from its fleet file.
+pub fn fleet_command(dir: &Path, snapshot: &Path) -> String {
+    format!(
+        "{} restore --nodes-file {} --snapshot {}",
+        self_command(),
+        crate::shell::quote_path(&dir.join("nodes.yaml")),
+        crate::shell::quote_path(snapshot)
+    )
 }
 
 /// How to call this binary in printed commands: `etcd-rescue` when that is

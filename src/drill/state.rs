@@ -97,6 +97,9 @@ pub struct DrillState {
     /// Filesystems the drill mounted (a small data dir), unmounted at the end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<PathBuf>,
+    /// The sshd in front of each node (`drill --ssh`), stopped by PID at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<super::sshd::SshdRecord>,
     /// The scenario the drill broke it with, and what recovering means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<Broken>,

@@ -46,6 +46,8 @@ pub struct Options {
     pub kubelet_start_delay: Duration,
     /// Give each node's etcd data dir a tmpfs of this size (root), for a full disk.
     pub data_fs_size: Option<u64>,
+    /// Put an sshd in front of each node and write `ssh_config` and `nodes.yaml`.
+    pub ssh: bool,
 }
 
 /// A running drill; [`Drill::down`] stops it.
@@ -59,8 +61,10 @@ pub struct Drill {
     containerds: Vec<Containerd>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     stop_servers: watch::Sender<bool>,
+    /// The nodes' sshds (`--ssh`).
+    sshd: Option<super::sshd::Fleet>,
     /// The ports' reservations, released when the drill ends.
-    _ports: Ports,
+    ports: Ports,
 }
 
 impl Running for Drill {
@@ -245,6 +249,30 @@ fn etcd_version(bin: &Path) -> Option<String> {
         .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_string()))
 }
 
+/// The drill's directory: `--dir` claimed ([`claim_dir`]; refused when a drill lives
+/// there), else a new temp dir, marked.
+fn drill_dir(opts: &Options) -> Result<PathBuf> {
+    if let Some(d) = &opts.dir {
+        if state_file(d).exists() {
+            bail!(Fail::before_change(
+                format!("a drill already lives in {}", d.display()),
+                format!(
+                    "stop it with `etcd-rescue drill down --dir {}` or choose another --dir",
+                    crate::shell::quote_path(d)
+                )
+            ));
+        }
+        claim_dir(d)
+    } else {
+        let d = tempfile::Builder::new()
+            .prefix("etcd-rescue-drill-")
+            .tempdir()?
+            .keep();
+        mark(&d)?;
+        Ok(d)
+    }
+}
+
 /// Finds a directory whose `etcd` is of `release`: `hint`, then the project's
 /// `.tools/` (beside the running binary), then PATH, then `/usr/bin`.
 pub fn find_etcd(release: Release, hint: Option<&Path>) -> Result<(PathBuf, String)> {
@@ -307,25 +335,7 @@ impl Drill {
             }
         };
         let (etcd_bin, etcd_version) = find_etcd(opts.release, opts.etcd_bin.as_deref())?;
-        let dir = if let Some(d) = &opts.dir {
-            if state_file(d).exists() {
-                bail!(Fail::before_change(
-                    format!("a drill already lives in {}", d.display()),
-                    format!(
-                        "stop it with `etcd-rescue drill down --dir {}` or choose another --dir",
-                        crate::shell::quote_path(d)
-                    )
-                ));
-            }
-            claim_dir(d)?
-        } else {
-            let d = tempfile::Builder::new()
-                .prefix("etcd-rescue-drill-")
-                .tempdir()?
-                .keep();
-            mark(&d)?;
-            d
-        };
+        let dir = drill_dir(opts)?;
         let mut specs = Vec::new();
         let mut ports = Ports::new();
         for i in 0..opts.members {
@@ -387,6 +397,7 @@ impl Drill {
                 snapshot: None,
                 seed: None,
                 mounts: Vec::new(),
+                ssh: Vec::new(),
                 scenario: None,
             },
             kubelets: Vec::new(),
@@ -394,7 +405,8 @@ impl Drill {
             containerds: Vec::new(),
             servers: Vec::new(),
             stop_servers,
-            _ports: ports,
+            sshd: None,
+            ports,
         };
         if let Some(size) = opts.data_fs_size {
             for n in &nodes {
@@ -453,6 +465,9 @@ impl Drill {
                 names.join(", "),
                 started.elapsed()
             ));
+        }
+        if opts.ssh {
+            self.start_sshd(started, say)?;
         }
         let exe = std::env::current_exe().context("finding the etcd-rescue binary for the stand-ins")?;
         for n in &nodes {
@@ -549,9 +564,56 @@ impl Drill {
             crate::units::human_bytes(size),
             started.elapsed()
         ));
+        if opts.ssh {
+            say(&format!(
+                "restore every node over ssh: {}",
+                super::practice::fleet_command(&self.dir, &snap)
+            ));
+        }
         self.state.snapshot = Some(snap);
         self.state.seed = Some(report);
         self.save()
+    }
+
+    /// Starts an sshd on each node's address (a port of the drill's own), writes
+    /// `ssh_config` and `nodes.yaml` into the drill dir, records the sshds' PIDs.
+    fn start_sshd(&mut self, started: Instant, say: &mut dyn FnMut(&str)) -> Result<()> {
+        let mut addrs = Vec::new();
+        for n in &self.state.nodes {
+            addrs.push((
+                n.spec.name.clone(),
+                std::net::SocketAddrV4::new(n.spec.ip, self.ports.take()?),
+            ));
+        }
+        let config = self.dir.join("ssh_config");
+        let fleet =
+            super::sshd::Fleet::start(&self.dir.join("ssh"), &config, &addrs, Duration::from_secs(10))?;
+        self.state.ssh = fleet.records();
+        self.sshd = Some(fleet);
+        self.save()?;
+        let nodes = crate::node::nodes_file::NodesFile {
+            ssh_config: Some(config.clone()),
+            nodes: self
+                .state
+                .nodes
+                .iter()
+                .map(|n| crate::node::nodes_file::FleetNode {
+                    name: n.spec.name.clone(),
+                    destination: n.spec.name.clone(),
+                    root: Some(n.root.clone()),
+                })
+                .collect(),
+        };
+        let file = self.dir.join("nodes.yaml");
+        std::fs::write(&file, nodes.render()).with_context(|| format!("writing {}", file.display()))?;
+        say(&format!(
+            "sshd in front of every node: `ssh -F {} {}`; fleet file {} ({:.1?})",
+            crate::shell::quote_path(&config),
+            self.state.nodes.first().map_or("cp1", |n| n.spec.name.as_str()),
+            file.display(),
+            started.elapsed()
+        ));
+        Ok(())
     }
 
     /// Unmounts what the drill mounted.
@@ -600,6 +662,9 @@ impl Drill {
             let _ = s.await;
         }
         let mut left = Vec::new();
+        if let Some(mut f) = self.sshd {
+            left.extend(f.stop().iter().map(|p| format!("sshd (pid {p}) still running")));
+        }
         for c in self.containerds {
             left.extend(c.stop().await.left_behind);
         }

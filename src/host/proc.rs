@@ -221,7 +221,53 @@ pub fn spawn_group(argv: &[String], env: &[(&str, &str)], keep: &std::fs::File) 
     })
 }
 
+/// Starts `argv` in a process group of its own (so [`kill_group`] reaches
+/// everything it starts), its stdin `stdin` (`/dev/null` when `None`) and its
+/// stdout and stderr pipes, read through [`Group::pipes`] or [`Group::lines`].
+///
+/// # Errors
+/// When `argv` is empty or the command cannot be started.
+pub fn spawn_piped(argv: &[String], stdin: Option<std::fs::File>) -> anyhow::Result<Group> {
+    use anyhow::Context as _;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let (program, args) = argv.split_first().context("no command to start")?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    let pid = child.id();
+    Ok(Group {
+        child,
+        pid,
+        start: start_time(pid),
+        readers: Vec::new(),
+    })
+}
+
 impl Group {
+    /// Its stdout and stderr pipes, to read as the caller needs (only the first call gets them).
+    pub fn pipes(
+        &mut self,
+    ) -> (
+        Option<std::process::ChildStdout>,
+        Option<std::process::ChildStderr>,
+    ) {
+        (self.child.stdout.take(), self.child.stderr.take())
+    }
+
+    /// Its exit status once it has exited (reaped then), `None` while it runs.
+    ///
+    /// # Errors
+    /// When waiting fails.
+    pub fn try_wait(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
     /// Its stdout and stderr lines as they come, interleaved; the channel
     /// closes once both pipes are closed. Only the first call gets them.
     pub fn lines(&mut self) -> std::sync::mpsc::Receiver<String> {

@@ -8,6 +8,7 @@ pub mod fixture;
 pub mod k8s;
 pub mod proxy;
 pub mod s3;
+pub mod sshd;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};

@@ -171,6 +171,9 @@ pub enum Command {
         /// Apply the stages up to and including STAGE, then pause again (a stage already done: nothing to apply).
         #[arg(long, value_parser = restore::parse_stage, value_name = "STAGE")]
         until: Option<crate::restore::stage::StageId>,
+        /// Go on with the newest fleet run (every member in this file, over ssh) from the last barrier every member passed.
+        #[arg(long, value_name = "FILE", conflicts_with = "until")]
+        nodes_file: Option<PathBuf>,
     },
     /// The state of this node's newest run (or --run ID), from its journal: stages done, paused
     /// or ended, resumable (exit 1 when there is no run).
@@ -199,6 +202,9 @@ pub enum Command {
         /// Roll back one member of an HA cluster.
         #[arg(long)]
         force: bool,
+        /// Roll back every member of the newest fleet run (every member in this file, over ssh).
+        #[arg(long, value_name = "FILE")]
+        nodes_file: Option<PathBuf>,
     },
     /// Check the restored cluster against the last run; for an HA member
     /// waiting for its peers, finish the run once a quorum answers.
@@ -345,6 +351,7 @@ macro_rules! outln {
 
 mod backup;
 mod drill;
+mod fleet;
 mod node;
 mod ops;
 mod registry;
@@ -460,8 +467,29 @@ pub fn run(cli: &Cli) -> Result<Code> {
         Command::Resume {
             select,
             yes,
+            nodes_file: Some(f),
+            ..
+        } => fleet::resume(
+            &crate::node::nodes_file::NodesFile::read(f)?,
+            select.state_dir.as_deref(),
+            *yes,
+        ),
+        Command::Rollback {
+            select,
+            yes,
+            nodes_file: Some(f),
+            ..
+        } => fleet::rollback(
+            &crate::node::nodes_file::NodesFile::read(f)?,
+            select.state_dir.as_deref(),
+            *yes,
+        ),
+        Command::Resume {
+            select,
+            yes,
             plain,
             until,
+            nodes_file: None,
         } => restore::resume(cli, select, *yes, *plain, *until),
         Command::Journal { select, write_out } => restore::journal(cli, select, *write_out),
         Command::Rollback { .. } => restore::rollback(cli),

@@ -67,6 +67,16 @@ impl Fail {
         }
     }
 
+    /// An error after the node (or a member of a fleet) was changed (exit
+    /// 3): the way back is in a journal, which `next` names.
+    pub fn after_change(message: impl Into<String>, next: impl Into<String>) -> Self {
+        Fail {
+            code: Code::Changed,
+            message: message.into(),
+            next: next.into(),
+        }
+    }
+
     /// A check that found a problem (exit 1) with its way forward.
     pub fn problem(message: impl Into<String>, next: impl Into<String>) -> Self {
         Fail {

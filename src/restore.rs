@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod face;
+pub mod fleet;
 pub mod journal;
 pub mod nodes;
 pub mod plan;

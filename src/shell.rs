@@ -21,3 +21,8 @@ pub fn quote(word: &str) -> String {
 pub fn quote_path(p: &Path) -> String {
     quote(&p.display().to_string())
 }
+
+/// The words as one command line a POSIX shell reads back word for word.
+pub fn join(words: &[String]) -> String {
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}

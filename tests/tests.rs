@@ -8,6 +8,8 @@ mod support;
 mod backup;
 // `certs` on generated kubeadm PKIs: expiry, chains, SANs, permissions.
 mod certs;
+// `restore --nodes-file`: three drill members behind real sshd, restored in lockstep, resumed, rolled back.
+mod fleet;
 // `drill --runtime containerd`: a real containerd through CRI, and a clean teardown.
 mod containerd;
 // `status` on every way etcd can be out of reach (TLS, refused, silent, lost quorum): the cause, never restore.

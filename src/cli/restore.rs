@@ -103,6 +103,47 @@ pub struct RestoreArgs {
     /// Which program restores the snapshot: `auto` (etcdutl, or etcdctl 3.4, of a fitting version when found; else the native restore), `etcdutl` (refuse without one), `native` (this program, no etcd binary).
     #[arg(long, value_enum, default_value = "auto", value_name = "TOOL")]
     pub restore_tool: RestoreToolArg,
+    /// Restore every member of an HA control plane from here over ssh, in lockstep (ssh destinations, comma-separated, each also the member's name; see docs/fleet.md).
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["nodes_file", "until", "dry_run", "initial_cluster", "initial_cluster_token"])]
+    pub nodes: Option<String>,
+    /// As --nodes, from a fleet file (`nodes:` with name, destination and, for drill nodes, root; `sshConfig:`), as `drill --ssh` writes one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["until", "dry_run", "initial_cluster", "initial_cluster_token"])]
+    pub nodes_file: Option<PathBuf>,
+}
+
+impl RestoreArgs {
+    /// The flags every member of a fleet restore gets too.
+    fn member_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.skip_hash_check {
+            v.push("--skip-hash-check".to_string());
+        }
+        if let Some(n) = self.bump_revision {
+            v.extend(["--bump-revision".to_string(), n.to_string()]);
+        }
+        if self.no_bump {
+            v.push("--no-bump".to_string());
+        }
+        match self.restore_tool {
+            RestoreToolArg::Auto => {}
+            RestoreToolArg::Etcdutl => v.extend(["--restore-tool".to_string(), "etcdutl".to_string()]),
+            RestoreToolArg::Native => v.extend(["--restore-tool".to_string(), "native".to_string()]),
+        }
+        if let Settle(Some(d)) = self.settle {
+            v.extend(["--settle".to_string(), format!("{}ms", d.as_millis())]);
+        }
+        v.extend([
+            "--wait-timeout".to_string(),
+            format!("{}s", self.wait_timeout.as_secs()),
+        ]);
+        if self.force_stop {
+            v.push("--force-stop".to_string());
+        }
+        if self.restore_in_outage {
+            v.push("--restore-in-outage".to_string());
+        }
+        v
+    }
 }
 
 /// `--restore-tool`.
@@ -157,6 +198,16 @@ fn restore_ended(ended: crate::restore::Ended, write_out: Format) -> Result<Code
 
 /// `restore`: in the wizard, at the line prompt, headless (`--yes`) or as a dry run.
 pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
+    if let Some(nodes) = super::fleet::nodes(a.nodes.as_deref(), a.nodes_file.as_deref())? {
+        let Some(snapshot) = &a.snapshot else {
+            return Err(crate::exit::Fail::before_change(
+                "a fleet restore needs --snapshot",
+                "pass --snapshot FILE: the snapshot on this machine, put on every member",
+            )
+            .into());
+        };
+        return super::fleet::restore(nodes, snapshot, a.member_flags(), a.state_dir.as_deref(), a.yes);
+    }
     if a.write_out == Format::Json && !a.dry_run {
         return Err(crate::exit::Fail::before_change(
             "-w json prints the plan of a --dry-run only",
@@ -328,6 +379,7 @@ pub(super) fn rollback(cli: &Cli) -> Result<Code> {
         plain,
         discard_writes,
         force,
+        ..
     } = &cli.command
     else {
         unreachable!("restore::rollback runs `rollback` only");

@@ -1,0 +1,739 @@
+//! One command restores a whole HA control plane: every member over SSH, in
+//! lockstep, one plan, one fleet journal.
+//!
+//! The coordinator (the operator's workstation or any one node) reaches each
+//! member with the operator's own `ssh` ([`crate::host::ssh`]) and runs
+//! etcd-rescue there, so each member keeps its own journal and can be resumed
+//! or rolled back on its own. The coordinator:
+//! - checks each member: reachable, root or `sudo -n`, etcd-rescue of this
+//!   very version there (else this binary is copied to the node's state dir
+//!   after asking, checked by sha256), an etcd member of its own name;
+//! - puts the same snapshot on every member (its own copy when its sha256
+//!   matches, else sent over the same connection and checked on arrival);
+//! - plans every member with one `--initial-cluster` and one token, derived
+//!   once, and shows every member's plan before anything changes;
+//! - runs the [`Phase`]s with a barrier after each: no member begins a phase
+//!   before every member has finished the one before, so old and new members
+//!   never run together (every member stops before any swaps, every member
+//!   swaps before any starts);
+//! - stops at the barrier when a member fails, and offers to roll back every
+//!   member; a member it cannot reach is reported with the exact command to
+//!   run on it.
+
+pub mod journal;
+pub mod phase;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use super::plan::Plan;
+use crate::exit::Fail;
+use crate::host::ssh::{Remote, Session};
+use crate::node::nodes_file::{FleetNode, NodesFile};
+use journal::{FleetJournal, Record};
+pub use phase::{Cluster, MemberAt, Phase};
+
+/// What the operator asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The members and how to reach them.
+    pub nodes: NodesFile,
+    /// The snapshot on the coordinator.
+    pub snapshot: PathBuf,
+    /// Flags every member's restore gets too.
+    pub extra: Vec<String>,
+    /// The coordinator's fleet journals (`<state dir>/fleet`).
+    pub journal_dir: PathBuf,
+    /// How long one connection or check may take.
+    pub ssh_timeout: Duration,
+    /// How long one phase may take on a member.
+    pub phase_timeout: Duration,
+}
+
+/// What happened, as values: only a renderer makes words of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A member answered: how commands run there.
+    Reached {
+        /// The member.
+        member: String,
+        /// Through `sudo -n`.
+        sudo: bool,
+        /// The etcd-rescue there.
+        binary: String,
+        /// Whether this binary was copied there.
+        copied: bool,
+    },
+    /// The snapshot on a member: its own copy, or sent now.
+    SnapshotThere {
+        /// The member.
+        member: String,
+        /// Where.
+        path: PathBuf,
+        /// Whether it was sent now.
+        sent: bool,
+    },
+    /// A phase begins on every member.
+    PhaseBegins(Phase),
+    /// A line a member's run wrote.
+    Line {
+        /// The member.
+        member: String,
+        /// The line.
+        text: String,
+    },
+    /// Every member finished the phase (the barrier is passed and journaled).
+    Barrier {
+        /// The phase.
+        phase: Phase,
+        /// How long it took.
+        took: Duration,
+    },
+    /// A member failed; `run_there` is the command that goes on on that node alone.
+    MemberFailed {
+        /// The member.
+        member: String,
+        /// The phase.
+        phase: Option<Phase>,
+        /// Why.
+        why: String,
+        /// The exact single-node command.
+        run_there: Vec<String>,
+    },
+}
+
+/// The combined plan: every member's own plan, and the fleet's order.
+#[derive(Debug, Clone)]
+pub struct FleetPlan {
+    /// The fleet run's id.
+    pub id: String,
+    /// The snapshot's sha256.
+    pub snapshot_sha256: String,
+    /// What every member is told alike.
+    pub cluster: Cluster,
+    /// Each member and its plan.
+    pub members: Vec<(MemberAt, Plan)>,
+    /// The fleet journal.
+    pub journal: PathBuf,
+}
+
+/// How the fleet run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Every member restored, verified and serving.
+    Done,
+    /// The operator stopped before `next`; resume goes on from there.
+    Paused {
+        /// The phase not begun.
+        next: Phase,
+    },
+    /// A member failed `phase`; nothing was rolled back.
+    Stopped {
+        /// The phase.
+        phase: Phase,
+    },
+    /// Every member was rolled back.
+    RolledBack,
+    /// Nothing was changed (the plan was declined).
+    Cancelled,
+}
+
+/// What the coordinator shows and asks.
+pub trait FleetFace {
+    /// Something happened.
+    fn event(&mut self, e: &Event);
+    /// Members lack this version of etcd-rescue: copy this binary to them?
+    fn copy_binary(&mut self, members: &[String], to: &str) -> bool;
+    /// The combined plan, before any change: go on?
+    fn plan(&mut self, plan: &FleetPlan) -> bool;
+    /// `phase` is next on every member: go on?
+    fn phase(&mut self, phase: Phase) -> bool;
+    /// Members failed: roll back every member?
+    fn roll_back(&mut self, failed: &[String]) -> bool;
+}
+
+/// A member reached: its connection and how commands run there.
+struct Reached {
+    at: MemberAt,
+    session: Session,
+}
+
+/// The member as `etcd-rescue node -w json` describes it (the fields the
+/// fleet needs of [`crate::node::NodeReport`]).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeSeen {
+    etcd: EtcdSeen,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EtcdSeen {
+    name: String,
+    initial_advertise_peer_urls: Vec<String>,
+}
+
+/// Restores every member of `opts.nodes` from `opts.snapshot`, phase by phase.
+pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
+    let sha = crate::host::fs::file_sha256(&opts.snapshot)?;
+    let mut members = connect(&opts.nodes, opts.ssh_timeout)?;
+    place_binaries(&mut members, opts.ssh_timeout, face)?;
+    place_snapshot(&mut members, &opts.snapshot, &sha, opts.ssh_timeout, face)?;
+    let cluster = derive_cluster(&members, &sha, &opts.extra, opts.ssh_timeout)?;
+    let id = format!("{}-fleet", crate::utc::now());
+    let mut plans = Vec::new();
+    for m in &members {
+        let r = m
+            .session
+            .run(&m.at.plan_command(&cluster), opts.ssh_timeout * 4)?;
+        let plan: Plan = serde_json::from_slice(&r.stdout).map_err(|e| {
+            Fail::before_change(
+                format!(
+                    "{} could not plan its restore: {}",
+                    m.at.name,
+                    first_line(&r.stderr).unwrap_or(&e.to_string())
+                ),
+                format!(
+                    "run `{}` on {} to see why",
+                    crate::shell::join(&m.at.plan_command(&cluster)),
+                    m.at.destination
+                ),
+            )
+        })?;
+        plans.push((m.at.clone(), plan));
+    }
+    let plan = FleetPlan {
+        id: id.clone(),
+        snapshot_sha256: sha.clone(),
+        cluster: cluster.clone(),
+        members: plans,
+        journal: opts.journal_dir.join(format!("{id}.jsonl")),
+    };
+    if !face.plan(&plan) {
+        return Ok(End::Cancelled);
+    }
+    let mut journal = FleetJournal::create(
+        &opts.journal_dir,
+        Record::Plan {
+            id,
+            created: crate::utc::rfc3339(std::time::SystemTime::now()),
+            snapshot: opts.snapshot.clone(),
+            snapshot_sha256: sha,
+            cluster: cluster.clone(),
+            members: members.iter().map(|m| m.at.clone()).collect(),
+        },
+    )?;
+    run_phases(
+        &members,
+        &cluster,
+        Phase::Prepare,
+        true,
+        &mut journal,
+        opts.phase_timeout,
+        face,
+    )
+}
+
+/// Goes on with the newest fleet run in `journal_dir` after its last barrier.
+pub fn resume(
+    journal_dir: &Path,
+    ssh_config: Option<&Path>,
+    timeouts: (Duration, Duration),
+    face: &mut dyn FleetFace,
+) -> Result<End> {
+    let mut journal = FleetJournal::open_newest(journal_dir)?;
+    if journal.ended() {
+        return Err(Fail::before_change(
+            format!("the fleet run in {} has ended", journal.path().display()),
+            "start a new one with `etcd-rescue restore --nodes-file FILE --snapshot FILE`",
+        )
+        .into());
+    }
+    let (_, _, cluster, ats) = journal.plan().context("the fleet journal has no plan")?;
+    let (cluster, ats) = (cluster.clone(), ats.to_vec());
+    let members = reconnect(&ats, ssh_config, timeouts.0)?;
+    let next = journal.last_barrier().map_or(Some(Phase::Prepare), Phase::next);
+    let Some(next) = next else { return Ok(End::Done) };
+    // A member whose run of the first phase never began restores; the others resume.
+    run_phases(&members, &cluster, next, false, &mut journal, timeouts.1, face)
+}
+
+/// Rolls every member of the newest fleet run in `journal_dir` back.
+pub fn rollback(
+    journal_dir: &Path,
+    ssh_config: Option<&Path>,
+    timeout: Duration,
+    face: &mut dyn FleetFace,
+) -> Result<End> {
+    let mut journal = FleetJournal::open_newest(journal_dir)?;
+    let (_, _, _, ats) = journal.plan().context("the fleet journal has no plan")?;
+    let ats = ats.to_vec();
+    let members = reconnect(&ats, ssh_config, timeout)?;
+    roll_back_all(&members, &mut journal, timeout, face)
+}
+
+/// Runs the phases from `from`, a barrier after each.
+fn run_phases(
+    members: &[Reached],
+    cluster: &Cluster,
+    from: Phase,
+    first_try: bool,
+    journal: &mut FleetJournal,
+    timeout: Duration,
+    face: &mut dyn FleetFace,
+) -> Result<End> {
+    let mut phase = from;
+    loop {
+        if !face.phase(phase) {
+            return Ok(End::Paused { next: phase });
+        }
+        face.event(&Event::PhaseBegins(phase));
+        let began = Instant::now();
+        let commands: Vec<Vec<String>> = members
+            .iter()
+            .map(|m| {
+                let fresh = first_try || (phase == Phase::Prepare && !has_run(m, timeout));
+                m.at.phase_command(phase, cluster, fresh)
+            })
+            .collect();
+        let results = on_every_member(members, &commands, timeout, face);
+        let mut failed = Vec::new();
+        for (m, r) in members.iter().zip(results) {
+            let why = match r {
+                Ok(r) if r.code == Some(0) => continue,
+                Ok(r) => format!(
+                    "exited with {}{}",
+                    r.code.map_or_else(|| "a signal".to_string(), |c| c.to_string()),
+                    first_line(&r.stderr)
+                        .map(|l| format!(": {l}"))
+                        .unwrap_or_default()
+                ),
+                Err(e) => format!("{e:#}"),
+            };
+            journal.append(Record::Failed {
+                phase,
+                member: m.at.name.clone(),
+                error: why.clone(),
+            })?;
+            face.event(&Event::MemberFailed {
+                member: m.at.name.clone(),
+                phase: Some(phase),
+                why,
+                run_there: m.at.phase_command(phase, cluster, false),
+            });
+            failed.push(m.at.name.clone());
+        }
+        if !failed.is_empty() {
+            if face.roll_back(&failed) {
+                return roll_back_all(members, journal, timeout, face);
+            }
+            return Ok(End::Stopped { phase });
+        }
+        journal.append(Record::Barrier {
+            phase,
+            at: crate::utc::rfc3339(std::time::SystemTime::now()),
+        })?;
+        face.event(&Event::Barrier {
+            phase,
+            took: began.elapsed(),
+        });
+        match phase.next() {
+            Some(p) => phase = p,
+            None => return Ok(End::Done),
+        }
+    }
+}
+
+/// Whether a member's newest run is one to resume (`journal -w json` on it).
+fn has_run(m: &Reached, timeout: Duration) -> bool {
+    let argv =
+        m.at.command(&["journal".to_string(), "-w".to_string(), "json".to_string()]);
+    m.session
+        .run(&argv, timeout)
+        .ok()
+        .filter(|r| r.code == Some(0))
+        .and_then(|r| serde_json::from_slice::<crate::restore::run_state::RunState>(&r.stdout).ok())
+        .is_some_and(|s| s.resumable)
+}
+
+/// Rolls back every member at once; journals it when every one succeeded.
+fn roll_back_all(
+    members: &[Reached],
+    journal: &mut FleetJournal,
+    timeout: Duration,
+    face: &mut dyn FleetFace,
+) -> Result<End> {
+    let commands: Vec<Vec<String>> = members.iter().map(|m| m.at.rollback_command()).collect();
+    let results = on_every_member(members, &commands, timeout, face);
+    let mut ok = true;
+    for (m, r) in members.iter().zip(results) {
+        if let Some(why) = match r {
+            Ok(r) if r.code == Some(0) => None,
+            Ok(r) => Some(format!(
+                "rollback exited with {:?}: {}",
+                r.code,
+                first_line(&r.stderr).unwrap_or("")
+            )),
+            Err(e) => Some(format!("{e:#}")),
+        } {
+            ok = false;
+            face.event(&Event::MemberFailed {
+                member: m.at.name.clone(),
+                phase: None,
+                why,
+                run_there: m.at.rollback_command(),
+            });
+        }
+    }
+    if !ok {
+        return Err(Fail::after_change(
+            "not every member could be rolled back",
+            "run the command shown for each member on that node, then `etcd-rescue rollback --nodes-file FILE` again",
+        )
+        .into());
+    }
+    journal.append(Record::RolledBack {
+        at: crate::utc::rfc3339(std::time::SystemTime::now()),
+    })?;
+    Ok(End::RolledBack)
+}
+
+/// Runs `commands[i]` on `members[i]`, all at once, their lines shown as they come.
+fn on_every_member(
+    members: &[Reached],
+    commands: &[Vec<String>],
+    timeout: Duration,
+    face: &mut dyn FleetFace,
+) -> Vec<Result<Remote>> {
+    let (tx, rx) = mpsc::channel::<(String, String)>();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = members
+            .iter()
+            .zip(commands)
+            .map(|(m, argv)| {
+                let tx = tx.clone();
+                s.spawn(move || {
+                    m.session.run_lines(argv, timeout, &mut |line: &str| {
+                        let _ = tx.send((m.at.name.clone(), line.to_string()));
+                    })
+                })
+            })
+            .collect();
+        drop(tx);
+        for (member, text) in rx {
+            face.event(&Event::Line { member, text });
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the connection's thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// Opens a connection to every node at once.
+fn connect(nodes: &NodesFile, timeout: Duration) -> Result<Vec<Reached>> {
+    let cfg = nodes.ssh_config.as_deref();
+    let sessions: Vec<Result<Session>> = std::thread::scope(|s| {
+        let hs: Vec<_> = nodes
+            .nodes
+            .iter()
+            .map(|n| s.spawn(move || Session::open(&n.destination, cfg, timeout)))
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the connection's thread panicked")))
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    let mut unreachable = Vec::new();
+    for (n, s) in nodes.nodes.iter().zip(sessions) {
+        match s {
+            Ok(session) => out.push(Reached {
+                at: member_at(n, &session, timeout)?,
+                session,
+            }),
+            Err(e) => unreachable.push(format!("{} ({}): {e:#}", n.name, n.destination)),
+        }
+    }
+    if !unreachable.is_empty() {
+        return Err(Fail::before_change(
+            format!("cannot reach {}", unreachable.join("; ")),
+            "check that `ssh DESTINATION true` works without a prompt for every node (keys, agent, ~/.ssh/config, ProxyJump), then run again; nothing was changed",
+        )
+        .into());
+    }
+    Ok(out)
+}
+
+/// Reconnects to the members a fleet journal names.
+fn reconnect(ats: &[MemberAt], ssh_config: Option<&Path>, timeout: Duration) -> Result<Vec<Reached>> {
+    let mut out = Vec::new();
+    for at in ats {
+        let session = Session::open(&at.destination, ssh_config, timeout).map_err(|e| {
+            Fail::after_change(
+                format!("cannot reach {} ({}): {e:#}", at.name, at.destination),
+                format!(
+                    "on {} itself run `{}`, or fix ssh and run the fleet command again",
+                    at.name,
+                    crate::shell::join(&at.command(&["resume".to_string()]))
+                ),
+            )
+        })?;
+        out.push(Reached {
+            at: at.clone(),
+            session,
+        });
+    }
+    Ok(out)
+}
+
+/// How commands run on a node: root, or `sudo -n`; etcd-rescue from PATH for now.
+fn member_at(n: &FleetNode, s: &Session, timeout: Duration) -> Result<MemberAt> {
+    let id = s.run(&["id".to_string(), "-u".to_string()], timeout)?;
+    let root = String::from_utf8_lossy(&id.stdout).trim() == "0";
+    let sudo = if root {
+        false
+    } else {
+        let r = s.run(
+            &["sudo".to_string(), "-n".to_string(), "true".to_string()],
+            timeout,
+        )?;
+        if r.code != Some(0) {
+            return Err(Fail::before_change(
+                format!("{} ({}) logs in as a user who is not root and cannot sudo without a password", n.name, n.destination),
+                "log in as root (root@HOST) or allow that user `sudo -n` for etcd-rescue; nothing was changed",
+            )
+            .into());
+        }
+        true
+    };
+    Ok(MemberAt {
+        name: n.name.clone(),
+        destination: n.destination.clone(),
+        root: n.root.clone(),
+        sudo,
+        binary: "etcd-rescue".into(),
+        snapshot: PathBuf::new(),
+    })
+}
+
+/// The state dir on a member (under its root for drill nodes).
+fn state_dir(at: &MemberAt) -> PathBuf {
+    let d = Path::new(crate::restore::plan::DEFAULT_STATE_DIR);
+    match &at.root {
+        Some(r) => r.join(d.strip_prefix("/").unwrap_or(d)),
+        None => d.to_path_buf(),
+    }
+}
+
+/// Makes sure each member runs this very version: its own etcd-rescue when
+/// it says this version, else this binary copied (after asking) into its
+/// state dir and checked by sha256.
+fn place_binaries(members: &mut [Reached], timeout: Duration, face: &mut dyn FleetFace) -> Result<()> {
+    let want = format!("etcd-rescue {}", env!("CARGO_PKG_VERSION"));
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let exe_sha = crate::host::fs::file_sha256(&exe)?;
+    let mut lacking = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let there = state_dir(&m.at).join("bin/etcd-rescue");
+        let own = m.session.run(&m.at.command(&["--version".to_string()]), timeout);
+        if own.is_ok_and(|r| r.code == Some(0) && String::from_utf8_lossy(&r.stdout).trim() == want) {
+            continue;
+        }
+        if remote_sha(m, &there, timeout).as_deref() == Some(exe_sha.as_str()) {
+            lacking.push((i, there, false));
+            continue;
+        }
+        lacking.push((i, there, true));
+    }
+    let to_copy: Vec<String> = lacking
+        .iter()
+        .filter(|(_, _, copy)| *copy)
+        .map(|(i, _, _)| members[*i].at.name.clone())
+        .collect();
+    if !to_copy.is_empty() && !face.copy_binary(&to_copy, "<state dir>/bin/etcd-rescue") {
+        return Err(Fail::before_change(
+            format!(
+                "{} lack etcd-rescue {}",
+                to_copy.join(", "),
+                env!("CARGO_PKG_VERSION")
+            ),
+            "install this version on them, or let the fleet copy it; nothing was changed",
+        )
+        .into());
+    }
+    for (i, there, copy) in lacking {
+        let m = &mut members[i];
+        if copy {
+            send_checked(m, &exe, &there, &exe_sha, 0o700, timeout)?;
+        }
+        m.at.binary = there.display().to_string();
+        face.event(&Event::Reached {
+            member: m.at.name.clone(),
+            sudo: m.at.sudo,
+            binary: m.at.binary.clone(),
+            copied: copy,
+        });
+    }
+    Ok(())
+}
+
+/// Puts the snapshot on every member: its own copy at the same path or in
+/// its state dir when the sha256 matches, else sent and checked.
+fn place_snapshot(
+    members: &mut [Reached],
+    local: &Path,
+    sha: &str,
+    timeout: Duration,
+    face: &mut dyn FleetFace,
+) -> Result<()> {
+    let name = local
+        .file_name()
+        .map_or_else(|| "snapshot.db".into(), |n| n.to_string_lossy().into_owned());
+    for m in members.iter_mut() {
+        let in_state = state_dir(&m.at).join("snapshots").join(&name);
+        let (path, sent) = if remote_sha(m, local, timeout).as_deref() == Some(sha) {
+            (local.to_path_buf(), false)
+        } else if remote_sha(m, &in_state, timeout).as_deref() == Some(sha) {
+            (in_state, false)
+        } else {
+            send_checked(m, local, &in_state, sha, 0o600, timeout * 20)?;
+            (in_state, true)
+        };
+        face.event(&Event::SnapshotThere {
+            member: m.at.name.clone(),
+            path: path.clone(),
+            sent,
+        });
+        m.at.snapshot = path;
+    }
+    Ok(())
+}
+
+/// A file's sha256 on a member (`sha256sum`), `None` when it is not there.
+fn remote_sha(m: &Reached, path: &Path, timeout: Duration) -> Option<String> {
+    let argv = m.at.command(&[]);
+    let mut argv: Vec<String> = argv.into_iter().take(usize::from(m.at.sudo) * 2).collect();
+    argv.extend(["sha256sum".to_string(), path.display().to_string()]);
+    let r = m.session.run(&argv, timeout).ok()?;
+    if r.code != Some(0) {
+        return None;
+    }
+    String::from_utf8_lossy(&r.stdout)
+        .split_whitespace()
+        .next()
+        .filter(|h| h.len() == 64)
+        .map(str::to_string)
+}
+
+/// Sends `local` to `there` on a member through a private temp file, puts it
+/// in place with `mode` (as root when through sudo), and checks its sha256 there.
+fn send_checked(
+    m: &Reached,
+    local: &Path,
+    there: &Path,
+    sha: &str,
+    mode: u32,
+    timeout: Duration,
+) -> Result<()> {
+    let tmp = PathBuf::from(format!(
+        "/tmp/etcd-rescue-{}-{}",
+        std::process::id(),
+        crate::utc::now()
+    ));
+    m.session.send_file(local, &tmp, timeout)?;
+    let mut install: Vec<String> = if m.at.sudo {
+        vec!["sudo".into(), "-n".into()]
+    } else {
+        Vec::new()
+    };
+    install.extend([
+        "install".into(),
+        "-D".into(),
+        "-m".into(),
+        format!("{mode:o}"),
+        tmp.display().to_string(),
+        there.display().to_string(),
+    ]);
+    let r = m.session.run(&install, timeout)?;
+    let _ = m.session.run(
+        &["rm".to_string(), "-f".to_string(), tmp.display().to_string()],
+        timeout,
+    );
+    if r.code != Some(0) {
+        anyhow::bail!(
+            "{}: putting {} in place failed: {}",
+            m.at.name,
+            there.display(),
+            first_line(&r.stderr).unwrap_or("")
+        );
+    }
+    if remote_sha(m, there, timeout).as_deref() != Some(sha) {
+        anyhow::bail!(
+            "{}: {} arrived with another sha256 than it was sent with",
+            m.at.name,
+            there.display()
+        );
+    }
+    Ok(())
+}
+
+/// One `--initial-cluster` and one token for every member, from each
+/// member's own name and peer URLs (`node -w json` on it).
+fn derive_cluster(members: &[Reached], sha: &str, extra: &[String], timeout: Duration) -> Result<Cluster> {
+    let mut parts = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for m in members {
+        let argv =
+            m.at.command(&["node".to_string(), "-w".to_string(), "json".to_string()]);
+        let r = m.session.run(&argv, timeout)?;
+        let seen: NodeSeen = serde_json::from_slice(&r.stdout).map_err(|_| {
+            Fail::before_change(
+                format!(
+                    "{} is not a control-plane node with an etcd member: {}",
+                    m.at.name,
+                    first_line(&r.stderr).unwrap_or("`etcd-rescue node` found none")
+                ),
+                "list only the control-plane nodes of this cluster; nothing was changed",
+            )
+        })?;
+        if seen.etcd.name != m.at.name {
+            return Err(Fail::before_change(
+                format!(
+                    "the node listed as {} runs the etcd member {}",
+                    m.at.name, seen.etcd.name
+                ),
+                "name each node in the fleet file after its etcd member (etcd.yaml's --name)",
+            )
+            .into());
+        }
+        if !names.insert(seen.etcd.name.clone()) {
+            return Err(Fail::before_change(
+                format!("two nodes run the etcd member {}", seen.etcd.name),
+                "list each control-plane node once",
+            )
+            .into());
+        }
+        for u in &seen.etcd.initial_advertise_peer_urls {
+            parts.push(format!("{}={u}", seen.etcd.name));
+        }
+    }
+    Ok(Cluster {
+        initial_cluster: parts.join(","),
+        token: format!("etcd-rescue-{}", sha.get(..16).unwrap_or(sha)),
+        extra: extra.to_vec(),
+    })
+}
+
+fn first_line(s: &str) -> Option<&str> {
+    s.lines().map(str::trim).find(|l| !l.is_empty())
+}

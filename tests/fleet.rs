@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use etcd_rescue::drill::state::node_connection;
-use etcd_rescue::restore::fleet::journal::{FleetJournal, Record};
 use etcd_rescue::restore::fleet::Phase;
+use etcd_rescue::restore::fleet::journal::{FleetJournal, Record};
 use etcd_rescue::restore::journal;
 
 use crate::support::drill::{Drill, block_on};
@@ -64,9 +64,17 @@ fn assert_fleet_restored(d: &Drill, snap: &Path) {
         d.wait_until(Duration::from_secs(30), "member healthy", || {
             d.etcdctl(i, &["endpoint", "health"]).status.success()
         });
-        assert_eq!(contents(d, i), snapshot_contents(snap), "member {i} serves the snapshot");
+        assert_eq!(
+            contents(d, i),
+            snapshot_contents(snap),
+            "member {i} serves the snapshot"
+        );
         let (_, recs) = journal::read(&d.last_run(i).join("journal.jsonl")).unwrap();
-        assert_eq!(journal::outcome(&recs), Some(journal::Outcome::Done), "member {i}'s run");
+        assert_eq!(
+            journal::outcome(&recs),
+            Some(journal::Outcome::Done),
+            "member {i}'s run"
+        );
     }
     assert!(!d.has_late_key());
     let out = d.etcdctl(0, &["endpoint", "hashkv", "--cluster", "-w", "json"]);
@@ -76,7 +84,10 @@ fn assert_fleet_restored(d: &Drill, snap: &Path) {
     for x in m {
         assert!(x["HashKV"]["hash"].is_u64(), "{v}");
         assert_eq!(x["HashKV"]["hash"], m[0]["HashKV"]["hash"], "{v}");
-        assert_eq!(x["HashKV"]["header"]["revision"], m[0]["HashKV"]["header"]["revision"], "{v}");
+        assert_eq!(
+            x["HashKV"]["header"]["revision"], m[0]["HashKV"]["header"]["revision"],
+            "{v}"
+        );
     }
 }
 
@@ -125,11 +136,15 @@ fn a_killed_coordinator_resumes_from_the_last_barrier() {
     let state = tempfile::tempdir().unwrap();
     let mut c = fleet(&d, state.path(), &["restore", "--yes"]);
     c.arg("--snapshot").arg(&snap);
-    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let mut child = c.spawn().unwrap();
     let start = Instant::now();
     while !barriers(state.path()).contains(&Phase::Stop) {
-        assert!(start.elapsed() < Duration::from_secs(120), "the stop barrier within 2 min");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the stop barrier within 2 min"
+        );
         assert!(child.try_wait().unwrap().is_none(), "the coordinator ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -156,7 +171,8 @@ fn a_fleet_rollback_puts_every_member_back() {
     // first phase, then no (stop before the outage).
     let mut c = fleet(&d, state.path(), &["restore"]);
     c.arg("--snapshot").arg(&snap);
-    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     {
         use std::io::Write;
@@ -175,5 +191,9 @@ fn a_fleet_rollback_puts_every_member_back() {
             d.etcdctl(i, &["endpoint", "health"]).status.success()
         });
     }
-    assert_eq!(contents(&d, 0), before, "the old cluster's data, the late write included");
+    assert_eq!(
+        contents(&d, 0),
+        before,
+        "the old cluster's data, the late write included"
+    );
 }

@@ -157,9 +157,10 @@ impl MemberAt {
         self.command(&w)
     }
 
-    /// `rollback --yes` on this member.
+    /// `rollback --yes --force` on this member: every member is rolled back
+    /// together, which is what a member rolled back alone is refused for.
     pub fn rollback_command(&self) -> Vec<String> {
-        self.command(&["rollback".to_string(), "--yes".to_string()])
+        self.command(&["rollback".to_string(), "--yes".to_string(), "--force".to_string()])
     }
 
     fn restore_words(&self, c: &Cluster) -> Vec<String> {
@@ -256,6 +257,9 @@ mod tests {
             m.plan_command(&cluster())
                 .ends_with(&["--dry-run".into(), "-w".into(), "json".into()])
         );
-        assert_eq!(m.rollback_command().join(" "), "etcd-rescue rollback --yes");
+        assert_eq!(
+            m.rollback_command().join(" "),
+            "etcd-rescue rollback --yes --force"
+        );
     }
 }

@@ -383,34 +383,24 @@ impl Session {
         // Partial lines of each pipe, for `on_line`.
         let (mut line_out, mut line_err) = (Vec::new(), Vec::new());
         let mut closed = false;
+        // When ssh exited: the pipes get a moment more (something it left may hold them).
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
         let status = loop {
             let now = Instant::now();
             if now >= deadline {
-                let pid = i32::try_from(g.pid).unwrap_or(0);
-                let gone = super::proc::kill_group(pid, Duration::from_secs(5));
-                let _ = g.try_wait();
-                bail!(Fail::before_change(
-                    format!(
-                        "ssh {} `{}` did not finish within {timeout:?}: killed{}",
-                        self.destination,
-                        short(remote, 120),
-                        if gone {
-                            ""
-                        } else {
-                            " (ssh still not gone 5 s later)"
-                        }
-                    ),
-                    format!(
-                        "check that {} answers (`ssh {} true`) and the command can finish there, then run again",
-                        self.destination,
-                        quote(&self.destination)
-                    )
-                ));
+                return Err(self.timed_out(&mut g, remote, timeout));
+            }
+            if exited.is_none()
+                && let Some(s) = g.try_wait()?
+            {
+                exited = Some((s, now));
+            }
+            if let Some((s, at)) = exited
+                && (closed || now.duration_since(at) > Duration::from_secs(2))
+            {
+                break s;
             }
             if closed {
-                if let Some(s) = g.try_wait()? {
-                    break s;
-                }
                 std::thread::sleep(Duration::from_millis(20).min(deadline - now));
                 continue;
             }
@@ -430,8 +420,10 @@ impl Session {
                 Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
             }
         };
-        for r in readers {
-            let _ = r.join();
+        if closed {
+            for r in readers {
+                let _ = r.join();
+            }
         }
         if let Some(f) = on_line {
             emit_lines(&mut line_out, f, true);
@@ -458,6 +450,30 @@ impl Session {
             ));
         }
         Ok(Collected { code, stdout, stderr })
+    }
+}
+
+impl Session {
+    /// Kills ssh's process group `g` (which ran `remote` past `timeout`) and says so:
+    /// the remote command itself may still run on the node.
+    fn timed_out(&self, g: &mut super::proc::Group, remote: &str, timeout: Duration) -> anyhow::Error {
+        let gone = super::proc::kill_group(i32::try_from(g.pid).unwrap_or(0), Duration::from_secs(5));
+        // Reaped, so no zombie of it is left either.
+        let _ = g.try_wait();
+        Fail::before_change(
+            format!(
+                "ssh {} `{}` did not finish within {timeout:?}: ssh killed{}; the command may still be running there",
+                self.destination,
+                short(remote, 120),
+                if gone { "" } else { " (yet not gone 5 s later)" }
+            ),
+            format!(
+                "check on {} whether it still runs and why it hangs (`ssh {} true` answers?), then run again",
+                self.destination,
+                quote(&self.destination)
+            ),
+        )
+        .into()
     }
 }
 

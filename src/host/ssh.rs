@@ -1,7 +1,8 @@
 //! Commands on another machine through the operator's own `ssh` (keys, agent,
 //! `~/.ssh/config`, `ProxyJump` all as the operator set them up): one
 //! [`Session`] per destination, one master connection shared by every call
-//! (`ControlMaster` in a private 0700 dir of this process), every call bounded
+//! (`ControlMaster` in a private 0700 scratch dir named after this process, so
+//! the next run removes one a SIGKILL left), every call bounded
 //! in time and killed with its process group when it runs over.
 //!
 //! `ssh` runs with `BatchMode=yes` (it never asks for a password or a host
@@ -39,7 +40,7 @@ pub struct Session {
     /// The connect timeout given to ssh, in whole seconds.
     connect_secs: u64,
     /// The private dir of the master connection's socket (0700, removed on drop).
-    control: tempfile::TempDir,
+    control: super::cleanup::Scratch,
 }
 
 /// What a remote command did.
@@ -72,6 +73,21 @@ fn check_destination(destination: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The `ssh` client in the dirs of `path` (a PATH value).
+fn find_ssh(path: &std::ffi::OsStr) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .map(|d| d.join("ssh"))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .ok_or_else(|| {
+            Fail::before_change(
+                "no `ssh` client on PATH",
+                "install the OpenSSH client (Debian and Ubuntu: `apt-get install openssh-client`; RHEL: `dnf install openssh-clients`)",
+            )
+            .into()
+        })
 }
 
 /// The remote command line for `argv`: each word quoted for the remote shell.
@@ -192,12 +208,7 @@ impl Session {
     /// A session not yet connected: the checks and the private control dir only.
     fn new(destination: &str, ssh_config: Option<&Path>, timeout: Duration) -> Result<Session> {
         check_destination(destination)?;
-        let ssh = super::etcdutl::which("ssh").ok_or_else(|| {
-            Fail::before_change(
-                "no `ssh` client on PATH",
-                "install the OpenSSH client (Debian and Ubuntu: `apt-get install openssh-client`; RHEL: `dnf install openssh-clients`)",
-            )
-        })?;
+        let ssh = find_ssh(&std::env::var_os("PATH").unwrap_or_default())?;
         if let Some(c) = ssh_config
             && !c.is_file()
         {
@@ -213,20 +224,13 @@ impl Session {
         } else {
             base
         };
-        let control = tempfile::Builder::new()
-            .prefix("etcd-rescue-ssh-")
-            .tempdir_in(&base)
-            .with_context(|| {
-                format!(
-                    "creating a private dir for ssh's control socket in {}",
-                    base.display()
-                )
-            })?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(control.path(), std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("making {} private", control.path().display()))?;
-        }
+        // Named after this process, removed on drop or a signal, and by the next run after a SIGKILL.
+        let control = super::cleanup::scratch_dir_in(&base).with_context(|| {
+            format!(
+                "creating a private dir for ssh's control socket in {}",
+                base.display()
+            )
+        })?;
         Ok(Session {
             destination: destination.to_string(),
             ssh,
@@ -554,6 +558,17 @@ mod tests {
         assert_eq!(&a[a.len() - 4..], ["-O", "exit", "--", "cp1"]);
         assert_eq!(f.destination(), "cp1");
         assert!(Session::new("cp1", Some(Path::new("/nonexistent/ssh_config")), Duration::ZERO).is_err());
+    }
+
+    /// Without `ssh` on PATH the error says which package brings it.
+    #[test]
+    fn a_missing_ssh_names_openssh_client() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = find_ssh(empty.path().as_os_str()).unwrap_err();
+        let f = e.downcast_ref::<Fail>().unwrap();
+        assert!(f.message.contains("no `ssh` client"), "{}", f.message);
+        assert!(f.next.contains("openssh-client"), "{}", f.next);
+        assert!(find_ssh(std::ffi::OsStr::new("/usr/bin")).is_ok());
     }
 
     /// Destinations ssh would read as an option, or that are not one word, are refused;

@@ -257,8 +257,12 @@ impl Session {
         if let Some(c) = &self.config {
             a.extend(["-F".into(), c.display().to_string()]);
         }
+        // No terminal, no command or forwarding of the operator's config: the output is the command's.
+        a.push("-T".into());
         for o in [
             "BatchMode=yes".to_string(),
+            "RemoteCommand=none".into(),
+            "ClearAllForwardings=yes".into(),
             format!("ConnectTimeout={}", self.connect_secs),
             "ControlMaster=auto".into(),
             format!("ControlPath={}", self.control_path().display()),
@@ -529,7 +533,8 @@ mod tests {
         Session::new(dest, None, Duration::from_millis(2500)).unwrap()
     }
 
-    /// Every call carries batch mode, the connect timeout (whole seconds, at least 1),
+    /// Every call carries batch mode, no terminal and none of the config's remote command or
+    /// forwardings, the connect timeout (whole seconds, at least 1),
     /// the shared master in the session's own 0700 dir, then `--`, the destination and
     /// the command line as one word; `-F` comes first when given.
     #[test]
@@ -539,7 +544,7 @@ mod tests {
         let a = s.argv(&[], Some("etcd-rescue --version"));
         let joined = a.join(" ");
         for o in [
-            "-o BatchMode=yes",
+            "-T -o BatchMode=yes -o RemoteCommand=none -o ClearAllForwardings=yes",
             "-o ConnectTimeout=2",
             "-o ControlMaster=auto",
             "-o ControlPersist=",

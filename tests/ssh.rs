@@ -40,7 +40,8 @@ fn gone(needle: &str) -> bool {
 }
 
 /// A remote command's exit code, stdout and stderr come back as it gave them, as
-/// whole output or line by line; a remote exit code (even 1) is no ssh failure.
+/// whole output or line by line; a remote exit code (even 1) is no ssh failure; a
+/// destination given as `ssh://user@host:port` works too.
 #[test]
 fn a_remote_command_gives_its_code_and_output() {
     let d = tempfile::tempdir().unwrap();
@@ -78,6 +79,22 @@ fn a_remote_command_gives_its_code_and_output() {
     assert!(r.success());
     lines.sort();
     assert_eq!(lines, ["one", "three", "two"]);
+    // The URL form, with its user and port, through the same config's keys.
+    let cfg = sshd.config_with(
+        &d.path().join("by_url"),
+        &format!("Host {ALIAS}"),
+        &format!("Host {ALIAS} 127.0.0.1"),
+    );
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let url = format!("ssh://{me}@127.0.0.1:{}", sshd.addr.port());
+    let u = Session::open(&url, Some(&cfg), LIMIT).unwrap();
+    assert_eq!(
+        u.run(&argv(&["echo", "by url"]), LIMIT).unwrap().stdout,
+        b"by url\n"
+    );
 }
 
 /// A wrong host key, a port nothing listens on and a refused key each fail as ssh's own

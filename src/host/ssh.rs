@@ -1,7 +1,8 @@
 //! Commands on another machine through the operator's own `ssh` (keys, agent,
 //! `~/.ssh/config`, `ProxyJump` all as the operator set them up): one
 //! [`Session`] per destination, one master connection shared by every call
-//! (`ControlMaster` in a private 0700 dir of this process), every call bounded
+//! (`ControlMaster` in a private 0700 scratch dir named after this process, so
+//! the next run removes one a SIGKILL left), every call bounded
 //! in time and killed with its process group when it runs over.
 //!
 //! `ssh` runs with `BatchMode=yes` (it never asks for a password or a host
@@ -39,7 +40,7 @@ pub struct Session {
     /// The connect timeout given to ssh, in whole seconds.
     connect_secs: u64,
     /// The private dir of the master connection's socket (0700, removed on drop).
-    control: tempfile::TempDir,
+    control: super::cleanup::Scratch,
 }
 
 /// What a remote command did.
@@ -72,6 +73,21 @@ fn check_destination(destination: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The `ssh` client in the dirs of `path` (a PATH value).
+fn find_ssh(path: &std::ffi::OsStr) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .map(|d| d.join("ssh"))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .ok_or_else(|| {
+            Fail::before_change(
+                "no `ssh` client on PATH",
+                "install the OpenSSH client (Debian and Ubuntu: `apt-get install openssh-client`; RHEL: `dnf install openssh-clients`)",
+            )
+            .into()
+        })
 }
 
 /// The remote command line for `argv`: each word quoted for the remote shell.
@@ -192,12 +208,7 @@ impl Session {
     /// A session not yet connected: the checks and the private control dir only.
     fn new(destination: &str, ssh_config: Option<&Path>, timeout: Duration) -> Result<Session> {
         check_destination(destination)?;
-        let ssh = super::etcdutl::which("ssh").ok_or_else(|| {
-            Fail::before_change(
-                "no `ssh` client on PATH",
-                "install the OpenSSH client (Debian and Ubuntu: `apt-get install openssh-client`; RHEL: `dnf install openssh-clients`)",
-            )
-        })?;
+        let ssh = find_ssh(&std::env::var_os("PATH").unwrap_or_default())?;
         if let Some(c) = ssh_config
             && !c.is_file()
         {
@@ -213,20 +224,13 @@ impl Session {
         } else {
             base
         };
-        let control = tempfile::Builder::new()
-            .prefix("etcd-rescue-ssh-")
-            .tempdir_in(&base)
-            .with_context(|| {
-                format!(
-                    "creating a private dir for ssh's control socket in {}",
-                    base.display()
-                )
-            })?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(control.path(), std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("making {} private", control.path().display()))?;
-        }
+        // Named after this process, removed on drop or a signal, and by the next run after a SIGKILL.
+        let control = super::cleanup::scratch_dir_in(&base).with_context(|| {
+            format!(
+                "creating a private dir for ssh's control socket in {}",
+                base.display()
+            )
+        })?;
         Ok(Session {
             destination: destination.to_string(),
             ssh,
@@ -253,8 +257,12 @@ impl Session {
         if let Some(c) = &self.config {
             a.extend(["-F".into(), c.display().to_string()]);
         }
+        // No terminal, no command or forwarding of the operator's config: the output is the command's.
+        a.push("-T".into());
         for o in [
             "BatchMode=yes".to_string(),
+            "RemoteCommand=none".into(),
+            "ClearAllForwardings=yes".into(),
             format!("ConnectTimeout={}", self.connect_secs),
             "ControlMaster=auto".into(),
             format!("ControlPath={}", self.control_path().display()),
@@ -383,34 +391,24 @@ impl Session {
         // Partial lines of each pipe, for `on_line`.
         let (mut line_out, mut line_err) = (Vec::new(), Vec::new());
         let mut closed = false;
+        // When ssh exited: the pipes get a moment more (something it left may hold them).
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
         let status = loop {
             let now = Instant::now();
             if now >= deadline {
-                let pid = i32::try_from(g.pid).unwrap_or(0);
-                let gone = super::proc::kill_group(pid, Duration::from_secs(5));
-                let _ = g.try_wait();
-                bail!(Fail::before_change(
-                    format!(
-                        "ssh {} `{}` did not finish within {timeout:?}: killed{}",
-                        self.destination,
-                        short(remote, 120),
-                        if gone {
-                            ""
-                        } else {
-                            " (ssh still not gone 5 s later)"
-                        }
-                    ),
-                    format!(
-                        "check that {} answers (`ssh {} true`) and the command can finish there, then run again",
-                        self.destination,
-                        quote(&self.destination)
-                    )
-                ));
+                return Err(self.timed_out(&mut g, remote, timeout));
+            }
+            if exited.is_none()
+                && let Some(s) = g.try_wait()?
+            {
+                exited = Some((s, now));
+            }
+            if let Some((s, at)) = exited
+                && (closed || now.duration_since(at) > Duration::from_secs(2))
+            {
+                break s;
             }
             if closed {
-                if let Some(s) = g.try_wait()? {
-                    break s;
-                }
                 std::thread::sleep(Duration::from_millis(20).min(deadline - now));
                 continue;
             }
@@ -430,8 +428,10 @@ impl Session {
                 Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
             }
         };
-        for r in readers {
-            let _ = r.join();
+        if closed {
+            for r in readers {
+                let _ = r.join();
+            }
         }
         if let Some(f) = on_line {
             emit_lines(&mut line_out, f, true);
@@ -458,6 +458,30 @@ impl Session {
             ));
         }
         Ok(Collected { code, stdout, stderr })
+    }
+}
+
+impl Session {
+    /// Kills ssh's process group `g` (which ran `remote` past `timeout`) and says so:
+    /// the remote command itself may still run on the node.
+    fn timed_out(&self, g: &mut super::proc::Group, remote: &str, timeout: Duration) -> anyhow::Error {
+        let gone = super::proc::kill_group(i32::try_from(g.pid).unwrap_or(0), Duration::from_secs(5));
+        // Reaped, so no zombie of it is left either.
+        let _ = g.try_wait();
+        Fail::before_change(
+            format!(
+                "ssh {} `{}` did not finish within {timeout:?}: ssh killed{}; the command may still be running there",
+                self.destination,
+                short(remote, 120),
+                if gone { "" } else { " (yet not gone 5 s later)" }
+            ),
+            format!(
+                "check on {} whether it still runs and why it hangs (`ssh {} true` answers?), then run again",
+                self.destination,
+                quote(&self.destination)
+            ),
+        )
+        .into()
     }
 }
 
@@ -509,7 +533,8 @@ mod tests {
         Session::new(dest, None, Duration::from_millis(2500)).unwrap()
     }
 
-    /// Every call carries batch mode, the connect timeout (whole seconds, at least 1),
+    /// Every call carries batch mode, no terminal and none of the config's remote command or
+    /// forwardings, the connect timeout (whole seconds, at least 1),
     /// the shared master in the session's own 0700 dir, then `--`, the destination and
     /// the command line as one word; `-F` comes first when given.
     #[test]
@@ -519,7 +544,7 @@ mod tests {
         let a = s.argv(&[], Some("etcd-rescue --version"));
         let joined = a.join(" ");
         for o in [
-            "-o BatchMode=yes",
+            "-T -o BatchMode=yes -o RemoteCommand=none -o ClearAllForwardings=yes",
             "-o ConnectTimeout=2",
             "-o ControlMaster=auto",
             "-o ControlPersist=",
@@ -538,6 +563,17 @@ mod tests {
         assert_eq!(&a[a.len() - 4..], ["-O", "exit", "--", "cp1"]);
         assert_eq!(f.destination(), "cp1");
         assert!(Session::new("cp1", Some(Path::new("/nonexistent/ssh_config")), Duration::ZERO).is_err());
+    }
+
+    /// Without `ssh` on PATH the error says which package brings it.
+    #[test]
+    fn a_missing_ssh_names_openssh_client() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = find_ssh(empty.path().as_os_str()).unwrap_err();
+        let f = e.downcast_ref::<Fail>().unwrap();
+        assert!(f.message.contains("no `ssh` client"), "{}", f.message);
+        assert!(f.next.contains("openssh-client"), "{}", f.next);
+        assert!(find_ssh(std::ffi::OsStr::new("/usr/bin")).is_ok());
     }
 
     /// Destinations ssh would read as an option, or that are not one word, are refused;

@@ -153,8 +153,8 @@ fn a_killed_coordinator_resumes_from_the_last_barrier() {
     let out = run(fleet(&d, state.path(), &["resume", "--yes"]));
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");
-    let b = barriers(state.path());
-    assert_eq!(b.last(), Some(&Phase::StartControlPlane), "{b:?}");
+    let passed = barriers(state.path());
+    assert_eq!(passed.last(), Some(&Phase::StartControlPlane), "{passed:?}");
     assert_fleet_restored(&d, &snap);
 }
 

@@ -20,7 +20,7 @@ GLIBC       := 2.17
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # x86_64 always (its binary writes the man pages and completions); add aarch64 with ARCHS="x86_64 aarch64".
 ARCHS       ?= x86_64
-.PHONY: help setup setup-dist build drill test check fmt dist dist-check
+.PHONY: help setup setup-dist build drill test test-fleet check fmt dist dist-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -86,3 +86,6 @@ test: setup check ## lints, then every test (needs root: containerd, mounts); fa
 	if [ "$$before" != "$$after" ]; then echo "FAILED: the host's own /etc/kubernetes or /var/lib/etcd changed during the tests (a path not under --root?)"; exit 1; fi; \
 	[ $$rc = 0 ] || exit $$rc; \
 	$(MAKE) --no-print-directory dist-check
+
+test-fleet: setup ## the fleet restore's full matrix: the coordinator killed at every barrier and resumed (make test runs a slice of it)
+	cargo nextest run --test tests --run-ignored all -E 'test(/^fleet::/)'

@@ -195,7 +195,9 @@ pub fn restore(opts: &Options, dry_run: bool, until: Option<StageId>, face: &mut
     };
     refuse_unfinished()?;
     // Planning only reads; the locks (which create the state dir) come after it.
-    let plan = Plan::compute(opts, &mut |p| live_cluster_checks(p, opts.force))?;
+    let plan = Plan::compute(opts, &mut |p| {
+        live_cluster_checks(p, opts.force || opts.replacing_cluster)
+    })?;
     if let Some(u) = until {
         stage::stages_until(plan.order, &[], u)?;
     }

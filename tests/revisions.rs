@@ -31,7 +31,7 @@ fn restore(root: &Path, snap: &Path, extra: &[&str], path: &str) -> Output {
 }
 
 /// Node `i`'s current revision, from its own header.
-fn revision(d: &Drill, i: usize) -> i64 {
+pub(crate) fn revision(d: &Drill, i: usize) -> i64 {
     let conn = node_connection(&d.state.nodes[i]).unwrap();
     block_on(async move {
         let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
@@ -41,7 +41,7 @@ fn revision(d: &Drill, i: usize) -> i64 {
 
 /// What an informer resuming its watch at `from` is told: (cancelled,
 /// compact revision); (false, 0) when it is left waiting.
-fn watch_from(d: &Drill, i: usize, from: i64) -> (bool, i64) {
+pub(crate) fn watch_from(d: &Drill, i: usize, from: i64) -> (bool, i64) {
     let conn = node_connection(&d.state.nodes[i]).unwrap();
     block_on(async move {
         let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();

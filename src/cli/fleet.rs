@@ -75,9 +75,14 @@ impl FleetFace for Text {
                 why,
                 run_there,
             } => format!(
-                "!! {member} failed{}: {why}\n   on {member} alone: {}",
+                "!! {member} failed{}: {}{}",
                 phase.map(|p| format!(" {}", p.as_str())).unwrap_or_default(),
-                crate::shell::join(run_there)
+                crate::text::safe_line(why),
+                if run_there.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n   on {member} alone: {}", crate::shell::join(run_there))
+                }
             ),
         };
         println!("{text}");
@@ -224,7 +229,7 @@ pub(super) fn resume(nodes: &NodesFile, state_dir: Option<&Path>, yes: bool) -> 
     let mut face = Text { yes };
     let end = fleet::resume(
         &dir,
-        nodes.ssh_config.as_deref(),
+        nodes,
         (Duration::from_secs(30), Duration::from_secs(3600)),
         &mut face,
     )?;
@@ -238,11 +243,6 @@ pub(super) fn rollback(nodes: &NodesFile, state_dir: Option<&Path>, yes: bool) -
     if !face.ask("Roll back every member of the newest fleet run?") {
         return Ok(Code::Cancelled);
     }
-    let end = fleet::rollback(
-        &dir,
-        nodes.ssh_config.as_deref(),
-        Duration::from_secs(600),
-        &mut face,
-    )?;
+    let end = fleet::rollback(&dir, nodes, Duration::from_secs(600), &mut face)?;
     ended(end, &dir)
 }

@@ -106,6 +106,9 @@ pub struct RestoreArgs {
     /// Restore every member of an HA control plane from here over ssh, in lockstep (ssh destinations, comma-separated, each also the member's name; see docs/fleet.md).
     #[arg(long, value_name = "LIST", conflicts_with_all = ["nodes_file", "until", "dry_run", "initial_cluster", "initial_cluster_token"])]
     pub nodes: Option<String>,
+    /// Every member of the cluster is being restored together (a fleet restore passes it to each member): the old cluster still answering is not refused; every other refusal holds.
+    #[arg(long, hide = true)]
+    pub replacing_cluster: bool,
     /// As --nodes, from a fleet file (`nodes:` with name, destination and, for drill nodes, root; `sshConfig:`), as `drill --ssh` writes one.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["until", "dry_run", "initial_cluster", "initial_cluster_token"])]
     pub nodes_file: Option<PathBuf>,
@@ -262,6 +265,7 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
             (false, Some(n)) => crate::restore::plan::bump::Choice::Amount(n),
             (false, None) => crate::restore::plan::bump::Choice::Auto,
         },
+        replacing_cluster: a.replacing_cluster,
         restore_tool: match a.restore_tool {
             RestoreToolArg::Auto => crate::restore::plan::ToolChoice::Auto,
             RestoreToolArg::Etcdutl => crate::restore::plan::ToolChoice::Etcdutl,

@@ -34,6 +34,7 @@ use super::plan::Plan;
 use crate::exit::Fail;
 use crate::host::ssh::{Remote, Session};
 use crate::node::nodes_file::{FleetNode, NodesFile};
+use crate::restore::run_state::{RunState, Status};
 use journal::{FleetJournal, Record};
 pub use phase::{Cluster, MemberAt, Phase};
 
@@ -183,7 +184,8 @@ pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
     let mut members = connect(&opts.nodes, opts.ssh_timeout)?;
     place_binaries(&mut members, opts.ssh_timeout, face)?;
     place_snapshot(&mut members, &opts.snapshot, &sha, opts.ssh_timeout, face)?;
-    let cluster = derive_cluster(&members, &sha, &opts.extra, opts.ssh_timeout)?;
+    let cluster = derive_cluster(&mut members, &sha, &opts.extra, opts.ssh_timeout)?;
+    same_members_as_snapshot(&opts.snapshot, &members)?;
     let id = format!("{}-fleet", crate::utc::now());
     let mut plans = Vec::new();
     for m in &members {
@@ -241,10 +243,11 @@ pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
 /// Goes on with the newest fleet run in `journal_dir` after its last barrier.
 pub fn resume(
     journal_dir: &Path,
-    ssh_config: Option<&Path>,
+    nodes: &NodesFile,
     timeouts: (Duration, Duration),
     face: &mut dyn FleetFace,
 ) -> Result<End> {
+    let ssh_config = nodes.ssh_config.as_deref();
     let mut journal = FleetJournal::open_newest(journal_dir)?;
     if journal.ended() {
         return Err(Fail::before_change(
@@ -253,9 +256,17 @@ pub fn resume(
         )
         .into());
     }
+    if journal.rolling_back() {
+        return Err(Fail::after_change(
+            format!("a rollback of every member began in {}", journal.path().display()),
+            "finish it with `etcd-rescue rollback --nodes-file FILE`: a fleet that began rolling back is never taken forward",
+        )
+        .into());
+    }
     let (_, _, cluster, ats) = journal.plan().context("the fleet journal has no plan")?;
     let (cluster, ats) = (cluster.clone(), ats.to_vec());
-    let members = reconnect(&ats, ssh_config, timeouts.0)?;
+    same_fleet(nodes, &ats, journal.path())?;
+    let members = reconnect(&ats, ssh_config, timeouts.0, "resume")?;
     let next = journal.last_barrier().map_or(Some(Phase::Prepare), Phase::next);
     let Some(next) = next else { return Ok(End::Done) };
     // A member whose run of the first phase never began restores; the others resume.
@@ -265,15 +276,57 @@ pub fn resume(
 /// Rolls every member of the newest fleet run in `journal_dir` back.
 pub fn rollback(
     journal_dir: &Path,
-    ssh_config: Option<&Path>,
+    nodes: &NodesFile,
     timeout: Duration,
     face: &mut dyn FleetFace,
 ) -> Result<End> {
     let mut journal = FleetJournal::open_newest(journal_dir)?;
+    if journal
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::RolledBack { .. }))
+    {
+        return Err(Fail::before_change(
+            format!(
+                "the fleet run in {} was rolled back already",
+                journal.path().display()
+            ),
+            "nothing to do",
+        )
+        .into());
+    }
     let (_, _, _, ats) = journal.plan().context("the fleet journal has no plan")?;
     let ats = ats.to_vec();
-    let members = reconnect(&ats, ssh_config, timeout)?;
+    same_fleet(nodes, &ats, journal.path())?;
+    let members = reconnect(
+        &ats,
+        nodes.ssh_config.as_deref(),
+        timeout,
+        "rollback --yes --force",
+    )?;
     roll_back_all(&members, &mut journal, timeout, face)
+}
+
+/// Refuses a fleet file that is not the one the journal's run was given
+/// (another cluster's journal in the same state dir).
+fn same_fleet(nodes: &NodesFile, ats: &[MemberAt], journal: &Path) -> Result<()> {
+    let mut given: Vec<&str> = nodes.nodes.iter().map(|n| n.destination.as_str()).collect();
+    let mut ran: Vec<&str> = ats.iter().map(|a| a.destination.as_str()).collect();
+    given.sort_unstable();
+    ran.sort_unstable();
+    if given == ran {
+        return Ok(());
+    }
+    Err(Fail::before_change(
+        format!(
+            "the newest fleet run ({}) was of {}, not of the nodes given ({})",
+            journal.display(),
+            ran.join(", "),
+            given.join(", ")
+        ),
+        "give the same nodes file, or the coordinator state dir of that fleet's run (--state-dir)",
+    )
+    .into())
 }
 
 /// Runs the phases from `from`, a barrier after each.
@@ -293,10 +346,23 @@ fn run_phases(
         }
         face.event(&Event::PhaseBegins(phase));
         let began = Instant::now();
+        // What each member has to do: nothing when it is already past this
+        // phase (a resumed fleet), a fresh restore in the first phase when it
+        // has no run of its own to resume.
+        let states: Vec<Option<RunState>> = if first_try {
+            vec![None; members.len()]
+        } else {
+            members.iter().map(|m| state(m, timeout)).collect()
+        };
         let commands: Vec<Vec<String>> = members
             .iter()
-            .map(|m| {
-                let fresh = first_try || (phase == Phase::Prepare && !has_run(m, timeout));
+            .zip(&states)
+            .map(|(m, st)| {
+                if past(st.as_ref(), phase) {
+                    return Vec::new();
+                }
+                let fresh =
+                    first_try || (phase == Phase::Prepare && !st.as_ref().is_some_and(|s| s.resumable));
                 m.at.phase_command(phase, cluster, fresh)
             })
             .collect();
@@ -333,6 +399,26 @@ fn run_phases(
             }
             return Ok(End::Stopped { phase });
         }
+        if phase == Phase::Prepare
+            && let Err(why) = same_snapshot_everywhere(members, timeout)
+        {
+            journal.append(Record::Failed {
+                phase,
+                member: "(every member)".into(),
+                error: why.clone(),
+            })?;
+            face.event(&Event::MemberFailed {
+                member: "(every member)".into(),
+                phase: Some(phase),
+                why,
+                run_there: Vec::new(),
+            });
+            let names: Vec<String> = members.iter().map(|m| m.at.name.clone()).collect();
+            if face.roll_back(&names) {
+                return roll_back_all(members, journal, timeout, face);
+            }
+            return Ok(End::Stopped { phase });
+        }
         journal.append(Record::Barrier {
             phase,
             at: crate::utc::rfc3339(std::time::SystemTime::now()),
@@ -348,16 +434,58 @@ fn run_phases(
     }
 }
 
-/// Whether a member's newest run is one to resume (`journal -w json` on it).
-fn has_run(m: &Reached, timeout: Duration) -> bool {
+/// A member's newest run as its journal says (`journal -w json` on it);
+/// `None` when it has none (or cannot say).
+fn state(m: &Reached, timeout: Duration) -> Option<RunState> {
     let argv =
         m.at.command(&["journal".to_string(), "-w".to_string(), "json".to_string()]);
     m.session
         .run(&argv, timeout)
         .ok()
         .filter(|r| r.code == Some(0))
-        .and_then(|r| serde_json::from_slice::<crate::restore::run_state::RunState>(&r.stdout).ok())
-        .is_some_and(|s| s.resumable)
+        .and_then(|r| serde_json::from_slice::<RunState>(&r.stdout).ok())
+}
+
+/// Whether a member has nothing to do in `phase`: its run already finished,
+/// or already passed the phase's last stage (a fleet resumed after a
+/// coordinator died part-way through the phase).
+fn past(st: Option<&RunState>, phase: Phase) -> bool {
+    let Some(st) = st else { return false };
+    if st.status == Status::Done {
+        return true;
+    }
+    if !st.resumable {
+        return false;
+    }
+    phase.until().is_some_and(|s| st.done.contains(&s))
+}
+
+/// After the first phase: every member's run restores the same snapshot
+/// (its journaled plan's sha256), whatever happened to the file since it
+/// was placed.
+fn same_snapshot_everywhere(members: &[Reached], timeout: Duration) -> std::result::Result<(), String> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for m in members {
+        match state(m, timeout) {
+            Some(st) => seen.push((m.at.name.clone(), st.snapshot_sha256)),
+            None => {
+                return Err(format!(
+                    "{} does not say which snapshot its run restores",
+                    m.at.name
+                ));
+            }
+        }
+    }
+    if seen.iter().all(|(_, s)| *s == seen[0].1) {
+        return Ok(());
+    }
+    Err(format!(
+        "the members restore different snapshots ({}): restoring them together would mix clusters",
+        seen.iter()
+            .map(|(n, s)| format!("{n} {}", s.get(..16).unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// Rolls back every member at once; journals it when every one succeeded.
@@ -367,7 +495,20 @@ fn roll_back_all(
     timeout: Duration,
     face: &mut dyn FleetFace,
 ) -> Result<End> {
-    let commands: Vec<Vec<String>> = members.iter().map(|m| m.at.rollback_command()).collect();
+    if !journal.rolling_back() {
+        journal.append(Record::RollbackBegun {
+            at: crate::utc::rfc3339(std::time::SystemTime::now()),
+        })?;
+    }
+    // A member rolled back already (a fleet rollback run again) has nothing to do.
+    let commands: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| match state(m, timeout) {
+            Some(st) if st.status != Status::RolledBack => m.at.rollback_command(),
+            // Rolled back already, or no run at all (it never began): nothing to undo.
+            _ => Vec::new(),
+        })
+        .collect();
     let results = on_every_member(members, &commands, timeout, face);
     let mut ok = true;
     for (m, r) in members.iter().zip(results) {
@@ -417,6 +558,14 @@ fn on_every_member(
             .map(|(m, argv)| {
                 let tx = tx.clone();
                 s.spawn(move || {
+                    // Nothing to run: this member is already past the phase.
+                    if argv.is_empty() {
+                        return Ok(Remote {
+                            code: Some(0),
+                            stdout: Vec::new(),
+                            stderr: String::new(),
+                        });
+                    }
                     m.session.run_lines(argv, timeout, &mut |line: &str| {
                         let _ = tx.send((m.at.name.clone(), line.to_string()));
                     })
@@ -475,7 +624,12 @@ fn connect(nodes: &NodesFile, timeout: Duration) -> Result<Vec<Reached>> {
 }
 
 /// Reconnects to the members a fleet journal names.
-fn reconnect(ats: &[MemberAt], ssh_config: Option<&Path>, timeout: Duration) -> Result<Vec<Reached>> {
+fn reconnect(
+    ats: &[MemberAt],
+    ssh_config: Option<&Path>,
+    timeout: Duration,
+    verb: &str,
+) -> Result<Vec<Reached>> {
     let mut out = Vec::new();
     for at in ats {
         let session = Session::open(&at.destination, ssh_config, timeout).map_err(|e| {
@@ -484,7 +638,7 @@ fn reconnect(ats: &[MemberAt], ssh_config: Option<&Path>, timeout: Duration) -> 
                 format!(
                     "on {} itself run `{}`, or fix ssh and run the fleet command again",
                     at.name,
-                    crate::shell::join(&at.command(&["resume".to_string()]))
+                    crate::shell::join(&at.command(&verb.split(' ').map(str::to_string).collect::<Vec<_>>()))
                 ),
             )
         })?;
@@ -600,13 +754,17 @@ fn place_snapshot(
         .file_name()
         .map_or_else(|| "snapshot.db".into(), |n| n.to_string_lossy().into_owned());
     for m in members.iter_mut() {
-        let in_state = state_dir(&m.at).join("snapshots").join(&name);
+        // A name of the content's own: never another run's snapshot overwritten.
+        let in_state = state_dir(&m.at)
+            .join("snapshots")
+            .join(format!("fleet-{}-{name}", sha.get(..16).unwrap_or(sha)));
+        let timeout = sha_timeout(local, timeout);
         let (path, sent) = if remote_sha(m, local, timeout).as_deref() == Some(sha) {
             (local.to_path_buf(), false)
         } else if remote_sha(m, &in_state, timeout).as_deref() == Some(sha) {
             (in_state, false)
         } else {
-            send_checked(m, local, &in_state, sha, 0o600, timeout * 20)?;
+            send_checked(m, local, &in_state, sha, 0o600, timeout * 4)?;
             (in_state, true)
         };
         face.event(&Event::SnapshotThere {
@@ -617,6 +775,13 @@ fn place_snapshot(
         m.at.snapshot = path;
     }
     Ok(())
+}
+
+/// How long reading `file` whole may take on a member: the connection's
+/// bound plus a slow disk's time for its size (30 MB/s).
+fn sha_timeout(file: &Path, base: Duration) -> Duration {
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    base + Duration::from_secs(size / (30 << 20))
 }
 
 /// A file's sha256 on a member (`sha256sum`), `None` when it is not there.
@@ -651,20 +816,30 @@ fn send_checked(
         crate::utc::now()
     ));
     m.session.send_file(local, &tmp, timeout)?;
-    let mut install: Vec<String> = if m.at.sudo {
+    let sudo: Vec<String> = if m.at.sudo {
         vec!["sudo".into(), "-n".into()]
     } else {
         Vec::new()
     };
+    // The state dir and its parts are the tool's own: private (0700).
+    let mut mkdir = sudo.clone();
+    mkdir.extend(["install".into(), "-d".into(), "-m".into(), "700".into()]);
+    mkdir.push(state_dir(&m.at).display().to_string());
+    mkdir.extend(there.parent().map(|p| p.display().to_string()));
+    let mut install = sudo;
     install.extend([
         "install".into(),
-        "-D".into(),
         "-m".into(),
         format!("{mode:o}"),
         tmp.display().to_string(),
         there.display().to_string(),
     ]);
-    let r = m.session.run(&install, timeout)?;
+    let r = m.session.run(&mkdir, timeout)?;
+    let r = if r.code == Some(0) {
+        m.session.run(&install, timeout)?
+    } else {
+        r
+    };
     let _ = m.session.run(
         &["rm".to_string(), "-f".to_string(), tmp.display().to_string()],
         timeout,
@@ -687,12 +862,52 @@ fn send_checked(
     Ok(())
 }
 
+/// Refuses a fleet that is not the snapshot's whole cluster: members left
+/// out would keep serving the old data beside the restored ones.
+fn same_members_as_snapshot(snapshot: &Path, members: &[Reached]) -> Result<()> {
+    let report =
+        crate::snapshot::inspect(snapshot).with_context(|| format!("reading {}", snapshot.display()))?;
+    let mut theirs: Vec<&str> = report
+        .members
+        .iter()
+        .filter(|m| !m.is_learner)
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut ours: Vec<&str> = members.iter().map(|m| m.at.name.as_str()).collect();
+    theirs.sort_unstable();
+    ours.sort_unstable();
+    if theirs == ours {
+        return Ok(());
+    }
+    Err(Fail::before_change(
+        format!(
+            "the fleet ({}) is not the snapshot's cluster ({}): a member left out keeps serving the old data beside the restored ones",
+            ours.join(", "),
+            theirs.join(", ")
+        ),
+        "list every control-plane node of the cluster; when its membership changed since the snapshot, restore each member with the single-node command and --initial-cluster; nothing was changed",
+    )
+    .into())
+}
+
+/// A peer URL as it may go into `--initial-cluster`: http(s), one host, no list separators.
+fn plain_peer_url(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && !u.contains([',', '=', ' ', '\n'])
+        && u.len() < 256
+}
+
 /// One `--initial-cluster` and one token for every member, from each
 /// member's own name and peer URLs (`node -w json` on it).
-fn derive_cluster(members: &[Reached], sha: &str, extra: &[String], timeout: Duration) -> Result<Cluster> {
+fn derive_cluster(
+    members: &mut [Reached],
+    sha: &str,
+    extra: &[String],
+    timeout: Duration,
+) -> Result<Cluster> {
     let mut parts = Vec::new();
     let mut names = std::collections::BTreeSet::new();
-    for m in members {
+    for m in members.iter_mut() {
         let argv =
             m.at.command(&["node".to_string(), "-w".to_string(), "json".to_string()]);
         let r = m.session.run(&argv, timeout)?;
@@ -706,13 +921,32 @@ fn derive_cluster(members: &[Reached], sha: &str, extra: &[String], timeout: Dur
                 "list only the control-plane nodes of this cluster; nothing was changed",
             )
         })?;
-        if seen.etcd.name != m.at.name {
+        // `--nodes` names a member by its destination: the member's own name is etcd's.
+        if m.at.name == m.at.destination {
+            m.at.name.clone_from(&seen.etcd.name);
+        } else if seen.etcd.name != m.at.name {
             return Err(Fail::before_change(
                 format!(
                     "the node listed as {} runs the etcd member {}",
                     m.at.name, seen.etcd.name
                 ),
                 "name each node in the fleet file after its etcd member (etcd.yaml's --name)",
+            )
+            .into());
+        }
+        if let Some(bad) = seen
+            .etcd
+            .initial_advertise_peer_urls
+            .iter()
+            .find(|u| !plain_peer_url(u))
+        {
+            return Err(Fail::before_change(
+                format!(
+                    "{} advertises the peer URL {:?}, which is not one plain http(s) URL",
+                    m.at.name,
+                    crate::text::safe_line(bad)
+                ),
+                "fix --initial-advertise-peer-urls in that node's etcd.yaml; nothing was changed",
             )
             .into());
         }

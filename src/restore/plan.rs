@@ -82,6 +82,10 @@ pub struct Options {
     pub bump: bump::Choice,
     /// `--restore-tool`.
     pub restore_tool: ToolChoice,
+    /// `--replacing-cluster` (what a fleet restore gives each member): the
+    /// old cluster still answering is expected, every member being restored
+    /// together; every other refusal holds (unlike `--force`).
+    pub replacing_cluster: bool,
     /// The etcd client flags.
     pub conn: Connection,
 }

@@ -51,6 +51,12 @@ pub enum Record {
         /// Why.
         error: String,
     },
+    /// A rollback of every member began (written before any member is
+    /// touched: a fleet that began rolling back is never taken forward).
+    RollbackBegun {
+        /// When.
+        at: String,
+    },
     /// Every member was rolled back.
     RolledBack {
         /// When.
@@ -143,6 +149,13 @@ impl FleetJournal {
             Record::Barrier { phase, .. } => Some(*phase),
             _ => None,
         })
+    }
+
+    /// Whether a rollback of every member began.
+    pub fn rolling_back(&self) -> bool {
+        self.records
+            .iter()
+            .any(|r| matches!(r, Record::RollbackBegun { .. }))
     }
 
     /// Whether the fleet run has ended: every phase passed, or rolled back.

@@ -173,8 +173,9 @@ impl MemberAt {
             "--initial-cluster-token".into(),
             c.token.clone(),
             // The fleet replaces the whole cluster: the old one still
-            // answering is expected until the stop phase.
-            "--force".into(),
+            // answering is expected until the stop phase (every other
+            // refusal holds, unlike --force).
+            "--replacing-cluster".into(),
         ];
         w.extend(c.extra.iter().cloned());
         w
@@ -237,7 +238,7 @@ mod tests {
         let m = member(true, Some("/tmp/d/cp2"));
         assert_eq!(
             m.phase_command(Phase::Prepare, &cluster(), true).join(" "),
-            "sudo -n etcd-rescue --root /tmp/d/cp2 restore --snapshot /var/lib/etcd-rescue/snapshots/snap.db --initial-cluster cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380 --initial-cluster-token etcd-rescue-0123 --force --skip-hash-check --yes --until set-ownership"
+            "sudo -n etcd-rescue --root /tmp/d/cp2 restore --snapshot /var/lib/etcd-rescue/snapshots/snap.db --initial-cluster cp1=https://10.0.0.1:2380,cp2=https://10.0.0.2:2380 --initial-cluster-token etcd-rescue-0123 --replacing-cluster --skip-hash-check --yes --until set-ownership"
         );
         let m = member(false, None);
         assert_eq!(

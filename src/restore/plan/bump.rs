@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 /// The amount past the snapshot when nothing better is known (the Kubernetes docs').
 pub const DEFAULT_AMOUNT: i64 = 1_000_000_000;
+/// The largest `--bump-revision`: leaves etcd's int64 revisions room for
+/// centuries of writes.
+pub const MAX_AMOUNT: i64 = 1 << 60;
 /// How far past the last revision served the restored one goes: room for
 /// the writes the cluster takes between the plan and the stop.
 pub const MARGIN: i64 = 1_000_000;
@@ -136,10 +139,10 @@ pub fn decide(
     };
     let bump = match choice {
         Choice::Off => return Ok(None),
-        Choice::Amount(n) if n <= 0 => {
+        Choice::Amount(n) if n <= 0 || n > MAX_AMOUNT => {
             return Err((
-                format!("--bump-revision {n} is not a positive amount"),
-                "pass a positive --bump-revision, or --no-bump to raise nothing".into(),
+                format!("--bump-revision {n} is not an amount between 1 and {MAX_AMOUNT}"),
+                "pass a positive --bump-revision (etcd's revisions must still have room to grow), or --no-bump to raise nothing".into(),
             ));
         }
         Choice::Amount(n) => {

@@ -93,6 +93,16 @@ impl Tx {
     pub fn begin(path: &Path) -> Result<Tx> {
         let db = Db::open(path)?;
         let file = hostfs::open_for_update(path)?;
+        // bbolt's own lock: etcd (or any bbolt writer) holding the file open
+        // for writing means it is not ours to change.
+        let free_to_write = hostfs::try_lock(&file)
+            .map_err(|e| super::BoltError::Io(std::io::Error::other(format!("{e:#}"))))?;
+        if !free_to_write {
+            return Err(corrupt(
+                None,
+                "another process (etcd?) holds the database open for writing: stop it first",
+            ));
+        }
         let meta = db.meta();
         let ps = meta.page_size as usize;
         let stored_freelist = meta.freelist != NO_FREELIST;

@@ -971,3 +971,94 @@ fn derive_cluster(
 fn first_line(s: &str) -> Option<&str> {
     s.lines().map(str::trim).find(|l| !l.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::stage::{Order, StageId};
+
+    fn state(status: Status, done: &[StageId], resumable: bool) -> RunState {
+        RunState {
+            run: "r".into(),
+            member: "cp1".into(),
+            created: String::new(),
+            order: Order::Staged,
+            stages: Order::Staged.stages().to_vec(),
+            done: done.to_vec(),
+            last: None,
+            status,
+            outcome: None,
+            paused_after: None,
+            next: None,
+            resumable,
+            restored_revision: None,
+            snapshot: String::new(),
+            snapshot_sha256: String::new(),
+        }
+    }
+
+    /// A resumed fleet skips a member already past the phase (or finished),
+    /// and runs it when it is not, or when its run cannot be resumed.
+    #[test]
+    fn members_past_a_phase_are_skipped() {
+        use StageId::{Preflight, RestoreSnapshot, SetOwnership, StopControlPlane, StopEtcd, WaitStopped};
+        let prepared = [Preflight, RestoreSnapshot, SetOwnership];
+        let stopped = [
+            Preflight,
+            RestoreSnapshot,
+            SetOwnership,
+            StopControlPlane,
+            StopEtcd,
+            WaitStopped,
+        ];
+        assert!(!past(None, Phase::Prepare), "no run: restore it");
+        assert!(past(
+            Some(&state(Status::Paused, &prepared, true)),
+            Phase::Prepare
+        ));
+        assert!(!past(Some(&state(Status::Paused, &prepared, true)), Phase::Stop));
+        assert!(past(Some(&state(Status::Paused, &stopped, true)), Phase::Stop));
+        assert!(past(
+            Some(&state(Status::Done, &stopped, false)),
+            Phase::StartControlPlane
+        ));
+        assert!(
+            !past(Some(&state(Status::RolledBack, &stopped, false)), Phase::Stop),
+            "a rolled-back run is not a member past the phase"
+        );
+    }
+
+    /// Only one plain http(s) URL goes into `--initial-cluster`: never one
+    /// that would add a member or a flag to every member's cluster.
+    #[test]
+    fn peer_urls_are_plain() {
+        assert!(plain_peer_url("https://10.0.0.1:2380"));
+        assert!(plain_peer_url("http://[fd00::1]:2380"));
+        for bad in [
+            "https://10.0.0.1:2380,evil=https://6.6.6.6:2380",
+            "evil=https://x",
+            "unix:///run/etcd.sock",
+            "https://a b",
+        ] {
+            assert!(!plain_peer_url(bad), "{bad}");
+        }
+    }
+
+    /// Resume and rollback act only on the fleet the journal's run was given.
+    #[test]
+    fn another_fleets_journal_is_refused() {
+        let at = |d: &str| MemberAt {
+            name: d.into(),
+            destination: d.into(),
+            root: None,
+            sudo: false,
+            binary: "etcd-rescue".into(),
+            snapshot: PathBuf::new(),
+        };
+        let nodes = NodesFile::from_list("cp1,cp2,cp3").unwrap();
+        let ran = [at("cp3"), at("cp1"), at("cp2")];
+        assert!(same_fleet(&nodes, &ran, Path::new("j")).is_ok());
+        let e = same_fleet(&nodes, &ran[..2], Path::new("j")).unwrap_err();
+        assert!(format!("{e:#}").contains("not of the nodes given"), "{e:#}");
+    }
+}

@@ -41,16 +41,23 @@ print(f"{max(last) - min(first):.3f}")
 PY
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# Each restore of the same snapshot must raise the revision past the one
+# before it: the k-th restore raises it k * 1e9 past the snapshot.
+k=0
 i=0
 while [ $i -lt "$runs" ]; do
     i=$((i + 1))
+    k=$((k + 1))
     "$bin" restore --nodes-file "$drill/nodes.yaml" --snapshot "$snap" --yes --state-dir "$work/coord" \
+        --bump-revision $((k * 1000000000)) \
         >"$work/fleet-$i" 2>&1 || { cat "$work/fleet-$i"; exit 1; }
     outage >>"$work/fleet"
+    k=$((k + 1))
     j=0
     for root in $roots; do
         j=$((j + 1))
         "$bin" restore --root "$root" --snapshot "$snap" --yes --force --wait-timeout 300s \
+            --bump-revision $((k * 1000000000)) \
             >"$work/single-$i-$j" 2>&1 || { cat "$work/single-$i-$j"; exit 1; }
     done
     first=$(echo "$roots" | cut -d' ' -f1)

@@ -76,6 +76,10 @@ pub struct RunState {
     pub snapshot: String,
     /// Its sha256.
     pub snapshot_sha256: String,
+    /// Whether a process holds the state dir's lock now: a run (or a
+    /// rollback) is going on, perhaps one a killed coordinator started.
+    #[serde(default)]
+    pub running: bool,
 }
 
 impl RunState {
@@ -117,6 +121,7 @@ impl RunState {
             restored_revision: records.iter().rev().find_map(|r| r.data.restored_revision),
             snapshot: plan.snapshot.display().to_string(),
             snapshot_sha256: plan.snapshot_sha256.clone(),
+            running: false,
         }
     }
 }
@@ -145,7 +150,12 @@ pub fn of(state_dir: &Path, run: Option<&str>) -> Result<RunState> {
         .into());
     };
     let (plan, records) = journal::read(&info.dir.join("journal.jsonl"))?;
-    Ok(RunState::derive(&plan, &records))
+    let mut st = RunState::derive(&plan, &records);
+    // Held by another process: taking it here (and letting it go at once) fails.
+    st.running = crate::host::fs::open_lock(&state_dir.join("lock"))
+        .and_then(|f| crate::host::fs::try_lock(&f))
+        .is_ok_and(|got| !got);
+    Ok(st)
 }
 
 #[cfg(test)]

@@ -223,9 +223,10 @@ mod tests {
         assert_eq!(NodesFile::parse(&text).unwrap(), f);
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("nodes.yaml");
-        std::fs::write(
+        crate::host::fs::write_durably(
             &p,
-            "sshConfig: ssh_config\nnodes:\n  - {name: a, destination: 'root@10.0.0.1'}\n",
+            b"sshConfig: ssh_config\nnodes:\n  - {name: a, destination: 'root@10.0.0.1'}\n",
+            0o600,
         )
         .unwrap();
         let r = NodesFile::read(&p).unwrap();

@@ -95,7 +95,7 @@ mod tests {
         let kv = leaf(3, &[(&k2, b"a", false), (&k3, b"b", false), (&k4, b"c", false)]);
         let root = leaf(2, &[(b"key", &bucket(3), true), (b"meta", &meta, true)]);
         let f = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(f.path(), file(2, &[page(root), page(kv)])).expect("write");
+        crate::host::fs::write_durably(f.path(), &file(2, &[page(root), page(kv)]), 0o600).expect("write");
         f
     }
 

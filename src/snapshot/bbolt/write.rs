@@ -733,7 +733,7 @@ mod tests {
         if stored_freelist {
             bytes.extend(freelist_page(3, &[], 1, PS));
         }
-        std::fs::write(f.path(), bytes).unwrap();
+        hostfs::write_durably(f.path(), &bytes, 0o600).unwrap();
         f
     }
 
@@ -952,7 +952,7 @@ mod tests {
         let mut bytes = std::fs::read(f.path()).unwrap();
         let at = usize::try_from((txid + 1) % 2).unwrap() * PS + HEADER + 20;
         bytes[at] ^= 0xFF;
-        std::fs::write(f.path(), bytes).unwrap();
+        hostfs::write_durably(f.path(), &bytes, 0o600).unwrap();
         let db = Db::open(f.path()).unwrap();
         assert_eq!(db.meta().txid, txid);
         drop(db);

@@ -187,7 +187,7 @@ fn refusals_write_nothing() {
     let e = restore(&bad, &params(true), &elsewhere).unwrap_err();
     assert!(e.to_string().contains("a WAL left half-made"), "{e:#}");
 
-    std::fs::write(out.data_dir.join("x"), b"x").unwrap();
+    crate::host::fs::write_durably(&out.data_dir.join("x"), b"x", 0o600).unwrap();
     let e = restore(&bad, &params(true), &out).unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e:#}");
     assert!(out.data_dir.join("x").exists());

@@ -350,9 +350,12 @@ fn decompress(
         steps.push(Step::Reused(p.clone()));
         return Ok(p);
     }
+    // The sidecar's size, else the frame header's, else (a file some other
+    // zstd wrote without it) a guess of ten times the compressed size.
     let need = compression
         .map(|c| c.plain_size)
-        .or_else(|| std::fs::metadata(file).ok().map(|m| m.len().saturating_mul(4)))
+        .or_else(|| crate::host::zstd::content_size(file))
+        .or_else(|| std::fs::metadata(file).ok().map(|m| m.len().saturating_mul(10)))
         .unwrap_or(0);
     room(into, need, &format!("decompressing {}", file.display()))?;
     let to = fresh(into, &plain_name);

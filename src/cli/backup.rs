@@ -100,7 +100,7 @@ pub struct BackupArgs {
     /// Compress each backup (`snapshot-<stamp>.db.zst`, `zstd -d` decompresses it; with --encrypt-to compressed first, then encrypted: `.db.zst.age`). Every reader (`snapshot *`, `restore`, the picker) reads it.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compress: Option<CompressArg>,
-    /// The zstd level (1 fastest … 19 smallest).
+    /// The zstd level (1 fastest to 19 smallest).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19), value_name = "N")]
     pub compress_level: i32,
     /// Copy each backup to S3-compatible storage (s3://BUCKET/PREFIX), check the copy, and apply the retention there too.

@@ -24,14 +24,32 @@ pub fn is_compressed(path: &Path) -> bool {
 /// removed again on failure. Returns what `dst` holds.
 pub fn compress(src: &Path, dst: &Path, level: i32, progress: &mut dyn FnMut(u64)) -> Result<Written> {
     let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let size = input
+        .metadata()
+        .with_context(|| format!("reading {}", src.display()))?
+        .len();
     write_new(dst, |hashed| {
         let mut enc = zstd::stream::write::Encoder::new(hashed, level).context("setting up zstd")?;
+        // The size in the frame header: a reader knows the room it needs
+        // before it writes a byte, with or without the sidecar; and a checksum
+        // of the content in the frame, which `zstd -t` checks.
+        enc.set_pledged_src_size(Some(size)).context("setting up zstd")?;
+        enc.include_checksum(true).context("setting up zstd")?;
         // Both cores: a 1.2 GB snapshot compresses in about half the time.
         let _ = enc.multithread(2);
         pump(&mut input, &mut enc, progress).with_context(|| format!("compressing {}", src.display()))?;
         enc.finish()?;
         Ok(())
     })
+}
+
+/// The size of what the zstd file at `path` decompresses to, when its
+/// first frame's header says (this module's files always do).
+pub fn content_size(path: &Path) -> Option<u64> {
+    let mut head = [0u8; 18];
+    let mut f = File::open(path).ok()?;
+    let n = f.read(&mut head).ok()?;
+    zstd::zstd_safe::get_frame_content_size(&head[..n]).ok().flatten()
 }
 
 /// Decompresses the zstd file `src` into the new file `dst` (mode 0600),
@@ -70,6 +88,11 @@ mod tests {
         let written = compress(&plain, &packed, 3, &mut |_| {}).unwrap();
         assert!(written.size < 100_000, "{} bytes", written.size);
         assert!(is_compressed(&packed) && !is_compressed(&plain));
+        assert_eq!(
+            content_size(&packed),
+            Some(data.len() as u64),
+            "the size is in the frame header"
+        );
         let back = dir.path().join("back.db");
         let back_written = decompress(&packed, &back, &mut |_| {}).unwrap();
         assert_eq!(std::fs::read(&back).unwrap(), data);

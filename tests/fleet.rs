@@ -232,7 +232,10 @@ fn stop_sshd(d: &Drill, name: &str) {
         }
     }
     for p in pids.iter().rev() {
-        let _ = Command::new("kill").arg(p.to_string()).output();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(*p).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
 }

@@ -898,7 +898,7 @@ pub mod metrics {
             let target = d.path().join("target");
             std::fs::write(&target, "precious").unwrap();
             let tmp = d.path().join(format!(".backup.prom.tmp-{}", std::process::id()));
-            std::os::unix::fs::symlink(&target, &tmp).unwrap();
+            crate::host::fs::symlink(&target, &tmp).unwrap();
             write(&p, Run::Failed { at: 1.0 }).unwrap();
             assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
             assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
@@ -1126,7 +1126,7 @@ mod tests {
         std::fs::write(d.path().join(".etcd-rescue-backup.lock"), &magic).unwrap();
         std::fs::write(d.path().join("snapshot-20261125T091530Z.db.plain"), &magic).unwrap();
         std::fs::write(d.path().join("manual.snap.json"), b"{}").unwrap();
-        std::os::unix::fs::symlink(&named, d.path().join("latest.db")).unwrap();
+        crate::host::fs::symlink(&named, &d.path().join("latest.db")).unwrap();
         let (l, w) = list_checked(d.path()).unwrap();
         let names: Vec<String> = l
             .iter()

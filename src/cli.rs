@@ -470,7 +470,8 @@ pub fn run(cli: &Cli) -> Result<Code> {
             nodes_file: Some(f),
             ..
         } => fleet::resume(
-            &crate::node::nodes_file::NodesFile::read(f)?,
+            &fleet::nodes(None, Some(f), select.state_dir.as_deref())?
+                .ok_or_else(|| anyhow::anyhow!("a nodes file"))?,
             select.state_dir.as_deref(),
             *yes,
         ),
@@ -480,7 +481,8 @@ pub fn run(cli: &Cli) -> Result<Code> {
             nodes_file: Some(f),
             ..
         } => fleet::rollback(
-            &crate::node::nodes_file::NodesFile::read(f)?,
+            &fleet::nodes(None, Some(f), select.state_dir.as_deref())?
+                .ok_or_else(|| anyhow::anyhow!("a nodes file"))?,
             select.state_dir.as_deref(),
             *yes,
         ),

@@ -3,17 +3,15 @@
 //! operator would run it, a kill of the coordinator followed by a fleet
 //! resume, and a fleet rollback.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use etcd_rescue::drill::state::node_connection;
 use etcd_rescue::restore::fleet::Phase;
 use etcd_rescue::restore::fleet::journal::{FleetJournal, Record};
 use etcd_rescue::restore::journal;
 
-use crate::support::drill::{Drill, block_on};
+use crate::support::drill::{Drill, etcd_contents, snapshot_contents};
 use crate::support::{SYSTEM_PATH as PATH, bin, text};
 
 /// The coordinator: `etcd-rescue WORDS --nodes-file <dir>/nodes.yaml --state-dir STATE`.
@@ -33,30 +31,6 @@ fn run(mut c: Command) -> Output {
     c.output().expect("etcd-rescue runs")
 }
 
-/// Every key and value member `i` serves.
-fn contents(d: &Drill, i: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let conn = node_connection(&d.state.nodes[i]).unwrap();
-    block_on(async move {
-        let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
-        let r = c
-            .get(vec![0u8], Some(etcd_client::GetOptions::new().with_from_key()))
-            .await
-            .unwrap();
-        r.kvs()
-            .iter()
-            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
-            .collect()
-    })
-}
-
-fn snapshot_contents(snap: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    etcd_rescue::snapshot::live_keys(snap)
-        .unwrap()
-        .into_iter()
-        .map(|kv| (kv.key, kv.value))
-        .collect()
-}
-
 /// Every member serves exactly the snapshot, at one revision with one
 /// hashkv, and its own run ended done.
 fn assert_fleet_restored(d: &Drill, snap: &Path) {
@@ -65,7 +39,7 @@ fn assert_fleet_restored(d: &Drill, snap: &Path) {
             d.etcdctl(i, &["endpoint", "health"]).status.success()
         });
         assert_eq!(
-            contents(d, i),
+            etcd_contents(d, i),
             snapshot_contents(snap),
             "member {i} serves the snapshot"
         );
@@ -245,7 +219,7 @@ fn stop_sshd(d: &Drill, name: &str) {
 #[test]
 fn an_unreachable_node_is_refused_before_any_change() {
     let d = Drill::start(&["--members", "3", "--keys", "50", "--ssh"]);
-    let before = contents(&d, 0);
+    let before = etcd_contents(&d, 0);
     stop_sshd(&d, "cp3");
     let state = tempfile::tempdir().unwrap();
     let mut c = fleet(&d, state.path(), &["restore", "--yes"]);
@@ -260,7 +234,7 @@ fn an_unreachable_node_is_refused_before_any_change() {
             "member {i} has no run"
         );
     }
-    assert_eq!(contents(&d, 0), before);
+    assert_eq!(etcd_contents(&d, 0), before);
     assert!(barriers(state.path()).is_empty());
 }
 
@@ -375,7 +349,7 @@ fn lost_quorum_recovers_with_one_fleet_command() {
 fn a_fleet_rollback_puts_every_member_back() {
     let d = Drill::start(&["--members", "3", "--keys", "100", "--ssh"]);
     d.put_late_key();
-    let before = contents(&d, 0);
+    let before = etcd_contents(&d, 0);
     let snap = d.state.snapshot.clone().unwrap();
     let state = tempfile::tempdir().unwrap();
     // The line prompt: yes to copying the binary and to the plan, yes to the
@@ -393,6 +367,15 @@ fn a_fleet_rollback_puts_every_member_back() {
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");
     assert!(o.contains("Stopped before stop"), "{o}");
+    let nodes = std::fs::canonicalize(d.dir.join("nodes.yaml")).unwrap();
+    assert!(
+        o.contains(&format!(
+            "etcd-rescue resume --nodes-file {} --state-dir {}",
+            nodes.display(),
+            state.path().display()
+        )),
+        "the printed command names this fleet's file and state dir: {o}"
+    );
     assert_eq!(barriers(state.path()), vec![Phase::Prepare]);
     let out = run(fleet(&d, state.path(), &["rollback", "--yes"]));
     let (o, e) = text(&out);
@@ -403,7 +386,7 @@ fn a_fleet_rollback_puts_every_member_back() {
         });
     }
     assert_eq!(
-        contents(&d, 0),
+        etcd_contents(&d, 0),
         before,
         "the old cluster's data, the late write included"
     );

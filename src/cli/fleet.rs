@@ -157,9 +157,14 @@ pub(super) fn journal_dir(state_dir: Option<&Path>) -> PathBuf {
     )
 }
 
-/// What a fleet run ended with, said and as an exit code.
-fn ended(end: End, journal_dir: &Path) -> Result<Code> {
-    let dir = crate::shell::quote_path(journal_dir.parent().unwrap_or(journal_dir));
+/// What a fleet run ended with, said and as an exit code; `again` names
+/// the fleet to the commands it prints.
+fn ended(end: End, again: &[String]) -> Result<Code> {
+    let cmd = |verb: &str| {
+        let mut w = vec!["etcd-rescue".to_string(), verb.to_string()];
+        w.extend(again.iter().cloned());
+        crate::shell::join(&w)
+    };
     match end {
         End::Done => {
             println!("\nEvery member restored, verified and serving.");
@@ -171,15 +176,22 @@ fn ended(end: End, journal_dir: &Path) -> Result<Code> {
         }
         End::Paused { next } => {
             println!(
-                "\nStopped before {}: go on with `etcd-rescue resume --nodes-file FILE --state-dir {dir}`, or undo with `etcd-rescue rollback --nodes-file FILE --state-dir {dir}`.",
-                next.as_str()
+                "\nStopped before {}: go on with `{}`, or undo with `{}`.",
+                next.as_str(),
+                cmd("resume"),
+                cmd("rollback")
             );
             Ok(Code::Done)
         }
         End::Stopped { phase } => Err(Fail::after_change(
-            format!("the fleet stopped at the barrier after {}: a member failed", phase.as_str()),
             format!(
-                "fix what the member said, then `etcd-rescue resume --nodes-file FILE --state-dir {dir}`; or `etcd-rescue rollback --nodes-file FILE --state-dir {dir}`"
+                "the fleet stopped at the barrier after {}: a member failed",
+                phase.as_str()
+            ),
+            format!(
+                "fix what the member said, then `{}`; or `{}`",
+                cmd("resume"),
+                cmd("rollback")
             ),
         )
         .into()),
@@ -190,21 +202,44 @@ fn ended(end: End, journal_dir: &Path) -> Result<Code> {
     }
 }
 
-/// The members: `--nodes-file`, or `--nodes a,b,c` (names = destinations).
-pub(super) fn nodes(list: Option<&str>, file: Option<&Path>) -> Result<Option<NodesFile>> {
-    match (list, file) {
+/// The members (`--nodes-file`, or `--nodes a,b,c`: names = destinations),
+/// and the words that name them and the coordinator's state dir to the
+/// commands a fleet run prints (`--nodes-file /abs/nodes.yaml --state-dir D`).
+pub(super) fn nodes(
+    list: Option<&str>,
+    file: Option<&Path>,
+    state_dir: Option<&Path>,
+) -> Result<Option<(NodesFile, Vec<String>)>> {
+    let (nodes, mut words) = match (list, file) {
         (Some(_), Some(_)) => {
-            Err(Fail::before_change("both --nodes and --nodes-file", "give the members one way").into())
+            return Err(
+                Fail::before_change("both --nodes and --nodes-file", "give the members one way").into(),
+            );
         }
-        (Some(l), None) => Ok(Some(NodesFile::from_list(l)?)),
-        (None, Some(f)) => Ok(Some(NodesFile::read(f)?)),
-        (None, None) => Ok(None),
-    }
+        (Some(l), None) => (
+            NodesFile::from_list(l)?,
+            vec!["--nodes".to_string(), l.to_string()],
+        ),
+        (None, Some(f)) => {
+            let abs = std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf());
+            (
+                NodesFile::read(f)?,
+                vec!["--nodes-file".to_string(), abs.display().to_string()],
+            )
+        }
+        (None, None) => return Ok(None),
+    };
+    let dir = journal_dir(state_dir);
+    words.extend([
+        "--state-dir".to_string(),
+        dir.parent().unwrap_or(&dir).display().to_string(),
+    ]);
+    Ok(Some((nodes, words)))
 }
 
 /// `restore --nodes…`.
 pub(super) fn restore(
-    nodes: NodesFile,
+    (nodes, again): (NodesFile, Vec<String>),
     snapshot: &Path,
     extra: Vec<String>,
     state_dir: Option<&Path>,
@@ -212,6 +247,7 @@ pub(super) fn restore(
 ) -> Result<Code> {
     let dir = journal_dir(state_dir);
     let opts = fleet::Options {
+        again: again.clone(),
         nodes,
         snapshot: std::fs::canonicalize(snapshot).unwrap_or_else(|_| snapshot.to_path_buf()),
         extra,
@@ -220,29 +256,38 @@ pub(super) fn restore(
         phase_timeout: Duration::from_secs(3600),
     };
     let mut face = Text { yes };
-    ended(fleet::restore(&opts, &mut face)?, &dir)
+    ended(fleet::restore(&opts, &mut face)?, &again)
 }
 
 /// `resume --nodes-file …`.
-pub(super) fn resume(nodes: &NodesFile, state_dir: Option<&Path>, yes: bool) -> Result<Code> {
+pub(super) fn resume(
+    (nodes, again): &(NodesFile, Vec<String>),
+    state_dir: Option<&Path>,
+    yes: bool,
+) -> Result<Code> {
     let dir = journal_dir(state_dir);
     let mut face = Text { yes };
     let end = fleet::resume(
         &dir,
         nodes,
+        again,
         (Duration::from_secs(30), Duration::from_secs(3600)),
         &mut face,
     )?;
-    ended(end, &dir)
+    ended(end, again)
 }
 
 /// `rollback --nodes-file …`.
-pub(super) fn rollback(nodes: &NodesFile, state_dir: Option<&Path>, yes: bool) -> Result<Code> {
+pub(super) fn rollback(
+    (nodes, again): &(NodesFile, Vec<String>),
+    state_dir: Option<&Path>,
+    yes: bool,
+) -> Result<Code> {
     let dir = journal_dir(state_dir);
     let mut face = Text { yes };
     if !face.ask("Roll back every member of the newest fleet run?") {
         return Ok(Code::Cancelled);
     }
-    let end = fleet::rollback(&dir, nodes, Duration::from_secs(600), &mut face)?;
-    ended(end, &dir)
+    let end = fleet::rollback(&dir, nodes, again, Duration::from_secs(600), &mut face)?;
+    ended(end, again)
 }

@@ -201,7 +201,11 @@ fn restore_ended(ended: crate::restore::Ended, write_out: Format) -> Result<Code
 
 /// `restore`: in the wizard, at the line prompt, headless (`--yes`) or as a dry run.
 pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
-    if let Some(nodes) = super::fleet::nodes(a.nodes.as_deref(), a.nodes_file.as_deref())? {
+    if let Some(nodes) = super::fleet::nodes(
+        a.nodes.as_deref(),
+        a.nodes_file.as_deref(),
+        a.state_dir.as_deref(),
+    )? {
         let Some(snapshot) = &a.snapshot else {
             return Err(crate::exit::Fail::before_change(
                 "a fleet restore needs --snapshot",

@@ -471,6 +471,12 @@ pub fn open_for_update(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// Creates the symlink `link` pointing at `target` (a test fixture, or a
+/// link planted to check that a write never follows one).
+pub fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
 /// Writes `bytes` at `offset` of `file` (a page of a file being edited in place).
 pub fn write_at(file: &File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;

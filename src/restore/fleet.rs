@@ -55,6 +55,8 @@ pub struct Options {
     pub ssh_timeout: Duration,
     /// How long one phase may take on a member.
     pub phase_timeout: Duration,
+    /// The words that name this fleet to a command (`--nodes-file F --state-dir D`).
+    pub again: Vec<String>,
 }
 
 /// What happened, as values: only a renderer makes words of them.
@@ -231,6 +233,7 @@ pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
             members: members.iter().map(|m| m.at.clone()).collect(),
         },
     )?;
+    journal.again.clone_from(&opts.again);
     run_phases(
         &members,
         &cluster,
@@ -246,22 +249,30 @@ pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
 pub fn resume(
     journal_dir: &Path,
     nodes: &NodesFile,
+    again: &[String],
     timeouts: (Duration, Duration),
     face: &mut dyn FleetFace,
 ) -> Result<End> {
     let ssh_config = nodes.ssh_config.as_deref();
     let mut journal = FleetJournal::open_newest(journal_dir)?;
+    journal.again = again.to_vec();
     if journal.ended() {
         return Err(Fail::before_change(
             format!("the fleet run in {} has ended", journal.path().display()),
-            "start a new one with `etcd-rescue restore --nodes-file FILE --snapshot FILE`",
+            format!(
+                "start a new one with `{} --snapshot FILE`",
+                journal.command("restore")
+            ),
         )
         .into());
     }
     if journal.rolling_back() {
         return Err(Fail::after_change(
             format!("a rollback of every member began in {}", journal.path().display()),
-            "finish it with `etcd-rescue rollback --nodes-file FILE`: a fleet that began rolling back is never taken forward",
+            format!(
+                "finish it with `{}`: a fleet that began rolling back is never taken forward",
+                journal.command("rollback")
+            ),
         )
         .into());
     }
@@ -279,10 +290,12 @@ pub fn resume(
 pub fn rollback(
     journal_dir: &Path,
     nodes: &NodesFile,
+    again: &[String],
     timeout: Duration,
     face: &mut dyn FleetFace,
 ) -> Result<End> {
     let mut journal = FleetJournal::open_newest(journal_dir)?;
+    journal.again = again.to_vec();
     if journal
         .records
         .iter()
@@ -564,7 +577,10 @@ fn roll_back_all(
     if !ok {
         return Err(Fail::after_change(
             "not every member could be rolled back",
-            "run the command shown for each member on that node, then `etcd-rescue rollback --nodes-file FILE` again",
+            format!(
+                "run the command shown for each member on that node, then `{}` again",
+                journal.command("rollback")
+            ),
         )
         .into());
     }

@@ -70,6 +70,9 @@ pub struct FleetJournal {
     file: File,
     /// Every record, in order.
     pub records: Vec<Record>,
+    /// The words that name this fleet run to a command (`--nodes-file F
+    /// --state-dir D`), for the commands its messages print.
+    pub again: Vec<String>,
 }
 
 impl FleetJournal {
@@ -86,6 +89,7 @@ impl FleetJournal {
             path,
             file,
             records: vec![plan],
+            again: Vec::new(),
         })
     }
 
@@ -111,7 +115,12 @@ impl FleetJournal {
         let records = parse(&text).with_context(|| format!("reading {}", path.display()))?;
         let file =
             hostfs::open_append_private(&path).with_context(|| format!("opening {}", path.display()))?;
-        Ok(FleetJournal { path, file, records })
+        Ok(FleetJournal {
+            path,
+            file,
+            records,
+            again: Vec::new(),
+        })
     }
 
     /// Appends `r`, fsynced.
@@ -122,6 +131,13 @@ impl FleetJournal {
             .with_context(|| format!("writing {}", self.path.display()))?;
         self.records.push(r);
         Ok(())
+    }
+
+    /// `etcd-rescue VERB` for this fleet run, quoted to paste.
+    pub fn command(&self, verb: &str) -> String {
+        let mut words = vec!["etcd-rescue".to_string(), verb.to_string()];
+        words.extend(self.again.iter().cloned());
+        crate::shell::join(&words)
     }
 
     /// Where it is.

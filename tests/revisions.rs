@@ -3,14 +3,13 @@
 //! whose own tools cannot raise the revision, with the node's restore tool
 //! and with the native restore.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use etcd_rescue::drill::state::node_connection;
 
-use crate::support::drill::{Drill, block_on};
+use crate::support::drill::{Drill, block_on, etcd_contents, snapshot_contents};
 use crate::support::{SYSTEM_PATH as PATH, bin, text};
 
 /// A PATH with no etcd tool on it.
@@ -63,30 +62,6 @@ pub(crate) fn watch_from(d: &Drill, i: usize, from: i64) -> (bool, i64) {
     })
 }
 
-/// Every key and value, read from node `i`.
-fn contents(d: &Drill, i: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let conn = node_connection(&d.state.nodes[i]).unwrap();
-    block_on(async move {
-        let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
-        let r = c
-            .get(vec![0u8], Some(etcd_client::GetOptions::new().with_from_key()))
-            .await
-            .unwrap();
-        r.kvs()
-            .iter()
-            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
-            .collect()
-    })
-}
-
-fn snapshot_contents(snap: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    etcd_rescue::snapshot::live_keys(snap)
-        .unwrap()
-        .into_iter()
-        .map(|kv| (kv.key, kv.value))
-        .collect()
-}
-
 /// The old cluster moves past the snapshot (the informer's last seen
 /// revision R); after the restore, its watch from R+1 is cancelled as
 /// compacted, a list gives the snapshot's data, and the first write gets a
@@ -118,7 +93,7 @@ fn informer_relists(etcd: &str, extra: &[&str], path: &str) -> String {
     assert!(cancelled, "the watch from R+1 = {} is cancelled", r + 1);
     assert!(compact > r, "compacted at {compact}, above R = {r}");
     assert_eq!(
-        contents(&d, 0),
+        etcd_contents(&d, 0),
         snapshot_contents(&snap),
         "a list gives the restored data"
     );

@@ -2,16 +2,13 @@
 //! with `etcd-rescue journal -w json`: one node paused, refused, rolled back
 //! and resumed; three members driven in lockstep as a coordinator drives them.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use etcd_rescue::drill::state::node_connection;
 use etcd_rescue::restore::journal;
 
-use crate::support::drill::{Drill, LATE_KEY, MANIFESTS, block_on};
+use crate::support::drill::{Drill, LATE_KEY, MANIFESTS, etcd_contents, snapshot_contents};
 use crate::support::{SYSTEM_PATH as PATH, bin, text};
 
 /// The binary with the system PATH; a restore gets a short settle period (the drill's kubelet acts at once).
@@ -34,31 +31,6 @@ fn ok(args: &[&str]) -> String {
 /// `etcd-rescue journal --root ROOT -w json`, parsed.
 fn state(root: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&["journal", "--root", root, "-w", "json"])).expect("one JSON document")
-}
-
-/// Every key and value node `i`'s etcd serves.
-fn etcd_contents(d: &Drill, i: usize) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let conn = node_connection(&d.state.nodes[i]).unwrap();
-    block_on(async move {
-        let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
-        let r = c
-            .get(vec![0u8], Some(etcd_client::GetOptions::new().with_from_key()))
-            .await
-            .unwrap();
-        r.kvs()
-            .iter()
-            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
-            .collect()
-    })
-}
-
-/// Every live key and value in the snapshot.
-fn snapshot_contents(snap: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    etcd_rescue::snapshot::live_keys(snap)
-        .unwrap()
-        .into_iter()
-        .map(|kv| (kv.key, kv.value))
-        .collect()
 }
 
 fn serves(d: &Drill, i: usize) -> bool {

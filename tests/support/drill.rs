@@ -438,3 +438,28 @@ pub const MANIFESTS: [&str; 4] = [
     "kube-controller-manager.yaml",
     "kube-scheduler.yaml",
 ];
+
+/// Every key and value node `i`'s etcd serves, read with the node's own client certificate.
+pub fn etcd_contents(d: &Drill, i: usize) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let conn = etcd_rescue::drill::state::node_connection(&d.state.nodes[i]).unwrap();
+    block_on(async move {
+        let mut c = etcd_rescue::host::etcd::connect(&conn).await.unwrap();
+        let r = c
+            .get(vec![0u8], Some(etcd_client::GetOptions::new().with_from_key()))
+            .await
+            .unwrap();
+        r.kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .collect()
+    })
+}
+
+/// Every live key and value in the snapshot, read natively.
+pub fn snapshot_contents(snap: &Path) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    etcd_rescue::snapshot::live_keys(snap)
+        .unwrap()
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect()
+}

@@ -467,24 +467,26 @@ pub fn run(cli: &Cli) -> Result<Code> {
         Command::Resume {
             select,
             yes,
+            plain,
             nodes_file: Some(f),
             ..
         } => fleet::resume(
             &fleet::nodes(None, Some(f), select.state_dir.as_deref())?
                 .ok_or_else(|| anyhow::anyhow!("a nodes file"))?,
             select.state_dir.as_deref(),
-            *yes,
+            (*yes, *plain),
         ),
         Command::Rollback {
             select,
             yes,
+            plain,
             nodes_file: Some(f),
             ..
         } => fleet::rollback(
             &fleet::nodes(None, Some(f), select.state_dir.as_deref())?
                 .ok_or_else(|| anyhow::anyhow!("a nodes file"))?,
             select.state_dir.as_deref(),
-            *yes,
+            (*yes, *plain),
         ),
         Command::Resume {
             select,

@@ -20,6 +20,7 @@ pub mod app;
 pub mod browse;
 mod engine_events;
 pub mod face;
+pub mod fleet;
 mod key_input;
 pub mod keys;
 pub mod picker;

@@ -424,3 +424,55 @@ fn the_fleet_on_etcd_34_makes_informers_relist_on_every_member() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["header"]["revision"].as_i64().unwrap() > old, "{v}");
 }
+
+/// The fleet wizard in tmux, as an operator drives it: one question to copy
+/// the binary, the combined plan (Enter does nothing; `y` starts), one `y`
+/// per phase for the whole fleet, a column per member; every member ends
+/// serving the snapshot and the terminal is given back.
+#[test]
+fn the_fleet_wizard_restores_every_member_in_tmux() {
+    use crate::support::tmux::{STAGE_LIMIT, Tmux};
+    let d = Drill::start(&["--members", "3", "--keys", "100", "--ssh"]);
+    d.put_late_key();
+    let snap = d.state.snapshot.clone().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let args: Vec<String> = vec![
+        "restore".into(),
+        "--nodes-file".into(),
+        d.dir.join("nodes.yaml").display().to_string(),
+        "--state-dir".into(),
+        state.path().display().to_string(),
+        "--snapshot".into(),
+        snap.display().to_string(),
+    ];
+    let t = Tmux::run_with("fleet", &[("NO_COLOR", "1")], &args);
+    t.wait_for(&["lack etcd-rescue", "y yes"], STAGE_LIMIT);
+    t.key("y");
+    let s = t.wait_for(&["Restore every member?", "y start"], STAGE_LIMIT);
+    assert!(s.contains("Fleet restore"), "the combined plan first:\n{s}");
+    t.key("Enter");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(barriers(state.path()).is_empty(), "Enter starts nothing");
+    t.key("y");
+    for p in Phase::ALL {
+        let s = t.wait_for(
+            &[&format!("Begin {} on every member", p.as_str()), "y begin"],
+            STAGE_LIMIT,
+        );
+        for m in ["cp1", "cp2", "cp3"] {
+            assert!(s.contains(m), "a column per member:\n{s}");
+        }
+        t.key("y");
+    }
+    let s = t.wait_for(&["Every member restored, verified and serving."], STAGE_LIMIT * 2);
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("> start-control-plane") && l.matches("done ").count() == 3),
+        "every member's column says done:\n{s}"
+    );
+    t.key("q");
+    let s = t.wait_for(&["[exit 0]"], STAGE_LIMIT);
+    assert!(s.contains("[tty cooked]"), "the terminal is given back:\n{s}");
+    assert_eq!(barriers(state.path()), Phase::ALL.to_vec());
+    assert_fleet_restored(&d, &snap);
+}

@@ -1,7 +1,6 @@
 //! `restore|resume|rollback --nodes/--nodes-file`: the fleet coordinator's
 //! text face (headless with `--yes`, else a line prompt) and its words.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,58 +33,10 @@ impl Text {
 
 impl FleetFace for Text {
     fn event(&mut self, e: &Event) {
-        let text = match e {
-            Event::Reached {
-                member,
-                sudo,
-                binary,
-                copied,
-            } => format!(
-                "{member}: reached{}; etcd-rescue there: {binary}{}",
-                if *sudo {
-                    " (commands through sudo -n)"
-                } else {
-                    " as root"
-                },
-                if *copied {
-                    " (this binary, copied now and its sha256 checked)"
-                } else {
-                    ""
-                }
-            ),
-            Event::SnapshotThere { member, path, sent } => format!(
-                "{member}: snapshot {} ({})",
-                path.display(),
-                if *sent {
-                    "sent now, its sha256 checked there"
-                } else {
-                    "its own copy, same sha256"
-                }
-            ),
-            Event::PhaseBegins(p) => format!("\n== {}: {}", p.as_str(), p.title()),
-            Event::Line { member, text } => format!("[{member}] {}", crate::text::safe_line(text)),
-            Event::Barrier { phase, took } => format!(
-                "== every member finished {} in {:.1} s: barrier passed",
-                phase.as_str(),
-                took.as_secs_f64()
-            ),
-            Event::MemberFailed {
-                member,
-                phase,
-                why,
-                run_there,
-            } => format!(
-                "!! {member} failed{}: {}{}",
-                phase.map(|p| format!(" {}", p.as_str())).unwrap_or_default(),
-                crate::text::safe_line(why),
-                if run_there.is_empty() {
-                    String::new()
-                } else {
-                    format!("\n   on {member} alone: {}", crate::shell::join(run_there))
-                }
-            ),
-        };
-        println!("{text}");
+        if matches!(e, Event::PhaseBegins(_) | Event::RollbackBegins) {
+            println!();
+        }
+        println!("{}", crate::restore::render::fleet::event(e));
     }
 
     fn copy_binary(&mut self, members: &[String], to: &str) -> bool {
@@ -97,40 +48,9 @@ impl FleetFace for Text {
     }
 
     fn plan(&mut self, plan: &FleetPlan) -> bool {
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            "Fleet restore {} of {} members (fleet journal {})\n  snapshot sha256 {}\n  cluster  {}\n  token    {}\n",
-            plan.id,
-            plan.members.len(),
-            plan.journal.display(),
-            plan.snapshot_sha256.get(..16).unwrap_or(""),
-            plan.cluster.initial_cluster,
-            plan.cluster.token
-        );
-        for (at, p) in &plan.members {
-            let _ = write!(out, "\n──── {} ({}) ────\n", at.name, at.destination);
-            for line in crate::restore::render::text(&crate::restore::render::plan(p)) {
-                out.push_str(&line);
-                out.push('\n');
-            }
+        for line in crate::restore::render::text(&crate::restore::render::fleet::plan(plan)) {
+            println!("{line}");
         }
-        out.push_str("\nThe fleet's order (each phase on every member, a barrier after each):\n");
-        for (i, ph) in Phase::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  {}. {:<20} {}{}",
-                i + 1,
-                ph.as_str(),
-                ph.title(),
-                if *ph == Phase::Stop {
-                    "  <- the outage begins"
-                } else {
-                    ""
-                }
-            );
-        }
-        print!("{out}");
         self.ask("Restore every member?")
     }
 
@@ -139,6 +59,10 @@ impl FleetFace for Text {
     }
 
     fn roll_back(&mut self, failed: &[String]) -> bool {
+        if failed.is_empty() {
+            // `rollback --nodes-file`: the operator asked for it; --yes confirms.
+            return self.ask("Roll back every member of the newest fleet run?");
+        }
         if self.yes {
             return false;
         }
@@ -237,57 +161,80 @@ pub(super) fn nodes(
     Ok(Some((nodes, words)))
 }
 
+/// Runs `work` in the fleet wizard (when a terminal is there and neither
+/// `--yes` nor `--plain` was given) or at the line prompt; then says how it ended.
+fn drive(
+    verb: &'static str,
+    (nodes, again): (&NodesFile, &[String]),
+    (yes, plain): (bool, bool),
+    work: impl FnOnce(&mut dyn FleetFace) -> Result<End> + Send + 'static,
+) -> Result<Code> {
+    if !crate::tui::wanted(yes, plain) {
+        let mut face = Text { yes };
+        return ended(work(&mut face)?, again);
+    }
+    let names = nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    let done = crate::tui::fleet::run(verb, names, again.to_vec(), work)?;
+    for l in &done.said {
+        println!("{l}");
+    }
+    ended(done.end?, again)
+}
+
 /// `restore --nodes…`.
 pub(super) fn restore(
     (nodes, again): (NodesFile, Vec<String>),
     snapshot: &Path,
     extra: Vec<String>,
     state_dir: Option<&Path>,
-    yes: bool,
+    (yes, plain): (bool, bool),
 ) -> Result<Code> {
-    let dir = journal_dir(state_dir);
     let opts = fleet::Options {
         again: again.clone(),
-        nodes,
+        nodes: nodes.clone(),
         snapshot: std::fs::canonicalize(snapshot).unwrap_or_else(|_| snapshot.to_path_buf()),
         extra,
-        journal_dir: dir.clone(),
+        journal_dir: journal_dir(state_dir),
         ssh_timeout: Duration::from_secs(30),
         phase_timeout: Duration::from_secs(3600),
     };
-    let mut face = Text { yes };
-    ended(fleet::restore(&opts, &mut face)?, &again)
+    drive("restore", (&nodes, &again), (yes, plain), move |face| {
+        fleet::restore(&opts, face)
+    })
 }
 
 /// `resume --nodes-file …`.
 pub(super) fn resume(
     (nodes, again): &(NodesFile, Vec<String>),
     state_dir: Option<&Path>,
-    yes: bool,
+    (yes, plain): (bool, bool),
 ) -> Result<Code> {
     let dir = journal_dir(state_dir);
-    let mut face = Text { yes };
-    let end = fleet::resume(
-        &dir,
-        nodes,
-        again,
-        (Duration::from_secs(30), Duration::from_secs(3600)),
-        &mut face,
-    )?;
-    ended(end, again)
+    let (n, a) = (nodes.clone(), again.clone());
+    drive("resume", (nodes, again), (yes, plain), move |face| {
+        fleet::resume(
+            &dir,
+            &n,
+            &a,
+            (Duration::from_secs(30), Duration::from_secs(3600)),
+            face,
+        )
+    })
 }
 
-/// `rollback --nodes-file …`.
+/// `rollback --nodes-file …`: asks first, then rolls every member back.
 pub(super) fn rollback(
     (nodes, again): &(NodesFile, Vec<String>),
     state_dir: Option<&Path>,
-    yes: bool,
+    (yes, plain): (bool, bool),
 ) -> Result<Code> {
     let dir = journal_dir(state_dir);
-    let mut face = Text { yes };
-    if !face.ask("Roll back every member of the newest fleet run?") {
-        return Ok(Code::Cancelled);
-    }
-    let end = fleet::rollback(&dir, nodes, again, Duration::from_secs(600), &mut face)?;
-    ended(end, again)
+    let (n, a) = (nodes.clone(), again.clone());
+    drive("rollback", (nodes, again), (yes, plain), move |face| {
+        // No member failed: the question is whether to undo the whole run.
+        if !face.roll_back(&[]) {
+            return Ok(End::Cancelled);
+        }
+        fleet::rollback(&dir, &n, &a, Duration::from_secs(600), face)
+    })
 }

@@ -213,7 +213,13 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
             )
             .into());
         };
-        return super::fleet::restore(nodes, snapshot, a.member_flags(), a.state_dir.as_deref(), a.yes);
+        return super::fleet::restore(
+            nodes,
+            snapshot,
+            a.member_flags(),
+            a.state_dir.as_deref(),
+            (a.yes, a.plain),
+        );
     }
     if a.write_out == Format::Json && !a.dry_run {
         return Err(crate::exit::Fail::before_change(

@@ -91,6 +91,23 @@ pub enum Event {
         /// The line.
         text: String,
     },
+    /// One member's part of a phase (or of the rollback, `phase` `None`)
+    /// ended: `ok` when its command exited 0, `skipped` when it had nothing
+    /// to do (already past the phase, or nothing to undo).
+    MemberFinished {
+        /// The member.
+        member: String,
+        /// The phase; `None` in a rollback.
+        phase: Option<Phase>,
+        /// How long its command ran.
+        took: Duration,
+        /// Whether it succeeded.
+        ok: bool,
+        /// Whether nothing had to run.
+        skipped: bool,
+    },
+    /// Rolling every member back begins.
+    RollbackBegins,
     /// Every member finished the phase (the barrier is passed and journaled).
     Barrier {
         /// The phase.
@@ -381,7 +398,7 @@ fn run_phases(
                 m.at.phase_command(phase, cluster, fresh)
             })
             .collect();
-        let results = on_every_member(members, &commands, timeout, face);
+        let results = on_every_member(members, &commands, Some(phase), timeout, face);
         let mut failed = Vec::new();
         for (m, r) in members.iter().zip(results) {
             let why = match r {
@@ -539,6 +556,7 @@ fn roll_back_all(
             at: crate::utc::rfc3339(std::time::SystemTime::now()),
         })?;
     }
+    face.event(&Event::RollbackBegins);
     // A member rolled back already (a fleet rollback run again) has nothing to do.
     let mut states = Vec::new();
     for m in members {
@@ -553,7 +571,7 @@ fn roll_back_all(
             _ => Vec::new(),
         })
         .collect();
-    let results = on_every_member(members, &commands, timeout, face);
+    let results = on_every_member(members, &commands, None, timeout, face);
     let mut ok = true;
     for (m, r) in members.iter().zip(results) {
         if let Some(why) = match r {
@@ -590,14 +608,27 @@ fn roll_back_all(
     Ok(End::RolledBack)
 }
 
-/// Runs `commands[i]` on `members[i]`, all at once, their lines shown as they come.
+/// What a member's connection thread reports while a phase runs.
+enum Heard {
+    Line(String, String),
+    Finished {
+        member: String,
+        took: Duration,
+        ok: bool,
+        skipped: bool,
+    },
+}
+
+/// Runs `commands[i]` on `members[i]`, all at once, their lines shown as
+/// they come and each member's end as it ends.
 fn on_every_member(
     members: &[Reached],
     commands: &[Vec<String>],
+    phase: Option<Phase>,
     timeout: Duration,
     face: &mut dyn FleetFace,
 ) -> Vec<Result<Remote>> {
-    let (tx, rx) = mpsc::channel::<(String, String)>();
+    let (tx, rx) = mpsc::channel::<Heard>();
     std::thread::scope(|s| {
         let handles: Vec<_> = members
             .iter()
@@ -605,23 +636,46 @@ fn on_every_member(
             .map(|(m, argv)| {
                 let tx = tx.clone();
                 s.spawn(move || {
+                    let began = Instant::now();
                     // Nothing to run: this member is already past the phase.
-                    if argv.is_empty() {
-                        return Ok(Remote {
+                    let r = if argv.is_empty() {
+                        Ok(Remote {
                             code: Some(0),
                             stdout: Vec::new(),
                             stderr: String::new(),
-                        });
-                    }
-                    m.session.run_lines(argv, timeout, &mut |line: &str| {
-                        let _ = tx.send((m.at.name.clone(), line.to_string()));
-                    })
+                        })
+                    } else {
+                        m.session.run_lines(argv, timeout, &mut |line: &str| {
+                            let _ = tx.send(Heard::Line(m.at.name.clone(), line.to_string()));
+                        })
+                    };
+                    let _ = tx.send(Heard::Finished {
+                        member: m.at.name.clone(),
+                        took: began.elapsed(),
+                        ok: r.as_ref().is_ok_and(|r| r.code == Some(0)),
+                        skipped: argv.is_empty(),
+                    });
+                    r
                 })
             })
             .collect();
         drop(tx);
-        for (member, text) in rx {
-            face.event(&Event::Line { member, text });
+        for heard in rx {
+            face.event(&match heard {
+                Heard::Line(member, text) => Event::Line { member, text },
+                Heard::Finished {
+                    member,
+                    took,
+                    ok,
+                    skipped,
+                } => Event::MemberFinished {
+                    member,
+                    phase,
+                    took,
+                    ok,
+                    skipped,
+                },
+            });
         }
         handles
             .into_iter()

@@ -17,6 +17,8 @@ use crate::units::human_bytes;
 
 use super::command::Command;
 
+pub mod fleet;
+
 /// What a line is, for a face that styles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {

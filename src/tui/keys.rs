@@ -37,6 +37,14 @@ pub enum Ctx {
     Browse,
     /// `browse`: in a group, its keys and the highlighted one's value.
     BrowseGroup,
+    /// The fleet wizard: every member's plan, before any change.
+    FleetPlan,
+    /// The fleet wizard: a phase is next on every member.
+    FleetPhase,
+    /// The fleet wizard: members failed a phase; the fleet is at the barrier.
+    FleetFailed,
+    /// The fleet wizard: a phase runs on every member.
+    FleetBusy,
 }
 
 /// What a key asks for.
@@ -120,14 +128,21 @@ pub struct Binding {
 }
 
 use Ctx::{
-    Browse, BrowseGroup, Busy, ConfirmRollback, Failed, Help, Picker, Plan, Popup, Stage, Status, Summary,
-    Waiting, WaitingBoth, WaitingHost,
+    Browse, BrowseGroup, Busy, ConfirmRollback, Failed, FleetBusy, FleetFailed, FleetPhase, FleetPlan, Help,
+    Picker, Plan, Popup, Stage, Status, Summary, Waiting, WaitingBoth, WaitingHost,
 };
+
+/// The fleet wizard's own contexts (it also uses `Popup`, `Summary` and `Help`).
+const FLEET: &[Ctx] = &[FleetPlan, FleetPhase, FleetFailed, FleetBusy];
 
 /// Every wait-timeout screen.
 const WAITING: &[Ctx] = &[Waiting, WaitingHost, WaitingBoth];
 
 const SCROLLABLE: &[Ctx] = &[
+    FleetPlan,
+    FleetPhase,
+    FleetFailed,
+    FleetBusy,
     Picker,
     Busy,
     Plan,
@@ -141,6 +156,10 @@ const SCROLLABLE: &[Ctx] = &[
 ];
 /// Where `?` opens the help.
 const WITH_HELP: &[Ctx] = &[
+    FleetPlan,
+    FleetPhase,
+    FleetFailed,
+    FleetBusy,
     Picker,
     Busy,
     Plan,
@@ -172,6 +191,10 @@ const WIZARD: &[Ctx] = &[
 ];
 #[cfg(test)]
 const EVERYWHERE: &[Ctx] = &[
+    FleetPlan,
+    FleetPhase,
+    FleetFailed,
+    FleetBusy,
     Picker,
     Busy,
     Plan,
@@ -191,6 +214,62 @@ const EVERYWHERE: &[Ctx] = &[
 
 /// The table, first match wins.
 pub const KEYS: &[Binding] = &[
+    Binding {
+        keys: &[Key::Char('y')],
+        label: "y",
+        ctx: &[FleetPlan],
+        action: Do::Yes,
+        help: "start the fleet restore (each phase still asks)",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Char('y')],
+        label: "y",
+        ctx: &[FleetPhase],
+        action: Do::Yes,
+        help: "begin this phase on every member",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Char('r')],
+        label: "r",
+        ctx: &[FleetFailed],
+        action: Do::Rollback,
+        help: "roll back every member, each with its own journal",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Char('q')],
+        label: "q",
+        ctx: &[FleetPlan],
+        action: Do::Quit,
+        help: "leave; nothing was changed",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Char('q')],
+        label: "q",
+        ctx: &[FleetPhase, FleetFailed],
+        action: Do::Quit,
+        help: "stop at this barrier; the fleet's resume or rollback goes on later",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Char('q')],
+        label: "q",
+        ctx: &[FleetBusy],
+        action: Do::Quit,
+        help: "stop at the next barrier: every member finishes the phase it runs",
+        bar: true,
+    },
+    Binding {
+        keys: &[Key::Ctrl('c')],
+        label: "Ctrl-C",
+        ctx: FLEET,
+        action: Do::Interrupt,
+        help: "stop at the next barrier (a phase in progress is never cut off on a member)",
+        bar: false,
+    },
     Binding {
         keys: &[Key::Char('y')],
         label: "y",
@@ -517,7 +596,8 @@ pub fn bar(ctx: Ctx) -> Vec<(&'static str, &'static str)> {
 /// The one- or two-word name of an action in the key bar.
 fn short(action: Do, ctx: Ctx) -> &'static str {
     match (action, ctx) {
-        (Do::Yes, Ctx::Plan) => "start",
+        (Do::Yes, Ctx::Plan | Ctx::FleetPlan) => "start",
+        (Do::Yes, Ctx::FleetPhase) => "begin",
         (Do::Yes, Ctx::Stage) => "apply",
         (Do::Yes, Ctx::Failed) => "retry",
         (Do::Yes, Ctx::ConfirmRollback) | (Do::Rollback, _) => "roll back",
@@ -528,7 +608,15 @@ fn short(action: Do, ctx: Ctx) -> &'static str {
         (Do::Cancel, _) => "no",
         (
             Do::Quit,
-            Ctx::Stage | Ctx::Failed | Ctx::Waiting | Ctx::WaitingHost | Ctx::WaitingBoth | Ctx::Busy,
+            Ctx::Stage
+            | Ctx::Failed
+            | Ctx::Waiting
+            | Ctx::WaitingHost
+            | Ctx::WaitingBoth
+            | Ctx::Busy
+            | Ctx::FleetPhase
+            | Ctx::FleetFailed
+            | Ctx::FleetBusy,
         ) => "stop here",
         (Do::Quit, _) => "quit",
         (Do::KeepWaiting, _) => "keep waiting",
@@ -594,8 +682,12 @@ mod tests {
             Ctx::WaitingBoth,
             Ctx::ConfirmRollback,
             Ctx::Popup,
+            Ctx::FleetPlan,
+            Ctx::FleetPhase,
+            Ctx::FleetFailed,
         ] {
             assert_ne!(lookup(ctx, &enter), Some(Do::Yes), "{ctx:?}");
+            assert_ne!(lookup(ctx, &enter), Some(Do::Rollback), "{ctx:?}");
         }
         assert_eq!(lookup(Ctx::Stage, &parse("y")[0]), Some(Do::Yes));
         assert_eq!(lookup(Ctx::Stage, &parse("Y")[0]), None);

@@ -79,6 +79,9 @@ pub struct NodeReport {
     pub wal_dir: Option<DirInfo>,
     /// `etcdutl` / `etcdctl` on PATH.
     pub tools: Vec<Tool>,
+    /// The ID of the cluster this member's WAL belongs to (16 hex digits),
+    /// from its newest segment's metadata record; `None` without a WAL.
+    pub cluster_id: Option<String>,
 }
 
 impl Node {
@@ -153,14 +156,26 @@ impl NodeReport {
             .as_ref()
             .map(|w| fsinfo::dir_info(root, &w.host))
             .transpose()?;
+        let wal = node.etcd.wal_dir.as_ref().map_or_else(
+            || root.host(&node.etcd.data_dir.host).join("member/wal"),
+            |w| root.host(&w.host),
+        );
         Ok(NodeReport {
             root: root.dir().to_path_buf(),
+            cluster_id: wal_cluster_id(&wal),
             node,
             data_dir,
             wal_dir,
             tools: etcdutl::on_path(),
         })
     }
+}
+
+/// The cluster ID in the newest WAL segment of `wal` (hex), if any.
+fn wal_cluster_id(wal: &Path) -> Option<String> {
+    let newest = crate::host::fs::names_ending(wal, ".wal").ok()?.pop()?;
+    let head = crate::host::fs::read_head(&wal.join(newest), 64 << 10).ok()?;
+    crate::snapshot::native::wal::metadata(&head).map(|m| format!("{:016x}", m.cluster_id))
 }
 
 /// Lists the static pod directory the way kubelet reads it.

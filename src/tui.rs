@@ -74,8 +74,9 @@ pub fn wanted(yes: bool, plain: bool) -> bool {
 
 /// What the engine thread runs: one invocation, as the CLI gives it.
 enum Work {
-    /// A restore, with the `--identity` that decrypts an encrypted backup chosen in the picker.
-    Restore(Box<Options>, Option<PathBuf>),
+    /// A restore, with the `--identity` that decrypts an encrypted backup
+    /// chosen in the picker, and the S3 endpoint of a bucket copy chosen there.
+    Restore(Box<Options>, Option<PathBuf>, Option<String>),
     Resume(RunSelect),
     Rollback {
         select: RunSelect,
@@ -87,18 +88,19 @@ enum Work {
 impl Work {
     fn run(self, snapshot: Option<PathBuf>, face: &mut dyn Face) -> Result<Code> {
         match self {
-            Work::Restore(mut opts, identity) => {
+            Work::Restore(mut opts, identity, endpoint) => {
                 if let Some(s) = snapshot {
-                    // An encrypted backup is decrypted into the state dir, where a resume finds it.
+                    // An encrypted backup is decrypted (a bucket copy downloaded) into
+                    // the state dir, where a resume finds it.
                     let state_dir = plan::state_dir(&Root::new(&opts.root), opts.state_dir.as_deref());
-                    let src = fetch::Source::File(s.clone());
+                    let src = fetch::Source::parse(&s, endpoint.as_deref())?;
                     let to = fetch::Use::Restore { state_dir };
                     let ready = fetch::for_restore(&src, identity.as_deref(), &to, &mut |_| {})?;
                     if ready.path != s {
                         opts.source = Some(plan::SnapshotSource {
                             given: s.display().to_string(),
                             identity: identity.clone(),
-                            s3_endpoint: None,
+                            s3_endpoint: endpoint.clone(),
                         });
                     }
                     opts.snapshot = ready.path;
@@ -142,11 +144,22 @@ fn new_app(mode: Mode, screen: Screen, root: &Path, state_dir: Option<&Path>) ->
     app
 }
 
-/// `etcd-rescue restore` in the wizard; without a snapshot it opens the picker on `backup_dirs`.
+/// Where the picker looks: backup dirs, and buckets (`--remote`) with their endpoint.
+pub struct Places<'a> {
+    /// `--backup-dir`.
+    pub dirs: &'a [PathBuf],
+    /// `--remote`.
+    pub remotes: Vec<crate::backup::Remote>,
+    /// `--s3-endpoint`.
+    pub endpoint: Option<String>,
+}
+
+/// `etcd-rescue restore` in the wizard; without a snapshot it opens the
+/// picker on the backup dirs and buckets of `places`.
 pub fn restore(
     opts: Options,
     snapshot: Option<PathBuf>,
-    backup_dirs: &[PathBuf],
+    places: Places,
     identity: Option<PathBuf>,
 ) -> Result<Ended> {
     let root = opts.root.clone();
@@ -155,16 +168,16 @@ pub fn restore(
         let mut opts = opts;
         opts.snapshot = s;
         let app = new_app(Mode::Restore, Screen::Planning, &root, opts.state_dir.as_deref());
-        return event_loop(app, Work::Restore(Box::new(opts), None), None);
+        return event_loop(app, Work::Restore(Box::new(opts), None, None), None);
     }
-    let dirs = picker::backup_dirs(&Root::new(&root), backup_dirs);
+    let dirs = picker::backup_dirs(&Root::new(&root), places.dirs);
     let mut app = new_app(Mode::Restore, Screen::Picker, &root, opts.state_dir.as_deref());
     app.skip_hash_check = skip_hash_check;
     app.identity = identity.is_some();
     event_loop(
         app,
-        Work::Restore(Box::new(opts), identity),
-        Some((Root::new(&root), dirs)),
+        Work::Restore(Box::new(opts), identity, places.endpoint),
+        Some((Root::new(&root), dirs, places.remotes)),
     )
 }
 
@@ -484,7 +497,11 @@ fn save_transcript(app: &App, saved: &mut Option<usize>) {
 }
 
 /// Runs the wizard until it is done; returns the engine's result.
-fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> Result<Ended> {
+fn event_loop(
+    mut app: App,
+    work: Work,
+    scan: Option<(Root, Vec<PathBuf>, Vec<crate::backup::Remote>)>,
+) -> Result<Ended> {
     let started = STARTED.get().copied().unwrap_or_else(Instant::now);
     let mut timings = Timings::from_env();
     let signals = Signals::register();
@@ -497,10 +514,10 @@ fn event_loop(mut app: App, work: Work, scan: Option<(Root, Vec<PathBuf>)>) -> R
     let input = spawn_input(tx.clone(), input_stop.clone(), |a| a);
     // Once a snapshot is chosen the scan's remaining checks (each a full read) stop.
     let scan_stop = Arc::new(AtomicBool::new(false));
-    if let Some((root, dirs)) = scan {
+    if let Some((root, dirs, remotes)) = scan {
         let t = tx.clone();
         let stop = scan_stop.clone();
-        picker::spawn_scan(root, dirs, move |m| {
+        picker::spawn_scan(root, dirs, remotes, move |m| {
             !stop.load(Ordering::SeqCst) && t.send(Action::Picker(m)).is_ok()
         });
     }

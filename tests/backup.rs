@@ -1489,3 +1489,92 @@ fn compressed_backups_open_with_the_zstd_cli_and_every_reader() {
         text(&out).0
     );
 }
+
+/// The wizard's picker lists the bucket's copies (`restore --remote`) from
+/// their sidecars beside the local snapshots, marked `s3:`; nothing is
+/// downloaded until one is chosen; choosing it downloads it into the state
+/// dir, checked against its sidecar, and shows the plan for it.
+#[test]
+fn the_picker_lists_bucket_copies_and_downloads_only_the_one_chosen() {
+    use crate::support::s3::S3;
+    use crate::support::tmux::{STAGE_LIMIT, Tmux};
+    let s3 = S3::start("etcd-backups");
+    let drill = Drill::start(&["--keys", "40"]);
+    let root = drill.root(0).display().to_string();
+    let env: Vec<(&str, String)> = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let prefix = format!("s3://{}/cluster-a", s3.bucket);
+    let dir = drill.dir.join("uploaded");
+    let out = backup(
+        &[
+            "--root",
+            &root,
+            "--dir",
+            dir.to_str().unwrap(),
+            "--upload",
+            &prefix,
+            "-w",
+            "json",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let local = PathBuf::from(r["path"].as_str().unwrap());
+    let name = local.file_name().unwrap().to_string_lossy().into_owned();
+    // Only the bucket has it now: the picker must not find the local copy.
+    std::fs::rename(&dir, drill.dir.join("elsewhere")).unwrap();
+    let state = drill.dir.join("state");
+    let args: Vec<String> = [
+        "restore",
+        "--root",
+        &root,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--remote",
+        &prefix,
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    let t = Tmux::run_with("picker-s3", &env, &args);
+    let row = "s3:";
+    let s = t.wait_for(&[row, "Enter choose"], STAGE_LIMIT);
+    assert!(
+        s.lines().any(|l| l.contains(row) && l.contains("verified")),
+        "the bucket copy is listed, verified by its sidecar:\n{s}"
+    );
+    let downloaded = || {
+        walkdir::WalkDir::new(&state)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file() && e.file_name().to_string_lossy().starts_with("snapshot-"))
+            .count()
+    };
+    assert_eq!(downloaded(), 0, "nothing downloaded before it is chosen");
+    // The drill's own snapshot is newer and listed first: move down to the bucket copy.
+    for _ in 0..5 {
+        if t.screen().lines().any(|l| l.starts_with(" >") && l.contains(row)) {
+            break;
+        }
+        t.key("Down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s = t.wait_for(&["(remote:", "downloaded when chosen"], STAGE_LIMIT);
+    assert!(s.contains(&prefix), "{s}");
+    t.key("Enter");
+    let s = t.wait_for(&["Restore plan", "y start"], STAGE_LIMIT);
+    assert_eq!(downloaded(), 1, "the chosen copy is downloaded:\n{s}");
+    t.key("q");
+    t.wait_for(&["[exit"], STAGE_LIMIT);
+    let got = walkdir::WalkDir::new(&state)
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_type().is_file() && e.file_name().to_string_lossy().starts_with("snapshot-"))
+        .unwrap();
+    assert_eq!(
+        etcd_rescue::host::fs::file_sha256(got.path()).unwrap(),
+        etcd_rescue::host::fs::file_sha256(&drill.dir.join("elsewhere").join(&name)).unwrap(),
+        "the copy downloaded is the backup"
+    );
+}

@@ -228,6 +228,22 @@ fn an_unreachable_node_is_refused_before_any_change() {
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{o}\n{e}");
     assert!(e.contains("cannot reach cp3"), "{e}");
+    // Each node names its cluster from its WAL: the live member's cluster ID.
+    let st = d.etcdctl(0, &["endpoint", "status", "-w", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let live = format!(
+        "{:016x}",
+        status[0]["Status"]["header"]["cluster_id"].as_u64().unwrap()
+    );
+    for i in 0..3 {
+        let node = bin()
+            .args(["node", "-w", "json", "--root"])
+            .arg(d.root(i))
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&node.stdout).unwrap();
+        assert_eq!(report["clusterId"], live.as_str(), "member {i}: {report}");
+    }
     for i in 0..3 {
         assert!(
             !d.root(i).join("var/lib/etcd-rescue/runs").exists(),
@@ -235,6 +251,42 @@ fn an_unreachable_node_is_refused_before_any_change() {
         );
     }
     assert_eq!(etcd_contents(&d, 0), before);
+    assert!(barriers(state.path()).is_empty());
+}
+
+/// A node of another cluster listed by mistake (its root swapped for a
+/// member of a second drill cluster with the same member names): refused
+/// before any change, naming the clusters; no member has a run.
+#[test]
+#[ignore = "the full fleet matrix runs with `make test-fleet`"]
+fn a_node_of_another_cluster_is_refused_before_any_change() {
+    let d = Drill::start(&["--members", "3", "--keys", "50", "--ssh"]);
+    let other = Drill::start(&["--members", "3", "--keys", "10"]);
+    let nodes = std::fs::read_to_string(d.dir.join("nodes.yaml")).unwrap();
+    let mixed = nodes.replace(
+        &d.root(2).display().to_string(),
+        &other.root(2).display().to_string(),
+    );
+    assert_ne!(mixed, nodes, "{nodes}");
+    std::fs::write(d.dir.join("nodes.yaml"), mixed).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut c = fleet(&d, state.path(), &["restore", "--yes"]);
+    c.arg("--snapshot").arg(d.state.snapshot.as_ref().unwrap());
+    let out = run(c);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{o}\n{e}");
+    assert!(e.contains("belong to different etcd clusters"), "{e}");
+    assert!(
+        e.contains("cp1, cp2 in cluster") && e.contains("cp3 in cluster"),
+        "{e}"
+    );
+    for r in [d.root(0), d.root(1), d.root(2), other.root(2)] {
+        assert!(
+            !r.join("var/lib/etcd-rescue/runs").exists(),
+            "{} has no run",
+            r.display()
+        );
+    }
     assert!(barriers(state.path()).is_empty());
 }
 
@@ -277,8 +329,11 @@ fn a_node_lost_mid_run_stops_the_fleet_at_the_barrier() {
     let e = std::fs::read_to_string(state.path().join("coordinator.err")).unwrap();
     assert_eq!(status.code(), Some(3), "{o}\n{e}");
     assert!(o.contains("!! cp3 failed stop"), "{o}");
+    // The command names cp3's own run, pinned once every member prepared.
+    let cp3_run = d.last_run(2).file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        o.contains("on cp3 alone:") && o.contains("resume --yes --until wait-stopped"),
+        o.contains("on cp3 alone:")
+            && o.contains(&format!("resume --run {cp3_run} --yes --until wait-stopped")),
         "{o}"
     );
     assert_eq!(barriers(state.path()), vec![Phase::Prepare]);
@@ -377,6 +432,13 @@ fn a_fleet_rollback_puts_every_member_back() {
         "the printed command names this fleet's file and state dir: {o}"
     );
     assert_eq!(barriers(state.path()), vec![Phase::Prepare]);
+    // Each member's own run is pinned in the fleet journal once all prepared.
+    let journal = FleetJournal::open_newest(&state.path().join("fleet")).unwrap();
+    let runs = journal.runs().expect("the runs are pinned after the first phase");
+    for (i, m) in ["cp1", "cp2", "cp3"].iter().enumerate() {
+        let own = d.last_run(i).file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(runs.get(*m), Some(&own), "{runs:?}");
+    }
     let out = run(fleet(&d, state.path(), &["rollback", "--yes"]));
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");

@@ -196,6 +196,13 @@ fn node_table(report: &NodeReport) -> String {
         format!("{} (etcd {})", e.image, opt(e.etcd_version.as_ref())),
     );
     kv("data dir", mapped(&e.data_dir));
+    kv(
+        "cluster id",
+        report
+            .cluster_id
+            .clone()
+            .unwrap_or_else(|| "- (no WAL in the data dir)".into()),
+    );
     kv("wal dir", e.wal_dir.as_ref().map_or("-".into(), mapped));
     for (k, v) in [
         ("cert file", &e.cert_file),

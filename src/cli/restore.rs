@@ -46,6 +46,9 @@ pub struct RestoreArgs {
     /// `/backup` and `/var/backups/etcd` under --root.
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Vec<PathBuf>,
+    /// Also list the backups in this bucket (s3://BUCKET/PREFIX, repeatable) in the picker, from their sidecars; the one chosen is downloaded then (its space checked first) and checked against its sidecar.
+    #[arg(long, value_name = "URL")]
+    pub remote: Vec<String>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -85,7 +88,7 @@ pub struct RestoreArgs {
     /// Stop pods through CRI when they outlive --wait-timeout.
     #[arg(long)]
     pub force_stop: bool,
-    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved). `auto`: twice the kubelet's reaction measured in the run, at least 0.5 s, at most 3 s (or kubelet's longer fileCheckFrequency).
+    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved). `auto`: once nothing runs, twice the kubelet's reaction measured in the run (from the last manifest moved out until it is first seen acting), at least 0.3 s, at most 3 s (or kubelet's longer fileCheckFrequency).
     #[arg(long, value_parser = parse_settle, default_value = "auto", value_name = "DURATION|auto")]
     pub settle: Settle,
     /// Override a refusal that says --force is possible.
@@ -284,10 +287,25 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
         conn: cli.conn.args(),
     };
     if wizard {
+        let remotes = a
+            .remote
+            .iter()
+            .map(|r| {
+                Ok(crate::backup::Remote {
+                    url: crate::host::s3::Url::parse(r)?,
+                    endpoint: cli.sealed.s3_endpoint.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let places = crate::tui::Places {
+            dirs: &a.backup_dir,
+            remotes,
+            endpoint: cli.sealed.s3_endpoint.clone(),
+        };
         return wizard_ended(&crate::tui::restore(
             opts,
             snapshot,
-            &a.backup_dir,
+            places,
             cli.sealed.identity.clone(),
         )?);
     }

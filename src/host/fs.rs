@@ -660,6 +660,24 @@ pub fn create_preallocated(path: &Path, size: u64) -> Result<File> {
     Ok(f)
 }
 
+/// Up to `max` bytes from the start of `path`.
+pub fn read_head(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    File::open(path)?.take(max).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The names of the entries in `dir` ending in `suffix`, sorted.
+pub fn names_ending(dir: &Path, suffix: &str) -> std::io::Result<Vec<String>> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

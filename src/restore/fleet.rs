@@ -190,6 +190,9 @@ struct Reached {
 #[serde(rename_all = "camelCase")]
 struct NodeSeen {
     etcd: EtcdSeen,
+    /// The cluster its WAL belongs to (absent from an older etcd-rescue, or without a WAL).
+    #[serde(default)]
+    cluster_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,9 +207,10 @@ pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
     let sha = crate::host::fs::file_sha256(&opts.snapshot)?;
     let mut members = connect(&opts.nodes, opts.ssh_timeout)?;
     place_binaries(&mut members, opts.ssh_timeout, face)?;
-    place_snapshot(&mut members, &opts.snapshot, &sha, opts.ssh_timeout, face)?;
+    // Every node is checked for being this cluster's member before the snapshot is sent.
     let cluster = derive_cluster(&mut members, &sha, &opts.extra, opts.ssh_timeout)?;
     same_members_as_snapshot(&opts.snapshot, &members)?;
+    place_snapshot(&mut members, &opts.snapshot, &sha, opts.ssh_timeout, face)?;
     let id = format!("{}-fleet", crate::utc::now());
     let mut plans = Vec::new();
     for m in &members {
@@ -252,7 +256,7 @@ pub fn restore(opts: &Options, face: &mut dyn FleetFace) -> Result<End> {
     )?;
     journal.again.clone_from(&opts.again);
     run_phases(
-        &members,
+        &mut members,
         &cluster,
         Phase::Prepare,
         true,
@@ -296,11 +300,20 @@ pub fn resume(
     let (_, _, cluster, ats) = journal.plan().context("the fleet journal has no plan")?;
     let (cluster, ats) = (cluster.clone(), ats.to_vec());
     same_fleet(nodes, &ats, journal.path())?;
-    let members = reconnect(&ats, ssh_config, timeouts.0, "resume")?;
+    let ats = pinned(ats, journal.runs());
+    let mut members = reconnect(&ats, ssh_config, timeouts.0, "resume")?;
     let next = journal.last_barrier().map_or(Some(Phase::Prepare), Phase::next);
     let Some(next) = next else { return Ok(End::Done) };
     // A member whose run of the first phase never began restores; the others resume.
-    run_phases(&members, &cluster, next, false, &mut journal, timeouts.1, face)
+    run_phases(
+        &mut members,
+        &cluster,
+        next,
+        false,
+        &mut journal,
+        timeouts.1,
+        face,
+    )
 }
 
 /// Rolls every member of the newest fleet run in `journal_dir` back.
@@ -330,6 +343,7 @@ pub fn rollback(
     let (_, _, _, ats) = journal.plan().context("the fleet journal has no plan")?;
     let ats = ats.to_vec();
     same_fleet(nodes, &ats, journal.path())?;
+    let ats = pinned(ats, journal.runs());
     let members = reconnect(
         &ats,
         nodes.ssh_config.as_deref(),
@@ -361,9 +375,29 @@ fn same_fleet(nodes: &NodesFile, ats: &[MemberAt], journal: &Path) -> Result<()>
     .into())
 }
 
+/// Names each member's own run in its later commands.
+fn pin(members: &mut [Reached], runs: &std::collections::BTreeMap<String, String>) {
+    for m in members {
+        m.at.run = runs.get(&m.at.name).cloned();
+    }
+}
+
+/// The members as the journal names them, each with its pinned run.
+fn pinned(
+    mut ats: Vec<MemberAt>,
+    runs: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<MemberAt> {
+    if let Some(runs) = runs {
+        for a in &mut ats {
+            a.run = runs.get(&a.name).cloned();
+        }
+    }
+    ats
+}
+
 /// Runs the phases from `from`, a barrier after each.
 fn run_phases(
-    members: &[Reached],
+    members: &mut [Reached],
     cluster: &Cluster,
     from: Phase,
     first_try: bool,
@@ -431,25 +465,31 @@ fn run_phases(
             }
             return Ok(End::Stopped { phase });
         }
-        if phase == Phase::Prepare
-            && let Err(why) = same_snapshot_everywhere(members, timeout)
-        {
-            journal.append(Record::Failed {
-                phase,
-                member: "(every member)".into(),
-                error: why.clone(),
-            })?;
-            face.event(&Event::MemberFailed {
-                member: "(every member)".into(),
-                phase: Some(phase),
-                why,
-                run_there: Vec::new(),
-            });
-            let names: Vec<String> = members.iter().map(|m| m.at.name.clone()).collect();
-            if face.roll_back(&names) {
-                return roll_back_all(members, journal, timeout, face);
+        if phase == Phase::Prepare {
+            match same_snapshot_everywhere(members, timeout) {
+                Ok(runs) => {
+                    journal.append(Record::Runs { runs: runs.clone() })?;
+                    pin(members, &runs);
+                }
+                Err(why) => {
+                    journal.append(Record::Failed {
+                        phase,
+                        member: "(every member)".into(),
+                        error: why.clone(),
+                    })?;
+                    face.event(&Event::MemberFailed {
+                        member: "(every member)".into(),
+                        phase: Some(phase),
+                        why,
+                        run_there: Vec::new(),
+                    });
+                    let names: Vec<String> = members.iter().map(|m| m.at.name.clone()).collect();
+                    if face.roll_back(&names) {
+                        return roll_back_all(members, journal, timeout, face);
+                    }
+                    return Ok(End::Stopped { phase });
+                }
             }
-            return Ok(End::Stopped { phase });
         }
         journal.append(Record::Barrier {
             phase,
@@ -469,8 +509,7 @@ fn run_phases(
 /// A member's newest run as its journal says (`journal -w json` on it);
 /// `None` when it has none (or cannot say).
 fn state(m: &Reached, timeout: Duration) -> Option<RunState> {
-    let argv =
-        m.at.command(&["journal".to_string(), "-w".to_string(), "json".to_string()]);
+    let argv = m.at.journal_command();
     m.session
         .run(&argv, timeout)
         .ok()
@@ -519,11 +558,18 @@ fn past(st: Option<&RunState>, phase: Phase) -> bool {
 /// After the first phase: every member's run restores the same snapshot
 /// (its journaled plan's sha256), whatever happened to the file since it
 /// was placed.
-fn same_snapshot_everywhere(members: &[Reached], timeout: Duration) -> std::result::Result<(), String> {
+fn same_snapshot_everywhere(
+    members: &[Reached],
+    timeout: Duration,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
     let mut seen: Vec<(String, String)> = Vec::new();
+    let mut runs = std::collections::BTreeMap::new();
     for m in members {
         match state(m, timeout) {
-            Some(st) => seen.push((m.at.name.clone(), st.snapshot_sha256)),
+            Some(st) => {
+                runs.insert(m.at.name.clone(), st.run.clone());
+                seen.push((m.at.name.clone(), st.snapshot_sha256));
+            }
             None => {
                 return Err(format!(
                     "{} does not say which snapshot its run restores",
@@ -533,7 +579,7 @@ fn same_snapshot_everywhere(members: &[Reached], timeout: Duration) -> std::resu
         }
     }
     if seen.iter().all(|(_, s)| *s == seen[0].1) {
-        return Ok(());
+        return Ok(runs);
     }
     Err(format!(
         "the members restore different snapshots ({}): restoring them together would mix clusters",
@@ -739,7 +785,13 @@ fn reconnect(
                 format!(
                     "on {} itself run `{}`, or fix ssh and run the fleet command again",
                     at.name,
-                    crate::shell::join(&at.command(&verb.split(' ').map(str::to_string).collect::<Vec<_>>()))
+                    crate::shell::join(&at.command(&{
+                        let mut w: Vec<String> = verb.split(' ').map(str::to_string).collect();
+                        if let Some(r) = &at.run {
+                            w.splice(1..1, ["--run".to_string(), r.clone()]);
+                        }
+                        w
+                    }))
                 ),
             )
         })?;
@@ -778,6 +830,7 @@ fn member_at(n: &FleetNode, s: &Session, timeout: Duration) -> Result<MemberAt> 
         sudo,
         binary: "etcd-rescue".into(),
         snapshot: PathBuf::new(),
+        run: None,
     })
 }
 
@@ -826,6 +879,7 @@ fn derive_cluster(
 ) -> Result<Cluster> {
     let mut parts = Vec::new();
     let mut names = std::collections::BTreeSet::new();
+    let mut clusters = Vec::new();
     for m in members.iter_mut() {
         let argv =
             m.at.command(&["node".to_string(), "-w".to_string(), "json".to_string()]);
@@ -879,12 +933,41 @@ fn derive_cluster(
         for u in &seen.etcd.initial_advertise_peer_urls {
             parts.push(format!("{}={u}", seen.etcd.name));
         }
+        clusters.push((seen.etcd.name.clone(), seen.cluster_id));
     }
+    one_cluster(&clusters)?;
     Ok(Cluster {
         initial_cluster: parts.join(","),
         token: format!("etcd-rescue-{}", sha.get(..16).unwrap_or(sha)),
         extra: extra.to_vec(),
     })
+}
+
+/// Refuses members whose data dirs belong to different etcd clusters (a
+/// node of another cluster listed by mistake): restoring them together
+/// would put it into this one. A member without a WAL says nothing.
+fn one_cluster(seen: &[(String, Option<String>)]) -> Result<()> {
+    let mut by_id: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (name, id) in seen {
+        if let Some(id) = id {
+            by_id.entry(id.as_str()).or_default().push(name.as_str());
+        }
+    }
+    if by_id.len() <= 1 {
+        return Ok(());
+    }
+    Err(Fail::before_change(
+        format!(
+            "the members' data dirs belong to different etcd clusters: {}",
+            by_id
+                .iter()
+                .map(|(id, names)| format!("{} in cluster {id}", names.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        "list only the control-plane nodes of the cluster being restored (`etcd-rescue node` on each shows its cluster id); nothing was changed",
+    )
+    .into())
 }
 
 fn first_line(s: &str) -> Option<&str> {
@@ -950,6 +1033,18 @@ mod tests {
 
     /// Only one plain http(s) URL goes into `--initial-cluster`: never one
     /// that would add a member or a flag to every member's cluster.
+    /// Members of one cluster (or without a WAL) pass; a member of another
+    /// cluster is named with its cluster.
+    #[test]
+    fn members_of_another_cluster_are_refused() {
+        let m = |n: &str, id: Option<&str>| (n.to_string(), id.map(str::to_string));
+        assert!(one_cluster(&[m("cp1", Some("aa")), m("cp2", Some("aa")), m("cp3", None)]).is_ok());
+        let e = one_cluster(&[m("cp1", Some("aa")), m("cp2", Some("aa")), m("cp3", Some("bb"))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cp1, cp2 in cluster aa; cp3 in cluster bb"), "{e}");
+    }
+
     #[test]
     fn peer_urls_are_plain() {
         assert!(plain_peer_url("https://10.0.0.1:2380"));
@@ -974,6 +1069,7 @@ mod tests {
             sudo: false,
             binary: "etcd-rescue".into(),
             snapshot: PathBuf::new(),
+            run: None,
         };
         let nodes = NodesFile::from_list("cp1,cp2,cp3").unwrap();
         let ran = [at("cp3"), at("cp1"), at("cp2")];

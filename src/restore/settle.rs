@@ -1,13 +1,17 @@
 //! How long `wait-stopped` keeps waiting once nothing runs on etcd's data.
 //!
 //! A kubelet that decided to start a pod just before its manifest moved
-//! still starts it a moment later. By default the period follows this node's
-//! kubelet as it reacted in this run: the time from the last manifest moved
-//! out until the first poll that saw nothing left, times [`FACTOR`], at
-//! least [`FLOOR_MS`], at most the plan's ceiling (3 s, or kubelet's longer
-//! `fileCheckFrequency`). `--settle` given explicitly is taken as it is.
-//! A pod that starts later still is caught by the watch that runs until
-//! `verify` is done.
+//! still starts it a moment later. The period starts once nothing runs on
+//! the data any more (every moved pod stopped: the kubelet has acted on
+//! every move), and by default it follows this node's kubelet as it reacted
+//! in this run: its latency from the last manifest moved out until the first
+//! poll that saw it act (a pod, container or process of the first look
+//! gone), times [`FACTOR`], at least [`FLOOR_MS`], at most the plan's
+//! ceiling (3 s, or kubelet's longer `fileCheckFrequency`). The pods' own
+//! stop time (etcd's graceful shutdown) is not part of the measure: it is
+//! already waited out before the period starts. `--settle` given explicitly
+//! is taken as it is. A pod that starts later still is caught by the watch
+//! that runs until `verify` is done, stopped, and the swap checked again.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const FACTOR: u32 = 2;
 
 /// The shortest measured settle period, in milliseconds.
-pub const FLOOR_MS: u64 = 500;
+pub const FLOOR_MS: u64 = 300;
 
 /// The ceiling of a measured settle period when kubelet's config sets no
 /// longer `fileCheckFrequency`, in milliseconds.
@@ -113,9 +117,9 @@ mod tests {
     fn twice_the_reaction_between_floor_and_ceiling() {
         let rule = Rule::Measured { ceiling_ms: 3000 };
         assert_eq!(period(rule, Some(400)), (800, By::Measured));
-        assert_eq!(period(rule, Some(250)), (500, By::Measured));
-        assert_eq!(period(rule, Some(100)), (500, By::Floor));
-        assert_eq!(period(rule, Some(0)), (500, By::Floor));
+        assert_eq!(period(rule, Some(150)), (300, By::Measured));
+        assert_eq!(period(rule, Some(100)), (300, By::Floor));
+        assert_eq!(period(rule, Some(0)), (300, By::Floor));
         assert_eq!(period(rule, Some(1500)), (3000, By::Measured));
         assert_eq!(period(rule, Some(1501)), (3000, By::Ceiling));
         assert_eq!(period(rule, Some(u64::MAX)), (3000, By::Ceiling));

@@ -321,6 +321,8 @@ pub struct Picker {
     pub all_checked: bool,
     /// The node's current data dir.
     pub data_dir: Option<PathBuf>,
+    /// The buckets that could not be listed, and why.
+    pub remote_errors: Vec<String>,
 }
 
 /// The commands that go on with, or undo, a run stopped on this node.

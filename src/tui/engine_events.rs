@@ -22,7 +22,9 @@ pub(super) fn picked(app: &mut App, msg: picker::Msg) -> Vec<Cmd> {
             files,
             dirs,
             data_dir,
+            remote_errors,
         } => {
+            p.remote_errors = remote_errors;
             p.checks = vec![None; files.len()];
             p.files = files;
             p.dirs = dirs;

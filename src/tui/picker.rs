@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::backup::Remote;
 use crate::root::Root;
 use crate::snapshot;
 
@@ -28,6 +29,9 @@ pub struct Found {
     /// When it was taken ([`crate::backup::Entry::taken`]: from a backup's
     /// name, else when the file was last written).
     pub modified: SystemTime,
+    /// A copy in a bucket (`path` is its `s3://` URL), listed from its
+    /// sidecar and downloaded only when chosen.
+    pub remote: bool,
 }
 
 /// The native status of a snapshot.
@@ -92,6 +96,8 @@ pub enum Msg {
         dirs: Vec<PathBuf>,
         /// The data dir from etcd.yaml, when the node could be discovered.
         data_dir: Option<PathBuf>,
+        /// The buckets that could not be listed, and why.
+        remote_errors: Vec<String>,
     },
     /// The status of `files[i]`.
     Checked(usize, Result<Checked, String>),
@@ -149,12 +155,94 @@ pub fn scan(dirs: &[PathBuf]) -> Vec<Found> {
                     path: b.path,
                     size,
                     modified: b.taken,
+                    remote: false,
                 });
             }
         }
     }
     out.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| a.path.cmp(&b.path)));
     out
+}
+
+/// The backups in each bucket (`--remote`), from their sidecars, each with
+/// its check as the sidecar gives it; nothing is downloaded. A bucket that
+/// cannot be listed is named with why.
+pub fn scan_remote(remotes: &[Remote]) -> (Vec<(Found, Checked)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for r in remotes {
+        match crate::backup::remote::list(r) {
+            Err(e) => errors.push(format!(
+                "{}: {}",
+                r.url,
+                crate::host::s3::redact(&format!("{e:#}"))
+            )),
+            Ok(entries) => {
+                for e in entries {
+                    let url = crate::host::s3::Url {
+                        bucket: r.url.bucket.clone(),
+                        key: e.path.to_string_lossy().into_owned(),
+                    };
+                    let Some(size) = e.size.or(e.sidecar.as_ref().map(|s| s.size)) else {
+                        continue;
+                    };
+                    out.push((
+                        Found {
+                            path: PathBuf::from(url.to_string()),
+                            size,
+                            modified: e.taken,
+                            remote: true,
+                        },
+                        remote_check(&e),
+                    ));
+                }
+            }
+        }
+    }
+    (out, errors)
+}
+
+/// A bucket copy's check, from its sidecar alone.
+fn remote_check(e: &crate::backup::Entry) -> Checked {
+    let sealed = e.path.to_string_lossy().ends_with(".age");
+    let then =
+        "downloaded (its space checked first), checked against the sidecar and verified again when chosen";
+    match &e.sidecar {
+        Some(s) if e.verified() => Checked {
+            ok: true,
+            integrity: Some(snapshot::Integrity::Verified),
+            revision: s.revision,
+            keys: s.total_key,
+            message: format!(
+                "in the bucket, verified when saved {} (its sidecar); {then}",
+                s.created
+            ),
+            sealed,
+        },
+        Some(s) => Checked {
+            ok: e.size.is_some(),
+            integrity: None,
+            revision: s.revision,
+            keys: s.total_key,
+            message: format!(
+                "in the bucket, {}; {then}",
+                if e.size.is_some() {
+                    "its sidecar does not vouch for it"
+                } else {
+                    "its sidecar is there but the copy is missing"
+                }
+            ),
+            sealed,
+        },
+        None => Checked {
+            ok: true,
+            integrity: None,
+            revision: 0,
+            keys: 0,
+            message: format!("in the bucket, unverified (no sidecar); {then}"),
+            sealed,
+        },
+    }
 }
 
 /// Where the cursor starts, given the checks so far (files newest first):
@@ -240,6 +328,9 @@ pub fn check(path: &Path) -> Result<Checked, String> {
 
 /// What a snapshot holds and, when `current` is a readable data dir, what restoring it changes.
 pub fn detail(path: &Path, current: Option<&Path>) -> Result<Detail, String> {
+    if path.to_str().is_some_and(|p| p.starts_with("s3://")) {
+        return Err("in the bucket: what it holds is shown once it is downloaded, when chosen".into());
+    }
     if crate::host::age::is_sealed(path) {
         return Err("encrypted (age): what it holds is shown once it is decrypted, when chosen".into());
     }
@@ -293,21 +384,40 @@ pub fn detail(path: &Path, current: Option<&Path>) -> Result<Detail, String> {
     })
 }
 
-/// Walks the backup dirs, then checks every file found, one after the other, on a thread of its own.
-pub fn spawn_scan(root: Root, dirs: Vec<PathBuf>, send: impl Fn(Msg) -> bool + Send + 'static) {
+/// Walks the backup dirs and lists the buckets, then checks every local
+/// file found, one after the other, on a thread of its own (a bucket copy's
+/// check is its sidecar's).
+pub fn spawn_scan(
+    root: Root,
+    dirs: Vec<PathBuf>,
+    remotes: Vec<Remote>,
+    send: impl Fn(Msg) -> bool + Send + 'static,
+) {
     std::thread::spawn(move || {
-        let files = scan(&dirs);
+        let mut files: Vec<(Found, Option<Checked>)> = scan(&dirs).into_iter().map(|f| (f, None)).collect();
+        let (listed, remote_errors) = scan_remote(&remotes);
+        files.extend(listed.into_iter().map(|(f, c)| (f, Some(c))));
+        files.sort_by(|a, b| {
+            b.0.modified
+                .cmp(&a.0.modified)
+                .then_with(|| a.0.remote.cmp(&b.0.remote))
+                .then_with(|| a.0.path.cmp(&b.0.path))
+        });
         let data_dir = current_data_dir(&root);
-        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let (found, checks): (Vec<Found>, Vec<Option<Checked>>) = files.into_iter().unzip();
+        let paths: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
+        let mut shown = dirs;
+        shown.extend(remotes.iter().map(|r| PathBuf::from(r.url.to_string())));
         if !send(Msg::Found {
-            files,
-            dirs,
+            files: found,
+            dirs: shown,
             data_dir,
+            remote_errors,
         }) {
             return;
         }
-        for (i, p) in paths.iter().enumerate() {
-            if !send(Msg::Checked(i, check(p))) {
+        for (i, (p, c)) in paths.iter().zip(checks).enumerate() {
+            if !send(Msg::Checked(i, c.map_or_else(|| check(p), Ok))) {
                 return;
             }
         }

@@ -761,15 +761,26 @@ fn picker_ui() -> Ui {
         path: PathBuf::from(p),
         size,
         modified: t(age),
+        remote: p.starts_with("s3://"),
     };
     ui.act(Action::Picker(Msg::Found {
         files: vec![
             found("/node/backup/etcd-20251231.db", 3 << 20, 3600),
             found("/node/backup/daily/etcd-20251230.db", 3 << 20, 90_000),
             found("/node/backup/etcd-copied-member-db", 2 << 20, 200_000),
+            found(
+                "s3://etcd-backups/prod/snapshot-20251228T000000Z.db",
+                3 << 20,
+                300_000,
+            ),
         ],
-        dirs: vec!["/node/backup".into(), "/node/var/backups/etcd".into()],
+        dirs: vec![
+            "/node/backup".into(),
+            "/node/var/backups/etcd".into(),
+            "s3://etcd-backups/prod".into(),
+        ],
         data_dir: Some("/node/var/lib/etcd".into()),
+        remote_errors: Vec::new(),
     }));
     ui
 }
@@ -917,6 +928,7 @@ fn picker_nothing_found() {
         files: Vec::new(),
         dirs: vec!["/node/backup".into(), "/node/var/backups/etcd".into()],
         data_dir: None,
+        remote_errors: vec!["s3://etcd-backups/prod: AccessDenied".into()],
     }));
     insta::assert_snapshot!(ui.screen());
     ui.keys("q");

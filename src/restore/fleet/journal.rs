@@ -42,6 +42,13 @@ pub enum Record {
         /// When.
         at: String,
     },
+    /// Each member's own run (its id in its state dir), pinned once every
+    /// member prepared: later phases, resumes and rollbacks name that run,
+    /// never just the newest one there.
+    Runs {
+        /// Member name to run id.
+        runs: std::collections::BTreeMap<String, String>,
+    },
     /// A member failed `phase` (or could not be reached).
     Failed {
         /// The phase.
@@ -163,6 +170,14 @@ impl FleetJournal {
     pub fn last_barrier(&self) -> Option<Phase> {
         self.records.iter().rev().find_map(|r| match r {
             Record::Barrier { phase, .. } => Some(*phase),
+            _ => None,
+        })
+    }
+
+    /// Each member's pinned run, once every member prepared.
+    pub fn runs(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.records.iter().rev().find_map(|r| match r {
+            Record::Runs { runs } => Some(runs),
             _ => None,
         })
     }

@@ -106,6 +106,9 @@ pub struct MemberAt {
     pub binary: String,
     /// The snapshot there.
     pub snapshot: std::path::PathBuf,
+    /// Its own run of this fleet run, once pinned (after the first phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// What every member's restore is told alike.
@@ -148,7 +151,7 @@ impl MemberAt {
         let mut w = if phase == Phase::Prepare && first_try {
             self.restore_words(c)
         } else {
-            vec!["resume".to_string()]
+            self.with_run("resume")
         };
         w.push("--yes".into());
         if let Some(s) = phase.until() {
@@ -160,7 +163,25 @@ impl MemberAt {
     /// `rollback --yes --force` on this member: every member is rolled back
     /// together, which is what a member rolled back alone is refused for.
     pub fn rollback_command(&self) -> Vec<String> {
-        self.command(&["rollback".to_string(), "--yes".to_string(), "--force".to_string()])
+        let mut w = self.with_run("rollback");
+        w.extend(["--yes".to_string(), "--force".to_string()]);
+        self.command(&w)
+    }
+
+    /// `journal -w json` on this member: its pinned run's state (else its newest run's).
+    pub fn journal_command(&self) -> Vec<String> {
+        let mut w = self.with_run("journal");
+        w.extend(["-w".to_string(), "json".to_string()]);
+        self.command(&w)
+    }
+
+    /// `VERB [--run ID]`: the pinned run, when there is one.
+    fn with_run(&self, verb: &str) -> Vec<String> {
+        let mut w = vec![verb.to_string()];
+        if let Some(r) = &self.run {
+            w.extend(["--run".to_string(), r.clone()]);
+        }
+        w
     }
 
     fn restore_words(&self, c: &Cluster) -> Vec<String> {
@@ -194,6 +215,7 @@ mod tests {
             sudo,
             binary: "etcd-rescue".into(),
             snapshot: "/var/lib/etcd-rescue/snapshots/snap.db".into(),
+            run: None,
         }
     }
 
@@ -261,6 +283,24 @@ mod tests {
         assert_eq!(
             m.rollback_command().join(" "),
             "etcd-rescue rollback --yes --force"
+        );
+        assert_eq!(m.journal_command().join(" "), "etcd-rescue journal -w json");
+        // Pinned after the first phase: every later command names the member's own run.
+        let m = MemberAt {
+            run: Some("20260101T000000Z-ab12".into()),
+            ..member(false, None)
+        };
+        assert_eq!(
+            m.phase_command(Phase::Swap, &cluster(), false).join(" "),
+            "etcd-rescue resume --run 20260101T000000Z-ab12 --yes --until swap-data-dir"
+        );
+        assert_eq!(
+            m.rollback_command().join(" "),
+            "etcd-rescue rollback --run 20260101T000000Z-ab12 --yes --force"
+        );
+        assert_eq!(
+            m.journal_command().join(" "),
+            "etcd-rescue journal --run 20260101T000000Z-ab12 -w json"
         );
     }
 }

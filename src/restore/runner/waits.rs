@@ -142,29 +142,46 @@ impl Runner<'_> {
     /// that cannot work on what runs is refused and asked again.
     ///
     /// The settle period follows the plan's rule ([`settle::decide`]): at
-    /// `wait-stopped`, measured from the last manifest moved out (its `done`
-    /// record) until the first poll of the quiet spell that holds.
+    /// `wait-stopped`, the kubelet's reaction is measured from the last
+    /// manifest moved out (its `done` record) until the first poll that saw
+    /// it act on the moves (a pod, container or process seen at the first
+    /// look gone, or nothing left at all).
     pub(super) fn wait_stopped(&mut self, step: Step) -> Result<Settle> {
         let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
         let rule = self.plan.settle_rule();
         let moved_out = (step == Step::Stage(StageId::WaitStopped))
             .then(|| self.manifests_moved_out_at())
             .flatten();
-        let mut start = Instant::now();
+        let since_moved = || {
+            moved_out.and_then(|at| {
+                let r = std::time::SystemTime::now().duration_since(at).ok()?;
+                u64::try_from(r.as_millis()).ok()
+            })
+        };
+        let began = Instant::now();
+        let mut start = began;
         let mut quiet: Option<(Instant, Settle)> = None;
         let mut last: Running = Vec::new();
         let mut told: Option<u64> = None;
+        // What ran at the first look, and when the kubelet was first seen
+        // acting on the moves (one of those gone): its reaction.
+        let mut first: Option<Running> = None;
+        let mut acted: Option<u64> = None;
         loop {
             let still = self.running()?;
+            if acted.is_none() {
+                match &first {
+                    _ if still.is_empty() => acted = since_moved(),
+                    None => first = Some(still.clone()),
+                    Some(f) if f.iter().any(|h| !still.contains(h)) => acted = since_moved(),
+                    Some(_) => {}
+                }
+            }
             if still.is_empty() {
                 let (since, decided) = if let Some(q) = quiet {
                     q
                 } else {
-                    let reaction = moved_out.and_then(|at| {
-                        let r = std::time::SystemTime::now().duration_since(at).ok()?;
-                        u64::try_from(r.as_millis()).ok()
-                    });
-                    let decided = settle::decide(rule, reaction);
+                    let decided = settle::decide(rule, acted.or_else(since_moved));
                     self.say(&render::settling(&decided));
                     *quiet.insert((Instant::now(), decided))
                 };
@@ -237,7 +254,15 @@ impl Runner<'_> {
                 told = None;
                 last.clear();
             }
-            std::thread::sleep(Duration::from_millis(200));
+            // Closely at first (the moment everything is gone starts the
+            // settle period), then every 200 ms.
+            std::thread::sleep(Duration::from_millis(
+                if began.elapsed() < Duration::from_secs(5) {
+                    50
+                } else {
+                    200
+                },
+            ));
         }
     }
 

@@ -147,6 +147,35 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Record>> {
     Ok(out)
 }
 
+/// The member and cluster IDs in the first metadata record of a segment's
+/// first bytes (every segment etcd cuts begins with its crc and metadata
+/// records). `None` when the bytes hold none; crcs are not checked: this
+/// only names the cluster a data dir belongs to.
+pub fn metadata(head: &[u8]) -> Option<super::raftpb::Metadata> {
+    let mut at = 0usize;
+    while at + 8 <= head.len() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&head[at..at + 8]);
+        let field = u64::from_le_bytes(b);
+        if field == 0 {
+            return None;
+        }
+        let len = usize::try_from(field & !(0xff << 56)).ok()?;
+        let pad = if field >> 63 == 1 {
+            usize::try_from((field >> 56) & 0x7).ok()?
+        } else {
+            0
+        };
+        let body = head.get(at + 8..at + 8 + len)?;
+        let rec = Record::decode(body).ok()?;
+        if rec.r#type == RecordType::Metadata as i64 {
+            return super::raftpb::Metadata::decode(rec.data.as_deref()?).ok();
+        }
+        at += 8 + len + pad;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +198,27 @@ mod tests {
             e.into_bytes(),
             [4, 0, 0, 0, 0, 0, 0, 0x84, 8, 4, 0x10, 0, 0, 0, 0, 0]
         );
+    }
+
+    /// The metadata record is found after the crc record; bytes without
+    /// one (a preallocated tail, a torn head) say nothing.
+    #[test]
+    fn the_metadata_names_the_cluster() {
+        let mut e = Encoder::new(0);
+        e.crc_record();
+        let meta = super::super::raftpb::Metadata {
+            node_id: 0x8e9e_05c5_2164_694d,
+            cluster_id: 0xcdf8_1819_4e3a_5c2d,
+        };
+        e.record(RecordType::Metadata, Some(meta.encode_to_vec()));
+        e.snapshot(0, 0, None);
+        let mut bytes = e.into_bytes();
+        assert_eq!(metadata(&bytes), Some(meta));
+        assert_eq!(metadata(&bytes[..20]), None);
+        bytes.truncate(16);
+        bytes.resize(4096, 0);
+        assert_eq!(metadata(&bytes), None);
+        assert_eq!(metadata(&[0xff; 64]), None);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub(super) fn picker(app: &App, head: &mut Text, body: &mut Text) {
     if !pick.found {
         return;
     }
+    for e in &pick.remote_errors {
+        head.add(&format!("cannot list {e}"), Tone::Warn);
+    }
     if pick.files.is_empty() {
         head.blank();
         head.add("No snapshot found in:", Tone::Warn);
@@ -53,7 +56,9 @@ pub(super) fn picker(app: &App, head: &mut Text, body: &mut Text) {
             head.plain(&format!("  {}", d.display()));
         }
         head.blank();
-        head.plain("Pass --snapshot FILE, or --backup-dir DIR to look elsewhere.");
+        head.plain(
+            "Pass --snapshot FILE, --backup-dir DIR or --remote s3://BUCKET/PREFIX to look elsewhere.",
+        );
         return;
     }
     let width = head.width;
@@ -103,6 +108,9 @@ fn list_row(app: &App, head: &mut Text, i: usize, f: &Found, file_w: usize) {
         .unwrap_or(&f.path)
         .display()
         .to_string();
+    // A bucket copy says so in its row, whatever the name's length.
+    let mark = if f.remote { "s3:" } else { "" };
+    let file_w = file_w.saturating_sub(mark.len()).max(4);
     let chars: Vec<char> = name.chars().collect();
     let name: String = if chars.len() > file_w {
         std::iter::once('~')
@@ -111,6 +119,7 @@ fn list_row(app: &App, head: &mut Text, i: usize, f: &Found, file_w: usize) {
     } else {
         name
     };
+    let name = format!("{mark}{name}");
     let sel = i == pick.selected;
     let mut st = style(app, tone);
     if sel {
@@ -136,7 +145,18 @@ fn detail(app: &App, body: &mut Text) {
     let Some(f) = pick.files.get(pick.selected) else {
         return;
     };
-    body.add(&f.path.display().to_string(), Tone::Bold);
+    body.add(
+        &format!(
+            "{}{}",
+            f.path.display(),
+            if f.remote {
+                "  (remote: downloaded when chosen)"
+            } else {
+                ""
+            }
+        ),
+        Tone::Bold,
+    );
     match pick.checks.get(pick.selected).cloned().flatten() {
         Some(Ok(c)) => {
             body.add(

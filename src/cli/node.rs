@@ -175,6 +175,62 @@ fn node_table(report: &NodeReport) -> String {
             let _ = writeln!(out, "  {:<30} DANGER: {d}", "");
         }
     }
+    let _ = write!(out, "\netcd member {}\n{}", e.name, etcd_member(report));
+    for (title, d) in [
+        ("Data dir", Some(&report.data_dir)),
+        ("WAL dir", report.wal_dir.as_ref()),
+    ] {
+        let Some(d) = d else { continue };
+        let _ = writeln!(out, "\n{title} on the host");
+        let _ = writeln!(out, "  {:<22}{}", "real path", d.real_path.display());
+        if !d.exists {
+            let _ = writeln!(out, "  {:<22}missing", "exists");
+            continue;
+        }
+        let _ = writeln!(out, "  {:<22}{}", "mount point", d.mount_point);
+        let _ = writeln!(
+            out,
+            "  {:<22}{}:{} {}",
+            "owner, mode",
+            opt(d.uid.as_ref()),
+            opt(d.gid.as_ref()),
+            opt(d.mode.as_ref())
+        );
+        let _ = writeln!(out, "  {:<22}{}", "size", human_bytes(d.size_bytes));
+        let _ = writeln!(
+            out,
+            "  {:<22}{}, {} inodes",
+            "free on filesystem",
+            human_bytes(d.fs_free_bytes),
+            d.fs_free_inodes
+        );
+    }
+    let c = &node.connection;
+    let _ = writeln!(out, "\nClient connection");
+    let _ = writeln!(out, "  {:<22}{}", "endpoints", c.endpoints.join(","));
+    for (k, v) in [("CA", &c.cacert), ("cert", &c.cert), ("key", &c.key)] {
+        let _ = writeln!(out, "  {k:<22}{}", path(v.as_ref()));
+    }
+    let _ = writeln!(out, "\nTools on PATH");
+    if report.tools.is_empty() {
+        let _ = writeln!(out, "  none (etcdutl or etcdctl is needed to restore)");
+    }
+    for t in &report.tools {
+        let _ = writeln!(
+            out,
+            "  {:<22}{} ({})",
+            t.name,
+            t.path.display(),
+            opt(t.version.as_ref())
+        );
+    }
+    out
+}
+
+/// The `etcd member` section of the node table: etcd.yaml's member, and the
+/// cluster its WAL belongs to.
+fn etcd_member(report: &NodeReport) -> String {
+    let e = &report.node.etcd;
     let mut s = String::new();
     let mut kv = |k: &str, v: String| {
         let _ = writeln!(s, "  {k:<22}{v}");
@@ -232,54 +288,5 @@ fn node_table(report: &NodeReport) -> String {
         "run as",
         format!("{}:{}", opt(e.run_as_user.as_ref()), opt(e.run_as_group.as_ref())),
     );
-    let _ = write!(out, "\netcd member {}\n{s}", e.name);
-    for (title, d) in [
-        ("Data dir", Some(&report.data_dir)),
-        ("WAL dir", report.wal_dir.as_ref()),
-    ] {
-        let Some(d) = d else { continue };
-        let _ = writeln!(out, "\n{title} on the host");
-        let _ = writeln!(out, "  {:<22}{}", "real path", d.real_path.display());
-        if !d.exists {
-            let _ = writeln!(out, "  {:<22}missing", "exists");
-            continue;
-        }
-        let _ = writeln!(out, "  {:<22}{}", "mount point", d.mount_point);
-        let _ = writeln!(
-            out,
-            "  {:<22}{}:{} {}",
-            "owner, mode",
-            opt(d.uid.as_ref()),
-            opt(d.gid.as_ref()),
-            opt(d.mode.as_ref())
-        );
-        let _ = writeln!(out, "  {:<22}{}", "size", human_bytes(d.size_bytes));
-        let _ = writeln!(
-            out,
-            "  {:<22}{}, {} inodes",
-            "free on filesystem",
-            human_bytes(d.fs_free_bytes),
-            d.fs_free_inodes
-        );
-    }
-    let c = &node.connection;
-    let _ = writeln!(out, "\nClient connection");
-    let _ = writeln!(out, "  {:<22}{}", "endpoints", c.endpoints.join(","));
-    for (k, v) in [("CA", &c.cacert), ("cert", &c.cert), ("key", &c.key)] {
-        let _ = writeln!(out, "  {k:<22}{}", path(v.as_ref()));
-    }
-    let _ = writeln!(out, "\nTools on PATH");
-    if report.tools.is_empty() {
-        let _ = writeln!(out, "  none (etcdutl or etcdctl is needed to restore)");
-    }
-    for t in &report.tools {
-        let _ = writeln!(
-            out,
-            "  {:<22}{} ({})",
-            t.name,
-            t.path.display(),
-            opt(t.version.as_ref())
-        );
-    }
-    out
+    s
 }

@@ -1,0 +1,196 @@
+//! `etcd-rescue backup test`: the flags turned into the engine's options
+//! (`crate::backup::test_restore`), and the text of what it found.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::SystemTime;
+
+use anyhow::Result;
+
+use super::{BackupAction, RestoreToolArg, cleanup_on_signals, progress_printer};
+use crate::backup::{self, metrics};
+use crate::cli::{Cli, print};
+use crate::exit::{Code, Fail};
+use crate::root::Root;
+use crate::units::human_bytes;
+
+/// Runs `backup test`.
+pub(super) fn run(cli: &Cli, t: &BackupAction) -> Result<Code> {
+    use backup::test_restore::{self, RestoreTool, Which};
+    let BackupAction::Test {
+        backup: given,
+        dir,
+        restore_tool,
+        etcd,
+        encryption_config,
+        metrics_file,
+        start_timeout,
+        write_out,
+    } = t
+    else {
+        unreachable!("called for `backup test` only")
+    };
+    let which = match (given, dir) {
+        (Some(b), _) => Which::Given(backup::fetch::Source::parse(
+            b,
+            cli.sealed.s3_endpoint.as_deref(),
+        )?),
+        (None, Some(d)) => Which::Newest(d.clone()),
+        (None, None) => {
+            return Err(Fail::before_change(
+                "no backup to test",
+                "name a backup file, or pass --dir DIR to test the newest verified backup there",
+            )
+            .into());
+        }
+    };
+    let keys = encryption_config
+        .as_deref()
+        .map(crate::registry::encryption::Keys::read)
+        .transpose()
+        .map_err(|e| {
+            Fail::before_change(
+                format!("{e:#}"),
+                "pass the API server's --encryption-provider-config file",
+            )
+        })?;
+    let root = Root::new(&cli.root);
+    let mut avoid = vec![root.host(std::path::Path::new("/var/lib/etcd"))];
+    if let Ok(node) = crate::node::Node::discover(&root, None, &cli.conn.args()) {
+        avoid.push(root.host(&node.etcd.data_dir.host));
+    }
+    let opts = test_restore::Options {
+        which,
+        identity: cli.sealed.identity.clone(),
+        restore_tool: match restore_tool {
+            RestoreToolArg::Native => RestoreTool::Native,
+            RestoreToolArg::Etcdutl => RestoreTool::Etcdutl,
+        },
+        etcd: etcd.clone(),
+        keys,
+        scratch: None,
+        avoid,
+        start_timeout: *start_timeout,
+    };
+    let _guard = cleanup_on_signals()?;
+    let mut bar = progress_printer();
+    let at = SystemTime::now();
+    let result = test_restore::test(&opts, &mut bar);
+    if let Some(m) = metrics_file {
+        let at = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let ok = result.as_ref().is_ok_and(|r| r.tested.ok());
+        // A metrics file that cannot be written must not hide what the test found.
+        if let Err(e) = metrics::write_test(m, at, ok) {
+            let _ = writeln!(std::io::stderr(), "warning: metrics file {}: {e:#}", m.display());
+        }
+    }
+    let r = result?;
+    print(*write_out, &r, test_table)?;
+    match &r.tested.outcome {
+        test_restore::Outcome::Ok => Ok(Code::Done),
+        test_restore::Outcome::Failed { cause } => {
+            let (message, next) = cause_words(&r, cause);
+            Err(Fail::problem(message, next).into())
+        }
+    }
+}
+
+/// A test restore's report, as text.
+fn test_table(r: &backup::test_restore::Report) -> String {
+    let s = &r.served;
+    let mut t = String::new();
+    let _ = writeln!(t, "tested    {}", r.backup);
+    let _ = writeln!(
+        t,
+        "          in a sandbox with etcd {} ({}), on loopback; etcd stopped ({}), sandbox removed",
+        r.tested.etcd_version,
+        r.etcd.display(),
+        r.etcd_stop
+    );
+    if s.revision > 0 {
+        let _ = writeln!(
+            t,
+            "served    member {}, revision {}, {} keys, {} read",
+            s.member,
+            s.revision,
+            s.keys,
+            human_bytes(s.bytes)
+        );
+    }
+    if let Some(n) = s.secrets_decrypted {
+        let _ = writeln!(
+            t,
+            "secrets   {n} decrypted with the encryption config, {} stored unencrypted",
+            s.secrets_plain.unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        t,
+        "result    {} ({:.1} s)",
+        match &r.tested.outcome {
+            backup::test_restore::Outcome::Ok => "ok: the backup restores and serves".to_string(),
+            backup::test_restore::Outcome::Failed { cause } => format!("FAILED: {}", cause_words(r, cause).0),
+        },
+        r.tested.seconds
+    );
+    let _ = writeln!(
+        t,
+        "recorded  {}",
+        if r.recorded {
+            "in the backup's sidecar (tested)"
+        } else {
+            "nowhere: the backup has no sidecar of this tool"
+        }
+    );
+    t
+}
+
+/// What a failed test restore says, and the next step.
+fn cause_words(r: &backup::test_restore::Report, c: &backup::test_restore::Cause) -> (String, String) {
+    use backup::test_restore::Cause;
+    let b = &r.backup;
+    let retake = "do not rely on this backup: take a new one (`etcd-rescue backup`) and test it";
+    match c {
+        Cause::NotAsSaved { message } => (
+            format!("{b} is not the file that was saved: {message}"),
+            format!("{retake}; test an older one meanwhile (`etcd-rescue backup list` shows which passed)"),
+        ),
+        Cause::RestoreFailed { message } => (
+            format!("the test restore of {b} failed: {message}"),
+            format!("{retake}; `etcd-rescue snapshot verify FILE` lists what is wrong in it"),
+        ),
+        Cause::EtcdWouldNotStart { message, log } => (
+            format!(
+                "etcd {} would not start on the restored {b}: {message}; its log ends: {}",
+                r.tested.etcd_version,
+                log.join(" | ")
+            ),
+            format!(
+                "if the log names the data (panic, corrupt, unmarshal), {retake}; if it names the binary or the version, pass --etcd with the etcd the cluster runs"
+            ),
+        ),
+        Cause::NotHealthy { message } => (
+            format!("the etcd serving the restored {b} is not healthy: {message}"),
+            retake.to_string(),
+        ),
+        Cause::RevisionMismatch { expected, served } => (
+            format!("the restored {b} serves revision {served}, but the backup holds revision {expected}"),
+            retake.to_string(),
+        ),
+        Cause::KeyCountMismatch { expected, served } => (
+            format!("the restored {b} serves {served} keys, but the snapshot holds {expected}"),
+            retake.to_string(),
+        ),
+        Cause::UnreadableValue { key, message } => (
+            format!("a value in the restored {b} is unreadable (from key {key}): {message}"),
+            retake.to_string(),
+        ),
+        Cause::SecretNotDecryptable { key, message } => (
+            format!("the Secret {key} in {b} does not decrypt with the encryption config: {message}"),
+            "pass the encryption config the API server used when the backup was taken (were its keys rotated and the old key removed?); without it the restored cluster cannot read that Secret".into(),
+        ),
+    }
+}

@@ -254,11 +254,25 @@ fn failing_backups_say_why() {
     std::fs::create_dir(&tmp).unwrap();
     let (etcd, _) = live(work.path());
     put(&etcd, "/registry/configmaps/default/broken-by-the-test", b"x");
+    let key = work.path().join("key.txt");
+    let recipient = {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        id.to_public().to_string()
+    };
+    let (cut_dir, sealed_dir, bad_dir) = (
+        work.path().join("cut"),
+        work.path().join("sealed"),
+        work.path().join("bad"),
+    );
+    let cut = take(&etcd, &cut_dir, &[], &tmp);
+    let sealed = take(&etcd, &sealed_dir, &["--encrypt-to", &recipient], &tmp);
+    let bad = take(&etcd, &bad_dir, &[], &tmp);
+    // A snapshot commits etcd's backend: the live data dir is read from here on.
     let live_before = etcd_rescue::host::fs::tree_digest(&etcd.data_dir).unwrap();
 
     // Cut short: not the file that was saved.
-    let cut_dir = work.path().join("cut");
-    let cut = take(&etcd, &cut_dir, &[], &tmp);
     let len = std::fs::metadata(&cut).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&cut).unwrap();
     f.set_len(len / 2).unwrap();
@@ -279,15 +293,6 @@ fn failing_backups_say_why() {
     assert_eq!(digests(&cut_dir), before);
 
     // Encrypted, no key: refused before anything, nothing recorded; with the key: ok.
-    let sealed_dir = work.path().join("sealed");
-    let key = work.path().join("key.txt");
-    let recipient = {
-        use age::secrecy::ExposeSecret;
-        let id = age::x25519::Identity::generate();
-        std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
-        id.to_public().to_string()
-    };
-    let sealed = take(&etcd, &sealed_dir, &["--encrypt-to", &recipient], &tmp);
     let before = digests(&sealed_dir);
     let out = tool(&["backup", "test", "--dir", sealed_dir.to_str().unwrap()], &tmp);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
@@ -317,8 +322,6 @@ fn failing_backups_say_why() {
     assert_eq!(digests(&sealed_dir), before);
 
     // Hashes right, an mvcc record etcd cannot decode: etcd would not start.
-    let bad_dir = work.path().join("bad");
-    let bad = take(&etcd, &bad_dir, &[], &tmp);
     break_mvcc_record(&bad, b"/registry/configmaps/default/broken-by-the-test");
     let before = digests(&bad_dir);
     let out = tool(&["backup", "test", bad.to_str().unwrap(), "-w", "json"], &tmp);
@@ -374,4 +377,74 @@ fn no_etcd_binary_says_how_to_get_one() {
         err.contains("github.com/etcd-io/etcd/releases") && err.contains("--etcd"),
         "{err}"
     );
+}
+
+/// The PID of a process whose command line holds `needle`.
+fn pid_with(needle: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            etcd_rescue::host::proc::cmdline(*pid)
+                .iter()
+                .any(|a| a.contains(needle))
+        })
+}
+
+/// SIGTERM while the sandbox etcd runs: the test stops (exit 130), the etcd
+/// it started is killed by its PID, the sandbox is removed, the backup and
+/// its sidecar are as they were.
+#[test]
+fn sigterm_stops_the_sandbox_etcd_and_removes_the_sandbox() {
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (etcd, _) = live(work.path());
+    let dir = work.path().join("backups");
+    let snap = take(&etcd, &dir, &[], &tmp);
+    let before = std::fs::read(format!("{}.json", snap.display())).unwrap();
+    let mut child = crate::support::Reaped(
+        bin()
+            .args(["backup", "test", snap.to_str().unwrap()])
+            .env(
+                "PATH",
+                format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
+            )
+            .env("TMPDIR", &tmp)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    let pid = loop {
+        let sandbox = crate::support::listing(&tmp).into_iter().next();
+        if let Some(pid) = sandbox.and_then(|s| pid_with(&format!("{}/data", tmp.join(s).display()))) {
+            break pid;
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the test ended before etcd was seen"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no sandbox etcd within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait_bounded(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    assert!(gone(i64::from(pid)), "the sandbox etcd {pid} is killed");
+    assert_eq!(
+        crate::support::listing(&tmp),
+        Vec::<String>::new(),
+        "the sandbox is removed"
+    );
+    assert_eq!(std::fs::read(format!("{}.json", snap.display())).unwrap(), before);
 }

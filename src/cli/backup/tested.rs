@@ -105,10 +105,14 @@ fn test_table(r: &backup::test_restore::Report) -> String {
     let _ = writeln!(t, "tested    {}", r.backup);
     let _ = writeln!(
         t,
-        "          in a sandbox with etcd {} ({}), on loopback; etcd stopped ({}), sandbox removed",
+        "          in a sandbox with etcd {} ({}) on loopback: {}; sandbox removed",
         r.tested.etcd_version,
         r.etcd.display(),
-        r.etcd_stop
+        match (r.etcd_pid, r.etcd_stop) {
+            (None, _) => "no etcd was started".to_string(),
+            (Some(pid), "exited") => format!("etcd (PID {pid}) had exited"),
+            (Some(pid), how) => format!("etcd (PID {pid}) stopped ({how})"),
+        }
     );
     if s.revision > 0 {
         let _ = writeln!(

@@ -319,7 +319,62 @@ fn failing_backups_say_why() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(gone(r["etcdPid"].as_i64().unwrap()), "{r}");
     assert_eq!(sidecar(&sealed)["tested"]["outcome"]["result"], "ok");
+    // An encryption config whose key1 is another key: the Secret does not decrypt.
+    let wrong = work.path().join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: {}\n",
+            b64(&[9u8; 32])
+        ),
+    )
+    .unwrap();
+    let out = tool(
+        &[
+            "backup",
+            "test",
+            sealed.to_str().unwrap(),
+            "--identity",
+            key.to_str().unwrap(),
+            "--encryption-config",
+            wrong.to_str().unwrap(),
+        ],
+        &tmp,
+    );
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(
+        err.contains("the Secret /registry/secrets/prod/db") && err.contains("does not decrypt"),
+        "{err}"
+    );
+    assert!(err.contains("encryption config the API server used"), "{err}");
+    assert_eq!(
+        sidecar(&sealed)["tested"]["outcome"]["cause"]["kind"],
+        "secret-not-decryptable"
+    );
     assert_eq!(digests(&sealed_dir), before);
+
+    // A sidecar that says another revision: the revision served is not the backup's.
+    let cut_side = sidecar(&cut);
+    let moved = work.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    let other = moved.join(bad.file_name().unwrap());
+    std::fs::copy(&bad, &other).unwrap();
+    let mut side = sidecar(&bad);
+    let rev = side["revision"].as_i64().unwrap();
+    side["revision"] = Value::from(rev + 5);
+    std::fs::write(format!("{}.json", other.display()), side.to_string()).unwrap();
+    let out = tool(&["backup", "test", other.to_str().unwrap()], &tmp);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(
+        err.contains(&format!(
+            "serves revision {rev}, but the backup holds revision {}",
+            rev + 5
+        )),
+        "{err}"
+    );
+    assert_eq!(sidecar(&cut), cut_side);
 
     // Hashes right, an mvcc record etcd cannot decode: etcd would not start.
     break_mvcc_record(&bad, b"/registry/configmaps/default/broken-by-the-test");

@@ -452,8 +452,8 @@ impl Run {
             return Ok(Err(c));
         }
         // Last, once etcd served it all: the snapshot's own live keys.
-        let live = match crate::snapshot::live_keys(plain) {
-            Ok(l) => l.len() as u64,
+        let live = match crate::snapshot::live_key_count(plain) {
+            Ok(n) => n,
             Err(e) => {
                 return Ok(Err(Cause::UnreadableValue {
                     key: String::new(),
@@ -576,8 +576,11 @@ fn wait_serving(server: &mut Server, conn: &Connection, limit: Duration) -> Step
     }
 }
 
-/// Keys per range request.
+/// Keys per range request, at most.
 const PAGE: i64 = 1000;
+
+/// The largest range response read (etcd's own responses stay below 2 GiB).
+const MAX_MESSAGE: usize = 1 << 30;
 
 /// The member list, the revision, and every value, read from the sandbox etcd.
 async fn check(
@@ -620,18 +623,35 @@ async fn check(
         served.secrets_decrypted = Some(0);
         served.secrets_plain = Some(0);
     }
+    // Values up to etcd's own limit come back; a page too large for one
+    // message is asked again at half the size.
+    let mut kv_client = c.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let mut page_size = PAGE;
     let mut from = vec![0u8];
     loop {
         let opts = GetOptions::new()
             .with_range(vec![0u8])
-            .with_limit(PAGE)
+            .with_limit(page_size)
             .with_revision(revision);
-        let page = match crate::host::etcd::request(conn, c.get(from.clone(), Some(opts))).await {
-            Ok(p) => p,
-            Err(e) => {
+        let got = tokio::time::timeout(conn.command_timeout(), kv_client.get(from.clone(), Some(opts))).await;
+        let page = match got {
+            Ok(Ok(p)) => p,
+            Ok(Err(etcd_client::Error::GRpcStatus(s)))
+                if s.code() == tonic::Code::OutOfRange && page_size > 1 =>
+            {
+                page_size /= 2;
+                continue;
+            }
+            Ok(Err(e)) => {
                 return Ok(Err(Cause::UnreadableValue {
                     key: crate::registry::key_text(&from),
-                    message: format!("{e:#}"),
+                    message: e.to_string(),
+                }));
+            }
+            Err(_) => {
+                return Ok(Err(Cause::UnreadableValue {
+                    key: crate::registry::key_text(&from),
+                    message: format!("no answer within {}s", conn.command_timeout().as_secs()),
                 }));
             }
         };

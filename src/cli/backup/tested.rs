@@ -198,3 +198,104 @@ fn cause_words(r: &backup::test_restore::Report, c: &backup::test_restore::Cause
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::test_restore::{Cause, Outcome, Report, Served, Tested};
+
+    fn report(outcome: Outcome, served: Served, pid: Option<i32>) -> Report {
+        Report {
+            backup: "/b/snapshot-20261207T120000.000Z.db".into(),
+            tested: Tested {
+                at: "2026-12-07T12:00:00Z".into(),
+                tool: "0.1.0".into(),
+                outcome,
+                seconds: 2.25,
+                revision: Some(42),
+                keys: Some(7),
+                etcd_version: "3.5.1".into(),
+            },
+            recorded: true,
+            etcd: "/usr/local/bin/etcd".into(),
+            served,
+            sandbox: "/var/tmp/etcd-rescue-1.2-abcdef".into(),
+            etcd_stop: if pid.is_some() { "terminated" } else { "exited" },
+            etcd_pid: pid,
+        }
+    }
+
+    /// A pass says what was served, the Secrets opened, where it is recorded.
+    #[test]
+    fn a_pass_renders_what_was_served() {
+        let served = Served {
+            member: "backup-test".into(),
+            revision: 42,
+            keys: 7,
+            bytes: 2048,
+            secrets_decrypted: Some(3),
+            secrets_plain: Some(1),
+        };
+        let t = test_table(&report(Outcome::Ok, served, Some(99)));
+        assert_eq!(
+            t,
+            "tested    /b/snapshot-20261207T120000.000Z.db\n\
+             \x20         in a sandbox with etcd 3.5.1 (/usr/local/bin/etcd) on loopback: etcd (PID 99) stopped (terminated); sandbox removed\n\
+             served    member backup-test, revision 42, 7 keys, 2.0 KiB read\n\
+             secrets   3 decrypted with the encryption config, 1 stored unencrypted\n\
+             result    ok: the backup restores and serves (2.2 s)\n\
+             recorded  in the backup's sidecar (tested)\n"
+        );
+    }
+
+    /// Each cause names the problem and a next step; etcd's log comes on the
+    /// same line; nothing served is not shown as served.
+    #[test]
+    fn failures_render_their_cause_and_next_step() {
+        let causes = [
+            (
+                Cause::EtcdWouldNotStart {
+                    message: "etcd exited (exit status: 1) before it served".into(),
+                    log: vec!["a".into(), "failed to unmarshal mvccpb.KeyValue".into()],
+                },
+                "etcd 3.5.1 would not start on the restored /b/snapshot-20261207T120000.000Z.db: etcd exited (exit status: 1) before it served; its log ends: a | failed to unmarshal mvccpb.KeyValue",
+                "pass --etcd",
+            ),
+            (
+                Cause::RevisionMismatch {
+                    expected: 45,
+                    served: 42,
+                },
+                "serves revision 42, but the backup holds revision 45",
+                "take a new one",
+            ),
+            (
+                Cause::SecretNotDecryptable {
+                    key: "/registry/secrets/prod/db".into(),
+                    message: "aescbc key key1 does not open it".into(),
+                },
+                "the Secret /registry/secrets/prod/db in /b/snapshot-20261207T120000.000Z.db does not decrypt",
+                "keys rotated",
+            ),
+            (
+                Cause::NotAsSaved {
+                    message: "the file holds 1 bytes, its sidecar says 2".into(),
+                },
+                "is not the file that was saved: the file holds 1 bytes",
+                "test an older one",
+            ),
+        ];
+        for (cause, says, next) in causes {
+            let r = report(Outcome::Failed { cause: cause.clone() }, Served::default(), None);
+            let (message, then) = cause_words(&r, &cause);
+            assert!(message.contains(says), "{message}");
+            assert!(then.contains(next), "{then}");
+            let t = test_table(&r);
+            assert!(
+                t.contains(&format!("result    FAILED: {message} (2.2 s)\n")),
+                "{t}"
+            );
+            assert!(t.contains("no etcd was started") && !t.contains("served "), "{t}");
+        }
+    }
+}

@@ -447,18 +447,9 @@ fn pid_with(needle: &str) -> Option<i32> {
         })
 }
 
-/// SIGTERM while the sandbox etcd runs: the test stops (exit 130), the etcd
-/// it started is killed by its PID, the sandbox is removed, the backup and
-/// its sidecar are as they were.
-#[test]
-fn sigterm_stops_the_sandbox_etcd_and_removes_the_sandbox() {
-    let work = tempfile::tempdir().unwrap();
-    let tmp = work.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    let (etcd, _) = live(work.path());
-    let dir = work.path().join("backups");
-    let snap = take(&etcd, &dir, &[], &tmp);
-    let before = std::fs::read(format!("{}.json", snap.display())).unwrap();
+/// Starts `backup test SNAP` with the sandbox in `tmp` and waits (at most
+/// 60 s) until its etcd runs: that etcd's PID, and the run.
+fn sandbox_etcd(snap: &Path, tmp: &Path) -> (i32, crate::support::Reaped) {
     let mut child = crate::support::Reaped(
         bin()
             .args(["backup", "test", snap.to_str().unwrap()])
@@ -466,17 +457,17 @@ fn sigterm_stops_the_sandbox_etcd_and_removes_the_sandbox() {
                 "PATH",
                 format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
             )
-            .env("TMPDIR", &tmp)
-            .stdout(std::process::Stdio::piped())
+            .env("TMPDIR", tmp)
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let start = std::time::Instant::now();
-    let pid = loop {
-        let sandbox = crate::support::listing(&tmp).into_iter().next();
+    loop {
+        let sandbox = crate::support::listing(tmp).into_iter().next();
         if let Some(pid) = sandbox.and_then(|s| pid_with(&format!("{}/data", tmp.join(s).display()))) {
-            break pid;
+            return (pid, child);
         }
         assert!(
             child.0.try_wait().unwrap().is_none(),
@@ -487,7 +478,23 @@ fn sigterm_stops_the_sandbox_etcd_and_removes_the_sandbox() {
             "no sandbox etcd within 60 s"
         );
         std::thread::sleep(Duration::from_millis(5));
-    };
+    }
+}
+
+/// SIGTERM while the sandbox etcd runs: the test stops (exit 130), the etcd
+/// it started is killed by its PID, the sandbox is removed, the backup and
+/// its sidecar are as they were. SIGKILL: the etcd dies with the tool and
+/// the next run removes the sandbox.
+#[test]
+fn signals_stop_the_sandbox_etcd_and_remove_the_sandbox() {
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (etcd, _) = live(work.path());
+    let dir = work.path().join("backups");
+    let snap = take(&etcd, &dir, &[], &tmp);
+    let before = std::fs::read(format!("{}.json", snap.display())).unwrap();
+    let (pid, mut child) = sandbox_etcd(&snap, &tmp);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap()),
         nix::sys::signal::Signal::SIGTERM,
@@ -502,4 +509,26 @@ fn sigterm_stops_the_sandbox_etcd_and_removes_the_sandbox() {
         "the sandbox is removed"
     );
     assert_eq!(std::fs::read(format!("{}.json", snap.display())).unwrap(), before);
+
+    // SIGKILL cannot be caught: the kernel kills the etcd with the tool
+    // (setpriv --pdeathsig), and the next test removes the sandbox left.
+    let (pid, mut child) = sandbox_etcd(&snap, &tmp);
+    child.0.kill().unwrap();
+    child.wait_bounded(Duration::from_secs(30));
+    let start = std::time::Instant::now();
+    while !gone(i64::from(pid)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "etcd {pid} outlived a SIGKILLed test"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(crate::support::listing(&tmp).len(), 1, "the killed run's sandbox");
+    let out = tool(&["backup", "test", snap.to_str().unwrap()], &tmp);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        crate::support::listing(&tmp),
+        Vec::<String>::new(),
+        "removed by the next run"
+    );
 }

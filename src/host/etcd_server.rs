@@ -8,7 +8,9 @@
 //! kubelet's 10248-10260). While the server runs it is registered with
 //! [`crate::host::cleanup`]: SIGTERM, SIGINT or SIGHUP kill it before its
 //! files are removed. Dropping a [`Server`] stops it: SIGTERM, then SIGKILL
-//! after a bound.
+//! after a bound. A SIGKILL of the tool cannot be caught: etcd is started
+//! through util-linux's `setpriv --pdeathsig KILL` when it is there, so the
+//! kernel kills it when the tool dies (the next run removes the sandbox).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -198,7 +200,16 @@ pub fn start(bin: &Path, args: &[String], log: &Path) -> Result<Server> {
     let out =
         crate::host::fs::open_append_private(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
-    let child = Command::new(bin)
+    // setpriv execs etcd in place: the PID is etcd's.
+    let mut cmd = match super::etcdutl::which("setpriv") {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))

@@ -532,3 +532,34 @@ fn signals_stop_the_sandbox_etcd_and_remove_the_sandbox() {
         "removed by the next run"
     );
 }
+
+/// A backup of etcd 3.4 is served by etcd 3.4 (`/usr/bin`, Debian's) though
+/// etcd 3.5 comes first on PATH: the release closest to the backup's wins.
+#[test]
+fn the_closest_etcd_release_serves_the_backup() {
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let etcd = Etcd::start(Version::V34, work.path());
+    for i in 0..20 {
+        put(&etcd, &format!("/registry/configmaps/default/cm-{i}"), b"v");
+    }
+    let dir = work.path().join("backups");
+    let snap = take(&etcd, &dir, &[], &tmp);
+    let saved = sidecar(&snap)["etcdVersion"].as_str().unwrap().to_string();
+    assert!(saved.starts_with("3.4."), "{saved}");
+    let out = tool(
+        &["backup", "test", "--dir", dir.to_str().unwrap(), "-w", "json"],
+        &tmp,
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["tested"]["etcdVersion"], saved.as_str(), "{r}");
+    assert_eq!(
+        r["etcd"],
+        bin_dir(Version::V34).join("etcd").display().to_string(),
+        "{r}"
+    );
+    assert_eq!(r["served"]["keys"], 20, "{r}");
+    assert!(gone(r["etcdPid"].as_i64().unwrap()), "{r}");
+}

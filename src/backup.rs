@@ -25,9 +25,11 @@
 //! files named by `backup` that have their sidecar.
 
 pub mod fetch;
+pub mod metrics;
 mod names;
 pub mod remote;
 pub mod retention;
+pub mod test_restore;
 pub mod timer;
 
 pub use names::{
@@ -95,6 +97,9 @@ pub struct Sidecar {
     /// decrypts (the compressed bytes), this says what decompresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// The last test restore (`backup test`; absent: never tested).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tested: Option<test_restore::Tested>,
 }
 
 /// A compressed backup's facts.
@@ -277,6 +282,14 @@ impl Entry {
     /// only such a backup counts for retention, or is shown as verified.
     pub fn verified(&self) -> bool {
         self.state() == State::Verified
+    }
+
+    /// Its sidecar says a test restore proved it restorable.
+    pub fn tested_ok(&self) -> bool {
+        self.sidecar
+            .as_ref()
+            .and_then(|s| s.tested.as_ref())
+            .is_some_and(test_restore::Tested::ok)
     }
 
     /// What is known of it, for the renderers.
@@ -529,6 +542,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         tool: crate::VERSION.to_string(),
         encryption,
         compression,
+        tested: None,
     };
     let _sidecar_tmp = crate::host::cleanup::Temp::new(opts.dir.join(format!(
         ".{}.json.tmp-{}",
@@ -749,7 +763,7 @@ fn transform(
 }
 
 /// Writes `<snapshot>.json` durably (a temp file, fsync, rename, fsync of the dir).
-fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
+pub(crate) fn write_sidecar(snapshot: &Path, sidecar: &Sidecar) -> Result<()> {
     let path = sidecar_path(snapshot);
     let text = serde_json::to_string_pretty(sidecar)? + "\n";
     crate::host::fs::write_durably(&path, text.as_bytes(), 0o600)
@@ -776,181 +790,6 @@ pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-/// The Prometheus textfile (`--metrics-file`): written after every run,
-/// success or not, with the last success kept from the previous file.
-pub mod metrics {
-    use std::path::Path;
-
-    use std::fmt::Write as _;
-
-    use anyhow::Result;
-
-    /// Reads the value of `name` from a textfile written earlier.
-    fn previous(text: &str, name: &str) -> Option<f64> {
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-    }
-
-    /// What one run adds.
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    pub enum Run {
-        /// A backup was saved and verified: when, its size, how long it took.
-        Saved {
-            /// Unix time of the save.
-            at: f64,
-            /// Bytes.
-            size: u64,
-            /// Seconds.
-            seconds: f64,
-        },
-        /// The run failed at unix time `at`.
-        Failed {
-            /// Unix time.
-            at: f64,
-        },
-    }
-
-    /// Writes the textfile for `run` to `path` atomically.
-    pub fn write(path: &Path, run: Run) -> Result<()> {
-        let old = std::fs::read_to_string(path).unwrap_or_default();
-        let get = |n: &str| previous(&old, n);
-        let (last_success, size, seconds, failures, ok, last_run) = match run {
-            Run::Saved { at, size, seconds } => {
-                #[allow(clippy::cast_precision_loss)]
-                let size = size as f64;
-                (
-                    Some(at),
-                    Some(size),
-                    Some(seconds),
-                    get("etcd_rescue_backup_failures_total").unwrap_or(0.0),
-                    1.0,
-                    at,
-                )
-            }
-            Run::Failed { at } => (
-                get("etcd_rescue_backup_last_success_timestamp_seconds"),
-                get("etcd_rescue_backup_last_size_bytes"),
-                get("etcd_rescue_backup_last_duration_seconds"),
-                get("etcd_rescue_backup_failures_total").unwrap_or(0.0) + 1.0,
-                0.0,
-                at,
-            ),
-        };
-        let mut t = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, v: Option<f64>| {
-            if let Some(v) = v {
-                let _ = write!(t, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
-            }
-        };
-        metric(
-            "etcd_rescue_backup_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time of the last backup saved and verified.",
-            last_success,
-        );
-        metric(
-            "etcd_rescue_backup_last_size_bytes",
-            "gauge",
-            "Size of the last backup saved.",
-            size,
-        );
-        metric(
-            "etcd_rescue_backup_last_duration_seconds",
-            "gauge",
-            "Time the last successful backup took.",
-            seconds,
-        );
-        metric(
-            "etcd_rescue_backup_failures_total",
-            "counter",
-            "Backups that failed.",
-            Some(failures),
-        );
-        metric(
-            "etcd_rescue_backup_last_run_success",
-            "gauge",
-            "1 if the last run saved a verified backup, else 0.",
-            Some(ok),
-        );
-        metric(
-            "etcd_rescue_backup_last_run_timestamp_seconds",
-            "gauge",
-            "Unix time of the last run, successful or not.",
-            Some(last_run),
-        );
-        crate::host::fs::write_durably(path, t.as_bytes(), 0o644)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        /// A symlink or a hard link planted at the temp name (a shared textfile
-        /// dir) is never written through: what it points at is unchanged, and
-        /// the metrics file is written all the same.
-        #[test]
-        fn a_planted_link_at_the_temp_name_is_not_followed() {
-            let d = tempfile::tempdir().unwrap();
-            let p = d.path().join("backup.prom");
-            let target = d.path().join("target");
-            std::fs::write(&target, "precious").unwrap();
-            let tmp = d.path().join(format!(".backup.prom.tmp-{}", std::process::id()));
-            crate::host::fs::symlink(&target, &tmp).unwrap();
-            write(&p, Run::Failed { at: 1.0 }).unwrap();
-            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
-            assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
-            assert!(
-                std::fs::read_to_string(&p)
-                    .unwrap()
-                    .contains("etcd_rescue_backup_failures_total 1\n")
-            );
-            crate::host::fs::remove_file_durably(&tmp).unwrap();
-            std::fs::hard_link(&target, &tmp).unwrap();
-            write(&p, Run::Failed { at: 2.0 }).unwrap();
-            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
-            assert!(
-                std::fs::read_to_string(&p)
-                    .unwrap()
-                    .contains("etcd_rescue_backup_failures_total 2\n")
-            );
-        }
-
-        /// A failure keeps the last success and counts up; a success resets nothing but the run.
-        #[test]
-        fn failures_count_and_success_is_kept() {
-            let d = tempfile::tempdir().unwrap();
-            let p = d.path().join("backup.prom");
-            write(&p, Run::Failed { at: 100.0 }).unwrap();
-            let t = std::fs::read_to_string(&p).unwrap();
-            assert!(t.contains("etcd_rescue_backup_failures_total 1\n"), "{t}");
-            assert!(!t.contains("last_success_timestamp"), "{t}");
-            write(
-                &p,
-                Run::Saved {
-                    at: 200.0,
-                    size: 4096,
-                    seconds: 1.5,
-                },
-            )
-            .unwrap();
-            write(&p, Run::Failed { at: 300.0 }).unwrap();
-            let t = std::fs::read_to_string(&p).unwrap();
-            assert!(
-                t.contains("etcd_rescue_backup_last_success_timestamp_seconds 200\n"),
-                "{t}"
-            );
-            assert!(t.contains("etcd_rescue_backup_last_size_bytes 4096\n"), "{t}");
-            assert!(t.contains("etcd_rescue_backup_failures_total 2\n"), "{t}");
-            assert!(t.contains("etcd_rescue_backup_last_run_success 0\n"), "{t}");
-            assert!(
-                t.contains("# TYPE etcd_rescue_backup_failures_total counter\n"),
-                "{t}"
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1222,6 +1061,7 @@ mod tests {
             tool: String::new(),
             encryption: None,
             compression: None,
+            tested: None,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod age;
 pub mod cleanup;
 pub mod cri;
 pub mod etcd;
+pub mod etcd_server;
 pub mod etcdutl;
 pub mod fs;
 pub mod fsinfo;

@@ -14,7 +14,8 @@ use std::path::Path;
 /// What each layer may use, and nothing else (beside itself). The picture:
 /// `cli` → `tui` → `restore` → `node`/`snapshot` → `host`/`root`/`exit`, with
 /// `drill`, `backup`, `registry`, `status` and `maintenance` beside
-/// `restore` (`status` reads alarms through `maintenance`; `node` reads
+/// `restore` (`status` reads alarms through `maintenance`; `backup test`
+/// opens Secrets with `registry`'s encryption keys; `node` reads
 /// containerd's bbolt metadata with `snapshot`'s reader, never the reverse); `hex`, `shell`, `text`, `units`, `utc` and `wire` at the bottom.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["*"]),
@@ -26,7 +27,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("restore", &["node", "snapshot", "host", "root", "exit", "bottom"]),
     ("drill", &["node", "snapshot", "host", "root", "exit", "bottom"]),
-    ("backup", &["node", "snapshot", "host", "root", "exit", "bottom"]),
+    (
+        "backup",
+        &["registry", "node", "snapshot", "host", "root", "exit", "bottom"],
+    ),
     ("registry", &["snapshot", "host", "root", "exit", "bottom"]),
     (
         "status",

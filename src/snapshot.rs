@@ -849,6 +849,22 @@ fn for_each_revision_in(
     }
 }
 
+/// How many keys are live (their latest revision is not a delete): what
+/// etcd serves at the snapshot's revision. Only the keys are held, never
+/// their values.
+pub fn live_key_count(path: &Path) -> anyhow::Result<u64> {
+    let mut live = std::collections::BTreeSet::new();
+    for_each_revision(path, |_, tombstone, kv| {
+        if tombstone {
+            live.remove(&kv.key);
+        } else if !kv.key.is_empty() {
+            live.insert(kv.key);
+        }
+        Ok(())
+    })?;
+    Ok(live.len() as u64)
+}
+
 /// The live keys: the latest version of every key whose latest revision is not a delete, by key.
 pub fn live_keys(path: &Path) -> anyhow::Result<Vec<KeyValue>> {
     let mut live = BTreeMap::new();

@@ -6,6 +6,8 @@ mod support;
 
 // `backup` from the sandbox node's etcd (3.5, 3.4): etcdctl's bytes, sidecar, interruptions, retention, timer.
 mod backup;
+// `backup test`: a backup restored into a sandbox and served by a private etcd; good, cut short, encrypted, undecodable.
+mod backup_test;
 // `certs` on generated kubeadm PKIs: expiry, chains, SANs, permissions.
 mod certs;
 // `restore --nodes-file`: three drill members behind real sshd, restored in lockstep, resumed, rolled back.

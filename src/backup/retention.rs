@@ -61,6 +61,8 @@ pub enum Why {
     JustTaken,
     /// The newest backup that verified.
     NewestVerified,
+    /// The newest backup a test restore proved restorable.
+    NewestTested,
     /// Among the newest `--keep-last`.
     Last,
     /// Taken within `--keep-within`.
@@ -132,20 +134,24 @@ fn period(t: SystemTime, p: Period) -> i64 {
     }
 }
 
-/// The newest backup of each of the `n` most recent periods that have one,
-/// for `recognised` newest first.
+/// One backup of each of the `n` most recent periods that have one, for
+/// `recognised` newest first: the newest tested-ok backup of the period,
+/// else its newest.
 fn newest_per_period(recognised: &[&Entry], n: Option<usize>, p: Period) -> BTreeSet<PathBuf> {
     let mut kept = BTreeSet::new();
     let Some(n) = n else { return kept };
-    let mut seen = Vec::new();
+    // (period, the pick so far, whether the pick is tested-ok), newest period first.
+    let mut seen: Vec<(i64, &Entry, bool)> = Vec::new();
     for e in recognised {
         let at = period(e.taken, p);
-        if !seen.contains(&at) {
-            seen.push(at);
-            if seen.len() <= n {
-                kept.insert(e.path.clone());
-            }
+        match seen.iter_mut().find(|(q, _, _)| *q == at) {
+            Some(pick) if !pick.2 && e.tested_ok() => *pick = (at, e, true),
+            Some(_) => {}
+            None => seen.push((at, e, e.tested_ok())),
         }
+    }
+    for (_, e, _) in seen.into_iter().take(n) {
+        kept.insert(e.path.clone());
     }
     kept
 }
@@ -164,6 +170,7 @@ pub fn decide(
         .filter(|e| e.verified() && super::is_backup_name(&e.path))
         .collect();
     let newest_verified = recognised.first().map(|e| e.path.clone());
+    let newest_tested = recognised.iter().find(|e| e.tested_ok()).map(|e| e.path.clone());
     let daily = newest_per_period(&recognised, policy.keep_daily, Period::Day);
     let weekly = newest_per_period(&recognised, policy.keep_weekly, Period::Week);
     let monthly = newest_per_period(&recognised, policy.keep_monthly, Period::Month);
@@ -188,6 +195,9 @@ pub fn decide(
                 }
                 if newest_verified.as_ref() == Some(&e.path) {
                     why.push(Why::NewestVerified);
+                }
+                if newest_tested.as_ref() == Some(&e.path) {
+                    why.push(Why::NewestTested);
                 }
                 if policy.keep_last.is_some_and(|n| rank < n) {
                     why.push(Why::Last);
@@ -250,10 +260,12 @@ fn decide_checked(
         let decisions = decide(entries, policy, now, just_taken);
         let mut again = false;
         for (e, d) in entries.iter_mut().zip(&decisions) {
-            let ranks = d
-                .why
-                .iter()
-                .any(|w| matches!(w, Why::NewestVerified | Why::Last | Why::Daily));
+            let ranks = d.why.iter().any(|w| {
+                matches!(
+                    w,
+                    Why::NewestVerified | Why::NewestTested | Why::Last | Why::Daily
+                )
+            });
             if !ranks || !e.verified() || !hashed.insert(e.path.clone()) {
                 continue;
             }
@@ -379,6 +391,99 @@ mod tests {
 
     fn day(t: SystemTime) -> i64 {
         period(t, Period::Day)
+    }
+
+    /// Entries `backup` would list, newest first, one per `(seconds ago, tested)`:
+    /// `Some(true)` tested ok, `Some(false)` tested and failed, `None` never tested.
+    fn tested_entries(now: SystemTime, spec: &[(u64, Option<bool>)]) -> Vec<Entry> {
+        use crate::backup::test_restore::{Cause, Outcome, Tested};
+        let mut v: Vec<Entry> = spec
+            .iter()
+            .map(|&(ago, tested)| {
+                let taken = now - Duration::from_secs(ago);
+                let path = PathBuf::from("/b").join(file_name(taken));
+                let mut s = crate::backup::tests::sample(&path);
+                s.tested = tested.map(|ok| Tested {
+                    at: String::new(),
+                    tool: String::new(),
+                    outcome: if ok {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Failed {
+                            cause: Cause::RestoreFailed { message: "x".into() },
+                        }
+                    },
+                    seconds: 1.0,
+                    revision: None,
+                    keys: None,
+                    etcd_version: String::new(),
+                });
+                Entry::new(path, taken, Some(s), Some(2))
+            })
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.taken));
+        v
+    }
+
+    /// In one day's bucket a tested-ok backup wins over newer untested and
+    /// failed ones; a day without a tested-ok backup keeps its newest.
+    #[test]
+    fn a_tested_backup_wins_its_bucket() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200 + 20 * 3600);
+        // Today: 1 h ago untested, 2 h ago failed, 3 h ago ok, 4 h ago ok.
+        // Yesterday: 25 h ago untested, 26 h ago failed.
+        let e = tested_entries(
+            now,
+            &[
+                (3600, None),
+                (7200, Some(false)),
+                (3 * 3600, Some(true)),
+                (4 * 3600, Some(true)),
+                (25 * 3600, None),
+                (26 * 3600, Some(false)),
+            ],
+        );
+        let policy = Retention {
+            keep_daily: Some(2),
+            ..Retention::default()
+        };
+        let d = decide(&e, &policy, now, None);
+        let daily: Vec<usize> = (0..d.len()).filter(|i| d[*i].why.contains(&Why::Daily)).collect();
+        assert_eq!(
+            daily,
+            [2, 4],
+            "the newest tested-ok of today, the newest of yesterday: {d:?}"
+        );
+        assert!(d[0].why.contains(&Why::NewestVerified) && !d[0].goes());
+        assert_eq!(d[2].why, [Why::NewestTested, Why::Daily]);
+        assert!(d[1].goes() && d[3].goes() && d[5].goes(), "{d:?}");
+    }
+
+    /// The newest tested-ok backup is kept even when every rule would let it go.
+    #[test]
+    fn the_newest_tested_backup_is_never_deleted() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200);
+        let e = tested_entries(
+            now,
+            &[
+                (60, None),
+                (120, Some(false)),
+                (180, Some(true)),
+                (240, Some(true)),
+            ],
+        );
+        let policy = Retention {
+            keep_last: Some(1),
+            ..Retention::default()
+        };
+        let d = decide(&e, &policy, now, None);
+        let kept: Vec<usize> = (0..d.len()).filter(|i| !d[*i].goes()).collect();
+        assert_eq!(kept, [0, 2], "{d:?}");
+        assert_eq!(d[2].why, [Why::NewestTested]);
+        // Without any tested-ok backup, the rules are as before.
+        let e = tested_entries(now, &[(60, None), (120, Some(false))]);
+        let d = decide(&e, &policy, now, None);
+        assert!(!d[0].goes() && d[1].goes(), "{d:?}");
     }
 
     /// Weeks start on Monday and months on the 1st, in UTC; a bucket rule

@@ -2,6 +2,9 @@
 //! `assets/systemd/`, filled in and written under the root
 //! (`<root>/etc/systemd/system`). It enables nothing: the operator runs
 //! `systemctl daemon-reload && systemctl enable --now etcd-rescue-backup.timer`.
+//! With `--test`, a daily test restore of the newest backup
+//! (`etcd-rescue-backup-test.service` and `.timer`) is written beside them,
+//! enabled by nothing either.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,10 @@ use crate::root::Root;
 pub const SERVICE: &str = include_str!("../../assets/systemd/etcd-rescue-backup.service");
 /// The timer.
 pub const TIMER: &str = include_str!("../../assets/systemd/etcd-rescue-backup.timer");
+/// The test restore's service template.
+pub const TEST_SERVICE: &str = include_str!("../../assets/systemd/etcd-rescue-backup-test.service");
+/// The test restore's timer.
+pub const TEST_TIMER: &str = include_str!("../../assets/systemd/etcd-rescue-backup-test.timer");
 
 /// What the units run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +46,15 @@ fn plain(word: &str) -> bool {
 /// The service and the timer, filled in; refuses (exit 2) a word systemd would
 /// read differently (spaces, quotes, `%`, `$`, `\`).
 pub fn render(u: &Units) -> Result<(String, String)> {
+    Ok((fill(SERVICE, u)?, TIMER.to_string()))
+}
+
+/// The test restore's service and timer, filled in as [`render`] fills the backup's.
+pub fn render_test(u: &Units) -> Result<(String, String)> {
+    Ok((fill(TEST_SERVICE, u)?, TEST_TIMER.to_string()))
+}
+
+fn fill(template: &str, u: &Units) -> Result<String> {
     let words: Vec<String> = [u.bin.display().to_string(), u.dir.display().to_string()]
         .into_iter()
         .chain(u.args.iter().cloned())
@@ -56,7 +72,7 @@ pub fn render(u: &Units) -> Result<(String, String)> {
         Some(d) if d != u.dir => format!("ReadWritePaths={}", d.display()),
         _ => String::new(),
     };
-    let service = SERVICE
+    let service = template
         .replace("@BIN@", &words[0])
         .replace("@DIR@", &words[1])
         .replace("@ARGS@", &u.args.join(" "))
@@ -69,7 +85,7 @@ pub fn render(u: &Units) -> Result<(String, String)> {
             },
         )
         .replace(" \n", "\n");
-    Ok((service, TIMER.to_string()))
+    Ok(service)
 }
 
 /// `p` made absolute against the current dir (`.` and `..` resolved by
@@ -132,11 +148,27 @@ pub fn unit_dir(root: &Root) -> PathBuf {
 /// up to date.
 pub fn install(root: &Root, u: &Units, force: bool) -> Result<Vec<(PathBuf, bool)>> {
     let (service, timer) = render(u)?;
+    write_units(root, "etcd-rescue-backup", service, timer, force)
+}
+
+/// Writes the test restore's units under `root`, as [`install`] writes the backup's.
+pub fn install_test(root: &Root, u: &Units, force: bool) -> Result<Vec<(PathBuf, bool)>> {
+    let (service, timer) = render_test(u)?;
+    write_units(root, "etcd-rescue-backup-test", service, timer, force)
+}
+
+fn write_units(
+    root: &Root,
+    name: &str,
+    service: String,
+    timer: String,
+    force: bool,
+) -> Result<Vec<(PathBuf, bool)>> {
     let dir = unit_dir(root);
     std::fs::create_dir_all(&dir)?;
     let files = [
-        (dir.join("etcd-rescue-backup.service"), service),
-        (dir.join("etcd-rescue-backup.timer"), timer),
+        (dir.join(format!("{name}.service")), service),
+        (dir.join(format!("{name}.timer")), timer),
     ];
     for (p, text) in &files {
         if let Ok(have) = std::fs::read_to_string(p)
@@ -210,6 +242,45 @@ mod tests {
         assert!(render(&u).is_err());
         u.dir = "/var/backups/%h".into();
         assert!(render(&u).is_err());
+    }
+
+    /// The test service runs `backup test` on the dir with the identity and
+    /// metrics file, hardened as the backup's; its timer is daily.
+    #[test]
+    fn rendered_test_units() {
+        let mut test = units();
+        test.args = vec![
+            "--identity".into(),
+            "/etc/etcd-rescue/backup.key".into(),
+            "--metrics-file".into(),
+            "/var/lib/node_exporter/etcd-backup.prom".into(),
+        ];
+        let (service, timer) = render_test(&test).unwrap();
+        assert!(service.contains(
+            "ExecStart=/usr/local/bin/etcd-rescue backup test --dir /var/backups/etcd --identity /etc/etcd-rescue/backup.key --metrics-file /var/lib/node_exporter/etcd-backup.prom\n"
+        ), "{service}");
+        for line in [
+            "ProtectSystem=strict\n",
+            "ReadWritePaths=/var/backups/etcd\n",
+            "PrivateTmp=true\n",
+        ] {
+            assert!(service.contains(line), "{line}: {service}");
+        }
+        assert!(!service.contains('@'), "{service}");
+        assert!(
+            timer.contains("OnCalendar=daily\n") && timer.contains("Persistent=true\n"),
+            "{timer}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let written = install_test(&Root::new(dir.path()), &test, false).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["etcd-rescue-backup-test.service", "etcd-rescue-backup-test.timer"]
+        );
     }
 
     /// Written under the root; the same units again change nothing; other

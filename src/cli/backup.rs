@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{Cli, Format, parse_duration, print};
+
+mod tested;
 use crate::backup::{
     self, Decision, Entry, Mismatch, Retention, Sidecar, State, Warning, metrics, retention::Why,
 };
@@ -153,6 +155,33 @@ pub enum BackupAction {
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
     },
+    /// Prove a backup restorable: restore it into a throwaway sandbox, serve it with a private etcd on loopback, and check it (members, revision, keys, every value, Secrets). Records the result in the backup's sidecar.
+    Test {
+        /// The backup file or s3://BUCKET/KEY (default: the newest verified backup in --dir).
+        #[arg(value_name = "FILE|S3_URL", required_unless_present = "dir")]
+        backup: Option<PathBuf>,
+        /// The backup dir whose newest verified backup is tested.
+        #[arg(long, value_name = "DIR", conflicts_with = "backup")]
+        dir: Option<PathBuf>,
+        /// How the sandbox is restored.
+        #[arg(long, value_enum, default_value_t = RestoreToolArg::Native, value_name = "TOOL")]
+        restore_tool: RestoreToolArg,
+        /// The etcd binary (or a dir holding it) to serve the sandbox; default: the closest to the backup's etcd version beside etcd-rescue (.tools/), on PATH, in /usr/local/bin or /usr/bin.
+        #[arg(long, value_name = "PATH")]
+        etcd: Option<PathBuf>,
+        /// The API server's encryption config (--encryption-provider-config): every Secret must decrypt with it.
+        #[arg(long, value_name = "FILE")]
+        encryption_config: Option<PathBuf>,
+        /// Write the test's Prometheus metrics (last success, ok) to this file; a backup's metrics there are kept.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
+        /// How long the sandbox etcd may take to serve.
+        #[arg(long, value_parser = parse_duration, default_value = "120s", value_name = "DURATION")]
+        start_timeout: Duration,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
+        write_out: Format,
+    },
     /// Write the systemd service and timer (every 6 h) under --root; enables nothing.
     InstallTimer {
         /// The backup dir the service writes.
@@ -185,7 +214,19 @@ pub enum BackupAction {
         /// Print the units instead of writing them.
         #[arg(long)]
         print: bool,
+        /// Also write a daily test restore of the newest backup (etcd-rescue-backup-test.service and .timer), with --identity and --metrics-file when given.
+        #[arg(long)]
+        test: bool,
     },
+}
+
+/// `--restore-tool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreToolArg {
+    /// The native restore (no binary needed).
+    Native,
+    /// etcdutl snapshot restore (beside the etcd found, else on PATH).
+    Etcdutl,
 }
 
 /// What a backup run prints as JSON.
@@ -223,6 +264,7 @@ fn why(w: Why) -> &'static str {
     match w {
         Why::JustTaken => "just taken",
         Why::NewestVerified => "newest verified",
+        Why::NewestTested => "newest tested",
         Why::Last => "keep-last",
         Why::Within => "keep-within",
         Why::Daily => "keep-daily",
@@ -387,8 +429,8 @@ fn saved_table(r: &SavedReport) -> String {
 
 fn list_table(entries: &[(Option<String>, Entry)]) -> String {
     let mut t = format!(
-        "{:<6} {:>10} {:>10} {:>8} {:<10} {}\n",
-        "AGE", "SIZE", "REVISION", "KEYS", "VERIFIED", "FILE"
+        "{:<6} {:>10} {:>10} {:>8} {:<10} {:<8} {}\n",
+        "AGE", "SIZE", "REVISION", "KEYS", "VERIFIED", "TESTED", "FILE"
     );
     for (bucket, e) in entries {
         // The size is the file's as found; the sidecar's only when the file is gone.
@@ -426,15 +468,42 @@ fn list_table(entries: &[(Option<String>, Entry)]) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<10} {name}{note}",
+            "{:<6} {size:>10} {rev:>10} {keys:>8} {:<10} {:<8} {name}{note}",
             age(e.taken),
             ok,
+            tested_word(e),
         );
     }
     if entries.is_empty() {
         t.push_str("(no backups)\n");
     }
     t
+}
+
+/// Whether a test restore served it: `ok`, `FAILED` or `no`.
+fn tested_word(e: &Entry) -> &'static str {
+    match tested_state(e) {
+        TestedState::Ok => "ok",
+        TestedState::Failed => "FAILED",
+        TestedState::Untested => "no",
+    }
+}
+
+/// What `backup list -w json` says of a backup's test restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum TestedState {
+    Ok,
+    Failed,
+    Untested,
+}
+
+fn tested_state(e: &Entry) -> TestedState {
+    match e.sidecar.as_ref().and_then(|s| s.tested.as_ref()) {
+        None => TestedState::Untested,
+        Some(t) if t.ok() => TestedState::Ok,
+        Some(_) => TestedState::Failed,
+    }
 }
 
 /// How a file differs from its sidecar, in words.
@@ -520,6 +589,8 @@ struct ListEntry {
     verified: bool,
     /// `verified`, `not-verified`, `damaged`, `no-sidecar` (unverified, never deleted) or `missing`.
     state: State,
+    /// `ok`, `failed` or `untested`: the last test restore (`backup test`).
+    tested: TestedState,
     /// How the file differs from its sidecar.
     #[serde(skip_serializing_if = "Option::is_none")]
     mismatch: Option<String>,
@@ -555,6 +626,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
                             size: e.size,
                             verified: e.verified(),
                             state: e.state(),
+                            tested: tested_state(e),
                             mismatch: e.mismatch.as_ref().map(mismatch),
                             sidecar: e.sidecar.clone(),
                         })
@@ -600,74 +672,113 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
             print(*write_out, &d, prune_table)?;
             Ok(Code::Done)
         }
-        Some(BackupAction::InstallTimer {
-            dir,
-            retention,
-            metrics_file,
-            encrypt_to,
-            compress,
-            compress_level,
-            upload,
-            bin,
-            force,
-            print: just_print,
-        }) => {
-            // systemd takes absolute paths only (ReadWritePaths=), and with
-            // ProtectSystem=strict a dir that is missing fails the first run.
-            let dir = &backup::timer::absolute(dir)?;
-            let metrics_file = &metrics_file.as_deref().map(backup::timer::absolute).transpose()?;
-            let root = Root::new(&cli.root);
-            if !*just_print && backup::timer::prepare_dir(&root, dir, metrics_file.as_deref())? {
-                outln!("created   {} (mode 0700)", root.host(dir).display());
-            }
-            let mut args = retention.words();
-            if let Some(m) = metrics_file {
-                args.extend(["--metrics-file".into(), m.display().to_string()]);
-            }
-            if !encrypt_to.is_empty() {
-                // Checked now, not at 3 a.m. when the timer fires.
-                crate::host::age::recipients(encrypt_to)?;
-            }
-            for r in encrypt_to {
-                args.extend(["--encrypt-to".into(), r.clone()]);
-            }
-            if let Some(CompressArg::Zstd) = compress {
-                args.extend([
-                    "--compress".into(),
-                    "zstd".into(),
-                    "--compress-level".into(),
-                    compress_level.to_string(),
-                ]);
-            }
-            if let Some(u) = upload {
-                crate::host::s3::Url::parse(u)?;
-                args.extend(["--upload".into(), u.clone()]);
-            }
-            let units = backup::timer::Units {
-                bin: bin.clone(),
-                dir: dir.clone(),
-                args,
-                metrics_file: metrics_file.clone(),
-            };
-            if *just_print {
-                let (s, t) = backup::timer::render(&units)?;
-                super::print_text(&format!(
-                    "# etcd-rescue-backup.service\n{s}\n# etcd-rescue-backup.timer\n{t}"
-                ))?;
-                return Ok(Code::Done);
-            }
-            for (p, changed) in backup::timer::install(&root, &units, *force)? {
-                outln!(
-                    "{} {}",
-                    if changed { "wrote    " } else { "unchanged" },
-                    p.display()
-                );
-            }
-            outln!("next: systemctl daemon-reload && systemctl enable --now etcd-rescue-backup.timer");
-            Ok(Code::Done)
-        }
+        Some(t @ BackupAction::InstallTimer { .. }) => install_timer(cli, t),
+        Some(t @ BackupAction::Test { .. }) => tested::run(cli, t),
         None => save(cli, a),
     }
+}
+
+/// `backup install-timer`.
+fn install_timer(cli: &Cli, t: &BackupAction) -> Result<Code> {
+    let BackupAction::InstallTimer {
+        dir,
+        retention,
+        metrics_file,
+        encrypt_to,
+        compress,
+        compress_level,
+        upload,
+        bin,
+        force,
+        print: just_print,
+        test,
+    } = t
+    else {
+        unreachable!("called for `backup install-timer` only")
+    };
+    // systemd takes absolute paths only (ReadWritePaths=), and with
+    // ProtectSystem=strict a dir that is missing fails the first run.
+    let dir = &backup::timer::absolute(dir)?;
+    let metrics_file = &metrics_file.as_deref().map(backup::timer::absolute).transpose()?;
+    let root = Root::new(&cli.root);
+    if !*just_print && backup::timer::prepare_dir(&root, dir, metrics_file.as_deref())? {
+        outln!("created   {} (mode 0700)", root.host(dir).display());
+    }
+    let mut args = retention.words();
+    if let Some(m) = metrics_file {
+        args.extend(["--metrics-file".into(), m.display().to_string()]);
+    }
+    if !encrypt_to.is_empty() {
+        // Checked now, not at 3 a.m. when the timer fires.
+        crate::host::age::recipients(encrypt_to)?;
+    }
+    for r in encrypt_to {
+        args.extend(["--encrypt-to".into(), r.clone()]);
+    }
+    if let Some(CompressArg::Zstd) = compress {
+        args.extend([
+            "--compress".into(),
+            "zstd".into(),
+            "--compress-level".into(),
+            compress_level.to_string(),
+        ]);
+    }
+    if let Some(u) = upload {
+        crate::host::s3::Url::parse(u)?;
+        args.extend(["--upload".into(), u.clone()]);
+    }
+    let units = backup::timer::Units {
+        bin: bin.clone(),
+        dir: dir.clone(),
+        args,
+        metrics_file: metrics_file.clone(),
+    };
+    let test_units = test.then(|| {
+        let mut args = Vec::new();
+        if let Some(i) = &cli.sealed.identity {
+            args.extend(["--identity".into(), i.display().to_string()]);
+        }
+        if let Some(m) = metrics_file {
+            args.extend(["--metrics-file".into(), m.display().to_string()]);
+        }
+        backup::timer::Units {
+            args,
+            ..units.clone()
+        }
+    });
+    if *just_print {
+        let (s, t) = backup::timer::render(&units)?;
+        let mut text = format!("# etcd-rescue-backup.service\n{s}\n# etcd-rescue-backup.timer\n{t}");
+        if let Some(u) = &test_units {
+            let (s, t) = backup::timer::render_test(u)?;
+            let _ = write!(
+                text,
+                "\n# etcd-rescue-backup-test.service\n{s}\n# etcd-rescue-backup-test.timer\n{t}"
+            );
+        }
+        super::print_text(&text)?;
+        return Ok(Code::Done);
+    }
+    let mut written = backup::timer::install(&root, &units, *force)?;
+    if let Some(u) = &test_units {
+        written.extend(backup::timer::install_test(&root, u, *force)?);
+    }
+    for (p, changed) in written {
+        outln!(
+            "{} {}",
+            if changed { "wrote    " } else { "unchanged" },
+            p.display()
+        );
+    }
+    outln!(
+        "next: systemctl daemon-reload && systemctl enable --now etcd-rescue-backup.timer{}",
+        if *test {
+            " etcd-rescue-backup-test.timer"
+        } else {
+            ""
+        }
+    );
+    Ok(Code::Done)
 }
 
 fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {

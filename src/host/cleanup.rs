@@ -11,6 +11,9 @@
 //! [`Passing`] lives (a full-screen view that answers signals itself and
 //! gives the terminal back) a signal is left to that handler; the view's end
 //! drops the temporaries. Otherwise a signal does what it does by default.
+//! A process this run started (a test restore's private etcd) is a
+//! [`Child`]: while it is registered, a signal kills it (SIGKILL, by its
+//! PID and start time) before the paths are removed.
 //! A SIGKILL cannot be caught: what it leaves is named after its process
 //! ([`owner_tag`]), and the next run that uses the dir removes what belongs
 //! to a process that is gone ([`remove_stale`]).
@@ -32,6 +35,7 @@ pub struct Stopped {
 struct State {
     next: u64,
     items: Vec<(u64, PathBuf)>,
+    children: Vec<(u64, i32, Option<u64>)>,
     guards: usize,
     passing: usize,
     report: Option<fn(&Stopped)>,
@@ -41,6 +45,7 @@ fn state() -> MutexGuard<'static, State> {
     static STATE: Mutex<State> = Mutex::new(State {
         next: 0,
         items: Vec::new(),
+        children: Vec::new(),
         guards: 0,
         passing: 0,
         report: None,
@@ -96,6 +101,31 @@ impl Drop for Temp {
         let mut s = state();
         remove(&self.path);
         s.items.retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// A process killed by a signal while a [`Guard`] lives, for as long as this lives.
+#[derive(Debug)]
+pub struct Child {
+    id: u64,
+}
+
+impl Child {
+    /// Registers process `pid`, which started at `start` (see
+    /// [`crate::host::proc::start_time`]): a signal kills it only while the
+    /// PID still names that process.
+    pub fn new(pid: i32, start: Option<u64>) -> Child {
+        let mut s = state();
+        s.next += 1;
+        let id = s.next;
+        s.children.push((id, pid, start));
+        Child { id }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        state().children.retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -170,7 +200,17 @@ fn stop(sig: i32) {
         return;
     }
     // The lock is held to the end: no path is registered, kept or created
-    // under it after this point.
+    // under it after this point. The processes go first: what they write
+    // is removed after.
+    for (_, pid, start) in &s.children {
+        if crate::host::proc::same_process(*pid, *start) {
+            let _ = crate::host::proc::kill(*pid);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while crate::host::proc::alive(*pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
     let removed: Vec<PathBuf> = s
         .items
         .iter()

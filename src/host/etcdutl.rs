@@ -79,6 +79,61 @@ pub fn parse_version(text: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// Runs `<etcdutl> snapshot restore SNAPSHOT` for one member `name` at
+/// `peer_url` into `data_dir` (at most `limit`, stopped by its PID after).
+/// `Err` holds what it printed, or why it did not finish.
+pub fn snapshot_restore(
+    bin: &Path,
+    snapshot: &Path,
+    (name, peer_url, token): (&str, &str, &str),
+    data_dir: &Path,
+    limit: Duration,
+) -> Result<(), String> {
+    let log = data_dir.with_extension("etcdutl.log");
+    let out =
+        crate::host::fs::open_append_private(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new(bin)
+        .arg("snapshot")
+        .arg("restore")
+        .arg(snapshot)
+        .arg(format!("--name={name}"))
+        .arg(format!("--initial-cluster={name}={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster-token={token}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} did not finish within {limit:?}", bin.display()));
+            }
+        }
+    };
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    if status.success() {
+        Ok(())
+    } else {
+        let tail: Vec<&str> = said.lines().rev().take(5).collect();
+        Err(format!(
+            "{} exited with {status}: {}",
+            bin.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ))
+    }
+}
+
 /// Runs a command with stdout captured, killing it by PID after `limit`.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Option<String> {
     let mut child = cmd

@@ -179,6 +179,31 @@ pub fn decode_with(
     }
 }
 
+/// Opens the value stored under `etcd_key` with `keys`: `None` when it is
+/// not encrypted at rest (no `k8s:enc:` prefix), else what
+/// [`super::encryption::Keys::open`] gives for it. A KMS value is an error:
+/// only its plugin opens it.
+pub fn open_stored(
+    keys: &super::encryption::Keys,
+    etcd_key: &[u8],
+    value: &[u8],
+) -> Option<anyhow::Result<Vec<u8>>> {
+    let rest = value.strip_prefix(ENCRYPTED_PREFIX)?;
+    let Some(e) = encryption(rest) else {
+        return Some(Err(anyhow::anyhow!(
+            "a k8s:enc: prefix without provider, version and key name"
+        )));
+    };
+    if e.provider == "kms" {
+        return Some(Err(anyhow::anyhow!(
+            "encrypted through the KMS plugin {}: only the API server with that plugin opens it",
+            e.key_name
+        )));
+    }
+    let data = rest.splitn(4, |&b| b == b':').nth(3).unwrap_or_default();
+    Some(keys.open(&e.provider, &e.key_name, etcd_key, data))
+}
+
 /// Decodes `value`, stored under `key` and last changed at `mod_revision`.
 pub fn decode(key: &[u8], value: &[u8], mod_revision: i64, show_secrets: bool) -> Decoded {
     let mut d = if let Some(rest) = value.strip_prefix(PROTOBUF_MAGIC) {

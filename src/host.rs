@@ -15,4 +15,5 @@ pub mod proc;
 pub mod rt;
 pub mod s3;
 pub mod ssh;
+pub mod tarball;
 pub mod zstd;

@@ -167,6 +167,61 @@ pub fn seal(
     })
 }
 
+/// Encrypts what `fill` writes to `recipients` into the new file `dst`
+/// (mode 0600) as it is written, nothing plain on disk; fsynced, removed
+/// again when anything fails. Returns what `dst` holds.
+pub fn seal_stream(
+    dst: &Path,
+    recipients: &[Recipient],
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<Written> {
+    write_new(dst, |hashed| {
+        let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| &r.0 as &dyn age::Recipient))
+            .context("setting up the encryption")?;
+        let mut w = enc.wrap_output(hashed)?;
+        fill(&mut w)?;
+        w.finish()?;
+        Ok(())
+    })
+}
+
+/// Decrypts the age file `src` with the identities in `identity` into
+/// memory, refusing one whose plaintext is larger than `limit` bytes. A
+/// wrong identity, a damaged or a cut file fails as [`unseal`] does.
+pub fn unseal_to_memory(src: &Path, identity: &Path, limit: u64) -> Result<Vec<u8>> {
+    let ids = identities(identity)?;
+    let input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let dec = age::Decryptor::new_buffered(BufReader::with_capacity(CHUNK, input))
+        .map_err(|e| damaged(src, &e.to_string()))?;
+    if dec.is_scrypt() {
+        return Err(Fail::before_change(
+            format!("{} is encrypted with a passphrase", src.display()),
+            "pass a file encrypted to an age recipient (etcd-rescue backup --encrypt-to writes one)",
+        )
+        .into());
+    }
+    let r = dec.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => Fail::before_change(
+            format!("no identity in {} can decrypt {}", identity.display(), src.display()),
+            "pass the identity whose recipient the backup was encrypted to (its sidecar lists the recipients)",
+        )
+        .into(),
+        e => damaged(src, &e.to_string()),
+    })?;
+    let mut out = Vec::new();
+    r.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| damaged(src, &e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(Fail::before_change(
+            format!("{} holds more than {limit} bytes once decrypted", src.display()),
+            "pass the node bundle `backup --with-node-files` wrote (snapshot-<stamp>.node.tar.age)",
+        )
+        .into());
+    }
+    Ok(out)
+}
+
 /// Writes the new file `dst` (mode 0600) through `fill`, hashing and
 /// counting what goes in, fsynced; removed again when anything fails.
 pub(super) fn write_new(

@@ -381,6 +381,15 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(crate::hex::hex(&h.finalize()))
 }
 
+/// Opens `path` for reading, never through a symlink.
+pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
 /// Creates `path` for writing: new only (never over a file that exists),
 /// mode 0600, never through a symlink.
 pub fn create_private(path: &Path) -> Result<File> {

@@ -24,6 +24,7 @@
 //! one without a sidecar as [`State::NoSidecar`], and retention deletes only
 //! files named by `backup` that have their sidecar.
 
+pub mod bundle;
 pub mod fetch;
 pub mod metrics;
 mod names;
@@ -100,6 +101,10 @@ pub struct Sidecar {
     /// The last test restore (`backup test`; absent: never tested).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tested: Option<test_restore::Tested>,
+    /// The node bundle saved with it (`backup --with-node-files`): its
+    /// file, sha256 and every file in it. Retention deletes it with the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_files: Option<bundle::NodeFiles>,
 }
 
 /// A compressed backup's facts.
@@ -147,6 +152,9 @@ pub struct Options {
     pub upload: Option<Remote>,
     /// Give up when the member sends nothing for this long.
     pub idle_timeout: Duration,
+    /// Save the node bundle of the node under this root beside the snapshot
+    /// (`--with-node-files`; needs `encrypt_to`).
+    pub node_files: Option<crate::root::Root>,
 }
 
 /// A remote place for backups.
@@ -462,6 +470,16 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
 /// applies the retention. `progress` is called as the stream comes in.
 pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
     one_endpoint(opts)?;
+    if opts.node_files.is_some() && opts.encrypt_to.is_empty() {
+        return Err(Fail::before_change(
+            "--with-node-files needs --encrypt-to: the node bundle holds the cluster's private keys and the key that encrypts Secrets at rest",
+            "add --encrypt-to age1... (age-keygen prints one; keep its identity off this node)",
+        )
+        .into());
+    }
+    // What goes in the bundle is found before anything is saved: a node
+    // that cannot be bundled is refused before the first byte is written.
+    let collected = opts.node_files.as_ref().map(bundle::collect).transpose()?;
     crate::host::fs::ensure_private_dir(&opts.dir)?;
     let _lock = lock(&opts.dir)?;
     let cleaned = clean_parts(&opts.dir)?;
@@ -502,6 +520,23 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let _final_part =
         (sealed || compressed).then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
     let unfinished = crate::host::cleanup::Temp::new(path.clone());
+    let bundle_path = collected
+        .as_ref()
+        .and_then(|_| bundle::bundle_name(&path))
+        .filter(|b| !b.exists());
+    if collected.is_some() && bundle_path.is_none() {
+        return Err(Fail::before_change(
+            format!("the node bundle beside {} exists already", path.display()),
+            "run the backup again",
+        )
+        .into());
+    }
+    let _bundle_part = bundle_path
+        .as_ref()
+        .map(|b| crate::host::cleanup::Temp::new(with_suffix(b, ".part")));
+    let unfinished_bundle = bundle_path
+        .as_ref()
+        .map(|b| crate::host::cleanup::Temp::new(b.clone()));
     let saved: Saved = block_on(async {
         let mut client = etcd::connect_long(&opts.conn).await?;
         etcd::save_snapshot_checked(&mut client, &plain, opts.idle_timeout, &mut |done, remaining| {
@@ -521,6 +556,10 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let report = report?;
     let (sha256, size, compression, encryption) =
         compress_and_seal(opts, (&plain, zst.as_deref(), &path), &saved, began, progress)?;
+    let node_files = match (&collected, &opts.node_files, &bundle_path) {
+        (Some(c), Some(root), Some(b)) => Some(bundle::write_beside(root, c, b, &opts.encrypt_to)?),
+        _ => None,
+    };
     let sidecar = Sidecar {
         format: SIDECAR_FORMAT,
         file: path
@@ -543,6 +582,7 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
         encryption,
         compression,
         tested: None,
+        node_files,
     };
     let _sidecar_tmp = crate::host::cleanup::Temp::new(opts.dir.join(format!(
         ".{}.json.tmp-{}",
@@ -551,6 +591,9 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     )));
     write_sidecar(&path, &sidecar)?;
     unfinished.keep();
+    if let Some(b) = unfinished_bundle {
+        b.keep();
+    }
     if !sidecar.verified {
         return Err(Fail {
             code: crate::exit::Code::Problem,
@@ -784,7 +827,9 @@ pub(crate) fn clean_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         // Only files: a directory by that name is not a save's.
-        if (leftover(&name) || stale_sidecar_tmp(&name)) && e.file_type().is_ok_and(|t| t.is_file()) {
+        if (leftover(&name) || stale_sidecar_tmp(&name) || bundle::orphan(dir, &name))
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
             remove_existing(&e.path()).with_context(|| format!("removing {}", e.path().display()))?;
             out.push(e.path());
         }
@@ -1062,6 +1107,7 @@ mod tests {
             encryption: None,
             compression: None,
             tested: None,
+            node_files: None,
         }
     }
 }

@@ -205,6 +205,9 @@ pub enum Command {
         /// Roll back every member of the newest fleet run (every member in this file, over ssh).
         #[arg(long, value_name = "FILE")]
         nodes_file: Option<PathBuf>,
+        /// Undo the newest `restore --node-files` placement instead: remove the files it created, put back the ones it moved aside.
+        #[arg(long, conflicts_with_all = ["nodes_file", "discard_writes", "force"])]
+        node_files: bool,
     },
     /// Check the restored cluster against the last run; for an HA member
     /// waiting for its peers, finish the run once a quorum answers.
@@ -441,9 +444,18 @@ pub fn run(cli: &Cli) -> Result<Code> {
         } => ops::defrag(cli, &root, *cluster, *yes, *write_out),
         Command::Member { action } => ops::member(cli, &root, action),
         Command::Keys(a) => registry::keys(&registry::From::Live(&local_connection(cli, &root)?), a),
-        Command::Get(a) => registry::get(&registry::From::Live(&local_connection(cli, &root)?), a, None),
+        Command::Get(a) => registry::get(
+            &registry::From::Live(&local_connection(cli, &root)?),
+            a,
+            None,
+            cli.sealed.identity.as_deref(),
+        ),
         Command::Watch(a) => registry::watch(&local_connection(cli, &root)?, a),
-        Command::Browse(a) => registry::browse(&registry::From::Live(&local_connection(cli, &root)?), a),
+        Command::Browse(a) => registry::browse(
+            &registry::From::Live(&local_connection(cli, &root)?),
+            a,
+            cli.sealed.identity.as_deref(),
+        ),
         Command::Alarm {
             action,
             yes,
@@ -496,6 +508,12 @@ pub fn run(cli: &Cli) -> Result<Code> {
             nodes_file: None,
         } => restore::resume(cli, select, *yes, *plain, *until),
         Command::Journal { select, write_out } => restore::journal(cli, select, *write_out),
+        Command::Rollback {
+            select,
+            yes,
+            node_files: true,
+            ..
+        } => restore::rollback_node_files(cli, select, *yes),
         Command::Rollback { .. } => restore::rollback(cli),
         Command::Verify { select, wait_timeout } => restore::verify(cli, select, *wait_timeout),
         Command::Drill {

@@ -8,6 +8,8 @@ mod support;
 mod backup;
 // `backup test`: a backup restored into a sandbox and served by a private etcd; good, cut short, encrypted, undecodable.
 mod backup_test;
+// The node bundle: backup --with-node-files, restore --node-files onto an empty root, etcd on the restored PKI, refusals, rollback.
+mod bundle;
 // `certs` on generated kubeadm PKIs: expiry, chains, SANs, permissions.
 mod certs;
 // `restore --nodes-file`: three drill members behind real sshd, restored in lockstep, resumed, rolled back.

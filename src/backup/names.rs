@@ -64,7 +64,11 @@ pub const SNAPSHOT_ENDINGS: [&str; 6] = [".db", ".snap", ".snapshot", ".db.age",
 /// or an age file. Hidden files (a sidecar's temp file, the dir's lock),
 /// sidecars and what interrupted saves leave are not.
 pub fn is_snapshot_file(path: &Path, name: &str) -> bool {
-    if name.starts_with('.') || Path::new(name).extension().is_some_and(|x| x == "json") || leftover(name) {
+    if name.starts_with('.')
+        || Path::new(name).extension().is_some_and(|x| x == "json")
+        || leftover(name)
+        || super::bundle::is_bundle_name(name)
+    {
         return false;
     }
     SNAPSHOT_ENDINGS.iter().any(|x| name.ends_with(x))
@@ -88,9 +92,15 @@ pub fn is_sealed_name(name: &str) -> bool {
     name.ends_with(".db.age") || name.ends_with(".db.zst.age")
 }
 
-/// Whether `name` is what an interrupted save leaves: `<backup>.part`, the
+/// Whether `name` is what an interrupted save leaves: `<backup>.part` (a
+/// node bundle's too), the
 /// plain snapshot of an encrypted one (`snapshot-<stamp>.db.plain`), or its `.part`.
 pub(crate) fn leftover(name: &str) -> bool {
+    if let Some(b) = name.strip_suffix(".part")
+        && super::bundle::is_bundle_name(b)
+    {
+        return true;
+    }
     let a = name.strip_suffix(".part");
     let b = a.unwrap_or(name).strip_suffix(".plain");
     (a.is_some() || b.is_some()) && taken(b.or(a).unwrap_or(name)).is_some()

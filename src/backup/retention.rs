@@ -324,7 +324,13 @@ pub fn apply(
     let mut deleted = Vec::new();
     if !dry_run {
         for d in decisions.iter().filter(|d| d.goes()) {
-            for p in [d.path.clone(), super::sidecar_path(&d.path)] {
+            // The node bundle first: a kill before the snapshot goes leaves
+            // the snapshot without it, never a bundle without its snapshot.
+            let bundle = super::bundle::bundle_name(&d.path);
+            for p in bundle
+                .into_iter()
+                .chain([d.path.clone(), super::sidecar_path(&d.path)])
+            {
                 match crate::host::fs::remove_regular(&p) {
                     Ok(Removal::Removed) => deleted.push(p),
                     Ok(Removal::Absent) => {}

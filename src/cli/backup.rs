@@ -111,9 +111,26 @@ pub struct BackupArgs {
     /// Give up (exit 1, nothing kept) when the member sends nothing for this long: frozen, or its disk hangs.
     #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
     pub idle_timeout: Duration,
+    /// Also save the node's files beside the snapshot (snapshot-<stamp>.node.tar.age): /etc/kubernetes/pki, the static pod manifests, kubelet's config, /etc/kubernetes/*.conf and kube-apiserver's encryption config. Needs --encrypt-to: it holds private keys. `restore --node-files` puts them back.
+    #[arg(long)]
+    pub with_node_files: bool,
     /// Output format.
     #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
     pub write_out: Format,
+}
+
+/// What `backup bundle` does with a node bundle.
+#[derive(Debug, Subcommand)]
+pub enum BundleAction {
+    /// Decrypt a node bundle and write its files under a new or empty dir (paths as on the node: DIR/etc/kubernetes/pki/...). Needs --identity.
+    Extract {
+        /// The bundle (snapshot-<stamp>.node.tar.age).
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// Where the files go (created; must be empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
 }
 
 /// Where `list` and `prune` look: a dir, a remote prefix, or both.
@@ -181,6 +198,12 @@ pub enum BackupAction {
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value_t = Format::Table)]
         write_out: Format,
+    },
+    /// A node bundle (`--with-node-files`): extract its files.
+    Bundle {
+        /// What to do.
+        #[command(subcommand)]
+        action: BundleAction,
     },
     /// Write the systemd service and timer (every 6 h) under --root; enables nothing.
     InstallTimer {
@@ -406,6 +429,16 @@ fn saved_table(r: &SavedReport) -> String {
             e.format,
             e.recipients.join(", "),
             e.plain_sha256.get(..16).unwrap_or("")
+        );
+    }
+    if let Some(n) = &s.node_files {
+        let _ = writeln!(
+            t,
+            "node files {} ({} files, {}, encrypted to {})",
+            r.path.with_file_name(&n.file).display(),
+            n.files.len(),
+            human_bytes(n.size),
+            n.recipients.join(", ")
         );
     }
     if let Some(u) = &r.uploaded {
@@ -674,6 +707,9 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> Result<Code> {
         }
         Some(t @ BackupAction::InstallTimer { .. }) => install_timer(cli, t),
         Some(t @ BackupAction::Test { .. }) => tested::run(cli, t),
+        Some(BackupAction::Bundle {
+            action: BundleAction::Extract { bundle, to },
+        }) => extract(cli, bundle, to),
         None => save(cli, a),
     }
 }
@@ -781,6 +817,32 @@ fn install_timer(cli: &Cli, t: &BackupAction) -> Result<Code> {
     Ok(Code::Done)
 }
 
+/// `backup bundle extract`: a node bundle's files under a new or empty dir.
+fn extract(cli: &Cli, bundle: &std::path::Path, to: &std::path::Path) -> Result<Code> {
+    let loaded = backup::bundle::load(bundle, cli.sealed.identity.as_deref(), &Root::new(to))?;
+    let written = backup::bundle::extract(&loaded, to)?;
+    let mut t = String::new();
+    for p in &written {
+        let _ = writeln!(t, "wrote     {}", p.display());
+    }
+    let _ = writeln!(
+        t,
+        "{} files from {} under {}",
+        written.len(),
+        bundle.display(),
+        to.display()
+    );
+    if let Some(e) = &loaded.index.encryption_config {
+        let _ = writeln!(
+            t,
+            "kube-apiserver's encryption config: {}",
+            Root::new(to).host(e).display()
+        );
+    }
+    super::print_text(&t)?;
+    Ok(Code::Done)
+}
+
 fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {
     let Some(dir) = &a.dir else {
         return Err(Fail::before_change(
@@ -815,6 +877,13 @@ fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {
 }
 
 fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedReport> {
+    if a.with_node_files && a.encrypt_to.is_empty() {
+        return Err(Fail::before_change(
+            "--with-node-files needs --encrypt-to: the node bundle holds the cluster's private keys and the key that encrypts Secrets at rest",
+            "add --encrypt-to age1... (age-keygen prints one; keep its identity off this node)",
+        )
+        .into());
+    }
     let mut conn = cli.conn.args();
     if conn.endpoints.is_empty() {
         let root = Root::new(&cli.root);
@@ -834,6 +903,7 @@ fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedR
         upload: remote(cli, a.upload.as_deref())?,
         idle_timeout: a.idle_timeout,
         compress: a.compress.map(|CompressArg::Zstd| a.compress_level),
+        node_files: a.with_node_files.then(|| Root::new(&cli.root)),
     };
     let _guard = cleanup_on_signals()?;
     let mut bar = progress_printer();

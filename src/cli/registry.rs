@@ -68,7 +68,7 @@ pub struct GetArgs {
     /// Show Secret values (masked by default).
     #[arg(long)]
     pub show_secrets: bool,
-    /// The API server's encryption configuration (`--encryption-provider-config`, e.g. from a node backup): values encrypted at rest with its aescbc, aesgcm or secretbox keys are decrypted (Secrets stay masked without --show-secrets).
+    /// The API server's encryption configuration (`--encryption-provider-config`), or a node bundle (`backup --with-node-files`, decrypted with --identity) holding it: values encrypted at rest with its aescbc, aesgcm or secretbox keys are decrypted (Secrets stay masked without --show-secrets).
     #[arg(long, value_name = "FILE")]
     pub encryption_config: Option<std::path::PathBuf>,
     /// Output format.
@@ -104,14 +104,41 @@ pub struct BrowseArgs {
     /// Show Secret values (masked by default).
     #[arg(long)]
     pub show_secrets: bool,
-    /// The API server's encryption configuration (`--encryption-provider-config`, e.g. from a node backup): values encrypted at rest with its aescbc, aesgcm or secretbox keys are decrypted (Secrets stay masked without --show-secrets).
+    /// The API server's encryption configuration (`--encryption-provider-config`), or a node bundle (`backup --with-node-files`, decrypted with --identity) holding it: values encrypted at rest with its aescbc, aesgcm or secretbox keys are decrypted (Secrets stay masked without --show-secrets).
     #[arg(long, value_name = "FILE")]
     pub encryption_config: Option<std::path::PathBuf>,
 }
 
-/// The keys of `--encryption-config`, read before anything else.
-fn encryption_keys(path: Option<&std::path::Path>) -> Result<Option<registry::encryption::Keys>> {
+/// The keys of `--encryption-config`, read before anything else: the
+/// configuration itself, or a node bundle (an age file) holding it,
+/// decrypted in memory with `identity`.
+fn encryption_keys(
+    path: Option<&std::path::Path>,
+    identity: Option<&std::path::Path>,
+) -> Result<Option<registry::encryption::Keys>> {
     path.map(|p| {
+        if crate::host::age::is_sealed(p) {
+            let loaded = crate::backup::bundle::open(p, identity)?;
+            let text = loaded
+                .encryption_config()
+                .map(String::from_utf8_lossy)
+                .ok_or_else(|| {
+                    Fail::before_change(
+                        format!(
+                            "the node bundle {} holds no encryption configuration (kube-apiserver had no --encryption-provider-config)",
+                            p.display()
+                        ),
+                        "leave --encryption-config out: that cluster stored its resources unencrypted",
+                    )
+                })?;
+            return registry::encryption::Keys::parse(&text).map_err(|e| {
+                Fail::before_change(
+                    format!("the encryption configuration in {}: {e:#}", p.display()),
+                    "pass the file kube-apiserver's --encryption-provider-config names",
+                )
+                .into()
+            });
+        }
         registry::encryption::Keys::read(p).map_err(|e| {
             Fail::before_change(
                 format!("{e:#}"),
@@ -136,12 +163,12 @@ pub fn need_terminal() -> Result<()> {
 }
 
 /// Runs `browse`: the keys grouped on the left, a value on the right.
-pub fn browse(from: &From<'_>, a: &BrowseArgs) -> Result<Code> {
+pub fn browse(from: &From<'_>, a: &BrowseArgs, identity: Option<&std::path::Path>) -> Result<Code> {
     use crate::tui::browse::{Listing, run};
     need_terminal()?;
     let prefix = a.prefix.as_bytes().to_vec();
     let show = a.show_secrets;
-    let enc = encryption_keys(a.encryption_config.as_deref())?;
+    let enc = encryption_keys(a.encryption_config.as_deref(), identity)?;
     match from {
         From::Live(c) => {
             let (revision, keys, _) = registry::list_live(c, &prefix, a.rev, None)?;
@@ -242,7 +269,12 @@ fn keys_table(l: &KeyList) -> String {
 }
 
 /// Runs `get`; `file` is the snapshot's name as typed (for the next step).
-pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Result<Code> {
+pub fn get(
+    from: &From<'_>,
+    a: &GetArgs,
+    file: Option<&std::path::Path>,
+    identity: Option<&std::path::Path>,
+) -> Result<Code> {
     if a.write_out == GetFormat::Raw && a.prefix {
         return Err(Fail::before_change(
             "-w raw prints one value's bytes; --prefix may match many",
@@ -250,7 +282,7 @@ pub fn get(from: &From<'_>, a: &GetArgs, file: Option<&std::path::Path>) -> Resu
         )
         .into());
     }
-    let enc = encryption_keys(a.encryption_config.as_deref())?;
+    let enc = encryption_keys(a.encryption_config.as_deref(), identity)?;
     let how = registry::Reading {
         show_secrets: a.show_secrets,
         keys: enc.as_ref(),

@@ -112,6 +112,12 @@ pub struct RestoreArgs {
     /// Every member of the cluster is being restored together (a fleet restore passes it to each member): the old cluster still answering is not refused; every other refusal holds.
     #[arg(long, hide = true)]
     pub replacing_cluster: bool,
+    /// Put a node bundle's files back first (snapshot-<stamp>.node.tar.age from `backup --with-node-files`, decrypted with --identity): every file is shown with what placing it does (create, same, differs) and asked for; a file that differs is replaced only if you agree (the old one moved into the state dir first). Then the restore goes on with --snapshot, or ends. `rollback --node-files` undoes it.
+    #[arg(long, value_name = "BUNDLE", conflicts_with_all = ["nodes", "nodes_file"])]
+    pub node_files: Option<PathBuf>,
+    /// With --node-files: replace every file that differs (the old one moved aside first) without asking for each.
+    #[arg(long, requires = "node_files")]
+    pub overwrite_node_files: bool,
     /// As --nodes, from a fleet file (`nodes:` with name, destination and, for drill nodes, root; `sshConfig:`), as `drill --ssh` writes one.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["until", "dry_run", "initial_cluster", "initial_cluster_token"])]
     pub nodes_file: Option<PathBuf>,
@@ -233,6 +239,16 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
     }
     // The wizard has no --until: a pause is for the line prompt or --yes.
     let wizard = !a.dry_run && crate::tui::wanted(a.yes, a.plain || a.until.is_some());
+    // The node's files first: the restore's plan reads etcd.yaml from them.
+    if let Some(bundle) = &a.node_files {
+        if let Some(code) = node_files(cli, a, bundle)? {
+            return Ok(code);
+        }
+        if a.snapshot.is_none() && !wizard {
+            print_text("next: etcd-rescue restore --snapshot FILE (the node's files are in place)\n")?;
+            return Ok(Code::Done);
+        }
+    }
     if a.snapshot.is_none() && !wizard {
         return Err(crate::exit::Fail::before_change(
             "no snapshot given",
@@ -314,6 +330,167 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<Code> {
         crate::restore::restore(&opts, a.dry_run, a.until, f.as_mut())?,
         a.write_out,
     )
+}
+
+/// `restore --node-files`: the bundle's plan shown (and with `--dry-run`
+/// only shown), asked for, then placed. `Some(code)`: the command ends
+/// here; `None`: the restore goes on.
+fn node_files(cli: &Cli, a: &RestoreArgs, bundle: &Path) -> Result<Option<Code>> {
+    use crate::backup::bundle::{self, Action};
+    let root = crate::root::Root::new(&cli.root);
+    let loaded = bundle::load(bundle, cli.sealed.identity.as_deref(), &root)?;
+    let plan = bundle::plan(&loaded, &root, &bundle::found);
+    if a.dry_run {
+        if a.write_out == Format::Json {
+            print_text(&(serde_json::to_string_pretty(&plan)? + "\n"))?;
+        } else {
+            print_text(&format!(
+                "{}\n--dry-run: nothing was changed; the restore's own plan is made once these files are in place.\n",
+                node_files_table(&plan)
+            ))?;
+        }
+        return Ok(Some(Code::Done));
+    }
+    print_text(&node_files_table(&plan))?;
+    let differs: Vec<&bundle::Step> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Differs)
+        .collect();
+    let mut agreed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut input = std::io::stdin().lock();
+    let mut ask = |q: &str| -> Result<bool> {
+        print_text(&format!("{q} [y/N] "))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut input, &mut line)?;
+        Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+    };
+    for s in &differs {
+        if a.overwrite_node_files
+            || (!a.yes
+                && ask(&format!(
+                    "replace {} ({} there now; it is moved into the state dir first)?",
+                    s.path,
+                    s.found.as_deref().unwrap_or("something else")
+                ))?)
+        {
+            agreed.insert(s.path.clone());
+        }
+    }
+    let todo = plan.count(Action::Create) + agreed.len();
+    if todo == 0 {
+        print_text("node files: nothing to place\n")?;
+        return Ok(None);
+    }
+    if !a.yes && !ask(&format!("place {todo} files under {}?", root.dir().display()))? {
+        print_text("cancelled: nothing was changed\n")?;
+        return Ok(Some(Code::Cancelled));
+    }
+    let state_dir = crate::restore::plan::state_dir(&root, a.state_dir.as_deref());
+    let placed = bundle::place(&loaded, &plan, &|s| agreed.contains(&s.path), &state_dir)?;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "placed    {} created, {} replaced, {} left as they were (they differ), {} already the same",
+        placed.created.len(),
+        placed.replaced.len(),
+        placed.kept.len(),
+        placed.same
+    );
+    for (p, aside) in &placed.replaced {
+        let _ = writeln!(t, "kept      the old {p} as {}", aside.display());
+    }
+    for p in &placed.kept {
+        let _ = writeln!(t, "unchanged {p} (differs from the bundle; not agreed)");
+    }
+    let _ = writeln!(
+        t,
+        "journal   {}; undo with `etcd-rescue rollback --node-files --state-dir {}`",
+        placed.dir.join(bundle::JOURNAL).display(),
+        crate::shell::quote_path(&state_dir)
+    );
+    print_text(&t)?;
+    Ok(None)
+}
+
+/// A node bundle's plan as text: every file with what placing it does.
+fn node_files_table(plan: &crate::backup::bundle::Plan) -> String {
+    use crate::backup::bundle::Action;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "node files from {} (sha256 {}) under {}:",
+        plan.bundle.display(),
+        plan.sha256.get(..16).unwrap_or(""),
+        plan.root.display()
+    );
+    for s in &plan.steps {
+        let what = match s.action {
+            Action::Create => "create",
+            Action::Same => "same",
+            Action::Differs => "DIFFERS",
+        };
+        let detail = match (&s.link, &s.found) {
+            (_, Some(f)) => format!("  (there now: {f})"),
+            (Some(l), None) => format!("  -> {}", l.display()),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            t,
+            "  {what:<8} {:04o} {:>9}  {}{detail}",
+            s.mode,
+            crate::units::human_bytes(s.size),
+            s.path
+        );
+    }
+    let _ = writeln!(
+        t,
+        "{} to create, {} the same, {} differ (replaced only if you agree, the old file kept){}",
+        plan.count(Action::Create),
+        plan.count(Action::Same),
+        plan.count(Action::Differs),
+        plan.encryption_config
+            .as_ref()
+            .map(|e| format!("; kube-apiserver's encryption config: {e}"))
+            .unwrap_or_default()
+    );
+    t
+}
+
+/// `rollback --node-files`: the newest placement of node files undone.
+pub(super) fn rollback_node_files(cli: &Cli, select: &RunSelectArgs, yes: bool) -> Result<Code> {
+    let root = crate::root::Root::new(&cli.root);
+    let state_dir = crate::restore::plan::state_dir(&root, select.state_dir.as_deref());
+    let dir = crate::backup::bundle::newest(&state_dir)?;
+    if !yes {
+        print_text(&format!(
+            "undo the node files placed by {}? [y/N] ",
+            dir.join(crate::backup::bundle::JOURNAL).display()
+        ))?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            print_text("cancelled: nothing was changed\n")?;
+            return Ok(Code::Cancelled);
+        }
+    }
+    let r = crate::backup::bundle::rollback(&dir)?;
+    let mut t = String::new();
+    if r.already {
+        let _ = writeln!(t, "{} was rolled back already: nothing to do", dir.display());
+    }
+    for p in &r.removed {
+        let _ = writeln!(t, "removed   {}", p.display());
+    }
+    for p in &r.restored {
+        let _ = writeln!(t, "restored  {}", p.display());
+    }
+    for p in &r.dirs {
+        let _ = writeln!(t, "removed   {}/", p.display());
+    }
+    let _ = writeln!(t, "node files rolled back ({})", dir.display());
+    print_text(&t)?;
+    Ok(Code::Done)
 }
 
 /// `resume`: this node's unfinished run, from its journal; with `until`, up to that stage.

@@ -202,13 +202,18 @@ pub(super) fn run(action: &SnapshotAction, sealed: &SealedFlags) -> Result<Code>
             let readable = &readable(file, sealed)?;
             // The view ends cleanly on a signal (the terminal given back); the scratch dir goes after it.
             let _view = crate::host::cleanup::pass_signals();
-            registry::browse(&registry::From::File(readable), args)
+            registry::browse(&registry::From::File(readable), args, sealed.identity.as_deref())
                 .map_err(|e| snapshot_error(&[readable], e))
         }
         SnapshotAction::Get { file, args } => {
             let readable = &readable(file, sealed)?;
-            registry::get(&registry::From::File(readable), args, Some(file))
-                .map_err(|e| snapshot_error(&[readable], e))
+            registry::get(
+                &registry::From::File(readable),
+                args,
+                Some(file),
+                sealed.identity.as_deref(),
+            )
+            .map_err(|e| snapshot_error(&[readable], e))
         }
         SnapshotAction::Restore(a) => native_restore(a),
         SnapshotAction::Diff {

@@ -23,12 +23,15 @@ pub(super) fn node(cli: &Cli, root: &Root, write_out: Format, cri_endpoint: Opti
 /// `certs`: exit 1 on a critical finding or a certificate expiring within `warn_days`.
 pub(super) fn certs(root: &Root, warn_days: u64, backup_dir: &[PathBuf], write_out: Format) -> Result<Code> {
     let dirs = crate::tui::picker::backup_dirs(root, backup_dir);
-    let r = crate::node::certs::check(
+    let mut r = crate::node::certs::check(
         root,
         Duration::from_secs(warn_days.saturating_mul(86_400)),
         &dirs,
         std::time::SystemTime::now(),
     );
+    if let Some((bundle, taken)) = crate::backup::bundle::newest_in(&dirs) {
+        r.not_in_bundle = crate::node::certs::not_in_bundle(root, &bundle, taken);
+    }
     print(write_out, &r, certs_table)?;
     if !r.ok {
         let critical = r
@@ -101,6 +104,19 @@ fn certs_table(r: &crate::node::certs::Report) -> String {
         for k in &r.keys {
             let severity = format!("{:?}", k.finding.severity).to_lowercase();
             let _ = writeln!(t, "  {severity:<8} {}", k.finding.message);
+        }
+    }
+    if !r.not_in_bundle.is_empty() {
+        t.push_str("\nNOT IN ANY NODE BUNDLE\n");
+        for n in &r.not_in_bundle {
+            let _ = writeln!(
+                t,
+                "  warning  {} issued {}, after the newest node bundle {} ({}): take `etcd-rescue backup --with-node-files` so a rebuilt node gets it",
+                n.path.display(),
+                n.not_before,
+                n.bundle.display(),
+                n.bundle_taken
+            );
         }
     }
     if r.permissions.is_empty() {

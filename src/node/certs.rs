@@ -187,6 +187,64 @@ pub struct Report {
     pub warn_days: u64,
     /// Nothing expires within the window, nothing critical.
     pub ok: bool,
+    /// Certificates issued after the newest node bundle in the backup dirs
+    /// was taken: no bundle holds them (filled by [`not_in_bundle`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_in_bundle: Vec<NotInBundle>,
+}
+
+/// A certificate issued (its notBefore) after the newest node bundle was
+/// taken: a rotated or reissued certificate no bundle holds, so a node
+/// rebuilt from the bundle comes back with the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotInBundle {
+    /// The certificate (a node path).
+    pub path: PathBuf,
+    /// Its notBefore (RFC 3339).
+    pub not_before: String,
+    /// The newest bundle (a path on this machine).
+    pub bundle: PathBuf,
+    /// When that bundle was taken (RFC 3339).
+    pub bundle_taken: String,
+}
+
+/// Every certificate under `/etc/kubernetes/pki` whose notBefore is later
+/// than `taken`, when the newest node bundle, `bundle`, was taken.
+pub fn not_in_bundle(root: &Root, bundle: &Path, taken: SystemTime) -> Vec<NotInBundle> {
+    let taken_s = taken
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let pki = root.host("/etc/kubernetes/pki");
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(&pki)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        if !e.file_type().is_file() || e.path().extension().is_none_or(|x| x != "crt") {
+            continue;
+        }
+        let Some(der) = std::fs::read(e.path()).ok().and_then(|t| first_pem_der(&t)) else {
+            continue;
+        };
+        let Ok((_, x)) = X509Certificate::from_der(&der) else {
+            continue;
+        };
+        let nb = x.validity().not_before.timestamp();
+        if nb > taken_s {
+            let rel = e.path().strip_prefix(root.dir()).unwrap_or(e.path());
+            out.push(NotInBundle {
+                path: Path::new("/").join(rel),
+                not_before: crate::utc::rfc3339(
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(nb).unwrap_or(0)),
+                ),
+                bundle: bundle.to_path_buf(),
+                bundle_taken: crate::utc::rfc3339(taken),
+            });
+        }
+    }
+    out
 }
 
 impl Report {
@@ -608,6 +666,7 @@ pub fn check(root: &Root, warn: Duration, backup_dirs: &[PathBuf], now: SystemTi
         permissions,
         warn_days: warn.as_secs() / 86_400,
         ok: true,
+        not_in_bundle: Vec::new(),
     };
     let bad = report
         .findings()

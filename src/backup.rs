@@ -470,13 +470,7 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
 /// applies the retention. `progress` is called as the stream comes in.
 pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done> {
     one_endpoint(opts)?;
-    if opts.node_files.is_some() && opts.encrypt_to.is_empty() {
-        return Err(Fail::before_change(
-            "--with-node-files needs --encrypt-to: the node bundle holds the cluster's private keys and the key that encrypts Secrets at rest",
-            "add --encrypt-to age1... (age-keygen prints one; keep its identity off this node)",
-        )
-        .into());
-    }
+    bundle::need_recipients(opts.node_files.is_some(), &opts.encrypt_to)?;
     // What goes in the bundle is found before anything is saved: a node
     // that cannot be bundled is refused before the first byte is written.
     let collected = opts.node_files.as_ref().map(bundle::collect).transpose()?;
@@ -520,23 +514,10 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let _final_part =
         (sealed || compressed).then(|| crate::host::cleanup::Temp::new(with_suffix(&path, ".part")));
     let unfinished = crate::host::cleanup::Temp::new(path.clone());
-    let bundle_path = collected
+    let pending = collected
         .as_ref()
-        .and_then(|_| bundle::bundle_name(&path))
-        .filter(|b| !b.exists());
-    if collected.is_some() && bundle_path.is_none() {
-        return Err(Fail::before_change(
-            format!("the node bundle beside {} exists already", path.display()),
-            "run the backup again",
-        )
-        .into());
-    }
-    let _bundle_part = bundle_path
-        .as_ref()
-        .map(|b| crate::host::cleanup::Temp::new(with_suffix(b, ".part")));
-    let unfinished_bundle = bundle_path
-        .as_ref()
-        .map(|b| crate::host::cleanup::Temp::new(b.clone()));
+        .map(|_| bundle::Pending::new(&path))
+        .transpose()?;
     let saved: Saved = block_on(async {
         let mut client = etcd::connect_long(&opts.conn).await?;
         etcd::save_snapshot_checked(&mut client, &plain, opts.idle_timeout, &mut |done, remaining| {
@@ -556,8 +537,8 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     let report = report?;
     let (sha256, size, compression, encryption) =
         compress_and_seal(opts, (&plain, zst.as_deref(), &path), &saved, began, progress)?;
-    let node_files = match (&collected, &opts.node_files, &bundle_path) {
-        (Some(c), Some(root), Some(b)) => Some(bundle::write_beside(root, c, b, &opts.encrypt_to)?),
+    let node_files = match (&collected, &opts.node_files, &pending) {
+        (Some(c), Some(root), Some(p)) => Some(p.write(root, c, &opts.encrypt_to)?),
         _ => None,
     };
     let sidecar = Sidecar {
@@ -591,8 +572,8 @@ pub fn backup(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Done
     )));
     write_sidecar(&path, &sidecar)?;
     unfinished.keep();
-    if let Some(b) = unfinished_bundle {
-        b.keep();
+    if let Some(p) = pending {
+        p.keep();
     }
     if !sidecar.verified {
         return Err(Fail {

@@ -298,6 +298,71 @@ pub fn write(
     })
 }
 
+/// Refuses node files without recipients: the bundle is never written plain.
+pub fn need_recipients(node_files: bool, recipients: &[crate::host::age::Recipient]) -> Result<()> {
+    if node_files && recipients.is_empty() {
+        return Err(Fail::before_change(
+            "--with-node-files needs --encrypt-to: the node bundle holds the cluster's private keys and the key that encrypts Secrets at rest",
+            "add --encrypt-to age1... (age-keygen prints one; keep its identity off this node)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The bundle a save writes beside its snapshot: its `.part` and itself
+/// are removed (on an error, a panic, a signal) unless [`Pending::keep`] is
+/// called once the sidecar that names it is written.
+pub(super) struct Pending {
+    path: PathBuf,
+    _part: crate::host::cleanup::Temp,
+    file: crate::host::cleanup::Temp,
+}
+
+impl Pending {
+    /// The bundle beside the backup `snapshot`; refused when one is there already.
+    pub(super) fn new(snapshot: &Path) -> Result<Pending> {
+        let Some(path) = bundle_name(snapshot).filter(|b| !b.exists()) else {
+            return Err(Fail::before_change(
+                format!("the node bundle beside {} exists already", snapshot.display()),
+                "run the backup again",
+            )
+            .into());
+        };
+        Ok(Pending {
+            _part: crate::host::cleanup::Temp::new(part_of(&path)),
+            file: crate::host::cleanup::Temp::new(path.clone()),
+            path,
+        })
+    }
+
+    /// Writes it (see [`write_beside`]).
+    pub(super) fn write(
+        &self,
+        root: &Root,
+        collected: &Collected,
+        recipients: &[crate::host::age::Recipient],
+    ) -> Result<NodeFiles> {
+        write_beside(root, collected, &self.path, recipients)
+    }
+
+    /// Keeps it: its sidecar is written.
+    pub(super) fn keep(self) {
+        self.file.keep();
+    }
+}
+
+/// `<bundle>.part`.
+fn part_of(bundle: &Path) -> PathBuf {
+    bundle.with_file_name(format!(
+        "{}.part",
+        bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ))
+}
+
 /// Writes the node bundle into `<bundle>.part`, then renames it to `bundle`
 /// (the dir fsynced by the rename).
 pub(super) fn write_beside(

@@ -878,11 +878,7 @@ fn save(cli: &Cli, a: &BackupArgs) -> Result<Code> {
 
 fn save_inner(cli: &Cli, a: &BackupArgs, dir: &std::path::Path) -> Result<SavedReport> {
     if a.with_node_files && a.encrypt_to.is_empty() {
-        return Err(Fail::before_change(
-            "--with-node-files needs --encrypt-to: the node bundle holds the cluster's private keys and the key that encrypts Secrets at rest",
-            "add --encrypt-to age1... (age-keygen prints one; keep its identity off this node)",
-        )
-        .into());
+        backup::bundle::need_recipients(true, &[])?;
     }
     let mut conn = cli.conn.args();
     if conn.endpoints.is_empty() {

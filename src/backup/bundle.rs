@@ -941,6 +941,39 @@ mod tests {
         assert!(format!("{e:#}").contains("is not a file"), "{e:#}");
     }
 
+    /// A bundle no sidecar names (a save killed before its sidecar) is a
+    /// leftover the next save removes; one its sidecar names stays.
+    #[test]
+    fn a_bundle_without_its_sidecar_is_an_orphan() {
+        let d = tempfile::tempdir().unwrap();
+        let snap = d.path().join("snapshot-20261125T091530.123Z.db.age");
+        let name = "snapshot-20261125T091530.123Z.node.tar.age";
+        std::fs::write(d.path().join(name), b"x").unwrap();
+        std::fs::write(d.path().join(format!("{name}.part")), b"x").unwrap();
+        assert!(orphan(d.path(), name));
+        assert!(super::super::names::leftover(&format!("{name}.part")));
+        std::fs::write(&snap, b"db").unwrap();
+        let mut side = crate::backup::tests::sample(&snap);
+        side.node_files = Some(NodeFiles {
+            file: name.into(),
+            sha256: String::new(),
+            size: 1,
+            recipients: vec![],
+            encryption_config: None,
+            files: vec![],
+        });
+        crate::host::fs::write_durably(
+            &crate::backup::sidecar_path(&snap),
+            serde_json::to_string(&side).unwrap().as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        assert!(!orphan(d.path(), name));
+        let cleaned = crate::backup::clean_parts(d.path()).unwrap();
+        assert_eq!(cleaned, [d.path().join(format!("{name}.part"))]);
+        assert!(d.path().join(name).exists());
+    }
+
     /// Bundle names follow their snapshot's stamp; nothing else is a bundle.
     #[test]
     fn names() {

@@ -705,3 +705,70 @@ fn hostile_damaged_and_foreign_bundles_write_nothing() {
     assert_eq!(digest(&node), before);
     assert!(!state.exists());
 }
+
+/// `--upload` copies the node bundle with its backup (before the sidecar
+/// that names it), and the retention there deletes it with its backup.
+#[test]
+fn bundles_go_to_s3_with_their_backup_and_leave_with_it() {
+    let s3 = crate::support::s3::S3::start("etcd-bundles");
+    let drill = Drill::start(&["--keys", "20"]);
+    let w = tempfile::tempdir().unwrap();
+    let (_, recipient) = key(w.path(), "key.txt");
+    let dir = w.path().join("backups");
+    let prefix = format!("s3://{}/node-a", s3.bucket);
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let mut c = bin();
+        c.args([
+            "backup",
+            "--root",
+            drill.root(0).to_str().unwrap(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--encrypt-to",
+            &recipient,
+            "--with-node-files",
+            "--upload",
+            &prefix,
+            "--keep-last",
+            "1",
+            "-w",
+            "json",
+        ])
+        .env("PATH", PATH);
+        for (k, v) in s3.env() {
+            c.env(k, v);
+        }
+        let out = run_bounded(&mut c, Duration::from_secs(120));
+        assert!(out.status.success(), "{:?}", text(&out));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        names.push((
+            PathBuf::from(r["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            r["sidecar"]["nodeFiles"]["file"].as_str().unwrap().to_string(),
+        ));
+    }
+    let (snap, bundle) = &names[1];
+    let mut want = vec![
+        format!("node-a/{snap}"),
+        format!("node-a/{snap}.json"),
+        format!("node-a/{bundle}"),
+    ];
+    want.sort();
+    assert_eq!(
+        s3.keys(),
+        want,
+        "the older backup left the bucket with its bundle"
+    );
+    let mut local: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    local.sort();
+    assert_eq!(local, [snap.clone(), format!("{snap}.json"), bundle.clone()]);
+}

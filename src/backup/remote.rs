@@ -79,6 +79,9 @@ pub async fn push(
         )
         .into());
     }
+    if let Some(nf) = &sidecar.node_files {
+        push_bundle(&bucket, r, path, nf, &obj).await?;
+    }
     let text = serde_json::to_string_pretty(sidecar)? + "\n";
     bucket.put(&sidecar_url(&obj), text.into_bytes()).await?;
     let seconds = began.elapsed().as_secs_f64();
@@ -98,6 +101,44 @@ pub async fn push(
         seconds,
         pruned,
     })
+}
+
+/// Uploads the node bundle beside the backup at `path` (before the sidecar
+/// that names it), never over another, and reads it back; on a mismatch the
+/// bundle and the backup's copy `obj` are deleted.
+async fn push_bundle(
+    bucket: &Bucket,
+    r: &Remote,
+    path: &Path,
+    nf: &super::bundle::NodeFiles,
+    obj: &Url,
+) -> Result<()> {
+    let url = r.url.join(&nf.file);
+    if bucket.exists(&url).await? {
+        bucket.delete(obj).await?;
+        return Err(Fail::problem(
+            format!("{url} exists already: another node bundle of that name"),
+            "give each node its own prefix (--upload s3://BUCKET/PREFIX/NODE); the copy on this node is kept",
+        )
+        .into());
+    }
+    bucket
+        .upload(&path.with_file_name(&nf.file), &url, &mut |_| {})
+        .await?;
+    let back = bucket.download(&url, None, &mut |_, _| {}).await?;
+    if back.sha256 != nf.sha256 {
+        bucket.delete(&url).await?;
+        bucket.delete(obj).await?;
+        return Err(Fail::problem(
+            format!(
+                "{url} reads back with sha256 {} instead of {}; it and the backup's copy are deleted",
+                back.sha256, nf.sha256
+            ),
+            "check the store (a proxy or gateway rewriting objects?), then run the backup again",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn sidecar_url(obj: &Url) -> Url {
@@ -173,7 +214,16 @@ pub async fn apply(
                 bucket: prefix.bucket.clone(),
                 key: d.path.to_string_lossy().into_owned(),
             };
-            for u in [sidecar_url(&obj), obj].into_iter().rev() {
+            // The node bundle first, as on disk: never a bundle without its backup.
+            let bundle = entries
+                .iter()
+                .find(|e| e.path == d.path)
+                .and_then(|e| e.sidecar.as_ref()?.node_files.as_ref())
+                .map(|nf| Url {
+                    bucket: prefix.bucket.clone(),
+                    key: d.path.with_file_name(&nf.file).to_string_lossy().into_owned(),
+                });
+            for u in bundle.into_iter().chain([obj.clone(), sidecar_url(&obj)]) {
                 if let Err(e) = bucket.delete(&u).await {
                     return Err(super::retention::failed_after(
                         &deleted,

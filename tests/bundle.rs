@@ -342,6 +342,28 @@ fn a_drill_nodes_bundle_restores_onto_an_empty_root_and_etcd_starts_on_it() {
     assert_eq!(code, Some(0));
     assert!(!out.contains("aHVudGVyMg=="), "{out}");
 
+    // `backup test` with only the identity: the bundle saved with the backup
+    // gives the encryption config, and the Secret is opened in the sandbox.
+    let etcd35 = crate::support::etcd::bin_dir(crate::support::etcd::Version::V35).join("etcd");
+    let (code, out, err) = tool(
+        &[
+            "backup",
+            "test",
+            snap.to_str().unwrap(),
+            "--identity",
+            id,
+            "--etcd",
+            etcd35.to_str().unwrap(),
+            "-w",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let tested: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(tested["keysFromBundle"], bundle.to_str().unwrap(), "{tested}");
+    assert_eq!(tested["served"]["secretsDecrypted"], 1, "{tested}");
+
     // `backup bundle extract`: the files only, under a new dir.
     let ex = w.join("extracted");
     let (code, out, err) = tool(

@@ -205,6 +205,9 @@ pub struct Report {
     pub recorded: bool,
     /// The etcd binary that served it.
     pub etcd: PathBuf,
+    /// The node bundle beside the backup whose encryption config opened
+    /// the Secrets (no `--encryption-config` given, `--identity` given).
+    pub keys_from_bundle: Option<PathBuf>,
     /// What was served, as far as it got.
     pub served: Served,
     /// The sandbox it ran in (removed).
@@ -256,6 +259,20 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Report
         .into());
     }
     let sidecar = local.as_deref().and_then(super::read_sidecar);
+    // Without --encryption-config, the node bundle saved with the backup
+    // holds the API server's encryption config: its Secrets are checked too.
+    let bundled = bundled_keys(opts, local.as_deref(), sidecar.as_ref())?;
+    let with_keys;
+    let opts = match &bundled {
+        Some((_, keys)) => {
+            with_keys = Options {
+                keys: Some(keys.clone()),
+                ..opts.clone()
+            };
+            &with_keys
+        }
+        None => opts,
+    };
     let etcd = etcd_server::find(
         sidecar.as_ref().map(|s| s.etcd_version.as_str()),
         opts.etcd.as_deref(),
@@ -307,6 +324,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Report
         tested,
         recorded,
         etcd: etcd.path,
+        keys_from_bundle: bundled.map(|(b, _)| b),
         served: run.served,
         sandbox: sandbox_path,
         etcd_stop: match stop {
@@ -469,6 +487,41 @@ impl Run {
         }
         Ok(Ok(()))
     }
+}
+
+/// The encryption keys in the node bundle saved with `local` (its sidecar
+/// names the bundle and an encryption config in it), when no keys were
+/// given and an identity was: the bundle is decrypted in memory.
+fn bundled_keys(
+    opts: &Options,
+    local: Option<&Path>,
+    sidecar: Option<&Sidecar>,
+) -> Result<Option<(PathBuf, Keys)>> {
+    let (None, Some(identity), Some(local), Some(files)) = (
+        &opts.keys,
+        &opts.identity,
+        local,
+        sidecar.and_then(|s| s.node_files.as_ref()),
+    ) else {
+        return Ok(None);
+    };
+    if files.encryption_config.is_none() {
+        return Ok(None);
+    }
+    let Some(bundle) = super::bundle::bundle_name(local).filter(|b| crate::host::fs::exists(b)) else {
+        return Ok(None);
+    };
+    let loaded = super::bundle::open(&bundle, Some(identity))?;
+    let Some(text) = loaded.encryption_config() else {
+        return Ok(None);
+    };
+    let keys = Keys::parse(&String::from_utf8_lossy(text)).map_err(|e| {
+        Fail::before_change(
+            format!("the encryption configuration in {}: {e:#}", bundle.display()),
+            "pass the API server's --encryption-provider-config file with --encryption-config",
+        )
+    })?;
+    Ok(Some((bundle, keys)))
 }
 
 /// The file is what its sidecar says: its size, then its sha256.

@@ -127,7 +127,11 @@ fn test_table(r: &backup::test_restore::Report) -> String {
     if let Some(n) = s.secrets_decrypted {
         let _ = writeln!(
             t,
-            "secrets   {n} decrypted with the encryption config, {} stored unencrypted",
+            "secrets   {n} decrypted with the encryption config{}, {} stored unencrypted",
+            r.keys_from_bundle
+                .as_ref()
+                .map(|b| format!(" in the node bundle {}", b.display()))
+                .unwrap_or_default(),
             s.secrets_plain.unwrap_or(0)
         );
     }

@@ -222,6 +222,7 @@ mod tests {
             },
             recorded: true,
             etcd: "/usr/local/bin/etcd".into(),
+            keys_from_bundle: None,
             served,
             sandbox: "/var/tmp/etcd-rescue-1.2-abcdef".into(),
             etcd_stop: if pid.is_some() { "terminated" } else { "exited" },

@@ -1,16 +1,19 @@
 //! Reading one value the API server stored, never guessing:
 //!
 //! - `k8s\0` + a `runtime.Unknown`: the protobuf envelope. Its type meta
-//!   names the object; the object is read with the kind's field table
-//!   ([`super::schema`]), its metadata always (every stored object has it at
-//!   field 1), fields without a table by number.
+//!   names the object; the object is read with the kind's field table, built
+//!   from the official schema of the pinned release ([`super::schema`]); a
+//!   kind the release does not have gets its metadata read (every stored
+//!   object has it at field 1) and its other fields by number, as does a
+//!   field newer than the release.
 //! - `{…}`: an object stored as JSON (custom resources), as stored.
 //! - `k8s:enc:<provider>:<version>:<key>:`: encrypted at rest; the provider
 //!   and key name are shown, the ciphertext is not read.
 //! - anything else: text when it is printable, else raw bytes with a note.
 //!
-//! The object is shown as the API shows it: empty strings, lists and objects
-//! left out (numbers and booleans kept, zero included), `metadata.resourceVersion` from the key's modification
+//! The object is shown as the API shows it: empty strings and lists left
+//! out, numbers and booleans kept (zero included), a nested object on the
+//! wire kept even when empty (`emptyDir: {}`), `metadata.resourceVersion` from the key's modification
 //! revision (the API server fills it in on read, it is not stored), keys
 //! sorted (as `kubectl get -o yaml` prints them).
 //!
@@ -536,7 +539,7 @@ fn envelope(buf: &[u8]) -> Result<(Option<String>, Value), String> {
         return Err(format!("content encoding {encoding} is not read"));
     }
     let raw = raw.ok_or("the envelope holds no object")?;
-    let table = schema::kind(&api_version, &kind);
+    let table = schema::get().kind(&api_version, &kind);
     let mut obj = match table {
         Some(t) => message(raw, t, 0)?,
         None => generic_object(raw)?,
@@ -557,10 +560,11 @@ fn generic_object(raw: &[u8]) -> Result<Map<String, Value>, String> {
     for (num, w) in fields(raw)? {
         match (num, w) {
             (1, Wire::Len(b)) => {
-                obj.insert(
-                    "metadata".into(),
-                    Value::Object(message(b, &schema::OBJECT_META, 1)?),
-                );
+                let meta = match schema::get().by_name(schema::OBJECT_META) {
+                    Some(m) => message(b, m, 1)?,
+                    None => generic_message(b, 1)?,
+                };
+                obj.insert("metadata".into(), Value::Object(meta));
             }
             _ => put(&mut obj, num, None, generic(w, 1)?),
         }
@@ -584,7 +588,9 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Puts field `num`'s value into `obj`: by its name, a list when repeated,
-/// inlined when embedded (no name), by number when the table lacks it.
+/// inlined when embedded (no name), by number when the table lacks it. A
+/// message on the wire shows even when empty: an empty `emptyDir` is how a
+/// volume says it is one.
 fn put(obj: &mut Map<String, Value>, num: u32, field: Option<&Field>, v: Value) {
     match field {
         Some(f) if f.name.is_empty() => {
@@ -592,22 +598,28 @@ fn put(obj: &mut Map<String, Value>, num: u32, field: Option<&Field>, v: Value) 
                 obj.extend(inner);
             }
         }
-        Some(f) if matches!(f.ty, Ty::MapStr | Ty::MapBytes | Ty::MapMsg(_)) => {
+        Some(f) if matches!(f.ty, Ty::Map(_)) => {
             if let Value::Object(entry) = v {
-                let m = obj.entry(f.name).or_insert_with(|| Value::Object(Map::new()));
+                let m = obj
+                    .entry(&*f.name)
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(m) = m {
                     m.extend(entry);
                 }
             }
         }
         Some(f) if f.repeated => {
-            if let Value::Array(a) = obj.entry(f.name).or_insert_with(|| Value::Array(Vec::new())) {
-                a.push(v);
+            if let Value::Array(a) = obj.entry(&*f.name).or_insert_with(|| Value::Array(Vec::new())) {
+                match v {
+                    // Packed numbers: one wire field, many values.
+                    Value::Array(packed) if f.ty != Ty::StrList => a.extend(packed),
+                    v => a.push(v),
+                }
             }
         }
         Some(f) => {
-            if !is_empty(&v) {
-                obj.insert(f.name.into(), v);
+            if !is_empty(&v) || matches!(f.ty, Ty::Msg(_)) && v.is_object() {
+                obj.insert(f.name.to_string(), v);
             }
         }
         None => {
@@ -624,6 +636,16 @@ fn put(obj: &mut Map<String, Value>, num: u32, field: Option<&Field>, v: Value) 
             }
         }
     }
+}
+
+/// A message without a table, field by field by number.
+fn generic_message(buf: &[u8], depth: usize) -> Result<Map<String, Value>, String> {
+    let mut obj = Map::new();
+    for (n, w) in fields(buf)? {
+        let v = generic(w, depth + 1)?;
+        put(&mut obj, n, None, v);
+    }
+    Ok(obj)
 }
 
 /// A message with a table.
@@ -681,34 +703,86 @@ fn time(b: &[u8], micro: bool) -> Result<Value, String> {
     }))
 }
 
-fn map_entry(b: &[u8], f: &Field, depth: usize) -> Result<Value, String> {
+/// One `map<string, V>` entry (`entry`: its message, field 2 the value) as
+/// a one-key object; a value left off the wire is V's zero value.
+fn map_entry(b: &[u8], entry: &Msg, depth: usize) -> Result<Value, String> {
     let mut key = String::new();
-    let mut val = Value::Null;
+    let mut val = None;
+    let value_field = entry.field(2);
     for (n, w) in fields(b)? {
-        match n {
-            1 => key = utf8(len(w, "a map key")?, "a map key")?,
-            2 => {
-                let b = len(w, "a map value")?;
-                val = match f.ty {
-                    Ty::MapStr => Value::String(utf8(b, "a map value")?),
-                    Ty::MapBytes => Value::String(b64(b)),
-                    Ty::MapMsg(m) if m.name == "resource.Quantity" => quantity(b)?,
-                    Ty::MapMsg(m) => Value::Object(message(b, m, depth + 1)?),
-                    _ => Value::Null,
-                };
-            }
+        match (n, value_field) {
+            (1, _) => key = utf8(len(w, "a map key")?, "a map key")?,
+            (2, Some(f)) => val = Some(typed(f, w, depth)?),
+            (2, None) => val = Some(generic(w, depth + 1)?),
             _ => {}
         }
     }
-    if val.is_null() {
-        val = match f.ty {
-            Ty::MapMsg(_) => Value::Object(Map::new()),
-            _ => Value::String(String::new()),
-        };
-    }
+    let val = val.unwrap_or_else(|| match value_field.map(|f| f.ty) {
+        Some(Ty::Msg(_) | Ty::Map(_)) => Value::Object(Map::new()),
+        Some(Ty::Int | Ty::Uint | Ty::Double | Ty::Float) => Value::from(0),
+        Some(Ty::Bool) => Value::Bool(false),
+        Some(Ty::StrList) => Value::Array(Vec::new()),
+        Some(Ty::Time | Ty::MicroTime | Ty::RawExtension | Ty::FieldsV1) => Value::Null,
+        _ => Value::String(String::new()),
+    });
     let mut m = Map::new();
     m.insert(key, val);
     Ok(Value::Object(m))
+}
+
+/// Raw JSON (`FieldsV1`, `RawExtension`): the JSON itself, as text when it
+/// is not JSON, `null` when there is none.
+fn raw_json(b: &[u8]) -> Result<Value, String> {
+    let mut raw: Option<&[u8]> = None;
+    for (n, w) in fields(b)? {
+        if n == 1 {
+            raw = Some(len(w, "raw JSON")?);
+        }
+    }
+    Ok(raw.map_or(Value::Null, |raw| {
+        serde_json::from_slice(raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
+    }))
+}
+
+/// Numbers packed in one length-delimited field (proto3 style; the API
+/// server writes them one by one, readers accept both).
+fn packed(b: &[u8], ty: Ty) -> Result<Value, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < b.len() {
+        out.push(match ty {
+            Ty::Double | Ty::Float => {
+                let n = if ty == Ty::Double { 8 } else { 4 };
+                let chunk = b.get(at..at + n).ok_or("packed numbers run past the end")?;
+                at += n;
+                let w = if n == 8 {
+                    Wire::Fixed64(u64::from_le_bytes(chunk.try_into().map_err(|_| "fixed64")?))
+                } else {
+                    Wire::Fixed32(u32::from_le_bytes(chunk.try_into().map_err(|_| "fixed32")?))
+                };
+                scalar(ty, w)?
+            }
+            _ => scalar(ty, Wire::Varint(varint(b, &mut at)?))?,
+        });
+    }
+    Ok(Value::Array(out))
+}
+
+/// A number or bool.
+fn scalar(ty: Ty, w: Wire<'_>) -> Result<Value, String> {
+    Ok(match (ty, w) {
+        (Ty::Int, _) => Value::from(int(w)?),
+        (Ty::Uint, Wire::Varint(v)) => Value::from(v),
+        (Ty::Bool, _) => Value::Bool(int(w)? != 0),
+        (Ty::Double, Wire::Fixed64(v)) => float(f64::from_bits(v)),
+        (Ty::Float, Wire::Fixed32(v)) => float(f64::from(f32::from_bits(v))),
+        _ => return Err("a number expected, another wire type found".into()),
+    })
+}
+
+/// A float as JSON: a number, or its name when JSON has none (`NaN`).
+fn float(f: f64) -> Value {
+    serde_json::Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number)
 }
 
 fn quantity(b: &[u8]) -> Result<Value, String> {
@@ -726,9 +800,21 @@ fn typed(f: &Field, w: Wire<'_>, depth: usize) -> Result<Value, String> {
     Ok(match f.ty {
         Ty::Str => Value::String(utf8(len(w, "a string")?, "a string")?),
         Ty::Bytes => Value::String(b64(len(w, "bytes")?)),
-        Ty::Int => Value::from(int(w)?),
-        Ty::Bool => Value::Bool(int(w)? != 0),
-        Ty::Msg(m) => Value::Object(message(len(w, "a message")?, m, depth + 1)?),
+        Ty::Int | Ty::Uint | Ty::Bool | Ty::Double | Ty::Float => match w {
+            Wire::Len(b) if f.repeated => packed(b, f.ty)?,
+            w => scalar(f.ty, w)?,
+        },
+        Ty::Msg(m) => Value::Object(message(len(w, "a message")?, schema::get().msg(m), depth + 1)?),
+        Ty::StrList => {
+            let mut items = Vec::new();
+            for (n, w) in fields(len(w, "a list")?)? {
+                if n == 1 {
+                    items.push(Value::String(utf8(len(w, "a string")?, "a string")?));
+                }
+            }
+            Value::Array(items)
+        }
+        Ty::RawExtension => raw_json(len(w, "an embedded object")?)?,
         Ty::Any => generic(w, depth + 1)?,
         Ty::Time => time(len(w, "a time")?, false)?,
         Ty::MicroTime => time(len(w, "a time")?, true)?,
@@ -745,17 +831,8 @@ fn typed(f: &Field, w: Wire<'_>, depth: usize) -> Result<Value, String> {
             }
             if ty == 1 { Value::String(s) } else { Value::from(i) }
         }
-        Ty::FieldsV1 => {
-            let mut raw: &[u8] = &[];
-            for (n, w) in fields(len(w, "fieldsV1")?)? {
-                if n == 1 {
-                    raw = len(w, "fieldsV1")?;
-                }
-            }
-            serde_json::from_slice(raw)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
-        }
-        Ty::MapStr | Ty::MapBytes | Ty::MapMsg(_) => map_entry(len(w, "a map entry")?, f, depth)?,
+        Ty::FieldsV1 => raw_json(len(w, "fieldsV1")?)?,
+        Ty::Map(entry) => map_entry(len(w, "a map entry")?, schema::get().msg(entry), depth + 1)?,
     })
 }
 

@@ -4,6 +4,8 @@
 //! (every read paged and pinned to one revision, each call bounded in time)
 //! or from a snapshot file at any revision it still holds.
 
+#[cfg(test)]
+mod conformance;
 pub mod decode;
 pub mod encryption;
 pub mod schema;

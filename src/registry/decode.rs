@@ -600,9 +600,7 @@ fn put(obj: &mut Map<String, Value>, num: u32, field: Option<&Field>, v: Value) 
         }
         Some(f) if matches!(f.ty, Ty::Map(_)) => {
             if let Value::Object(entry) = v {
-                let m = obj
-                    .entry(&*f.name)
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let m = obj.entry(&*f.name).or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(m) = m {
                     m.extend(entry);
                 }
@@ -740,7 +738,8 @@ fn raw_json(b: &[u8]) -> Result<Value, String> {
         }
     }
     Ok(raw.map_or(Value::Null, |raw| {
-        serde_json::from_slice(raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
+        serde_json::from_slice(raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()))
     }))
 }
 

@@ -136,7 +136,9 @@ impl Schema {
 
     /// The proto package of a group and version (`""`, `v1` → `k8s.io.api.core.v1`).
     pub fn package(&self, group: &str, version: &str) -> Option<&str> {
-        self.packages.get(&(group.into(), version.into())).map(AsRef::as_ref)
+        self.packages
+            .get(&(group.into(), version.into()))
+            .map(AsRef::as_ref)
     }
 
     /// Every message, in the schema's order.
@@ -190,17 +192,19 @@ fn special(name: &str, lists: &[&str]) -> Option<Ty> {
     })
 }
 
+/// `d` and the messages nested in it (map entries), by full name.
+fn walk<'a>(prefix: &str, d: &'a DescriptorProto, all: &mut Vec<(String, &'a DescriptorProto)>) {
+    let name = format!("{prefix}.{}", d.name());
+    for n in &d.nested_type {
+        walk(&name, n, all);
+    }
+    all.push((name, d));
+}
+
 /// The tables of every message in `set`.
 fn build(set: &FileDescriptorSet) -> Schema {
     // Every message (nested ones too: map entries), by full name.
     let mut all: Vec<(String, &DescriptorProto)> = Vec::new();
-    fn walk<'a>(prefix: &str, d: &'a DescriptorProto, all: &mut Vec<(String, &'a DescriptorProto)>) {
-        let name = format!("{prefix}.{}", d.name());
-        for n in &d.nested_type {
-            walk(&name, n, all);
-        }
-        all.push((name, d));
-    }
     for file in &set.file {
         for d in &file.message_type {
             walk(file.package(), d, &mut all);
@@ -239,9 +243,13 @@ fn build(set: &FileDescriptorSet) -> Schema {
                         Type::Float => Ty::Float,
                         Type::Message => {
                             let target = f.type_name().trim_start_matches('.');
-                            let entry = by_name
-                                .get(target)
-                                .filter(|&&i| all[i as usize].1.options.as_ref().is_some_and(|o| o.map_entry()));
+                            let entry = by_name.get(target).filter(|&&i| {
+                                all[i as usize]
+                                    .1
+                                    .options
+                                    .as_ref()
+                                    .is_some_and(prost_types::MessageOptions::map_entry)
+                            });
                             match (special(target, &lists), entry, by_name.get(target)) {
                                 (Some(t), _, _) => t,
                                 (None, Some(&i), _) => Ty::Map(i),
@@ -294,7 +302,13 @@ mod tests {
             .into_iter()
             .map(Result::unwrap)
             .filter(|e| e.file_name() == "generated.proto")
-            .map(|e| e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         protos.sort();
         assert!(protos.len() > 60, "{protos:?}");
@@ -324,7 +338,9 @@ mod tests {
         let s = get();
         let pod = s.kind("v1", "Pod").unwrap();
         assert_eq!(&*pod.name, "k8s.io.api.core.v1.Pod");
-        let Ty::Msg(meta) = pod.field(1).unwrap().ty else { panic!("Pod.metadata") };
+        let Ty::Msg(meta) = pod.field(1).unwrap().ty else {
+            panic!("Pod.metadata")
+        };
         let meta = s.msg(meta);
         assert_eq!(&*meta.name, OBJECT_META);
         assert_eq!(meta.field(8).unwrap().ty, Ty::Time);
@@ -333,7 +349,9 @@ mod tests {
         assert!(!meta.field(11).unwrap().repeated);
         assert!(meta.field(14).unwrap().repeated);
         assert_eq!(
-            &*s.kind("rbac.authorization.k8s.io/v1", "ClusterRole").unwrap().name,
+            &*s.kind("rbac.authorization.k8s.io/v1", "ClusterRole")
+                .unwrap()
+                .name,
             "k8s.io.api.rbac.v1.ClusterRole"
         );
         assert_eq!(
@@ -355,8 +373,12 @@ mod tests {
         assert_eq!(&*hook.field(2).unwrap().name, "webhooks");
         let lease = s.by_name("k8s.io.api.coordination.v1.LeaseSpec").unwrap();
         assert_eq!(lease.field(3).unwrap().ty, Ty::MicroTime);
-        let csr = s.by_name("k8s.io.api.certificates.v1.CertificateSigningRequestSpec").unwrap();
-        let Ty::Map(extra) = csr.field(6).unwrap().ty else { panic!("spec.extra") };
+        let csr = s
+            .by_name("k8s.io.api.certificates.v1.CertificateSigningRequestSpec")
+            .unwrap();
+        let Ty::Map(extra) = csr.field(6).unwrap().ty else {
+            panic!("spec.extra")
+        };
         assert_eq!(s.msg(extra).field(2).unwrap().ty, Ty::StrList);
         let rev = s.by_name("k8s.io.api.apps.v1.ControllerRevision").unwrap();
         assert_eq!(rev.field(2).unwrap().ty, Ty::RawExtension);
@@ -373,7 +395,10 @@ mod tests {
         let s = get();
         assert_eq!(s.group_versions().count(), 58);
         for (g, v, p) in s.group_versions() {
-            assert!(s.messages().any(|m| m.name.starts_with(&format!("{p}."))), "{g}/{v}: {p}");
+            assert!(
+                s.messages().any(|m| m.name.starts_with(&format!("{p}."))),
+                "{g}/{v}: {p}"
+            );
         }
         assert_eq!(s.package("", "v1"), Some("k8s.io.api.core.v1"));
     }

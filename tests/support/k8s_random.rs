@@ -215,11 +215,6 @@ impl Gen {
         }
     }
 
-    /// The message named `name` (full name, no leading dot).
-    pub fn message(&self, name: &str) -> Option<&DescriptorProto> {
-        self.messages.get(name)
-    }
-
     /// The kinds of a proto package: messages whose field 1 is `metadata`, an `ObjectMeta`.
     pub fn kinds(&self, package: &str) -> Vec<String> {
         let mut out: Vec<String> = self

@@ -6,6 +6,7 @@ pub mod drill;
 pub mod etcd;
 pub mod fixture;
 pub mod k8s;
+pub mod k8s_random;
 pub mod proxy;
 pub mod s3;
 pub mod sshd;

@@ -902,8 +902,9 @@ fn by_number(v: &Value) -> Option<String> {
 /// coordination, storage and policy v1, built from the official schema and
 /// written to a real etcd as kube-apiserver stores it: `get --prefix -w
 /// json` and `snapshot get -w json` show each as the JSON computed for it
-/// apart from the decoder (every field by name); the random Secret's values
-/// show in no format without `--show-secrets`.
+/// apart from the decoder (every field by name), `-w yaml` read by PyYAML
+/// the same; the random Secret's values show in no format without
+/// `--show-secrets`.
 #[test]
 fn every_kind_of_the_official_schema_reads_back_live_and_from_a_snapshot() {
     use crate::support::k8s_random::Gen;
@@ -987,6 +988,19 @@ fn every_kind_of_the_official_schema_reads_back_live_and_from_a_snapshot() {
         "live",
         &run(&["get", "/registry/", "--prefix", "-w", "json", "--show-secrets"]),
     );
+    // -w yaml, read by a YAML 1.1 reader (as kubectl's), is the same objects.
+    let docs = crate::support::k8s_random::pyyaml(&run(&[
+        "get",
+        "/registry/",
+        "--prefix",
+        "-w",
+        "yaml",
+        "--show-secrets",
+    ]));
+    assert_eq!(docs.len(), want.len());
+    for (doc, (key, obj)) in docs.iter().zip(&want) {
+        assert_eq!(doc, obj, "-w yaml {key}");
+    }
     let snap = dir.path().join("random.db");
     server.etcdctl(&["snapshot", "save", snap.to_str().unwrap()]);
     let mut c = bin();

@@ -78,31 +78,6 @@ fn numbered(v: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Every document of a YAML stream as PyYAML (YAML 1.1, as kubectl's reader) reads it.
-fn pyyaml(stream: &str) -> Vec<Value> {
-    let script = "import sys, json, yaml\n\
-                  print(json.dumps(list(yaml.load_all(sys.stdin.read(), Loader=yaml.SafeLoader))))";
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for this test");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = stream.to_string();
-    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !err.contains("No module named 'yaml'"),
-        "PyYAML is needed for this test: apt-get install python3-yaml (make setup does)"
-    );
-    assert!(out.status.success(), "PyYAML could not read the YAML: {err}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Every kind of core, apps, batch, rbac, networking, coordination, storage
 /// and policy v1, several random objects each (every field of every message
 /// they reach written at least once, down to 12 deep; zero values, unicode,
@@ -166,7 +141,7 @@ fn every_kind_decodes_as_the_api_shows_it() {
     assert!(kinds > 40, "{kinds} kinds");
     let missed: Vec<_> = generator.reached.difference(&generator.covered).collect();
     assert!(missed.is_empty(), "fields never written: {missed:?}");
-    let back = pyyaml(&yaml);
+    let back = random::pyyaml(&yaml);
     assert_eq!(back.len(), docs.len());
     for (b, d) in back.iter().zip(&docs) {
         if let Some(diff) = first_diff(b, d, "") {

@@ -288,8 +288,8 @@ fn build(set: &FileDescriptorSet) -> Schema {
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::unwrap_used)]
+#[cfg(test)]
 mod tests {
     use super::*;
 

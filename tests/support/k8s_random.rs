@@ -161,6 +161,31 @@ fn rfc3339(secs: i64, micros: Option<i64>) -> String {
     }
 }
 
+/// Every document of a YAML stream as PyYAML (YAML 1.1, as kubectl's reader) reads it.
+pub fn pyyaml(stream: &str) -> Vec<Value> {
+    let script = "import sys, json, yaml\n\
+                  print(json.dumps(list(yaml.load_all(sys.stdin.read(), Loader=yaml.SafeLoader))))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for this test");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = stream.to_string();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("No module named 'yaml'"),
+        "PyYAML is needed for this test: apt-get install python3-yaml (make setup does)"
+    );
+    assert!(out.status.success(), "PyYAML could not read the YAML: {err}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `d` and the messages nested in it (map entries), by full name.
 fn walk(prefix: &str, d: &DescriptorProto, out: &mut HashMap<String, DescriptorProto>) {
     let name = format!("{prefix}.{}", d.name());

@@ -66,38 +66,8 @@ fn gone(pid: i64) -> bool {
 fn encrypted_secret(dir: &Path, etcd: &Etcd) -> PathBuf {
     let key: Vec<u8> = (0u8..32).collect();
     let config = dir.join("encryption.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: {}\n      - identity: {{}}\n",
-            b64(&key)
-        ),
-    )
-    .unwrap();
-    let secret = crate::support::k8s::envelope(
-        "v1",
-        "Secret",
-        &crate::support::k8s::Pb::new()
-            .msg(1, &crate::support::k8s::meta("db", "prod", "secret-uid-9"))
-            .entry(2, "password", b"hunter2")
-            .str(3, "Opaque"),
-    );
-    let iv = [7u8; 16];
-    let mut openssl = std::process::Command::new("openssl")
-        .args(["enc", "-aes-256-cbc", "-K"])
-        .arg(etcd_rescue::hex::hex(&key))
-        .arg("-iv")
-        .arg(etcd_rescue::hex::hex(&iv))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("openssl is needed for this test (apt-get install openssl)");
-    std::io::Write::write_all(&mut openssl.stdin.take().unwrap(), &secret).unwrap();
-    let sealed = openssl.wait_with_output().unwrap();
-    assert!(sealed.status.success());
-    let mut stored = b"k8s:enc:aescbc:v1:key1:".to_vec();
-    stored.extend(iv);
-    stored.extend(&sealed.stdout);
+    std::fs::write(&config, crate::support::k8s::aescbc_config(&key)).unwrap();
+    let stored = crate::support::k8s::aescbc_secret(&key);
     put(etcd, "/registry/secrets/prod/db", &stored);
     config
 }

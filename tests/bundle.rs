@@ -35,49 +35,28 @@ fn tool(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
     (out.status.code(), o, e)
 }
 
+/// `rollback --node-files --yes` on `node`.
+fn undo(node: &Path, state: &Path) -> (Option<i32>, String, String) {
+    tool(
+        &[
+            "rollback",
+            "--node-files",
+            "--yes",
+            "--root",
+            node.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
 /// An age identity file in `dir` and its recipient.
 fn key(dir: &Path, name: &str) -> (PathBuf, String) {
     let id = age::x25519::Identity::generate();
     let p = dir.join(name);
     std::fs::write(&p, format!("{}\n", id.to_string().expose_secret())).unwrap();
     (p, id.to_public().to_string())
-}
-
-/// The encryption configuration kube-apiserver reads, with one aescbc key.
-fn encryption_config(secret: &[u8]) -> String {
-    format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: {}\n      - identity: {{}}\n",
-        crate::support::etcd::b64(secret)
-    )
-}
-
-/// A Secret as kube-apiserver stores it encrypted with aescbc `key` (made by OpenSSL).
-fn sealed_secret(key: &[u8]) -> Vec<u8> {
-    let secret = k8s::envelope(
-        "v1",
-        "Secret",
-        &k8s::Pb::new()
-            .msg(1, &k8s::meta("db", "prod", "secret-uid-9"))
-            .entry(2, "password", b"hunter2")
-            .str(3, "Opaque"),
-    );
-    let iv = [7u8; 16];
-    let mut openssl = std::process::Command::new("openssl")
-        .args(["enc", "-aes-256-cbc", "-K"])
-        .arg(etcd_rescue::hex::hex(key))
-        .arg("-iv")
-        .arg(etcd_rescue::hex::hex(&iv))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("openssl is needed for this test (apt-get install openssl)");
-    std::io::Write::write_all(&mut openssl.stdin.take().unwrap(), &secret).unwrap();
-    let out = openssl.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let mut stored = b"k8s:enc:aescbc:v1:key1:".to_vec();
-    stored.extend(iv);
-    stored.extend(&out.stdout);
-    stored
 }
 
 /// A copy of the drill node's files under `to` (its etcd still answers the
@@ -125,7 +104,7 @@ fn a_drill_nodes_bundle_restores_onto_an_empty_root_and_etcd_starts_on_it() {
     let (identity, recipient) = key(w, "key.txt");
     let aes: Vec<u8> = (0u8..32).collect();
     let src = w.join("node");
-    node_copy(&drill, &src, &encryption_config(&aes));
+    node_copy(&drill, &src, &k8s::aescbc_config(&aes));
     // The Secret, encrypted as kube-apiserver writes it, into the drill's etcd.
     let at = "/registry/secrets/prod/db";
     let node = etcd_rescue::node::Node::discover(
@@ -136,7 +115,7 @@ fn a_drill_nodes_bundle_restores_onto_an_empty_root_and_etcd_starts_on_it() {
     .unwrap();
     block_on(async {
         let mut c = etcd_rescue::host::etcd::connect(&node.connection).await.unwrap();
-        c.put(at, sealed_secret(&aes), None).await.unwrap();
+        c.put(at, k8s::aescbc_secret(&aes), None).await.unwrap();
     });
     let dir = w.join("backups");
     let (code, out, err) = tool(
@@ -555,18 +534,7 @@ fn differing_files_need_agreement_and_rollback_restores_the_tree() {
         std::fs::read_to_string(node.join("etc/kubernetes/pki/ca.key")).unwrap(),
         "key"
     );
-    let (code, _, err) = tool(
-        &[
-            "rollback",
-            "--node-files",
-            "--yes",
-            "--root",
-            node.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (code, _, err) = undo(&node, &state);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(digest(&node), before, "rolled back exactly");
     // At the prompt: "n" for the file, nothing replaced; "y", replaced and the old one kept aside.
@@ -576,18 +544,7 @@ fn differing_files_need_agreement_and_rollback_restores_the_tree() {
         std::fs::read_to_string(node.join("etc/kubernetes/pki/ca.crt")).unwrap(),
         "another ca"
     );
-    let (code, _, _) = tool(
-        &[
-            "rollback",
-            "--node-files",
-            "--yes",
-            "--root",
-            node.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (code, _, _) = undo(&node, &state);
     assert_eq!(code, Some(0));
     assert_eq!(digest(&node), before);
     let (code, out, err) = place(&node, &state, &bundle, &identity, &[], Some("y\ny\n"));
@@ -602,18 +559,7 @@ fn differing_files_need_agreement_and_rollback_restores_the_tree() {
         .collect();
     assert_eq!(aside.len(), 1, "{out}");
     assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), "another ca");
-    let (code, _, err) = tool(
-        &[
-            "rollback",
-            "--node-files",
-            "--yes",
-            "--root",
-            node.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (code, _, err) = undo(&node, &state);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(digest(&node), before, "created files gone, the old ca.crt back");
 }

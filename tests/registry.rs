@@ -788,40 +788,12 @@ fn secrets_encrypted_at_rest_read_with_the_encryption_config() {
         ..Connection::default()
     };
     let key: Vec<u8> = (0u8..32).collect();
-    let config = |secret: &[u8]| {
-        format!(
-            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: {}\n      - identity: {{}}\n",
-            crate::support::etcd::b64(secret)
-        )
-    };
+    let config = crate::support::k8s::aescbc_config;
     let good = dir.path().join("encryption.yaml");
     std::fs::write(&good, config(&key)).unwrap();
     let wrong = dir.path().join("other.yaml");
     std::fs::write(&wrong, config(&[9u8; 32])).unwrap();
-    let secret = k8s::envelope(
-        "v1",
-        "Secret",
-        &k8s::Pb::new()
-            .msg(1, &k8s::meta("db", "prod", "secret-uid-9"))
-            .entry(2, "password", b"hunter2")
-            .str(3, "Opaque"),
-    );
-    let iv = [7u8; 16];
-    let mut openssl = std::process::Command::new("openssl")
-        .args(["enc", "-aes-256-cbc", "-K"])
-        .arg(etcd_rescue::hex::hex(&key))
-        .arg("-iv")
-        .arg(etcd_rescue::hex::hex(&iv))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("openssl is needed for this test (apt-get install openssl)");
-    std::io::Write::write_all(&mut openssl.stdin.take().unwrap(), &secret).unwrap();
-    let sealed = openssl.wait_with_output().unwrap();
-    assert!(sealed.status.success());
-    let mut stored = b"k8s:enc:aescbc:v1:key1:".to_vec();
-    stored.extend(iv);
-    stored.extend(&sealed.stdout);
+    let stored = k8s::aescbc_secret(&key);
     let at = "/registry/secrets/prod/db";
     put(&ec, at, &stored);
     let snap = dir.path().join("s.db");

@@ -19,7 +19,7 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Padding, Paragraph, Widget};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use super::app::Action;
 use super::keys::{self, Ctx, Do};
@@ -667,34 +667,13 @@ fn plan_tone(t: render::Tone) -> Tone {
 
 /// The `?` popup: the bindings of the screen under it, from the key table.
 fn help(b: &Board, area: Rect, buf: &mut Buffer) {
-    let ctx = b.screen_ctx();
-    let mut lines: Vec<Line> = keys::bindings(ctx)
-        .map(|k| Line::raw(format!("{:<11}{}", k.label, k.help)))
-        .collect();
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
+    super::view::keys_popup(
+        b.screen_ctx(),
         "One answer per phase for every member; only y and r change the nodes.",
-        paint(b.color, Tone::Dim),
-    ));
-    let w = area.width.saturating_sub(4).min(76);
-    let h = u16::try_from(lines.len() + 2)
-        .unwrap_or(u16::MAX)
-        .min(area.height);
-    let r = Rect {
-        x: area.x + (area.width.saturating_sub(w)) / 2,
-        y: area.y + (area.height.saturating_sub(h)) / 2,
-        width: w,
-        height: h,
-    };
-    Clear.render(r, buf);
-    Paragraph::new(lines)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .padding(Padding::horizontal(1))
-                .title(Span::styled(" Keys ", paint(b.color, Tone::Bold))),
-        )
-        .render(r, buf);
+        b.color,
+        area,
+        buf,
+    );
 }
 
 #[cfg(test)]

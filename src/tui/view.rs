@@ -95,14 +95,16 @@ pub(crate) fn read_only_bar(ctx: Ctx, area: Rect, buf: &mut Buffer) {
 /// The `?` popup of a read-only view: `ctx`'s bindings from the key table,
 /// and that the view changes nothing.
 pub(crate) fn read_only_help(ctx: Ctx, color: bool, area: Rect, buf: &mut Buffer) {
+    keys_popup(ctx, "This view only reads; it changes nothing.", color, area, buf);
+}
+
+/// A `?` popup: `ctx`'s bindings from the key table, then `note`.
+pub(crate) fn keys_popup(ctx: Ctx, note: &str, color: bool, area: Rect, buf: &mut Buffer) {
     let mut lines: Vec<Line> = keys::bindings(ctx)
         .map(|b| Line::raw(format!("{:<11}{}", b.label, b.help)))
         .collect();
     lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "This view only reads; it changes nothing.",
-        paint(color, Tone::Dim),
-    ));
+    lines.push(Line::styled(note.to_string(), paint(color, Tone::Dim)));
     let w = area.width.saturating_sub(4).min(76);
     let h = u16::try_from(lines.len() + 2)
         .unwrap_or(u16::MAX)

@@ -127,3 +127,44 @@ pub fn namespace() -> Vec<u8> {
         &Pb::new().msg(1, &m).msg(2, &spec).msg(3, &status),
     )
 }
+
+/// The encryption configuration kube-apiserver reads, with one aescbc key
+/// named `key1` (then `identity`).
+pub fn aescbc_config(secret: &[u8]) -> String {
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: {}\n      - identity: {{}}\n",
+        crate::support::etcd::b64(secret)
+    )
+}
+
+/// The Secret `prod/db` (`password: hunter2`) as kube-apiserver stores it
+/// encrypted with aescbc `key` under [`aescbc_config`]'s `key1`:
+/// `k8s:enc:aescbc:v1:key1:`, the IV, then AES-256-CBC made by OpenSSL
+/// (independently of the reader's own decryption).
+pub fn aescbc_secret(key: &[u8]) -> Vec<u8> {
+    let secret = envelope(
+        "v1",
+        "Secret",
+        &Pb::new()
+            .msg(1, &meta("db", "prod", "secret-uid-9"))
+            .entry(2, "password", b"hunter2")
+            .str(3, "Opaque"),
+    );
+    let iv = [7u8; 16];
+    let mut openssl = std::process::Command::new("openssl")
+        .args(["enc", "-aes-256-cbc", "-K"])
+        .arg(etcd_rescue::hex::hex(key))
+        .arg("-iv")
+        .arg(etcd_rescue::hex::hex(&iv))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is needed for this test (apt-get install openssl)");
+    std::io::Write::write_all(&mut openssl.stdin.take().unwrap(), &secret).unwrap();
+    let sealed = openssl.wait_with_output().unwrap();
+    assert!(sealed.status.success());
+    let mut stored = b"k8s:enc:aescbc:v1:key1:".to_vec();
+    stored.extend(iv);
+    stored.extend(&sealed.stdout);
+    stored
+}

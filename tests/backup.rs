@@ -300,6 +300,48 @@ fn timer_units_and_metrics_on_failure() {
             .0
             .contains("systemctl enable --now etcd-rescue-backup.timer")
     );
+    // The node bundle: refused without a recipient (it holds private keys), carried with one.
+    let out = backup(
+        &[
+            "install-timer",
+            "--root",
+            r,
+            "--dir",
+            "/var/backups/etcd",
+            "--with-node-files",
+            "--print",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("--with-node-files needs --encrypt-to"),
+        "{:?}",
+        text(&out)
+    );
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let out = backup(
+        &[
+            "install-timer",
+            "--root",
+            r,
+            "--dir",
+            "/var/backups/etcd",
+            "--encrypt-to",
+            &recipient,
+            "--with-node-files",
+            "--print",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains(&format!(
+            "ExecStart=/usr/local/bin/etcd-rescue backup --dir /var/backups/etcd --encrypt-to {recipient} --with-node-files\n"
+        )),
+        "{:?}",
+        text(&out)
+    );
     let dir = root.path().join("backups");
     let prom = root.path().join("etcd-backup.prom");
     let out = backup(

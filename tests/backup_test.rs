@@ -533,3 +533,62 @@ fn the_closest_etcd_release_serves_the_backup() {
     assert_eq!(r["served"]["keys"], 20, "{r}");
     assert!(gone(r["etcdPid"].as_i64().unwrap()), "{r}");
 }
+
+/// A copy in a bucket (`backup test s3://…`): downloaded into the sandbox,
+/// checked against its sidecar, served and checked like a local one; the
+/// bucket's copy and sidecar are unchanged (the result is not written into
+/// a bucket).
+#[test]
+fn a_copy_in_a_bucket_is_tested() {
+    use crate::support::s3::S3;
+    let s3 = S3::start("etcd-backups");
+    let work = tempfile::tempdir().unwrap();
+    let tmp = work.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (etcd, _) = live(work.path());
+    let dir = work.path().join("backups");
+    let prefix = format!("s3://{}/cluster-a", s3.bucket);
+    let env = s3.env();
+    let with_s3 = |args: &[&str]| {
+        let mut c = bin();
+        c.args(args)
+            .env(
+                "PATH",
+                format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
+            )
+            .env("TMPDIR", &tmp)
+            .env("NO_COLOR", "1");
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        run_bounded(&mut c, Duration::from_secs(300))
+    };
+    let out = with_s3(&[
+        "backup",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--endpoints",
+        &etcd.client_url,
+        "--upload",
+        &prefix,
+        "-w",
+        "json",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = r["uploaded"]["url"].as_str().unwrap().to_string();
+    let keys_before = s3.keys();
+    let out = with_s3(&["backup", "test", &url, "-w", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let t: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["tested"]["outcome"]["result"], "ok", "{t}");
+    assert_eq!(t["backup"], url.as_str(), "{t}");
+    assert_eq!(t["served"]["revision"].as_i64(), Some(etcd.revision()), "{t}");
+    assert_eq!(t["recorded"], false, "{t}");
+    assert!(gone(t["etcdPid"].as_i64().unwrap()), "{t}");
+    assert_eq!(s3.keys(), keys_before, "the bucket is as it was");
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "the sandbox and the download are gone"
+    );
+}

@@ -240,6 +240,9 @@ pub enum BackupAction {
         /// Also write a daily test restore of the newest backup (etcd-rescue-backup-test.service and .timer), with --identity and --metrics-file when given.
         #[arg(long)]
         test: bool,
+        /// The service also saves the node bundle beside each backup (backup --with-node-files; needs --encrypt-to).
+        #[arg(long)]
+        with_node_files: bool,
     },
 }
 
@@ -728,6 +731,7 @@ fn install_timer(cli: &Cli, t: &BackupAction) -> Result<Code> {
         force,
         print: just_print,
         test,
+        with_node_files,
     } = t
     else {
         unreachable!("called for `backup install-timer` only")
@@ -744,12 +748,18 @@ fn install_timer(cli: &Cli, t: &BackupAction) -> Result<Code> {
     if let Some(m) = metrics_file {
         args.extend(["--metrics-file".into(), m.display().to_string()]);
     }
-    if !encrypt_to.is_empty() {
-        // Checked now, not at 3 a.m. when the timer fires.
-        crate::host::age::recipients(encrypt_to)?;
-    }
+    // Checked now, not at 3 a.m. when the timer fires.
+    let recipients = if encrypt_to.is_empty() {
+        Vec::new()
+    } else {
+        crate::host::age::recipients(encrypt_to)?
+    };
+    backup::bundle::need_recipients(*with_node_files, &recipients)?;
     for r in encrypt_to {
         args.extend(["--encrypt-to".into(), r.clone()]);
+    }
+    if *with_node_files {
+        args.push("--with-node-files".into());
     }
     if let Some(CompressArg::Zstd) = compress {
         args.extend([

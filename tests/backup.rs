@@ -1620,3 +1620,45 @@ fn the_picker_lists_bucket_copies_and_downloads_only_the_one_chosen() {
         "the copy downloaded is the backup"
     );
 }
+
+/// A bucket that never answers (a socket that accepts and stays silent)
+/// never holds back the local snapshots: the picker lists them and names
+/// the bucket it could not list once its wait is over.
+#[test]
+fn a_silent_bucket_never_holds_back_the_local_snapshots() {
+    use crate::support::tmux::{STAGE_LIMIT, Tmux};
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("backup")).unwrap();
+    std::fs::write(
+        root.path().join("backup/snapshot-20261201T000000.000Z.db"),
+        b"not a db",
+    )
+    .unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let mut env: Vec<(&str, &str)> = crate::support::s3::CREDENTIALS.to_vec();
+    env.push(("AWS_ENDPOINT_URL", &endpoint));
+    let args: Vec<String> = [
+        "restore",
+        "--root",
+        root.path().to_str().unwrap(),
+        "--remote",
+        "s3://etcd-backups/silent",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    let t = Tmux::run_with("picker-silent", &env, &args);
+    let s = t.wait_for(
+        &[
+            "snapshot-20261201T000000.000Z.db",
+            "cannot list s3://etcd-backups/silent",
+            "no answer",
+        ],
+        STAGE_LIMIT,
+    );
+    assert!(s.contains("Enter choose"), "{s}");
+    t.key("q");
+    t.wait_for(&["[exit"], STAGE_LIMIT);
+    drop(silent);
+}

@@ -65,6 +65,19 @@ fn assert_fleet_restored(d: &Drill, snap: &Path) {
     }
 }
 
+/// Every member's run restored the same snapshot (its sha256 in each member's journal).
+fn assert_same_snapshot_everywhere(d: &Drill) {
+    let shas: Vec<String> = (0..3)
+        .map(|i| {
+            journal::read(&d.last_run(i).join("journal.jsonl"))
+                .unwrap()
+                .0
+                .snapshot_sha256
+        })
+        .collect();
+    assert!(shas.iter().all(|s| *s == shas[0]), "{shas:?}");
+}
+
 /// The fleet journal's barriers, in order.
 fn barriers(state: &Path) -> Vec<Phase> {
     FleetJournal::open_newest(&state.join("fleet"))
@@ -133,15 +146,7 @@ fn killed_after(after: Phase) {
     let passed = barriers(state.path());
     assert_eq!(passed.last(), Some(&Phase::StartControlPlane), "{passed:?}");
     assert_fleet_restored(&d, &snap);
-    let shas: Vec<String> = (0..3)
-        .map(|i| {
-            journal::read(&d.last_run(i).join("journal.jsonl"))
-                .unwrap()
-                .0
-                .snapshot_sha256
-        })
-        .collect();
-    assert!(shas.iter().all(|s| *s == shas[0]), "{shas:?}");
+    assert_same_snapshot_everywhere(&d);
 }
 
 /// Killed after the first barrier (the outage not begun) (`make test-fleet`).
@@ -387,15 +392,7 @@ fn lost_quorum_recovers_with_one_fleet_command() {
     let card: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{card}");
     assert_eq!(card["recovered"], true, "{card}");
-    let shas: Vec<String> = (0..3)
-        .map(|i| {
-            journal::read(&d.last_run(i).join("journal.jsonl"))
-                .unwrap()
-                .0
-                .snapshot_sha256
-        })
-        .collect();
-    assert!(shas.iter().all(|s| *s == shas[0]), "{shas:?}");
+    assert_same_snapshot_everywhere(&d);
 }
 
 /// A fleet stopped after the first phase and rolled back leaves every node

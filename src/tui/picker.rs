@@ -16,6 +16,9 @@ use crate::snapshot;
 /// Where snapshots are looked for under the root, after `--backup-dir`.
 pub const COMMON_DIRS: [&str; 2] = ["/backup", "/var/backups/etcd"];
 
+/// How long the picker waits for the buckets (`--remote`) to be listed.
+const REMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// How deep the walk goes below each backup dir (files at most this deep).
 const DEPTH: usize = 3;
 
@@ -394,8 +397,34 @@ pub fn spawn_scan(
     send: impl Fn(Msg) -> bool + Send + 'static,
 ) {
     std::thread::spawn(move || {
+        // The buckets are listed beside the walk, and waited for at most
+        // REMOTE_WAIT: a bucket that does not answer never holds back the
+        // local snapshots.
+        let (rtx, rrx) = std::sync::mpsc::channel();
+        let asked = remotes.clone();
+        if !asked.is_empty() {
+            std::thread::spawn(move || {
+                let _ = rtx.send(scan_remote(&asked));
+            });
+        }
         let mut files: Vec<(Found, Option<Checked>)> = scan(&dirs).into_iter().map(|f| (f, None)).collect();
-        let (listed, remote_errors) = scan_remote(&remotes);
+        let (listed, remote_errors) = if remotes.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            rrx.recv_timeout(REMOTE_WAIT).unwrap_or_else(|_| {
+                let errors = remotes
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}: no answer within {} s, its copies are not listed (check the endpoint and credentials, or pass --snapshot s3://...)",
+                            r.url,
+                            REMOTE_WAIT.as_secs()
+                        )
+                    })
+                    .collect();
+                (Vec::new(), errors)
+            })
+        };
         files.extend(listed.into_iter().map(|(f, c)| (f, Some(c))));
         files.sort_by(|a, b| {
             b.0.modified

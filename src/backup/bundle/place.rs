@@ -135,6 +135,8 @@ pub fn place(
 ) -> Result<Placed> {
     let id = crate::utc::stamp(std::time::SystemTime::now());
     let base = placements_dir(state_dir);
+    crate::host::fs::create_dir_durably(&base)?;
+    let _lock = exclusive(&base)?;
     let mut dir = base.join(&id);
     let mut n = 1;
     while dir.exists() {
@@ -237,6 +239,24 @@ pub struct RolledBack {
     pub already: bool,
 }
 
+/// The placements' lock (`<state dir>/node-files/.lock`): one placement or
+/// rollback at a time, so two runs never interleave their changes or
+/// journals. Held until the value is dropped.
+fn exclusive(base: &Path) -> Result<File> {
+    let f = crate::host::fs::open_lock(&base.join(".lock"))?;
+    if !crate::host::fs::try_lock(&f)? {
+        return Err(Fail::before_change(
+            format!(
+                "another placement or rollback of node files runs with the state dir {}",
+                base.parent().unwrap_or(base).display()
+            ),
+            "wait for it to end, then run this again; nothing was changed",
+        )
+        .into());
+    }
+    Ok(f)
+}
+
 /// The newest placement under `state_dir`.
 pub fn newest(state_dir: &Path) -> Result<PathBuf> {
     let base = placements_dir(state_dir);
@@ -272,6 +292,7 @@ pub fn read_journal(dir: &Path) -> Result<Vec<Record>> {
 /// are removed when empty. Each undo checks the node first, so a rollback
 /// killed half way runs again to the end.
 pub fn rollback(dir: &Path) -> Result<RolledBack> {
+    let _lock = exclusive(dir.parent().unwrap_or(dir))?;
     let records = read_journal(dir)?;
     let mut out = RolledBack {
         dir: dir.to_path_buf(),
@@ -345,4 +366,26 @@ pub fn extract(loaded: &Loaded, to: &Path) -> Result<Vec<PathBuf>> {
         out.push(host);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One placement or rollback at a time per state dir: a second run is
+    /// refused while the first holds the lock, and goes once it is let go.
+    #[test]
+    fn placements_take_turns() {
+        let d = tempfile::tempdir().unwrap();
+        let base = placements_dir(d.path());
+        crate::host::fs::create_dir_durably(&base).unwrap();
+        let first = exclusive(&base).unwrap();
+        let e = exclusive(&base).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("another placement or rollback of node files runs"),
+            "{e:#}"
+        );
+        drop(first);
+        assert!(exclusive(&base).is_ok());
+    }
 }

@@ -404,16 +404,19 @@ fn no_etcd_binary_says_how_to_get_one() {
     );
 }
 
-/// The PID of a process whose command line holds `needle`.
+/// The PID of an etcd whose command line holds `needle`: once it *is*
+/// etcd (`setpriv` has set its parent-death signal and exec'd it), not
+/// while `setpriv` itself still runs under that command line.
 fn pid_with(needle: &str) -> Option<i32> {
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .find(|pid| {
-            etcd_rescue::host::proc::cmdline(*pid)
-                .iter()
-                .any(|a| a.contains(needle))
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "etcd")
+                && etcd_rescue::host::proc::cmdline(*pid)
+                    .iter()
+                    .any(|a| a.contains(needle))
         })
 }
 

@@ -5,6 +5,7 @@
 pub mod age;
 pub mod cleanup;
 pub mod cri;
+pub mod dirwatch;
 pub mod etcd;
 pub mod etcd_server;
 pub mod etcdutl;

@@ -3,7 +3,8 @@
 //! whose name does not start with `.` is a pod, whatever its extension (so a
 //! stray `etcd.yaml.bak` really runs); a file that appears starts its pod, one
 //! that disappears or changes stops it (SIGTERM, SIGKILL after the grace
-//! period) and removes its sandbox; a container that dies is restarted with
+//! period) and removes its sandbox; like kubelet's file source it wakes on
+//! inotify, and reads the directory every `poll` too; a container that dies is restarted with
 //! back-off; `/healthz` answers at the kubelet config's address.
 //!
 //! It drives any CRI runtime through [`Cri`], so the same code runs pods on the
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::host::cri::{self, Cri, pb};
+use crate::host::dirwatch::DirWatch;
 use crate::node::manifest::{self, Pod};
 use crate::root::Root;
 
@@ -175,6 +177,19 @@ async fn sync_loop(cfg: Config, cri: Cri, log: Log, mut stop: watch::Receiver<bo
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut stopping: Vec<JoinHandle<()>> = Vec::new();
     let mut bad: HashMap<String, String> = HashMap::new();
+    // kubelet's file source wakes on inotify and also reads the directory
+    // every fileCheckFrequency; here the poll is the fallback.
+    let mut watch = match DirWatch::new(&dir) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log.line(&format!(
+                "not watching {} ({e:#}); reading it every {:?}",
+                dir.display(),
+                cfg.poll
+            ));
+            None
+        }
+    };
     loop {
         let files = scan(&dir);
         let gone: Vec<String> = workers
@@ -225,9 +240,24 @@ async fn sync_loop(cfg: Config, cri: Cri, log: Log, mut stop: watch::Receiver<bo
             }
         }
         stopping.retain(|t| !t.is_finished());
+        let woken = async {
+            match watch.as_mut() {
+                Some(w) => {
+                    if let Err(e) = w.changed().await {
+                        log.line(&format!(
+                            "watching the manifests stopped ({e:#}); reading them every {:?}",
+                            cfg.poll
+                        ));
+                        watch = None;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop.changed() => break,
             () = tokio::time::sleep(cfg.poll) => {}
+            () = woken => {}
         }
     }
     for (_, w) in std::mem::take(&mut workers) {

@@ -325,20 +325,37 @@ fn secs(ms: u64) -> String {
     format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
 }
 
-/// The settle period `wait-stopped` decided on, and why (`0.5 s, the floor: …`).
+/// The settle period `wait-stopped` decided on, and why (`0.4 s: to 0.8 s
+/// after the last manifest move, …`): how long nothing may run from the
+/// moment nothing runs, then what decided it.
 pub fn settle(s: &Settle) -> String {
     let reaction = s.reaction_ms.map_or_else(String::new, |r| {
         format!("the kubelet's reaction here was {}", secs(r))
     });
     let period = secs(s.period_ms);
-    match s.by {
-        By::Measured => format!("{period}, {}x {reaction}", settle::FACTOR),
-        By::Floor => format!("{period}, the floor ({}x {reaction})", settle::FACTOR),
-        By::Ceiling => format!("{period}, the ceiling ({}x {reaction})", settle::FACTOR),
-        By::Unmeasured => format!(
+    let f = settle::FACTOR;
+    let floor = secs(settle::FLOOR_MS.min(s.period_ms));
+    match (s.by, s.quiet_ms) {
+        (By::Measured, Some(q)) => format!(
+            "{}: to {period} after the last manifest move ({f}x {reaction}), and at least {floor} with nothing running",
+            secs(q)
+        ),
+        (By::Floor, Some(q)) => format!(
+            "{}: the floor, {floor} with nothing running ({reaction}; {f}x that is less)",
+            secs(q)
+        ),
+        (By::Ceiling, Some(q)) => format!(
+            "{}: to {period} after the last manifest move, the ceiling ({f}x {reaction}), and at least {floor} with nothing running",
+            secs(q)
+        ),
+        // A journal written before the period was counted from the moves.
+        (By::Measured, None) => format!("{period}, {f}x {reaction}"),
+        (By::Floor, None) => format!("{period}, the floor ({f}x {reaction})"),
+        (By::Ceiling, None) => format!("{period}, the ceiling ({f}x {reaction})"),
+        (By::Unmeasured, _) => format!(
             "{period}, the ceiling: no manifest move of this session to measure the kubelet's reaction from"
         ),
-        By::Flag => format!("{period} (--settle)"),
+        (By::Flag, _) => format!("{period} (--settle)"),
     }
 }
 
@@ -348,7 +365,11 @@ pub fn settle_summary(s: &Settle) -> String {
     let period = secs(s.period_ms);
     match (s.by, s.reaction_ms) {
         (By::Measured | By::Floor | By::Ceiling, Some(r)) => format!(
-            "Settle period {period}, measured: the kubelet's reaction here was {}.",
+            "Settle period {period}{}, measured: the kubelet's reaction here was {}.",
+            s.quiet_ms.map_or_else(String::new, |q| format!(
+                " from the last manifest move and {} with nothing running",
+                secs(q)
+            )),
             secs(r)
         ),
         (By::Flag, _) => format!("Settle period {period} (--settle)."),
@@ -552,6 +573,34 @@ pub fn bump_words(b: &crate::restore::plan::bump::Bump, snapshot: i64) -> String
 
 #[cfg(test)]
 mod tests {
+    /// The settle line says how long nothing may run from now on, and what decided it; true in each case.
+    #[test]
+    fn the_settle_line_says_the_wait_left_and_why() {
+        use super::settle::{Rule, decide};
+        let rule = Rule::Measured { ceiling_ms: 3000 };
+        assert_eq!(
+            super::settle(&decide(rule, Some(450), Some(450))),
+            "0.5 s: to 0.9 s after the last manifest move (2x the kubelet's reaction here was 0.5 s), and at least 0.3 s with nothing running"
+        );
+        assert_eq!(
+            super::settle(&decide(rule, Some(60), Some(80))),
+            "0.3 s: the floor, 0.3 s with nothing running (the kubelet's reaction here was 0.1 s; 2x that is less)"
+        );
+        assert!(
+            super::settle(&decide(rule, Some(2000), Some(2900)))
+                .starts_with("0.3 s: to 3.0 s after the last manifest move, the ceiling")
+        );
+        assert_eq!(
+            super::settle(&decide(Rule::Fixed(3000), Some(10), Some(10))),
+            "3.0 s (--settle)"
+        );
+        assert!(super::settle(&decide(rule, None, None)).starts_with("3.0 s, the ceiling: no manifest move"));
+        assert_eq!(
+            super::settle_summary(&decide(rule, Some(450), Some(450))),
+            "Settle period 0.9 s from the last manifest move and 0.5 s with nothing running, measured: the kubelet's reaction here was 0.5 s."
+        );
+    }
+
     use super::*;
 
     /// Each holder is named as it is, and only the choices that can work on

@@ -1,17 +1,22 @@
 //! How long `wait-stopped` keeps waiting once nothing runs on etcd's data.
 //!
 //! A kubelet that decided to start a pod just before its manifest moved
-//! still starts it a moment later. The period starts once nothing runs on
-//! the data any more (every moved pod stopped: the kubelet has acted on
-//! every move), and by default it follows this node's kubelet as it reacted
-//! in this run: its latency from the last manifest moved out until the first
-//! poll that saw it act (a pod, container or process of the first look
-//! gone), times [`FACTOR`], at least [`FLOOR_MS`], at most the plan's
-//! ceiling (3 s, or kubelet's longer `fileCheckFrequency`). The pods' own
-//! stop time (etcd's graceful shutdown) is not part of the measure: it is
-//! already waited out before the period starts. `--settle` given explicitly
-//! is taken as it is. A pod that starts later still is caught by the watch
-//! that runs until `verify` is done, stopped, and the swap checked again.
+//! still starts it a moment later. By default the period follows this
+//! node's kubelet as it reacted in this run: its latency from the last
+//! manifest moved out until the first poll that saw it act (a pod,
+//! container or process of the first look gone), times [`FACTOR`], at least
+//! [`FLOOR_MS`], at most the plan's ceiling (3 s, or kubelet's longer
+//! `fileCheckFrequency`). The period is counted from the moves, as the
+//! kubelet's decisions are: a decision taken before the moves shows within
+//! its latency of them, however long the pods then take to stop (etcd's
+//! graceful shutdown is no part of the kubelet's latency). Whatever the
+//! period, nothing may run for at least [`FLOOR_MS`] once everything is gone;
+//! and once something started again while settling, the whole period is
+//! waited again from the moment nothing runs. Nothing measured (a resumed
+//! run, a rollback): the ceiling, from the moment nothing runs. `--settle`
+//! given explicitly is taken as it is, from the moment nothing runs. A pod
+//! that starts later still is caught by the watch that runs until `verify`
+//! is done, stopped, and the swap checked again.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +59,19 @@ pub struct Settle {
     pub period_ms: u64,
     /// What decided it.
     pub by: By,
+    /// How long nothing had to run from the moment nothing ran any more, in
+    /// milliseconds (the rest of a period counted from the moves, at least
+    /// the floor). `None` in a journal written before the period was
+    /// counted from the moves: the whole period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_ms: Option<u64>,
+}
+
+impl Settle {
+    /// How long nothing must run from the moment nothing runs, in milliseconds.
+    pub fn quiet_ms(&self) -> u64 {
+        self.quiet_ms.unwrap_or(self.period_ms)
+    }
 }
 
 /// The rule a plan fixes for the settle period.
@@ -68,14 +86,18 @@ pub enum Rule {
     },
 }
 
-/// The settle period under `rule` for a kubelet that took `reaction_ms`
-/// (`None`: not measured) from the manifests moving out to nothing running.
-pub fn decide(rule: Rule, reaction_ms: Option<u64>) -> Settle {
+/// The settle period under `rule` for a kubelet first seen acting
+/// `reaction_ms` after the last manifest moved out (`None`: not measured),
+/// when nothing runs any more `gone_ms` after the moves (`None`: not known,
+/// or something started again while settling: the whole period is waited
+/// from now).
+pub fn decide(rule: Rule, reaction_ms: Option<u64>, gone_ms: Option<u64>) -> Settle {
     match rule {
         Rule::Fixed(ms) => Settle {
             reaction_ms,
             period_ms: ms,
             by: By::Flag,
+            quiet_ms: Some(ms),
         },
         Rule::Measured { ceiling_ms } => {
             let floor = FLOOR_MS.min(ceiling_ms);
@@ -84,6 +106,7 @@ pub fn decide(rule: Rule, reaction_ms: Option<u64>) -> Settle {
                     reaction_ms,
                     period_ms: ceiling_ms,
                     by: By::Unmeasured,
+                    quiet_ms: Some(ceiling_ms),
                 };
             };
             let want = r.saturating_mul(u64::from(FACTOR));
@@ -94,10 +117,12 @@ pub fn decide(rule: Rule, reaction_ms: Option<u64>) -> Settle {
             } else {
                 (want, By::Measured)
             };
+            let quiet_ms = gone_ms.map_or(period_ms, |g| period_ms.saturating_sub(g).max(floor));
             Settle {
                 reaction_ms,
                 period_ms,
                 by,
+                quiet_ms: Some(quiet_ms),
             }
         }
     }
@@ -108,7 +133,12 @@ mod tests {
     use super::*;
 
     fn period(rule: Rule, r: Option<u64>) -> (u64, By) {
-        let s = decide(rule, r);
+        let s = decide(rule, r, None);
+        assert_eq!(
+            s.quiet_ms(),
+            s.period_ms,
+            "nothing known of the moves: the whole period"
+        );
         (s.period_ms, s.by)
     }
 
@@ -125,7 +155,27 @@ mod tests {
         assert_eq!(period(rule, Some(u64::MAX)), (3000, By::Ceiling));
     }
 
-    /// Nothing measured: the ceiling, never the floor.
+    /// The period is counted from the moves: what is left of it once nothing
+    /// runs, never less than the floor.
+    #[test]
+    fn the_period_counts_from_the_moves_with_the_floor_after_the_last_stop() {
+        let rule = Rule::Measured { ceiling_ms: 3000 };
+        let quiet = |r, g| decide(rule, Some(r), Some(g)).quiet_ms();
+        // A kubelet that acted after 450 ms and stopped everything at once.
+        assert_eq!(quiet(450, 450), 450);
+        // Pods that took long to stop after the kubelet's first action: the floor.
+        assert_eq!(quiet(200, 2000), 300);
+        assert_eq!(quiet(450, 900), 300);
+        // Quick first action, slow last stop: the rest of the period.
+        assert_eq!(quiet(400, 100), 700);
+        // The ceiling is counted from the moves too.
+        assert_eq!(quiet(5000, 2500), 500);
+        assert_eq!(decide(rule, Some(450), Some(450)).period_ms, 900);
+        // Something started again while settling: the whole period from now.
+        assert_eq!(decide(rule, Some(450), None).quiet_ms(), 900);
+    }
+
+    /// Nothing measured: the ceiling, never the floor, from the moment nothing runs.
     #[test]
     fn unmeasured_takes_the_ceiling() {
         assert_eq!(
@@ -135,6 +185,10 @@ mod tests {
         assert_eq!(
             period(Rule::Measured { ceiling_ms: 20_000 }, None),
             (20_000, By::Unmeasured)
+        );
+        assert_eq!(
+            decide(Rule::Measured { ceiling_ms: 3000 }, None, Some(2500)).quiet_ms(),
+            3000
         );
     }
 
@@ -147,12 +201,13 @@ mod tests {
         assert_eq!(period(rule, Some(30_000)), (20_000, By::Ceiling));
     }
 
-    /// `--settle` given: taken as it is, the reaction only recorded.
+    /// `--settle` given: taken as it is, from the moment nothing runs; the reaction only recorded.
     #[test]
     fn the_flag_overrides_the_measure() {
         assert_eq!(period(Rule::Fixed(3000), Some(100)), (3000, By::Flag));
         assert_eq!(period(Rule::Fixed(0), Some(5000)), (0, By::Flag));
-        assert_eq!(decide(Rule::Fixed(500), Some(42)).reaction_ms, Some(42));
+        assert_eq!(decide(Rule::Fixed(500), Some(42), None).reaction_ms, Some(42));
+        assert_eq!(decide(Rule::Fixed(3000), Some(100), Some(2900)).quiet_ms(), 3000);
     }
 
     /// A ceiling below the floor (never planned, but possible in a hand-edited journal) wins.
@@ -162,5 +217,16 @@ mod tests {
             period(Rule::Measured { ceiling_ms: 200 }, Some(50)),
             (200, By::Floor)
         );
+        assert_eq!(
+            decide(Rule::Measured { ceiling_ms: 200 }, Some(50), Some(190)).quiet_ms(),
+            200
+        );
+    }
+
+    /// A journal written before the period was counted from the moves: the whole period.
+    #[test]
+    fn an_older_record_waits_the_whole_period() {
+        let s: Settle = serde_json::from_str(r#"{"reactionMs":400,"periodMs":800,"by":"measured"}"#).unwrap();
+        assert_eq!(s.quiet_ms(), 800);
     }
 }

@@ -145,7 +145,8 @@ impl Runner<'_> {
     /// `wait-stopped`, the kubelet's reaction is measured from the last
     /// manifest moved out (its `done` record) until the first poll that saw
     /// it act on the moves (a pod, container or process seen at the first
-    /// look gone, or nothing left at all).
+    /// look gone, or nothing left at all); the period is counted from the
+    /// moves, with at least the floor once nothing runs.
     pub(super) fn wait_stopped(&mut self, step: Step) -> Result<Settle> {
         let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
         let rule = self.plan.settle_rule();
@@ -167,6 +168,7 @@ impl Runner<'_> {
         // acting on the moves (one of those gone): its reaction.
         let mut first: Option<Running> = None;
         let mut acted: Option<u64> = None;
+        let mut again = false;
         loop {
             let still = self.running()?;
             if acted.is_none() {
@@ -181,11 +183,14 @@ impl Runner<'_> {
                 let (since, decided) = if let Some(q) = quiet {
                     q
                 } else {
-                    let decided = settle::decide(rule, acted.or_else(since_moved));
+                    // Counted from the moves, unless something came back
+                    // while settling: then the whole period from now.
+                    let gone = if again { None } else { since_moved() };
+                    let decided = settle::decide(rule, acted.or_else(since_moved), gone);
                     self.say(&render::settling(&decided));
                     *quiet.insert((Instant::now(), decided))
                 };
-                let period = Duration::from_millis(decided.period_ms);
+                let period = Duration::from_millis(decided.quiet_ms());
                 if since.elapsed() >= period {
                     self.say(&format!(
                         "no control-plane pod sandbox left, no process holds the data dir, for {period:.1?}"
@@ -193,10 +198,11 @@ impl Runner<'_> {
                     return Ok(decided);
                 }
                 last.clear();
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(50).min(period.saturating_sub(since.elapsed())));
                 continue;
             }
             if quiet.take().is_some() {
+                again = true;
                 self.say("something started again while settling; waiting again");
             }
             let left = limit.saturating_sub(start.elapsed());

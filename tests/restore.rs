@@ -744,7 +744,14 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
     let out = restore(
         d.root(0),
         &snap,
-        &["--yes", "--wait-timeout", "2s", "--force-stop"],
+        &[
+            "--yes",
+            "--wait-timeout",
+            "2s",
+            "--force-stop",
+            "--settle",
+            "auto",
+        ],
         &[],
     );
     assert!(out.status.success(), "{:?}", text(&out));
@@ -754,6 +761,18 @@ fn stuck_pod_times_out_then_force_stop_goes_on() {
         text(&out).0
     );
     assert_restored(&d, &snap);
+    // Pods this run stopped itself time nothing of the kubelet: the whole
+    // ceiling once nothing runs, not a period counted from the moves.
+    let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+    let settle = recs
+        .iter()
+        .find_map(|r| r.data.settle)
+        .expect("wait-stopped journals its settle period");
+    assert_eq!(
+        (settle.by, settle.period_ms, settle.quiet_ms()),
+        (etcd_rescue::restore::settle::By::Unmeasured, 3000, 3000),
+        "{settle:?}"
+    );
     // A force-stop is journaled beside the wait-stopped baseline: the rollback
     // still finds the baseline, checks the set-aside dir and puts it back. On
     // the line prompt, since the scheduler still ignores SIGTERM: `s` stops it
@@ -1784,6 +1803,45 @@ fn a_pod_later_than_the_measured_settle_is_caught_by_the_watch() {
             "an etcd container started at {t}, between wait-stopped ({settled}) and etcd.yaml moved back ({etcd_back}; swapped {swapped})"
         );
     }
+}
+
+/// A run killed once the manifests moved and resumed measures nothing of the
+/// kubelet (the moves were the killed session's, and the time since them
+/// holds the crash): it settles the whole ceiling once nothing runs, and
+/// says so.
+#[test]
+fn a_run_resumed_after_the_moves_settles_the_whole_ceiling() {
+    use etcd_rescue::restore::journal::Kind;
+    use etcd_rescue::restore::settle::By;
+    let d = Drill::start(&["--keys", "20"]);
+    let snap = d.state.snapshot.clone().unwrap();
+    let root = d.dir.display().to_string();
+    let settle_of_last_run = || {
+        let (_, recs) = journal::read(&d.last_run(0).join("journal.jsonl")).unwrap();
+        recs.iter()
+            .find_map(|r| r.data.settle)
+            .expect("wait-stopped journals its settle period")
+    };
+    let at = record_of_a_full_run(&d, StageId::StopEtcd, Kind::StageDone);
+    let killed = restore(
+        d.root(0),
+        &snap,
+        &["--yes", "--settle", "auto"],
+        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+    std::thread::sleep(Duration::from_secs(1));
+    let out = tool(&["resume", "--root", &root, "--yes"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_restored(&d, &snap);
+    let settle = settle_of_last_run();
+    assert_eq!(
+        (settle.by, settle.period_ms, settle.quiet_ms()),
+        (By::Unmeasured, 3000, 3000),
+        "{settle:?}"
+    );
+    assert!(stdout.contains("no manifest move of this session"), "{stdout}");
 }
 
 /// A state dir inside the data dir (swapped away with it) or a WAL dir

@@ -88,7 +88,7 @@ pub struct RestoreArgs {
     /// Stop pods through CRI when they outlive --wait-timeout.
     #[arg(long)]
     pub force_stop: bool,
-    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved). `auto`: twice the kubelet's reaction measured in the run (from the last manifest moved out until it is first seen acting), at least 0.3 s, at most 3 s (or kubelet's longer fileCheckFrequency), counted from the moves, and at least 0.3 s once nothing runs. A duration: that long once nothing runs.
+    /// How long no control-plane pod or process may run on etcd's data before it is swapped (a kubelet can start a pod it decided on just before its manifest moved). `auto`: twice the kubelet's reaction measured in the run (from the last manifest moved out until it is first seen acting), at least 0.3 s, at most 3 s (or kubelet's longer fileCheckFrequency), counted from the moves (the ceiling from the moment nothing runs), and at least 0.3 s once nothing runs. A duration: that long once nothing runs.
     #[arg(long, value_parser = parse_settle, default_value = "auto", value_name = "DURATION|auto")]
     pub settle: Settle,
     /// Override a refusal that says --force is possible.

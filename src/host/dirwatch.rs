@@ -54,22 +54,39 @@ impl DirWatch {
         std::thread::Builder::new()
             .name("dirwatch".into())
             .spawn(move || {
+                // Returning drops `tx`: the watcher's next `changed` is an error.
                 while !stop.load(Ordering::SeqCst) {
                     let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
                     match poll(&mut fds, PollTimeout::from(TICK_MS)) {
                         Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                        Ok(_) => {}
-                        Err(_) => return,
+                        Ok(_) if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) => {}
+                        Ok(_) | Err(_) => return,
                     }
                     let mut any = false;
+                    let mut ended = false;
                     loop {
                         match ino.read_events() {
-                            Ok(ev) => any |= !ev.is_empty(),
+                            Ok(ev) => {
+                                any |= !ev.is_empty();
+                                // The directory itself removed or moved away:
+                                // this watch sees nothing of what replaces it.
+                                ended |= ev.iter().any(|e| {
+                                    e.mask.intersects(
+                                        AddWatchFlags::IN_IGNORED
+                                            | AddWatchFlags::IN_DELETE_SELF
+                                            | AddWatchFlags::IN_MOVE_SELF,
+                                    )
+                                });
+                            }
                             Err(nix::errno::Errno::EAGAIN) => break,
+                            Err(nix::errno::Errno::EINTR) => {}
                             Err(_) => return,
                         }
                     }
                     if any && matches!(tx.try_send(()), Err(mpsc::error::TrySendError::Closed(()))) {
+                        return;
+                    }
+                    if ended {
                         return;
                     }
                 }
@@ -80,7 +97,8 @@ impl DirWatch {
 
     /// Returns once something changed in the directory since the last call
     /// (every change before it is taken at once); an error once the watch
-    /// ended (the directory gone, the descriptor failing).
+    /// ended (the directory removed or moved away, the descriptor failing):
+    /// the caller reads the directory on its own from then on.
     pub async fn changed(&mut self) -> Result<()> {
         self.rx.recv().await.context("the directory watch ended")
     }
@@ -126,6 +144,39 @@ mod tests {
             );
             let quiet = tokio::time::timeout(Duration::from_millis(300), w.changed()).await;
             assert!(quiet.is_err(), "a read changes nothing");
+        });
+    }
+
+    /// The directory moved away, then removed: each wakes the watcher once,
+    /// then the watch says it ended instead of never waking again.
+    #[test]
+    fn the_directory_moved_away_ends_the_watch() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tmp = tempfile::tempdir().unwrap();
+            for gone in ["moved", "removed"] {
+                let dir = tmp.path().join(gone);
+                std::fs::create_dir(&dir).unwrap();
+                let mut w = DirWatch::new(&dir).unwrap();
+                if gone == "moved" {
+                    std::fs::rename(&dir, tmp.path().join("elsewhere")).unwrap();
+                    std::fs::create_dir(&dir).unwrap();
+                } else {
+                    std::fs::remove_dir(&dir).unwrap();
+                }
+                let mut woke = 0;
+                let ended = tokio::time::timeout(Duration::from_secs(5), async {
+                    while w.changed().await.is_ok() {
+                        woke += 1;
+                    }
+                })
+                .await;
+                assert!(ended.is_ok(), "{gone}: the watch ended");
+                assert!(woke <= 1, "{gone}: woke {woke} times");
+            }
         });
     }
 

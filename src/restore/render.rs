@@ -344,14 +344,10 @@ pub fn settle(s: &Settle) -> String {
             "{}: the floor, {floor} with nothing running ({reaction}; {f}x that is less)",
             secs(q)
         ),
-        (By::Ceiling, Some(q)) => format!(
-            "{}: to {period} after the last manifest move, the ceiling ({f}x {reaction}), and at least {floor} with nothing running",
-            secs(q)
-        ),
-        // A journal written before the period was counted from the moves.
+        // The whole period from the moment nothing runs.
         (By::Measured, None) => format!("{period}, {f}x {reaction}"),
         (By::Floor, None) => format!("{period}, the floor ({f}x {reaction})"),
-        (By::Ceiling, None) => format!("{period}, the ceiling ({f}x {reaction})"),
+        (By::Ceiling, _) => format!("{period}, the ceiling ({f}x {reaction})"),
         (By::Unmeasured, _) => format!(
             "{period}, the ceiling: no manifest move of this session to measure the kubelet's reaction from"
         ),
@@ -586,9 +582,14 @@ mod tests {
             super::settle(&decide(rule, Some(60), Some(80))),
             "0.3 s: the floor, 0.3 s with nothing running (the kubelet's reaction here was 0.1 s; 2x that is less)"
         );
-        assert!(
-            super::settle(&decide(rule, Some(2000), Some(2900)))
-                .starts_with("0.3 s: to 3.0 s after the last manifest move, the ceiling")
+        assert_eq!(
+            super::settle(&decide(rule, Some(2000), Some(2900))),
+            "3.0 s, the ceiling (2x the kubelet's reaction here was 2.0 s)"
+        );
+        // Something started again while settling: the whole period, said as such.
+        assert_eq!(
+            super::settle(&decide(rule, Some(450), None)),
+            "0.9 s, 2x the kubelet's reaction here was 0.5 s"
         );
         assert_eq!(
             super::settle(&decide(Rule::Fixed(3000), Some(10), Some(10))),

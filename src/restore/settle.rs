@@ -10,10 +10,12 @@
 //! kubelet's decisions are: a decision taken before the moves shows within
 //! its latency of them, however long the pods then take to stop (etcd's
 //! graceful shutdown is no part of the kubelet's latency). Whatever the
-//! period, nothing may run for at least [`FLOOR_MS`] once everything is gone;
-//! and once something started again while settling, the whole period is
-//! waited again from the moment nothing runs. Nothing measured (a resumed
-//! run, a rollback): the ceiling, from the moment nothing runs. `--settle`
+//! period, nothing may run for at least [`FLOOR_MS`] once everything is gone.
+//! The whole period is waited from the moment nothing runs when something
+//! started again while settling, when the ceiling holds (a kubelet that slow
+//! is not timed), and, as the ceiling, when nothing was measured (a run
+//! resumed after the moves, a rollback, pods this run stopped itself with
+//! `--force-stop` or SIGTERM). `--settle`
 //! given explicitly is taken as it is, from the moment nothing runs. A pod
 //! that starts later still is caught by the watch that runs until `verify`
 //! is done, stopped, and the swap checked again.
@@ -60,9 +62,10 @@ pub struct Settle {
     /// What decided it.
     pub by: By,
     /// How long nothing had to run from the moment nothing ran any more, in
-    /// milliseconds (the rest of a period counted from the moves, at least
-    /// the floor). `None` in a journal written before the period was
-    /// counted from the moves: the whole period.
+    /// milliseconds, when the period was counted from the moves (what was
+    /// left of it, at least the floor). `None`: the whole period from the
+    /// moment nothing ran (the ceiling, a restart while settling, a journal
+    /// written before the period was counted from the moves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_ms: Option<u64>,
 }
@@ -97,7 +100,7 @@ pub fn decide(rule: Rule, reaction_ms: Option<u64>, gone_ms: Option<u64>) -> Set
             reaction_ms,
             period_ms: ms,
             by: By::Flag,
-            quiet_ms: Some(ms),
+            quiet_ms: None,
         },
         Rule::Measured { ceiling_ms } => {
             let floor = FLOOR_MS.min(ceiling_ms);
@@ -106,7 +109,7 @@ pub fn decide(rule: Rule, reaction_ms: Option<u64>, gone_ms: Option<u64>) -> Set
                     reaction_ms,
                     period_ms: ceiling_ms,
                     by: By::Unmeasured,
-                    quiet_ms: Some(ceiling_ms),
+                    quiet_ms: None,
                 };
             };
             let want = r.saturating_mul(u64::from(FACTOR));
@@ -117,12 +120,17 @@ pub fn decide(rule: Rule, reaction_ms: Option<u64>, gone_ms: Option<u64>) -> Set
             } else {
                 (want, By::Measured)
             };
-            let quiet_ms = gone_ms.map_or(period_ms, |g| period_ms.saturating_sub(g).max(floor));
+            // A kubelet slower than the ceiling allows is not timed: the
+            // whole ceiling from the moment nothing runs.
+            let quiet_ms = match (gone_ms, by) {
+                (Some(g), By::Measured | By::Floor) => Some(period_ms.saturating_sub(g).max(floor)),
+                _ => None,
+            };
             Settle {
                 reaction_ms,
                 period_ms,
                 by,
-                quiet_ms: Some(quiet_ms),
+                quiet_ms,
             }
         }
     }
@@ -168,8 +176,10 @@ mod tests {
         assert_eq!(quiet(450, 900), 300);
         // Quick first action, slow last stop: the rest of the period.
         assert_eq!(quiet(400, 100), 700);
-        // The ceiling is counted from the moves too.
-        assert_eq!(quiet(5000, 2500), 500);
+        // The ceiling is not counted from the moves: a kubelet that slow is not timed.
+        assert_eq!(quiet(5000, 2500), 3000);
+        assert_eq!(quiet(1600, 2000), 3000);
+        assert_eq!(decide(rule, Some(5000), Some(2500)).quiet_ms, None);
         assert_eq!(decide(rule, Some(450), Some(450)).period_ms, 900);
         // Something started again while settling: the whole period from now.
         assert_eq!(decide(rule, Some(450), None).quiet_ms(), 900);

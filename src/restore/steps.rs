@@ -18,7 +18,7 @@ pub fn settle_rule(p: &Plan) -> String {
     let secs = |ms: u64| Duration::from_millis(ms).as_secs_f64();
     match p.settle_rule() {
         Rule::Measured { ceiling_ms } => format!(
-            "measured: {}x the kubelet's reaction (from the last manifest moved out until it is first seen acting), at least {:.1} s, at most {:.1} s{}, counted from the moves and at least the floor once nothing runs",
+            "measured: {}x the kubelet's reaction (from the last manifest moved out until it is first seen acting), at least {:.1} s, at most {:.1} s{}, counted from the moves (the ceiling from the moment nothing runs) and at least the floor once nothing runs",
             settle::FACTOR,
             secs(settle::FLOOR_MS.min(ceiling_ms)),
             secs(ceiling_ms),

@@ -106,10 +106,13 @@ impl Runner<'_> {
     }
 
     /// When the last manifest of the run moved out of the manifests dir
-    /// (the newest `done` move of stop-control-plane or stop-etcd).
+    /// (the newest `done` move of stop-control-plane or stop-etcd), if this
+    /// session moved it: a move journaled by an earlier session (a run
+    /// resumed after the moves) measures nothing of the kubelet.
     fn manifests_moved_out_at(&self) -> Option<std::time::SystemTime> {
         self.journal
             .records
+            .get(self.opened_at..)?
             .iter()
             .rev()
             .find(|r| {
@@ -150,16 +153,18 @@ impl Runner<'_> {
     pub(super) fn wait_stopped(&mut self, step: Step) -> Result<Settle> {
         let limit = Duration::from_secs(self.plan.wait_timeout_secs.max(1));
         let rule = self.plan.settle_rule();
-        let moved_out = (step == Step::Stage(StageId::WaitStopped))
-            .then(|| self.manifests_moved_out_at())
-            .flatten();
-        let since_moved = || {
-            moved_out.and_then(|at| {
-                let r = std::time::SystemTime::now().duration_since(at).ok()?;
-                u64::try_from(r.as_millis()).ok()
-            })
-        };
         let began = Instant::now();
+        // The time since the moves: the wall clock read once against the
+        // journal's record, then the monotonic clock, so a clock step while
+        // waiting changes nothing.
+        let moved_ms = (step == Step::Stage(StageId::WaitStopped))
+            .then(|| self.manifests_moved_out_at())
+            .flatten()
+            .and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
+            .and_then(|r| u64::try_from(r.as_millis()).ok());
+        let since_moved = || {
+            moved_ms.map(|m| m.saturating_add(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)))
+        };
         let mut start = began;
         let mut quiet: Option<(Instant, Settle)> = None;
         let mut last: Running = Vec::new();
@@ -168,7 +173,11 @@ impl Runner<'_> {
         // acting on the moves (one of those gone): its reaction.
         let mut first: Option<Running> = None;
         let mut acted: Option<u64> = None;
+        // Something started again while settling, or was stopped by this
+        // run (--force-stop, SIGTERM): the whole period from the moment
+        // nothing runs; after a stop by this run, nothing measured either.
         let mut again = false;
+        let mut intervened = false;
         loop {
             let still = self.running()?;
             if acted.is_none() {
@@ -185,8 +194,13 @@ impl Runner<'_> {
                 } else {
                     // Counted from the moves, unless something came back
                     // while settling: then the whole period from now.
-                    let gone = if again { None } else { since_moved() };
-                    let decided = settle::decide(rule, acted.or_else(since_moved), gone);
+                    let gone = if again || intervened { None } else { since_moved() };
+                    let reaction = if intervened {
+                        None
+                    } else {
+                        acted.or_else(since_moved)
+                    };
+                    let decided = settle::decide(rule, reaction, gone);
                     self.say(&render::settling(&decided));
                     *quiet.insert((Instant::now(), decided))
                 };
@@ -228,9 +242,11 @@ impl Runner<'_> {
                     WaitChoice::KeepWaiting => {}
                     WaitChoice::ForceStop if still.iter().any(Holder::by_cri) => {
                         self.force_stop(step, &still)?;
+                        intervened = true;
                     }
                     WaitChoice::Terminate if still.iter().any(|h| !h.by_cri()) => {
                         self.terminate(step, &still)?;
+                        intervened = true;
                     }
                     WaitChoice::ForceStop | WaitChoice::Terminate => {
                         self.say("that choice cannot work on what still runs; nothing was done");

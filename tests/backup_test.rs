@@ -150,7 +150,7 @@ fn a_good_backup_passes_and_is_recorded() {
     assert_eq!(r["served"]["revision"].as_i64(), Some(rev), "{r}");
     assert_eq!(r["served"]["keys"], 51, "{r}");
     assert_eq!(r["served"]["secretsDecrypted"], 1, "{r}");
-    assert_eq!(r["recorded"], true, "{r}");
+    assert_eq!(r["recorded"], "sidecar", "{r}");
     assert!(
         r["tested"]["etcdVersion"].as_str().unwrap().starts_with("3.5."),
         "{r}"
@@ -423,19 +423,24 @@ fn pid_with(needle: &str) -> Option<i32> {
 /// Starts `backup test SNAP` with the sandbox in `tmp` and waits (at most
 /// 60 s) until its etcd runs: that etcd's PID, and the run.
 fn sandbox_etcd(snap: &Path, tmp: &Path) -> (i32, crate::support::Reaped) {
-    let mut child = crate::support::Reaped(
-        bin()
-            .args(["backup", "test", snap.to_str().unwrap()])
-            .env(
-                "PATH",
-                format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
-            )
-            .env("TMPDIR", tmp)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    sandbox_etcd_of(&["backup", "test", snap.to_str().unwrap()], &[], tmp)
+}
+
+/// [`sandbox_etcd`] for the command `args` with `env` added (its stdout piped).
+fn sandbox_etcd_of(args: &[&str], env: &[(&str, String)], tmp: &Path) -> (i32, crate::support::Reaped) {
+    let mut c = bin();
+    c.args(args)
+        .env(
+            "PATH",
+            format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
+        )
+        .env("TMPDIR", tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = crate::support::Reaped(c.spawn().unwrap());
     let start = std::time::Instant::now();
     loop {
         let sandbox = crate::support::listing(tmp).into_iter().next();
@@ -539,8 +544,9 @@ fn the_closest_etcd_release_serves_the_backup() {
 
 /// A copy in a bucket (`backup test s3://…`): downloaded into the sandbox,
 /// checked against its sidecar, served and checked like a local one; the
-/// bucket's copy and sidecar are unchanged (the result is not written into
-/// a bucket).
+/// result goes into the copy's sidecar in the bucket, nothing else there
+/// changes, and `backup list --remote` shows it tested. A sidecar another
+/// run rewrote while the copy was tested is not written over.
 #[test]
 fn a_copy_in_a_bucket_is_tested() {
     use crate::support::s3::S3;
@@ -587,11 +593,33 @@ fn a_copy_in_a_bucket_is_tested() {
     assert_eq!(t["tested"]["outcome"]["result"], "ok", "{t}");
     assert_eq!(t["backup"], url.as_str(), "{t}");
     assert_eq!(t["served"]["revision"].as_i64(), Some(etcd.revision()), "{t}");
-    assert_eq!(t["recorded"], false, "{t}");
+    assert_eq!(t["recorded"], "bucket-sidecar", "{t}");
     assert!(gone(t["etcdPid"].as_i64().unwrap()), "{t}");
-    assert_eq!(s3.keys(), keys_before, "the bucket is as it was");
+    assert_eq!(s3.keys(), keys_before, "no object added or removed");
+    let side_key = format!("{}.json", url.strip_prefix(&format!("s3://{}/", s3.bucket)).unwrap());
+    let mut side: Value = serde_json::from_str(&s3.get(&side_key)).unwrap();
+    assert_eq!(side["tested"], t["tested"], "the result is in the bucket's sidecar");
+    let local = sidecar(&dir.join(side["file"].as_str().unwrap()));
+    side.as_object_mut().unwrap().remove("tested");
+    assert_eq!(side, local, "nothing else in the bucket's sidecar changed");
+    let out = with_s3(&["backup", "list", "--remote", &prefix, "-w", "json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.to_string().contains(r#""tested":"ok""#), "{listed}");
     assert!(
         std::fs::read_dir(&tmp).unwrap().next().is_none(),
         "the sandbox and the download are gone"
     );
+    // The sidecar rewritten by another run while the copy is tested: not written over.
+    let (_, mut run) = sandbox_etcd_of(&["backup", "test", &url, "-w", "json"], &env, &tmp);
+    s3.touch(&side_key);
+    let theirs = s3.get(&side_key);
+    let status = run.wait_bounded(Duration::from_secs(300));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut run.0.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(0), "{stdout}");
+    let t: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(t["tested"]["outcome"]["result"], "ok", "{t}");
+    assert_eq!(t["recorded"], "changed", "{t}");
+    assert_eq!(s3.get(&side_key), theirs, "the other run's sidecar is as it wrote it");
 }

@@ -230,6 +230,20 @@ fn record_of_a_full_run(d: &Drill, step: StageId, kind: journal::Kind) -> usize 
         + 1
 }
 
+/// A restore with `--settle auto` killed (SIGKILL) right after the record
+/// `step` `kind` (where a full run journals it).
+fn killed_after(d: &Drill, step: StageId, kind: journal::Kind) {
+    let snap = d.state.snapshot.clone().unwrap();
+    let at = record_of_a_full_run(d, step, kind);
+    let killed = restore(
+        d.root(0),
+        &snap,
+        &["--yes", "--settle", "auto"],
+        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
+    );
+    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+}
+
 /// Kills a restore at `point`, then checks that `resume` completes it and,
 /// on a second kill at the same point, that `rollback` returns the node.
 fn crash_then_resume_and_rollback(d: &Drill, snap: &Path, point: &str) {
@@ -1707,14 +1721,7 @@ fn a_pod_later_than_the_measured_settle_is_caught_by_the_watch() {
     let d = Drill::start(&["--keys", "50", "--kubelet-start-delay", "2500ms"]);
     let snap = d.state.snapshot.clone().unwrap();
     let root = d.dir.display().to_string();
-    let at = record_of_a_full_run(&d, StageId::SetOwnership, Kind::StageDone);
-    let killed = restore(
-        d.root(0),
-        &snap,
-        &["--yes", "--settle", "auto"],
-        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
-    );
-    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+    killed_after(&d, StageId::SetOwnership, Kind::StageDone);
     let log = d.root(0).join("var/log/drill-kubelet.log");
     let kubelet_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let decided = || {
@@ -1822,14 +1829,7 @@ fn a_run_resumed_after_the_moves_settles_the_whole_ceiling() {
             .find_map(|r| r.data.settle)
             .expect("wait-stopped journals its settle period")
     };
-    let at = record_of_a_full_run(&d, StageId::StopEtcd, Kind::StageDone);
-    let killed = restore(
-        d.root(0),
-        &snap,
-        &["--yes", "--settle", "auto"],
-        &[("ETCD_RESCUE_CRASH_AT", &format!("record:{at}"))],
-    );
-    assert_eq!(killed.status.signal(), Some(9), "{:?}", text(&killed));
+    killed_after(&d, StageId::StopEtcd, Kind::StageDone);
     std::thread::sleep(Duration::from_secs(1));
     let out = tool(&["resume", "--root", &root, "--yes"], &[]);
     let (stdout, stderr) = text(&out);

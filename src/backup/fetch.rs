@@ -57,6 +57,8 @@ pub enum Step {
         size: u64,
         /// The copy's sha256 matched its sidecar (`false`: there was no sidecar).
         matched_sidecar: bool,
+        /// The sidecar's ETag as it was read, when the store gave one.
+        sidecar_etag: Option<String>,
     },
     /// Decrypted.
     Decrypted {
@@ -409,7 +411,11 @@ async fn download(
         bucket: r.url.bucket.clone(),
         key: format!("{}.json", r.url.key),
     };
-    let sidecar = match bucket.get(&side_url).await? {
+    let (sidecar_bytes, sidecar_etag) = match bucket.get_tagged(&side_url).await? {
+        Some((b, tag)) => (Some(b), tag),
+        None => (None, None),
+    };
+    let sidecar = match sidecar_bytes {
         None => None,
         Some(b) => Some(
             super::parse_sidecar(&String::from_utf8_lossy(&b), &name).ok_or_else(|| {
@@ -477,6 +483,7 @@ async fn download(
             to: to.clone(),
             size: w.size,
             matched_sidecar: sidecar.is_some(),
+            sidecar_etag,
         });
         to
     };

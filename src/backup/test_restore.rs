@@ -17,7 +17,9 @@
 //! The node's etcd, its ports and the backup itself are never touched; the
 //! one write outside the sandbox is the `tested` field of the backup's own
 //! sidecar (this tool's sidecar only), written atomically under the backup
-//! dir's lock. The etcd is stopped by its PID (SIGTERM, then SIGKILL) and
+//! dir's lock; for a copy in a bucket, its sidecar there, rewritten only
+//! over the sidecar as downloaded (`If-Match` its ETag) and only while the
+//! copy is there. The etcd is stopped by its PID (SIGTERM, then SIGKILL) and
 //! the sandbox removed on every way out: success, failure, an error, and
 //! SIGTERM, SIGINT or SIGHUP while the CLI's signal guard lives.
 
@@ -179,7 +181,22 @@ pub struct Options {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Served {
-    /// The sandbox member's name.
+    /// Where a test's result was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recorded {
+    /// Into the backup's sidecar on this machine.
+    Sidecar,
+    /// Into the copy's sidecar in the bucket (over the sidecar as read).
+    BucketSidecar,
+    /// Nowhere: the backup has no sidecar of this tool.
+    NoSidecar,
+    /// Nowhere: the bucket's sidecar changed or went while the copy was
+    /// tested (another test, or retention deleting the copy).
+    Changed,
+}
+
+/// The sandbox member's name.
     pub member: String,
     /// The revision served.
     pub revision: i64,
@@ -201,8 +218,8 @@ pub struct Report {
     pub backup: String,
     /// The result, as recorded.
     pub tested: Tested,
-    /// Whether `tested` was written into the backup's sidecar.
-    pub recorded: bool,
+    /// Where `tested` was written.
+    pub recorded: Recorded,
     /// The etcd binary that served it.
     pub etcd: PathBuf,
     /// The node bundle beside the backup whose encryption config opened
@@ -223,7 +240,7 @@ pub const MEMBER: &str = "backup-test";
 
 /// Tests a backup (see the module doc). `Err`: it could not be tested (no
 /// backup, no etcd binary, no key, no room), and nothing is recorded;
-/// `Ok` holds the outcome, recorded in the sidecar when there is one.
+/// `Ok` holds the outcome, recorded in the sidecar when there is one (a copy in a bucket: its sidecar there).
 pub fn test(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
     let began = Instant::now();
     let at = SystemTime::now();
@@ -284,6 +301,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Report
             ..Served::default()
         },
         server: None,
+        sidecar_etag: None,
     };
     let outcome = run.go(
         opts,
@@ -315,9 +333,16 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Report
         keys: served_any.then_some(run.served.keys),
         etcd_version: etcd.version.clone(),
     };
-    let recorded = match (&local, &sidecar) {
-        (Some(p), Some(_)) => record(p, &tested)?,
-        _ => false,
+    let recorded = match (&src, &local, &sidecar) {
+        (_, Some(p), Some(_)) => {
+            if record(p, &tested)? {
+                Recorded::Sidecar
+            } else {
+                Recorded::NoSidecar
+            }
+        }
+        (Source::Remote(r), None, _) => super::remote::record_tested(r, run.sidecar_etag.as_deref(), &tested)?,
+        _ => Recorded::NoSidecar,
     };
     Ok(Report {
         backup: shown,
@@ -385,6 +410,8 @@ fn make_sandbox(opts: &Options, local: Option<&Path>, sidecar: Option<&Sidecar>)
 struct Run {
     served: Served,
     server: Option<Server>,
+    /// A bucket copy's sidecar's ETag as it was downloaded.
+    sidecar_etag: Option<String>,
 }
 
 /// A check that failed ends the test with its cause; an error ends it unrecorded.
@@ -411,6 +438,10 @@ impl Run {
             state_dir: sandbox.to_path_buf(),
         };
         let ready = fetch::for_restore(src, opts.identity.as_deref(), &to, progress)?;
+        self.sidecar_etag = ready.steps.iter().find_map(|s| match s {
+            fetch::Step::Downloaded { sidecar_etag, .. } => sidecar_etag.clone(),
+            _ => None,
+        });
         match self.serve(opts, &ready.path, sidecar, etcd, sandbox)? {
             Ok(()) => Ok(Outcome::Ok),
             Err(cause) => Ok(Outcome::Failed { cause }),

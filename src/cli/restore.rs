@@ -641,6 +641,7 @@ fn ready(cli: &Cli, a: &RestoreArgs, given: &Path) -> Result<fetch::Prepared> {
                 to,
                 size,
                 matched_sidecar,
+                ..
             } => writeln!(
                 e,
                 "downloaded {from} to {} ({}{})",

@@ -109,14 +109,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn on_a_runtime(f: impl std::future::Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f);
+    }
+
     /// A rename out of the directory and a new file both wake the watcher; a read does not.
     #[test]
     fn a_move_out_and_a_new_file_wake_it() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        on_a_runtime(async {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().join("manifests");
             std::fs::create_dir(&dir).unwrap();
@@ -151,11 +155,7 @@ mod tests {
     /// then the watch says it ended instead of never waking again.
     #[test]
     fn the_directory_moved_away_ends_the_watch() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        on_a_runtime(async {
             let tmp = tempfile::tempdir().unwrap();
             for gone in ["moved", "removed"] {
                 let dir = tmp.path().join(gone);
@@ -183,11 +183,7 @@ mod tests {
     /// A directory that is not there is an error, not a watch that never wakes.
     #[test]
     fn a_missing_directory_is_an_error() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        on_a_runtime(async {
             let tmp = tempfile::tempdir().unwrap();
             let err = DirWatch::new(&tmp.path().join("nope")).err().expect("an error");
             assert!(format!("{err:#}").contains("nope"), "{err:#}");

@@ -10,7 +10,10 @@ use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
+use object_store::aws::S3ConditionalPut;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig, UpdateVersion, WriteMultipart,
+};
 
 use crate::exit::Fail;
 use crate::host::age::Written;
@@ -123,6 +126,8 @@ pub fn open(bucket: &str, endpoint: Option<&str>) -> Result<Bucket> {
             retry_timeout: Duration::from_secs(120),
             ..RetryConfig::default()
         });
+    // `If-Match` on a rewrite: S3, MinIO and Ceph check it.
+    b = b.with_conditional_put(S3ConditionalPut::ETagMatch);
     let endpoint = endpoint
         .map(str::to_string)
         .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
@@ -390,6 +395,40 @@ impl Bucket {
             .await
             .map(|_| ())
             .map_err(|e| failed(&format!("writing {url}"), &e))
+    }
+
+    /// Reads a small object with its ETag; `None` when there is none.
+    pub async fn get_tagged(&self, url: &Url) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        match self.store.get(&Self::key(url)).await {
+            Ok(r) => {
+                let tag = r.meta.e_tag.clone();
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|e| failed(&format!("reading {url}"), &e))?;
+                Ok(Some((bytes.to_vec(), tag)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed(&format!("reading {url}"), &e)),
+        }
+    }
+
+    /// Rewrites the small object at `url` only if it is still the one read
+    /// with `tag` (`If-Match`): `false`, and nothing written, when it changed
+    /// or went meanwhile.
+    pub async fn put_if_unchanged(&self, url: &Url, bytes: Vec<u8>, tag: &str) -> Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: Some(tag.to_string()),
+                version: None,
+            }),
+            ..PutOptions::default()
+        };
+        match self.store.put_opts(&Self::key(url), bytes.into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(failed(&format!("writing {url}"), &e)),
+        }
     }
 
     /// Whether an object is at `url`.

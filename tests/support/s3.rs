@@ -103,6 +103,22 @@ impl S3 {
         v
     }
 
+    /// The object at `key`, as text.
+    pub fn get(&self, key: &str) -> String {
+        self.boto(&format!(
+            "import sys\nsys.stdout.write(c.get_object(Bucket={:?}, Key={key:?})['Body'].read().decode())",
+            self.bucket
+        ))
+    }
+
+    /// Appends a space to the object at `key` (a new ETag, the same JSON).
+    pub fn touch(&self, key: &str) {
+        self.boto(&format!(
+            "b = c.get_object(Bucket={b:?}, Key={key:?})['Body'].read()\nc.put_object(Bucket={b:?}, Key={key:?}, Body=b + b' ')",
+            b = self.bucket
+        ));
+    }
+
     /// The environment for the tool: credentials and this endpoint.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut v: Vec<(&'static str, String)> =

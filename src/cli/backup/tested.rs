@@ -147,10 +147,12 @@ fn test_table(r: &backup::test_restore::Report) -> String {
     let _ = writeln!(
         t,
         "recorded  {}",
-        if r.recorded {
-            "in the backup's sidecar (tested)"
-        } else {
-            "nowhere: the backup has no sidecar of this tool"
+        match r.recorded {
+            backup::test_restore::Recorded::Sidecar => "in the backup's sidecar (tested)",
+            backup::test_restore::Recorded::BucketSidecar => "in the copy's sidecar in the bucket (tested)",
+            backup::test_restore::Recorded::NoSidecar => "nowhere: the backup has no sidecar of this tool",
+            backup::test_restore::Recorded::Changed =>
+                "nowhere: the copy's sidecar in the bucket changed or went while it was tested (another test, or retention); the result is in this report only",
         }
     );
     t
@@ -220,7 +222,7 @@ mod tests {
                 keys: Some(7),
                 etcd_version: "3.5.1".into(),
             },
-            recorded: true,
+            recorded: backup::test_restore::Recorded::Sidecar,
             etcd: "/usr/local/bin/etcd".into(),
             keys_from_bundle: None,
             served,

@@ -371,6 +371,14 @@ pub fn sidecar_path(snapshot: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The sidecar of a copy in a bucket: `<key>.json`, as on disk.
+pub fn sidecar_url(copy: &crate::host::s3::Url) -> crate::host::s3::Url {
+    crate::host::s3::Url {
+        bucket: copy.bucket.clone(),
+        key: format!("{}.json", copy.key),
+    }
+}
+
 /// Reads a sidecar; `None` when it is missing, unreadable or of another format.
 pub fn read_sidecar(snapshot: &Path) -> Option<Sidecar> {
     let text = std::fs::read_to_string(sidecar_path(snapshot)).ok()?;

@@ -19,15 +19,21 @@ use crate::support::{SYSTEM_PATH, bin, run_bounded, text};
 /// The tool with etcd 3.5 first on PATH (what the binary search finds) and
 /// `TMPDIR` (where the sandbox goes) set.
 fn tool(args: &[&str], tmp: &Path) -> std::process::Output {
+    let mut c = tool_command(args, tmp);
+    c.env("NO_COLOR", "1");
+    run_bounded(&mut c, Duration::from_secs(300))
+}
+
+/// The command [`tool`] runs, not started.
+fn tool_command(args: &[&str], tmp: &Path) -> std::process::Command {
     let mut c = bin();
     c.args(args)
         .env(
             "PATH",
             format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
         )
-        .env("TMPDIR", tmp)
-        .env("NO_COLOR", "1");
-    run_bounded(&mut c, Duration::from_secs(300))
+        .env("TMPDIR", tmp);
+    c
 }
 
 /// Every file in `dir` (but the lock) by name: its bytes' sha256, a sidecar
@@ -428,14 +434,8 @@ fn sandbox_etcd(snap: &Path, tmp: &Path) -> (i32, crate::support::Reaped) {
 
 /// [`sandbox_etcd`] for the command `args` with `env` added (its stdout piped).
 fn sandbox_etcd_of(args: &[&str], env: &[(&str, String)], tmp: &Path) -> (i32, crate::support::Reaped) {
-    let mut c = bin();
-    c.args(args)
-        .env(
-            "PATH",
-            format!("{}:{SYSTEM_PATH}", bin_dir(Version::V35).display()),
-        )
-        .env("TMPDIR", tmp)
-        .stdout(std::process::Stdio::piped())
+    let mut c = tool_command(args, tmp);
+    c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
@@ -596,9 +596,15 @@ fn a_copy_in_a_bucket_is_tested() {
     assert_eq!(t["recorded"], "bucket-sidecar", "{t}");
     assert!(gone(t["etcdPid"].as_i64().unwrap()), "{t}");
     assert_eq!(s3.keys(), keys_before, "no object added or removed");
-    let side_key = format!("{}.json", url.strip_prefix(&format!("s3://{}/", s3.bucket)).unwrap());
+    let side_key = format!(
+        "{}.json",
+        url.strip_prefix(&format!("s3://{}/", s3.bucket)).unwrap()
+    );
     let mut side: Value = serde_json::from_str(&s3.get(&side_key)).unwrap();
-    assert_eq!(side["tested"], t["tested"], "the result is in the bucket's sidecar");
+    assert_eq!(
+        side["tested"], t["tested"],
+        "the result is in the bucket's sidecar"
+    );
     let local = sidecar(&dir.join(side["file"].as_str().unwrap()));
     side.as_object_mut().unwrap().remove("tested");
     assert_eq!(side, local, "nothing else in the bucket's sidecar changed");
@@ -610,10 +616,15 @@ fn a_copy_in_a_bucket_is_tested() {
         std::fs::read_dir(&tmp).unwrap().next().is_none(),
         "the sandbox and the download are gone"
     );
-    // The sidecar rewritten by another run while the copy is tested: not written over.
+    // The sidecar rewritten by another run while the copy is tested: not
+    // written over. The tool is held (SIGSTOP) while its etcd serves, so the
+    // other write surely lands between its download and its record.
     let (_, mut run) = sandbox_etcd_of(&["backup", "test", &url, "-w", "json"], &env, &tmp);
+    let held = nix::unistd::Pid::from_raw(i32::try_from(run.0.id()).unwrap());
+    nix::sys::signal::kill(held, nix::sys::signal::Signal::SIGSTOP).unwrap();
     s3.touch(&side_key);
     let theirs = s3.get(&side_key);
+    nix::sys::signal::kill(held, nix::sys::signal::Signal::SIGCONT).unwrap();
     let status = run.wait_bounded(Duration::from_secs(300));
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut run.0.stdout.take().unwrap(), &mut stdout).unwrap();
@@ -621,5 +632,9 @@ fn a_copy_in_a_bucket_is_tested() {
     let t: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(t["tested"]["outcome"]["result"], "ok", "{t}");
     assert_eq!(t["recorded"], "changed", "{t}");
-    assert_eq!(s3.get(&side_key), theirs, "the other run's sidecar is as it wrote it");
+    assert_eq!(
+        s3.get(&side_key),
+        theirs,
+        "the other run's sidecar is as it wrote it"
+    );
 }

@@ -407,10 +407,7 @@ async fn download(
         .into());
     }
     let bucket = s3::open(&r.url.bucket, r.endpoint.as_deref())?;
-    let side_url = Url {
-        bucket: r.url.bucket.clone(),
-        key: format!("{}.json", r.url.key),
-    };
+    let side_url = super::sidecar_url(&r.url);
     let (sidecar_bytes, sidecar_etag) = match bucket.get_tagged(&side_url).await? {
         Some((b, tag)) => (Some(b), tag),
         None => (None, None),

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 
-use super::test_restore::{Recorded, Tested};
-use super::{Decision, Doing, Entry, Progress, Remote, Retention, Sidecar, Uploaded};
+use super::{Decision, Doing, Entry, Progress, Remote, Retention, Sidecar, Uploaded, sidecar_url};
 use crate::exit::Fail;
 use crate::host::rt::block_on;
 use crate::host::s3::{self, Bucket, Url};
@@ -140,54 +139,6 @@ async fn push_bundle(
         .into());
     }
     Ok(())
-}
-
-/// Writes `tested` into the sidecar of the copy at `copy` in the bucket,
-/// only over the sidecar as it was when the copy was downloaded (`tag`, its
-/// ETag then; `None`: as it is now), rewritten with `If-Match`, and only
-/// while the copy is there: a sidecar another run changed meanwhile is not
-/// written over, and a copy retention deleted never gets its sidecar back.
-pub fn record_tested(copy: &Remote, tag: Option<&str>, tested: &Tested) -> Result<Recorded> {
-    block_on(async {
-        let bucket = s3::open(&copy.url.bucket, copy.endpoint.as_deref())?;
-        let side = sidecar_url(&copy.url);
-        let read = bucket.get_tagged(&side).await?;
-        let here = bucket.exists(&copy.url).await?;
-        let Some((bytes, now)) = read else {
-            return Ok(if here && tag.is_none() {
-                Recorded::NoSidecar
-            } else {
-                Recorded::Changed
-            });
-        };
-        let Some(mut s) = super::parse_sidecar(&String::from_utf8_lossy(&bytes), copy.url.name()) else {
-            return Ok(Recorded::NoSidecar);
-        };
-        let Some(now) = now else {
-            return Err(Fail::problem(
-                format!("the store gave no ETag for {side}: the result cannot be written over it safely"),
-                "the result is in this report only; test a copy on disk to keep it in its sidecar",
-            )
-            .into());
-        };
-        if !here || tag.is_some_and(|t| t != now) {
-            return Ok(Recorded::Changed);
-        }
-        s.tested = Some(tested.clone());
-        let text = serde_json::to_string_pretty(&s)? + "\n";
-        Ok(if bucket.put_if_unchanged(&side, text.into_bytes(), &now).await? {
-            Recorded::BucketSidecar
-        } else {
-            Recorded::Changed
-        })
-    })?
-}
-
-fn sidecar_url(obj: &Url) -> Url {
-    Url {
-        bucket: obj.bucket.clone(),
-        key: format!("{}.json", obj.key),
-    }
 }
 
 /// The backups under `prefix`, newest first, as [`super::list`] gives a

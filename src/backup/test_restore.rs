@@ -181,22 +181,7 @@ pub struct Options {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Served {
-    /// Where a test's result was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Recorded {
-    /// Into the backup's sidecar on this machine.
-    Sidecar,
-    /// Into the copy's sidecar in the bucket (over the sidecar as read).
-    BucketSidecar,
-    /// Nowhere: the backup has no sidecar of this tool.
-    NoSidecar,
-    /// Nowhere: the bucket's sidecar changed or went while the copy was
-    /// tested (another test, or retention deleting the copy).
-    Changed,
-}
-
-/// The sandbox member's name.
+    /// The sandbox member's name.
     pub member: String,
     /// The revision served.
     pub revision: i64,
@@ -233,6 +218,21 @@ pub struct Report {
     pub etcd_stop: &'static str,
     /// The sandbox etcd's PID (gone now), when one was started.
     pub etcd_pid: Option<i32>,
+}
+
+/// Where a test's result was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recorded {
+    /// Into the backup's sidecar on this machine.
+    Sidecar,
+    /// Into the copy's sidecar in the bucket (over the sidecar as downloaded).
+    BucketSidecar,
+    /// Nowhere: the backup has no sidecar of this tool.
+    NoSidecar,
+    /// Nowhere: the bucket's sidecar changed or went while the copy was
+    /// tested (another test, or retention deleting the copy).
+    Changed,
 }
 
 /// The sandbox member's name.
@@ -341,7 +341,7 @@ pub fn test(opts: &Options, progress: &mut dyn FnMut(Progress)) -> Result<Report
                 Recorded::NoSidecar
             }
         }
-        (Source::Remote(r), None, _) => super::remote::record_tested(r, run.sidecar_etag.as_deref(), &tested)?,
+        (Source::Remote(r), None, _) => record_in_bucket(r, run.sidecar_etag.as_deref(), &tested)?,
         _ => Recorded::NoSidecar,
     };
     Ok(Report {
@@ -788,6 +788,49 @@ fn record(snapshot: &Path, tested: &Tested) -> Result<bool> {
     let _tmp = cleanup::Temp::new(dir.join(format!(".{}.json.tmp-{}", s.file, std::process::id())));
     super::write_sidecar(snapshot, &s)?;
     Ok(true)
+}
+
+/// Writes `tested` into the sidecar of the copy at `copy` in the bucket,
+/// only over the sidecar as it was when the copy was downloaded (`tag`, its
+/// ETag then; `None`: as it is now), rewritten with `If-Match`, and only
+/// while the copy is there: a sidecar another run changed meanwhile is not
+/// written over, and a copy retention deleted never gets its sidecar back.
+fn record_in_bucket(copy: &super::Remote, tag: Option<&str>, tested: &Tested) -> Result<Recorded> {
+    crate::host::rt::block_on(async {
+        let bucket = crate::host::s3::open(&copy.url.bucket, copy.endpoint.as_deref())?;
+        let side = super::sidecar_url(&copy.url);
+        let read = bucket.get_tagged(&side).await?;
+        let here = bucket.exists(&copy.url).await?;
+        let Some((bytes, now)) = read else {
+            return Ok(if here && tag.is_none() {
+                Recorded::NoSidecar
+            } else {
+                Recorded::Changed
+            });
+        };
+        let Some(mut s) = super::parse_sidecar(&String::from_utf8_lossy(&bytes), copy.url.name()) else {
+            return Ok(Recorded::NoSidecar);
+        };
+        let Some(now) = now else {
+            return Err(Fail::problem(
+                format!("the store gave no ETag for {side}: the result cannot be written over it safely"),
+                "the result is in this report only; test a copy on disk to keep it in its sidecar",
+            )
+            .into());
+        };
+        if !here || tag.is_some_and(|t| t != now) {
+            return Ok(Recorded::Changed);
+        }
+        s.tested = Some(tested.clone());
+        let text = serde_json::to_string_pretty(&s)? + "\n";
+        Ok(
+            if bucket.put_if_unchanged(&side, text.into_bytes(), &now).await? {
+                Recorded::BucketSidecar
+            } else {
+                Recorded::Changed
+            },
+        )
+    })?
 }
 
 #[cfg(test)]

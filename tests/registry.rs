@@ -30,6 +30,15 @@ fn conn(d: &Drill) -> Connection {
     }
 }
 
+/// A connection to a plain-text test etcd.
+fn plain(server: &crate::support::etcd::Etcd) -> Connection {
+    Connection {
+        endpoints: vec![server.client_url.clone()],
+        dial_timeout_ms: 3000,
+        ..Connection::default()
+    }
+}
+
 fn put(c: &Connection, key: &str, value: &[u8]) -> i64 {
     block_on(async {
         let mut cl = etcd::connect(c).await.unwrap();
@@ -667,11 +676,7 @@ fn watch_messages_sent(client_url: &str) -> u64 {
 fn secret_values_are_masked_by_kind_and_shape() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::etcd::Etcd::start(crate::support::etcd::Version::V35, dir.path());
-    let ec = Connection {
-        endpoints: vec![server.client_url.clone()],
-        dial_timeout_ms: 3000,
-        ..Connection::default()
-    };
+    let ec = plain(&server);
     let endpoints = format!("--endpoints={}", server.client_url);
     let annotated = k8s::meta("db", "prod", "secret-uid-2")
         .entry(
@@ -782,11 +787,7 @@ fn secret_values_are_masked_by_kind_and_shape() {
 fn secrets_encrypted_at_rest_read_with_the_encryption_config() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::etcd::Etcd::start(crate::support::etcd::Version::V35, dir.path());
-    let ec = Connection {
-        endpoints: vec![server.client_url.clone()],
-        dial_timeout_ms: 3000,
-        ..Connection::default()
-    };
+    let ec = plain(&server);
     let key: Vec<u8> = (0u8..32).collect();
     let config = crate::support::k8s::aescbc_config;
     let good = dir.path().join("encryption.yaml");
@@ -882,26 +883,13 @@ fn every_kind_of_the_official_schema_reads_back_live_and_from_a_snapshot() {
     use crate::support::k8s_random::Gen;
     let dir = tempfile::tempdir().unwrap();
     let server = crate::support::etcd::Etcd::start(crate::support::etcd::Version::V35, dir.path());
-    let ec = Connection {
-        endpoints: vec![server.client_url.clone()],
-        dial_timeout_ms: 3000,
-        ..Connection::default()
-    };
+    let ec = plain(&server);
     let endpoints = format!("--endpoints={}", server.client_url);
     let schema = etcd_rescue::registry::schema::get();
     let mut generator = Gen::new(&etcd_rescue::registry::schema::descriptor_set().unwrap(), 0x1363);
     let mut want = std::collections::BTreeMap::new();
     let mut secret_data = Vec::new();
-    for (group, version) in [
-        ("", "v1"),
-        ("apps", "v1"),
-        ("batch", "v1"),
-        ("rbac.authorization.k8s.io", "v1"),
-        ("networking.k8s.io", "v1"),
-        ("coordination.k8s.io", "v1"),
-        ("storage.k8s.io", "v1"),
-        ("policy", "v1"),
-    ] {
+    for &(group, version) in crate::support::k8s_random::GROUP_VERSIONS {
         let package = schema.package(group, version).unwrap();
         let api_version = if group.is_empty() {
             version.to_string()

@@ -189,25 +189,11 @@ pub fn seal_stream(
 /// memory, refusing one whose plaintext is larger than `limit` bytes. A
 /// wrong identity, a damaged or a cut file fails as [`unseal`] does.
 pub fn unseal_to_memory(src: &Path, identity: &Path, limit: u64) -> Result<Vec<u8>> {
-    let ids = identities(identity)?;
-    let input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let dec = age::Decryptor::new_buffered(BufReader::with_capacity(CHUNK, input))
-        .map_err(|e| damaged(src, &e.to_string()))?;
-    if dec.is_scrypt() {
-        return Err(Fail::before_change(
-            format!("{} is encrypted with a passphrase", src.display()),
-            "pass a file encrypted to an age recipient (etcd-rescue backup --encrypt-to writes one)",
-        )
-        .into());
-    }
-    let r = dec.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => Fail::before_change(
-            format!("no identity in {} can decrypt {}", identity.display(), src.display()),
-            "pass the identity whose recipient the backup was encrypted to (its sidecar lists the recipients)",
-        )
-        .into(),
-        e => damaged(src, &e.to_string()),
-    })?;
+    let r = open_sealed(
+        src,
+        identity,
+        "pass a file encrypted to an age recipient (etcd-rescue backup --encrypt-to writes one)".into(),
+    )?;
     let mut out = Vec::new();
     r.take(limit + 1)
         .read_to_end(&mut out)
@@ -279,6 +265,25 @@ fn identities(file: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
 /// new file `dst` (mode 0600), fsynced. On failure (no matching identity, a
 /// damaged or cut file) `dst` is removed. Returns what `dst` holds.
 pub fn unseal(src: &Path, dst: &Path, identity: &Path, progress: &mut dyn FnMut(u64)) -> Result<Written> {
+    let mut r = open_sealed(
+        src,
+        identity,
+        format!(
+            "decrypt it first (age -d -o snapshot.db {}) and pass the result",
+            src.display()
+        ),
+    )?;
+    write_new(dst, |hashed| {
+        pump(&mut r, hashed, progress).map_err(|e| damaged(src, &e.to_string()))?;
+        Ok(())
+    })
+}
+
+/// The plaintext of the age file `src`, decrypted with the identities in
+/// `identity` as it is read. A file encrypted with a passphrase is refused
+/// with `passphrase_next` as the next step; no matching identity names the
+/// identity file; anything else is [`damaged`].
+fn open_sealed(src: &Path, identity: &Path, passphrase_next: String) -> Result<impl Read> {
     let ids = identities(identity)?;
     let input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let dec = age::Decryptor::new_buffered(BufReader::with_capacity(CHUNK, input))
@@ -286,25 +291,19 @@ pub fn unseal(src: &Path, dst: &Path, identity: &Path, progress: &mut dyn FnMut(
     if dec.is_scrypt() {
         return Err(Fail::before_change(
             format!("{} is encrypted with a passphrase", src.display()),
-            format!(
-                "decrypt it first (age -d -o snapshot.db {}) and pass the result",
-                src.display()
-            ),
+            passphrase_next,
         )
         .into());
     }
-    let mut r = dec.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => Fail::before_change(
-            format!("no identity in {} can decrypt {}", identity.display(), src.display()),
-            "pass the identity whose recipient the backup was encrypted to (its sidecar lists the recipients)",
-        )
-        .into(),
-        e => damaged(src, &e.to_string()),
-    })?;
-    write_new(dst, |hashed| {
-        pump(&mut r, hashed, progress).map_err(|e| damaged(src, &e.to_string()))?;
-        Ok(())
-    })
+    dec.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Fail::before_change(
+                format!("no identity in {} can decrypt {}", identity.display(), src.display()),
+                "pass the identity whose recipient the backup was encrypted to (its sidecar lists the recipients)",
+            )
+            .into(),
+            e => damaged(src, &e.to_string()),
+        })
 }
 
 /// An age file that does not decrypt whole: cut, or changed since it was written.

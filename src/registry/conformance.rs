@@ -15,19 +15,8 @@ use serde_json::{Map, Value};
 
 use super::decode::{Stored, decode};
 use super::schema;
-use random::Gen;
+use random::{GROUP_VERSIONS, Gen};
 
-/// The groups and versions checked kind by kind.
-const GROUP_VERSIONS: &[(&str, &str)] = &[
-    ("", "v1"),
-    ("apps", "v1"),
-    ("batch", "v1"),
-    ("rbac.authorization.k8s.io", "v1"),
-    ("networking.k8s.io", "v1"),
-    ("coordination.k8s.io", "v1"),
-    ("storage.k8s.io", "v1"),
-    ("policy", "v1"),
-];
 /// Random objects per kind.
 const SAMPLES: i64 = 4;
 

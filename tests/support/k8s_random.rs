@@ -21,6 +21,18 @@ use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 use serde_json::{Map, Value};
 
+/// The groups and versions checked kind by kind (the main API groups).
+pub const GROUP_VERSIONS: &[(&str, &str)] = &[
+    ("", "v1"),
+    ("apps", "v1"),
+    ("batch", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
+    ("networking.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+    ("storage.k8s.io", "v1"),
+    ("policy", "v1"),
+];
+
 /// Fields never written yet are written down to this depth.
 pub const FORCED_DEPTH: usize = 12;
 /// Fields already written are written at random down to this depth.
